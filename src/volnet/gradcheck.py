@@ -1,0 +1,32 @@
+"""Numerical gradients by centred differences, to check every backward pass.
+
+``numerical_gradient(f, x)`` perturbs each entry of ``x`` by +-h and returns
+``(f(x+h) - f(x-h)) / 2h``; compare it with an analytic gradient through
+:func:`relative_error`. Use float64: in float32 the rounding error of f
+swamps the difference for any useful h.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def numerical_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Gradient of the scalar function ``f()`` w.r.t. the array ``x``, modified in place and restored."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + h
+        plus = f()
+        flat[i] = original - h
+        minus = f()
+        flat[i] = original
+        gflat[i] = (plus - minus) / (2 * h)
+    return grad
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """``max |a - b| / max(|a| + |b|)``, the scale-free distance used by gradient checks."""
+    scale = np.maximum(np.abs(a) + np.abs(b), 1e-12)
+    return float(np.max(np.abs(a - b) / scale)) if np.size(a) else 0.0

@@ -1,0 +1,195 @@
+"""Convolution (the CONV layer's arithmetic), naive and fast, forward and backward.
+
+Notation: x is ``(N, H, W, D)``; weights w are ``(F, F, D, K)`` (K filters,
+each F x F spatially and the full input depth D deep); biases b are ``(K,)``.
+The output is ``(N, H2, W2, K)`` with ``H2 = (H - F + 2P)/S + 1`` and the same
+for W2 (see :mod:`volnet.shapes`; a dilated filter spans
+``dilation*(F-1)+1``).
+
+Two versions of the same layer:
+
+* :func:`conv_forward_naive` loops over output positions exactly like the
+  notes: ``V[x, y, d] = np.sum(X[x*S : x*S+F, y*S : y*S+F, :] * W_d) + b_d``.
+* :func:`conv_forward` stretches every receptive field into a row
+  (:func:`im2col`) and computes all dot products with one matrix multiply.
+
+Like every kernel in ``volnet.ops`` they return ``(out, cache)``; the
+backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..shapes import ShapeError
+from .window import Geometry, geometry, pad_spatial, tap, unpad_spatial, windows
+
+
+@dataclass(frozen=True)
+class ConvCache:
+    """What the backward pass needs: the padded input, the weights and the geometry.
+
+    Only the input is kept (not its im2col matrix, which is F*F times larger);
+    the fast backward rebuilds the columns, trading one copy for memory.
+    """
+
+    xp: np.ndarray
+    w: np.ndarray
+    geometry: Geometry
+
+
+def _check(x, w, b, layer):
+    if w.ndim != 4:
+        raise ShapeError(f"{layer or 'conv'}: weights must be (F, F, D, K), got shape {w.shape}")
+    if b.shape != (w.shape[3],):
+        raise ShapeError(f"{layer or 'conv'}: biases must be (K,) = ({w.shape[3]},), got shape {b.shape}")
+    if x.ndim == 4 and x.shape[3] != w.shape[2]:
+        raise ShapeError(
+            f"{layer or 'conv'}: input depth D={x.shape[3]} does not match the filters' depth "
+            f"{w.shape[2]} (weights {w.shape}); filters always span the full input depth"
+        )
+
+
+def im2col(x: np.ndarray, F, stride=1, pad=0, dilation=1, *, fit=None) -> np.ndarray:
+    """Stretch every receptive field into a column, as in the notes' worked example.
+
+    ``x`` is one volume ``(H, W, D)`` or a batch ``(N, H, W, D)``. The result
+    ``X_col`` has one column per output position (``N*H2*W2`` of them) and
+    ``F*F*D`` rows, ordered (row, column, depth) like the weights, so that
+    ``W_row @ X_col`` with ``W_row = w.reshape(-1, K).T`` computes the layer.
+
+    >>> x = np.zeros((227, 227, 3)); im2col(x, 11, stride=4).shape
+    (363, 3025)
+    """
+    batch = x if x.ndim == 4 else x[None]
+    g = geometry(batch.shape, F, stride, pad, dilation, fit=fit)
+    return _rows(pad_spatial(batch, g.pads), g).T
+
+
+def _rows(xp: np.ndarray, g: Geometry) -> np.ndarray:
+    """im2col's transpose, the layout the fast kernels use: ``(N*H2*W2, F*F*D)``.
+
+    One strided view, one contiguous copy: for NHWC volumes the depth axis is
+    innermost in both, so the copy streams memory in order.
+    """
+    view = windows(xp, g)
+    return np.ascontiguousarray(view).reshape(-1, view.shape[3] * view.shape[4] * view.shape[5])
+
+
+def _col2im(drows: np.ndarray, g: Geometry, padded_shape) -> np.ndarray:
+    """Adjoint of :func:`_rows`: add every column's gradient back to where it was read from."""
+    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    dxp = np.zeros(padded_shape, dtype=drows.dtype)
+    dwin = drows.reshape(padded_shape[0], Ho, Wo, Fh, Fw, padded_shape[3])
+    for u in range(Fh):
+        for v in range(Fw):
+            rows, cols = tap(g, u, v)
+            dxp[:, rows, cols] += dwin[:, :, :, u, v]
+    return dxp
+
+
+def conv_forward_naive(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None):
+    """Convolution by looping over output positions, one dot product each (slow, clear).
+
+    ``out[n, i, j, k] = np.sum(xp[n, i*S : i*S+F, j*S : j*S+F, :] * w[..., k]) + b[k]``
+    where xp is x zero-padded by P (and the slice steps by ``dilation``).
+    """
+    _check(x, w, b, layer)
+    g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
+    xp = pad_spatial(x, g.pads)
+    (Ho, Wo), (Fh, Fw), (Sh, Sw), (dh, dw) = g.out_hw, g.size, g.stride, g.dilation
+    K = w.shape[3]
+    out = np.zeros((x.shape[0], Ho, Wo, K), dtype=np.result_type(x, w))
+    for n in range(x.shape[0]):
+        for i in range(Ho):
+            for j in range(Wo):
+                field = xp[n, i * Sh: i * Sh + (Fh - 1) * dh + 1: dh, j * Sw: j * Sw + (Fw - 1) * dw + 1: dw, :]
+                for k in range(K):
+                    out[n, i, j, k] = np.sum(field * w[:, :, :, k]) + b[k]
+    return out, ConvCache(xp=xp, w=w, geometry=g)
+
+
+def conv_backward_naive(dout, cache: ConvCache):
+    """Backward of :func:`conv_forward_naive`: every output neuron adds its share.
+
+    Each output ``out[n, i, j, k]`` used one receptive field and filter k, so
+    its gradient flows back to exactly those: the filter's gradient is summed
+    over all positions of its depth slice (parameter sharing), and the
+    input's gradient over all filters and positions that saw it.
+    """
+    g, xp, w = cache.geometry, cache.xp, cache.w
+    (Ho, Wo), (Fh, Fw), (Sh, Sw), (dh, dw_) = g.out_hw, g.size, g.stride, g.dilation
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for n in range(dout.shape[0]):
+        for i in range(Ho):
+            for j in range(Wo):
+                rows = slice(i * Sh, i * Sh + (Fh - 1) * dh + 1, dh)
+                cols = slice(j * Sw, j * Sw + (Fw - 1) * dw_ + 1, dw_)
+                for k in range(w.shape[3]):
+                    dw[:, :, :, k] += xp[n, rows, cols, :] * dout[n, i, j, k]
+                    dxp[n, rows, cols, :] += w[:, :, :, k] * dout[n, i, j, k]
+    db = dout.sum(axis=(0, 1, 2))
+    return unpad_spatial(dxp, g), dw, db
+
+
+def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None):
+    """Fast convolution: im2col, then one matrix multiply ``rows @ W``.
+
+    Same arguments and result as :func:`conv_forward_naive`.
+    """
+    _check(x, w, b, layer)
+    g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
+    xp = pad_spatial(x, g.pads)
+    K = w.shape[3]
+    out = _rows(xp, g) @ w.reshape(-1, K)
+    out += b
+    return out.reshape(x.shape[0], *g.out_hw, K), ConvCache(xp=xp, w=w, geometry=g)
+
+
+def conv_backward(dout, cache: ConvCache):
+    """Fast backward of :func:`conv_forward`: returns ``(dx, dw, db)``.
+
+    dw is one matrix multiply with the rebuilt im2col rows. dx is, for
+    stride 1, a convolution of ``dout`` with the spatially flipped filters
+    (:func:`conv_backward_input_flipped`, as the notes remark); for larger
+    strides, the filters' gradient columns are added back in place (col2im).
+    """
+    g, xp, w = cache.geometry, cache.xp, cache.w
+    K = w.shape[3]
+    dout_rows = dout.reshape(-1, K)
+    dw = (_rows(xp, g).T @ dout_rows).reshape(w.shape)
+    db = dout_rows.sum(axis=0)
+    if g.stride == (1, 1):
+        dx = conv_backward_input_flipped(dout, w, g)
+    else:
+        dx = unpad_spatial(_col2im(dout_rows @ w.reshape(-1, K).T, g, xp.shape), g)
+    return dx, dw, db
+
+
+def conv_backward_input_flipped(dout, w, g: Geometry):
+    """Input gradient as a convolution of ``dout`` with the flipped, transposed filters.
+
+    The notes: "the backward pass for a convolution ... is also a
+    convolution (but with spatially-flipped filters)". For stride S the
+    gradient first spreads dout out with S-1 zeros between its entries
+    (which is why the fast backward uses col2im for S > 1).
+    """
+    N, H, W, D = g.in_shape
+    (Ho, Wo), (Fh, Fw), (Sh, Sw), (dh, dwl) = g.out_hw, g.size, g.stride, g.dilation
+    K = w.shape[3]
+    if (Sh, Sw) != (1, 1):
+        spread = np.zeros((N, (Ho - 1) * Sh + 1, (Wo - 1) * Sw + 1, K), dtype=dout.dtype)
+        spread[:, ::Sh, ::Sw] = dout
+        dout = spread
+    top, _, left, _ = g.pads
+    eh, ew = (Fh - 1) * dh + 1, (Fw - 1) * dwl + 1
+    # dx[h] = sum_u dout[h + top - u*dh] * w[u]: a correlation with the flipped
+    # filters over dout padded so that output row 0 lines up with input row 0.
+    pads = (eh - 1 - top, H + top - dout.shape[1], ew - 1 - left, W + left - dout.shape[2])
+    flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+    gt = geometry((N, dout.shape[1] + pads[0] + pads[1], dout.shape[2] + pads[2] + pads[3], K),
+                  (Fh, Fw), 1, 0, (dh, dwl))
+    return (_rows(pad_spatial(dout, pads), gt) @ flipped.reshape(-1, D)).reshape(N, H, W, D)

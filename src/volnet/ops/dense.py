@@ -1,0 +1,46 @@
+"""Fully connected (dense) layer and ReLU.
+
+FC: every output neuron is connected to every input activation, so a batch
+of volumes ``(N, H, W, D)`` is flattened to ``(N, H*W*D)`` and
+``out = x_flat @ w + b`` with w ``(H*W*D, K)`` and b ``(K,)``; the output is
+``(N, K)`` (the notes' ``1x1xK`` volume).
+
+ReLU: ``max(0, x)`` elementwise; the shape is unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..shapes import ShapeError
+
+
+def fc_forward(x, w, b, *, layer=None):
+    """Dense layer on a batch of volumes or vectors; returns ``(out, cache)``."""
+    flat = x.reshape(x.shape[0], -1)
+    if flat.shape[1] != w.shape[0]:
+        raise ShapeError(
+            f"{layer or 'fc'}: each input holds {flat.shape[1]} values (shape {x.shape[1:]}) but the "
+            f"weights expect {w.shape[0]} inputs (weights {w.shape})"
+        )
+    out = flat @ w
+    out += b
+    return out, (x, w)
+
+
+def fc_backward(dout, cache):
+    """Backward of :func:`fc_forward`: ``(dx, dw, db)``, dx in the input's shape."""
+    x, w = cache
+    flat = x.reshape(x.shape[0], -1)
+    return (dout @ w.T).reshape(x.shape), flat.T @ dout, dout.sum(axis=0)
+
+
+def relu_forward(x):
+    """``max(0, x)``; the cache is the output, whose sign tells backward where to pass."""
+    out = np.maximum(x, 0)
+    return out, out
+
+
+def relu_backward(dout, cache):
+    """Gradient passes where the output was positive, and is zero elsewhere."""
+    return dout * (cache > 0)

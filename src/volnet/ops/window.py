@@ -1,0 +1,106 @@
+"""The one strided-window helper behind convolution and pooling.
+
+A batch of volumes ``x`` is ``(N, H, W, D)``. A window op with extent F,
+stride S and dilation looks, for output position ``(i, j)`` and filter tap
+``(u, v)``, at input row ``i*S + u*dilation`` and column ``j*S + v*dilation``
+of the padded input. Everything here is index bookkeeping; no arithmetic of
+any layer lives in this file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..shapes import ShapeError, fit_axis, pair
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Everything a window op needs to index its input, for both spatial axes.
+
+    ``pads`` is ``(top, bottom, left, right)``; bottom/right may be negative
+    when ``fit="crop"`` drops input rows no filter reaches.
+    """
+
+    in_shape: tuple[int, int, int, int]  # (N, H, W, D)
+    size: tuple[int, int]  # F as (height, width)
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    out_hw: tuple[int, int]
+
+
+def geometry(x_shape, size, stride=1, pad=0, dilation=1, *, fit=None, layer=None,
+             pool=False) -> Geometry:
+    """Validate a window op on a batch ``(N, H, W, D)`` and work out its output size."""
+    if len(x_shape) != 4:
+        raise ShapeError(
+            f"{layer + ': ' if layer else ''}expected a batch of volumes (N, H, W, D), got an array "
+            f"of shape {tuple(x_shape)}; add a batch axis with x[None] for a single volume"
+        )
+    F, S, P, dil = pair(size, "size"), pair(stride, "stride"), pair(pad, "pad"), pair(dilation, "dilation")
+    fits = [
+        fit_axis(x_shape[1 + a], F[a], S[a], P[a], dil[a], fit=fit, layer=layer,
+                 axis=("height", "width")[a], pool=pool)
+        for a in range(2)
+    ]
+    return Geometry(
+        in_shape=tuple(int(s) for s in x_shape), size=F, stride=S, dilation=dil,
+        pads=(fits[0].pad_before, fits[0].pad_after, fits[1].pad_before, fits[1].pad_after),
+        out_hw=(fits[0].size, fits[1].size),
+    )
+
+
+def pad_spatial(x: np.ndarray, pads, value=0.0) -> np.ndarray:
+    """Zero-pad (or, for negative amounts, crop) the H and W axes of ``(N, H, W, D)``."""
+    top, bottom, left, right = pads
+    if min(pads) < 0:
+        x = x[:, max(-top, 0): x.shape[1] - max(-bottom, 0), max(-left, 0): x.shape[2] - max(-right, 0)]
+        top, bottom, left, right = (max(p, 0) for p in pads)
+    if top == bottom == left == right == 0:
+        return x
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def unpad_spatial(dxp: np.ndarray, g: Geometry) -> np.ndarray:
+    """Gradient w.r.t. the unpadded input from the gradient w.r.t. the padded one.
+
+    Rows that ``pad_spatial`` cropped away get zero gradient.
+    """
+    top, bottom, left, right = g.pads
+    H, W = g.in_shape[1:3]
+    if min(g.pads) < 0:
+        full = np.zeros(g.in_shape, dtype=dxp.dtype)
+        r0, c0 = max(-top, 0), max(-left, 0)
+        full[:, r0: r0 + dxp.shape[1] - max(top, 0) - max(bottom, 0),
+             c0: c0 + dxp.shape[2] - max(left, 0) - max(right, 0)] = \
+            dxp[:, max(top, 0): dxp.shape[1] - max(bottom, 0), max(left, 0): dxp.shape[2] - max(right, 0)]
+        return full
+    return dxp[:, top: top + H, left: left + W]
+
+
+def tap(g: Geometry, u: int, v: int) -> tuple[slice, slice]:
+    """Row and column slices of the padded input that filter tap (u, v) reads.
+
+    ``xp[:, rows, cols]`` has shape ``(N, H2, W2, D)``: for every output
+    position, the input value under tap (u, v).
+    """
+    (Ho, Wo), (Sh, Sw), (dh, dw) = g.out_hw, g.stride, g.dilation
+    rows = slice(u * dh, u * dh + Sh * (Ho - 1) + 1, Sh)
+    cols = slice(v * dw, v * dw + Sw * (Wo - 1) + 1, Sw)
+    return rows, cols
+
+
+def windows(xp: np.ndarray, g: Geometry) -> np.ndarray:
+    """Read-only view ``(N, H2, W2, Fh, Fw, D)`` of every receptive field of the padded input."""
+    n, sh, sw, sd = xp.strides
+    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    return as_strided(
+        xp,
+        shape=(xp.shape[0], Ho, Wo, Fh, Fw, xp.shape[3]),
+        strides=(n, sh * g.stride[0], sw * g.stride[1], sh * g.dilation[0], sw * g.dilation[1], sd),
+        writeable=False,
+    )
