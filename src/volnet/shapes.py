@@ -78,6 +78,12 @@ def _nearest_valid_pads(W: int, extent: int, S: int, P: int) -> list[int]:
     return sorted(valid, key=lambda p: (abs(p - P), p))[:1]
 
 
+def _nearest_valid_filters(W: int, F: int, S: int, P: int, dilation: int) -> list[int]:
+    valid = [f for f in range(1, W + 2 * P + 1)
+             if (W - effective_extent(f, dilation) + 2 * P) % S == 0 and effective_extent(f, dilation) <= W + 2 * P]
+    return sorted(valid, key=lambda f: (abs(f - F), f))[:1]
+
+
 def _nearest_valid_strides(W: int, extent: int, S: int, P: int) -> list[int]:
     span = W - extent + 2 * P
     if span < 0:
@@ -118,6 +124,9 @@ def fit_axis(W: int, F: int, S: int = 1, P: int = 0, dilation: int = 1, *,
         pads = _nearest_valid_pads(W, extent, S, P)
         if pads and not pool:
             suggestions.append(f"P={pads[0]}")
+        filters = _nearest_valid_filters(W, F, S, P, dilation)
+        if filters:
+            suggestions.append(f"F={filters[0]}")
         strides = _nearest_valid_strides(W, extent, S, P)
         if strides:
             suggestions.append(f"S={strides[0]}")

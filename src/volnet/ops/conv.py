@@ -149,8 +149,11 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None):
     return out.reshape(x.shape[0], *g.out_hw, K), ConvCache(xp=xp, w=w, geometry=g)
 
 
-def conv_backward(dout, cache: ConvCache):
+def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     """Fast backward of :func:`conv_forward`: returns ``(dx, dw, db)``.
+
+    ``input_grad=False`` skips dx (returned as None): the first layer of a
+    network has no use for it, and it costs as much as the forward pass.
 
     dw is one matrix multiply with the rebuilt im2col rows. dx is, for
     stride 1, a convolution of ``dout`` with the spatially flipped filters
@@ -162,7 +165,9 @@ def conv_backward(dout, cache: ConvCache):
     dout_rows = dout.reshape(-1, K)
     dw = (_rows(xp, g).T @ dout_rows).reshape(w.shape)
     db = dout_rows.sum(axis=0)
-    if g.stride == (1, 1):
+    if not input_grad:
+        dx = None
+    elif g.stride == (1, 1):
         dx = conv_backward_input_flipped(dout, w, g)
     else:
         dx = unpad_spatial(_col2im(dout_rows @ w.reshape(-1, K).T, g, xp.shape), g)

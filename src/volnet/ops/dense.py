@@ -28,11 +28,12 @@ def fc_forward(x, w, b, *, layer=None):
     return out, (x, w)
 
 
-def fc_backward(dout, cache):
-    """Backward of :func:`fc_forward`: ``(dx, dw, db)``, dx in the input's shape."""
+def fc_backward(dout, cache, input_grad: bool = True):
+    """Backward of :func:`fc_forward`: ``(dx, dw, db)``, dx in the input's shape (None if not ``input_grad``)."""
     x, w = cache
     flat = x.reshape(x.shape[0], -1)
-    return (dout @ w.T).reshape(x.shape), flat.T @ dout, dout.sum(axis=0)
+    dx = (dout @ w.T).reshape(x.shape) if input_grad else None
+    return dx, flat.T @ dout, dout.sum(axis=0)
 
 
 def relu_forward(x):

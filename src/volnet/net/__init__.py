@@ -1,0 +1,3 @@
+from .sequential import Sequential
+
+__all__ = ["Sequential"]

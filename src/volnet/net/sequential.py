@@ -1,0 +1,124 @@
+"""Sequential: a stack of layers, each transforming one volume into the next."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers.base import Layer, Param, layer_from_config
+from ..shapes import ShapeError, as_volume_shape, format_volume
+
+
+class Sequential:
+    """A ConvNet as a list of layers, built and checked for one input volume.
+
+    Args:
+        layers: the layers, first to last.
+        input_shape: one input volume ``(H, W, D)``, e.g. ``(32, 32, 3)`` for CIFAR-10.
+        seed: seeds the weight initialisation. Default: 0.
+        dtype: parameter dtype. Default: float32 (float64 for gradient checks).
+
+    Building walks the volume through every layer, so a hyperparameter that
+    does not fit (say a stride that leaves the last filter hanging) raises
+    :class:`~volnet.ShapeError` here, naming the layer, before any data flows.
+
+    Example:
+        >>> from volnet.layers import Conv2D, ReLU, MaxPool, FC
+        >>> net = Sequential([Conv2D(12, 3, P=1), ReLU(), MaxPool(2, 2), FC(10)], input_shape=(32, 32, 3))
+        >>> net.output_shape
+        (10,)
+    """
+
+    def __init__(self, layers: list[Layer], input_shape, *, seed: int = 0, dtype=np.float32):
+        self.layers = list(layers)
+        self.input_shape = as_volume_shape(input_shape)
+        self.dtype = np.dtype(dtype)
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        shape = self.input_shape
+        self.shapes: list[tuple] = []  # output shape of every layer
+        for index, layer in enumerate(self.layers, start=1):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {index}: expected a volnet layer, got {layer!r}")
+            layer.label = f"layer {index} ({type(layer).__name__})"
+            shape = layer.build(shape, rng, self.dtype)
+            self.shapes.append(shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.shapes[-1] if self.shapes else self.input_shape
+
+    def _check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 3 and x.shape == self.input_shape:
+            raise ShapeError(f"input is one volume {format_volume(x.shape)}; pass a batch (N, H, W, D): x[None]")
+        if x.ndim != 4 or x.shape[1:] != self.input_shape:
+            raise ShapeError(
+                f"input batch has shape {x.shape}; this network expects (N, {', '.join(map(str, self.input_shape))}) "
+                f"(N volumes of {format_volume(self.input_shape)}, depth last)"
+            )
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        return x
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        """Class scores (or the last volume) for a batch ``(N, H, W, D)``.
+
+        With ``train=True`` every layer keeps what its backward pass needs;
+        with ``train=False`` nothing is kept.
+        """
+        x = self._check_input(x)
+        for layer in self.layers:
+            x = layer.forward(x, train=train)
+        return x
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate ``dout`` (gradient w.r.t. the output) through every layer.
+
+        Fills each parameter's ``grad`` and returns the gradient w.r.t. the
+        input batch; ``input_grad=False`` (what training uses) skips that last
+        gradient and returns None.
+        """
+        for index in range(len(self.layers) - 1, -1, -1):
+            dout = self.layers[index].backward(dout, input_grad=input_grad or index > 0)
+        return dout
+
+    def params(self) -> list[Param]:
+        """Every parameter with its gradient, first layer first."""
+        return [p for layer in self.layers for p in layer.params()]
+
+    @property
+    def num_params(self) -> int:
+        return sum(layer.num_params for layer in self.layers)
+
+    def summary(self) -> str:
+        """A plain-text table: every layer's output volume and parameter count."""
+        rows = [("#", "layer", "output volume", "params"), ("", "INPUT", format_volume(self.input_shape), "0")]
+        for index, (layer, shape) in enumerate(zip(self.layers, self.shapes), start=1):
+            volume = format_volume((1, 1, *shape) if len(shape) == 1 else shape)
+            rows.append((str(index), repr(layer), volume, f"{layer.num_params:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = ["  ".join(cell.ljust(w) if c in (1, 2) else cell.rjust(w)
+                           for c, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append("-" * len(lines[0]))
+        lines.append(f"total parameters: {self.num_params:,}")
+        return "\n".join(lines)
+
+    def get_config(self) -> dict:
+        """Everything needed to rebuild the architecture (not the weights)."""
+        return {"input_shape": list(self.input_shape), "seed": self.seed, "dtype": self.dtype.name,
+                "layers": [{"type": type(layer).__name__, **layer.get_config()} for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Sequential:
+        return cls([layer_from_config(c) for c in config["layers"]], config["input_shape"],
+                   seed=config.get("seed", 0), dtype=config.get("dtype", "float32"))
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __repr__(self):
+        return f"Sequential({len(self.layers)} layers, input {format_volume(self.input_shape)})"
