@@ -89,6 +89,13 @@ class Layer:
         """Parameters with their gradients (empty for RELU, POOL, Flatten)."""
         return list(self._params)
 
+    def buffers(self) -> dict[str, np.ndarray]:
+        """State that is saved with the weights but not trained (BatchNorm's running averages).
+
+        Returned arrays are the live ones: checkpoint loading writes into them in place.
+        """
+        return {}
+
     @property
     def num_params(self) -> int:
         return sum(p.value.size for p in self._params)
