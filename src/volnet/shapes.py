@@ -119,6 +119,8 @@ def fit_axis(W: int, F: int, S: int = 1, P: int = 0, dilation: int = 1, *,
         size = span // S + 1
     elif fit == "pad":
         size = -(-span // S) + 1
+        if (size - 1) * S >= W + P:  # with S > F the extra window would hold padding only
+            size -= 1
     else:
         suggestions = []
         pads = _nearest_valid_pads(W, extent, S, P)
@@ -169,7 +171,7 @@ def pool_output_size(W: int, F: int, S: int | None = None, *, fit: str | None = 
 def as_volume_shape(shape, name: str = "input_shape") -> tuple[int, int, int]:
     """Validate a single-volume shape ``(H, W, D)``."""
     try:
-        dims = tuple(int(s) for s in shape)
+        dims = tuple(operator.index(s) for s in shape)
     except TypeError:
         raise ShapeError(f"{name} must be (height, width, depth), got {shape!r}") from None
     if len(dims) != 3 or min(dims) < 1:

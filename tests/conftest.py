@@ -1,0 +1,73 @@
+"""Shared test helpers: seeded random numbers, gradient checks, PyTorch layout.
+
+Fixtures rather than importable functions, so that test modules in every
+folder (``tests/ops``, ``tests/layers``, ...) reach them the same way.
+
+* ``rng``          a NumPy Generator seeded from the test's id (stable across runs).
+* ``check_grad``   ``check_grad(f, array, analytic)`` asserts that the analytic
+                   gradient of the scalar ``f()`` w.r.t. ``array`` matches centred
+                   differences (:mod:`volnet.gradcheck`) to a relative error < 1e-6.
+* ``torch``        the torch module; the test is skipped when torch is missing.
+* ``nchw``         converters between volnet's layout and PyTorch's:
+                   volumes ``(N, H, W, D)`` <-> ``(N, C, H, W)`` and
+                   conv filters ``(F, F, D, K)`` <-> ``(K, D, F, F)``.
+"""
+
+from __future__ import annotations
+
+import types
+import zlib
+
+import numpy as np
+import pytest
+
+from volnet.gradcheck import numerical_gradient, relative_error
+
+GRAD_TOL = 1e-6
+
+
+@pytest.fixture
+def rng(request):
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def assert_gradient(f, x: np.ndarray, analytic: np.ndarray, tol: float = GRAD_TOL, name: str = "gradient"):
+    """Compare ``analytic`` with the centred-difference gradient of the scalar ``f()`` w.r.t. ``x``.
+
+    ``x`` must be a contiguous float64 array that ``f`` reads (it is perturbed in place).
+    """
+    assert x.dtype == np.float64 and x.flags.c_contiguous
+    assert analytic.shape == x.shape, f"{name}: shape {analytic.shape} != {x.shape}"
+    numeric = numerical_gradient(f, x)
+    error = relative_error(analytic, numeric)
+    assert error < tol, f"{name}: relative error {error:.3g} >= {tol:g}"
+
+
+@pytest.fixture
+def check_grad():
+    return assert_gradient
+
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def nchw(torch):
+    """Layout converters between volnet (NHWC, (F, F, D, K)) and PyTorch (NCHW, (K, D, F, F))."""
+
+    def to_torch_nchw(x, requires_grad=False):
+        return torch.tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), requires_grad=requires_grad)
+
+    def from_torch_nchw(t):
+        return t.detach().numpy().transpose(0, 2, 3, 1)
+
+    def filters_to_torch(w, requires_grad=False):
+        return torch.tensor(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), requires_grad=requires_grad)
+
+    def filters_from_torch(t):
+        return t.detach().numpy().transpose(2, 3, 1, 0)
+
+    return types.SimpleNamespace(to_torch=to_torch_nchw, from_torch=from_torch_nchw,
+                                 filters_to_torch=filters_to_torch, filters_from_torch=filters_from_torch)

@@ -1,0 +1,303 @@
+"""POOL kernels (max, average, L2-norm): hand-computed values, switches, fast == naive, PyTorch."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from volnet.ops import pool_backward, pool_backward_naive, pool_forward, pool_forward_naive
+from volnet.shapes import ShapeError
+
+MODES = ("max", "avg", "l2")
+PAIRS = {"naive": (pool_forward_naive, pool_backward_naive), "fast": (pool_forward, pool_backward)}
+
+
+def distinct_values(rng, shape):
+    """Random values at least 0.01 apart: no ties, and a 1e-6 nudge never changes which one is the max."""
+    size = math.prod(shape)
+    return (rng.permutation(size) * 0.01 - size * 0.005).reshape(shape) + rng.uniform(0, 1e-3, shape)
+
+
+# ---------------------------------------------------------------------------
+# Hand-computed values
+# ---------------------------------------------------------------------------
+
+SLICE = np.array([[1.0, 1, 2, 4],
+                  [5, 6, 7, 8],
+                  [3, 2, 1, 0],
+                  [1, 2, 3, 4]])
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_f2_s2_on_a_4x4_slice(kind):
+    forward, _ = PAIRS[kind]
+    # Two depth slices, pooled independently: the second is the negated first.
+    x = np.stack([SLICE, -SLICE], axis=-1)[None]
+    expected = {
+        "max": [[[6, -1], [8, -2]], [[3, -1], [4, 0]]],
+        "avg": [[[13 / 4, -13 / 4], [21 / 4, -21 / 4]], [[2, -2], [2, -2]]],
+        "l2": [[[math.sqrt(63)] * 2, [math.sqrt(133)] * 2], [[math.sqrt(18)] * 2, [math.sqrt(26)] * 2]],
+    }
+    for mode, values in expected.items():
+        out, _ = forward(x, 2, 2, mode)
+        assert out.shape == (1, 2, 2, 2)  # depth unchanged, 4x4 -> 2x2
+        np.testing.assert_allclose(out[0], values, rtol=1e-12, err_msg=mode)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_overlapping_f3_s2_on_a_5x5_slice(kind):
+    forward, _ = PAIRS[kind]
+    x = np.arange(25.0).reshape(1, 5, 5, 1)
+    out, _ = forward(x, 3, 2, "max")
+    np.testing.assert_array_equal(out[0, :, :, 0], [[12, 14], [22, 24]])
+    out, _ = forward(x, 3, 2, "avg")
+    np.testing.assert_allclose(out[0, :, :, 0], [[6, 8], [16, 18]], rtol=1e-12)
+    out, _ = forward(x, 3, 2, "l2")
+    X = x[0, :, :, 0]
+    expected = [[np.sqrt(np.sum(X[r:r + 3, c:c + 3] ** 2)) for c in (0, 2)] for r in (0, 2)]
+    np.testing.assert_allclose(out[0, :, :, 0], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_stride_defaults_to_the_window(kind):
+    forward, _ = PAIRS[kind]
+    x = np.stack([SLICE, -SLICE], axis=-1)[None]
+    for mode in MODES:
+        np.testing.assert_array_equal(forward(x, 2, mode=mode)[0], forward(x, 2, 2, mode=mode)[0])
+
+
+# ---------------------------------------------------------------------------
+# Max pooling routes the gradient through the switches
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_max_pool_backward_sends_each_gradient_to_the_argmax_only(kind, rng):
+    forward, backward = PAIRS[kind]
+    x = distinct_values(rng, (2, 6, 8, 3))
+    out, cache = forward(x, 2, 2, "max")
+    dout = rng.uniform(1, 2, out.shape)  # nonzero everywhere
+    dx = backward(dout, cache)
+    assert np.count_nonzero(dx) == out.size  # one input per output neuron
+    for n, i, j, d in np.ndindex(out.shape):
+        window = x[n, 2 * i: 2 * i + 2, 2 * j: 2 * j + 2, d]
+        u, v = np.unravel_index(window.argmax(), window.shape)
+        expected = np.zeros((2, 2))
+        expected[u, v] = dout[n, i, j, d]
+        np.testing.assert_array_equal(dx[n, 2 * i: 2 * i + 2, 2 * j: 2 * j + 2, d], expected)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_overlapping_max_pool_adds_the_gradients_of_shared_winners(kind, rng):
+    forward, backward = PAIRS[kind]
+    x = distinct_values(rng, (1, 7, 9, 2))
+    out, cache = forward(x, 3, 2, "max")
+    dout = rng.standard_normal(out.shape)
+    expected = np.zeros_like(x)
+    for n, i, j, d in np.ndindex(out.shape):
+        window = x[n, 2 * i: 2 * i + 3, 2 * j: 2 * j + 3, d]
+        u, v = np.unravel_index(window.argmax(), window.shape)
+        expected[n, 2 * i + u, 2 * j + v, d] += dout[n, i, j, d]
+    np.testing.assert_allclose(backward(dout, cache), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_switches_record_the_winning_tap(rng):
+    x = distinct_values(rng, (1, 4, 4, 1))
+    _, cache = pool_forward(x, 2, 2, "max")
+    for i, j in np.ndindex(2, 2):
+        window = x[0, 2 * i: 2 * i + 2, 2 * j: 2 * j + 2, 0]
+        assert cache.switches[0, i, j, 0] == window.argmax()  # tap u*F + v
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_ties_go_to_the_first_maximum(kind):
+    forward, backward = PAIRS[kind]
+    x = np.ones((1, 2, 2, 1))
+    out, cache = forward(x, 2, 2, "max")
+    dx = backward(np.full(out.shape, 5.0), cache)
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[5, 0], [0, 0]])
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_avg_pool_backward_spreads_evenly(kind):
+    forward, backward = PAIRS[kind]
+    out, cache = forward(np.zeros((1, 4, 4, 1)), 2, 2, "avg")
+    dout = np.array([[1.0, 2], [3, 4]]).reshape(1, 2, 2, 1)
+    dx = backward(dout, cache)
+    np.testing.assert_allclose(dx[0, :, :, 0], np.kron([[1, 2], [3, 4]], np.ones((2, 2))) / 4)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_l2_pool_of_zeros_has_zero_gradient(kind):
+    # sqrt is not differentiable at 0; the kernels send no gradient there (not NaN).
+    forward, backward = PAIRS[kind]
+    out, cache = forward(np.zeros((1, 4, 4, 2)), 2, 2, "l2")
+    dx = backward(np.ones_like(out), cache)
+    np.testing.assert_array_equal(dx, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Gradient checks (float64)
+# ---------------------------------------------------------------------------
+
+GRAD_CASES = [
+    # (x shape, F, S, fit)
+    pytest.param((2, 4, 6, 2), 2, 2, None, id="F2-S2"),
+    pytest.param((1, 7, 5, 3), 3, 2, None, id="F3-S2"),
+    pytest.param((2, 5, 7, 1), 2, 2, "pad", id="fit-pad"),
+    pytest.param((1, 8, 6, 2), 3, 2, "crop", id="fit-crop"),
+    pytest.param((1, 6, 7, 2), (2, 3), (2, 1), None, id="rect-window"),
+]
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("x_shape, F, S, fit", GRAD_CASES)
+def test_pool_gradients(kind, mode, x_shape, F, S, fit, rng, check_grad):
+    forward, backward = PAIRS[kind]
+    x = distinct_values(rng, x_shape) if mode == "max" else rng.standard_normal(x_shape)
+    out, cache = forward(x, F, S, mode, fit=fit)
+    dout = rng.standard_normal(out.shape)
+    dx = backward(dout, cache)
+    check_grad(lambda: float(np.sum(forward(x, F, S, mode, fit=fit)[0] * dout)), x, dx, name=f"{mode} dx")
+
+
+# ---------------------------------------------------------------------------
+# Fast == naive on random settings
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def pool_settings(draw):
+    fit = draw(st.sampled_from([None, "pad", "crop"]))
+    F, S, hw = [], [], []
+    for _ in range(2):
+        f, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        extra = draw(st.integers(0, s - 1)) if fit else 0
+        out = draw(st.integers(1, 4))
+        F.append(f), S.append(s), hw.append((out - 1) * s + f + extra)
+    N, D = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    return dict(x_shape=(N, *hw, D), F=tuple(F), S=tuple(S), fit=fit, mode=draw(st.sampled_from(MODES)),
+                ties=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(setting=pool_settings())
+def test_fast_pool_equals_naive(setting):
+    rng = np.random.default_rng(setting["seed"])
+    shape, F, S, fit, mode = (setting[k] for k in ("x_shape", "F", "S", "fit", "mode"))
+    # Small integers make ties common: both versions must pick the same (first) maximum.
+    x = rng.integers(-2, 3, shape).astype(float) if setting["ties"] else rng.standard_normal(shape)
+    out_fast, cache_fast = pool_forward(x, F, S, mode, fit=fit)
+    out_naive, cache_naive = pool_forward_naive(x, F, S, mode, fit=fit)
+    assert out_fast.shape == out_naive.shape
+    np.testing.assert_allclose(out_fast, out_naive, rtol=0, atol=1e-12)
+    dout = rng.standard_normal(out_naive.shape)
+    dx_fast, dx_naive = pool_backward(dout, cache_fast), pool_backward_naive(dout, cache_naive)
+    assert dx_fast.shape == dx_naive.shape == x.shape
+    np.testing.assert_allclose(dx_fast, dx_naive, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# PyTorch
+# ---------------------------------------------------------------------------
+
+
+def torch_pool(torch, nchw, mode, x, F, S, dout, ceil_mode=False):
+    xt = nchw.to_torch(x, requires_grad=True)
+    functional = torch.nn.functional
+    if mode == "max":
+        out = functional.max_pool2d(xt, F, S, ceil_mode=ceil_mode)
+    elif mode == "avg":
+        out = functional.avg_pool2d(xt, F, S, ceil_mode=ceil_mode)
+    else:
+        out = functional.lp_pool2d(xt, 2, F, S, ceil_mode=ceil_mode)
+    out.backward(nchw.to_torch(dout))
+    return nchw.from_torch(out), nchw.from_torch(xt.grad)
+
+
+TORCH_CASES = [
+    # (x shape, F, S, fit); torch floors, which is fit="crop" (and equal to None when exact)
+    pytest.param((2, 8, 8, 3), 2, 2, None, id="F2-S2"),
+    pytest.param((2, 9, 11, 2), 3, 2, None, id="F3-S2"),
+    pytest.param((1, 8, 10, 2), 3, 2, "crop", id="F3-S2-crop"),
+    pytest.param((1, 7, 9, 2), 2, 2, "crop", id="F2-S2-crop"),
+    pytest.param((1, 6, 9, 1), (2, 3), (2, 3), None, id="rect"),
+]
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("x_shape, F, S, fit", TORCH_CASES)
+def test_pool_matches_torch_float32(kind, mode, x_shape, F, S, fit, rng, torch, nchw):
+    forward, backward = PAIRS[kind]
+    x = distinct_values(rng, x_shape).astype(np.float32)
+    out, cache = forward(x, F, S, mode, fit=fit)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx = backward(dout, cache)
+    out_t, dx_t = torch_pool(torch, nchw, mode, x, F, S, dout)
+    assert out.dtype == dx.dtype == np.float32
+    assert out.shape == out_t.shape
+    np.testing.assert_allclose(out, out_t, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dx_t, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_max_pool_fit_pad_matches_torch_ceil_mode(kind, rng, torch, nchw):
+    # With S <= F, padding with -inf is torch's ceil_mode for max pooling.
+    forward, backward = PAIRS[kind]
+    x = distinct_values(rng, (2, 8, 10, 2))
+    out, cache = forward(x, 3, 2, "max", fit="pad")
+    dout = rng.standard_normal(out.shape)
+    out_t, dx_t = torch_pool(torch, nchw, "max", x, 3, 2, dout, ceil_mode=True)
+    assert out.shape == out_t.shape == (2, 4, 5, 2)
+    np.testing.assert_allclose(out, out_t, rtol=1e-12)
+    np.testing.assert_allclose(backward(dout, cache), dx_t, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_max_pool_fit_pad_never_outputs_a_window_of_padding_only(kind, rng):
+    forward, _ = PAIRS[kind]
+    x = rng.standard_normal((1, 6, 6, 1))
+    out, _ = forward(x, 2, 3, "max", fit="pad")  # (6 - 2)/3 is not an integer
+    assert np.all(np.isfinite(out))
+
+
+# ---------------------------------------------------------------------------
+# Dtypes and errors
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_dtype_is_preserved(kind, mode, dtype, rng):
+    forward, backward = PAIRS[kind]
+    x = rng.standard_normal((2, 5, 5, 3)).astype(dtype)
+    out, cache = forward(x, 2, 2, mode, fit="pad")
+    dx = backward(np.ones_like(out), cache)
+    assert (out.dtype, dx.dtype) == (dtype, dtype)
+    assert (out.shape, dx.shape) == ((2, 3, 3, 3), x.shape)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_unknown_mode_raises(kind):
+    forward, _ = PAIRS[kind]
+    with pytest.raises(ValueError, match=r"pooling mode must be one of .*'max'.*got 'mean'"):
+        forward(np.zeros((1, 4, 4, 1)), 2, 2, "mean")
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_window_that_does_not_tile_raises(kind):
+    forward, _ = PAIRS[kind]
+    with pytest.raises(ShapeError, match=r"pool1: width: \(W - F\)/S \+ 1 = \(7 - 2\)/2 \+ 1 = 3\.5 .*fit="):
+        forward(np.zeros((1, 8, 7, 1)), 2, 2, "max", layer="pool1")
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_window_larger_than_the_input_raises(kind):
+    forward, _ = PAIRS[kind]
+    with pytest.raises(ShapeError, match=r"does not fit"):
+        forward(np.zeros((1, 2, 2, 1)), 3, 1, "avg")
