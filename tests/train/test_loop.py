@@ -13,11 +13,11 @@ def test_sgd_momentum_matches_hand_computed_steps():
     p = Param("w", np.array([1.0, -2.0]))
     opt = SGD([p], lr=0.1, momentum=0.9)
     p.grad = np.array([0.5, 1.0])
-    opt.step()  # v = -0.1*g = [-0.05, -0.1]
+    opt.step()  # v = g = [0.5, 1]; w -= 0.1*v
     np.testing.assert_allclose(p.value, [0.95, -2.1])
-    opt.step()  # v = 0.9*v - 0.1*g = [-0.095, -0.19]
+    opt.step()  # v = 0.9*v + g = [0.95, 1.9]; w -= 0.1*v
     np.testing.assert_allclose(p.value, [0.855, -2.29])
-    np.testing.assert_allclose(opt.state()["velocity"][0], [-0.095, -0.19])
+    np.testing.assert_allclose(opt.state()["velocity"][0], [0.95, 1.9])
 
 
 def test_sgd_matches_torch():
