@@ -10,6 +10,8 @@ from .conv import (conv_backward, conv_backward_input_flipped, conv_backward_nai
                    conv_forward_naive, im2col)
 from .dense import fc_backward, fc_forward, relu_backward, relu_forward
 from .losses import LOSSES, softmax_cross_entropy, svm_hinge
+from .norm import (batchnorm_backward, batchnorm_inference_forward, batchnorm_train_forward, dropout_backward,
+                   dropout_forward)
 from .pool import pool_backward, pool_backward_naive, pool_forward, pool_forward_naive
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "pool_forward", "pool_backward", "pool_forward_naive", "pool_backward_naive",
     "fc_forward", "fc_backward", "relu_forward", "relu_backward",
     "softmax_cross_entropy", "svm_hinge", "LOSSES",
+    "batchnorm_train_forward", "batchnorm_inference_forward", "batchnorm_backward",
+    "dropout_forward", "dropout_backward",
 ]

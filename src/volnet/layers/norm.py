@@ -1,0 +1,182 @@
+"""Regularisation layers: BatchNorm and Dropout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..ops.norm import check_dropout_probability
+from .base import Layer, Param
+
+
+class BatchNorm(Layer):
+    """Batch normalisation: each depth slice scaled to zero mean, unit variance, then by gamma and beta.
+
+    Notation: N volumes of H x W x D (or N vectors of D values); a depth
+    slice is one of the D channels, holding ``m = N*H*W`` values in a batch
+    of volumes (spatial BatchNorm, as ConvNets use it) or ``m = N`` in a
+    batch of vectors. Per slice::
+
+        out = gamma * (x - mu) / sqrt(var + eps) + beta
+
+    In training (``forward(x, train=True)``) mu and var are the batch's mean
+    and biased variance, and the running averages move towards them, as in
+    PyTorch::
+
+        running_mean = (1 - momentum) * running_mean + momentum * mu
+        running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)
+
+    (the unbiased variance). In inference (``train=False``) mu and var are
+    the running averages, so each output depends on its own input alone.
+
+    Args:
+        eps: added to the variance before the square root. Default: 1e-5.
+        momentum: weight of the current batch in the running averages
+            (PyTorch's convention; Keras's momentum is ``1 - this``). Default: 0.1.
+
+    Input shape ``(H, W, D)`` or ``(D,)``; output shape: the same.
+
+    Parameters: gamma ``(D,)`` (initialised to ones) and beta ``(D,)`` (zeros):
+    2D parameters. Buffers (saved with the weights, not trained, see
+    :meth:`buffers`): ``running_mean`` ``(D,)`` (zeros) and ``running_var``
+    ``(D,)`` (ones).
+
+    Raises:
+        ValueError: for eps <= 0 or momentum outside [0, 1]; in training, for a
+            batch with a single value per slice (one vector), whose variance
+            is undefined.
+
+    Example:
+        >>> from volnet import Sequential
+        >>> from volnet.layers import Conv2D
+        >>> net = Sequential([Conv2D(12, 3, P=1), BatchNorm()], input_shape=(32, 32, 3))
+        >>> net.output_shape, net.num_params   # 336 for the CONV, 12 gammas, 12 betas
+        ((32, 32, 12), 360)
+    """
+
+    def __init__(self, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps, self.momentum = float(eps), float(momentum)
+        if not self.eps > 0:
+            raise ValueError(f"BatchNorm: eps must be > 0, got {eps}")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum}")
+        self.running_mean: np.ndarray | None = None
+        self.running_var: np.ndarray | None = None
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+    def _init_params(self, input_shape, rng, dtype):
+        D = input_shape[-1]
+        self.running_mean = np.zeros(D, dtype=dtype)
+        self.running_var = np.ones(D, dtype=dtype)
+        return [Param("gamma", np.ones(D, dtype=dtype)), Param("beta", np.zeros(D, dtype=dtype))]
+
+    def forward(self, x, train=False):
+        gamma, beta = (p.value for p in self._params)
+        if not train:
+            self._keep(None, train)
+            return ops.batchnorm_inference_forward(x, gamma, beta, self.running_mean, self.running_var, self.eps)
+        m = x.size // x.shape[-1]
+        if m < 2:
+            raise ValueError(f"{self.label}: training needs more than one value per depth slice, got input "
+                             f"{x.shape}; use a batch of at least 2, or train=False")
+        out, cache, mean, var = ops.batchnorm_train_forward(x, gamma, beta, self.eps)
+        self._update_running(mean, var * (m / (m - 1)))
+        self._keep(cache, train)
+        return out
+
+    def _update_running(self, mean, unbiased_var):
+        """Move the running averages towards the batch's, in place (buffers() hands out the live arrays)."""
+        for running, batch in ((self.running_mean, mean), (self.running_var, unbiased_var)):
+            running *= 1.0 - self.momentum
+            running += self.momentum * batch
+
+    def backward(self, dout, input_grad=True):
+        dx, dgamma, dbeta = ops.batchnorm_backward(dout, self._take_cache(), input_grad)
+        self._params[0].grad, self._params[1].grad = dgamma, dbeta
+        return dx
+
+    def buffers(self):
+        """``{"running_mean": ..., "running_var": ...}``, the live arrays (empty before build)."""
+        if self.running_mean is None:
+            return {}
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def get_config(self):
+        return {"eps": self.eps, "momentum": self.momentum}
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each activation with probability p and scale the rest by 1/(1 - p).
+
+    The scaling keeps every activation's expected value, so inference
+    (``train=False``) is the identity: the input is returned as it is.
+
+    Args:
+        p: probability of dropping an activation, in [0, 1). Default: 0.5.
+
+    Input shape: any; output shape: the same. No parameters.
+
+    Random numbers: building the layer spawns its own ``numpy.random.Generator``
+    from the network's (``rng.spawn``), so a network built with the same seed
+    drops the same activations, and adding a Dropout does not change the
+    initial weights of the other layers. The generator is the public attribute
+    ``rng``; :meth:`rng_state` and :meth:`set_rng_state` read and restore its
+    state as a JSON-serialisable dict, which is what checkpoints store.
+
+    Raises:
+        ValueError: unless ``0 <= p < 1``.
+
+    Example:
+        >>> import numpy as np
+        >>> from volnet import Sequential
+        >>> net = Sequential([Dropout(0.5)], input_shape=(2, 4, 1), seed=0)
+        >>> x = np.ones((1, 2, 4, 1), dtype=np.float32)
+        >>> net.forward(x, train=True)[0, :, :, 0]   # kept ones scaled by 1/(1 - 0.5)
+        array([[2., 0., 2., 0.],
+               [0., 2., 0., 2.]], dtype=float32)
+        >>> net.forward(x, train=False) is x           # inference: the identity
+        True
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = check_dropout_probability(p)
+        self.rng: np.random.Generator | None = None
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+    def _init_params(self, input_shape, rng, dtype):
+        self.rng = rng.spawn(1)[0]
+        return []
+
+    def forward(self, x, train=False):
+        if not train:
+            self._keep(None, train)
+            return x
+        out, mask = ops.dropout_forward(x, self.p, self._require_rng())
+        self._keep(mask, train)
+        return out
+
+    def backward(self, dout, input_grad=True):
+        return ops.dropout_backward(dout, self._take_cache())
+
+    def rng_state(self) -> dict:
+        """The state of the dropout generator (``rng.bit_generator.state``), a JSON-serialisable dict."""
+        return self._require_rng().bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        """Restore a state from :meth:`rng_state`: the following forward passes drop the same activations."""
+        self._require_rng().bit_generator.state = state
+
+    def _require_rng(self) -> np.random.Generator:
+        if self.rng is None:
+            raise RuntimeError(f"{self.label}: build the layer first (a Sequential does), "
+                               "which gives it its random number generator")
+        return self.rng
+
+    def get_config(self):
+        return {"p": self.p}

@@ -1,0 +1,133 @@
+"""Regularisation kernels: batch normalisation and (inverted) dropout.
+
+BatchNorm normalises every depth slice with statistics taken over the batch.
+For a batch of volumes ``(N, H, W, D)`` a slice holds the ``m = N*H*W``
+activations of one depth column across all positions and volumes (spatial
+BatchNorm, as in ConvNets); for a batch of vectors ``(N, K)`` it holds the
+``m = N`` values of one neuron. In general: every axis but the last. Per slice::
+
+    mu    = mean(x)                       var = mean((x - mu)^2)   (biased: / m)
+    x_hat = (x - mu) / sqrt(var + eps)    out = gamma * x_hat + beta
+
+Training normalises with the batch's own statistics
+(:func:`batchnorm_train_forward`, which also hands them back so that the layer
+can keep running averages); inference with fixed ones
+(:func:`batchnorm_inference_forward`), where BatchNorm is a per-slice affine map.
+
+Dropout (inverted): keep each activation with probability ``1 - p`` and scale
+the kept ones by ``1 / (1 - p)``, so every activation keeps its expected value
+and inference is the identity, with nothing to rescale.
+
+Every kernel works in the input's float dtype (float32 stays float32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..shapes import ShapeError
+
+
+def _slice_axes(x: np.ndarray) -> tuple[int, ...]:
+    """The axes BatchNorm averages over: all but the depth (last) axis."""
+    return tuple(range(x.ndim - 1))
+
+
+def _check_depth(x, gamma, beta):
+    D = x.shape[-1]
+    if gamma.shape != (D,) or beta.shape != (D,):
+        raise ShapeError(f"batchnorm: input depth is {D} (shape {x.shape}) but gamma is {gamma.shape} "
+                         f"and beta {beta.shape}; both must be ({D},)")
+
+
+@dataclass(frozen=True)
+class BatchNormCache:
+    """What :func:`batchnorm_backward` needs from a training forward pass."""
+
+    x_hat: np.ndarray    # the normalised input, shape of x
+    inv_std: np.ndarray  # 1 / sqrt(var + eps) per slice, shape (D,)
+    gamma: np.ndarray    # the scale, shape (D,)
+
+
+def batchnorm_train_forward(x, gamma, beta, eps: float):
+    """BatchNorm with the batch's statistics; returns ``(out, cache, batch_mean, batch_var)``.
+
+    ``batch_var`` is the biased variance (divided by m) that normalised the
+    batch; a running average of the unbiased one is ``batch_var * m / (m - 1)``
+    with ``m = x.size // x.shape[-1]``.
+    """
+    _check_depth(x, gamma, beta)
+    axes = _slice_axes(x)
+    mean = x.mean(axis=axes)
+    x_hat = x - mean
+    var = np.mean(x_hat * x_hat, axis=axes)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat *= inv_std
+    out = gamma * x_hat + beta
+    return out, BatchNormCache(x_hat, inv_std, gamma), mean, var
+
+
+def batchnorm_backward(dout, cache: BatchNormCache, input_grad: bool = True):
+    """Backward of :func:`batchnorm_train_forward`: ``(dx, dgamma, dbeta)`` (dx None if not ``input_grad``).
+
+    The compact closed form, with sums over the m values of each slice::
+
+        dbeta  = sum(dout)        dgamma = sum(dout * x_hat)
+        dx     = gamma / (m * sqrt(var + eps)) * (m * dout - dbeta - x_hat * dgamma)
+
+    (dx is dout's part through x_hat minus its projections onto the two
+    directions the batch statistics remove: the mean and x_hat itself.)
+    """
+    axes = _slice_axes(dout)
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * cache.x_hat).sum(axis=axes)
+    if not input_grad:
+        return None, dgamma, dbeta
+    m = dout.size // dout.shape[-1]
+    dx = (cache.gamma * cache.inv_std / m) * (m * dout - dbeta - cache.x_hat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def batchnorm_inference_forward(x, gamma, beta, mean, var, eps: float):
+    """BatchNorm with fixed statistics (the running averages): ``gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    Computed as one per-slice affine map ``x * scale + shift``, the same fold
+    that merges BatchNorm into the preceding CONV for deployment. Returns only
+    ``out``: nothing is trained through the fixed statistics.
+    """
+    _check_depth(x, gamma, beta)
+    scale = gamma / np.sqrt(var + eps)
+    shift = beta - mean * scale
+    return x * scale.astype(x.dtype, copy=False) + shift.astype(x.dtype, copy=False)
+
+
+def check_dropout_probability(p) -> float:
+    """``p`` as a float, or ValueError unless ``0 <= p < 1`` (p = 1 would drop everything)."""
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        raise ValueError(f"dropout: p (probability of dropping) must be a number in [0, 1), got {p!r}") from None
+    if not 0.0 <= p < 1.0:  # also rejects NaN
+        raise ValueError(f"dropout: p (probability of dropping) must be in [0, 1), got {p}")
+    return p
+
+
+def dropout_forward(x, p: float, rng: np.random.Generator):
+    """Inverted dropout; returns ``(out, mask)``.
+
+    ``mask`` is the multiplier itself: ``1/(1 - p)`` where an activation is
+    kept (probability ``1 - p``), 0 where it is dropped, in x's dtype, so
+    ``out = x * mask``. The uniform draws are float64 whatever x's dtype, so a
+    seeded ``rng`` drops the same entries in float32 and float64.
+    """
+    p = check_dropout_probability(p)
+    keep = rng.random(x.shape) >= p
+    mask = keep.astype(x.dtype) * (1.0 / (1.0 - p))
+    return x * mask, mask
+
+
+def dropout_backward(dout, mask):
+    """Gradient flows through the kept activations, scaled as they were: ``dout * mask``."""
+    return dout * mask
