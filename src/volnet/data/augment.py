@@ -1,0 +1,172 @@
+"""Batch augmentation: random crops, horizontal flips and per-channel normalisation.
+
+Every transform maps a batch ``(N, H, W, D)`` to a batch of the same shape,
+takes the random generator as an explicit argument (same seed, same
+result), never writes into its input, and works on the whole batch at once.
+Each has ``get_config()`` and ``from_config()``, so a checkpoint can store
+the pipeline, including a fitted :class:`Normalizer`'s numbers.
+
+Example:
+    >>> rng = np.random.default_rng(0)
+    >>> train = np.zeros((8, 32, 32, 3), np.float32)
+    >>> normalise = Normalizer.fit(train)
+    >>> augment = Augment([RandomCrop(pad=4), HorizontalFlip(), normalise])
+    >>> augment(train, rng).shape
+    (8, 32, 32, 3)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..shapes import pair
+
+
+def _batch(images) -> np.ndarray:
+    x = np.asarray(images)
+    if x.ndim != 4:
+        raise ValueError(f"expected a batch of volumes (N, H, W, D), got shape {x.shape}")
+    return x
+
+
+def _generator(rng) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"pass a NumPy Generator, e.g. np.random.default_rng(seed), not {type(rng).__name__}")
+    return rng
+
+
+class RandomCrop:
+    """Zero-pad each image by ``P`` on every border, then crop ``H x W`` back out at a random offset.
+
+    Each image gets its own offset ``(dy, dx)``, uniform in ``[0, 2P]``, so the
+    content shifts by up to ``P`` pixels each way. ``pad=0`` is the identity.
+
+    Args:
+        pad: ``P``, or ``(P_h, P_w)``. Default: 4 (the usual CIFAR-10 setting).
+    """
+
+    def __init__(self, pad=4):
+        self.pad = pair(pad, "pad")
+        if min(self.pad) < 0:
+            raise ValueError(f"pad must be >= 0, got {pad!r}")
+
+    def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
+        x, rng = _batch(images), _generator(rng)
+        N, H, W, _ = x.shape
+        ph, pw = self.pad
+        padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        rows = rng.integers(0, 2 * ph + 1, size=N)[:, None] + np.arange(H)  # (N, H): source row per output row
+        cols = rng.integers(0, 2 * pw + 1, size=N)[:, None] + np.arange(W)  # (N, W)
+        return padded[np.arange(N)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+    def get_config(self) -> dict:
+        return {"pad": list(self.pad)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> RandomCrop:
+        return cls(**config)
+
+
+class HorizontalFlip:
+    """Mirror each image left-right (along W) with probability ``p``, independently.
+
+    Args:
+        p: probability of flipping an image. Default: 0.5.
+    """
+
+    def __init__(self, p: float = 0.5):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
+        x, rng = _batch(images), _generator(rng)
+        flip = rng.random(len(x)) < self.p
+        return np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+
+    def get_config(self) -> dict:
+        return {"p": self.p}
+
+    @classmethod
+    def from_config(cls, config: dict) -> HorizontalFlip:
+        return cls(**config)
+
+
+class Normalizer:
+    """Subtract a per-channel mean and divide by a per-channel standard deviation.
+
+    Fit it on the training set (:meth:`fit`) and apply the same numbers to
+    every split; ``get_config()`` holds them for a checkpoint. Deterministic:
+    the ``rng`` argument exists only so it composes with the random
+    transforms in :class:`Augment`.
+
+    Args:
+        mean: ``D`` channel means.
+        std: ``D`` channel standard deviations, all > 0.
+    """
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(-1)
+        if self.mean.shape != self.std.shape:
+            raise ValueError(f"mean and std need one number per channel, got {self.mean.size} and {self.std.size}")
+        if not np.all(self.std > 0):
+            raise ValueError(f"std must be > 0 for every channel, got {self.std.tolist()}")
+
+    @classmethod
+    def fit(cls, images) -> Normalizer:
+        """Per-channel mean and std of ``images`` ``(N, H, W, D)``; a constant channel gets std 1."""
+        x = _batch(images)
+        channels = [x[..., c] for c in range(x.shape[-1])]  # one channel at a time bounds the float64 temporaries
+        mean = [c.mean(dtype=np.float64) for c in channels]
+        std = [c.std(dtype=np.float64) for c in channels]
+        return cls(mean, [s if s > 0 else 1.0 for s in std])
+
+    def __call__(self, images, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = _batch(images)
+        if x.shape[-1] != self.mean.size:
+            raise ValueError(f"normaliser fitted on {self.mean.size} channels, got a batch with D = {x.shape[-1]}")
+        return ((x - self.mean) / self.std).astype(np.float32, copy=False)
+
+    def get_config(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Normalizer:
+        return cls(**config)
+
+
+TRANSFORMS = {cls.__name__: cls for cls in (RandomCrop, HorizontalFlip, Normalizer)}
+
+
+class Augment:
+    """Apply transforms in order, all drawing from the one generator passed in.
+
+    Example:
+        >>> augment = Augment([RandomCrop(pad=4), HorizontalFlip()])
+        >>> augment(np.ones((2, 8, 8, 3)), np.random.default_rng(0)).shape
+        (2, 8, 8, 3)
+    """
+
+    def __init__(self, transforms):
+        self.transforms = tuple(transforms)
+
+    def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
+        x = _batch(images)
+        for transform in self.transforms:
+            x = transform(x, rng)
+        return x
+
+    def get_config(self) -> dict:
+        return {"transforms": [{"name": type(t).__name__, **t.get_config()} for t in self.transforms]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Augment:
+        transforms = []
+        for entry in config["transforms"]:
+            entry = dict(entry)
+            name = entry.pop("name")
+            if name not in TRANSFORMS:
+                raise ValueError(f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
+            transforms.append(TRANSFORMS[name].from_config(entry))
+        return cls(transforms)
