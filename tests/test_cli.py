@@ -1,4 +1,4 @@
-"""The `volnet` command and the bundled data set."""
+"""The `volnet` command: train, eval, predict, summary, resume, errors and exit codes."""
 
 import numpy as np
 import pytest
@@ -8,27 +8,80 @@ from volnet.data import load
 
 
 def test_bundled_digits_split():
-    train, test = load("mnist5k", "train"), load("mnist5k", "test")
+    train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
     assert train.images.shape == (4000, 28, 28, 1) and test.images.shape == (1000, 28, 28, 1)
     assert train.images.dtype == np.float32 and 0 <= train.images.min() and train.images.max() <= 1
     assert np.bincount(test.labels).tolist() == [100] * 10
 
 
-def test_unknown_data_set_is_explained():
-    with pytest.raises(ValueError, match="mnist5k"):
-        load("imagenet")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short training run on the bundled digits, shared by the tests below."""
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", "--arch", "seed", "--epochs", "1", "--val-split", "0.1", "--out", str(out)])
+    assert code == 0
+    return out
 
 
-@pytest.mark.slow
-def test_demo_trains_to_useful_accuracy(capsys):
-    assert main(["demo", "--epochs", "2"]) == 0
+def test_train_writes_checkpoint_and_history(trained, capsys):
+    assert (trained / "checkpoint.safetensors").is_file()
+    lines = (trained / "history.csv").read_text().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch,")
+
+
+def test_eval_reports_test_accuracy(trained, capsys):
+    assert main(["eval", str(trained / "checkpoint.safetensors")]) == 0
     out = capsys.readouterr().out
-    accuracy = float(out.rsplit("test accuracy: ", 1)[1].split("%")[0])
-    assert accuracy > 88.0
-    assert "28x28x12" in out and "14x14x12" in out
+    accuracy = float(out.split("accuracy ")[1].split("%")[0])
+    assert accuracy > 85.0 and "1000 images" in out
 
 
-def test_bad_argument_is_a_usage_error(capsys):
+def test_predict_prints_top_k_classes(trained, tmp_path, capsys):
+    from PIL import Image
+
+    test = load("mnist5k", split="test")
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray((test.images[i, :, :, 0] * 255).astype(np.uint8)).save(path)
+        paths.append(str(path))
+    assert main(["predict", str(trained / "checkpoint.safetensors"), *paths, "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    predicted = [int(line.split(": ")[1].split(" ")[0]) for line in lines]
+    assert sum(p == y for p, y in zip(predicted, test.labels[:3])) >= 2
+    assert all(line.count("%") == 2 for line in lines)
+
+
+def test_resume_extends_a_run(trained, capsys):
+    assert main(["train", "--resume", str(trained / "checkpoint.safetensors"), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "epoch 2 " in out
+    assert len((trained / "history.csv").read_text().splitlines()) == 3
+
+
+def test_summary_prints_the_table(capsys):
+    assert main(["summary", "lenet", "--input", "28x28x1"]) == 0
+    out = capsys.readouterr().out
+    assert "28x28x16" in out and "7x7x32" in out and "total parameters" in out
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "many"], ["train", "--arch", "nosuchnet"], ["fly"],
+                                  ["summary", "lenet", "--input", "28by28"]])
+def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as info:
-        main(["demo", "--epochs", "many"])
+        main(argv)
     assert info.value.code == 2
+
+
+def test_failures_are_one_clear_line_and_exit_1(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not exist" in err
+    assert main(["train", "--data", "mnist", "--root", str(tmp_path), "--epochs", "1"]) == 1
+    assert "fetch" in capsys.readouterr().err
+
+
+def test_bad_augmentation_name_is_a_usage_error(capsys):
+    assert main(["train", "--augment", "rotate", "--epochs", "1"]) == 2
+    assert "crop, flip" in capsys.readouterr().err

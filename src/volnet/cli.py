@@ -1,62 +1,276 @@
-"""The ``volnet`` command. Argument parsing and printing only; the work is in the library."""
+"""The ``volnet`` command. Argument parsing and printing only; the work is in the library.
+
+Exit codes: 0 success, 1 failure (bad data, diverged training, unreadable
+checkpoint...), 2 usage error, 130 interrupted (after saving a checkpoint).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import __version__
 from .shapes import ShapeError
 
-
-def seed_cifar_layout(input_shape, classes: int = 10):
-    """The notes' first example, ``INPUT -> CONV -> RELU -> POOL -> FC``, with 12 filters.
-
-    CONV F=5, P=2 keeps the spatial size (32x32x3 -> 32x32x12 on CIFAR-10;
-    28x28x1 -> 28x28x12 on MNIST), POOL 2x2/2 halves it, FC gives the scores.
-    """
-    from .layers import FC, Conv2D, MaxPool, ReLU
-    from .net import Sequential
-
-    return Sequential([Conv2D(K=12, F=5, P=2), ReLU(), MaxPool(F=2, S=2), FC(classes)], input_shape=input_shape)
+SCHEDULES = ("none", "step", "cosine")
+DEFAULT_EPOCHS = 8
 
 
-def cmd_demo(args) -> int:
+class UsageError(Exception):
+    """A bad combination of arguments: exit code 2."""
+
+
+def _volume(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 28x28x1 or 32x32, got {text!r}") from None
+    if not dims or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return dims
+
+
+# -- progress ------------------------------------------------------------------
+
+def _progress_callback(stream):
+    """A tqdm bar with images/s and ETA on a terminal; one plain line per epoch otherwise."""
+    from .train import Callback
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # no bar without tqdm: the per-epoch lines still print
+        tqdm = None
+
+    class Progress(Callback):
+        def __init__(self):
+            self.bar = None
+
+        def on_epoch_start(self, epoch, epochs, batches):
+            if tqdm is not None and stream.isatty():
+                self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", unit="batch", file=stream,
+                                leave=False, dynamic_ncols=True)
+
+        def on_batch(self, progress):
+            if self.bar is not None:
+                self.bar.set_postfix_str(f"loss {progress.loss:.4f} acc {progress.accuracy:.3f} "
+                                         f"{progress.images_per_second:,.0f} img/s", refresh=False)
+                self.bar.update(1)
+
+        def on_epoch(self, record):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            val = (f"  val loss {record.val_loss:.4f}  val acc {record.val_accuracy:.3f}"
+                   if record.val_loss is not None else "")
+            print(f"epoch {record.epoch}  lr {record.lr:.3g}  loss {record.train_loss:.4f}  "
+                  f"acc {record.train_accuracy:.3f}{val}  {record.images_per_second:,.0f} img/s  "
+                  f"{record.seconds:.1f}s", file=stream, flush=True)
+
+    return Progress()
+
+
+# -- commands ------------------------------------------------------------------
+
+def _load_data(name, root, split, size=None, grayscale=False):
     from .data import load
-    from .optim import SGD
-    from .train import evaluate, fit
 
-    train, test = load("mnist5k", "train"), load("mnist5k", "test")
-    print(f"data: bundled MNIST-5k, {len(train)} training and {len(test)} test images of 28x28x1")
-    net = seed_cifar_layout(train.images.shape[1:], len(train.classes))
-    print(net.summary())
-    optimizer = SGD(net.params(), lr=args.lr, momentum=args.momentum)
+    options = {}
+    if name == "folder":
+        options = {"size": size, "grayscale": grayscale}
+    elif size is not None or grayscale:
+        raise UsageError("--size and --grayscale apply to --data folder only")
+    return load(name, root=root, split=split, **options)
 
-    def report(stats):
-        _, accuracy = evaluate(net, test.images, test.labels)
-        print(f"epoch {stats.epoch}/{args.epochs}  loss {stats.train_loss:.4f}  train acc {stats.train_accuracy:.3f}"
-              f"  test acc {accuracy:.3f}  {stats.images_per_second:,.0f} img/s  {stats.seconds:.1f}s", flush=True)
 
-    fit(net, train.images, train.labels, optimizer, epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, on_epoch=report)
-    loss, accuracy = evaluate(net, test.images, test.labels)
-    print(f"test accuracy: {accuracy:.2%} (loss {loss:.4f}) on {len(test)} held-out images")
+def _schedule(args):
+    from .optim import CosineAnnealing, LinearWarmup, StepDecay
+
+    schedule = None
+    if args.schedule == "step":
+        schedule = StepDecay(args.lr, every=args.step_every, gamma=args.gamma)
+    elif args.schedule == "cosine":
+        schedule = CosineAnnealing(args.lr, T=args.epochs - args.warmup)
+    if args.warmup:
+        from .optim import Constant
+
+        schedule = LinearWarmup(schedule or Constant(args.lr), warmup=args.warmup)
+    return schedule
+
+
+def _augment(args):
+    from .data import Augment, HorizontalFlip, RandomCrop
+
+    names = [n for n in (args.augment or "").split(",") if n]
+    unknown = set(names) - {"crop", "flip"}
+    if unknown:
+        raise UsageError(f"unknown augmentation {', '.join(sorted(unknown))}; choose from crop, flip")
+    transforms = [RandomCrop(pad=args.crop_pad) if n == "crop" else HorizontalFlip() for n in names]
+    return Augment(transforms) if transforms else None
+
+
+def cmd_train(args) -> int:
+    from .data import Normalizer
+    from .data.split import split_validation
+    from .optim import make_optimizer
+    from .train import Trainer
+    from .train.checkpoint import read
+    from .zoo import build_named
+
+    if args.resume:
+        _, metadata = read(args.resume)
+        data = metadata["data"]
+        full = _load_data(data["name"], data["root"], "train", data["size"], data["grayscale"])
+        train, val = split_validation(full, data["val_split"], seed=metadata["train"]["seed"])
+        trainer = Trainer.from_checkpoint(args.resume, train, val=val, epochs=args.epochs,
+                                          callbacks=[_progress_callback(sys.stdout)])
+        position = trainer.position
+        print(f"resuming {args.resume} at epoch {position.epoch + 1}, batch {position.batch + 1} "
+              f"of a {trainer.epochs}-epoch run")
+    else:
+        args.epochs = args.epochs or DEFAULT_EPOCHS
+        if args.schedule == "cosine" and args.warmup >= args.epochs:
+            raise UsageError("--warmup must be smaller than --epochs")
+        full = _load_data(args.data, args.root, "train", args.size and tuple(args.size), args.grayscale)
+        train, val = split_validation(full, args.val_split, seed=args.seed)
+        net = build_named(args.arch, train.images.shape[1:], len(full.classes), seed=args.seed)
+        kwargs = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
+        optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay,
+                                   **kwargs)
+        out = Path(args.out or f"runs/{args.arch}-{args.data}")
+        data = {"name": args.data, "root": args.root, "size": args.size and list(args.size),
+                "grayscale": args.grayscale, "val_split": args.val_split, "classes": list(full.classes)}
+        trainer = Trainer(net, optimizer, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
+                          loss=args.loss, schedule=_schedule(args), augment=_augment(args),
+                          normalizer=None if args.no_normalize else Normalizer.fit(train.images), seed=args.seed,
+                          out_dir=out, callbacks=[_progress_callback(sys.stdout)], extra_metadata={"data": data})
+        print(f"data: {args.data}, {len(train)} training / {len(val) if val else 0} validation images of "
+              f"{'x'.join(map(str, train.images.shape[1:]))}, {len(full.classes)} classes")
+        print(net.summary())
+    try:
+        trainer.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; progress saved to {trainer.checkpoint_path}\n"
+              f"resume with: volnet train --resume {trainer.checkpoint_path}", file=sys.stderr)
+        return 130
+    last = trainer.history[-1]
+    print(f"saved {trainer.checkpoint_path} (history: {trainer.out_dir / 'history.csv'})")
+    if last.val_accuracy is not None:
+        print(f"validation accuracy: {last.val_accuracy:.2%}")
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .train import evaluate
+    from .train.checkpoint import load_model
+
+    net, normalizer, _, metadata = load_model(args.checkpoint)
+    data = metadata.get("data", {})
+    name = args.data or data.get("name")
+    if name is None:
+        raise UsageError("this checkpoint does not record its data set; pass --data")
+    root = args.root if args.data else data.get("root")
+    test = _load_data(name, root, args.split, data.get("size") and tuple(data["size"]), data.get("grayscale", False))
+    loss, accuracy = evaluate(net, test.images, test.labels, loss=metadata["train"]["loss"], transform=normalizer)
+    epoch = metadata["position"]["epoch"]
+    print(f"{args.checkpoint} (epoch {epoch}) on {name} {args.split}: accuracy {accuracy:.2%}, "
+          f"loss {loss:.4f}, {len(test)} images")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from .data.folder import read_image
+    from .train.checkpoint import load_model
+
+    net, normalizer, _, metadata = load_model(args.checkpoint)
+    classes = metadata.get("data", {}).get("classes") or [str(i) for i in range(net.output_shape[-1])]
+    H, W, D = net.input_shape
+    images = np.stack([read_image(path, size=(H, W), grayscale=D == 1) for path in args.images])
+    if normalizer is not None:
+        images = normalizer(images)
+    scores = net.forward(images, train=False)
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    k = min(args.top_k, probabilities.shape[1])
+    for path, p in zip(args.images, probabilities):
+        best = np.argsort(p)[::-1][:k]
+        print(f"{path}: " + ", ".join(f"{classes[c]} {p[c]:.1%}" for c in best))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .zoo import build_named
+
+    print(build_named(args.arch, tuple(args.input), args.classes).summary())
+    return 0
+
+
+# -- parser --------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="volnet", description="ConvNets on 3-D activation volumes, in NumPy.")
+    from .optim import OPTIMIZERS
+    from .zoo import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(
+        prog="volnet", description="ConvNets on 3-D activation volumes, in NumPy.",
+        epilog="Start with: volnet train --arch lenet --data mnist5k --epochs 8  (bundled digits, no download)")
     parser.add_argument("--version", action="version", version=f"volnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo", help="train the notes' INPUT -> CONV -> RELU -> POOL -> FC net on bundled digits",
-                          description="Train INPUT[28x28x1] -> CONV(K=12,F=5,P=2) -> RELU -> POOL2 -> FC10 on the "
-                                      "bundled MNIST-5k digits with SGD + momentum, and print test accuracy.")
-    demo.add_argument("--epochs", type=int, default=8, help="passes over the training set (default: 8)")
-    demo.add_argument("--batch-size", type=int, default=64, help="images per step (default: 64)")
-    demo.add_argument("--lr", type=float, default=0.02, help="learning rate (default: 0.02)")
-    demo.add_argument("--momentum", type=float, default=0.9, help="momentum (default: 0.9)")
-    demo.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")
-    demo.set_defaults(run=cmd_demo)
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+
+    train = sub.add_parser("train", help="train a network and save checkpoints", formatter_class=formatter,
+                           description="Train a network on a data set. A checkpoint is written to OUT after every "
+                                       "epoch and on Ctrl-C; --resume continues exactly where a run stopped.")
+    train.add_argument("--arch", choices=list(ARCHITECTURES), default="lenet", help="architecture")
+    train.add_argument("--data", choices=["mnist5k", "mnist", "cifar10", "folder"], default="mnist5k",
+                       help="data set (mnist5k is bundled and needs no download)")
+    train.add_argument("--root", help="folder holding the data set's files (default: the cache folder)")
+    train.add_argument("--size", type=_volume, help="resize folder images to HxW")
+    train.add_argument("--grayscale", action="store_true", help="read folder images as one channel")
+    train.add_argument("--epochs", type=int, help="passes over the training set (default: 8; with --resume: "
+                                                  "the saved run's, or more to extend it)")
+    train.add_argument("--batch-size", type=int, default=64, help="images per step")
+    train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="update rule")
+    train.add_argument("--lr", type=float, default=0.002, help="learning rate")
+    train.add_argument("--momentum", type=float, default=0.9, help="momentum (momentum, nesterov)")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
+    train.add_argument("--schedule", choices=SCHEDULES, default="none", help="learning-rate schedule")
+    train.add_argument("--step-every", type=int, default=10, help="epochs between step decays")
+    train.add_argument("--gamma", type=float, default=0.1, help="step decay factor")
+    train.add_argument("--warmup", type=int, default=0, help="epochs of linear warm-up")
+    train.add_argument("--augment", help="comma-separated: crop (random crop after zero padding), flip")
+    train.add_argument("--crop-pad", type=int, default=4, help="zero padding before a random crop")
+    train.add_argument("--no-normalize", action="store_true", help="skip per-channel normalisation")
+    train.add_argument("--val-split", type=float, default=0.1, help="fraction of training images held out")
+    train.add_argument("--loss", choices=["softmax", "svm"], default="softmax", help="classifier loss")
+    train.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation")
+    train.add_argument("--out", help="output folder (default: runs/ARCH-DATA)")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue a saved run (other options come from it; "
+                                                                 "--epochs may extend it)")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="accuracy of a checkpoint on a test set", formatter_class=formatter)
+    evaluate.add_argument("checkpoint", help="a checkpoint.safetensors written by volnet train")
+    evaluate.add_argument("--data", choices=["mnist5k", "mnist", "cifar10", "folder"],
+                          help="data set (default: the one it was trained on)")
+    evaluate.add_argument("--root", help="folder holding the data set's files")
+    evaluate.add_argument("--split", choices=["train", "test"], default="test", help="which split")
+    evaluate.set_defaults(run=cmd_eval)
+
+    predict = sub.add_parser("predict", help="top-k classes for image files", formatter_class=formatter)
+    predict.add_argument("checkpoint", help="a checkpoint.safetensors written by volnet train")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (resized to the net's input)")
+    predict.add_argument("--top-k", type=int, default=3, help="how many classes to show")
+    predict.set_defaults(run=cmd_predict)
+
+    summary = sub.add_parser("summary", help="layer-by-layer volumes and parameter counts",
+                             formatter_class=formatter)
+    summary.add_argument("arch", choices=list(ARCHITECTURES), help="architecture")
+    summary.add_argument("--input", type=_volume, default=(28, 28, 1), help="input volume HxWxD")
+    summary.add_argument("--classes", type=int, default=10, help="number of classes")
+    summary.set_defaults(run=cmd_summary)
     return parser
 
 
@@ -65,7 +279,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ShapeError, ValueError, FileNotFoundError) as error:
+    except UsageError as error:
+        parser.print_usage(sys.stderr)
+        print(f"volnet {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (ShapeError, ValueError, OSError, ImportError) as error:
         print(f"volnet {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

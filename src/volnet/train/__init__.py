@@ -1,5 +1,8 @@
-"""Training: mini-batch loop and evaluation."""
+"""Training: the trainer, checkpoints, mini-batches and evaluation."""
 
-from .loop import EpochStats, evaluate, fit, iterate_minibatches, predict
+from .checkpoint import CheckpointError
+from .loop import check_labelled, evaluate, iterate_minibatches, predict
+from .trainer import BatchProgress, Callback, EpochRecord, History, Trainer, TrainingDiverged, fit
 
-__all__ = ["fit", "evaluate", "predict", "iterate_minibatches", "EpochStats"]
+__all__ = ["Trainer", "fit", "evaluate", "predict", "iterate_minibatches", "check_labelled", "Callback",
+           "BatchProgress", "EpochRecord", "History", "TrainingDiverged", "CheckpointError"]

@@ -1,26 +1,10 @@
-"""A minimal training loop: mini-batches, forward, loss, backward, optimizer step.
-
-Nothing here prints: progress goes to an optional callback, so the command
-line (or a notebook) decides how to show it.
-"""
+"""Mini-batches, prediction and evaluation: the pieces the trainer is made of."""
 
 from __future__ import annotations
-
-import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..ops.losses import LOSSES
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    seconds: float
-    images_per_second: float
 
 
 def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator | None = None):
@@ -32,52 +16,36 @@ def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator | None
         yield order[start: start + batch_size]
 
 
-def _check_data(net, images, labels):
+def check_labelled(net, images, labels, what="training"):
+    """Images that fit the network, one in-range integer label each; clear errors otherwise."""
     images, labels = np.asarray(images), np.asarray(labels)
     if labels.shape != (images.shape[0],):
-        raise ValueError(f"got {images.shape[0]} images but labels of shape {labels.shape}; need one label each")
+        raise ValueError(f"{what} data: {images.shape[0]} images but labels of shape {labels.shape}; "
+                         "need one label each")
+    if images.shape[1:] != net.input_shape:
+        raise ValueError(f"{what} data: images are {images.shape[1:]} but the network expects {net.input_shape}")
     classes = net.output_shape[-1]
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"labels span {labels.min()}..{labels.max()} but the network has {classes} class scores")
+        raise ValueError(f"{what} data: labels span {labels.min()}..{labels.max()} but the network has "
+                         f"{classes} class scores")
     return images, labels
 
 
-def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64, loss: str = "softmax",
-        seed: int = 0, on_epoch=None) -> list[EpochStats]:
-    """Train ``net`` in place for ``epochs`` passes over the data; returns per-epoch statistics.
+def predict(net, images, batch_size: int = 256, transform=None) -> np.ndarray:
+    """Class scores for every image, in inference mode (no caches kept).
 
-    ``on_epoch(stats)`` is called after every epoch (for progress output).
+    ``transform`` (e.g. a normaliser) is applied to each batch first.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
-    images, labels = _check_data(net, images, labels)
-    loss_fn, rng, history = LOSSES[loss], np.random.default_rng(seed), []
-    for epoch in range(1, epochs + 1):
-        start, total_loss, correct = time.perf_counter(), 0.0, 0
-        for batch in iterate_minibatches(len(images), batch_size, rng):
-            scores = net.forward(images[batch], train=True)
-            value, dscores = loss_fn(scores, labels[batch])
-            net.backward(dscores, input_grad=False)
-            optimizer.step()
-            total_loss += value * len(batch)
-            correct += int((scores.argmax(axis=1) == labels[batch]).sum())
-        seconds = time.perf_counter() - start
-        stats = EpochStats(epoch, total_loss / len(images), correct / len(images), seconds, len(images) / seconds)
-        history.append(stats)
-        if on_epoch is not None:
-            on_epoch(stats)
-    return history
+    scores = []
+    for index in iterate_minibatches(len(images), batch_size):
+        batch = images[index] if transform is None else transform(images[index])
+        scores.append(net.forward(batch, train=False))
+    return np.concatenate(scores)
 
 
-def predict(net, images, batch_size: int = 256) -> np.ndarray:
-    """Class scores for every image, in inference mode (no caches kept)."""
-    return np.concatenate([net.forward(images[b], train=False)
-                           for b in iterate_minibatches(len(images), batch_size)])
-
-
-def evaluate(net, images, labels, batch_size: int = 256, loss: str = "softmax") -> tuple[float, float]:
+def evaluate(net, images, labels, batch_size: int = 256, loss: str = "softmax", transform=None):
     """``(mean loss, accuracy)`` of ``net`` on a labelled set."""
-    images, labels = _check_data(net, images, labels)
-    scores = predict(net, images, batch_size)
+    images, labels = check_labelled(net, images, labels, "evaluation")
+    scores = predict(net, images, batch_size, transform)
     value, _ = LOSSES[loss](scores, labels)
     return value, float((scores.argmax(axis=1) == labels).mean())

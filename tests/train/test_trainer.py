@@ -1,0 +1,156 @@
+"""Trainer: exact resume, atomic checkpoints, divergence, history, mismatched architectures."""
+
+import json
+
+import numpy as np
+import pytest
+
+from volnet import Sequential
+from volnet.data import Augment, Dataset, HorizontalFlip, Normalizer, RandomCrop
+from volnet.layers import FC, BatchNorm, Conv2D, Dropout, MaxPool, ReLU
+from volnet.optim import CosineAnnealing, make_optimizer
+from volnet.train import Callback, CheckpointError, History, Trainer, TrainingDiverged
+from volnet.train import checkpoint as ckpt
+
+
+def toy_data(n=96, seed=0):
+    """Bright top half = class 0, bright bottom half = class 1, else class 2."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.random((n, 8, 8, 1), dtype=np.float32) * 0.3
+    images[labels == 0, :4] += 0.7
+    images[labels == 1, 4:] += 0.7
+    return Dataset(images, labels, ("top", "bottom", "none"))
+
+
+def make_trainer(out_dir, callbacks=(), epochs=3, optimizer="momentum", data=None):
+    data = data or toy_data()
+    net = Sequential([Conv2D(4, 3, P=1), BatchNorm(), ReLU(), MaxPool(2, 2), Dropout(0.3), FC(3)],
+                     input_shape=(8, 8, 1), seed=1)
+    kwargs = {"momentum": 0.9} if optimizer == "momentum" else {}
+    opt = make_optimizer(optimizer, net.params(), lr=0.05, **kwargs)
+    return Trainer(net, opt, data, val=toy_data(32, seed=1), epochs=epochs, batch_size=16,
+                   schedule=CosineAnnealing(0.05, T=epochs), augment=Augment([RandomCrop(pad=1), HorizontalFlip()]),
+                   normalizer=Normalizer.fit(data.images), seed=7, out_dir=out_dir, callbacks=callbacks)
+
+
+class StopAt(Callback):
+    def __init__(self, trainer_box, epoch, batch):
+        self.box, self.epoch, self.batch = trainer_box, epoch, batch
+
+    def on_batch(self, progress):
+        if (progress.epoch, progress.batch) == (self.epoch, self.batch):
+            self.box[0].request_stop()
+
+
+def final_tensors(trainer):
+    return {k: v.copy() for k, v in ckpt.network_tensors(trainer.net).items()}
+
+
+@pytest.mark.parametrize("stop_epoch, stop_batch", [(2, 3), (1, 6)])  # mid-epoch, and the last batch of epoch 1
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, stop_epoch, stop_batch):
+    straight = make_trainer(tmp_path / "straight")
+    straight.run()
+
+    box = []
+    interrupted = make_trainer(tmp_path / "interrupted", callbacks=[StopAt(box, stop_epoch, stop_batch)])
+    box.append(interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run()
+    _, metadata = ckpt.read(tmp_path / "interrupted" / "checkpoint.safetensors")
+    assert (metadata["position"]["epoch"], metadata["position"]["batch"]) == (stop_epoch - 1, stop_batch)
+
+    resumed = Trainer.from_checkpoint(tmp_path / "interrupted" / "checkpoint.safetensors", toy_data(),
+                                      val=toy_data(32, seed=1))
+    resumed.run()
+    expected, got = final_tensors(straight), final_tensors(resumed)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert [r.train_loss for r in resumed.history] == pytest.approx([r.train_loss for r in straight.history])
+    assert [r.val_accuracy for r in resumed.history] == [r.val_accuracy for r in straight.history]
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    first = make_trainer(tmp_path, epochs=2)
+    first.run()
+    more = Trainer.from_checkpoint(tmp_path / "checkpoint.safetensors", toy_data(), epochs=3)
+    more.run()
+    assert [r.epoch for r in more.history] == [1, 2, 3]
+
+
+def test_training_learns_and_writes_history(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=4, optimizer="adam")
+    history = trainer.run()
+    assert history[-1].train_loss < history[0].train_loss
+    assert history[-1].val_accuracy > 0.9
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert [row["epoch"] for row in saved] == [1, 2, 3, 4]
+    csv_lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,lr,train_loss") and len(csv_lines) == 5
+    with pytest.raises(ValueError, match=".json or .csv"):
+        history.save(tmp_path / "history.txt")
+    assert History.from_list(saved).records == history.records
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, epochs=1)
+    trainer.run()
+    path = tmp_path / "checkpoint.safetensors"
+    before = path.read_bytes()
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "history.csv", "history.json"]
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    data = toy_data()
+    data.images[5, 2, 2, 0] = np.nan
+    trainer = make_trainer(tmp_path, data=data)
+    trainer.normalizer = None
+    with pytest.raises(TrainingDiverged, match=r"NaN/Inf at epoch 1, batch \d+.*lower the learning rate"):
+        trainer.run()
+
+
+def test_loading_into_a_different_architecture_names_the_tensor_and_shapes(tmp_path):
+    make_trainer(tmp_path, epochs=1).run()
+    tensors, _ = ckpt.read(tmp_path / "checkpoint.safetensors")
+    other = Sequential([Conv2D(6, 3, P=1), BatchNorm(), ReLU(), MaxPool(2, 2), Dropout(0.3), FC(3)],
+                       input_shape=(8, 8, 1))
+    with pytest.raises(CheckpointError, match=r"'layers.1.weight' has shape \(3, 3, 1, 4\).*layer 1 \(Conv2D\) "
+                                              r"expects \(3, 3, 1, 6\)"):
+        ckpt.load_network_tensors(other, tensors)
+
+
+@pytest.mark.parametrize("content, message", [(None, "does not exist"), (b"not a checkpoint", "not a readable")])
+def test_unreadable_checkpoints_are_explained(tmp_path, content, message):
+    path = tmp_path / "checkpoint.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        ckpt.read(path)
+
+
+def test_foreign_safetensors_file_is_not_a_checkpoint(tmp_path):
+    import safetensors.numpy
+
+    path = tmp_path / "model.safetensors"
+    safetensors.numpy.save_file({"w": np.zeros(3)}, str(path))
+    with pytest.raises(CheckpointError, match="not a volnet checkpoint"):
+        ckpt.read(path)
+
+
+def test_bad_trainer_arguments(tmp_path):
+    data = toy_data()
+    net = Sequential([FC(3)], input_shape=(8, 8, 1))
+    opt = make_optimizer("sgd", net.params(), lr=0.1)
+    with pytest.raises(ValueError, match="loss"):
+        Trainer(net, opt, data, loss="mse")
+    with pytest.raises(ValueError, match=r"images are \(8, 8, 1\) but the network expects \(4, 4, 1\)"):
+        Trainer(Sequential([FC(3)], input_shape=(4, 4, 1)), opt, data)
