@@ -85,9 +85,26 @@ class Layer:
         return cache
 
     # -- parameters and config ------------------------------------------
+    def sublayers(self) -> list[tuple[str, Layer]]:
+        """Named child layers of a container (``("body.1", layer)``...); empty for plain layers."""
+        return []
+
+    def named_layers(self, prefix: str = ""):
+        """This layer and every nested one, with dotted paths (``""`` for this layer)."""
+        yield prefix, self
+        for name, child in self.sublayers():
+            yield from child.named_layers(f"{prefix}.{name}" if prefix else name)
+
+    def named_params(self) -> list[tuple[str, Param]]:
+        """Parameters with unique dotted names (``weight``, ``body.1.weight``...)."""
+        named = [(p.name, p) for p in self._params]
+        for name, child in self.sublayers():
+            named += [(f"{name}.{sub}", p) for sub, p in child.named_params()]
+        return named
+
     def params(self) -> list[Param]:
         """Parameters with their gradients (empty for RELU, POOL, Flatten)."""
-        return list(self._params)
+        return [p for _, p in self.named_params()]
 
     def buffers(self) -> dict[str, np.ndarray]:
         """State that is saved with the weights but not trained (BatchNorm's running averages).
@@ -96,9 +113,16 @@ class Layer:
         """
         return {}
 
+    def named_buffers(self) -> dict[str, np.ndarray]:
+        """:meth:`buffers` of this layer and every nested one, with dotted names."""
+        named = dict(self.buffers())
+        for name, child in self.sublayers():
+            named.update({f"{name}.{sub}": value for sub, value in child.named_buffers().items()})
+        return named
+
     @property
     def num_params(self) -> int:
-        return sum(p.value.size for p in self._params)
+        return sum(p.value.size for p in self.params())
 
     def get_config(self) -> dict:
         """Every constructor argument, so that ``type(layer)(**config)`` rebuilds it."""

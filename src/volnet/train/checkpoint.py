@@ -82,9 +82,9 @@ def network_tensors(net) -> dict[str, np.ndarray]:
     """Parameters and buffers of every layer, named ``layers.<i>.<name>``."""
     tensors = {}
     for index, layer in enumerate(net.layers, start=1):
-        for p in layer.params():
-            tensors[f"layers.{index}.{p.name}"] = p.value
-        for name, value in layer.buffers().items():
+        for name, p in layer.named_params():
+            tensors[f"layers.{index}.{name}"] = p.value
+        for name, value in layer.named_buffers().items():
             tensors[f"layers.{index}.{name}"] = value
     return tensors
 
@@ -161,6 +161,19 @@ def load_model(path):
     load_network_tensors(net, tensors, source=str(path))
     normalizer = Normalizer.from_config(metadata["normalizer"]) if metadata.get("normalizer") else None
     return net, normalizer, tensors, metadata
+
+
+def layer_generators(net) -> dict[str, np.random.Generator]:
+    """Random generators held by layers (Dropout), keyed ``"<i>"`` or ``"<i>.<path>"`` for nested layers."""
+    return {f"{index}.{path}" if path else str(index): layer.rng
+            for index, top in enumerate(net.layers, start=1) for path, layer in top.named_layers()
+            if isinstance(getattr(layer, "rng", None), np.random.Generator)}
+
+
+def set_layer_generator(net, key: str, rng: np.random.Generator) -> None:
+    index, _, path = key.partition(".")
+    layer = dict(net.layers[int(index) - 1].named_layers())[path]
+    layer.rng = rng
 
 
 def generator_state(rng: np.random.Generator) -> dict:

@@ -284,9 +284,7 @@ class Trainer:
             "position": {"epoch": pos.epoch, "batch": pos.batch, "loss_sum": pos.loss_sum,
                          "correct": pos.correct, "seen": pos.seen, "seconds": pos.seconds},
             "rng": {"trainer": ckpt.generator_state(self.rng),
-                    "layers": {str(i): ckpt.generator_state(layer.rng) for i, layer in
-                               enumerate(self.net.layers, start=1) if isinstance(getattr(layer, "rng", None),
-                                                                                 np.random.Generator)}},
+                    "layers": {key: ckpt.generator_state(rng) for key, rng in ckpt.layer_generators(self.net).items()}},
             "history": json.loads(self.history.to_json()),
             **self.extra_metadata,
         }
@@ -347,8 +345,8 @@ class Trainer:
                                   loss_sum=saved["loss_sum"], correct=saved["correct"], seen=saved["seen"],
                                   seconds=saved["seconds"])
         self.rng = ckpt.restore_generator(metadata["rng"]["trainer"])
-        for index, state in metadata["rng"]["layers"].items():
-            self.net.layers[int(index) - 1].rng = ckpt.restore_generator(state)
+        for key, state in metadata["rng"]["layers"].items():
+            ckpt.set_layer_generator(self.net, key, ckpt.restore_generator(state))
         self.history = History.from_list(metadata["history"])
 
 
