@@ -17,6 +17,16 @@ SCHEDULES = ("none", "step", "cosine")
 DEFAULT_EPOCHS = 8
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Shows "(default: X)" for options that have a meaningful default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class UsageError(Exception):
     """A bad combination of arguments: exit code 2."""
 
@@ -218,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with: volnet train --arch lenet --data mnist5k --epochs 8  (bundled digits, no download)")
     parser.add_argument("--version", action="version", version=f"volnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = _Formatter
 
     train = sub.add_parser("train", help="train a network and save checkpoints", formatter_class=formatter,
                            description="Train a network on a data set. A checkpoint is written to OUT after every "
