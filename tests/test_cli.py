@@ -85,3 +85,19 @@ def test_failures_are_one_clear_line_and_exit_1(tmp_path, capsys):
 def test_bad_augmentation_name_is_a_usage_error(capsys):
     assert main(["train", "--augment", "rotate", "--epochs", "1"]) == 2
     assert "crop, flip" in capsys.readouterr().err
+
+
+def test_predict_slide_writes_a_heat_map(trained, tmp_path, capsys):
+    from PIL import Image
+
+    test = load("mnist5k", split="test")
+    path = tmp_path / "digit.png"
+    Image.fromarray((test.images[0, :, :, 0] * 255).astype(np.uint8)).save(path)
+    heat = tmp_path / "heat.png"
+    assert main(["predict", str(trained / "checkpoint.safetensors"), str(path), "--slide", "--scale", "1.5",
+                 "--heatmap", str(heat), "--heat-class", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "sliding the 28x28 net over 42x42 images: 8x8 positions averaged" in out
+    with Image.open(heat) as picture:
+        assert picture.size == (42, 42) and picture.mode == "RGB"
+    assert main(["predict", str(trained / "checkpoint.safetensors"), str(path), "--heatmap", str(heat)]) == 2

@@ -191,23 +191,48 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     import numpy as np
 
+    from .convert import slide, sliding_size, softmax
     from .data.folder import read_image
     from .train.checkpoint import load_model
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
     classes = metadata.get("data", {}).get("classes") or [str(i) for i in range(net.output_shape[-1])]
     H, W, D = net.input_shape
-    images = np.stack([read_image(path, size=(H, W), grayscale=D == 1) for path in args.images])
-    if normalizer is not None:
-        images = normalizer(images)
-    scores = net.forward(images, train=False)
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    if args.heatmap and not args.slide:
+        raise UsageError("--heatmap needs --slide (the score map comes from sliding the net over the image)")
+    if args.heatmap and len(args.images) != 1:
+        raise UsageError("--heatmap draws one image; pass a single IMAGE")
+    size = sliding_size(net, args.scale) if args.slide else (H, W)
+    raw = np.stack([read_image(path, size=size, grayscale=D == 1) for path in args.images])
+    images = normalizer(raw) if normalizer is not None else raw
+    if args.slide:
+        score_map, scores = slide(net, images)
+        print(f"sliding the {H}x{W} net over {size[0]}x{size[1]} images: "
+              f"{score_map.shape[1]}x{score_map.shape[2]} positions averaged")
+    else:
+        scores = net.forward(images, train=False)
+    probabilities = softmax(scores)
     k = min(args.top_k, probabilities.shape[1])
     for path, p in zip(args.images, probabilities):
         best = np.argsort(p)[::-1][:k]
         print(f"{path}: " + ", ".join(f"{classes[c]} {p[c]:.1%}" for c in best))
+    if args.heatmap:
+        from .viz import heatmap_overlay
+
+        target = args.heat_class if args.heat_class is not None else int(probabilities[0].argmax())
+        if not 0 <= target < len(classes):
+            raise UsageError(f"--heat-class must be in 0..{len(classes) - 1}")
+        picture = heatmap_overlay(raw[0], softmax(score_map[0])[..., target])
+        _save_png(picture, args.heatmap)
+        print(f"wrote {args.heatmap}: where the net sees class {classes[target]}")
     return 0
+
+
+def _save_png(picture, path) -> None:
+    from PIL import Image
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(path)
 
 
 def cmd_summary(args) -> int:
@@ -273,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("checkpoint", help="a checkpoint.safetensors written by volnet train")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (resized to the net's input)")
     predict.add_argument("--top-k", type=int, default=3, help="how many classes to show")
+    predict.add_argument("--slide", action="store_true",
+                         help="enlarge the image, slide the net over it in one pass (FC layers converted to CONV) "
+                              "and average the class scores of every position")
+    predict.add_argument("--scale", type=float, default=1.5, help="enlargement for --slide")
+    predict.add_argument("--heatmap", metavar="PNG", help="with --slide: draw one class's score map over the image")
+    predict.add_argument("--heat-class", type=int, help="class index for --heatmap (default: the top class)")
     predict.set_defaults(run=cmd_predict)
 
     summary = sub.add_parser("summary", help="layer-by-layer volumes and parameter counts",
