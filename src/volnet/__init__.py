@@ -8,6 +8,7 @@ gradients), :class:`volnet.Sequential` (a network), :mod:`volnet.optim` and
 
 from .net import Sequential
 from .shapes import ShapeError, conv_output_size, pool_output_size
+from .spec import SpecError, build
 
 __version__ = "0.1.0"
-__all__ = ["Sequential", "ShapeError", "conv_output_size", "pool_output_size", "__version__"]
+__all__ = ["Sequential", "ShapeError", "SpecError", "build", "conv_output_size", "pool_output_size", "__version__"]

@@ -57,6 +57,9 @@ def _check_layer_gradients(layers, input_shape, seed=0):
     ([MaxPool(3, 2)], (7, 5, 2)),
     ([AvgPool(3, 2)], (7, 7, 2)),
     ([L2Pool(2, 2)], (4, 4, 3)),
+    ([MaxPool(3, 1, P=1)], (4, 5, 2)),
+    ([AvgPool(3, 2, P=1)], (5, 5, 2)),
+    ([Conv2D(3, 3, P=1, bias=False), ReLU(), FC(2)], (3, 4, 2)),
     ([FC(4)], (3, 2, 2)),
     ([ReLU(), Flatten(), FC(3)], (2, 3, 2)),
     ([Conv2D(3, 3, P=1), ReLU(), MaxPool(2, 2), FC(4)], (4, 4, 2)),
@@ -79,7 +82,8 @@ def test_first_layer_skips_input_gradient_when_asked():
 
 
 @pytest.mark.parametrize("layer", [Conv2D(8, 3, S=2, P=1, dilation=2, fit="crop"), MaxPool(3, 2), AvgPool(2),
-                                   L2Pool(2, 1, fit="pad"), FC(7), ReLU(), Flatten()])
+                                   L2Pool(2, 1, fit="pad"), FC(7), ReLU(), Flatten(), Conv2D(4, 1, bias=False),
+                                   MaxPool(3, 1, P=1)])
 def test_config_rebuilds_the_layer(layer):
     config = {"type": type(layer).__name__, **layer.get_config()}
     rebuilt = layer_from_config(config)
@@ -89,6 +93,25 @@ def test_config_rebuilds_the_layer(layer):
 def test_repr_shows_only_non_defaults():
     assert repr(Conv2D(12, 3, P=1)) == "Conv2D(K=12, F=3, P=1)"
     assert repr(MaxPool(3, 2)) == "MaxPool(F=3, S=2)"
+    assert repr(MaxPool(3, 1, P=1)) == "MaxPool(F=3, S=1, P=1)"
+    assert repr(Conv2D(64, 7, S=2, P=3, bias=False)) == "Conv2D(K=64, F=7, S=2, P=3, bias=False)"
+
+
+def test_padded_pool_keeps_the_size():
+    # F=3, S=1, P=1: (W - F + 2P)/S + 1 = W, the inception module's max pool
+    net = Sequential([MaxPool(3, 1, P=1)], input_shape=(28, 28, 192))
+    assert net.output_shape == (28, 28, 192) and net.num_params == 0
+    with pytest.raises(ShapeError, match=r"layer 1 \(AvgPool\): pooling pad P=2 is more than half the window F=3"):
+        Sequential([AvgPool(3, 1, P=2)], input_shape=(8, 8, 1))
+
+
+def test_conv_without_bias_has_weights_only():
+    net = Sequential([Conv2D(4, 3, P=1, bias=False)], input_shape=(5, 5, 2), dtype=np.float64)
+    assert [p.name for p in net.params()] == ["weight"] and net.num_params == 3 * 3 * 2 * 4
+    x = np.random.default_rng(0).standard_normal((2, 5, 5, 2))
+    with_bias = Sequential([Conv2D(4, 3, P=1)], input_shape=(5, 5, 2), dtype=np.float64)
+    with_bias.params()[0].value[...] = net.params()[0].value  # zero biases: the same function
+    np.testing.assert_array_equal(net.forward(x), with_bias.forward(x))
 
 
 def test_bad_hyperparameters_fail_early():

@@ -301,3 +301,101 @@ def test_window_larger_than_the_input_raises(kind):
     forward, _ = PAIRS[kind]
     with pytest.raises(ShapeError, match=r"does not fit"):
         forward(np.zeros((1, 2, 2, 1)), 3, 1, "avg")
+
+
+# ---------------------------------------------------------------------------
+# Padding (pad=P): -inf for max, zeros for average and L2
+# ---------------------------------------------------------------------------
+
+PAD_TORCH_CASES = [
+    # (x shape, F, S, P): F=3, S=1, P=1 keeps the size (GoogLeNet's inception module)
+    pytest.param((2, 6, 7, 3), 3, 1, 1, id="F3-S1-P1"),
+    pytest.param((1, 7, 9, 2), 3, 2, 1, id="F3-S2-P1"),
+    pytest.param((2, 6, 8, 2), 2, 2, 1, id="F2-S2-P1"),
+    pytest.param((1, 8, 6, 1), (3, 2), (1, 2), (1, 0), id="rect"),
+]
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("x_shape, F, S, P", PAD_TORCH_CASES)
+def test_padded_pool_matches_torch(kind, mode, x_shape, F, S, P, rng, torch, nchw):
+    # torch's max_pool2d pads with -inf; avg_pool2d counts the zero padding (count_include_pad=True).
+    forward, backward = PAIRS[kind]
+    x = distinct_values(rng, x_shape) - 10.0  # all negative: a zero-padded max would be wrong
+    out, cache = forward(x, F, S, mode, pad=P)
+    dout = rng.standard_normal(out.shape)
+    dx = backward(dout, cache)
+    xt = nchw.to_torch(x, requires_grad=True)
+    pool = torch.nn.functional.max_pool2d if mode == "max" else torch.nn.functional.avg_pool2d
+    out_t = pool(xt, F, S, padding=P)
+    out_t.backward(nchw.to_torch(dout))
+    assert out.shape == nchw.from_torch(out_t).shape
+    np.testing.assert_allclose(out, nchw.from_torch(out_t), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, nchw.from_torch(xt.grad), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_f3_s1_p1_keeps_the_size_and_takes_the_3x3_neighbourhood_max(kind):
+    forward, _ = PAIRS[kind]
+    x = -np.arange(1.0, 17.0).reshape(1, 4, 4, 1)  # negative: padding zeros would win, -inf never does
+    out, _ = forward(x, 3, 1, "max", pad=1)
+    X = x[0, :, :, 0]
+    expected = [[X[max(i - 1, 0): i + 2, max(j - 1, 0): j + 2].max() for j in range(4)] for i in range(4)]
+    np.testing.assert_array_equal(out[0, :, :, 0], expected)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+@pytest.mark.parametrize("mode", MODES)
+def test_padded_pool_gradients(kind, mode, rng, check_grad):
+    forward, backward = PAIRS[kind]
+    x = distinct_values(rng, (2, 5, 4, 2)) if mode == "max" else rng.standard_normal((2, 5, 4, 2))
+    out, cache = forward(x, 3, 2, mode, pad=1, fit="pad")
+    dout = rng.standard_normal(out.shape)
+    check_grad(lambda: float(np.sum(forward(x, 3, 2, mode, pad=1, fit="pad")[0] * dout)), x,
+               backward(dout, cache), name=f"{mode} dx")
+
+
+@st.composite
+def padded_pool_settings(draw):
+    fit = draw(st.sampled_from([None, "pad", "crop"]))
+    F, S, P, hw = [], [], [], []
+    for _ in range(2):
+        f, s = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+        p = draw(st.integers(0, f // 2))
+        extra = draw(st.integers(0, s - 1)) if fit else 0
+        out = draw(st.integers(1 + (2 * p >= f), 4))  # the padded input must hold one real row
+        F.append(f), S.append(s), P.append(p), hw.append((out - 1) * s + f - 2 * p + extra)
+    N, D = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    return dict(x_shape=(N, *hw, D), F=tuple(F), S=tuple(S), P=tuple(P), fit=fit,
+                mode=draw(st.sampled_from(MODES)), ties=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(setting=padded_pool_settings())
+def test_fast_padded_pool_equals_naive(setting):
+    rng = np.random.default_rng(setting["seed"])
+    shape, F, S, P, fit, mode = (setting[k] for k in ("x_shape", "F", "S", "P", "fit", "mode"))
+    x = rng.integers(-2, 3, shape).astype(float) if setting["ties"] else rng.standard_normal(shape)
+    out_fast, cache_fast = pool_forward(x, F, S, mode, pad=P, fit=fit)
+    out_naive, cache_naive = pool_forward_naive(x, F, S, mode, pad=P, fit=fit)
+    assert out_fast.shape == out_naive.shape
+    assert np.all(np.isfinite(out_fast))  # no window of padding only
+    np.testing.assert_allclose(out_fast, out_naive, rtol=0, atol=1e-12)
+    dout = rng.standard_normal(out_naive.shape)
+    np.testing.assert_allclose(pool_backward(dout, cache_fast), pool_backward_naive(dout, cache_naive),
+                               rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_pad_more_than_half_the_window_raises(kind):
+    forward, _ = PAIRS[kind]
+    with pytest.raises(ShapeError, match=r"pool1: pooling pad P=2 is more than half the window F=3.*P <= 1"):
+        forward(np.zeros((1, 6, 6, 1)), 3, 1, "max", pad=2, layer="pool1")
+
+
+@pytest.mark.parametrize("kind", PAIRS.keys())
+def test_padded_window_that_does_not_tile_states_the_padded_formula(kind):
+    forward, _ = PAIRS[kind]
+    with pytest.raises(ShapeError, match=r"width: \(W - F \+ 2P\)/S \+ 1 = \(8 - 3 \+ 2\*1\)/2 \+ 1 = 4\.5"):
+        forward(np.zeros((1, 7, 8, 1)), 3, 2, "avg", pad=1)

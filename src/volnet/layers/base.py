@@ -7,6 +7,12 @@ its weights are allocated and its hyperparameters checked against the input
 
 ``forward(x, train)`` keeps what backward needs only when ``train`` is true;
 in inference nothing is kept, so memory holds just the current activations.
+
+Building with ``allocate=False`` checks every shape and records every
+parameter's shape without allocating the weights (VGG-16's 138M of them
+would take 553 MB in float32): each weight is a read-only, zero-memory
+placeholder of the right shape (:func:`placeholder`), so parameter counts,
+shapes and summaries work, and computing with them fails loudly.
 """
 
 from __future__ import annotations
@@ -52,11 +58,14 @@ class Layer:
         """Shape of one output volume for one input volume; raises ShapeError if they don't fit."""
         raise NotImplementedError
 
-    def build(self, input_shape: tuple, rng: np.random.Generator, dtype=np.float32) -> tuple:
-        """Check the hyperparameters against ``input_shape``, allocate parameters, return the output shape."""
+    def build(self, input_shape: tuple, rng: np.random.Generator, dtype=np.float32, allocate: bool = True) -> tuple:
+        """Check the hyperparameters against ``input_shape``, allocate parameters, return the output shape.
+
+        ``allocate=False`` gives the weights as placeholders (see the module docstring).
+        """
         out = self.output_shape(tuple(input_shape))
         self.input_shape = tuple(input_shape)
-        self._params = self._init_params(self.input_shape, rng, np.dtype(dtype))
+        self._params = self._init_params(self.input_shape, rng if allocate else ShapesOnly(rng), np.dtype(dtype))
         return out
 
     def _init_params(self, input_shape, rng, dtype) -> list[Param]:
@@ -128,6 +137,11 @@ class Layer:
         """Every constructor argument, so that ``type(layer)(**config)`` rebuilds it."""
         return {}
 
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        """Rebuild a layer from :meth:`get_config`; containers override it to rebuild their children."""
+        return cls(**config)
+
     def __repr__(self) -> str:
         """Constructor call showing only the arguments that differ from their defaults."""
         defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
@@ -135,12 +149,17 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+def layer_config(layer: Layer) -> dict:
+    """``{"type": name, **layer.get_config()}``, what :func:`layer_from_config` reads."""
+    return {"type": type(layer).__name__, **layer.get_config()}
+
+
 def layer_from_config(config: dict) -> Layer:
-    """Rebuild a layer from ``{"type": name, **get_config()}``."""
+    """Rebuild a layer from ``{"type": name, **get_config()}`` (containers with their children)."""
     kind = config.get("type")
     if kind not in LAYER_TYPES:
         raise ValueError(f"unknown layer type {kind!r}; known: {', '.join(sorted(LAYER_TYPES))}")
-    return LAYER_TYPES[kind](**{k: v for k, v in config.items() if k != "type"})
+    return LAYER_TYPES[kind].from_config({k: v for k, v in config.items() if k != "type"})
 
 
 def require_volume(layer: Layer, input_shape: tuple) -> tuple[int, int, int]:
@@ -154,6 +173,27 @@ def require_volume(layer: Layer, input_shape: tuple) -> tuple[int, int, int]:
     return input_shape
 
 
+class ShapesOnly:
+    """Stands in for the generator when a layer is built with ``allocate=False``.
+
+    :func:`he_normal` returns a :func:`placeholder` when given one; any other
+    use (Dropout's ``spawn``) goes to the real generator.
+    """
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def __getattr__(self, name):
+        return getattr(self.rng, name)
+
+
+def placeholder(shape, dtype) -> np.ndarray:
+    """A read-only array of zeros of ``shape`` that takes no memory (every entry is the same one)."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape))
+
+
 def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
-    """He initialisation for ReLU nets: N(0, 2/fan_in)."""
+    """He initialisation for ReLU nets: N(0, 2/fan_in); a :func:`placeholder` when building shapes only."""
+    if isinstance(rng, ShapesOnly):
+        return placeholder(shape, dtype)
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.base import Layer, Param, layer_from_config
+from ..layers.base import Layer, Param, layer_config, layer_from_config
 from ..shapes import ShapeError, as_volume_shape, format_volume
 
 
@@ -16,6 +16,11 @@ class Sequential:
         input_shape: one input volume ``(H, W, D)``, e.g. ``(32, 32, 3)`` for CIFAR-10.
         seed: seeds the weight initialisation. Default: 0.
         dtype: parameter dtype. Default: float32 (float64 for gradient checks).
+        allocate: allocate and initialise the weights. Default: True. With
+            False the network records every volume and parameter shape but
+            the weights are zero-memory placeholders: ``shapes``,
+            ``num_params`` and ``summary()`` work (VGG-16 in milliseconds,
+            not 553 MB), ``forward`` raises.
 
     Building walks the volume through every layer, so a hyperparameter that
     does not fit (say a stride that leaves the last filter hanging) raises
@@ -28,11 +33,12 @@ class Sequential:
         (10,)
     """
 
-    def __init__(self, layers: list[Layer], input_shape, *, seed: int = 0, dtype=np.float32):
+    def __init__(self, layers: list[Layer], input_shape, *, seed: int = 0, dtype=np.float32, allocate: bool = True):
         self.layers = list(layers)
         self.input_shape = as_volume_shape(input_shape)
         self.dtype = np.dtype(dtype)
         self.seed = seed
+        self.allocated = bool(allocate)
         rng = np.random.default_rng(seed)
         shape = self.input_shape
         self.shapes: list[tuple] = []  # output shape of every layer
@@ -40,7 +46,7 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {index}: expected a volnet layer, got {layer!r}")
             layer.label = f"layer {index} ({type(layer).__name__})"
-            shape = layer.build(shape, rng, self.dtype)
+            shape = layer.build(shape, rng, self.dtype, allocate=self.allocated)
             self.shapes.append(shape)
 
     @property
@@ -66,6 +72,9 @@ class Sequential:
         With ``train=True`` every layer keeps what its backward pass needs;
         with ``train=False`` nothing is kept.
         """
+        if not self.allocated:
+            raise RuntimeError("this network was built with allocate=False (shapes and parameter counts only); "
+                               "build it again with allocate=True to compute with it")
         x = self._check_input(x)
         for layer in self.layers:
             x = layer.forward(x, train=train)
@@ -107,7 +116,13 @@ class Sequential:
     def get_config(self) -> dict:
         """Everything needed to rebuild the architecture (not the weights)."""
         return {"input_shape": list(self.input_shape), "seed": self.seed, "dtype": self.dtype.name,
-                "layers": [{"type": type(layer).__name__, **layer.get_config()} for layer in self.layers]}
+                "layers": [layer_config(layer) for layer in self.layers]}
+
+    def to_notation(self) -> str:
+        """The architecture as a spec, ``INPUT[32x32x3] -> CONV3-12/S1/P1 -> ...`` (see :mod:`volnet.spec`)."""
+        from ..spec import to_notation
+
+        return to_notation(self)
 
     @classmethod
     def from_config(cls, config: dict) -> Sequential:

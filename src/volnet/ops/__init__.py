@@ -9,6 +9,7 @@ tests hold equal to it.
 from .conv import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
                    conv_forward_naive, im2col)
 from .dense import fc_backward, fc_forward, relu_backward, relu_forward
+from .local import local_backward, local_backward_naive, local_forward, local_forward_naive
 from .losses import LOSSES, softmax_cross_entropy, svm_hinge
 from .norm import (batchnorm_backward, batchnorm_inference_forward, batchnorm_train_forward, dropout_backward,
                    dropout_forward)
@@ -17,6 +18,7 @@ from .pool import pool_backward, pool_backward_naive, pool_forward, pool_forward
 __all__ = [
     "conv_forward", "conv_backward", "conv_forward_naive", "conv_backward_naive",
     "conv_backward_input_flipped", "im2col",
+    "local_forward", "local_backward", "local_forward_naive", "local_backward_naive",
     "pool_forward", "pool_backward", "pool_forward_naive", "pool_backward_naive",
     "fc_forward", "fc_backward", "relu_forward", "relu_backward",
     "softmax_cross_entropy", "svm_hinge", "LOSSES",

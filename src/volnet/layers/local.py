@@ -1,0 +1,83 @@
+"""The locally-connected layer: a CONV layer without parameter sharing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..ops.window import geometry
+from ..shapes import pair
+from .base import Layer, Param, he_normal, require_volume
+
+
+class LocallyConnected(Layer):
+    """Locally-connected layer: K filters of F x F x D1 at every output position, none shared.
+
+    Computes ``out[i, j, k] = sum(x[window(i, j)] * w[i, j, ..., k]) + b[i, j, k]``:
+    the same receptive fields as :class:`Conv2D`, but each position ``(i, j)``
+    has its own filters and biases.
+
+    Args:
+        K: number of filters per position, the output depth D2.
+        F: spatial extent of each filter (int or (height, width)).
+        S: stride. Default: 1.
+        P: zero padding on each border. Default: 0.
+        fit: None (raise on a stride that does not fit), ``"pad"`` or ``"crop"``.
+
+    Input shape ``(H1, W1, D1)``; output shape ``(H2, W2, K)`` with
+    ``W2 = (W1 - F + 2P)/S + 1``, as for Conv2D.
+
+    Parameters: weights ``(H2, W2, F, F, D1, K)`` and biases ``(H2, W2, K)``,
+    that is ``H2*W2*(F*F*D1*K + K)``: H2*W2 times the parameters of a CONV
+    layer with the same F, D1 and K. Initialised He-normal (std
+    ``sqrt(2/(F*F*D1))``), biases zero.
+
+    When to use it: parameter sharing assumes a feature worth computing at
+    one position is worth computing everywhere. Inputs with a specific
+    centred structure break that assumption, e.g. aligned faces, where
+    eye-specific or hair-specific features should be learned at different
+    positions. The price is the parameter count above, and the layer only
+    accepts the input size it was built for.
+
+    Raises:
+        ShapeError: when ``(W1 - F + 2P)/S`` is not an integer (and ``fit`` is
+            None), or the filter is larger than the padded input.
+
+    Example:
+        >>> from volnet import Sequential
+        >>> net = Sequential([LocallyConnected(K=4, F=3)], input_shape=(8, 8, 3))
+        >>> net.output_shape, net.num_params   # 6*6 * (3*3*3*4 weights + 4 biases)
+        ((6, 6, 4), 4032)
+    """
+
+    def __init__(self, K: int, F, S=1, P=0, fit: str | None = None):
+        super().__init__()
+        self.K, self.F, self.S, self.P, self.fit = int(K), F, S, P, fit
+        if self.K < 1:
+            raise ValueError(f"LocallyConnected: K (number of filters) must be >= 1, got {K}")
+
+    def output_shape(self, input_shape):
+        volume = require_volume(self, input_shape)
+        g = geometry((1, *volume), self.F, self.S, self.P, fit=self.fit, layer=self.label)
+        return (*g.out_hw, self.K)
+
+    def _init_params(self, input_shape, rng, dtype):
+        H2, W2, _ = self.output_shape(input_shape)
+        Fh, Fw = pair(self.F, "F")
+        D = input_shape[2]
+        return [Param("weight", he_normal(rng, (H2, W2, Fh, Fw, D, self.K), Fh * Fw * D, dtype)),
+                Param("bias", np.zeros((H2, W2, self.K), dtype=dtype))]
+
+    def forward(self, x, train=False):
+        w, b = (p.value for p in self._params)
+        out, cache = ops.local_forward(x, w, b, self.S, self.P, fit=self.fit, layer=self.label)
+        self._keep(cache, train)
+        return out
+
+    def backward(self, dout, input_grad=True):
+        dx, dw, db = ops.local_backward(dout, self._take_cache(), input_grad)
+        self._params[0].grad, self._params[1].grad = dw, db
+        return dx
+
+    def get_config(self):
+        return {"K": self.K, "F": self.F, "S": self.S, "P": self.P, "fit": self.fit}
