@@ -1,0 +1,125 @@
+"""The notation's vocabulary: layer keywords, their arguments and defaults.
+
+One table serves the parser (which arguments a keyword takes and how they
+may be written), the builder (types, ranges, defaults) and the writer
+(:func:`volnet.spec.to_notation`), so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+BASE_WIDTH = 32  # K of a bare CONV before the first POOL; doubles after each POOL
+HIDDEN_FC = 512  # K of a bare FC that is not the last one
+BARE_F = 3  # F of a bare CONV or LC
+BARE_POOL = 2  # F (and S) of a bare POOL
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: ``type`` is "int" (K), "pair" (an int or HxW pair: F, S, P, dilation),
+    "float" (p, eps, momentum), "fit" (pad, crop or none) or "bool" (true/false or 1/0: bias);
+    ``low`` is the smallest valid value."""
+
+    name: str
+    type: str
+    low: float = 1
+
+
+ARGS = {a.name: a for a in (
+    Arg("K", "int"), Arg("F", "pair"), Arg("S", "pair"), Arg("P", "pair", 0), Arg("dilation", "pair"),
+    Arg("fit", "fit"), Arg("bias", "bool", 0),
+    Arg("p", "float", 0), Arg("eps", "float", 0), Arg("momentum", "float", 0),
+    *(Arg(name, "int") for name in ("c1", "c3_reduce", "c3", "c5_reduce", "c5", "pool_proj")),
+)}
+
+# descriptive names accepted beside the notes' letters (STYLE.md: K, F, S, P = filters, size, stride, pad)
+ARG_ALIASES = {"filters": "K", "size": "F", "stride": "S", "pad": "P", "padding": "P"}
+
+# the letter after '/' in CONV3-64/S2/P1/D2/B0
+MODIFIERS = {"S": "S", "P": "P", "D": "dilation", "B": "bias"}
+
+FITS = ("pad", "crop")
+BOOLS = {"true": True, "false": False}
+
+
+def is_literal_word(arg: Arg, word: str) -> bool:
+    """Whether a word written as the value of ``arg`` is a literal (``fit=pad``, ``bias=false``), not a letter."""
+    return arg.type == "fit" or (arg.type == "bool" and word.lower() in BOOLS)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A layer keyword.
+
+    Attributes:
+        name: the keyword, as :func:`~volnet.spec.to_notation` writes it.
+        layer: the class in :mod:`volnet.layers` it builds.
+        args: argument names, positional ones first.
+        positional: how many of ``args`` may be given without ``name=``.
+        compact: the argument set by digits glued to the keyword (CONV3: F, FC4096: K).
+        dash: the argument after ``-`` (CONV3-64: K).
+        modifiers: letters allowed as ``/S2``, ``/P1``, ``/D2``.
+        branches: ``(fewest, most)`` chains inside ``{ }`` for containers (most None: no limit).
+        aliases: other spellings of the keyword.
+    """
+
+    name: str
+    layer: str
+    args: tuple[str, ...] = ()
+    positional: int = 0
+    compact: str | None = None
+    dash: str | None = None
+    modifiers: str = ""
+    branches: tuple[int, int | None] | None = None
+    aliases: tuple[str, ...] = ()
+
+    def arg_name(self, written: str) -> str | None:
+        """The canonical name of an argument written as ``written`` (case-insensitive), or None."""
+        lowered = written.lower()
+        lowered = ARG_ALIASES.get(lowered, lowered).lower()
+        return next((a for a in self.args if a.lower() == lowered), None)
+
+    @property
+    def is_pool(self) -> bool:
+        """Max, average and L2 pooling: each one doubles the K of later bare CONVs."""
+        return self.layer in ("MaxPool", "AvgPool", "L2Pool")
+
+
+_CONV_ARGS = ("F", "K", "S", "P", "dilation", "fit", "bias")
+_POOL_ARGS = ("F", "S", "P", "fit")
+
+KINDS = (
+    Kind("CONV", "Conv2D", _CONV_ARGS, compact="F", dash="K", modifiers="SPDB"),
+    Kind("LC", "LocallyConnected", _CONV_ARGS, compact="F", dash="K", modifiers="SPDB"),
+    Kind("POOL", "MaxPool", _POOL_ARGS, positional=2, compact="F", modifiers="SP", aliases=("MAXPOOL",)),
+    Kind("AVGPOOL", "AvgPool", _POOL_ARGS, positional=2, compact="F", modifiers="SP"),
+    Kind("L2POOL", "L2Pool", _POOL_ARGS, positional=2, compact="F", modifiers="SP"),
+    Kind("GAP", "GlobalAvgPool"),
+    Kind("FC", "FC", ("K",), positional=1, compact="K"),
+    Kind("RELU", "ReLU"),
+    Kind("BN", "BatchNorm", ("eps", "momentum"), aliases=("BATCHNORM",)),
+    Kind("DROPOUT", "Dropout", ("p",), positional=1),
+    Kind("FLATTEN", "Flatten"),
+    Kind("INCEPTION", "Inception", ("c1", "c3_reduce", "c3", "c5_reduce", "c5", "pool_proj"), positional=6),
+    Kind("RES", "Residual", branches=(1, 2), aliases=("RESIDUAL",)),
+    Kind("CONCAT", "Concat", branches=(1, None)),
+)
+
+INPUT = "INPUT"
+KEYWORDS = {spelling: kind for kind in KINDS for spelling in (kind.name, *kind.aliases)}
+BY_LAYER = {kind.layer: kind for kind in KINDS}
+
+
+def closest_keyword(word: str) -> str | None:
+    """The known keyword nearest to ``word`` (difflib), for 'did you mean' hints."""
+    matches = difflib.get_close_matches(word.upper(), [*KEYWORDS, INPUT], n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def closest_arg(written: str, kind: Kind) -> str | None:
+    """The argument of ``kind`` nearest to ``written``, for 'did you mean' hints."""
+    names = {**{a.lower(): a for a in kind.args}, **{k: v for k, v in ARG_ALIASES.items() if v in kind.args}}
+    matches = difflib.get_close_matches(written.lower(), names, n=1, cutoff=0.5)
+    return names[matches[0]] if matches else None
