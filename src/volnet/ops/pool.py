@@ -1,9 +1,15 @@
 """Pooling (the POOL layer's arithmetic): max, average and L2-norm, naive and fast.
 
 Notation: x is ``(N, H, W, D)``; a window of F x F moves with stride S over
-every depth slice independently, with no padding. The output is
-``(N, H2, W2, D)`` with ``H2 = (H - F)/S + 1`` (see :mod:`volnet.shapes`).
-The two usual settings are F=2, S=2 and the overlapping F=3, S=2.
+every depth slice independently. The output is ``(N, H2, W2, D)`` with
+``H2 = (H - F)/S + 1`` (see :mod:`volnet.shapes`). The two usual settings are
+F=2, S=2 and the overlapping F=3, S=2.
+
+Pooling usually takes no padding; ``pad=P`` (at most F/2, as in PyTorch)
+adds P rows and columns on each border, so that ``H2 = (H - F + 2P)/S + 1``:
+F=3, S=1, P=1 keeps the size (GoogLeNet's inception module). Max pooling
+pads with -inf, so padding never wins a window; average and L2-norm pooling
+pad with zeros, which count in the mean (PyTorch's ``count_include_pad``).
 
 * max:     ``out = max over the window``; backward routes the gradient only
   to the input that held the maximum, found through the *switches* (index
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..shapes import ShapeError, pair
 from .window import Geometry, geometry, pad_spatial, tap, unpad_spatial
 
 MODES = ("max", "avg", "l2")
@@ -41,18 +48,35 @@ class PoolCache:
     out: np.ndarray | None = None
 
 
-def _setup(x, F, S, mode, fit, layer):
+def pool_geometry(x_shape, F=2, S=None, pad=0, *, fit=None, layer=None) -> Geometry:
+    """Validate a pooling window on a batch ``(N, H, W, D)``: S defaults to F, and P is at most F/2.
+
+    A larger P would leave windows that hold padding only.
+    """
+    for f, p in zip(pair(F, "F"), pair(pad, "pad")):
+        if 2 * p > f:
+            raise ShapeError(f"{layer + ': ' if layer else ''}pooling pad P={p} is more than half the "
+                             f"window F={f}, so some windows would hold padding only; use P <= {f // 2}")
+    # Unpadded pooling states its formula without P (the notes' (W - F)/S + 1).
+    return geometry(x_shape, F, F if S is None else S, pad, 1, fit=fit, layer=layer,
+                    pool=pair(pad, "pad") == (0, 0))
+
+
+def _setup(x, F, S, mode, fit, layer, pad):
     if mode not in MODES:
         raise ValueError(f"pooling mode must be one of {MODES}, got {mode!r}")
-    g = geometry(x.shape, F, F if S is None else S, 0, 1, fit=fit, layer=layer, pool=True)
+    g = pool_geometry(x.shape, F, S, pad, fit=fit, layer=layer)
     # Max pooling pads with -inf so that padding never wins; the others with 0.
     xp = pad_spatial(x, g.pads, value=-np.inf if mode == "max" else 0.0)
     return g, xp
 
 
-def pool_forward_naive(x, F=2, S=None, mode="max", *, fit=None, layer=None):
-    """Pooling by looping over output positions: ``out[n,i,j,d] = op(x[n, i*S:i*S+F, j*S:j*S+F, d])``."""
-    g, xp = _setup(x, F, S, mode, fit, layer)
+def pool_forward_naive(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None):
+    """Pooling by looping over output positions: ``out[n,i,j,d] = op(xp[n, i*S:i*S+F, j*S:j*S+F, d])``.
+
+    xp is x padded by ``pad`` (-inf for max, zeros otherwise).
+    """
+    g, xp = _setup(x, F, S, mode, fit, layer, pad)
     (Ho, Wo), (Fh, Fw), (Sh, Sw) = g.out_hw, g.size, g.stride
     N, D = x.shape[0], x.shape[3]
     out = np.zeros((N, Ho, Wo, D), dtype=x.dtype)
@@ -94,23 +118,17 @@ def pool_backward_naive(dout, cache: PoolCache):
     return unpad_spatial(dxp, g)
 
 
-def pool_forward(x, F=2, S=None, mode="max", *, fit=None, layer=None):
+def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None):
     """Fast pooling: combine the F*F strided slices of the batch, one tap at a time.
 
     Same arguments and result as :func:`pool_forward_naive`. For max pooling
     the switches record, per output neuron, which tap (``u*F + v``) won.
     """
-    g, xp = _setup(x, F, S, mode, fit, layer)
+    g, xp = _setup(x, F, S, mode, fit, layer, pad)
     Fh, Fw = g.size
-    taps = [tap(g, u, v) for u in range(Fh) for v in range(Fw)]
+    taps = _taps(g)
     if mode == "max":
-        out = xp[:, taps[0][0], taps[0][1]].copy()
-        switches = np.zeros(out.shape, dtype=np.uint8 if Fh * Fw < 256 else np.intp)
-        for k, (rows, cols) in enumerate(taps[1:], start=1):
-            candidate = xp[:, rows, cols]
-            wins = candidate > out  # strict: ties keep the first maximum, like argmax
-            switches[wins] = k
-            np.maximum(out, candidate, out=out)
+        out, switches = _max_and_switches(xp, taps)
         return out, PoolCache(mode, g, xp.shape, switches=switches)
     out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
     for rows, cols in taps:
@@ -123,18 +141,61 @@ def pool_forward(x, F=2, S=None, mode="max", *, fit=None, layer=None):
     return out, PoolCache(mode, g, xp.shape, xp=xp, out=out)
 
 
+def _taps(g: Geometry):
+    """The ``(rows, cols)`` slices of every tap, in switch order ``k = u*F + v``."""
+    return [tap(g, u, v) for u in range(g.size[0]) for v in range(g.size[1])]
+
+
+def _max_and_switches(xp, taps):
+    """Running maximum over the taps, and the index of the first tap that reached it."""
+    out = xp[:, taps[0][0], taps[0][1]].copy()
+    code = np.uint8 if len(taps) < 256 else np.intp
+    switches = np.zeros(out.shape, dtype=code)
+    wins = np.empty(out.shape, dtype=bool)
+    for k, (rows, cols) in enumerate(taps[1:], start=1):
+        candidate = xp[:, rows, cols]
+        np.greater(candidate, out, out=wins)  # strict: ties keep the first maximum, like argmax
+        # Taps come in increasing k, so a new winner's code is larger than any
+        # switch so far: a maximum records it without a (slow) masked write.
+        np.maximum(switches, wins * code(k), out=switches)
+        np.maximum(out, candidate, out=out)
+    return out, switches
+
+
 def pool_backward(dout, cache: PoolCache):
     """Fast backward of :func:`pool_forward`, tap by tap."""
     g = cache.geometry
     Fh, Fw = g.size
     dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
-    if cache.mode == "l2":
+    if cache.mode == "max":
+        _route_through_switches(dxp, dout, cache.switches, g)
+        return unpad_spatial(dxp, g)
+    if cache.mode == "avg":
+        share = dout / (Fh * Fw)
+    else:
         scaled = np.divide(dout, cache.out, out=np.zeros_like(dout), where=cache.out > 0)
-    for k, (rows, cols) in enumerate(tap(g, u, v) for u in range(Fh) for v in range(Fw)):
-        if cache.mode == "max":
-            dxp[:, rows, cols] += np.where(cache.switches == k, dout, 0)
-        elif cache.mode == "avg":
-            dxp[:, rows, cols] += dout / (Fh * Fw)
+    for rows, cols in _taps(g):
+        if cache.mode == "avg":
+            dxp[:, rows, cols] += share
         else:
             dxp[:, rows, cols] += scaled * cache.xp[:, rows, cols]
     return unpad_spatial(dxp, g)
+
+
+def _route_through_switches(dxp, dout, switches, g: Geometry):
+    """Add each output's gradient to the tap its switch names (in place into ``dxp``).
+
+    ``dout * (switches == k)`` is tap k's share. When windows do not overlap
+    (F <= S) every input belongs to at most one window, so the share is
+    written straight into ``dxp``; otherwise it is added.
+    """
+    overlapping = any(f > s for f, s in zip(g.size, g.stride))
+    chosen = np.empty(dout.shape, dtype=bool)
+    share = np.empty_like(dout) if overlapping else None
+    for k, (rows, cols) in enumerate(_taps(g)):
+        np.equal(switches, k, out=chosen)
+        if overlapping:
+            np.multiply(dout, chosen, out=share)
+            dxp[:, rows, cols] += share
+        else:
+            np.multiply(dout, chosen, out=dxp[:, rows, cols])

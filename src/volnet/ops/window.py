@@ -94,6 +94,38 @@ def tap(g: Geometry, u: int, v: int) -> tuple[slice, slice]:
     return rows, cols
 
 
+def tap_phase(g: Geometry, u: int, v: int) -> tuple[int, int, slice, slice]:
+    """Where filter tap (u, v) reads, in the stride's phase buffers: ``(a, b, rows, cols)``.
+
+    Padded input row ``h = i*S + u*dilation`` has phase ``a = h mod S`` and
+    is row ``h // S`` of that phase, so for all output rows i together the
+    tap reads the plain block ``rows = p : p + H2`` of phase ``a``, where
+    ``p, a = divmod(u*dilation, S)``; likewise for columns.
+    """
+    (Ho, Wo), (Sh, Sw), (dh, dw) = g.out_hw, g.stride, g.dilation
+    p, a = divmod(u * dh, Sh)
+    q, b = divmod(v * dw, Sw)
+    return a, b, slice(p, p + Ho), slice(q, q + Wo)
+
+
+def phase_buffer_shape(g: Geometry, padded_shape) -> tuple[int, int, int, int, int, int]:
+    """``(Sh, Sw, N, ceil(Hp/Sh), ceil(Wp/Sw), D)``: room for every padded input row in its phase."""
+    N, Hp, Wp, D = padded_shape
+    Sh, Sw = g.stride
+    return Sh, Sw, N, -(-Hp // Sh), -(-Wp // Sw), D
+
+
+def interleave_phases(phases: np.ndarray, padded_shape) -> np.ndarray:
+    """Phase buffers ``(Sh, Sw, N, Hs, Ws, D)`` back to one ``(N, Hp, Wp, D)`` volume batch.
+
+    Row ``i`` of phase ``a`` is padded input row ``i*Sh + a`` (likewise for
+    columns). With stride 1 this is a view, otherwise one copy.
+    """
+    Sh, Sw, N, Hs, Ws, D = phases.shape
+    whole = phases.transpose(2, 3, 0, 4, 1, 5).reshape(N, Hs * Sh, Ws * Sw, D)
+    return whole[:, : padded_shape[1], : padded_shape[2]]
+
+
 def windows(xp: np.ndarray, g: Geometry) -> np.ndarray:
     """Read-only view ``(N, H2, W2, Fh, Fw, D)`` of every receptive field of the padded input."""
     n, sh, sw, sd = xp.strides
