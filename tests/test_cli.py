@@ -66,7 +66,7 @@ def test_summary_prints_the_table(capsys):
     assert "28x28x16" in out and "7x7x32" in out and "total parameters" in out
 
 
-@pytest.mark.parametrize("argv", [["train", "--epochs", "many"], ["train", "--arch", "nosuchnet"], ["fly"],
+@pytest.mark.parametrize("argv", [["train", "--epochs", "many"], ["fly"],
                                   ["summary", "lenet", "--input", "28by28"]])
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as info:
@@ -80,6 +80,18 @@ def test_failures_are_one_clear_line_and_exit_1(tmp_path, capsys):
     assert err.count("\n") == 0 and "does not exist" in err
     assert main(["train", "--data", "mnist", "--root", str(tmp_path), "--epochs", "1"]) == 1
     assert "fetch" in capsys.readouterr().err
+
+
+def test_unknown_architecture_is_a_usage_error(capsys):
+    assert main(["train", "--arch", "nosuchnet", "--epochs", "1"]) == 2
+    assert "neither a zoo name" in capsys.readouterr().err
+
+
+def test_train_accepts_the_notation(tmp_path, capsys):
+    spec = "INPUT -> [CONV -> RELU -> POOL]*2 -> FC"
+    assert main(["train", "--arch", spec, "--epochs", "1", "--val-split", "0", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "28x28x32" in out and "7x7x64" in out and "1x1x10" in out
 
 
 def test_bad_augmentation_name_is_a_usage_error(capsys):

@@ -9,6 +9,7 @@ import pytest
 
 from volnet import Sequential
 from volnet.layers import Conv2D, GlobalAvgPool, Inception, MaxPool
+from volnet import zoo
 from volnet.zoo import ARCHITECTURES, GOOGLENET_INCEPTIONS, build_named
 
 FAMOUS = ["lenet5", "alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "resnet18", "resnet34", "resnet50"]
@@ -211,3 +212,20 @@ def test_first_layers_floor_or_round_up_as_the_references_do():
     assert isinstance(alexnet[0], Conv2D) and alexnet[0].fit == "crop" and alexnet.shapes[0] == (55, 55, 64)
     googlenet = build_named("googlenet", allocate=False)
     assert isinstance(googlenet[2], MaxPool) and googlenet[2].fit == "pad" and googlenet.shapes[2] == (56, 56, 64)
+
+
+@pytest.mark.slow
+def test_allconv_net_without_pooling_learns_the_bundled_digits():
+    """Issue 'all-convolutional nets': every POOL replaced by a stride-2 CONV, and it still learns."""
+    from volnet.data import load
+    from volnet.layers import MaxPool
+    from volnet.optim import make_optimizer
+    from volnet.train import Trainer
+
+    net = zoo.allconv()
+    assert not any(isinstance(layer, MaxPool) for layer in net.layers)
+    assert [net.shapes[i][:2] for i in (2, 6)] == [(14, 14), (7, 7)]
+    train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
+    trainer = Trainer(net, make_optimizer("adam", net.params(), lr=0.002), train, val=test, epochs=1)
+    record = trainer.run()[-1]
+    assert record.val_accuracy > 0.9

@@ -125,7 +125,7 @@ def cmd_train(args) -> int:
     from .optim import make_optimizer
     from .train import Trainer
     from .train.checkpoint import read
-    from .zoo import build_named
+    from .zoo import UnknownArchitecture, build_any
 
     if args.resume:
         _, metadata = read(args.resume)
@@ -143,7 +143,10 @@ def cmd_train(args) -> int:
             raise UsageError("--warmup must be smaller than --epochs")
         full = _load_data(args.data, args.root, "train", args.size and tuple(args.size), args.grayscale)
         train, val = split_validation(full, args.val_split, seed=args.seed)
-        net = build_named(args.arch, train.images.shape[1:], len(full.classes), seed=args.seed)
+        try:
+            net = build_any(args.arch, train.images.shape[1:], len(full.classes), seed=args.seed)
+        except UnknownArchitecture as error:
+            raise UsageError(str(error)) from None
         kwargs = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
         optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay,
                                    **kwargs)
@@ -258,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a network and save checkpoints", formatter_class=formatter,
                            description="Train a network on a data set. A checkpoint is written to OUT after every "
                                        "epoch and on Ctrl-C; --resume continues exactly where a run stopped.")
-    train.add_argument("--arch", choices=list(ARCHITECTURES), default="lenet", help="architecture")
+    train.add_argument("--arch", default="lenet", metavar="NAME|NOTATION",
+                       help=f"a zoo name ({', '.join(ARCHITECTURES)}) or the notes' notation, e.g. "
+                            "'INPUT -> [CONV -> RELU -> POOL]*2 -> FC' (input size and classes come from the data)")
     train.add_argument("--data", choices=["mnist5k", "mnist", "cifar10", "folder"], default="mnist5k",
                        help="data set (mnist5k is bundled and needs no download)")
     train.add_argument("--root", help="folder holding the data set's files (default: the cache folder)")

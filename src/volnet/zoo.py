@@ -78,6 +78,24 @@ def lenet(input_shape=(28, 28, 1), classes=10, seed=0, *, allocate=True):
                  FC(128), ReLU(), FC(classes)], input_shape, seed, allocate)
 
 
+ALLCONV = ("INPUT -> CONV3-32 -> RELU -> CONV4-32/S2/P1 -> RELU -> CONV3-64 -> RELU -> CONV4-64/S2/P1 -> RELU"
+           " -> FC128 -> RELU -> FC")
+
+
+def allconv(input_shape=(28, 28, 1), classes=10, seed=0, *, allocate=True):
+    """An all-convolutional net: every POOL of a CONV/POOL stack replaced by a stride-2 CONV.
+
+    The notes: "some people avoid using pooling and use repeated CONV layers
+    instead; to reduce the size of the representation, use larger stride in
+    CONV layer once in a while". Written in the notes' notation (:data:`ALLCONV`);
+    the 4x4 stride-2 CONVs with P=1 halve even sizes exactly (28 -> 14 -> 7),
+    where a 3x3 stride-2 CONV would leave half a filter hanging.
+    """
+    from .spec import build
+
+    return build(ALLCONV, input=input_shape, classes=classes, seed=seed, allocate=allocate)
+
+
 def cifar_reference(input_shape=CIFAR10, classes=10, seed=0, *, allocate=True):
     """``INPUT -> [CONV3-32 -> RELU]*2 -> POOL2 -> [CONV3-64 -> RELU]*2 -> POOL2 -> FC512 -> RELU -> FC``."""
     return _net([Conv2D(32, 3, P=1), ReLU(), Conv2D(32, 3, P=1), ReLU(), MaxPool(2, 2),
@@ -380,7 +398,7 @@ def resnet50_cifar(input_shape=CIFAR10, classes=10, seed=0, *, allocate=True):
 # -- the registry ---------------------------------------------------------------------------
 
 ARCHITECTURES = {
-    "seed": seed_layout, "lenet": lenet, "cifar-ref": cifar_reference,
+    "seed": seed_layout, "lenet": lenet, "cifar-ref": cifar_reference, "allconv": allconv,
     "lenet5": lenet5, "lenet5-cifar": lenet5_cifar,
     "alexnet": alexnet, "alexnet-cifar": alexnet_cifar,
     "zfnet": zfnet, "zfnet-cifar": zfnet_cifar,
@@ -405,3 +423,22 @@ def build_named(name: str, input_shape=None, classes: int | None = None, seed: i
         raise ValueError(f"unknown architecture {name!r}; available: {', '.join(ARCHITECTURES)}")
     given = {key: value for key, value in (("input_shape", input_shape), ("classes", classes)) if value is not None}
     return ARCHITECTURES[name](**given, seed=seed, allocate=allocate)
+
+
+class UnknownArchitecture(ValueError):
+    """A name that is neither in the zoo nor written in the notation."""
+
+
+def build_any(name_or_notation: str, input_shape=None, classes: int | None = None, seed: int = 0, *,
+              allocate: bool = True) -> Sequential:
+    """A zoo name (``"vgg16"``) or the notes' notation (``"INPUT[32x32x3] -> CONV3-16 -> RELU -> FC10"``)."""
+    if name_or_notation in ARCHITECTURES:
+        return build_named(name_or_notation, input_shape, classes, seed, allocate=allocate)
+    looks_like_notation = any(mark in name_or_notation for mark in ("->", "[", "(")) or \
+        name_or_notation.strip().upper() in ("INPUT", "FC")
+    if not looks_like_notation:
+        raise UnknownArchitecture(f"unknown architecture {name_or_notation!r}: neither a zoo name ({', '.join(ARCHITECTURES)}) "
+                         "nor notation such as 'INPUT[28x28x1] -> CONV3-16 -> RELU -> POOL2 -> FC'")
+    from .spec import build
+
+    return build(name_or_notation, input=input_shape, classes=classes, seed=seed, allocate=allocate)
