@@ -63,7 +63,33 @@ def test_resume_extends_a_run(trained, capsys):
 def test_summary_prints_the_table(capsys):
     assert main(["summary", "lenet", "--input", "28x28x1"]) == 0
     out = capsys.readouterr().out
-    assert "28x28x16" in out and "7x7x32" in out and "total parameters" in out
+    assert "28x28x16" in out and "7x7x32" in out and "parameters: 215,370" in out
+
+
+def test_summary_of_vgg16_with_a_budget(capsys):
+    assert main(["summary", "vgg16", "--budget", "12GB"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters: 138,357,544" in out
+    assert "15,237,608 values" in out  # the notes' activation count: input + every CONV/POOL/FC output
+    assert "largest train batch within 12GB: 104" in out and "largest inference batch within 12GB: 287" in out
+    assert "[fc-params]" in out
+
+
+def test_summary_json_for_scripts(capsys):
+    import json
+
+    assert main(["summary", "INPUT[32x32x3] -> [CONV3-32 -> RELU]*2 -> POOL2 -> FC10", "--json",
+                 "--batch", "8", "--optimizer", "adam", "--budget", "1GB"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["batch"] == 8 and document["optimizer"] == "adam"
+    assert [row["output_shape"] for row in document["layers"]][-1] == [10]
+    assert document["budget"]["train"]["batch"] > 8
+
+
+def test_summary_notation_error_points_at_the_column(capsys):
+    assert main(["summary", "INPUT[32x32x3] -> CONV3-32 -> FX10"]) == 1
+    err = capsys.readouterr().err
+    assert "did you mean FC" in err and "^" in err
 
 
 @pytest.mark.parametrize("argv", [["train", "--epochs", "many"], ["fly"],

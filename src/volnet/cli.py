@@ -7,6 +7,7 @@ checkpoint...), 2 usage error, 130 interrupted (after saving a checkpoint).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -239,9 +240,29 @@ def _save_png(picture, path) -> None:
 
 
 def cmd_summary(args) -> int:
-    from .zoo import build_named
+    import json
+    from dataclasses import asdict
 
-    print(build_named(args.arch, tuple(args.input), args.classes).summary())
+    from .analysis import analyze, batch_fit
+    from .zoo import UnknownArchitecture, build_any
+
+    try:
+        net = build_any(args.arch, args.input and tuple(args.input), args.classes, allocate=False)
+    except UnknownArchitecture as error:
+        raise UsageError(str(error)) from None
+    optimizer = None if args.optimizer == "none" else args.optimizer
+    report = analyze(net, batch=args.batch, dtype=args.dtype, optimizer=optimizer)
+    fits = {mode: batch_fit(net, args.budget, optimizer=optimizer, dtype=args.dtype, mode=mode)
+            for mode in ("train", "inference")} if args.budget else {}
+    if args.json:
+        document = report.to_dict()
+        if fits:
+            document["budget"] = {mode: asdict(fit) for mode, fit in fits.items()}
+        print(json.dumps(document, indent=2))
+        return 0
+    print(report.table())
+    for mode, fit in fits.items():
+        print(f"\nlargest {mode} batch within {args.budget}: {fit.batch} ({fit.explanation})")
     return 0
 
 
@@ -311,11 +332,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--heat-class", type=int, help="class index for --heatmap (default: the top class)")
     predict.set_defaults(run=cmd_predict)
 
-    summary = sub.add_parser("summary", help="layer-by-layer volumes and parameter counts",
-                             formatter_class=formatter)
-    summary.add_argument("arch", choices=list(ARCHITECTURES), help="architecture")
-    summary.add_argument("--input", type=_volume, default=(28, 28, 1), help="input volume HxWxD")
-    summary.add_argument("--classes", type=int, default=10, help="number of classes")
+    summary = sub.add_parser(
+        "summary", help="volumes, parameters, FLOPs, receptive fields and memory of an architecture",
+        formatter_class=formatter,
+        description="Describe an architecture without allocating it: every layer's output volume, parameters, "
+                    "multiply-adds, receptive field and the memory it keeps for backprop; memory totals for "
+                    "training and inference; the notes' sizing lints; and the largest batch within a budget.")
+    summary.add_argument("arch", metavar="NAME|NOTATION",
+                         help=f"a zoo name ({', '.join(ARCHITECTURES)}) or notation such as "
+                              "'INPUT[32x32x3] -> [CONV3-32 -> RELU]*2 -> POOL2 -> FC10'")
+    summary.add_argument("--input", type=_volume, help="input volume HxWxD (default: the net's own)")
+    summary.add_argument("--classes", type=int, help="number of classes (default: the net's own)")
+    summary.add_argument("--batch", type=int, default=1, help="images per batch for the memory figures")
+    summary.add_argument("--optimizer", choices=["none", *OPTIMIZERS], default="momentum",
+                         help="optimizer whose step cache counts in training memory")
+    summary.add_argument("--dtype", choices=["float32", "float64", "float16"], default="float32",
+                         help="bytes per value: 4, 8 or 2")
+    summary.add_argument("--budget", help="memory budget such as 12GB, 8GiB or 512MB: print the largest batch "
+                                          "that fits, for training and inference")
+    summary.add_argument("--json", action="store_true", help="print the report as JSON for scripts")
     summary.set_defaults(run=cmd_summary)
     return parser
 
@@ -329,6 +364,9 @@ def main(argv=None) -> int:
         parser.print_usage(sys.stderr)
         print(f"volnet {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except (ShapeError, ValueError, OSError, ImportError) as error:
         print(f"volnet {args.command}: error: {error}", file=sys.stderr)
         return 1
