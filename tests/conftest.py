@@ -4,6 +4,8 @@ Fixtures rather than importable functions, so that test modules in every
 folder (``tests/ops``, ``tests/layers``, ...) reach them the same way.
 
 * ``rng``          a NumPy Generator seeded from the test's id (stable across runs).
+* ``check_net_grad`` ``check_net_grad(net, x)`` checks the input and every
+                   parameter gradient of a float64 network the same way.
 * ``check_grad``   ``check_grad(f, array, analytic)`` asserts that the analytic
                    gradient of the scalar ``f()`` w.r.t. ``array`` matches centred
                    differences (:mod:`volnet.gradcheck`) to a relative error < 1e-6.
@@ -46,6 +48,41 @@ def assert_gradient(f, x: np.ndarray, analytic: np.ndarray, tol: float = GRAD_TO
 @pytest.fixture
 def check_grad():
     return assert_gradient
+
+
+def assert_network_gradients(net, x, seed=0, before_forward=None):
+    """Float64 centred differences for the input and every parameter of ``net``, forwarding with ``train=True``.
+
+    Training mode, because BatchNorm's backward is the gradient of the
+    batch-statistics function (its running averages play no part).
+    ``before_forward`` runs before every forward pass (to fix dropout's mask).
+    """
+    prepare = before_forward or (lambda: None)
+    rng = np.random.default_rng(seed)
+    prepare()
+    out = net.forward(x, train=True)
+    dout = rng.standard_normal(out.shape)
+    dx = net.backward(dout)
+
+    def loss():
+        prepare()
+        return float(np.sum(net.forward(x, train=True) * dout))
+
+    assert relative_error(dx, numerical_gradient(loss, x)) < GRAD_TOL, "input"
+    for name, p in [(name, p) for layer in net for name, p in layer.named_params()]:
+        numeric = numerical_gradient(loss, p.value)
+        if np.abs(numeric).max() < 1e-7:
+            # A bias right before BatchNorm: the mean it adds is subtracted again, so its true
+            # gradient is zero and both sides are rounding noise, which a relative error magnifies.
+            np.testing.assert_allclose(p.grad, 0, atol=1e-10, err_msg=name)
+        else:
+            assert relative_error(p.grad, numeric) < GRAD_TOL, name
+
+
+@pytest.fixture
+def check_net_grad():
+    """``check_net_grad(net, x, seed=0, before_forward=None)``: see :func:`assert_network_gradients`."""
+    return assert_network_gradients
 
 
 @pytest.fixture

@@ -6,35 +6,8 @@ import numpy as np
 import pytest
 
 from volnet import Sequential, ShapeError
-from volnet.gradcheck import numerical_gradient, relative_error
 from volnet.layers import (FC, BatchNorm, Concat, Conv2D, GlobalAvgPool, Inception, MaxPool, ReLU, Residual,
                            layer_config, layer_from_config)
-
-
-def _check_gradients(net, x, seed=0):
-    """Float64 centred differences for the input and every parameter, forwarding with ``train=True``.
-
-    Training mode everywhere, because BatchNorm's backward is the gradient of
-    the batch-statistics function (its running averages play no part).
-    """
-    rng = np.random.default_rng(seed)
-    out = net.forward(x, train=True)
-    dout = rng.standard_normal(out.shape)
-    dx = net.backward(dout)
-
-    def loss():
-        return float(np.sum(net.forward(x, train=True) * dout))
-
-    assert relative_error(dx, numerical_gradient(loss, x)) < 1e-6, "input"
-    names = [name for layer in net for name, _ in layer.named_params()]
-    for name, p in zip(names, net.params()):
-        numeric = numerical_gradient(loss, p.value)
-        if np.abs(numeric).max() < 1e-7:
-            # A CONV bias right before BatchNorm: the mean it adds is subtracted again, so its true
-            # gradient is zero and both sides are rounding noise.
-            np.testing.assert_allclose(p.grad, 0, atol=1e-10, err_msg=name)
-        else:
-            assert relative_error(p.grad, numeric) < 1e-6, name
 
 
 def _float64_net(layers, input_shape, seed=0):
@@ -66,9 +39,9 @@ def _basic_block(filters, stride=1, project=False):
     pytest.param([Residual([Concat([[Conv2D(1, 1)], [Residual([Conv2D(3, 3, P=1)]), Conv2D(1, 1)]]),
                             Conv2D(3, 1)])], (3, 4, 3), id="nested"),
 ])
-def test_container_gradients(layers, input_shape):
+def test_container_gradients(layers, input_shape, check_net_grad):
     net, x = _float64_net(layers, input_shape)
-    _check_gradients(net, x)
+    check_net_grad(net, x)
 
 
 @pytest.mark.parametrize("first", [

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from volnet import Sequential, ShapeError
-from volnet.gradcheck import numerical_gradient, relative_error
 from volnet.layers import FC, AvgPool, Conv2D, Flatten, L2Pool, MaxPool, ReLU, layer_from_config
 
 
@@ -31,23 +30,6 @@ def test_he_initialisation_and_zero_bias():
     assert w.std() == pytest.approx(np.sqrt(2 / (3 * 3 * 32)), rel=0.05)
 
 
-def _check_layer_gradients(layers, input_shape, seed=0):
-    """Float64 centred differences for the input and every parameter of a small network."""
-    net = Sequential(layers, input_shape=input_shape, seed=seed, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((2, *input_shape))
-    out = net.forward(x, train=True)
-    dout = rng.standard_normal(out.shape)
-    dx = net.backward(dout)
-
-    def loss():
-        return float(np.sum(net.forward(x, train=False) * dout))
-
-    assert relative_error(dx, numerical_gradient(loss, x)) < 1e-6
-    for p in net.params():
-        assert relative_error(p.grad, numerical_gradient(loss, p.value)) < 1e-6, p.name
-
-
 @pytest.mark.parametrize("layers, input_shape", [
     ([Conv2D(3, 3, S=1, P=1)], (5, 6, 2)),
     ([Conv2D(2, 3, S=2, P=1, dilation=2)], (7, 7, 3)),
@@ -64,8 +46,9 @@ def _check_layer_gradients(layers, input_shape, seed=0):
     ([ReLU(), Flatten(), FC(3)], (2, 3, 2)),
     ([Conv2D(3, 3, P=1), ReLU(), MaxPool(2, 2), FC(4)], (4, 4, 2)),
 ])
-def test_layer_gradients(layers, input_shape):
-    _check_layer_gradients(layers, input_shape)
+def test_layer_gradients(layers, input_shape, check_net_grad):
+    net = Sequential(layers, input_shape=input_shape, dtype=np.float64)
+    check_net_grad(net, np.random.default_rng(0).standard_normal((2, *input_shape)))
 
 
 def test_first_layer_skips_input_gradient_when_asked():

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from volnet import Sequential, ShapeError
-from volnet.gradcheck import numerical_gradient, relative_error
 from volnet.layers import FC, Conv2D, LocallyConnected, ReLU, layer_from_config
 from volnet.layers import local as local_module
 
@@ -47,22 +46,12 @@ def test_stride_that_does_not_fit_fails_at_build_time():
     ([LocallyConnected(3, 3), ReLU(), FC(2)], (6, 6, 2)),
     ([LocallyConnected(2, 2, S=2, P=1, fit="pad")], (5, 4, 1)),
 ])
-def test_layer_gradients(layers, input_shape):
+def test_layer_gradients(layers, input_shape, check_net_grad):
     net = Sequential(layers, input_shape=input_shape, seed=0, dtype=np.float64)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, *input_shape))
     for p in net.params():  # non-zero biases, so ReLU's kink is not hit by construction
         p.value[...] = rng.standard_normal(p.value.shape)
-    out = net.forward(x, train=True)
-    dout = rng.standard_normal(out.shape)
-    dx = net.backward(dout)
-
-    def loss():
-        return float(np.sum(net.forward(x, train=False) * dout))
-
-    assert relative_error(dx, numerical_gradient(loss, x)) < 1e-6
-    for p in net.params():
-        assert relative_error(p.grad, numerical_gradient(loss, p.value)) < 1e-6, p.name
+    check_net_grad(net, rng.standard_normal((2, *input_shape)))
 
 
 def test_first_layer_skips_input_gradient_when_asked():

@@ -6,37 +6,7 @@ import numpy as np
 import pytest
 
 from volnet import Sequential
-from volnet.gradcheck import numerical_gradient, relative_error
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, ReLU, layer_from_config
-
-
-def _check_training_gradients(net, x, seed=0, before_forward=lambda: None):
-    """Float64 centred differences for the input and every parameter, forwarding with ``train=True``.
-
-    BatchNorm normalises with the batch's statistics in training, and that is
-    the function whose gradient backward computes, so the numerical loss must
-    forward in training mode too (the running averages it moves play no part).
-    ``before_forward`` runs before every forward pass (to fix dropout's mask).
-    """
-    rng = np.random.default_rng(seed)
-    before_forward()
-    out = net.forward(x, train=True)
-    dout = rng.standard_normal(out.shape)
-    dx = net.backward(dout)
-
-    def loss():
-        before_forward()
-        return float(np.sum(net.forward(x, train=True) * dout))
-
-    assert relative_error(dx, numerical_gradient(loss, x)) < 1e-6
-    for p in net.params():
-        numeric = numerical_gradient(loss, p.value)
-        if np.abs(numeric).max() < 1e-7:
-            # A bias right before BatchNorm: the mean it adds is subtracted again, so its gradient is
-            # zero and both sides are rounding noise, which a relative error would magnify.
-            np.testing.assert_allclose(p.grad, 0, atol=1e-10, err_msg=p.name)
-        else:
-            assert relative_error(p.grad, numeric) < 1e-6, p.name
 
 
 # ---------------------------------------------------------------------------
@@ -261,10 +231,10 @@ def test_unbuilt_dropout_explains_itself():
     ([FC(5), BatchNorm()], (2, 2, 2)),
     ([Conv2D(3, 3, P=1), BatchNorm(), ReLU(), FC(4)], (4, 4, 2)),
 ])
-def test_batchnorm_gradients_in_a_network(layers, input_shape):
+def test_batchnorm_gradients_in_a_network(layers, input_shape, check_net_grad):
     net = Sequential(layers, input_shape=input_shape, dtype=np.float64)
     x = np.random.default_rng(1).standard_normal((3, *input_shape))
-    _check_training_gradients(net, x)
+    check_net_grad(net, x)
 
 
 def test_bias_before_batchnorm_gets_no_gradient():
@@ -278,16 +248,16 @@ def test_bias_before_batchnorm_gets_no_gradient():
     np.testing.assert_allclose(net.forward(x, train=True), out, atol=1e-12)
 
 
-def test_conv_batchnorm_relu_dropout_fc_with_p_zero():
+def test_conv_batchnorm_relu_dropout_fc_with_p_zero(check_net_grad):
     net = Sequential([Conv2D(3, 3, P=1), BatchNorm(), ReLU(), Dropout(0.0), FC(4)], input_shape=(4, 4, 2),
                      dtype=np.float64)
     x = np.random.default_rng(2).standard_normal((2, 4, 4, 2))
     out = net.forward(x, train=True)
     assert out.shape == (2, 4)
-    _check_training_gradients(net, x)
+    check_net_grad(net, x)
 
 
-def test_conv_batchnorm_relu_dropout_fc_with_a_fixed_mask():
+def test_conv_batchnorm_relu_dropout_fc_with_a_fixed_mask(check_net_grad):
     net = Sequential([Conv2D(3, 3, P=1), BatchNorm(), ReLU(), Dropout(0.5), FC(4)], input_shape=(4, 4, 2),
                      dtype=np.float64)
     x = np.random.default_rng(3).standard_normal((2, 4, 4, 2))
@@ -295,7 +265,7 @@ def test_conv_batchnorm_relu_dropout_fc_with_a_fixed_mask():
     mask = dropout.forward(np.ones((2, 4, 4, 3)), train=True)
     assert np.any(mask == 0) and np.any(mask == 2)  # the mask drops some units and keeps others
     # Restoring the generator before every forward pass makes dropout draw that same mask each time.
-    _check_training_gradients(net, x, before_forward=lambda: dropout.set_rng_state(state))
+    check_net_grad(net, x, before_forward=lambda: dropout.set_rng_state(state))
 
 
 def test_first_layer_batchnorm_skips_the_input_gradient_when_asked():
