@@ -1,0 +1,8 @@
+"""Bridges to other frameworks: :func:`to_torch` and :func:`from_torch` move a network to PyTorch and back.
+
+PyTorch is imported only when a bridge function is called.
+"""
+
+from .torch_bridge import from_torch, to_torch
+
+__all__ = ["to_torch", "from_torch"]
