@@ -28,8 +28,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
+# Kernel and training-step timings against PyTorch (CPU), and the FC->CONV sliding-window speed-up.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_ops.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_convert.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

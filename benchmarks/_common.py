@@ -71,16 +71,24 @@ def match_threads(torch) -> tuple[dict, int]:
     return blas, threads
 
 
-def print_environment(blas: dict, threads: int, torch) -> None:
-    """Versions, NumPy's BLAS kernel, the OpenBLAS variables that slow it down (reported, not changed), threads."""
-    print(f"numpy {np.__version__}; torch {torch.__version__ if torch else 'not installed'}")
+def print_environment(blas: dict, threads: int, torch, *, uses_torch: bool = True) -> None:
+    """Versions, NumPy's BLAS kernel, the OpenBLAS variables that slow it down (reported, not changed), threads.
+
+    ``uses_torch=False`` for a benchmark of volnet alone.
+    """
+    if not uses_torch:
+        print(f"numpy {np.__version__}")
+    else:
+        print(f"numpy {np.__version__}; torch {torch.__version__ if torch else 'not installed'}")
     arch = blas.get("architecture") or blas.get("corename") or "?"
     print(f"NumPy BLAS: {blas.get('internal_api', '?')} {blas.get('version', '?')}, "
           f"architecture/corename {arch}, {blas.get('num_threads', '?')} threads")
     for name in SLOW_BLAS_VARIABLES:
         value = os.environ.get(name)
         print(f"{name}: {'set to ' + repr(value) + ' (slows NumPy BLAS here)' if value else 'not set'}")
-    if torch:
+    if not uses_torch:
+        print(f"threads: {threads}")
+    elif torch:
         print(f"threads: {threads} (torch.set_num_threads set to NumPy's BLAS thread count)")
     else:
         print(f"threads: {threads}; torch is not installed, so volnet numbers alone are shown")
