@@ -65,13 +65,11 @@ def step_temporaries(optimizer: str | None, itemsize: int) -> int:
 
     sgd and momentum: ``lr * v`` (one array); nesterov: ``momentum * v`` and
     ``lr * (...)`` (two); adagrad and rmsprop: ``lr * g``, ``sqrt(s)`` and
-    ``sqrt(s) + eps`` (three); adam: ``lr/(1 - b1**t) * m`` in the
-    parameters' dtype and two float64 arrays, because ``np.sqrt(1 - b2**t)``
-    is a float64 scalar that promotes ``sqrt(v) / ...`` to float64 (as measured).
+    ``sqrt(s) + eps`` (three); adam: the denominator ``sqrt(v)/c + eps`` and
+    the step ``m * lr/(1 - b1**t)``, both updated in place (two).
     """
-    if optimizer == "adam":
-        return itemsize + 2 * max(itemsize, 8)
-    return {"sgd": 1, "momentum": 1, "nesterov": 2, "adagrad": 3, "rmsprop": 3}.get(optimizer or "sgd", 3) * itemsize
+    return {"sgd": 1, "momentum": 1, "nesterov": 2, "adagrad": 3, "rmsprop": 3, "adam": 2}.get(
+        optimizer or "sgd", 3) * itemsize
 
 DTYPE_BYTES = {"float16": 2, "float32": 4, "float64": 8}
 

@@ -9,6 +9,8 @@ learning rates.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import Optimizer, check_hyperparameter
@@ -148,7 +150,14 @@ class Adam(Optimizer):
         m += (1 - b1) * g
         v *= b2
         v += (1 - b2) * g * g
-        w -= self.lr / (1 - b1**t) * m / (np.sqrt(v) / np.sqrt(1 - b2**t) + self.eps)
+        # Python floats for the corrections (a NumPy float64 scalar would turn float32 math into
+        # float64), and two work arrays updated in place.
+        denominator = np.sqrt(v)
+        denominator *= 1 / math.sqrt(1 - b2**t)
+        denominator += self.eps
+        step = m * (self.lr / (1 - b1**t))
+        step /= denominator
+        w -= step
 
 
 # name -> (class, the arguments that name fixes)
