@@ -11,7 +11,9 @@ Two versions of the same layer:
 * :func:`conv_forward_naive` loops over output positions exactly like the
   notes: ``V[x, y, d] = np.sum(X[x*S : x*S+F, y*S : y*S+F, :] * W_d) + b_d``.
 * :func:`conv_forward` stretches every receptive field into a row
-  (:func:`im2col`) and computes all dot products with one matrix multiply.
+  (:func:`im2col`) and computes all dot products as matrix multiplies, a
+  block of images at a time (so the F*F-times-larger matrix never exists
+  whole).
 
 Like every kernel in ``volnet.ops`` they return ``(out, cache)``; the
 backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
@@ -26,6 +28,20 @@ import numpy as np
 from ..shapes import ShapeError
 from .window import (Geometry, geometry, interleave_phases, pad_spatial, phase_buffer_shape, tap, tap_phase,
                      unpad_spatial, windows)
+
+# The fast kernels build im2col rows for a block of images at a time, about
+# this many bytes of them, so that the copy is still in cache when the matrix
+# multiply reads it and the F*F-times-larger matrix never exists in full.
+# 4 MiB measured best on the 2-core development machine (1 MiB L2 per core,
+# 32 MiB L3); 2-8 MiB were within noise of it, the whole batch at once up to
+# 1.8x slower.
+BLOCK_BYTES = 4 * 2**20
+
+# Inputs shallower than this get their gradient through the depth-first
+# scatter of :func:`_input_gradient_shallow`, deeper ones tap by tap through
+# :func:`_input_gradient_deep`. Measured: for D=1..4 the depth-first one is
+# 1.4-3.4x faster, for D=16..128 the tap-by-tap one up to 1.7x; D=8 is a tie.
+SHALLOW_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -173,24 +189,13 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     return dx, dw, db
 
 
-# The fast kernels build im2col rows for a block of images at a time, about
-# this many bytes of them, so that the copy is still in cache when the matrix
-# multiply reads it and the F*F-times-larger matrix never exists in full.
-# 4 MiB measured best on the 2-core development machine (1 MiB L2 per core,
-# 32 MiB L3); 2-8 MiB were within noise of it, the whole batch at once up to
-# 1.8x slower.
-BLOCK_BYTES = 4 * 2**20
-
-# Inputs shallower than this get their gradient through the depth-first
-# scatter of :func:`_input_gradient_shallow`, deeper ones through
-# :func:`_input_gradient_deep`; measured crossover, D=3 to 3x faster one way,
-# D=16..128 10-30% faster the other.
-SHALLOW_DEPTH = 8
+def _images_per_block(N: int, bytes_per_image: int) -> int:
+    """How many images make about :data:`BLOCK_BYTES` (at least one, at most N)."""
+    return max(1, min(N, BLOCK_BYTES // max(1, bytes_per_image)))
 
 
-def _image_blocks(N: int, bytes_per_image: int):
-    """Split N images into consecutive ``slice``s of about :data:`BLOCK_BYTES` each (at least one image)."""
-    step = max(1, min(N, BLOCK_BYTES // max(1, bytes_per_image)))
+def _image_blocks(N: int, step: int) -> list[slice]:
+    """Consecutive blocks of ``step`` images (the last may be shorter)."""
     return [slice(n, min(N, n + step)) for n in range(0, N, step)]
 
 
@@ -213,9 +218,9 @@ def _row_blocks(xp: np.ndarray, g: Geometry):
     if view.flags.c_contiguous:
         yield slice(0, N), view.reshape(N * Ho * Wo, Fh * Fw * D)
         return
-    blocks = _image_blocks(N, view[0].size * view.itemsize)
-    buffer = np.empty((blocks[0].stop, Ho, Wo, Fh, Fw, D), dtype=xp.dtype)
-    for images in blocks:
+    step = _images_per_block(N, Ho * Wo * Fh * Fw * D * view.itemsize)
+    buffer = np.empty((step, Ho, Wo, Fh, Fw, D), dtype=xp.dtype)
+    for images in _image_blocks(N, step):
         rows = buffer[: images.stop - images.start]
         np.copyto(rows, view[images])
         yield images, rows.reshape(-1, Fh * Fw * D)
@@ -223,10 +228,10 @@ def _row_blocks(xp: np.ndarray, g: Geometry):
 
 def _weight_gradient(dout_rows, xp, g: Geometry):
     """``dw = rows.T @ dout``, accumulated over blocks of images; shape ``(F*F*D, K)``."""
-    dw = None
+    (Fh, Fw), D, K = g.size, xp.shape[3], dout_rows.shape[1]
+    dw = np.zeros((Fh * Fw * D, K), dtype=np.result_type(xp, dout_rows))
     for images, rows in _row_blocks(xp, g):
-        part = rows.T @ dout_rows[_positions(images, g)]
-        dw = part if dw is None else np.add(dw, part, out=dw)
+        dw += rows.T @ dout_rows[_positions(images, g)]
     return dw
 
 
@@ -255,9 +260,9 @@ def _input_gradient_deep(dout, w, g: Geometry, padded_shape):
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
     dtype = np.result_type(dout, w)
     phases = np.zeros(phase_buffer_shape(g, padded_shape), dtype=dtype)
-    blocks = _image_blocks(N, Ho * Wo * (K + D) * dtype.itemsize)
-    share = np.empty((blocks[0].stop * Ho * Wo, D), dtype=dtype)
-    for images in blocks:
+    step = _images_per_block(N, Ho * Wo * (K + D) * dtype.itemsize)
+    share = np.empty((step * Ho * Wo, D), dtype=dtype)
+    for images in _image_blocks(N, step):
         n = images.stop - images.start
         dout_rows = dout[images].reshape(-1, K)
         share_rows = share[: n * Ho * Wo]
@@ -283,7 +288,7 @@ def _input_gradient_shallow(dout, w, g: Geometry, padded_shape):
     dtype = np.result_type(dout, w)
     w_rows = w.reshape(-1, K)
     dxp = np.empty(padded_shape, dtype=dtype)
-    for images in _image_blocks(N, Ho * Wo * Fh * Fw * D * dtype.itemsize):
+    for images in _image_blocks(N, _images_per_block(N, Ho * Wo * Fh * Fw * D * dtype.itemsize)):
         n = images.stop - images.start
         shares = (w_rows @ dout[images].reshape(-1, K).T).reshape(Fh, Fw, D, n, Ho, Wo)
         Sh, Sw, _, Hs, Ws, _ = phase_buffer_shape(g, (n, *padded_shape[1:]))
@@ -301,8 +306,9 @@ def conv_backward_input_flipped(dout, w, g: Geometry):
 
     The notes: "the backward pass for a convolution ... is also a
     convolution (but with spatially-flipped filters)". For stride S the
-    gradient first spreads dout out with S-1 zeros between its entries
-    (which is why the fast backward uses col2im for S > 1).
+    gradient first spreads dout out with S-1 zeros between its entries.
+    :func:`conv_backward` computes the same gradient by col2im instead, which
+    measured as fast for stride 1 and much faster for larger strides.
     """
     N, H, W, D = g.in_shape
     (Ho, Wo), (Fh, Fw), (Sh, Sw), (dh, dwl) = g.out_hw, g.size, g.stride, g.dilation
