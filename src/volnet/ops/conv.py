@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError
-from .window import (Geometry, geometry, interleave_phases, pad_spatial, phase_buffer_shape, tap, tap_phase,
+from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
                      unpad_spatial, windows)
 
 # The fast kernels build im2col rows for a block of images at a time, about
@@ -82,29 +82,7 @@ def im2col(x: np.ndarray, F, stride=1, pad=0, dilation=1, *, fit=None) -> np.nda
     """
     batch = x if x.ndim == 4 else x[None]
     g = geometry(batch.shape, F, stride, pad, dilation, fit=fit)
-    return _rows(pad_spatial(batch, g.pads), g).T
-
-
-def _rows(xp: np.ndarray, g: Geometry) -> np.ndarray:
-    """im2col's transpose, the layout the fast kernels use: ``(N*H2*W2, F*F*D)``.
-
-    One strided view, one contiguous copy: for NHWC volumes the depth axis is
-    innermost in both, so the copy streams memory in order.
-    """
-    view = windows(xp, g)
-    return np.ascontiguousarray(view).reshape(-1, view.shape[3] * view.shape[4] * view.shape[5])
-
-
-def _col2im(drows: np.ndarray, g: Geometry, padded_shape) -> np.ndarray:
-    """Adjoint of :func:`_rows`: add every column's gradient back to where it was read from."""
-    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    dxp = np.zeros(padded_shape, dtype=drows.dtype)
-    dwin = drows.reshape(padded_shape[0], Ho, Wo, Fh, Fw, padded_shape[3])
-    for u in range(Fh):
-        for v in range(Fw):
-            rows, cols = tap(g, u, v)
-            dxp[:, rows, cols] += dwin[:, :, :, u, v]
-    return dxp
+    return im2row(pad_spatial(batch, g.pads), g).T
 
 
 def conv_forward_naive(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None):
@@ -206,7 +184,7 @@ def _positions(images: slice, g: Geometry) -> slice:
 
 
 def _row_blocks(xp: np.ndarray, g: Geometry):
-    """Yield ``(images, rows)``: the im2col rows (:func:`_rows`) of each block of images.
+    """Yield ``(images, rows)``: the im2col rows (:func:`~volnet.ops.window.im2row`) of each block of images.
 
     The rows of every block are copied into the same buffer, so each must be
     used before the next is asked for. Where the receptive fields already lie
@@ -325,4 +303,4 @@ def conv_backward_input_flipped(dout, w, g: Geometry):
     flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
     gt = geometry((N, dout.shape[1] + pads[0] + pads[1], dout.shape[2] + pads[2] + pads[3], K),
                   (Fh, Fw), 1, 0, (dh, dwl))
-    return (_rows(pad_spatial(dout, pads), gt) @ flipped.reshape(-1, D)).reshape(N, H, W, D)
+    return (im2row(pad_spatial(dout, pads), gt) @ flipped.reshape(-1, D)).reshape(N, H, W, D)

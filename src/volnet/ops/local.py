@@ -30,8 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError
-from .conv import _col2im, _rows
-from .window import Geometry, geometry, pad_spatial, unpad_spatial
+from .window import Geometry, col2im, geometry, im2row, pad_spatial, unpad_spatial
 
 
 @dataclass(frozen=True)
@@ -108,8 +107,8 @@ def local_backward_naive(dout, cache: LocalCache):
 
 
 def _position_rows(xp, g: Geometry):
-    """im2col rows grouped by output position: a ``(H2*W2, N, F*F*D)`` view of :func:`_rows`."""
-    rows = _rows(xp, g)
+    """im2col rows grouped by output position: a ``(H2*W2, N, F*F*D)`` view of :func:`im2row`."""
+    rows = im2row(xp, g)
     return rows.reshape(xp.shape[0], -1, rows.shape[1]).transpose(1, 0, 2)
 
 
@@ -146,4 +145,4 @@ def local_backward(dout, cache: LocalCache, input_grad: bool = True):
         return None, dw, db
     drows = np.empty((N, Ho * Wo, w_pos.shape[1]), dtype=np.result_type(dout, w))
     np.matmul(dout_pos, w_pos.transpose(0, 2, 1), out=drows.transpose(1, 0, 2))
-    return unpad_spatial(_col2im(drows.reshape(N * Ho * Wo, -1), g, xp.shape), g), dw, db
+    return unpad_spatial(col2im(drows.reshape(N * Ho * Wo, -1), g, xp.shape), g), dw, db

@@ -136,3 +136,25 @@ def windows(xp: np.ndarray, g: Geometry) -> np.ndarray:
         strides=(n, sh * g.stride[0], sw * g.stride[1], sh * g.dilation[0], sw * g.dilation[1], sd),
         writeable=False,
     )
+
+
+def im2row(xp: np.ndarray, g: Geometry) -> np.ndarray:
+    """im2col's transpose, the layout the fast kernels use: ``(N*H2*W2, F*F*D)``.
+
+    One strided view, one contiguous copy: for NHWC volumes the depth axis is
+    innermost in both, so the copy streams memory in order.
+    """
+    view = windows(xp, g)
+    return np.ascontiguousarray(view).reshape(-1, view.shape[3] * view.shape[4] * view.shape[5])
+
+
+def col2im(drows: np.ndarray, g: Geometry, padded_shape) -> np.ndarray:
+    """Adjoint of :func:`im2row`: add every column's gradient back to where it was read from."""
+    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    dxp = np.zeros(padded_shape, dtype=drows.dtype)
+    dwin = drows.reshape(padded_shape[0], Ho, Wo, Fh, Fw, padded_shape[3])
+    for u in range(Fh):
+        for v in range(Fw):
+            rows, cols = tap(g, u, v)
+            dxp[:, rows, cols] += dwin[:, :, :, u, v]
+    return dxp
