@@ -4,6 +4,8 @@ Fixtures rather than importable functions, so that test modules in every
 folder (``tests/ops``, ``tests/layers``, ...) reach them the same way.
 
 * ``rng``          a NumPy Generator seeded from the test's id (stable across runs).
+* ``check_kernel_grad`` ``check_kernel_grad(forward, backward, (x, w, b), hyper, rng)``
+                   checks every gradient of an ops kernel pair.
 * ``check_net_grad`` ``check_net_grad(net, x)`` checks the input and every
                    parameter gradient of a float64 network the same way.
 * ``check_grad``   ``check_grad(f, array, analytic)`` asserts that the analytic
@@ -48,6 +50,27 @@ def assert_gradient(f, x: np.ndarray, analytic: np.ndarray, tol: float = GRAD_TO
 @pytest.fixture
 def check_grad():
     return assert_gradient
+
+
+def assert_kernel_gradients(forward, backward, arrays, hyper, rng, names=("dx", "dw", "db")):
+    """Check every gradient a kernel pair returns: ``backward(dout, cache)`` against centred
+    differences of ``sum(forward(*arrays, **hyper)[0] * dout)``. Returns the forward output."""
+    out, cache = forward(*arrays, **hyper)
+    dout = rng.standard_normal(out.shape)
+    grads = backward(dout, cache)
+
+    def loss():
+        return float(np.sum(forward(*arrays, **hyper)[0] * dout))
+
+    for array, grad, name in zip(arrays, grads, names):
+        assert_gradient(loss, array, grad, name=name)
+    return out
+
+
+@pytest.fixture
+def check_kernel_grad():
+    """``check_kernel_grad(forward, backward, (x, w, b), hyper, rng)``: see :func:`assert_kernel_gradients`."""
+    return assert_kernel_gradients
 
 
 def assert_network_gradients(net, x, seed=0, before_forward=None):
