@@ -8,6 +8,9 @@ from ..layers.base import Layer, Param, layer_config, layer_from_config
 from ..shapes import ShapeError, as_volume_shape, format_volume
 
 
+SUMMARY_WIDTH = 60  # characters of a layer's description in summary()
+
+
 class Sequential:
     """A ConvNet as a list of layers, built and checked for one input volume.
 
@@ -100,11 +103,18 @@ class Sequential:
         return sum(layer.num_params for layer in self.layers)
 
     def summary(self) -> str:
-        """A plain-text table: every layer's output volume and parameter count."""
+        """A plain-text table: every layer's output volume and parameter count.
+
+        A container's description is cut to :data:`SUMMARY_WIDTH` characters;
+        ``volnet.analysis.analyze(net).table()`` lists its nested layers row by row.
+        """
         rows = [("#", "layer", "output volume", "params"), ("", "INPUT", format_volume(self.input_shape), "0")]
         for index, (layer, shape) in enumerate(zip(self.layers, self.shapes), start=1):
             volume = format_volume((1, 1, *shape) if len(shape) == 1 else shape)
-            rows.append((str(index), repr(layer), volume, f"{layer.num_params:,}"))
+            text = repr(layer)
+            if len(text) > SUMMARY_WIDTH:
+                text = text[: SUMMARY_WIDTH - 3] + "..."
+            rows.append((str(index), text, volume, f"{layer.num_params:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = ["  ".join(cell.ljust(w) if c in (1, 2) else cell.rjust(w)
                            for c, (cell, w) in enumerate(zip(row, widths))) for row in rows]
