@@ -139,7 +139,7 @@ def cmd_train(args) -> int:
         print(f"resuming {args.resume} at epoch {position.epoch + 1}, batch {position.batch + 1} "
               f"of a {trainer.epochs}-epoch run")
     else:
-        args.epochs = args.epochs or DEFAULT_EPOCHS
+        args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
         if args.schedule == "cosine" and args.warmup >= args.epochs:
             raise UsageError("--warmup must be smaller than --epochs")
         full = _load_data(args.data, args.root, "train", args.size and tuple(args.size), args.grayscale)
@@ -171,6 +171,14 @@ def cmd_train(args) -> int:
     print(f"saved {trainer.checkpoint_path} (history: {trainer.out_dir / 'history.csv'})")
     if last.val_accuracy is not None:
         print(f"validation accuracy: {last.val_accuracy:.2%}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from .data import fetch
+
+    folder = fetch(args.name, root=args.root)
+    print(f"{args.name}: files verified in {folder}")
     return 0
 
 
@@ -311,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue a saved run (other options come from it; "
                                                                  "--epochs may extend it)")
     train.set_defaults(run=cmd_train)
+
+    fetch = sub.add_parser("fetch", help="download MNIST or CIFAR-10 and verify its checksums",
+                           formatter_class=formatter,
+                           description="Download a data set into the cache folder ($VOLNET_DATA or ~/.cache/volnet) "
+                                       "or --root, checking every file against its published checksum. Offline, "
+                                       "place the files there by hand: the error names the paths.")
+    fetch.add_argument("name", choices=["mnist", "cifar10"], help="data set")
+    fetch.add_argument("--root", help="folder to download into (default: the cache folder)")
+    fetch.set_defaults(run=cmd_fetch)
 
     evaluate = sub.add_parser("eval", help="accuracy of a checkpoint on a test set", formatter_class=formatter)
     evaluate.add_argument("checkpoint", help="a checkpoint.safetensors written by volnet train")

@@ -112,3 +112,15 @@ def test_load_downloads_only_when_asked(cache, remote, rng, write_idx, tmp_path)
     data = load("mnist", split="test", download=True)
     assert data.labels.tolist() == [4] and data.images[0, 3, 4, 0] == np.float32(images[0, 3, 4]) / np.float32(255)
     assert load("mnist").labels.tolist() == [3, 9]
+
+
+def test_volnet_fetch_command(tmp_path, remote, capsys):
+    from volnet.cli import main
+
+    remote.publish("mnist", {"a.gz": b"first"})
+    assert main(["fetch", "mnist", "--root", str(tmp_path / "data")]) == 0
+    assert "files verified in" in capsys.readouterr().out
+    assert (tmp_path / "data" / "a.gz").read_bytes() == b"first"
+    remote.publish("mnist", {"a.gz": b"tampered"}, {"a.gz": ("md5", "0" * 32)})
+    assert main(["fetch", "mnist", "--root", str(tmp_path / "other")]) == 1
+    assert "checksum mismatch" in capsys.readouterr().err

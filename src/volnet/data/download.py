@@ -65,7 +65,8 @@ def data_root(name: str, root=None) -> Path:
 def fetch_hint(name: str, root=None) -> str:
     """The call that downloads ``name`` into the folder ``load(name, root)`` reads."""
     where = "" if root is None else f", root={str(root)!r}"
-    return f'volnet.data.fetch("{name}"{where})'
+    command = "" if root is None else f" --root {root}"
+    return f'`volnet fetch {name}{command}` or volnet.data.fetch("{name}"{where})'
 
 
 def missing_files_error(name: str, root, expected) -> DataError:
