@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from .. import shapes
+
 BASE_WIDTH = 32  # K of a bare CONV before the first POOL; doubles after each POOL
 HIDDEN_FC = 512  # K of a bare FC that is not the last one
 BARE_F = 3  # F of a bare CONV or LC
@@ -40,7 +42,7 @@ ARG_ALIASES = {"filters": "K", "size": "F", "stride": "S", "pad": "P", "padding"
 # the letter after '/' in CONV3-64/S2/P1/D2/B0
 MODIFIERS = {"S": "S", "P": "P", "D": "dilation", "B": "bias"}
 
-FITS = ("pad", "crop")
+FITS = tuple(f for f in shapes.FITS if f is not None)  # "pad", "crop"
 BOOLS = {"true": True, "false": False}
 
 
