@@ -1,11 +1,9 @@
 """CONV kernels: the notes' worked examples, gradient checks, fast == naive, PyTorch."""
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from strategies import window_settings
 
 from volnet.ops import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
                         conv_forward_naive, fc_forward, im2col)
@@ -184,31 +182,8 @@ def test_conv_gradients(kind, x_shape, F, stride, pad, dilation, fit, rng, check
 # ---------------------------------------------------------------------------
 
 
-@st.composite
-def conv_settings(draw):
-    """A random CONV setting, small enough for the naive loops; non-square, with pairs per axis.
-
-    With fit=None the input size is built so that the division is exact;
-    with fit="pad"/"crop" up to S-1 extra rows leave the last filter hanging over.
-    """
-    fit = draw(st.sampled_from([None, "pad", "crop"]))
-    F, S, P, dil, hw = [], [], [], [], []
-    for _ in range(2):  # height, then width
-        f, s, p, d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(0, 2)),
-                      draw(st.integers(1, 2)))
-        extent = d * (f - 1) + 1
-        extra = draw(st.integers(0, s - 1)) if fit else 0
-        lowest = max(1, math.ceil((1 - extent + 2 * p - extra) / s) + 1)  # keeps the input >= 1
-        out = draw(st.integers(lowest, lowest + 3))
-        F.append(f), S.append(s), P.append(p), dil.append(d)
-        hw.append((out - 1) * s + extent - 2 * p + extra)
-    N, D, K = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    return dict(x_shape=(N, *hw, D), F=tuple(F), K=K, seed=draw(st.integers(0, 2**32 - 1)),
-                hyper=dict(stride=tuple(S), pad=tuple(P), dilation=tuple(dil), fit=fit))
-
-
 @settings(max_examples=40, deadline=None)
-@given(setting=conv_settings())
+@given(setting=window_settings())
 def test_fast_conv_equals_naive(setting):
     rng = np.random.default_rng(setting["seed"])
     x, w, b = random_conv(rng, setting["x_shape"], setting["F"], setting["K"])
@@ -226,7 +201,7 @@ def test_fast_conv_equals_naive(setting):
 
 
 @settings(max_examples=40, deadline=None)
-@given(setting=conv_settings())
+@given(setting=window_settings())
 def test_input_gradient_is_a_convolution_with_flipped_filters(setting):
     rng = np.random.default_rng(setting["seed"])
     x, w, b = random_conv(rng, setting["x_shape"], setting["F"], setting["K"])

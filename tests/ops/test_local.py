@@ -1,11 +1,9 @@
 """Locally-connected kernels: gradient checks, fast == naive, and the identity with CONV."""
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from strategies import window_settings
 
 from volnet.ops import (conv_backward, conv_forward, local_backward, local_backward_naive, local_forward,
                         local_forward_naive)
@@ -79,28 +77,8 @@ def test_input_grad_false_skips_dx_only(rng):
 # ---------------------------------------------------------------------------
 
 
-@st.composite
-def local_settings(draw):
-    """A random setting, small enough for the naive loops: non-square, pairs per axis, D and K from 1."""
-    fit = draw(st.sampled_from([None, "pad", "crop"]))
-    F, S, P, dil, hw, out_hw = [], [], [], [], [], []
-    for _ in range(2):  # height, then width
-        f, s, p, d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(0, 2)),
-                      draw(st.integers(1, 2)))
-        extent = d * (f - 1) + 1
-        extra = draw(st.integers(0, s - 1)) if fit else 0
-        lowest = max(1, math.ceil((1 - extent + 2 * p - extra) / s) + 1)  # keeps the input >= 1
-        out = draw(st.integers(lowest, lowest + 3))
-        F.append(f), S.append(s), P.append(p), dil.append(d)
-        hw.append((out - 1) * s + extent - 2 * p + extra)
-        out_hw.append(out)
-    N, D, K = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    return dict(x_shape=(N, *hw, D), F=tuple(F), K=K, seed=draw(st.integers(0, 2**32 - 1)),
-                hyper=dict(stride=tuple(S), pad=tuple(P), dilation=tuple(dil), fit=fit))
-
-
 @settings(max_examples=40, deadline=None)
-@given(setting=local_settings())
+@given(setting=window_settings())
 def test_fast_local_equals_naive(setting):
     rng = np.random.default_rng(setting["seed"])
     hyper = setting["hyper"]

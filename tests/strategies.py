@@ -1,0 +1,32 @@
+"""Hypothesis strategies shared by the kernel tests (importable because pytest's ``pythonpath`` holds tests/)."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import strategies as st
+
+
+@st.composite
+def window_settings(draw):
+    """A random CONV-like setting, small enough for the naive loops; non-square, with pairs per axis.
+
+    With fit=None the input size is built so that the division is exact;
+    with fit="pad"/"crop" up to S-1 extra rows leave the last filter hanging over.
+    Returns ``x_shape``, ``out_hw``, ``F``, ``K``, ``seed`` and the kernel's ``hyper`` keywords.
+    """
+    fit = draw(st.sampled_from([None, "pad", "crop"]))
+    F, S, P, dil, hw, out_hw = [], [], [], [], [], []
+    for _ in range(2):  # height, then width
+        f, s, p, d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(0, 2)),
+                      draw(st.integers(1, 2)))
+        extent = d * (f - 1) + 1
+        extra = draw(st.integers(0, s - 1)) if fit else 0
+        lowest = max(1, math.ceil((1 - extent + 2 * p - extra) / s) + 1)  # keeps the input >= 1
+        out = draw(st.integers(lowest, lowest + 3))
+        F.append(f), S.append(s), P.append(p), dil.append(d)
+        hw.append((out - 1) * s + extent - 2 * p + extra)
+        out_hw.append(out)
+    N, D, K = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return dict(x_shape=(N, *hw, D), out_hw=tuple(out_hw), F=tuple(F), K=K, seed=draw(st.integers(0, 2**32 - 1)),
+                hyper=dict(stride=tuple(S), pad=tuple(P), dilation=tuple(dil), fit=fit))
