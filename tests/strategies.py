@@ -1,9 +1,10 @@
-"""Hypothesis strategies shared by the kernel tests (importable because pytest's ``pythonpath`` holds tests/)."""
+"""Hypothesis strategies and checks shared by the kernel tests (importable: pytest's ``pythonpath`` holds tests/)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from hypothesis import strategies as st
 
 
@@ -30,3 +31,19 @@ def window_settings(draw):
     N, D, K = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
     return dict(x_shape=(N, *hw, D), out_hw=tuple(out_hw), F=tuple(F), K=K, seed=draw(st.integers(0, 2**32 - 1)),
                 hyper=dict(stride=tuple(S), pad=tuple(P), dilation=tuple(dil), fit=fit))
+
+
+def assert_fast_equals_naive(fast, naive, arrays, hyper, rng, names=("dx", "dw", "db"), atol=1e-10):
+    """A fast kernel pair ``(forward, backward)`` equals its naive twin: the output and every gradient.
+
+    Returns the output. A plain function, not a fixture, so hypothesis tests can call it.
+    """
+    out_fast, cache_fast = fast[0](*arrays, **hyper)
+    out_naive, cache_naive = naive[0](*arrays, **hyper)
+    assert out_fast.shape == out_naive.shape
+    np.testing.assert_allclose(out_fast, out_naive, rtol=0, atol=atol)
+    dout = rng.standard_normal(out_naive.shape)
+    for got, expected, name in zip(fast[1](dout, cache_fast), naive[1](dout, cache_naive), names):
+        assert got.shape == expected.shape, name
+        np.testing.assert_allclose(got, expected, rtol=0, atol=atol, err_msg=name)
+    return out_fast

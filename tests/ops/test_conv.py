@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from strategies import window_settings
+from strategies import assert_fast_equals_naive, window_settings
 
 from volnet.ops import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
                         conv_forward_naive, fc_forward, im2col)
@@ -186,18 +186,9 @@ def test_conv_gradients(kind, x_shape, F, stride, pad, dilation, fit, rng, check
 @given(setting=window_settings())
 def test_fast_conv_equals_naive(setting):
     rng = np.random.default_rng(setting["seed"])
-    x, w, b = random_conv(rng, setting["x_shape"], setting["F"], setting["K"])
-    hyper = setting["hyper"]
-    out_fast, cache_fast = conv_forward(x, w, b, **hyper)
-    out_naive, cache_naive = conv_forward_naive(x, w, b, **hyper)
-    assert out_fast.shape == out_naive.shape
-    np.testing.assert_allclose(out_fast, out_naive, rtol=0, atol=1e-10)
-
-    dout = rng.standard_normal(out_naive.shape)
-    for fast, naive, name in zip(conv_backward(dout, cache_fast), conv_backward_naive(dout, cache_naive),
-                                 ("dx", "dw", "db")):
-        assert fast.shape == naive.shape, name
-        np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-10, err_msg=name)
+    arrays = random_conv(rng, setting["x_shape"], setting["F"], setting["K"])
+    assert_fast_equals_naive((conv_forward, conv_backward), (conv_forward_naive, conv_backward_naive), arrays,
+                             setting["hyper"], rng)
 
 
 @settings(max_examples=40, deadline=None)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from strategies import window_settings
+from strategies import assert_fast_equals_naive, window_settings
 
 from volnet.ops import (conv_backward, conv_forward, local_backward, local_backward_naive, local_forward,
                         local_forward_naive)
@@ -85,18 +85,10 @@ def test_fast_local_equals_naive(setting):
     # The output size comes from the kernel itself (fit="pad"/"crop" may change it).
     probe = np.zeros((*setting["x_shape"][:3], 1))
     out_hw = conv_forward(probe, np.zeros((*setting["F"], 1, 1)), np.zeros(1), **hyper)[0].shape[1:3]
-    x, w, b = random_local(rng, setting["x_shape"], out_hw, setting["F"], setting["K"])
-
-    out_fast, cache_fast = local_forward(x, w, b, **hyper)
-    out_naive, cache_naive = local_forward_naive(x, w, b, **hyper)
-    assert out_fast.shape == out_naive.shape == (x.shape[0], *out_hw, setting["K"])
-    np.testing.assert_allclose(out_fast, out_naive, rtol=0, atol=1e-10)
-
-    dout = rng.standard_normal(out_naive.shape)
-    for fast, naive, name in zip(local_backward(dout, cache_fast), local_backward_naive(dout, cache_naive),
-                                 ("dx", "dw", "db")):
-        assert fast.shape == naive.shape, name
-        np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-10, err_msg=name)
+    arrays = random_local(rng, setting["x_shape"], out_hw, setting["F"], setting["K"])
+    out = assert_fast_equals_naive((local_forward, local_backward), (local_forward_naive, local_backward_naive),
+                                   arrays, hyper, rng)
+    assert out.shape == (setting["x_shape"][0], *out_hw, setting["K"])
 
 
 # ---------------------------------------------------------------------------
