@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from strategies import assert_fast_equals_naive, window_settings
 
 from volnet.ops import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
                         conv_forward_naive, fc_forward, im2col)
+from volnet.ops.conv import SHALLOW_DEPTH
 from volnet.shapes import ShapeError
 
 FORWARDS = {"naive": conv_forward_naive, "fast": conv_forward}
@@ -166,6 +168,9 @@ GRAD_CASES = [
     pytest.param((2, 8, 9, 1), 3, 3, 1, 1, "crop", id="fit-crop"),
     pytest.param((1, 6, 7, 3), (2, 3), (1, 2), (1, 0), 1, None, id="rect-filter"),
     pytest.param((1, 3, 4, 1), 2, 1, 2, 1, None, id="pad-exceeds-filter"),
+    pytest.param((1, 5, 6, SHALLOW_DEPTH), 3, 1, 1, 1, None, id="deep-stride1"),
+    pytest.param((1, 7, 7, SHALLOW_DEPTH), 3, 2, 1, 1, None, id="deep-stride2"),
+    pytest.param((1, 7, 6, SHALLOW_DEPTH), 2, 1, 2, 2, "crop", id="deep-dilated-pad-exceeds-filter"),
 ]
 
 
@@ -182,8 +187,12 @@ def test_conv_gradients(kind, x_shape, F, stride, pad, dilation, fit, rng, check
 # ---------------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None)
-@given(setting=window_settings())
+# The fast backward picks its input-gradient scheme by depth and stride: draw both sides of SHALLOW_DEPTH.
+DEPTHS = st.sampled_from([1, 2, 3, SHALLOW_DEPTH - 1, SHALLOW_DEPTH, SHALLOW_DEPTH + 3])
+
+
+@settings(max_examples=60, deadline=None)
+@given(setting=window_settings(depths=DEPTHS))
 def test_fast_conv_equals_naive(setting):
     rng = np.random.default_rng(setting["seed"])
     arrays = random_conv(rng, setting["x_shape"], setting["F"], setting["K"])
