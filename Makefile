@@ -28,11 +28,18 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
-# Kernel and training-step timings against PyTorch (CPU), and the FC->CONV sliding-window speed-up.
+# Kernel, training-step and inference timings against PyTorch (CPU), peak memory against volnet's
+# estimate, and the FC->CONV sliding-window speed-up. Each script writes benchmarks/results/<script>.json;
+# report.py prints them as the README's Markdown section. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which
+# can slow NumPy's BLAS, are unset for the benchmark commands alone.
+BENCH_PYTHON := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python
 bench: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/bench_ops.py
-	$(BIN)/python benchmarks/bench_train.py
-	$(BIN)/python benchmarks/bench_convert.py
+	$(BENCH_PYTHON) benchmarks/bench_ops.py
+	$(BENCH_PYTHON) benchmarks/bench_train.py
+	$(BENCH_PYTHON) benchmarks/bench_infer.py
+	$(BENCH_PYTHON) benchmarks/bench_memory.py
+	$(BENCH_PYTHON) benchmarks/bench_convert.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -1,49 +1,73 @@
-"""Helpers shared by the benchmark scripts: timing, thread matching, and what the numbers ran on.
+"""Helpers shared by the benchmark scripts: timing, thread matching, what the numbers ran on, and their record.
 
 The scripts run as files (``python benchmarks/bench_train.py``), so Python puts
-this folder on ``sys.path`` and they import it as ``_common``.
+this folder on ``sys.path`` and they import it as ``_common``. Each script
+writes its table to ``benchmarks/results/<script>.json`` (:class:`Results`),
+which ``benchmarks/report.py`` turns into the README's section.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import statistics
 import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import threadpoolctl
 
+import volnet
+
 SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def median_ms(fn, repeat: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+def compare_interleaved(fns: dict, rounds: int, calls: int) -> dict:
+    """``{name: [seconds of every timed call]}`` of several functions, timed in blocks that take turns.
 
-
-def median_ms_interleaved(fns: dict, repeat: int, warmup: int = 2) -> dict:
-    """``{name: median ms}`` of several functions, timed in turn (one call of each per round).
-
-    Alternating keeps a machine whose load changes during the run from
-    favouring whichever function happened to run in the quiet part.
+    Each round runs every function in turn: one untimed warm-up call, then
+    ``calls`` timed calls. Blocks, not single alternating calls: after a
+    call, torch's OpenMP threads and OpenBLAS's threads spin-wait for more
+    work and take the CPU from whatever runs next (on 2 cores that slowed
+    the second library 2-5x); the warm-up call absorbs it. Rounds spread
+    every function over the whole run, so that load changing on a shared
+    machine slows all of them alike.
     """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
     times = {name: [] for name in fns}
-    for _ in range(repeat):
+    for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(seconds) for name, seconds in times.items()}
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def timing_row(times: dict, images: int | None = None) -> dict:
+    """Median and min milliseconds of volnet's and torch's timed calls (from :func:`compare_interleaved`),
+    the ratio volnet time / torch time, and with ``images`` per call, images/s (over the median).
+
+    torch's entries are None when it did not run.
+    """
+    row = {}
+    for name in ("volnet", "torch"):
+        seconds = times.get(name)
+        row[f"{name}_ms"] = 1e3 * statistics.median(seconds) if seconds else None
+        row[f"{name}_min_ms"] = 1e3 * min(seconds) if seconds else None
+        if images is not None:
+            row[f"{name}_images_per_s"] = images / statistics.median(seconds) if seconds else None
+    row["ratio"] = row["volnet_ms"] / row["torch_ms"] if row["torch_ms"] else None
+    return row
+
+
+def cell(value, spec: str) -> str:
+    """``value`` formatted with ``spec`` for a table; "-" for None (torch not installed)."""
+    return "-" if value is None else format(value, spec)
 
 
 def print_load() -> None:
@@ -97,3 +121,80 @@ def print_environment(blas: dict, threads: int, torch, *, uses_torch: bool = Tru
 def to_nchw(x: np.ndarray, torch):
     """A volnet batch ``(N, H, W, D)`` as a contiguous torch tensor ``(N, C, H, W)`` of the same values."""
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def cpu_model() -> str:
+    """The "model name" line of /proc/cpuinfo (Linux), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def total_memory() -> int | None:
+    """Bytes of physical memory, None where the OS does not say (no ``sysconf``)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def significant(value, digits: int = 4):
+    """``value`` with every float in it rounded to ``digits`` significant digits (timings are not more exact)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {key: significant(item, digits) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [significant(item, digits) for item in value]
+    return value
+
+
+def installed_version(package: str) -> str | None:
+    """The installed version of ``package``, None if it is not installed."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+class Results:
+    """One run's record, written by :meth:`write` to ``benchmarks/results/<name>.json`` (overwritten each run).
+
+    Made when the run starts, to note the time (UTC) and the load average;
+    the file also holds the machine, the versions, NumPy's BLAS, whether the
+    OpenBLAS variables that slow it were set, the load average at the end,
+    the method and the rows. Sorted keys, an indent of 2 and floats to 4
+    significant digits keep diffs small.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.started = datetime.now(timezone.utc)
+        self.load_start = os.getloadavg()
+
+    def write(self, method: dict, rows: list, **extra) -> Path:
+        blas = blas_info()
+        record = {
+            "script": f"benchmarks/{self.name}.py",
+            "timestamp": self.started.isoformat(timespec="seconds"),
+            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_bytes": total_memory(),
+                        "platform": platform.platform()},
+            "versions": {"python": platform.python_version(), "numpy": np.__version__, "volnet": volnet.__version__,
+                         "torch": installed_version("torch")},
+            "blas": {key: blas.get(key) for key in ("internal_api", "version", "architecture", "num_threads")},
+            "openblas_variables_set": {name: bool(os.environ.get(name)) for name in SLOW_BLAS_VARIABLES},
+            "load_average": {"start": list(self.load_start), "end": list(os.getloadavg())},
+            "method": method,
+            "rows": rows,
+            **extra,
+        }
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{self.name}.json"
+        path.write_text(json.dumps(significant(record), indent=2, sort_keys=True) + "\n")
+        print(f"\nwrote {os.path.relpath(path)}")
+        return path

@@ -15,13 +15,14 @@ equals the crop-by-crop scores, and times both ways of computing it.
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import numpy as np
 
 from volnet import build
 from volnet.convert import fc_to_conv, score_map_geometry
 
-from _common import match_threads, median_ms_interleaved, print_environment, print_load
+from _common import compare_interleaved, match_threads, print_environment, print_load
 
 # No zero padding before the FC layers, so every crop sees exactly what the converted net sees.
 NETWORK = ("INPUT[32x32x3] -> CONV5-32/P0 -> RELU -> POOL2 -> CONV5-64/P0 -> RELU -> POOL2 -> FC256 -> RELU -> FC10")
@@ -40,7 +41,8 @@ def crops_one_by_one(net, image, crop, stride, positions):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=64, help="image height and width (default: 64)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each (default: 5)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed runs of each, taking turns, each after a warm-up run (default: 5)")
     args = parser.parse_args()
 
     blas, threads = match_threads(None)
@@ -55,10 +57,11 @@ def main() -> None:
     once = converted.forward(image[None])[0]
     looped = crops_one_by_one(net, image, crop, stride, positions)
     error = float(np.abs(once - looped).max())
-    times = median_ms_interleaved({
+    seconds = compare_interleaved({
         "converted": lambda: converted.forward(image[None]),
         "crops": lambda: crops_one_by_one(net, image, crop, stride, positions),
-    }, repeat=args.repeat)
+    }, rounds=args.repeat, calls=1)
+    times = {name: 1e3 * statistics.median(s) for name, s in seconds.items()}
     print(f"\n{NETWORK}")
     print(f"image {args.size}x{args.size}x3: {positions[0]}x{positions[1]} crop positions "
           f"(crop {crop[0]}x{crop[1]}, stride {stride[0]}); max |difference| {error:.2e}")

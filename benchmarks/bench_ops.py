@@ -2,25 +2,31 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_ops.py            # full run
-    .venv/bin/python benchmarks/bench_ops.py --quick    # smaller batches, fewer repeats
+    .venv/bin/python benchmarks/bench_ops.py            # full run (``make bench``)
+    .venv/bin/python benchmarks/bench_ops.py --quick    # smaller batches, fewer rounds
 
 Both libraries run in this process on the same float32 data (NHWC for
 volnet, the same values as NCHW tensors for torch, prepared outside the timed
 region) with the same number of threads: torch is set to the thread count
-that threadpoolctl reports for NumPy's BLAS. Each time is the median of
-``--repeat`` runs after two warm-up runs, one library after the other.
+that threadpoolctl reports for NumPy's BLAS. The libraries take turns in
+``--rounds`` rounds of one warm-up and ``--calls`` timed calls each
+(``_common.compare_interleaved``); each time is the median of all timed calls.
 
 FLOPs count 2 per multiply-add. A convolution's forward pass is
 ``2*N*H2*W2*K*F*F*D``; its backward pass (dx and dw) counts twice that, so
 "fwd+bwd" is 3x the forward. Pooling has no multiply-adds: its "FLOPs" are
 the F*F comparisons per output value, and its backward counts as the forward
-again.
+again. "% of GEMM" compares volnet's GFLOP/s with NumPy's own float32 GEMM
+(2048x2048 by 2048x2048, median of 5 calls after a warm-up, 3 with ``--quick``)
+measured at the start of the run: the ceiling for an im2col convolution.
+
+The table is also written to ``benchmarks/results/bench_ops.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +36,9 @@ import volnet
 from volnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
 from volnet.shapes import conv_output_size, pool_output_size
 
-from _common import match_threads, median_ms, print_environment, print_load, to_nchw  # this folder's shared helpers
+# this folder's shared helpers
+from _common import (Results, cell, compare_interleaved, match_threads, print_environment, print_load, timing_row,
+                     to_nchw)
 
 try:
     import torch
@@ -39,6 +47,7 @@ except ImportError:  # the table then shows volnet alone
     torch = None
 
 DTYPE = np.float32
+GEMM_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -70,10 +79,6 @@ class Workload:
         if self.is_conv:
             return 2 * self.N * Ho * Wo * self.K * self.F * self.F * self.D
         return self.N * Ho * Wo * self.D * self.F * self.F
-
-    def label(self) -> str:
-        return f"{self.name} N={self.N}"
-
 
 WORKLOADS = (
     Workload("conv3x3 32x32x3->32", N=64, H=32, W=32, D=3, F=3, S=1, P=1, K=32),
@@ -158,11 +163,21 @@ def torch_runners(wl: Workload, data: dict) -> dict:
     return {"fwd": forward, "fwd+bwd": forward_backward}
 
 
-def print_header(blas: dict, threads: int, args) -> None:
+def gemm_gflops(calls: int) -> float:
+    """GFLOP/s of NumPy's float32 matrix product of two GEMM_SIZE x GEMM_SIZE matrices, median of ``calls``."""
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((GEMM_SIZE, GEMM_SIZE), dtype=DTYPE) for _ in range(2))
+    out = np.empty_like(a)
+    seconds = compare_interleaved({"gemm": lambda: np.matmul(a, b, out=out)}, rounds=1, calls=calls)["gemm"]
+    return 2 * GEMM_SIZE**3 / statistics.median(seconds) / 1e9
+
+
+def print_header(blas: dict, threads: int, args, gemm: float) -> None:
     print(f"volnet {volnet.__version__} from {Path(volnet.__file__).parent}")
     print_environment(blas, threads, torch)
     print_load()
-    print(f"dtype float32; median of {args.repeat} runs after 2 warm-ups; "
+    print(f"NumPy float32 GEMM {GEMM_SIZE}^3: {gemm:.1f} GFLOP/s")
+    print(f"dtype float32; median of {args.rounds} rounds x {args.calls} calls, each round after 1 warm-up; "
           f"FLOPs = 2 * multiply-adds (conv backward = 2x forward; "
           f"max-pool: F*F compares per output, backward = 1x forward)")
     print()
@@ -172,12 +187,12 @@ def format_row(cells, widths) -> str:
     return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
 
-def gflops(flops: float, ms: float | None) -> str:
-    return "-" if ms is None else f"{flops / ms / 1e6:.3g}"
+def gflops(flops: float, ms: float | None) -> float | None:
+    return None if ms is None else flops / ms / 1e6
 
 
-def run(workloads, repeat: int) -> list:
-    """Time every workload and pass; rows of (label, pass, volnet ms, torch ms or None, FLOPs)."""
+def run(workloads, rounds: int, calls: int, gemm: float) -> list:
+    """Time every workload and pass; one row (a dict) each, with GFLOP/s and volnet's % of NumPy's GEMM."""
     rng = np.random.default_rng(0)
     rows = []
     for wl in workloads:
@@ -186,27 +201,28 @@ def run(workloads, repeat: int) -> list:
         theirs = torch_runners(wl, data) if torch else {}
         for name in PASSES:
             flops = wl.forward_flops() * ((3 if wl.is_conv else 2) if name == "fwd+bwd" else 1)
-            # One library at a time, not alternating: after a call, torch's OpenMP
-            # threads and OpenBLAS's threads spin-wait for more work, and on 2
-            # cores they take the CPU from the other library (measured: 2-5x
-            # slower, erratic times when alternating).
-            ours_ms = median_ms(ours[name], repeat)
-            theirs_ms = median_ms(theirs[name], repeat) if torch else None
-            rows.append((wl.label(), name, ours_ms, theirs_ms, flops))
+            fns = {"volnet": ours[name], **({"torch": theirs[name]} if torch else {})}
+            row = {"workload": wl.name, "batch": wl.N, "pass": name, "flops": flops,
+                   **timing_row(compare_interleaved(fns, rounds, calls))}
+            row["volnet_gflops"] = gflops(flops, row["volnet_ms"])
+            row["torch_gflops"] = gflops(flops, row["torch_ms"])
+            row["gemm_percent"] = 100 * row["volnet_gflops"] / gemm
+            rows.append(row)
     return rows
 
 
 def print_table(rows) -> None:
     header = ("workload", "pass", "volnet ms", "torch ms", "volnet GFLOP/s", "torch GFLOP/s",
-              "volnet/torch")
-    widths = [max(len(header[0]), *(len(r[0]) for r in rows)), 7, 9, 8, 14, 13, 12]
+              "volnet/torch", "% of GEMM")
+    labels = [f"{r['workload']} N={r['batch']}" for r in rows]
+    widths = [max(len(header[0]), *map(len, labels)), 7, 9, 8, 14, 13, 12, 9]
     print(format_row(header, widths))
     print(format_row(["-" * w for w in widths], widths))
-    for label, name, ours_ms, theirs_ms, flops in rows:
+    for label, r in zip(labels, rows):
         print(format_row((
-            label, name, f"{ours_ms:.2f}", "-" if theirs_ms is None else f"{theirs_ms:.2f}",
-            gflops(flops, ours_ms), gflops(flops, theirs_ms),
-            "-" if theirs_ms is None else f"{ours_ms / theirs_ms:.2f}",
+            label, r["pass"], cell(r["volnet_ms"], ".2f"), cell(r["torch_ms"], ".2f"),
+            cell(r["volnet_gflops"], ".3g"), cell(r["torch_gflops"], ".3g"), cell(r["ratio"], ".2f"),
+            cell(r["gemm_percent"], ".0f"),
         ), widths))
 
 
@@ -217,16 +233,29 @@ def quick(wl: Workload) -> Workload:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="timed runs per case, of which the median is shown; default 7 (3 with --quick)")
-    parser.add_argument("--quick", action="store_true", help="batches 8x smaller, 3 repeats")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds in which the libraries take turns; default 6 (2 with --quick)")
+    parser.add_argument("--calls", type=int, default=None,
+                        help="timed calls per library and round; default 3 (2 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="batches 8x smaller, 2 rounds of 2 calls")
     args = parser.parse_args(argv)
-    if args.repeat is None:
-        args.repeat = 3 if args.quick else 7
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 6
+    if args.calls is None:
+        args.calls = 2 if args.quick else 3
+    gemm_calls = 3 if args.quick else 5
+    results = Results("bench_ops")
     blas, threads = match_threads(torch)
-    print_header(blas, threads, args)
+    gemm = gemm_gflops(gemm_calls)
+    print_header(blas, threads, args, gemm)
     workloads = [quick(wl) for wl in WORKLOADS] if args.quick else WORKLOADS
-    print_table(run(workloads, args.repeat))
+    rows = run(workloads, args.rounds, args.calls, gemm)
+    print_table(rows)
+    print_load()
+    results.write({"rounds": args.rounds, "calls": args.calls, "warmup_calls_per_round": 1, "threads": threads,
+                   "statistic": "median of all timed calls (min kept as *_min_ms)", "quick": args.quick,
+                   "dtype": "float32"},
+                  rows, gemm={"size": GEMM_SIZE, "calls": gemm_calls, "gflops": gemm})
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_train.py                      # batch 64, median of 20 steps
-    .venv/bin/python benchmarks/bench_train.py --steps 5 --batch 32
+    .venv/bin/python benchmarks/bench_train.py                      # batch 64, 5 rounds of 4 steps
+    .venv/bin/python benchmarks/bench_train.py --rounds 2 --calls 2 --batch 32
 
 The network is ``volnet.zoo.cifar_reference``: INPUT[32x32x3] -> [CONV3-32 ->
 RELU]*2 -> POOL2 -> [CONV3-64 -> RELU]*2 -> POOL2 -> FC512 -> RELU -> FC10.
@@ -13,13 +13,15 @@ use torch's formulation), in float32, on one fixed random batch. The
 PyTorch model is ``volnet.interop.to_torch`` of the same network (same
 weights, NCHW input prepared outside the timed region); both run in this
 process with the same thread count (torch is set to NumPy's BLAS thread
-count), taking turns step by step so that changing load on the machine
-slows both alike. Images/s is the batch size over the median step time,
-after ``--warmup`` untimed steps of each.
+count), taking turns in ``--rounds`` rounds of one untimed and ``--calls``
+timed steps each (``_common.compare_interleaved``), so that changing load
+on the machine slows both alike. Images/s is the batch size over the median
+step time; the ratio is volnet's step time over torch's.
 
 The per-layer table then times volnet's forward and backward of every layer
-(and the loss and update) over another ``--steps`` steps, median per part:
-where volnet's step time goes.
+(and the loss and update) over another rounds x calls steps, median per
+part: where volnet's step time goes. Both tables are also written to
+``benchmarks/results/bench_train.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from volnet.shapes import format_volume
 from volnet.zoo import cifar_reference
 
 # this folder's shared helpers
-from _common import match_threads, median_ms_interleaved, print_environment, print_load, to_nchw
+from _common import Results, compare_interleaved, match_threads, print_environment, print_load, timing_row, to_nchw
 
 try:
     import torch
@@ -101,34 +103,39 @@ def step_parts(net, optimizer, images, labels) -> dict:
     return seconds
 
 
-def layer_breakdown(net, images, labels, steps: int, warmup: int) -> dict:
-    """Median milliseconds of every part of :func:`step_parts` over ``steps`` steps."""
+def layer_breakdown(net, images, labels, steps: int) -> list:
+    """Median milliseconds of every part of :func:`step_parts` over ``steps`` steps after one warm-up;
+    one row (a dict) per layer, then the loss and the update."""
     optimizer = make_optimizer("momentum", net.params(), lr=LR, momentum=MOMENTUM)
-    for _ in range(warmup):
-        step_parts(net, optimizer, images, labels)
+    step_parts(net, optimizer, images, labels)
     runs = [step_parts(net, optimizer, images, labels) for _ in range(steps)]
-    return {part: 1e3 * statistics.median(run[part] for run in runs) for part in runs[0]}
+    ms = {part: 1e3 * statistics.median(run[part] for run in runs) for part in runs[0]}
+    rows = [{"index": i + 1, "layer": repr(layer), "fwd_ms": ms[i, "fwd"], "bwd_ms": ms[i, "bwd"],
+             "output": format_volume((1, 1, *shape) if len(shape) == 1 else shape)}
+            for i, (layer, shape) in enumerate(zip(net.layers, net.shapes))]
+    return rows + [{"index": None, "layer": "softmax loss", "output": "", "fwd_ms": ms["loss"], "bwd_ms": 0.0},
+                   {"index": None, "layer": "momentum update", "output": "", "fwd_ms": 0.0, "bwd_ms": ms["update"]}]
 
 
-def print_breakdown(net, ms: dict, step_ms: float) -> None:
-    total = sum(ms.values())
-    rows = [(str(i + 1), repr(layer), format_volume((1, 1, *shape) if len(shape) == 1 else shape),
-             ms[i, "fwd"], ms[i, "bwd"]) for i, (layer, shape) in enumerate(zip(net.layers, net.shapes))]
-    rows += [("", "softmax loss", "", ms["loss"], 0.0), ("", "momentum update", "", 0.0, ms["update"])]
-    width = max(len(r[1]) for r in rows)
+def print_breakdown(rows: list, step_ms: float) -> None:
+    total = sum(r["fwd_ms"] + r["bwd_ms"] for r in rows)
+    width = max(len(r["layer"]) for r in rows)
     print(f"{'#':>2}  {'layer':<{width}}  {'output':<12}  {'fwd ms':>8}  {'bwd ms':>8}  {'share':>6}")
-    for index, name, volume, fwd, bwd in rows:
-        print(f"{index:>2}  {name:<{width}}  {volume:<12}  {fwd:8.2f}  {bwd:8.2f}  {(fwd + bwd) / total:6.1%}")
+    for r in rows:
+        fwd, bwd = r["fwd_ms"], r["bwd_ms"]
+        print(f"{r['index'] or '':>2}  {r['layer']:<{width}}  {r['output']:<12}  {fwd:8.2f}  {bwd:8.2f}  "
+              f"{(fwd + bwd) / total:6.1%}")
     print(f"sum of the parts' medians {total:.1f} ms; median whole step {step_ms:.1f} ms")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20, help="timed steps, of which the median is shown")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds in which the libraries take turns")
+    parser.add_argument("--calls", type=int, default=4, help="timed steps per library and round")
     parser.add_argument("--batch", type=int, default=64, help="images per step")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     args = parser.parse_args(argv)
 
+    results = Results("bench_train")
     blas, threads = match_threads(torch)
     print_environment(blas, threads, torch)
     print_load()
@@ -136,18 +143,23 @@ def main(argv=None) -> None:
     images, labels = make_batch(args.batch)
     steps = {"volnet": volnet_step(net, images, labels)}
     if torch:
-        steps["pytorch"] = torch_step(to_torch(net), images, labels)  # the same initial weights
-    print(f"cifar-ref, {net.num_params:,} parameters; batch {args.batch}, float32; "
-          f"median of {args.steps} steps after {args.warmup} warm-ups\n")
+        steps["torch"] = torch_step(to_torch(net), images, labels)  # the same initial weights
+    print(f"cifar-ref, {net.num_params:,} parameters; batch {args.batch}, float32; median of "
+          f"{args.rounds} rounds x {args.calls} steps, each round after 1 warm-up step\n")
 
-    ms = median_ms_interleaved(steps, args.steps, args.warmup)
-    for name, step_ms in ms.items():
-        print(f"{name:<8} {args.batch / step_ms * 1e3:8.1f} images/s  ({step_ms:.1f} ms/step)")
+    row = {"batch": args.batch, **timing_row(compare_interleaved(steps, args.rounds, args.calls), args.batch)}
+    for name in steps:
+        print(f"{name:<8} {row[f'{name}_images_per_s']:8.1f} images/s  ({row[f'{name}_ms']:.1f} ms/step)")
     if torch:
-        print(f"volnet/torch images/s: {ms['pytorch'] / ms['volnet']:.2f}")
+        print(f"volnet/torch step time: {row['ratio']:.2f}")
     print("\nvolnet's step, layer by layer:")
-    print_breakdown(net, layer_breakdown(net, images, labels, args.steps, args.warmup), ms["volnet"])
+    layers = layer_breakdown(net, images, labels, args.rounds * args.calls)
+    print_breakdown(layers, row["volnet_ms"])
     print_load()
+    results.write({"rounds": args.rounds, "calls": args.calls, "warmup_calls_per_round": 1, "threads": threads,
+                   "statistic": "median of all timed steps (min kept as *_min_ms)", "dtype": "float32",
+                   "network": "cifar_reference(seed=0)", "optimizer": f"momentum (lr {LR}, momentum {MOMENTUM})"},
+                  [row], layers=layers)
 
 
 if __name__ == "__main__":
