@@ -81,8 +81,9 @@ def test_what_the_engine_keeps_for_backprop(small_layers):
     assert report.train.activations == sum(expected.values()) + N * 10 * b == N * 147_288 == 9_426_432
     # the notes' simple count: input + every CONV, POOL and FC output
     assert report.notes_activation_values == 3072 + 16384 + 4096 + 8192 + 2048 + 10 == 33_802
-    # inference: the largest input + output pair (CONV1's output and RELU1's, 2 x 32x32x16)
-    assert report.inference.activations == 2 * N * 32 * 32 * 16 * b
+    # inference: CONV1 -> RELU1 run fused (one output volume), so the largest input + output pair is
+    # RELU1's output and POOL1's (32x32x16 + 16x16x16)
+    assert report.inference.activations == N * (32 * 32 * 16 + 16 * 16 * 16) * b
 
 
 def test_an_array_kept_by_two_layers_is_counted_once():
@@ -152,8 +153,9 @@ def test_small_net_estimate_matches_measurement(small_layers, measure):
     close(train.forward_peak, measured["train_forward_peak"], "peak during forward(train=True)")
     close(train.backward_peak, measured["backward_peak"], "peak during backward")
     close(inference.activations + inference.workspace, measured["inference_peak"], "peak in inference")
-    # the notes' inference rule alone (largest input + output pair), without im2col's workspace
-    close(inference.activations, measured["inference_peak"], "largest input + output pair")
+    # the notes' inference rule alone (largest input + output pair) is a lower bound: with CONV1 -> RELU1
+    # fused, im2col's workspace is most of this small net's peak
+    assert inference.activations < measured["inference_peak"]
     close(train.total, measured["step_total"], "whole training step with momentum")
 
 

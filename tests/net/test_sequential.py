@@ -82,3 +82,40 @@ def test_wrong_input_is_a_clear_shape_error(shape, message):
 def test_non_layer_is_rejected():
     with pytest.raises(TypeError, match="layer 2"):
         Sequential([ReLU(), "CONV"], input_shape=(4, 4, 1))
+
+
+# -- CONV -> RELU and FC -> RELU run fused ------------------------------------------
+
+
+def layer_by_layer(net, x, dout):
+    """Forward and backward one layer at a time (nothing fused): the output and every gradient."""
+    for layer in net.layers:
+        x = layer.forward(x, train=True)
+    out = x
+    for layer in reversed(net.layers):
+        dout = layer.backward(dout)
+    return out, dout, [p.grad.copy() for p in net.params()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_relu_gives_the_same_output_and_gradients_as_layer_by_layer(dtype, rng):
+    layers = lambda: [Conv2D(6, 3, P=1), ReLU(), MaxPool(2), Conv2D(5, 2, S=2), ReLU(), FC(7), ReLU(), FC(3)]
+    fused, plain = Sequential(layers(), (8, 8, 3), dtype=dtype), Sequential(layers(), (8, 8, 3), dtype=dtype)
+    x = rng.standard_normal((4, 8, 8, 3)).astype(dtype)
+    dout = rng.standard_normal((4, 3)).astype(dtype)
+    out = fused.forward(x, train=True)
+    # the fused ReLU keeps the rectified CONV output as its cache, as an unfused one keeps its own output
+    assert fused.layers[1]._cache is not None and (fused.layers[1]._cache >= 0).all()
+    dx = fused.backward(dout)
+    expected_out, expected_dx, expected_grads = layer_by_layer(plain, x, dout)
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(dx, expected_dx)
+    for got, expected in zip((p.grad for p in fused.params()), expected_grads):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_fused_relu_keeps_nothing_in_inference(rng):
+    net = Sequential([Conv2D(4, 3, P=1), ReLU(), FC(2), ReLU()], (6, 6, 2))
+    out = net.forward(rng.standard_normal((2, 6, 6, 2)))
+    assert (out >= 0).all()
+    assert all(layer._cache is None for layer in net.layers)

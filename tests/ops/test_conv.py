@@ -337,3 +337,13 @@ def test_inexact_setting_raises_and_names_the_layer(forward, rng):
     x, w, b = random_conv(rng, (1, 10, 11, 1), 3, 1)
     with pytest.raises(ShapeError, match=r"^conv2: height: .*\(10 - 3 \+ 2\*0\)/2 \+ 1 = 4\.5"):
         forward(x, w, b, stride=2, layer="conv2")
+
+
+@settings(max_examples=20, deadline=None)
+@given(setting=window_settings(depths=DEPTHS))
+def test_conv_with_relu_is_the_rectified_convolution(setting):
+    rng = np.random.default_rng(setting["seed"])
+    x, w, b = random_conv(rng, setting["x_shape"], setting["F"], setting["K"])
+    plain, _ = conv_forward(x, w, b, **setting["hyper"])
+    fused, _ = conv_forward(x, w, b, **setting["hyper"], relu=True)
+    np.testing.assert_array_equal(fused, np.maximum(plain, 0))

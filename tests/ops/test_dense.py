@@ -124,3 +124,11 @@ def test_relu_matches_torch(rng, torch):
     out_t.backward(torch.tensor(dout))
     np.testing.assert_array_equal(out, out_t.detach().numpy())
     np.testing.assert_array_equal(relu_backward(dout, cache), xt.grad.numpy())
+
+
+def test_fc_with_relu_rectifies_the_output_in_place(rng):
+    x, w, b = rng.standard_normal((5, 2, 2, 3)), rng.standard_normal((12, 4)), rng.standard_normal(4)
+    plain, _ = fc_forward(x, w, b)
+    fused, _ = fc_forward(x, w, b, relu=True)
+    assert (plain < 0).any()
+    np.testing.assert_array_equal(fused, np.maximum(plain, 0))

@@ -249,6 +249,12 @@ class _Backward:
     dx_contiguous: bool = True
 
 
+# layers.base.forward_layers fuses a ReLU into the CONV or FC before it: the ReLU
+# then rectifies that layer's output in place and keeps it as its cache.
+FUSES_RELU = ("conv", "fc")
+_FUSED_RELU = _Forward((), None, keeps_output=True)
+
+
 class Engine:
     """Replays forward (and backward) passes of volnet's kernels on byte counts.
 
@@ -272,13 +278,15 @@ class Engine:
         inference that leaves the input + output pairs of the notes' rule.
         """
         x = self.heap.ref(x)
+        previous = None
         for node in nodes:
-            y = self.forward_node(node, x, train, workspace)
+            fused = node.row.kind == "relu" and previous in FUSES_RELU
+            y = self.forward_node(node, x, train, workspace, fused)
             self.heap.unref(x)
-            x = y
+            x, previous = y, node.row.kind
         return x
 
-    def forward_node(self, node: Node, x: int, train: bool, workspace: bool) -> int:
+    def forward_node(self, node: Node, x: int, train: bool, workspace: bool, fused: bool = False) -> int:
         heap, row = self.heap, node.row
         heap.where = f"forward {row.path} ({row.kind})"
         if row.kind == "residual":
@@ -300,7 +308,7 @@ class Engine:
             for o in outs:
                 heap.unref(o)
             return out
-        plan = _forward_plan(row, self.N, self.b, train)
+        plan = _FUSED_RELU if fused else _forward_plan(row, self.N, self.b, train)
         private = [heap.new(nbytes) for nbytes, _ in plan.private] if workspace else []
         out = heap.ref(x) if plan.out is None else heap.new(plan.out, plan.out_owns)
         if workspace:

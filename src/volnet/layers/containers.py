@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import ops
 from ..shapes import ShapeError, format_volume
-from .base import Layer, layer_config, layer_from_config, require_volume
+from .base import Layer, forward_layers, layer_config, layer_from_config, require_volume
 from .conv import Conv2D
 from .dense import ReLU
 from .pool import MaxPool
@@ -58,12 +58,6 @@ def _build_path(layers: list[Layer], shape: tuple, rng, dtype, allocate: bool) -
     for layer in layers:
         shape = layer.build(shape, rng, dtype, allocate=allocate)
     return shape
-
-
-def _forward_path(layers: list[Layer], x: np.ndarray, train: bool) -> np.ndarray:
-    for layer in layers:
-        x = layer.forward(x, train=train)
-    return x
 
 
 def _backward_path(layers: list[Layer], dout: np.ndarray, input_grad: bool):
@@ -193,7 +187,7 @@ class Residual(Layer):
         raise ShapeError(message)
 
     def forward(self, x, train=False):
-        return _forward_path(self.body, x, train) + _forward_path(self.shortcut, x, train)
+        return forward_layers(self.body, x, train) + forward_layers(self.shortcut, x, train)
 
     def backward(self, dout, input_grad=True):
         dbody = _backward_path(self.body, dout, input_grad)
@@ -278,7 +272,7 @@ class Concat(Layer):
         return (*shapes[0][:-1], sum(self._depths))
 
     def forward(self, x, train=False):
-        return np.concatenate([_forward_path(branch, x, train) for branch in self.branches], axis=-1)
+        return np.concatenate([forward_layers(branch, x, train) for branch in self.branches], axis=-1)
 
     def backward(self, dout, input_grad=True):
         douts = np.split(dout, np.cumsum(self._depths)[:-1], axis=-1)

@@ -59,10 +59,14 @@ class Conv2D(Layer):
         weight = Param("weight", he_normal(rng, (Fh, Fw, D, self.K), Fh * Fw * D, dtype))
         return [weight, Param("bias", np.zeros(self.K, dtype=dtype))] if self.bias else [weight]
 
-    def forward(self, x, train=False):
+    fuses_relu = True
+
+    def forward(self, x, train=False, relu=False):
+        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``)."""
         w = self._params[0].value
         b = self._params[1].value if self.bias else np.zeros(self.K, dtype=w.dtype)
-        out, cache = ops.conv_forward(x, w, b, self.S, self.P, self.dilation, fit=self.fit, layer=self.label)
+        out, cache = ops.conv_forward(x, w, b, self.S, self.P, self.dilation, fit=self.fit, layer=self.label,
+                                      relu=relu)
         self._keep(cache, train)
         return out
 

@@ -42,9 +42,12 @@ class FC(Layer):
         return [Param("weight", he_normal(rng, (fan_in, self.K), fan_in, dtype)),
                 Param("bias", np.zeros(self.K, dtype=dtype))]
 
-    def forward(self, x, train=False):
+    fuses_relu = True
+
+    def forward(self, x, train=False, relu=False):
+        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``)."""
         w, b = (p.value for p in self._params)
-        out, cache = ops.fc_forward(x, w, b, layer=self.label)
+        out, cache = ops.fc_forward(x, w, b, layer=self.label, relu=relu)
         self._keep(cache, train)
         return out
 
@@ -67,6 +70,10 @@ class ReLU(Layer):
         out, cache = ops.relu_forward(x)
         self._keep(cache, train)
         return out
+
+    def adopt_rectified(self, out, train=False):
+        """Take the output of a CONV or FC that already applied this ReLU (a fused pair), as forward would."""
+        self._keep(out, train)  # relu_forward's cache: the rectified output
 
     def backward(self, dout, input_grad=True):
         return ops.relu_backward(dout, self._take_cache())

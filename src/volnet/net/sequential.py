@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.base import Layer, Param, layer_config, layer_from_config
+from ..layers.base import Layer, Param, forward_layers, layer_config, layer_from_config
 from ..shapes import ShapeError, as_volume_shape, format_volume
 
 
@@ -78,10 +78,7 @@ class Sequential:
         if not self.allocated:
             raise RuntimeError("this network was built with allocate=False (shapes and parameter counts only); "
                                "build it again with allocate=True to compute with it")
-        x = self._check_input(x)
-        for layer in self.layers:
-            x = layer.forward(x, train=train)
-        return x
+        return forward_layers(self.layers, self._check_input(x), train)
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dout`` (gradient w.r.t. the output) through every layer.

@@ -130,16 +130,18 @@ def conv_backward_naive(dout, cache: ConvCache):
     return unpad_spatial(dxp, g), dw, db
 
 
-def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None):
+def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, relu=False):
     """Fast convolution: im2col, then a matrix multiply ``rows @ W``, a block of images at a time.
 
-    Same arguments and result as :func:`conv_forward_naive`.
+    Same arguments and result as :func:`conv_forward_naive`; ``relu=True``
+    also rectifies each block of the output while it is in cache (a
+    following ReLU, fused).
     """
     _check(x, w, b, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     xp = pad_spatial(x, g.pads)
     K = w.shape[3]
-    out = _correlate(xp, g, w.reshape(-1, K), b)
+    out = _correlate(xp, g, w.reshape(-1, K), b, relu)
     return out.reshape(x.shape[0], *g.out_hw, K), ConvCache(xp=xp, w=w, geometry=g)
 
 
@@ -166,10 +168,11 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     return dx, dw, db
 
 
-def _correlate(xp, g: Geometry, w_rows, bias=None):
+def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False):
     """``im2row(xp) @ w_rows (+ bias)`` as ``(N*H2*W2, K)``, a block of images at a time.
 
-    Each block's output gets its bias while it is still in cache.
+    Each block's output gets its bias (and, with ``relu``, is rectified)
+    while it is still in cache.
     """
     N, (Ho, Wo), K = xp.shape[0], g.out_hw, w_rows.shape[1]
     out = np.empty((N * Ho * Wo, K), dtype=np.result_type(xp, w_rows))
@@ -178,6 +181,8 @@ def _correlate(xp, g: Geometry, w_rows, bias=None):
         np.matmul(rows, w_rows, out=block)
         if bias is not None:
             block += bias
+        if relu:
+            np.maximum(block, 0, out=block)
     return out
 
 

@@ -15,8 +15,11 @@ import numpy as np
 from ..shapes import ShapeError
 
 
-def fc_forward(x, w, b, *, layer=None):
-    """Dense layer on a batch of volumes or vectors; returns ``(out, cache)``."""
+def fc_forward(x, w, b, *, layer=None, relu=False):
+    """Dense layer on a batch of volumes or vectors; returns ``(out, cache)``.
+
+    ``relu=True`` rectifies the output in place (a following ReLU, fused).
+    """
     flat = x.reshape(x.shape[0], -1)
     if flat.shape[1] != w.shape[0]:
         raise ShapeError(
@@ -25,6 +28,8 @@ def fc_forward(x, w, b, *, layer=None):
         )
     out = flat @ w
     out += b
+    if relu:
+        np.maximum(out, 0, out=out)
     return out, (x, w)
 
 
