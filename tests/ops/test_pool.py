@@ -198,6 +198,16 @@ def test_fast_pool_equals_naive(setting):
     dx_fast, dx_naive = pool_backward(dout, cache_fast), pool_backward_naive(dout, cache_naive)
     assert dx_fast.shape == dx_naive.shape == x.shape
     np.testing.assert_allclose(dx_fast, dx_naive, rtol=0, atol=1e-12)
+    # inference skips the switches: the same output
+    out_inference, _ = pool_forward(x, F, S, mode, fit=fit, switches=False)
+    np.testing.assert_array_equal(out_inference, out_fast)
+
+
+def test_max_pool_without_switches_cannot_run_backward(rng):
+    x = rng.standard_normal((1, 4, 4, 2))
+    out, cache = pool_forward(x, 2, 2, "max", switches=False)
+    with pytest.raises(ValueError, match="no switches.*switches=True"):
+        pool_backward(np.ones_like(out), cache)
 
 
 # ---------------------------------------------------------------------------

@@ -473,6 +473,8 @@ def _forward_plan(row, N: int, b: int, train: bool) -> _Forward:
         padded, copies, _ = _padded(row, g, N)
         mode = getattr(layer, "mode", "max")
         xp = ((math.prod(padded) * b, mode == "l2"),) if copies else ()
+        if mode == "max" and not train:  # no switches: a running maximum in place
+            return _Forward(xp, n_out * b)
         if mode == "max":
             code = 1 if math.prod(g.size) < 256 else 8
             return _Forward(xp + ((n_out * code, True),), n_out * b, transient=n_out * (1 + code))

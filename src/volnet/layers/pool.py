@@ -22,7 +22,8 @@ class _Pool(Layer):
         return (*g.out_hw, volume[2])
 
     def forward(self, x, train=False):
-        out, cache = ops.pool_forward(x, self.F, self.S, self.mode, pad=self.P, fit=self.fit, layer=self.label)
+        out, cache = ops.pool_forward(x, self.F, self.S, self.mode, pad=self.P, fit=self.fit, layer=self.label,
+                                      switches=train)
         self._keep(cache, train)
         return out
 
