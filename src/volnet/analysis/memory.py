@@ -456,13 +456,15 @@ def _forward_plan(row, N: int, b: int, train: bool) -> _Forward:
     n_in, n_out = N * math.prod(row.input_shape), N * math.prod(row.output_shape)
     if kind in ("conv", "local"):
         # ops.conv.conv_forward / ops.local.local_forward: xp = pad_spatial(x) (a copy when padded), kept
-        # in the cache; im2col rows (conv: a block of images at a time; local: the whole batch); out.
+        # in the cache; im2col rows (conv: a block of images at a time, plus a column of ones that carries
+        # the bias; local: the whole batch); out.
         g = _geometry(row, N)
         padded, copies, cropped = _padded(row, g, N)
         (Ho, Wo), (Fh, Fw), D = g.out_hw, g.size, row.input_shape[2]
         rows = 0
         if not _windows_contiguous(padded, cropped, row, g):
-            per_image = Ho * Wo * Fh * Fw * D * b
+            columns = Fh * Fw * D + (kind == "conv")
+            per_image = Ho * Wo * columns * b
             rows = per_image * (_blocks(N, per_image, _conv_constants()[0]) if kind == "conv" else N)
         private = ((math.prod(padded) * b, True),) if copies else ()
         return _Forward(private, n_out * b, out_owns=kind == "local", keeps_input=not copies, transient=rows)
