@@ -570,9 +570,15 @@ def _backward_plan(row, N: int, b: int, input_grad: bool, dout_contiguous: bool 
     return _Backward(grads + n_in * b, n_in * b)
 
 
+def _extents(g) -> tuple[int, int]:
+    """A window's span in input rows and columns: ``dilation*(F-1)+1``."""
+    return tuple(d * (f - 1) + 1 for f, d in zip(g.size, g.dilation))
+
+
 def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backward:
-    """ops.conv.conv_backward: dw from im2col rows rebuilt block by block; db through a ones vector;
-    dx by col2im into phase buffers of the padded input (deep inputs) or block by block (shallow ones).
+    """ops.conv.conv_backward: dw (and db, from the rows' column of ones) from im2col rows rebuilt block by
+    block; dx block by block (shallow inputs), as a convolution of the padded dout with the flipped filters
+    (deep inputs, stride 1) or by col2im into phase buffers of the padded input (deep inputs, strided).
 
     ``dout.reshape(-1, K)`` copies a strided dout (the gradient of a padded CONV above), and the copy
     lives through the whole backward pass; dx's blocks reshape dout again.
@@ -582,10 +588,10 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
     padded, _, cropped = _padded(row, g, N)
     (Ho, Wo), (Fh, Fw), (Sh, Sw), D = g.out_hw, g.size, g.stride, row.input_shape[2]
     K = row.output_shape[2]
-    weights = Fh * Fw * D * K * b
+    weights = (Fh * Fw * D + 1) * K * b  # dw and db in one array
     rows, blocks = 0, 1
     if not _windows_contiguous(padded, cropped, row, g):
-        per_image = Ho * Wo * Fh * Fw * D * b
+        per_image = Ho * Wo * (Fh * Fw * D + 1) * b
         step = _blocks(N, per_image, block_bytes)
         rows, blocks = step * per_image, -(-N // step)
     dw = weights * (2 if blocks > 1 else 1)  # np.add(dw, part, out=dw)
@@ -605,6 +611,20 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
         per_block = step * per_image * b
         phases.append(grads + dxp + per_block)
         dx, whole = dxp, True
+    elif not strided:
+        # conv_backward_input_flipped: dout padded to (H + eh - 1, W + ew - 1) (a copy where any side is
+        # padded, not only cropped), its im2col rows a block at a time, and dx itself (no unpadding)
+        H, W = row.input_shape[:2]
+        (eh, ew), (top, _, left, _) = _extents(g), g.pads
+        sides = (eh - 1 - top, H + top - Ho, ew - 1 - left, W + left - Wo)
+        dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(sides) > 0 else 0
+        flipped = 0
+        if (Fh, Fw) != (1, 1):
+            per_image = H * W * Fh * Fw * K * b
+            flipped = _blocks(N, per_image, block_bytes) * per_image
+        dx = N * H * W * D * b
+        phases.append(grads + dout_padded + flipped + dx)
+        return _Backward(max(phases), dx, True)
     else:
         buffers = Sh * Sw * N * Hs * Ws * D * b
         step = _blocks(N, Ho * Wo * (K + D) * b, block_bytes)

@@ -162,10 +162,9 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     g, xp, w = cache.geometry, cache.xp, cache.w
     K = w.shape[3]
     dout_rows = dout.reshape(-1, K)
-    dw = _weight_gradient(dout_rows, xp, g).reshape(w.shape)
-    db = np.ones(len(dout_rows), dtype=dout.dtype) @ dout_rows  # a column sum, as one BLAS call
+    dw, db = _weight_gradient(dout_rows, xp, g)
     dx = _input_gradient(dout, w, g, xp.shape) if input_grad else None
-    return dx, dw, db
+    return dx, dw.reshape(w.shape), db
 
 
 def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False):
@@ -234,12 +233,20 @@ def _row_blocks(xp: np.ndarray, g: Geometry, ones_column: bool = False):
 
 
 def _weight_gradient(dout_rows, xp, g: Geometry):
-    """``dw = rows.T @ dout``, accumulated over blocks of images; shape ``(F*F*D, K)``."""
+    """``(dw, db)``: ``dw = rows.T @ dout`` ``(F*F*D, K)``, accumulated over blocks of images, and db.
+
+    db, the column sums of dout, comes out of the same multiply as the last
+    row, from the im2col rows' column of ones (where the rows are copied).
+    """
     (Fh, Fw), D, K = g.size, xp.shape[3], dout_rows.shape[1]
-    dw = np.zeros((Fh * Fw * D, K), dtype=np.result_type(xp, dout_rows))
-    for images, rows in _row_blocks(xp, g):
-        dw += rows.T @ dout_rows[_positions(images, g)]
-    return dw
+    columns = Fh * Fw * D
+    grads = np.zeros((columns + 1, K), dtype=np.result_type(xp, dout_rows))
+    for images, rows in _row_blocks(xp, g, ones_column=True):
+        grads[: rows.shape[1]] += rows.T @ dout_rows[_positions(images, g)]
+        with_ones = rows.shape[1] > columns
+    if not with_ones:
+        grads[columns] = np.ones(len(dout_rows), dtype=dout_rows.dtype) @ dout_rows  # a column sum, in BLAS
+    return grads[:columns], grads[columns]
 
 
 def _input_gradient(dout, w, g: Geometry, padded_shape):
