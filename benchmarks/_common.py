@@ -95,6 +95,15 @@ def match_threads(torch) -> tuple[dict, int]:
     return blas, threads
 
 
+def start(torch) -> tuple[dict, int]:
+    """A comparison's opening: match torch's threads to NumPy's BLAS (:func:`match_threads`), print the
+    environment and the load; returns ``(blas_info(), threads)``."""
+    blas, threads = match_threads(torch)
+    print_environment(blas, threads, torch)
+    print_load()
+    return blas, threads
+
+
 def print_environment(blas: dict, threads: int, torch, *, uses_torch: bool = True) -> None:
     """Versions, NumPy's BLAS kernel, the OpenBLAS variables that slow it down (reported, not changed), threads.
 

@@ -27,8 +27,7 @@ from volnet.interop import to_torch
 from volnet.zoo import cifar_reference
 
 # this folder's shared helpers, and the training benchmark's fixed random batch
-from _common import (Results, cell, compare_interleaved, match_threads, print_environment, print_load, timing_row,
-                     to_nchw)
+from _common import Results, cell, compare_interleaved, print_load, start, timing_row, to_nchw
 from bench_train import make_batch
 
 try:
@@ -59,9 +58,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     results = Results("bench_infer")
-    blas, threads = match_threads(torch)
-    print_environment(blas, threads, torch)
-    print_load()
+    blas, threads = start(torch)
     net = cifar_reference(seed=0)
     model = to_torch(net).eval() if torch else None
     print(f"cifar-ref, {net.num_params:,} parameters; inference, float32; median of "

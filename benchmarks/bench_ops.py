@@ -234,13 +234,13 @@ def quick(wl: Workload) -> Workload:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=None,
-                        help="rounds in which the libraries take turns; default 6 (2 with --quick)")
+                        help="rounds in which the libraries take turns; default 10 (2 with --quick)")
     parser.add_argument("--calls", type=int, default=None,
                         help="timed calls per library and round; default 3 (2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="batches 8x smaller, 2 rounds of 2 calls")
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 2 if args.quick else 6
+        args.rounds = 2 if args.quick else 10
     if args.calls is None:
         args.calls = 2 if args.quick else 3
     gemm_calls = 3 if args.quick else 5

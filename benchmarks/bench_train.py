@@ -39,7 +39,7 @@ from volnet.shapes import format_volume
 from volnet.zoo import cifar_reference
 
 # this folder's shared helpers
-from _common import Results, compare_interleaved, match_threads, print_environment, print_load, timing_row, to_nchw
+from _common import Results, compare_interleaved, print_load, start, timing_row, to_nchw
 
 try:
     import torch
@@ -130,15 +130,13 @@ def print_breakdown(rows: list, step_ms: float) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds in which the libraries take turns")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds in which the libraries take turns")
     parser.add_argument("--calls", type=int, default=4, help="timed steps per library and round")
     parser.add_argument("--batch", type=int, default=64, help="images per step")
     args = parser.parse_args(argv)
 
     results = Results("bench_train")
-    blas, threads = match_threads(torch)
-    print_environment(blas, threads, torch)
-    print_load()
+    blas, threads = start(torch)
     net = cifar_reference(seed=0)
     images, labels = make_batch(args.batch)
     steps = {"volnet": volnet_step(net, images, labels)}

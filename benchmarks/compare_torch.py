@@ -44,7 +44,7 @@ from volnet.optim import make_optimizer
 from volnet.train import Trainer
 from volnet.zoo import lenet
 
-from _common import match_threads, print_environment, print_load, to_nchw  # this folder's shared helpers
+from _common import print_load, start, to_nchw  # this folder's shared helpers
 
 try:
     import torch
@@ -146,9 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tolerance", type=float, default=1.0, help="largest accepted gap in accuracy points")
     args = parser.parse_args(argv)
 
-    blas, threads = match_threads(torch)
-    print_environment(blas, threads, torch)
-    print_load()
+    blas, threads = start(torch)
     train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
     normalizer = Normalizer.fit(train.images)
     print(f"lenet on MNIST-5k: {len(train)} training, {len(test)} test digits; {args.epochs} epochs, "

@@ -111,14 +111,19 @@ def ops_section(record: dict, tally: list) -> list:
     return lines
 
 
+def images_per_second(name: str, record: dict, tally: list) -> list:
+    """The table of a benchmark that reports images/s per batch (training step, inference)."""
+    return table(["batch", "volnet images/s", "torch images/s", "volnet/torch", "target met"], [
+        (r["batch"], cell(r["volnet_images_per_s"], ".1f"), cell(r["torch_images_per_s"], ".1f"),
+         cell(r["ratio"], ".2f"), verdict(name, r, tally)) for r in record["rows"]])
+
+
 def train_section(record: dict, tally: list) -> list:
     method = record["method"]
-    lines = ["### Training step: `benchmarks/bench_train.py`", "",
-             f"`cifar_reference`: forward, softmax loss, backward, momentum update; median of {method['rounds']} "
-             f"rounds x {method['calls']} steps per library, each round after a warm-up step.", ""]
-    return lines + table(["batch", "volnet images/s", "torch images/s", "volnet/torch", "target met"], [
-        (r["batch"], cell(r["volnet_images_per_s"], ".1f"), cell(r["torch_images_per_s"], ".1f"),
-         cell(r["ratio"], ".2f"), verdict("bench_train", r, tally)) for r in record["rows"]])
+    return ["### Training step: `benchmarks/bench_train.py`", "",
+            f"`cifar_reference`: forward, softmax loss, backward, momentum update; median of {method['rounds']} "
+            f"rounds x {method['calls']} steps per library, each round after a warm-up step.", "",
+            *images_per_second("bench_train", record, tally)]
 
 
 def infer_section(record: dict, tally: list) -> list:
@@ -127,9 +132,7 @@ def infer_section(record: dict, tally: list) -> list:
              f"`cifar_reference` forward pass (torch: eval mode, `inference_mode`); median of {method['rounds']} "
              f"rounds x {method['calls']} passes per library, each round after a warm-up pass; "
              f"layers left holding a forward cache: {record['layers_with_cache']}.", ""]
-    return lines + table(["batch", "volnet images/s", "torch images/s", "volnet/torch", "target met"], [
-        (r["batch"], cell(r["volnet_images_per_s"], ".1f"), cell(r["torch_images_per_s"], ".1f"),
-         cell(r["ratio"], ".2f"), verdict("bench_infer", r, tally)) for r in record["rows"]])
+    return lines + images_per_second("bench_infer", record, tally)
 
 
 def memory_section(record: dict, tally: list) -> list:
