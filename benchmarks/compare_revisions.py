@@ -1,0 +1,118 @@
+"""Time this checkout's volnet against the volnet of an earlier git revision, in one process.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/compare_revisions.py 543b444            # the code before issue 6
+    .venv/bin/python benchmarks/compare_revisions.py HEAD~1 --rounds 4
+
+The revision's ``src/volnet`` is exported with ``git archive`` into a
+temporary folder under another package name, so both versions load side by
+side (volnet's own imports are relative). On the CIFAR-10 reference net, a
+momentum training step at batch 64 and inference at batches 1 and 256 take
+turns between the two versions. In each round, each version makes one
+untimed call and then ``--calls`` timed ones, and its time for the round is
+the fastest of those. The figure printed is the median over the rounds of
+new time / old time: the machine's load drifts, and a ratio taken within one
+round cancels most of that drift.
+
+Process-wide settings are shared: this checkout's ``import volnet`` sets
+them (``volnet.runtime``), so the ratio measures the kernels, not those
+settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+
+import volnet
+import volnet.optim
+import volnet.zoo
+from volnet.ops.losses import softmax_cross_entropy
+
+from _common import print_load  # this folder's shared helpers
+
+
+def load_revision(revision: str, folder: Path):
+    """volnet as of ``revision``, imported as the package ``volnet_<revision>``."""
+    name = "volnet_" + "".join(c if c.isalnum() else "_" for c in revision)
+    archive = subprocess.run(["git", "archive", revision, "src/volnet"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    (folder / "src" / "volnet").rename(folder / name)
+    sys.path.insert(0, str(folder))
+    for module in ("zoo", "optim"):  # the subpackages the cases use
+        importlib.import_module(f"{name}.{module}")
+    return importlib.import_module(name)
+
+
+def training_step(package, images, labels):
+    net = package.zoo.cifar_reference(seed=0)
+    optimizer = package.optim.make_optimizer("momentum", net.params(), lr=1e-3, momentum=0.9)
+
+    def step():
+        _, dscores = softmax_cross_entropy(net.forward(images, train=True), labels)
+        net.backward(dscores, input_grad=False)
+        optimizer.step()
+
+    return step
+
+
+def inference(package, images):
+    net = package.zoo.cifar_reference(seed=0)
+    return lambda: net.forward(images)
+
+
+def paired_ratio(new, old, rounds: int, calls: int) -> tuple[float, float, float]:
+    """``(median of new/old per round, median new ms, median old ms)``; a round's time is its fastest call."""
+    best = {"new": [], "old": []}
+    for _ in range(rounds):
+        for name, fn in (("new", new), ("old", old)):
+            fn()
+            seconds = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn()
+                seconds.append(time.perf_counter() - start)
+            best[name].append(min(seconds))
+    ratios = [n / o for n, o in zip(best["new"], best["old"])]
+    return statistics.median(ratios), 1e3 * statistics.median(best["new"]), 1e3 * statistics.median(best["old"])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("revision", help="the git revision to compare against, e.g. HEAD~1 or a commit hash")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds in which the two versions take turns")
+    parser.add_argument("--calls", type=int, default=2, help="timed calls per version and round")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        old = load_revision(args.revision, Path(folder))
+        print(f"volnet in {Path(volnet.__file__).parent} against {args.revision}")
+        print_load()
+        rng = np.random.default_rng(0)
+        images, labels = rng.standard_normal((64, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 64)
+        cases = {"training step, batch 64": (training_step(volnet, images, labels),
+                                             training_step(old, images, labels))}
+        for batch in (1, 256):
+            batch_images = rng.standard_normal((batch, 32, 32, 3), dtype=np.float32)
+            cases[f"inference, batch {batch}"] = (inference(volnet, batch_images), inference(old, batch_images))
+        print(f"median of {args.rounds} rounds, each the fastest of {args.calls} calls per version\n")
+        print(f"{'case':<24}  {'new ms':>8}  {'old ms':>8}  {'new/old':>7}")
+        for case, (new, old_fn) in cases.items():
+            ratio, new_ms, old_ms = paired_ratio(new, old_fn, args.rounds, args.calls)
+            print(f"{case:<24}  {new_ms:8.2f}  {old_ms:8.2f}  {ratio:7.2f}")
+        print_load()
+
+
+if __name__ == "__main__":
+    main()
