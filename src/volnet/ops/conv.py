@@ -241,6 +241,7 @@ def _weight_gradient(dout_rows, xp, g: Geometry):
     (Fh, Fw), D, K = g.size, xp.shape[3], dout_rows.shape[1]
     columns = Fh * Fw * D
     grads = np.zeros((columns + 1, K), dtype=np.result_type(xp, dout_rows))
+    with_ones = False
     for images, rows in _row_blocks(xp, g, ones_column=True):
         grads[: rows.shape[1]] += rows.T @ dout_rows[_positions(images, g)]
         with_ones = rows.shape[1] > columns
