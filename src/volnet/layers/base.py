@@ -45,7 +45,8 @@ class Layer:
 
     # A layer whose forward takes ``relu=True`` (rectifying its output block by
     # block while it is in cache) sets this; a ReLU right after it is then
-    # fused into it by :func:`forward_layers`.
+    # fused into it by :func:`forward_layers`. A subclass of Conv2D or FC that
+    # overrides forward without that argument must set it back to False.
     fuses_relu = False
 
     def __init_subclass__(cls, **kwargs):
