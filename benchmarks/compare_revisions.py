@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from io import BytesIO
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import volnet.optim
 import volnet.zoo
 from volnet.ops.losses import softmax_cross_entropy
 
-from _common import print_load  # this folder's shared helpers
+from _common import compare_interleaved, print_load  # this folder's shared helpers
 
 
 def load_revision(revision: str, folder: Path):
@@ -75,16 +74,9 @@ def inference(package, images):
 
 def paired_ratio(new, old, rounds: int, calls: int) -> tuple[float, float, float]:
     """``(median of new/old per round, median new ms, median old ms)``; a round's time is its fastest call."""
-    best = {"new": [], "old": []}
-    for _ in range(rounds):
-        for name, fn in (("new", new), ("old", old)):
-            fn()
-            seconds = []
-            for _ in range(calls):
-                start = time.perf_counter()
-                fn()
-                seconds.append(time.perf_counter() - start)
-            best[name].append(min(seconds))
+    times = compare_interleaved({"new": new, "old": old}, rounds, calls)
+    best = {name: [min(seconds[i: i + calls]) for i in range(0, len(seconds), calls)]
+            for name, seconds in times.items()}
     ratios = [n / o for n, o in zip(best["new"], best["old"])]
     return statistics.median(ratios), 1e3 * statistics.median(best["new"]), 1e3 * statistics.median(best["old"])
 

@@ -50,6 +50,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ..shapes import effective_extent
 from .walk import Node
 
 # NumPy reuses a temporary operand of ``a + b`` as the result when the
@@ -570,11 +571,6 @@ def _backward_plan(row, N: int, b: int, input_grad: bool, dout_contiguous: bool 
     return _Backward(grads + n_in * b, n_in * b)
 
 
-def _extents(g) -> tuple[int, int]:
-    """A window's span in input rows and columns: ``dilation*(F-1)+1``."""
-    return tuple(d * (f - 1) + 1 for f, d in zip(g.size, g.dilation))
-
-
 def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backward:
     """ops.conv.conv_backward: dw (and db, from the rows' column of ones) from im2col rows rebuilt block by
     block; dx block by block (shallow inputs), as a convolution of the padded dout with the flipped filters
@@ -615,7 +611,7 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
         # conv_backward_input_flipped: dout padded to (H + eh - 1, W + ew - 1) (a copy where any side is
         # padded, not only cropped), its im2col rows a block at a time, and dx itself (no unpadding)
         H, W = row.input_shape[:2]
-        (eh, ew), (top, _, left, _) = _extents(g), g.pads
+        (eh, ew), (top, _, left, _) = map(effective_extent, g.size, g.dilation), g.pads
         sides = (eh - 1 - top, H + top - Ho, ew - 1 - left, W + left - Wo)
         dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(sides) > 0 else 0
         flipped = 0

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..shapes import ShapeError
+from ..shapes import ShapeError, effective_extent
 from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
                      unpad_spatial, windows)
 
@@ -340,7 +340,7 @@ def conv_backward_input_flipped(dout, w, g: Geometry):
         spread[:, ::Sh, ::Sw] = dout
         dout = spread
     top, _, left, _ = g.pads
-    eh, ew = (Fh - 1) * dh + 1, (Fw - 1) * dwl + 1
+    eh, ew = effective_extent(Fh, dh), effective_extent(Fw, dwl)
     # dx[h] = sum_u dout[h + top - u*dh] * w[u]: a correlation with the flipped
     # filters over dout padded so that output row 0 lines up with input row 0.
     pads = (eh - 1 - top, H + top - dout.shape[1], ew - 1 - left, W + left - dout.shape[2])
