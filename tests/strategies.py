@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 from hypothesis import strategies as st
+
+from volnet.ops import winograd
 
 
 @st.composite
@@ -49,3 +52,26 @@ def assert_fast_equals_naive(fast, naive, arrays, hyper, rng, names=("dx", "dw",
         assert got.shape == expected.shape, name
         np.testing.assert_allclose(got, expected, rtol=0, atol=atol, err_msg=name)
     return out_fast
+
+
+@contextmanager
+def winograd_enabled(enabled: bool):
+    """Let 3x3 stride-1 CONV layers take Winograd (where Numba is installed) or not, for the duration.
+
+    A context manager rather than monkeypatch, which hypothesis tests cannot take.
+    """
+    before = winograd.ENABLED
+    winograd.ENABLED = enabled and before
+    try:
+        yield
+    finally:
+        winograd.ENABLED = before
+
+
+def torch_conv(torch, nchw, x, w, b, dout, **hyper):
+    """Forward and the three gradients of torch's conv2d, in volnet's layout."""
+    xt, wt = nchw.to_torch(x, requires_grad=True), nchw.filters_to_torch(w, requires_grad=True)
+    bt = torch.tensor(b, requires_grad=True)
+    out = torch.nn.functional.conv2d(xt, wt, bt, **hyper)
+    out.backward(nchw.to_torch(dout))
+    return nchw.from_torch(out), nchw.from_torch(xt.grad), nchw.filters_from_torch(wt.grad), bt.grad.numpy()

@@ -5,6 +5,7 @@ import pytest
 
 from volnet.cli import main
 from volnet.data import load
+from volnet.ops import winograd
 
 
 def test_bundled_digits_split():
@@ -71,7 +72,10 @@ def test_summary_of_vgg16_with_a_budget(capsys):
     out = capsys.readouterr().out
     assert "parameters: 138,357,544" in out
     assert "15,237,608 values" in out  # the notes' activation count: input + every CONV/POOL/FC output
-    assert "largest train batch within 12GB: 104" in out and "largest inference batch within 12GB: 287" in out
+    # Winograd's workspace (with Numba) is smaller than im2col's on VGG's widest layers
+    inference = 288 if winograd.ENABLED else 287
+    assert "largest train batch within 12GB: 104" in out
+    assert f"largest inference batch within 12GB: {inference}" in out
     assert "[fc-params]" in out
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import assert_fast_equals_naive, window_settings
+from strategies import assert_fast_equals_naive, torch_conv, window_settings, winograd_enabled
 
 from volnet.ops import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
                         conv_forward_naive, fc_forward, im2col)
@@ -191,13 +191,16 @@ def test_conv_gradients(kind, x_shape, F, stride, pad, dilation, fit, rng, check
 DEPTHS = st.sampled_from([1, 2, 3, SHALLOW_DEPTH - 1, SHALLOW_DEPTH, SHALLOW_DEPTH + 3])
 
 
+@pytest.mark.parametrize("use_winograd", [True, False], ids=["winograd", "im2col"])
 @settings(max_examples=60, deadline=None)
 @given(setting=window_settings(depths=DEPTHS))
-def test_fast_conv_equals_naive(setting):
+def test_fast_conv_equals_naive(use_winograd, setting):
+    # 3x3 stride-1 layers at least SHALLOW_DEPTH deep take Winograd where Numba is installed: test both ways
     rng = np.random.default_rng(setting["seed"])
     arrays = random_conv(rng, setting["x_shape"], setting["F"], setting["K"])
-    assert_fast_equals_naive((conv_forward, conv_backward), (conv_forward_naive, conv_backward_naive), arrays,
-                             setting["hyper"], rng)
+    with winograd_enabled(use_winograd):
+        assert_fast_equals_naive((conv_forward, conv_backward), (conv_forward_naive, conv_backward_naive), arrays,
+                                 setting["hyper"], rng)
 
 
 @settings(max_examples=40, deadline=None)
@@ -225,15 +228,6 @@ def test_input_gradient_flipped_on_fixed_settings(stride, dilation, rng):
 # ---------------------------------------------------------------------------
 # PyTorch
 # ---------------------------------------------------------------------------
-
-
-def torch_conv(torch, nchw, x, w, b, dout, **hyper):
-    """Forward and the three gradients of torch's conv2d, in volnet's layout."""
-    xt, wt = nchw.to_torch(x, requires_grad=True), nchw.filters_to_torch(w, requires_grad=True)
-    bt = torch.tensor(b, requires_grad=True)
-    out = torch.nn.functional.conv2d(xt, wt, bt, **hyper)
-    out.backward(nchw.to_torch(dout))
-    return nchw.from_torch(out), nchw.from_torch(xt.grad), nchw.filters_from_torch(wt.grad), bt.grad.numpy()
 
 
 TORCH_CASES = [

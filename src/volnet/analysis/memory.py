@@ -50,6 +50,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..shapes import effective_extent
 from .walk import Node
 
@@ -452,6 +454,34 @@ def _blocks(N: int, per_image: int, block_bytes) -> int:
     return max(1, min(N, block_bytes // max(1, per_image)))
 
 
+def _winograd(g, depth: int, filters: int, b: int, weight_gradient: bool = False) -> bool:
+    """Whether ``volnet.ops.conv`` takes Winograd for this correlation (and this dtype size)."""
+    from ..ops import winograd
+
+    dtype = {4: np.float32, 8: np.float64}.get(b)
+    if dtype is None:
+        return False
+    if weight_gradient:
+        return winograd.applies_to_weight_gradient(g, depth, filters, dtype)
+    return winograd.applies(g, depth, dtype)
+
+
+def _winograd_workspace(out_hw, depth: int, filters: int, N: int, b: int, weight_gradient: bool = False) -> int:
+    """ops.winograd's arrays beside its result: a block of transformed tiles (V and M, or V and dM), the
+    scratch rows of the transforms, and the transformed filters U (correlate) or dU and one block's
+    share of it (weight_gradient)."""
+    from ..ops import winograd
+
+    Ht, Wt = winograd.tiles(out_hw)
+    Wp = out_hw[1] + 2
+    per_image = winograd.bytes_per_image(out_hw, depth, filters, b)
+    tiles = _blocks(N, per_image, _conv_constants()[0]) * per_image
+    rows = 4 * (Wp + 1) * depth + Wp * depth
+    if weight_gradient:
+        return tiles + (rows + 4 * 2 * Wt * filters + out_hw[1] * filters + 2 * 16 * depth * filters) * b
+    return tiles + (rows + 2 * 4 * Wt * filters + 16 * depth * filters) * b
+
+
 def _forward_plan(row, N: int, b: int, train: bool) -> _Forward:
     kind, layer = row.kind, row.layer
     n_in, n_out = N * math.prod(row.input_shape), N * math.prod(row.output_shape)
@@ -463,7 +493,9 @@ def _forward_plan(row, N: int, b: int, train: bool) -> _Forward:
         padded, copies, cropped = _padded(row, g, N)
         (Ho, Wo), (Fh, Fw), D = g.out_hw, g.size, row.input_shape[2]
         rows = 0
-        if not _windows_contiguous(padded, cropped, row, g):
+        if kind == "conv" and _winograd(g, D, row.output_shape[2], b):  # ops.winograd.correlate
+            rows = _winograd_workspace(g.out_hw, D, row.output_shape[2], N, b)
+        elif not _windows_contiguous(padded, cropped, row, g):
             columns = Fh * Fw * D + (kind == "conv")
             per_image = Ho * Wo * columns * b
             rows = per_image * (_blocks(N, per_image, _conv_constants()[0]) if kind == "conv" else N)
@@ -575,6 +607,7 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
     """ops.conv.conv_backward: dw (and db, from the rows' column of ones) from im2col rows rebuilt block by
     block; dx block by block (shallow inputs), as a convolution of the padded dout with the flipped filters
     (deep inputs, stride 1) or by col2im into phase buffers of the padded input (deep inputs, strided).
+    3x3 stride-1 layers take ops.winograd for dx (deep dout) and for dw (enough filters) instead.
 
     ``dout.reshape(-1, K)`` copies a strided dout (the gradient of a padded CONV above), and the copy
     lives through the whole backward pass; dx's blocks reshape dout again.
@@ -585,15 +618,19 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
     (Ho, Wo), (Fh, Fw), (Sh, Sw), D = g.out_hw, g.size, g.stride, row.input_shape[2]
     K = row.output_shape[2]
     weights = (Fh * Fw * D + 1) * K * b  # dw and db in one array
-    rows, blocks = 0, 1
-    if not _windows_contiguous(padded, cropped, row, g):
-        per_image = Ho * Wo * (Fh * Fw * D + 1) * b
-        step = _blocks(N, per_image, block_bytes)
-        rows, blocks = step * per_image, -(-N // step)
-    dw = weights * (2 if blocks > 1 else 1)  # np.add(dw, part, out=dw)
     dout_copy = 0 if dout_contiguous else N * Ho * Wo * K * b
     grads += dout_copy
-    phases = [grads + rows + dw - weights, grads + N * Ho * Wo * b]
+    if _winograd(g, D, K, b, weight_gradient=True):  # ops.winograd.weight_gradient; db: a ones column @ dout
+        phases = [grads + _winograd_workspace(g.out_hw, D, K, N, b, weight_gradient=True),
+                  grads + N * Ho * Wo * b]
+    else:
+        rows, blocks = 0, 1
+        if not _windows_contiguous(padded, cropped, row, g):
+            per_image = Ho * Wo * (Fh * Fw * D + 1) * b
+            step = _blocks(N, per_image, block_bytes)
+            rows, blocks = step * per_image, -(-N // step)
+        dw = weights * (2 if blocks > 1 else 1)  # np.add(dw, part, out=dw)
+        phases = [grads + rows + dw - weights, grads + N * Ho * Wo * b]
     if not input_grad:
         return _Backward(max(phases), 0)
     _, Hp, Wp, _ = padded
@@ -615,7 +652,9 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
         sides = (eh - 1 - top, H + top - Ho, ew - 1 - left, W + left - Wo)
         dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(sides) > 0 else 0
         flipped = 0
-        if (Fh, Fw) != (1, 1):
+        if _winograd(g, K, D, b):  # the flipped filters are 3x3 stride 1 too: ops.winograd.correlate
+            flipped = _winograd_workspace(row.input_shape[:2], K, D, N, b)
+        elif (Fh, Fw) != (1, 1):
             per_image = H * W * Fh * Fw * K * b
             flipped = _blocks(N, per_image, block_bytes) * per_image
         dx = N * H * W * D * b

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
+from . import winograd
 from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
                      unpad_spatial, windows)
 
@@ -140,9 +141,7 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
     _check(x, w, b, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     xp = pad_spatial(x, g.pads)
-    K = w.shape[3]
-    out = _correlate(xp, g, w.reshape(-1, K), b, relu)
-    return out.reshape(x.shape[0], *g.out_hw, K), ConvCache(xp=xp, w=w, geometry=g)
+    return _convolve(xp, g, w, b, relu), ConvCache(xp=xp, w=w, geometry=g)
 
 
 def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
@@ -152,7 +151,8 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     network has no use for it, and it costs as much as the forward pass.
 
     dw is ``rows.T @ dout`` summed over blocks of images, with the im2col
-    rows rebuilt block by block. dx is, for stride 1, a convolution of dout
+    rows rebuilt block by block, or for 3x3 stride-1 layers with enough
+    filters :func:`volnet.ops.winograd.weight_gradient`. dx is, for stride 1, a convolution of dout
     with the flipped filters (:func:`conv_backward_input_flipped`); for
     larger strides it sends ``dout @ W.T`` back to where each column was
     read from (col2im), one filter tap at a time (see
@@ -160,11 +160,33 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     :func:`_input_gradient_shallow`.
     """
     g, xp, w = cache.geometry, cache.xp, cache.w
-    K = w.shape[3]
+    N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dout_rows = dout.reshape(-1, K)
-    dw, db = _weight_gradient(dout_rows, xp, g)
+    dtype = np.result_type(xp, dout)
+    if winograd.applies_to_weight_gradient(g, D, K, dtype):
+        step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
+        dw = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step)
+        db = np.ones(len(dout_rows), dtype=dout_rows.dtype) @ dout_rows  # the column sums, in BLAS
+    else:
+        dw, db = _weight_gradient(dout_rows, xp, g)
     dx = _input_gradient(dout, w, g, xp.shape) if input_grad else None
     return dx, dw.reshape(w.shape), db
+
+
+def _convolve(xp, g: Geometry, w, bias=None, relu=False):
+    """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)``, by Winograd or im2col.
+
+    3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
+    :func:`volnet.ops.winograd.correlate` (measured 0.73-0.88x the time of
+    im2col on the 3x3 layers of the CIFAR-10 reference net); the rest, and
+    every layer where Numba is not installed, :func:`_correlate`.
+    """
+    N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
+    dtype = np.result_type(xp, w)
+    if winograd.applies(g, D, dtype):
+        step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
+        return winograd.correlate(xp, w, bias, relu, step)
+    return _correlate(xp, g, w.reshape(-1, K), bias, relu).reshape(N, *g.out_hw, K)
 
 
 def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False):
@@ -347,4 +369,4 @@ def conv_backward_input_flipped(dout, w, g: Geometry):
     flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
     dout_padded = pad_spatial(dout, pads)
     gt = geometry(dout_padded.shape, (Fh, Fw), 1, 0, (dh, dwl))
-    return _correlate(dout_padded, gt, flipped.reshape(-1, D)).reshape(N, H, W, D)
+    return _convolve(dout_padded, gt, flipped)

@@ -1,0 +1,270 @@
+"""Winograd F(2x2, 3x3): the 3x3 stride-1 CONV with 2.25x fewer multiply-adds (Lavin & Gray, 2015).
+
+im2col computes every output value as one dot product of 9*D numbers. Winograd's
+minimal filtering algorithm computes a 2x2 block of outputs from the 4x4 tile
+of (padded) input under it with 16*D multiply-adds instead of 36*D::
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A,   summed over the input depth
+
+where d is one depth slice of the 4x4 tile, g the matching 3x3 slice of one
+filter, ``*`` the elementwise product, and B^T (4x4), G (4x3), A^T (2x4) the
+constant matrices below. Summed over the depth, the 16 elementwise products
+become 16 matrix multiplies ``V[a] @ U[a]``, ``(tiles, D) @ (D, K)``, which
+BLAS does. Output tiles sticking out past an odd-sized output read zeros and
+are cut off.
+
+The transforms of the tiles (``B^T d B``, ``A^T M A``) are sums and
+differences of whole depth columns. NumPy needs about twenty strided passes
+for them, so they are compiled with Numba, which vectorises each loop over
+the depth (measured: the input transform 4x faster than in NumPy). Numba is an
+optional dependency (``pip install volnet[fast]``): without it, or with
+``VOLNET_NUMBA=0``, :func:`applies` is False and ``volnet.ops.conv`` takes
+im2col for every layer, with the same results up to float rounding.
+
+:mod:`volnet.ops.conv` uses this for 3x3 stride-1 undilated layers at least
+:data:`MIN_DEPTH` deep: the forward pass, the input gradient (a convolution
+of dout with the flipped filters, which is again 3x3 stride 1) and the
+weight gradient. Every function here works a block of images at a time, so
+the transformed tiles stay in cache between transform and multiply.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # volnet runs without it: every CONV takes im2col
+    numba = None
+
+ENABLED = numba is not None and os.environ.get("VOLNET_NUMBA", "1").strip() != "0"
+
+# The multiplies have D (forward) or K (input gradient) as their inner size;
+# for shallower inputs they are too thin for BLAS and im2col is faster (measured
+# on the 32x32x3 first layer of the CIFAR-10 reference net).
+MIN_DEPTH = 8
+MIN_WEIGHT_GRADIENT_SIZE = 64 * 64
+
+# G maps a 3-tap filter row to its 4 transformed values: U = G g G^T.
+G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# B^T d B and A^T M A are written out as sums and differences in the kernels below:
+# B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],  A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+
+
+def applies(g, depth: int, dtype) -> bool:
+    """Whether the correlation with geometry ``g`` over ``depth`` input channels can take Winograd."""
+    return (ENABLED and g.size == (3, 3) and g.stride == (1, 1) and g.dilation == (1, 1)
+            and depth >= MIN_DEPTH and np.dtype(dtype) in (np.float32, np.float64))
+
+
+def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
+    """Whether dw of such a layer takes :func:`weight_gradient`: its multiplies give D x K results.
+
+    Below :data:`MIN_WEIGHT_GRADIENT_SIZE` numbers those multiplies run at
+    about half of BLAS's rate and im2col's one multiply per block is faster
+    (measured: 32x32 filters 1.12-1.19x slower than im2col, 64x64 0.81-0.92x, 128x128 0.93x).
+    """
+    return applies(g, depth, dtype) and depth * filters >= MIN_WEIGHT_GRADIENT_SIZE
+
+
+def tiles(out_hw) -> tuple[int, int]:
+    """How many 2x2 output tiles cover an output of ``(H2, W2)``: ``(ceil(H2/2), ceil(W2/2))``."""
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+
+
+def bytes_per_image(out_hw, depth: int, filters: int, itemsize: int) -> int:
+    """The transformed tiles of one image: V ``(16, tiles, D)`` and M ``(16, tiles, K)``."""
+    Ht, Wt = tiles(out_hw)
+    return 16 * Ht * Wt * (depth + filters) * itemsize
+
+
+def filter_transform(w: np.ndarray, dtype) -> np.ndarray:
+    """``U[a, b] = G w G^T`` for every (input channel, filter): ``(3, 3, D, K)`` -> ``(16, D, K)``."""
+    Gt = G.astype(dtype)
+    D, K = w.shape[2:]
+    Gw = (Gt @ w.astype(dtype, copy=False).reshape(3, -1)).reshape(4, 3, D * K)  # G along the rows
+    return np.matmul(Gt, Gw).reshape(16, D, K)  # ... and along the columns
+
+
+def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, images_per_block: int = 1):
+    """``(N, H2, W2, K)``: the 3x3 correlation of a padded batch ``xp (N, H2+2, W2+2, D)`` with ``w (3, 3, D, K)``.
+
+    Adds ``bias (K,)`` and rectifies (``relu``) in the output transform, while the block is in cache.
+    """
+    dtype = np.result_type(xp, w)
+    xp = np.ascontiguousarray(xp, dtype=dtype)
+    N, Hp, Wp, D = xp.shape
+    K = w.shape[3]
+    Ho, Wo = Hp - 2, Wp - 2
+    Ht, Wt = tiles((Ho, Wo))
+    U = filter_transform(w, dtype)
+    b = np.zeros(K, dtype) if bias is None else np.asarray(bias, dtype=dtype)
+    floor = dtype.type(0 if relu else -np.inf)  # max(y, floor): the ReLU, or nothing
+    out = np.empty((N, Ho, Wo, K), dtype)
+    per_image = 16 * Ht * Wt
+    V_buffer = np.empty(images_per_block * per_image * D, dtype)
+    M_buffer = np.empty(images_per_block * per_image * K, dtype)
+    rows, zero_row = np.zeros((4, Wp + 1, D), dtype), np.zeros((Wp, D), dtype)
+    columns = np.empty((2, 4, Wt, K), dtype)
+    for first in range(0, N, images_per_block):
+        n = min(images_per_block, N - first)
+        V = V_buffer[: n * per_image * D].reshape(16, n * Ht * Wt, D)
+        M = M_buffer[: n * per_image * K].reshape(16, n * Ht * Wt, K)
+        _input_transform(xp, first, V, Ht, Wt, rows, zero_row)
+        np.matmul(V, U, out=M)
+        _output_transform(M, b, floor, out, first, Ht, Wt, columns)
+    return out
+
+
+def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1):
+    """``dw (3, 3, D, K)`` of the correlation :func:`correlate` computes, from its input and ``dout``.
+
+    The backward pass of ``Y = A^T M A`` with ``M[a] = V[a] @ U[a]``: dout's
+    2x2 tiles go back through the output transform (``dM = A dY A^T``),
+    ``dU[a] = V[a].T @ dM[a]`` sums over every tile, and ``dw = G^T dU G``
+    undoes the filter transform.
+    """
+    dtype = np.result_type(xp, dout)
+    xp = np.ascontiguousarray(xp, dtype=dtype)
+    dout = np.ascontiguousarray(dout, dtype=dtype)
+    N, Hp, Wp, D = xp.shape
+    K = dout.shape[3]
+    Ht, Wt = tiles(dout.shape[1:3])
+    per_image = 16 * Ht * Wt
+    V_buffer = np.empty(images_per_block * per_image * D, dtype)
+    dM_buffer = np.empty(images_per_block * per_image * K, dtype)
+    rows, zero_row = np.zeros((4, Wp + 1, D), dtype), np.zeros((Wp, D), dtype)
+    dout_rows, zero_dout = np.zeros((4, 2 * Wt, K), dtype), np.zeros(dout.shape[2:], dtype)
+    dU = np.zeros((16, D, K), dtype)
+    for first in range(0, N, images_per_block):
+        n = min(images_per_block, N - first)
+        V = V_buffer[: n * per_image * D].reshape(16, n * Ht * Wt, D)
+        dM = dM_buffer[: n * per_image * K].reshape(16, n * Ht * Wt, K)
+        _input_transform(xp, first, V, Ht, Wt, rows, zero_row)
+        _output_transform_backward(dout, first, dM, Ht, Wt, dout_rows, zero_dout)
+        dU += np.matmul(V.transpose(0, 2, 1), dM)
+    Gt = G.astype(dtype)
+    dGw = np.matmul(Gt.T, dU.reshape(4, 4, D * K))  # G^T along the columns: (4, 3, D*K)
+    return (Gt.T @ dGw.reshape(4, -1)).reshape(3, 3, D, K)  # ... and along the rows
+
+
+def _compiled(function):
+    """Numba-compile a kernel (cached on disk), or leave it as Python where Numba is absent (never called)."""
+    if numba is None:
+        return function
+    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(function)
+
+
+# The kernels loop over the depth innermost, one output array per loop, so that
+# LLVM vectorises every loop (more arrays per loop exceed its alias-check budget
+# and it falls back to scalar code, measured 4x slower). Scratch rows come in
+# from NumPy: large allocations inside compiled code are slow on these machines.
+
+@_compiled
+def _input_transform(xp, first, V, Ht, Wt, rows, zero_row):  # pragma: no cover - compiled; tested via correlate
+    """``V[4i+j, tile, :] = (B^T d B)[i, j]`` for every 4x4 tile d of images ``first, first+1, ...``.
+
+    ``rows (4, Wp+1, D)`` holds ``B^T d`` for one row of tiles (its last column stays zero: the tile
+    past an odd width); ``zero_row (Wp, D)`` stands in for the row past an odd height.
+    """
+    Hp, Wp, D = xp.shape[1], xp.shape[2], xp.shape[3]
+    images = V.shape[1] // (Ht * Wt)
+    for m in range(images):
+        image = xp[first + m]
+        for ty in range(Ht):
+            y = 2 * ty
+            x0, x1, x2 = image[y], image[y + 1], image[y + 2]
+            x3 = image[y + 3] if y + 3 < Hp else zero_row
+            for q in range(Wp):  # B^T down the columns: d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                for c in range(D):
+                    rows[0, q, c] = x0[q, c] - x2[q, c]
+                for c in range(D):
+                    rows[1, q, c] = x1[q, c] + x2[q, c]
+                for c in range(D):
+                    rows[2, q, c] = x2[q, c] - x1[q, c]
+                for c in range(D):
+                    rows[3, q, c] = x1[q, c] - x3[q, c]
+            t0 = (m * Ht + ty) * Wt
+            for i in range(4):  # ... and along each row: B
+                for tx in range(Wt):
+                    q, t = 2 * tx, t0 + tx
+                    for c in range(D):
+                        V[4 * i, t, c] = rows[i, q, c] - rows[i, q + 2, c]
+                    for c in range(D):
+                        V[4 * i + 1, t, c] = rows[i, q + 1, c] + rows[i, q + 2, c]
+                    for c in range(D):
+                        V[4 * i + 2, t, c] = rows[i, q + 2, c] - rows[i, q + 1, c]
+                    for c in range(D):
+                        V[4 * i + 3, t, c] = rows[i, q + 1, c] - rows[i, q + 3, c]
+
+
+@_compiled
+def _output_transform(M, bias, floor, out, first, Ht, Wt, columns):  # pragma: no cover - compiled
+    """``out[2ty+p, 2tx+q] = max((A^T M A)[p, q] + bias, floor)`` for every tile, cut at the output's edge.
+
+    ``columns (2, 4, Wt, K)`` holds ``A^T M`` for one row of tiles.
+    """
+    Ho, Wo, K = out.shape[1], out.shape[2], out.shape[3]
+    images = M.shape[1] // (Ht * Wt)
+    for m in range(images):
+        image = out[first + m]
+        for ty in range(Ht):
+            t0 = (m * Ht + ty) * Wt
+            for j in range(4):  # A^T down the columns: m0 + m1 + m2, m1 - m2 - m3
+                for tx in range(Wt):
+                    for k in range(K):
+                        columns[0, j, tx, k] = M[j, t0 + tx, k] + M[4 + j, t0 + tx, k] + M[8 + j, t0 + tx, k]
+                    for k in range(K):
+                        columns[1, j, tx, k] = M[4 + j, t0 + tx, k] - M[8 + j, t0 + tx, k] - M[12 + j, t0 + tx, k]
+            for p in range(2):  # ... and along each row: A
+                y = 2 * ty + p
+                if y >= Ho:
+                    break
+                s = columns[p]
+                for tx in range(Wt):
+                    q = 2 * tx
+                    for k in range(K):
+                        image[y, q, k] = max(s[0, tx, k] + s[1, tx, k] + s[2, tx, k] + bias[k], floor)
+                    if q + 1 < Wo:
+                        for k in range(K):
+                            image[y, q + 1, k] = max(s[1, tx, k] - s[2, tx, k] - s[3, tx, k] + bias[k], floor)
+
+
+@_compiled
+def _output_transform_backward(dout, first, dM, Ht, Wt, dout_rows, zero_dout):  # pragma: no cover - compiled
+    """``dM[4i+j, tile, :] = (A dY A^T)[i, j]`` for every 2x2 tile dY of dout (zeros past its edge).
+
+    ``dout_rows (4, 2*Wt, K)`` holds ``A dY`` for one row of tiles (the column past an odd width stays
+    zero); ``zero_dout (W2, K)`` stands in for the row past an odd height.
+    """
+    Ho, Wo, K = dout.shape[1], dout.shape[2], dout.shape[3]
+    images = dM.shape[1] // (Ht * Wt)
+    for m in range(images):
+        image = dout[first + m]
+        for ty in range(Ht):
+            y = 2 * ty
+            d0 = image[y]
+            d1 = image[y + 1] if y + 1 < Ho else zero_dout
+            for q in range(Wo):  # A down the columns: d0, d0 + d1, d0 - d1, -d1
+                for k in range(K):
+                    dout_rows[0, q, k] = d0[q, k]
+                for k in range(K):
+                    dout_rows[1, q, k] = d0[q, k] + d1[q, k]
+                for k in range(K):
+                    dout_rows[2, q, k] = d0[q, k] - d1[q, k]
+                for k in range(K):
+                    dout_rows[3, q, k] = -d1[q, k]
+            t0 = (m * Ht + ty) * Wt
+            for i in range(4):  # ... and along each row: A^T
+                for tx in range(Wt):
+                    q, t = 2 * tx, t0 + tx
+                    for k in range(K):
+                        dM[4 * i, t, k] = dout_rows[i, q, k]
+                    for k in range(K):
+                        dM[4 * i + 1, t, k] = dout_rows[i, q, k] + dout_rows[i, q + 1, k]
+                    for k in range(K):
+                        dM[4 * i + 2, t, k] = dout_rows[i, q, k] - dout_rows[i, q + 1, k]
+                    for k in range(K):
+                        dM[4 * i + 3, t, k] = -dout_rows[i, q + 1, k]

@@ -1,0 +1,161 @@
+"""Winograd F(2x2, 3x3): equal to the naive loops on random shapes, gradient-checked, equal to PyTorch,
+and chosen by conv only where it applies (with im2col, the same numbers, where Numba is absent or off)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import torch_conv, winograd_enabled
+
+from volnet.ops import conv, winograd
+from volnet.ops.conv import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
+                             conv_forward_naive)
+from volnet.ops.window import geometry, pad_spatial
+
+needs_numba = pytest.mark.skipif(not winograd.ENABLED, reason="Numba is not installed (or VOLNET_NUMBA=0)")
+
+
+@st.composite
+def winograd_settings(draw):
+    """A 3x3 stride-1 layer deep enough for Winograd, with odd and even output sizes (1 included).
+
+    K is sometimes deep enough too, so that dx (a correlation over K channels) takes Winograd.
+    """
+    pad = draw(st.integers(0, 2))
+    H, W = (draw(st.integers(max(1, 3 - 2 * pad), 9)) for _ in range(2))
+    return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(winograd.MIN_DEPTH, 12))), pad=pad,
+                K=draw(st.sampled_from([1, 3, 5, winograd.MIN_DEPTH, 10])), relu=draw(st.booleans()), block=draw(st.integers(1, 3)),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@needs_numba
+@settings(max_examples=50, deadline=None)
+@given(setting=winograd_settings())
+def test_winograd_equals_naive(setting):
+    rng = np.random.default_rng(setting["seed"])
+    x = rng.standard_normal(setting["x_shape"])
+    w = rng.standard_normal((3, 3, x.shape[3], setting["K"]))
+    b = rng.standard_normal(setting["K"])
+    expected, cache = conv_forward_naive(x, w, b, pad=setting["pad"])
+    xp = pad_spatial(x, cache.geometry.pads)
+
+    out = winograd.correlate(xp, w, b, relu=setting["relu"], images_per_block=setting["block"])
+    np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=0, atol=1e-10)
+
+    dout = rng.standard_normal(expected.shape)
+    dx_naive, dw_naive, _ = conv_backward_naive(dout, cache)
+    dw = winograd.weight_gradient(xp, dout, images_per_block=setting["block"])
+    np.testing.assert_allclose(dw, dw_naive, rtol=0, atol=1e-10)
+    # dx: dout correlated with the flipped filters, by Winograd too where K >= MIN_DEPTH
+    np.testing.assert_allclose(conv_backward_input_flipped(dout, w, cache.geometry), dx_naive, rtol=0, atol=1e-10)
+
+
+def _winograd_kernels(pad):
+    """A kernel pair made of the Winograd pieces alone: forward, dx (flipped filters), dw, db."""
+    def forward(x, w, b):
+        g = geometry(x.shape, 3, 1, pad)
+        return winograd.correlate(pad_spatial(x, g.pads), w, b), (x, w, g)
+
+    def backward(dout, cache):
+        x, w, g = cache
+        return (conv_backward_input_flipped(dout, w, g), winograd.weight_gradient(pad_spatial(x, g.pads), dout),
+                dout.sum(axis=(0, 1, 2)))
+
+    return forward, backward
+
+
+@needs_numba
+@pytest.mark.parametrize("x_shape, K, pad", [((2, 5, 7, 8), 8, 1), ((1, 4, 3, 9), 10, 2), ((2, 6, 6, 8), 3, 0)])
+def test_winograd_gradients(x_shape, K, pad, rng, check_kernel_grad):
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((3, 3, x_shape[3], K))
+    b = rng.standard_normal(K)
+    g = geometry(x_shape, 3, 1, pad)
+    assert winograd.applies(g, x_shape[3], x.dtype)
+    check_kernel_grad(*_winograd_kernels(pad), (x, w, b), {}, rng)
+
+
+@needs_numba
+def test_conv_backward_takes_winograd_for_dw_and_its_gradients_check(rng, check_kernel_grad, monkeypatch):
+    x = rng.standard_normal((2, 5, 6, 8))
+    w, b = rng.standard_normal((3, 3, 8, 9)), rng.standard_normal(9)
+    calls = []
+    monkeypatch.setattr(winograd, "MIN_WEIGHT_GRADIENT_SIZE", 1)
+    real = winograd.weight_gradient
+    monkeypatch.setattr(winograd, "weight_gradient", lambda *a, **k: calls.append(1) or real(*a, **k))
+    check_kernel_grad(conv_forward, conv_backward, (x, w, b), dict(pad=1), rng)
+    assert calls
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-4), (np.float64, 1e-10)], ids=["float32", "float64"])
+def test_winograd_layer_matches_torch(dtype, tol, rng, torch, nchw):
+    # 64 -> 64 filters: forward, dx and dw all take Winograd.
+    x = rng.standard_normal((2, 8, 7, 64)).astype(dtype)
+    w = (rng.standard_normal((3, 3, 64, 64)) / 24).astype(dtype)
+    b = rng.standard_normal(64).astype(dtype)
+    g = geometry(x.shape, 3, 1, 1)
+    assert winograd.applies_to_weight_gradient(g, 64, 64, dtype)
+    out, cache = conv_forward(x, w, b, pad=1)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    ours = (out, *conv_backward(dout, cache))
+    theirs = torch_conv(torch, nchw, x, w, b, dout, padding=1)
+    for a, t, name in zip(ours, theirs, ("out", "dx", "dw", "db")):
+        assert a.dtype == dtype, name
+        scale = np.abs(t).max()
+        np.testing.assert_allclose(a / scale, t / scale, rtol=0, atol=tol, err_msg=name)
+
+
+@pytest.mark.parametrize("F, stride, dilation, depth, dtype, expected", [
+    (3, 1, 1, 8, np.float32, True),
+    (3, 1, 1, 64, np.float64, True),
+    (3, 1, 1, 7, np.float32, False),  # too shallow: BLAS gets thin multiplies
+    (3, 2, 1, 16, np.float32, False),
+    (3, 1, 2, 16, np.float32, False),
+    (5, 1, 1, 16, np.float32, False),
+    (3, 1, 1, 16, np.float16, False),
+    (3, 1, 1, 16, np.int64, False),
+])
+def test_winograd_applies_only_to_3x3_stride1_undilated_float_layers(F, stride, dilation, depth, dtype, expected):
+    g = geometry((1, 9, 9, depth), F, stride, 1, dilation, fit="crop")
+    assert winograd.applies(g, depth, dtype) is (expected and winograd.ENABLED)
+
+
+@pytest.mark.parametrize("depth", [winograd.MIN_DEPTH, 16])
+@pytest.mark.parametrize("use_winograd", [True, False], ids=["winograd", "im2col"])
+def test_conv_gives_the_same_numbers_with_or_without_winograd(depth, use_winograd, rng):
+    x, w, b = rng.standard_normal((2, 7, 6, depth)), rng.standard_normal((3, 3, depth, 5)), rng.standard_normal(5)
+    out_naive, cache_naive = conv_forward_naive(x, w, b, pad=1)
+    dout = rng.standard_normal(out_naive.shape)
+    with winograd_enabled(use_winograd):
+        out, cache = conv_forward(x, w, b, pad=1, relu=True)
+        grads = conv_backward(dout, cache)
+    np.testing.assert_allclose(out, np.maximum(out_naive, 0), rtol=0, atol=1e-10)
+    for got, expected in zip(grads, conv_backward_naive(dout, cache_naive)):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+
+
+def test_volnet_numba_0_turns_winograd_off():
+    code = ("import numpy as np; from volnet.ops import winograd, conv_forward; assert not winograd.ENABLED; "
+            "x = np.ones((1, 4, 4, 8)); out, _ = conv_forward(x, np.ones((3, 3, 8, 2)), np.zeros(2), pad=1); "
+            "print(out[0, 1, 1, 0], out[0, 0, 0, 0])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "VOLNET_NUMBA": "0"}, check=True)
+    assert result.stdout.split() == ["72.0", "32.0"]  # 9 taps x 8 channels inside, 4 x 8 in a corner
+
+
+@needs_numba
+def test_blocks_of_images_follow_the_block_size(monkeypatch, rng):
+    # conv sizes Winograd's blocks like im2col's: about BLOCK_BYTES of transformed tiles per block
+    seen = []
+    real = winograd.correlate
+    monkeypatch.setattr(winograd, "correlate", lambda *a, **k: seen.append(a[4]) or real(*a, **k))
+    x = rng.standard_normal((10, 8, 8, 8))
+    per_image = winograd.bytes_per_image((8, 8), 8, 4, 8)
+    monkeypatch.setattr(conv, "BLOCK_BYTES", 3 * per_image)
+    conv_forward(x, rng.standard_normal((3, 3, 8, 4)), np.zeros(4), pad=1)
+    assert seen == [3]
