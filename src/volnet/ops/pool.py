@@ -213,9 +213,14 @@ def _route_through_switches(dout, switches, g: Geometry, padded_shape):
         return dxp
     phases = np.zeros(phase_buffer_shape(g, padded_shape), dtype=dout.dtype)
     share = np.empty_like(dout)
+    written = set()
     for k, (u, v) in enumerate(np.ndindex(*g.size)):
         np.equal(switches, k, out=chosen)
-        np.multiply(dout, chosen, out=share)
         a, b, rows, cols = tap_phase(g, u, v)
+        if (a, b) not in written:  # the first tap of a phase finds zeros there: write, don't add
+            np.multiply(dout, chosen, out=phases[a, b, :, rows, cols])
+            written.add((a, b))
+            continue
+        np.multiply(dout, chosen, out=share)
         phases[a, b, :, rows, cols] += share
     return interleave_phases(phases, padded_shape)
