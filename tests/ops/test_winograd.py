@@ -28,8 +28,8 @@ def winograd_settings(draw):
     pad = draw(st.integers(0, 2))
     H, W = (draw(st.integers(max(1, 3 - 2 * pad), 9)) for _ in range(2))
     return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(winograd.MIN_DEPTH, 12))), pad=pad,
-                K=draw(st.sampled_from([1, 3, 5, winograd.MIN_DEPTH, 10])), relu=draw(st.booleans()), block=draw(st.integers(1, 3)),
-                seed=draw(st.integers(0, 2**32 - 1)))
+                K=draw(st.sampled_from([1, 3, 5, winograd.MIN_DEPTH, 10])), relu=draw(st.booleans()),
+                block=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)))
 
 
 @needs_numba

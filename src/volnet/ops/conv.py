@@ -165,6 +165,7 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     dtype = np.result_type(xp, dout)
     if winograd.applies_to_weight_gradient(g, D, K, dtype):
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
+        # dout_rows is already a contiguous copy where dout is strided: reuse it rather than copy again
         dw = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step)
         db = np.ones(len(dout_rows), dtype=dout_rows.dtype) @ dout_rows  # the column sums, in BLAS
     else:

@@ -42,8 +42,9 @@ except ImportError:  # volnet runs without it: every CONV takes im2col
 ENABLED = numba is not None and os.environ.get("VOLNET_NUMBA", "1").strip() != "0"
 
 # The multiplies have D (forward) or K (input gradient) as their inner size;
-# for shallower inputs they are too thin for BLAS and im2col is faster (measured
-# on the 32x32x3 first layer of the CIFAR-10 reference net).
+# for shallow inputs they are too thin for BLAS and im2col is faster (measured
+# 1.8x slower on the 32x32x3 first layer of the CIFAR-10 reference net; the
+# bound is conv's SHALLOW_DEPTH, where its own schemes switch for the same reason).
 MIN_DEPTH = 8
 MIN_WEIGHT_GRADIENT_SIZE = 64 * 64
 
@@ -64,7 +65,7 @@ def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
 
     Below :data:`MIN_WEIGHT_GRADIENT_SIZE` numbers those multiplies run at
     about half of BLAS's rate and im2col's one multiply per block is faster
-    (measured: 32x32 filters 1.12-1.19x slower than im2col, 64x64 0.81-0.92x, 128x128 0.93x).
+    (measured against im2col's dw: 32x32 filters 1.06-1.11x the time, 64x64 0.79-0.88x, 128x128 0.91x).
     """
     return applies(g, depth, dtype) and depth * filters >= MIN_WEIGHT_GRADIENT_SIZE
 
@@ -103,15 +104,9 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
     b = np.zeros(K, dtype) if bias is None else np.asarray(bias, dtype=dtype)
     floor = dtype.type(0 if relu else -np.inf)  # max(y, floor): the ReLU, or nothing
     out = np.empty((N, Ho, Wo, K), dtype)
-    per_image = 16 * Ht * Wt
-    V_buffer = np.empty(images_per_block * per_image * D, dtype)
-    M_buffer = np.empty(images_per_block * per_image * K, dtype)
     rows, zero_row = np.zeros((4, Wp + 1, D), dtype), np.zeros((Wp, D), dtype)
     columns = np.empty((2, 4, Wt, K), dtype)
-    for first in range(0, N, images_per_block):
-        n = min(images_per_block, N - first)
-        V = V_buffer[: n * per_image * D].reshape(16, n * Ht * Wt, D)
-        M = M_buffer[: n * per_image * K].reshape(16, n * Ht * Wt, K)
+    for first, V, M in _tile_blocks(N, images_per_block, Ht * Wt, D, K, dtype):
         _input_transform(xp, first, V, Ht, Wt, rows, zero_row)
         np.matmul(V, U, out=M)
         _output_transform(M, b, floor, out, first, Ht, Wt, columns)
@@ -132,22 +127,30 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1)
     N, Hp, Wp, D = xp.shape
     K = dout.shape[3]
     Ht, Wt = tiles(dout.shape[1:3])
-    per_image = 16 * Ht * Wt
-    V_buffer = np.empty(images_per_block * per_image * D, dtype)
-    dM_buffer = np.empty(images_per_block * per_image * K, dtype)
     rows, zero_row = np.zeros((4, Wp + 1, D), dtype), np.zeros((Wp, D), dtype)
     dout_rows, zero_dout = np.zeros((4, 2 * Wt, K), dtype), np.zeros(dout.shape[2:], dtype)
     dU = np.zeros((16, D, K), dtype)
-    for first in range(0, N, images_per_block):
-        n = min(images_per_block, N - first)
-        V = V_buffer[: n * per_image * D].reshape(16, n * Ht * Wt, D)
-        dM = dM_buffer[: n * per_image * K].reshape(16, n * Ht * Wt, K)
+    for first, V, dM in _tile_blocks(N, images_per_block, Ht * Wt, D, K, dtype):
         _input_transform(xp, first, V, Ht, Wt, rows, zero_row)
         _output_transform_backward(dout, first, dM, Ht, Wt, dout_rows, zero_dout)
         dU += np.matmul(V.transpose(0, 2, 1), dM)
     Gt = G.astype(dtype)
     dGw = np.matmul(Gt.T, dU.reshape(4, 4, D * K))  # G^T along the columns: (4, 3, D*K)
     return (Gt.T @ dGw.reshape(4, -1)).reshape(3, 3, D, K)  # ... and along the rows
+
+
+def _tile_blocks(N: int, images_per_block: int, tiles_per_image: int, depth: int, filters: int, dtype):
+    """Yield ``(first image, V (16, tiles, D), M (16, tiles, K))`` for each block of images.
+
+    V and M are views of two buffers allocated once for the largest block,
+    so each block's must be used before the next is asked for.
+    """
+    V_buffer = np.empty(16 * images_per_block * tiles_per_image * depth, dtype)
+    M_buffer = np.empty(16 * images_per_block * tiles_per_image * filters, dtype)
+    for first in range(0, N, images_per_block):
+        t = min(images_per_block, N - first) * tiles_per_image
+        yield (first, V_buffer[: 16 * t * depth].reshape(16, t, depth),
+               M_buffer[: 16 * t * filters].reshape(16, t, filters))
 
 
 def _compiled(function):
