@@ -12,10 +12,11 @@ from volnet.ops import winograd
 
 
 @st.composite
-def window_settings(draw, depths=st.integers(1, 3)):
+def window_settings(draw, depths=st.integers(1, 3), batches=st.integers(1, 2)):
     """A random CONV-like setting, small enough for the naive loops; non-square, with pairs per axis.
 
-    ``depths`` draws the input depth D (kernels that switch scheme by depth pass a wider one).
+    ``depths`` draws the input depth D (kernels that switch scheme by depth pass a wider one), ``batches``
+    the batch size N.
 
     With fit=None the input size is built so that the division is exact;
     with fit="pad"/"crop" up to S-1 extra rows leave the last filter hanging over.
@@ -33,7 +34,7 @@ def window_settings(draw, depths=st.integers(1, 3)):
         F.append(f), S.append(s), P.append(p), dil.append(d)
         hw.append((out - 1) * s + extent - 2 * p + extra)
         out_hw.append(out)
-    N, D, K = draw(st.integers(1, 2)), draw(depths), draw(st.integers(1, 3))
+    N, D, K = draw(batches), draw(depths), draw(st.integers(1, 3))
     return dict(x_shape=(N, *hw, D), out_hw=tuple(out_hw), F=tuple(F), K=K, seed=draw(st.integers(0, 2**32 - 1)),
                 hyper=dict(stride=tuple(S), pad=tuple(P), dilation=tuple(dil), fit=fit))
 

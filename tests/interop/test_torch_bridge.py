@@ -109,7 +109,10 @@ def test_eval_outputs_equal(name, dtype, rng):
         theirs = model(nchw(x)).numpy()
     ours = net.forward(x, train=False)
     assert theirs.dtype == dtype and theirs.shape == ours.shape
-    np.testing.assert_allclose(theirs, ours, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+    # rounding errors scale with the largest scores (float32 deep nets with random buffers reach ~1e3),
+    # not with each score: a small score next to large ones is as uncertain in absolute terms
+    scale = max(1.0, float(np.abs(theirs).max()))
+    np.testing.assert_allclose(theirs, ours, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * scale)
 
 
 def test_fit_pad_uses_asymmetric_padding_and_crop_relies_on_floor():

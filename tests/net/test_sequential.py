@@ -5,6 +5,7 @@ import pytest
 
 from volnet import Sequential, ShapeError
 from volnet.layers import FC, Conv2D, MaxPool, ReLU
+from volnet.ops import threads
 
 
 def seed_net(**kwargs):
@@ -88,12 +89,16 @@ def test_non_layer_is_rejected():
 
 
 def layer_by_layer(net, x, dout):
-    """Forward and backward one layer at a time (nothing fused): the output and every gradient."""
-    for layer in net.layers:
-        x = layer.forward(x, train=True)
-    out = x
-    for layer in reversed(net.layers):
-        dout = layer.backward(dout)
+    """Forward and backward one layer at a time (nothing fused): the output and every gradient.
+
+    Inside a network pass, as Sequential runs them, so that the same kernels split the batch the same way.
+    """
+    with threads.network_pass(len(x)):
+        for layer in net.layers:
+            x = layer.forward(x, train=True)
+        out = x
+        for layer in reversed(net.layers):
+            dout = layer.backward(dout)
     return out, dout, [p.grad.copy() for p in net.params()]
 
 

@@ -29,7 +29,7 @@ def winograd_settings(draw):
     H, W = (draw(st.integers(max(1, 3 - 2 * pad), 9)) for _ in range(2))
     return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(winograd.MIN_DEPTH, 12))), pad=pad,
                 K=draw(st.sampled_from([1, 3, 5, winograd.MIN_DEPTH, 10])), relu=draw(st.booleans()),
-                block=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)))
+                block=draw(st.integers(1, 3)), workers=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)))
 
 
 @needs_numba
@@ -43,13 +43,15 @@ def test_winograd_equals_naive(setting):
     expected, cache = conv_forward_naive(x, w, b, pad=setting["pad"])
     xp = pad_spatial(x, cache.geometry.pads)
 
-    out = winograd.correlate(xp, w, b, relu=setting["relu"], images_per_block=setting["block"])
+    split = dict(images_per_block=setting["block"], workers=setting["workers"])
+    out = winograd.correlate(xp, w, b, relu=setting["relu"], **split)
     np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=0, atol=1e-10)
 
     dout = rng.standard_normal(expected.shape)
-    dx_naive, dw_naive, _ = conv_backward_naive(dout, cache)
-    dw = winograd.weight_gradient(xp, dout, images_per_block=setting["block"])
+    dx_naive, dw_naive, db_naive = conv_backward_naive(dout, cache)
+    dw, db = winograd.weight_gradient(xp, dout, **split)
     np.testing.assert_allclose(dw, dw_naive, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(db, db_naive, rtol=0, atol=1e-10)
     # dx: dout correlated with the flipped filters, by Winograd too where K >= MIN_DEPTH
     np.testing.assert_allclose(conv_backward_input_flipped(dout, w, cache.geometry), dx_naive, rtol=0, atol=1e-10)
 
@@ -62,8 +64,7 @@ def _winograd_kernels(pad):
 
     def backward(dout, cache):
         x, w, g = cache
-        return (conv_backward_input_flipped(dout, w, g), winograd.weight_gradient(pad_spatial(x, g.pads), dout),
-                dout.sum(axis=(0, 1, 2)))
+        return conv_backward_input_flipped(dout, w, g), *winograd.weight_gradient(pad_spatial(x, g.pads), dout)
 
     return forward, backward
 
@@ -84,7 +85,7 @@ def test_conv_backward_takes_winograd_for_dw_and_its_gradients_check(rng, check_
     x = rng.standard_normal((2, 5, 6, 8))
     w, b = rng.standard_normal((3, 3, 8, 9)), rng.standard_normal(9)
     calls = []
-    monkeypatch.setattr(winograd, "MIN_WEIGHT_GRADIENT_SIZE", 1)
+    monkeypatch.setattr(winograd, "THIN_MULTIPLY", 1)  # dw takes Winograd however many cores there are
     real = winograd.weight_gradient
     monkeypatch.setattr(winograd, "weight_gradient", lambda *a, **k: calls.append(1) or real(*a, **k))
     check_kernel_grad(conv_forward, conv_backward, (x, w, b), dict(pad=1), rng)
@@ -99,7 +100,7 @@ def test_winograd_layer_matches_torch(dtype, tol, rng, torch, nchw):
     w = (rng.standard_normal((3, 3, 64, 64)) / 24).astype(dtype)
     b = rng.standard_normal(64).astype(dtype)
     g = geometry(x.shape, 3, 1, 1)
-    assert winograd.applies_to_weight_gradient(g, 64, 64, dtype)
+    assert winograd.applies_to_weight_gradient(g, 64, 64, dtype, workers=1)
     out, cache = conv_forward(x, w, b, pad=1)
     dout = rng.standard_normal(out.shape).astype(dtype)
     ours = (out, *conv_backward(dout, cache))

@@ -454,6 +454,36 @@ def _blocks(N: int, per_image: int, block_bytes) -> int:
     return max(1, min(N, block_bytes // max(1, per_image)))
 
 
+def _pass_workers(multiply_adds: int, N: int) -> int:
+    """Threads a network pass splits a kernel over (``volnet.ops.threads.pass_workers`` within a pass)."""
+    from ..ops import threads
+
+    return threads.worth(multiply_adds, N, threads.cores())
+
+
+def _parts(N: int, workers: int) -> list[int]:
+    """The sizes of the parts ``volnet.ops.threads.split`` cuts a batch of N into."""
+    from ..ops import threads
+
+    return [stop - start for start, stop in threads.parts(N, workers)]
+
+
+def _split_blocks(N: int, per_image: int, block_bytes, workers: int) -> int:
+    """Images in the block buffers of all threads at once: each part of the batch has its own blocks.
+
+    This counts every part's blocks as alive together, as they are when the
+    threads run side by side (a thread that has not started when another
+    finishes leaves less).
+    """
+    return sum(_blocks(n, per_image, block_bytes) for n in _parts(N, workers))
+
+
+def _winograd_workers(N: int, out_hw, depth: int, filters: int) -> int:
+    from ..ops import winograd
+
+    return winograd.workers(N, out_hw, depth, filters, network_pass=True)
+
+
 def _winograd(g, depth: int, filters: int, b: int, weight_gradient: bool = False) -> bool:
     """Whether ``volnet.ops.conv`` takes Winograd for this correlation (and this dtype size)."""
     from ..ops import winograd
@@ -462,24 +492,27 @@ def _winograd(g, depth: int, filters: int, b: int, weight_gradient: bool = False
     if dtype is None:
         return False
     if weight_gradient:
-        return winograd.applies_to_weight_gradient(g, depth, filters, dtype)
+        workers = _winograd_workers(g.in_shape[0], g.out_hw, depth, filters)
+        return winograd.applies_to_weight_gradient(g, depth, filters, dtype, workers)
     return winograd.applies(g, depth, dtype)
 
 
 def _winograd_workspace(out_hw, depth: int, filters: int, N: int, b: int, weight_gradient: bool = False) -> int:
-    """ops.winograd's arrays beside its result: a block of transformed tiles (V and M, or V and dM), the
-    scratch rows of the transforms, and the transformed filters U (correlate) or dU and one block's
-    share of it (weight_gradient)."""
+    """ops.winograd's arrays beside its result: each thread's block of transformed tiles (V and M, or V and
+    dM) and scratch rows of the transforms; the transformed filters U (correlate), or each thread's dU and
+    one block's share of it, and the ones that sum db (weight_gradient)."""
     from ..ops import winograd
 
     Ht, Wt = winograd.tiles(out_hw)
     Wp = out_hw[1] + 2
     per_image = winograd.bytes_per_image(out_hw, depth, filters, b)
-    tiles = _blocks(N, per_image, _conv_constants()[0]) * per_image
+    workers = len(_parts(N, _winograd_workers(N, out_hw, depth, filters)))
+    tiles = _split_blocks(N, per_image, _conv_constants()[0], workers) * per_image
     rows = 4 * (Wp + 1) * depth + Wp * depth
     if weight_gradient:
-        return tiles + (rows + 4 * 2 * Wt * filters + out_hw[1] * filters + 2 * 16 * depth * filters) * b
-    return tiles + (rows + 2 * 4 * Wt * filters + 16 * depth * filters) * b
+        scratch = rows + 4 * 2 * Wt * filters + out_hw[1] * filters + 2 * 16 * depth * filters
+        return tiles + (workers * scratch + N * out_hw[0] * out_hw[1]) * b
+    return tiles + (workers * (rows + 2 * 4 * Wt * filters) + 16 * depth * filters) * b
 
 
 def _forward_plan(row, N: int, b: int, train: bool) -> _Forward:
@@ -498,7 +531,11 @@ def _forward_plan(row, N: int, b: int, train: bool) -> _Forward:
         elif not _windows_contiguous(padded, cropped, row, g):
             columns = Fh * Fw * D + (kind == "conv")
             per_image = Ho * Wo * columns * b
-            rows = per_image * (_blocks(N, per_image, _conv_constants()[0]) if kind == "conv" else N)
+            if kind == "conv":  # ops.conv._correlate: each thread's block
+                workers = _pass_workers(N * Ho * Wo * row.output_shape[2] * Fh * Fw * D, N)
+                rows = per_image * _split_blocks(N, per_image, _conv_constants()[0], workers)
+            else:
+                rows = per_image * N
         private = ((math.prod(padded) * b, True),) if copies else ()
         return _Forward(private, n_out * b, out_owns=kind == "local", keeps_input=not copies, transient=rows)
     if kind == "pool":
@@ -620,17 +657,21 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
     weights = (Fh * Fw * D + 1) * K * b  # dw and db in one array
     dout_copy = 0 if dout_contiguous else N * Ho * Wo * K * b
     grads += dout_copy
-    if _winograd(g, D, K, b, weight_gradient=True):  # ops.winograd.weight_gradient; db: a ones column @ dout
-        phases = [grads + _winograd_workspace(g.out_hw, D, K, N, b, weight_gradient=True),
-                  grads + N * Ho * Wo * b]
+    workers = _pass_workers(N * Ho * Wo * K * Fh * Fw * D, N)  # the im2col kernels' threads
+    if _winograd(g, D, K, b, weight_gradient=True):  # ops.winograd.weight_gradient (db included)
+        phases = [grads + _winograd_workspace(g.out_hw, D, K, N, b, weight_gradient=True)]
     else:
-        rows, blocks = 0, 1
-        if not _windows_contiguous(padded, cropped, row, g):
-            per_image = Ho * Wo * (Fh * Fw * D + 1) * b
-            step = _blocks(N, per_image, block_bytes)
-            rows, blocks = step * per_image, -(-N // step)
-        dw = weights * (2 if blocks > 1 else 1)  # np.add(dw, part, out=dw)
-        phases = [grads + rows + dw - weights, grads + N * Ho * Wo * b]
+        # each thread's part of the batch: its rows, its dw (and db), and one block's share of it
+        rows, partials = 0, 0
+        contiguous = _windows_contiguous(padded, cropped, row, g)
+        for n in _parts(N, workers):
+            blocks = 1
+            if not contiguous:
+                per_image = Ho * Wo * (Fh * Fw * D + 1) * b
+                step = _blocks(n, per_image, block_bytes)
+                rows, blocks = rows + step * per_image, -(-n // step)
+            partials += weights * (2 if blocks > 1 else 1)  # np.add(dw, part, out=dw)
+        phases = [grads + rows + partials - weights, grads + N * Ho * Wo * b]
     if not input_grad:
         return _Backward(max(phases), 0)
     _, Hp, Wp, _ = padded
@@ -638,10 +679,10 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
     strided = (Sh, Sw) != (1, 1)
     if shallow is not None and D < shallow:
         dxp = math.prod(padded) * b
-        step = _blocks(N, Ho * Wo * Fh * Fw * D * b, block_bytes)
+        blocks = _split_blocks(N, Ho * Wo * Fh * Fw * D * b, block_bytes, workers)  # a block per thread
         # per block: the shares (W @ dout.T), the phase buffers, their interleaved copy, dout's block copy
         per_image = Ho * Wo * Fh * Fw * D + 2 * Sh * Sw * Hs * Ws * D + (0 if dout_contiguous else Ho * Wo * K)
-        per_block = step * per_image * b
+        per_block = blocks * per_image * b
         phases.append(grads + dxp + per_block)
         dx, whole = dxp, True
     elif not strided:
@@ -656,19 +697,20 @@ def _conv_backward(row, N, b, input_grad, grads, dout_contiguous=True) -> _Backw
             flipped = _winograd_workspace(row.input_shape[:2], K, D, N, b)
         elif (Fh, Fw) != (1, 1):
             per_image = H * W * Fh * Fw * K * b
-            flipped = _blocks(N, per_image, block_bytes) * per_image
+            flipped_workers = _pass_workers(N * H * W * D * Fh * Fw * K, N)  # ops.conv._correlate's threads
+            flipped = _split_blocks(N, per_image, block_bytes, flipped_workers) * per_image
         dx = N * H * W * D * b
         phases.append(grads + dout_padded + flipped + dx)
         return _Backward(max(phases), dx, True)
     else:
         buffers = Sh * Sw * N * Hs * Ws * D * b
-        step = _blocks(N, Ho * Wo * (K + D) * b, block_bytes)
-        share = step * Ho * Wo * (D + (0 if dout_contiguous else K)) * b
+        blocks = _split_blocks(N, Ho * Wo * (K + D) * b, block_bytes, workers)  # each thread's share buffer
+        share = blocks * Ho * Wo * (D + (0 if dout_contiguous else K)) * b
         phases.append(grads + buffers + share)
         dx, whole = buffers, True
-        if strided:  # interleave_phases copies, while the share buffer is still alive
+        if strided:  # interleave_phases copies, after the threads have freed their share buffers
             dx = N * Hs * Sh * Ws * Sw * D * b
-            phases.append(grads + buffers + share + dx)
+            phases.append(grads + buffers + dx)
             whole = (Hs * Sh, Ws * Sw) == (Hp, Wp)
     full, dx, contiguous = _unpad(g, dx, N * math.prod(row.input_shape), b)
     phases.append(grads + dx + full)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers.base import Layer, Param, forward_layers, layer_config, layer_from_config
+from ..ops import threads
 from ..shapes import ShapeError, as_volume_shape, format_volume
 
 
@@ -78,7 +79,9 @@ class Sequential:
         if not self.allocated:
             raise RuntimeError("this network was built with allocate=False (shapes and parameter counts only); "
                                "build it again with allocate=True to compute with it")
-        return forward_layers(self.layers, self._check_input(x), train)
+        x = self._check_input(x)
+        with threads.network_pass(len(x)):
+            return forward_layers(self.layers, x, train)
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dout`` (gradient w.r.t. the output) through every layer.
@@ -87,8 +90,9 @@ class Sequential:
         input batch; ``input_grad=False`` (what training uses) skips that last
         gradient and returns None.
         """
-        for index in range(len(self.layers) - 1, -1, -1):
-            dout = self.layers[index].backward(dout, input_grad=input_grad or index > 0)
+        with threads.network_pass(len(dout)):
+            for index in range(len(self.layers) - 1, -1, -1):
+                dout = self.layers[index].backward(dout, input_grad=input_grad or index > 0)
         return dout
 
     def params(self) -> list[Param]:

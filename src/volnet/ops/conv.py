@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import winograd
+from . import threads, winograd
 from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
                      unpad_spatial, windows)
 
@@ -151,8 +151,10 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     network has no use for it, and it costs as much as the forward pass.
 
     dw is ``rows.T @ dout`` summed over blocks of images, with the im2col
-    rows rebuilt block by block, or for 3x3 stride-1 layers with enough
-    filters :func:`volnet.ops.winograd.weight_gradient`. dx is, for stride 1, a convolution of dout
+    rows rebuilt block by block, or for 3x3 stride-1 layers where
+    :func:`volnet.ops.winograd.applies_to_weight_gradient` (enough filters, or
+    the batch split over the cores) :func:`volnet.ops.winograd.weight_gradient`.
+    dx is, for stride 1, a convolution of dout
     with the flipped filters (:func:`conv_backward_input_flipped`); for
     larger strides it sends ``dout @ W.T`` back to where each column was
     read from (col2im), one filter tap at a time (see
@@ -163,11 +165,11 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dout_rows = dout.reshape(-1, K)
     dtype = np.result_type(xp, dout)
-    if winograd.applies_to_weight_gradient(g, D, K, dtype):
+    workers = winograd.workers(N, g.out_hw, D, K)
+    if winograd.applies_to_weight_gradient(g, D, K, dtype, workers):
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
         # dout_rows is already a contiguous copy where dout is strided: reuse it rather than copy again
-        dw = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step)
-        db = np.ones(len(dout_rows), dtype=dout_rows.dtype) @ dout_rows  # the column sums, in BLAS
+        dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, workers)
     else:
         dw, db = _weight_gradient(dout_rows, xp, g)
     dx = _input_gradient(dout, w, g, xp.shape) if input_grad else None
@@ -186,7 +188,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False):
     dtype = np.result_type(xp, w)
     if winograd.applies(g, D, dtype):
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
-        return winograd.correlate(xp, w, bias, relu, step)
+        return winograd.correlate(xp, w, bias, relu, step, winograd.workers(N, g.out_hw, D, K))
     return _correlate(xp, g, w.reshape(-1, K), bias, relu).reshape(N, *g.out_hw, K)
 
 
@@ -201,16 +203,22 @@ def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False):
     N, (Ho, Wo), K = xp.shape[0], g.out_hw, w_rows.shape[1]
     out = np.empty((N * Ho * Wo, K), dtype=np.result_type(xp, w_rows))
     with_bias = np.concatenate([w_rows, bias[None].astype(w_rows.dtype)]) if bias is not None else None
-    for images, rows in _row_blocks(xp, g, ones_column=bias is not None):
-        block = out[_positions(images, g)]
-        if rows.shape[1] > w_rows.shape[0]:
-            np.matmul(rows, with_bias, out=block)
-        else:
-            np.matmul(rows, w_rows, out=block)
-            if bias is not None:
-                block += bias
-        if relu:
-            np.maximum(block, 0, out=block)
+
+    def correlate_part(start, stop):
+        blocks = _row_blocks(xp, g, ones_column=bias is not None, part=(start, stop))
+        yield  # allocated (see threads.split)
+        for images, rows in blocks:
+            block = out[_positions(images, g)]
+            if rows.shape[1] > w_rows.shape[0]:
+                np.matmul(rows, with_bias, out=block)
+            else:
+                np.matmul(rows, w_rows, out=block)
+                if bias is not None:
+                    block += bias
+            if relu:
+                np.maximum(block, 0, out=block)
+
+    threads.split(correlate_part, N, threads.pass_workers(out.size * w_rows.shape[0], N))
     return out
 
 
@@ -219,9 +227,9 @@ def _images_per_block(N: int, bytes_per_image: int) -> int:
     return max(1, min(N, BLOCK_BYTES // max(1, bytes_per_image)))
 
 
-def _image_blocks(N: int, step: int) -> list[slice]:
-    """Consecutive blocks of ``step`` images (the last may be shorter)."""
-    return [slice(n, min(N, n + step)) for n in range(0, N, step)]
+def _image_blocks(start: int, stop: int, step: int) -> list[slice]:
+    """Consecutive blocks of ``step`` of the images ``start..stop-1`` (the last may be shorter)."""
+    return [slice(n, min(stop, n + step)) for n in range(start, stop, step)]
 
 
 def _positions(images: slice, g: Geometry) -> slice:
@@ -230,28 +238,37 @@ def _positions(images: slice, g: Geometry) -> slice:
     return slice(images.start * per_image, images.stop * per_image)
 
 
-def _row_blocks(xp: np.ndarray, g: Geometry, ones_column: bool = False):
-    """Yield ``(images, rows)``: the im2col rows (:func:`~volnet.ops.window.im2row`) of each block of images.
+def _row_blocks(xp: np.ndarray, g: Geometry, ones_column: bool = False, part: tuple[int, int] | None = None):
+    """An iterator of ``(images, rows)``: the im2col rows (:func:`~volnet.ops.window.im2row`) of each block.
 
-    The rows of every block are copied into the same buffer, so each must be
-    used before the next is asked for; ``ones_column=True`` gives the copied
-    rows one more column, all ones. Where the receptive fields already lie
-    in memory as rows (1x1 filters, or filters the size of the input) the
-    input itself is yielded, without a copy (and without the ones).
+    ``part=(start, stop)`` takes only those images (a thread's part of the
+    batch, see :func:`volnet.ops.threads.split`); the image slices are the
+    batch's. The rows of every block are copied into the same buffer,
+    allocated now, so each must be used before the next is asked for;
+    ``ones_column=True`` gives the copied rows one more column, all ones.
+    Where the receptive fields already lie in memory as rows (1x1 filters,
+    or filters the size of the input) the input itself is yielded, without
+    a copy (and without the ones).
     """
-    view = windows(xp, g)
+    start, stop = part or (0, xp.shape[0])
+    view = windows(xp[start:stop], g)
     N, Ho, Wo, Fh, Fw, D = view.shape
     columns = Fh * Fw * D
     if view.flags.c_contiguous:
-        yield slice(0, N), view.reshape(N * Ho * Wo, columns)
-        return
+        return iter([(slice(start, stop), view.reshape(N * Ho * Wo, columns))])
     width = columns + ones_column
     step = _images_per_block(N, Ho * Wo * width * view.itemsize)
     buffer = np.empty((step * Ho * Wo, width), dtype=xp.dtype)
     buffer[:, columns:] = 1
-    for images in _image_blocks(N, step):
+    return _copied_blocks(windows(xp, g), buffer, _image_blocks(start, stop, step))
+
+
+def _copied_blocks(view, buffer, blocks):
+    """Copy each block's receptive fields ``view[images]`` into the buffer's leading columns; yield the rows."""
+    _, Ho, Wo, Fh, Fw, D = view.shape
+    for images in blocks:
         rows = buffer[: (images.stop - images.start) * Ho * Wo]
-        np.copyto(rows[:, :columns].reshape(-1, Ho, Wo, Fh, Fw, D), view[images])
+        np.copyto(rows[:, : Fh * Fw * D].reshape(-1, Ho, Wo, Fh, Fw, D), view[images])
         yield images, rows
 
 
@@ -263,13 +280,24 @@ def _weight_gradient(dout_rows, xp, g: Geometry):
     """
     (Fh, Fw), D, K = g.size, xp.shape[3], dout_rows.shape[1]
     columns = Fh * Fw * D
-    grads = np.zeros((columns + 1, K), dtype=np.result_type(xp, dout_rows))
-    with_ones = False
-    for images, rows in _row_blocks(xp, g, ones_column=True):
-        grads[: rows.shape[1]] += rows.T @ dout_rows[_positions(images, g)]
-        with_ones = rows.shape[1] > columns
-    if not with_ones:
-        grads[columns] = np.ones(len(dout_rows), dtype=dout_rows.dtype) @ dout_rows  # a column sum, in BLAS
+
+    def weight_gradient_part(start, stop):
+        grads = np.zeros((columns + 1, K), dtype=np.result_type(xp, dout_rows))
+        blocks = _row_blocks(xp, g, ones_column=True, part=(start, stop))
+        yield  # allocated (see threads.split)
+        with_ones = False
+        for images, rows in blocks:
+            grads[: rows.shape[1]] += rows.T @ dout_rows[_positions(images, g)]
+            with_ones = rows.shape[1] > columns
+        if not with_ones:
+            positions = dout_rows[_positions(slice(start, stop), g)]
+            grads[columns] = np.ones(len(positions), dtype=positions.dtype) @ positions  # a column sum, in BLAS
+        return grads
+
+    workers = threads.pass_workers(dout_rows.size * columns, xp.shape[0])
+    grads, *others = threads.split(weight_gradient_part, xp.shape[0], workers)
+    for part in others:
+        grads += part
     return grads[:columns], grads[columns]
 
 
@@ -305,17 +333,22 @@ def _input_gradient_deep(dout, w, g: Geometry, padded_shape):
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
     dtype = np.result_type(dout, w)
     phases = np.zeros(phase_buffer_shape(g, padded_shape), dtype=dtype)
-    step = _images_per_block(N, Ho * Wo * (K + D) * dtype.itemsize)
-    share = np.empty((step * Ho * Wo, D), dtype=dtype)
-    for images in _image_blocks(N, step):
-        n = images.stop - images.start
-        dout_rows = dout[images].reshape(-1, K)
-        share_rows = share[: n * Ho * Wo]
-        for u in range(Fh):
-            for v in range(Fw):
-                np.matmul(dout_rows, w[u, v].T, out=share_rows)
-                a, b, rows, cols = tap_phase(g, u, v)
-                phases[a, b, images, rows, cols] += share_rows.reshape(n, Ho, Wo, D)
+
+    def scatter_part(start, stop):  # each part adds to its own images' phases only
+        step = _images_per_block(stop - start, Ho * Wo * (K + D) * dtype.itemsize)
+        share = np.empty((step * Ho * Wo, D), dtype=dtype)
+        yield  # allocated (see threads.split)
+        for images in _image_blocks(start, stop, step):
+            n = images.stop - images.start
+            dout_rows = dout[images].reshape(-1, K)
+            share_rows = share[: n * Ho * Wo]
+            for u in range(Fh):
+                for v in range(Fw):
+                    np.matmul(dout_rows, w[u, v].T, out=share_rows)
+                    a, b, rows, cols = tap_phase(g, u, v)
+                    phases[a, b, images, rows, cols] += share_rows.reshape(n, Ho, Wo, D)
+
+    threads.split(scatter_part, N, threads.pass_workers(dout.size * Fh * Fw * D, N))
     return interleave_phases(phases, padded_shape)
 
 
@@ -333,16 +366,22 @@ def _input_gradient_shallow(dout, w, g: Geometry, padded_shape):
     dtype = np.result_type(dout, w)
     w_rows = w.reshape(-1, K)
     dxp = np.empty(padded_shape, dtype=dtype)
-    for images in _image_blocks(N, _images_per_block(N, Ho * Wo * Fh * Fw * D * dtype.itemsize)):
-        n = images.stop - images.start
-        shares = (w_rows @ dout[images].reshape(-1, K).T).reshape(Fh, Fw, D, n, Ho, Wo)
-        Sh, Sw, _, Hs, Ws, _ = phase_buffer_shape(g, (n, *padded_shape[1:]))
-        phases = np.zeros((Sh, Sw, D, n, Hs, Ws), dtype=dtype)
-        for u in range(Fh):
-            for v in range(Fw):
-                a, b, rows, cols = tap_phase(g, u, v)
-                phases[a, b, :, :, rows, cols] += shares[u, v]
-        dxp[images] = interleave_phases(phases.transpose(0, 1, 3, 4, 5, 2), dxp[images].shape)
+
+    def scatter_part(start, stop):  # each block allocates its own shares and phases
+        yield
+        step = _images_per_block(stop - start, Ho * Wo * Fh * Fw * D * dtype.itemsize)
+        for images in _image_blocks(start, stop, step):
+            n = images.stop - images.start
+            shares = (w_rows @ dout[images].reshape(-1, K).T).reshape(Fh, Fw, D, n, Ho, Wo)
+            Sh, Sw, _, Hs, Ws, _ = phase_buffer_shape(g, (n, *padded_shape[1:]))
+            phases = np.zeros((Sh, Sw, D, n, Hs, Ws), dtype=dtype)
+            for u in range(Fh):
+                for v in range(Fw):
+                    a, b, rows, cols = tap_phase(g, u, v)
+                    phases[a, b, :, :, rows, cols] += shares[u, v]
+            dxp[images] = interleave_phases(phases.transpose(0, 1, 3, 4, 5, 2), dxp[images].shape)
+
+    threads.split(scatter_part, N, threads.pass_workers(dout.size * Fh * Fw * D, N))
     return dxp
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..shapes import ShapeError
+from . import threads
 
 
 def fc_forward(x, w, b, *, layer=None, relu=False):
@@ -26,7 +27,7 @@ def fc_forward(x, w, b, *, layer=None, relu=False):
             f"{layer or 'fc'}: each input holds {flat.shape[1]} values (shape {x.shape[1:]}) but the "
             f"weights expect {w.shape[0]} inputs (weights {w.shape})"
         )
-    out = flat @ w
+    out = _rows_times(flat, w)
     out += b
     if relu:
         np.maximum(out, 0, out=out)
@@ -37,8 +38,20 @@ def fc_backward(dout, cache, input_grad: bool = True):
     """Backward of :func:`fc_forward`: ``(dx, dw, db)``, dx in the input's shape (None if not ``input_grad``)."""
     x, w = cache
     flat = x.reshape(x.shape[0], -1)
-    dx = (dout @ w.T).reshape(x.shape) if input_grad else None
-    return dx, flat.T @ dout, dout.sum(axis=0)
+    dx = _rows_times(dout, w.T).reshape(x.shape) if input_grad else None
+    return dx, _rows_times(flat.T, dout), dout.sum(axis=0)
+
+
+def _rows_times(a, b):
+    """``a @ b``; within a network pass each core computes a part of the rows (:mod:`volnet.ops.threads`)."""
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+
+    def rows_part(start, stop):
+        yield  # nothing to allocate (see threads.split)
+        np.matmul(a[start:stop], b, out=out[start:stop])
+
+    threads.split(rows_part, a.shape[0], threads.pass_workers(out.size * a.shape[1], a.shape[0]))
+    return out
 
 
 def relu_forward(x):

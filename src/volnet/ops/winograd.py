@@ -25,7 +25,8 @@ im2col for every layer, with the same results up to float rounding.
 :data:`MIN_DEPTH` deep: the forward pass, the input gradient (a convolution
 of dout with the flipped filters, which is again 3x3 stride 1) and the
 weight gradient. Every function here works a block of images at a time, so
-the transformed tiles stay in cache between transform and multiply.
+the transformed tiles stay in cache between transform and multiply, and
+can split the batch over the cores (:func:`workers`, :mod:`volnet.ops.threads`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from . import threads
 
 try:
     import numba
@@ -46,8 +49,12 @@ ENABLED = numba is not None and os.environ.get("VOLNET_NUMBA", "1").strip() != "
 # 1.8x slower on the 32x32x3 first layer of the CIFAR-10 reference net; the
 # bound is conv's SHALLOW_DEPTH, where its own schemes switch for the same reason).
 MIN_DEPTH = 8
-MIN_WEIGHT_GRADIENT_SIZE = 64 * 64
-
+# Layers whose multiplies give results smaller than this (D*K numbers) are "thin":
+# BLAS runs them at about half its rate and cannot spread them over the cores, so
+# the batch is split over the cores instead (volnet.ops.threads); where only one
+# core is free, their weight gradient takes im2col, whose one multiply per block
+# is faster than Winograd's sixteen thin ones.
+THIN_MULTIPLY = 64 * 64
 # G maps a 3-tap filter row to its 4 transformed values: U = G g G^T.
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 # B^T d B and A^T M A are written out as sums and differences in the kernels below:
@@ -60,14 +67,34 @@ def applies(g, depth: int, dtype) -> bool:
             and depth >= MIN_DEPTH and np.dtype(dtype) in (np.float32, np.float64))
 
 
-def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
-    """Whether dw of such a layer takes :func:`weight_gradient`: its multiplies give D x K results.
+def applies_to_weight_gradient(g, depth: int, filters: int, dtype, workers: int) -> bool:
+    """Whether dw of such a layer, split over ``workers`` threads (:func:`workers`), takes :func:`weight_gradient`.
 
-    Below :data:`MIN_WEIGHT_GRADIENT_SIZE` numbers those multiplies run at
-    about half of BLAS's rate and im2col's one multiply per block is faster
-    (measured against im2col's dw: 32x32 filters 1.06-1.11x the time, 64x64 0.79-0.88x, 128x128 0.91x).
+    Its multiplies give D x K results. Thin ones (under :data:`THIN_MULTIPLY`)
+    on one thread lose to im2col's dw (measured: 32x32 filters 1.06-1.11x its
+    time), split over 2 cores they win (0.3-0.5x); 64x64 filters take
+    0.79-0.88x of im2col's time on one thread, 128x128 0.91x.
     """
-    return applies(g, depth, dtype) and depth * filters >= MIN_WEIGHT_GRADIENT_SIZE
+    return applies(g, depth, dtype) and (depth * filters >= THIN_MULTIPLY or workers > 1)
+
+
+def workers(images: int, out_hw, depth: int, filters: int, network_pass: bool | None = None) -> int:
+    """How many threads :func:`correlate` and :func:`weight_gradient` split a batch of ``images`` over.
+
+    Every core (:func:`volnet.ops.threads.cores`) within a network pass
+    (``network_pass``; None: whether this thread is in one, see
+    :func:`volnet.ops.threads.network_pass`), where BLAS runs one thread
+    anyway, and for thin multiplies; but no part smaller than
+    :func:`volnet.ops.threads.worth` allows. Otherwise one: deep layers called
+    on their own keep BLAS's threads, which already use the cores (a split
+    8x8x128->128 layer measured 1.05x torch's time against 0.69x unsplit).
+    """
+    if network_pass is None:
+        network_pass = threads.holding()
+    if not (network_pass or depth * filters < THIN_MULTIPLY):
+        return 1
+    multiply_adds = images * out_hw[0] * out_hw[1] * 9 * depth * filters
+    return threads.worth(multiply_adds, images, threads.cores())
 
 
 def tiles(out_hw) -> tuple[int, int]:
@@ -89,10 +116,13 @@ def filter_transform(w: np.ndarray, dtype) -> np.ndarray:
     return np.matmul(Gt, Gw).reshape(16, D, K)  # ... and along the columns
 
 
-def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, images_per_block: int = 1):
+def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, images_per_block: int = 1,
+              workers: int = 1):
     """``(N, H2, W2, K)``: the 3x3 correlation of a padded batch ``xp (N, H2+2, W2+2, D)`` with ``w (3, 3, D, K)``.
 
-    Adds ``bias (K,)`` and rectifies (``relu``) in the output transform, while the block is in cache.
+    Adds ``bias (K,)`` and rectifies (``relu``) in the output transform, while
+    the block is in cache. ``workers`` threads take a part of the batch each
+    (:func:`volnet.ops.threads.split`), ``images_per_block`` images at a time.
     """
     dtype = np.result_type(xp, w)
     xp = np.ascontiguousarray(xp, dtype=dtype)
@@ -104,22 +134,31 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
     b = np.zeros(K, dtype) if bias is None else np.asarray(bias, dtype=dtype)
     floor = dtype.type(0 if relu else -np.inf)  # max(y, floor): the ReLU, or nothing
     out = np.empty((N, Ho, Wo, K), dtype)
-    rows, zero_row = np.zeros((4, Wp + 1, D), dtype), np.zeros((Wp, D), dtype)
-    columns = np.empty((2, 4, Wt, K), dtype)
-    for first, V, M in _tile_blocks(N, images_per_block, Ht * Wt, D, K, dtype):
-        _input_transform(xp, first, V, Ht, Wt, rows, zero_row)
-        np.matmul(V, U, out=M)
-        _output_transform(M, b, floor, out, first, Ht, Wt, columns)
+
+    def correlate_part(start, stop):
+        rows, zero_row = np.zeros((4, Wp + 1, D), dtype), np.zeros((Wp, D), dtype)
+        columns = np.empty((2, 4, Wt, K), dtype)
+        blocks = _tile_blocks(start, stop, images_per_block, Ht * Wt, D, K, dtype)
+        yield  # allocated (see threads.split)
+        for first, V, M in blocks:
+            _input_transform(xp, first, V, Ht, Wt, rows, zero_row)
+            np.matmul(V, U, out=M)
+            _output_transform(M, b, floor, out, first, Ht, Wt, columns)
+
+    threads.split(correlate_part, N, workers)
     return out
 
 
-def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1):
-    """``dw (3, 3, D, K)`` of the correlation :func:`correlate` computes, from its input and ``dout``.
+def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1, workers: int = 1):
+    """``(dw (3, 3, D, K), db (K,))`` of the correlation :func:`correlate` computes, from its input and ``dout``.
 
     The backward pass of ``Y = A^T M A`` with ``M[a] = V[a] @ U[a]``: dout's
     2x2 tiles go back through the output transform (``dM = A dY A^T``),
     ``dU[a] = V[a].T @ dM[a]`` sums over every tile, and ``dw = G^T dU G``
-    undoes the filter transform.
+    undoes the filter transform. db is dout's sum over the positions. Each
+    of ``workers`` threads sums dU and db over its part of the batch (db
+    there too: a BLAS call on all cores between two splits leaves BLAS's
+    threads spinning on the cores the next split needs).
     """
     dtype = np.result_type(xp, dout)
     xp = np.ascontiguousarray(xp, dtype=dtype)
@@ -127,30 +166,45 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1)
     N, Hp, Wp, D = xp.shape
     K = dout.shape[3]
     Ht, Wt = tiles(dout.shape[1:3])
-    rows, zero_row = np.zeros((4, Wp + 1, D), dtype), np.zeros((Wp, D), dtype)
-    dout_rows, zero_dout = np.zeros((4, 2 * Wt, K), dtype), np.zeros(dout.shape[2:], dtype)
-    dU = np.zeros((16, D, K), dtype)
-    for first, V, dM in _tile_blocks(N, images_per_block, Ht * Wt, D, K, dtype):
-        _input_transform(xp, first, V, Ht, Wt, rows, zero_row)
-        _output_transform_backward(dout, first, dM, Ht, Wt, dout_rows, zero_dout)
-        dU += np.matmul(V.transpose(0, 2, 1), dM)
+
+    def weight_gradient_part(start, stop):
+        rows, zero_row = np.zeros((4, Wp + 1, D), dtype), np.zeros((Wp, D), dtype)
+        dout_rows, zero_dout = np.zeros((4, 2 * Wt, K), dtype), np.zeros(dout.shape[2:], dtype)
+        dU = np.zeros((16, D, K), dtype)
+        blocks = _tile_blocks(start, stop, images_per_block, Ht * Wt, D, K, dtype)
+        yield  # allocated (see threads.split)
+        for first, V, dM in blocks:
+            _input_transform(xp, first, V, Ht, Wt, rows, zero_row)
+            _output_transform_backward(dout, first, dM, Ht, Wt, dout_rows, zero_dout)
+            dU += np.matmul(V.transpose(0, 2, 1), dM)
+        positions = dout[start:stop].reshape(-1, K)
+        return dU, np.ones(len(positions), dtype) @ positions  # db: the column sums, in BLAS
+
+    (dU, db), *others = threads.split(weight_gradient_part, N, workers)
+    for part_dU, part_db in others:
+        dU += part_dU
+        db += part_db
     Gt = G.astype(dtype)
     dGw = np.matmul(Gt.T, dU.reshape(4, 4, D * K))  # G^T along the columns: (4, 3, D*K)
-    return (Gt.T @ dGw.reshape(4, -1)).reshape(3, 3, D, K)  # ... and along the rows
+    return (Gt.T @ dGw.reshape(4, -1)).reshape(3, 3, D, K), db  # ... and along the rows
 
 
-def _tile_blocks(N: int, images_per_block: int, tiles_per_image: int, depth: int, filters: int, dtype):
-    """Yield ``(first image, V (16, tiles, D), M (16, tiles, K))`` for each block of images.
+def _tile_blocks(start: int, stop: int, images_per_block: int, tiles_per_image: int, depth: int, filters: int,
+                 dtype) -> list:
+    """``[(first image, V (16, tiles, D), M (16, tiles, K))]`` for each block of images ``start..stop-1``.
 
-    V and M are views of two buffers allocated once for the largest block,
-    so each block's must be used before the next is asked for.
+    V and M are views of two buffers allocated here for the largest block,
+    so each block's must be used before the next one's.
     """
+    images_per_block = max(1, min(images_per_block, stop - start))
     V_buffer = np.empty(16 * images_per_block * tiles_per_image * depth, dtype)
     M_buffer = np.empty(16 * images_per_block * tiles_per_image * filters, dtype)
-    for first in range(0, N, images_per_block):
-        t = min(images_per_block, N - first) * tiles_per_image
-        yield (first, V_buffer[: 16 * t * depth].reshape(16, t, depth),
-               M_buffer[: 16 * t * filters].reshape(16, t, filters))
+    blocks = []
+    for first in range(start, stop, images_per_block):
+        t = min(images_per_block, stop - first) * tiles_per_image
+        blocks.append((first, V_buffer[: 16 * t * depth].reshape(16, t, depth),
+                       M_buffer[: 16 * t * filters].reshape(16, t, filters)))
+    return blocks
 
 
 def _compiled(function):

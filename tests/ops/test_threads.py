@@ -1,0 +1,225 @@
+"""volnet.ops.threads: a batch split over threads gives the same numbers as in one piece, with BLAS held to one
+thread while the parts run and given back afterwards (errors included); network passes hold the cores."""
+
+import multiprocessing
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import window_settings, winograd_enabled
+
+from volnet import Sequential
+from volnet.layers import FC, Conv2D, ReLU
+from volnet.ops import conv, dense, threads
+from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
+
+needs_threadpoolctl = pytest.mark.skipif(threads.threadpoolctl is None, reason="threadpoolctl is not installed")
+
+
+def blas_threads() -> int:
+    return min(lib.num_threads for lib in threads._numpy_blas().lib_controllers)
+
+
+@pytest.fixture
+def two_blas_threads():
+    """NumPy's BLAS on 2 threads for the test (whatever the machine has), restored afterwards."""
+    if threads.threadpoolctl is None or not threads._numpy_blas().lib_controllers:
+        pytest.skip("threadpoolctl, or a BLAS it can see, is missing")
+    with threads._numpy_blas().limit(limits=2):
+        yield
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Split even the tiny layers of the tests, which are far below MIN_PART_MULTIPLY_ADDS."""
+    monkeypatch.setattr(threads, "MIN_PART_MULTIPLY_ADDS", 1)
+
+
+@given(count=st.integers(0, 50), workers=st.integers(1, 8))
+def test_parts_cover_the_range_in_near_equal_contiguous_pieces(count, workers):
+    chunks = threads.parts(count, workers)
+    assert len(chunks) == max(1, min(workers, count))
+    assert chunks[0][0] == 0 and chunks[-1][1] == count
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    sizes = [stop - start for start, stop in chunks]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_worth_keeps_parts_above_the_minimum_work():
+    least = threads.MIN_PART_MULTIPLY_ADDS
+    assert threads.worth(10 * least, count=64, workers=2) == 2
+    assert threads.worth(least, count=64, workers=2) == 1  # two halves of it would be too small
+    assert threads.worth(10 * least, count=1, workers=2) == 1  # one image cannot be split
+    assert threads.worth(0, count=64, workers=2) == 1
+
+
+def _recording_work(events, results):
+    def work(start, stop):
+        events.append(("allocate", start))
+        yield
+        events.append(("run", start, threading.get_ident(), blas_threads()))
+        return results(start, stop)
+    return work
+
+
+@needs_threadpoolctl
+def test_split_allocates_every_part_first_then_runs_them_on_their_own_threads(two_blas_threads):
+    events = []
+    out = threads.split(_recording_work(events, lambda a, b: list(range(a, b))), 10, 2)
+    assert out == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert events[:2] == [("allocate", 0), ("allocate", 5)]  # in order, on this thread, before any part runs
+    runs = events[2:]
+    assert {run[1] for run in runs} == {0, 5}
+    assert len({run[2] for run in runs}) == 2  # two threads
+    assert all(run[3] == 1 for run in runs)  # BLAS on one thread while the parts run
+    assert blas_threads() == 2  # ... and given back
+
+
+@needs_threadpoolctl
+@pytest.mark.parametrize("failing", [0, 5], ids=["this thread's part", "the other thread's part"])
+def test_split_gives_blas_back_when_a_part_fails(failing, two_blas_threads):
+    def work(start, stop):
+        yield
+        if start == failing:
+            raise ValueError("part failed")
+        return start
+
+    with pytest.raises(ValueError, match="part failed"):
+        threads.split(work, 10, 2)
+    assert blas_threads() == 2
+    assert threads._single_threaded_blas.acquire(blocking=False)  # free again for the next split
+    threads._single_threaded_blas.release()
+
+
+def test_a_part_must_yield_exactly_once():
+    def twice(start, stop):
+        yield
+        yield
+
+    with pytest.raises(RuntimeError, match="yield exactly once"):
+        threads.split(twice, 4, 1)
+
+
+@needs_threadpoolctl
+def test_network_pass_holds_blas_to_one_thread_and_splits_with_the_cores_it_had(two_blas_threads):
+    assert not threads.holding() and threads.pass_workers(10**12, 64) == 1
+    with threads.network_pass(64):
+        assert threads.holding() and blas_threads() == 1
+        assert threads.cores() == 2 and threads.pass_workers(10**12, 64) == 2
+        with threads.network_pass(64):  # nested (a container's inner network): nothing changes
+            assert threads.holding()
+        assert threads.holding() and blas_threads() == 1
+    assert not threads.holding() and blas_threads() == 2
+    with threads.network_pass(1):  # one image: nothing to split
+        assert not threads.holding() and blas_threads() == 2
+    with pytest.raises(KeyError), threads.network_pass(64):
+        raise KeyError("inside a pass")
+    assert not threads.holding() and blas_threads() == 2
+
+
+@needs_threadpoolctl
+def test_a_split_in_another_thread_during_a_pass_leaves_blas_alone(two_blas_threads):
+    seen = []
+
+    def other():
+        seen.extend(threads.split(_recording_work([], lambda a, b: threading.get_ident()), 4, 2))
+
+    with threads.network_pass(64):
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert seen == [thread.ident, thread.ident]  # both parts in order on that thread
+    assert blas_threads() == 2
+
+
+@needs_threadpoolctl
+@pytest.mark.parametrize("use_winograd", [True, False], ids=["winograd", "im2col"])
+@settings(max_examples=40, deadline=None)
+@given(setting=window_settings(depths=st.sampled_from([2, conv.SHALLOW_DEPTH + 1]), batches=st.integers(2, 5)))
+def test_conv_split_over_threads_equals_naive(use_winograd, setting):
+    rng = np.random.default_rng(setting["seed"])
+    N, H, W, D = setting["x_shape"]
+    x = rng.standard_normal(setting["x_shape"])
+    w = rng.standard_normal((*setting["F"], D, setting["K"]))
+    b = rng.standard_normal(setting["K"])
+    expected, cache_naive = conv_forward_naive(x, w, b, **setting["hyper"])
+    dout = rng.standard_normal(expected.shape)
+    splits = []
+    original = threads.MIN_PART_MULTIPLY_ADDS, threads._run
+    # split even these tiny layers (a hypothesis test cannot take the monkeypatch fixture per example)
+    threads.MIN_PART_MULTIPLY_ADDS = 1
+    threads._run = lambda prepared: splits.append(len(prepared)) or original[1](prepared)
+    try:
+        with threads._numpy_blas().limit(limits=2), winograd_enabled(use_winograd), threads.network_pass(N):
+            assert threads.holding()
+            out, cache = conv_forward(x, w, b, **setting["hyper"])
+            grads = conv_backward(dout, cache)
+    finally:
+        threads.MIN_PART_MULTIPLY_ADDS, threads._run = original
+    assert splits and set(splits) == {2}  # every kernel (forward, dw, dx) split the batch in two
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-10)
+    for got, want, name in zip(grads, conv_backward_naive(dout, cache_naive), ("dx", "dw", "db")):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10, err_msg=name)
+
+
+@needs_threadpoolctl
+def test_fc_split_over_threads_equals_numpy(rng, two_blas_threads, split_everything):
+    x, w, b = rng.standard_normal((7, 3, 2, 4)), rng.standard_normal((24, 5)), rng.standard_normal(5)
+    dout = rng.standard_normal((7, 5))
+    with threads.network_pass(7):
+        out, cache = dense.fc_forward(x, w, b)
+        dx, dw, db = dense.fc_backward(dout, cache)
+    flat = x.reshape(7, -1)
+    np.testing.assert_allclose(out, flat @ w + b, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx, (dout @ w.T).reshape(x.shape), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dw, flat.T @ dout, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(db, dout.sum(axis=0), rtol=0, atol=1e-12)
+
+
+@needs_threadpoolctl
+def test_sequential_runs_forward_and_backward_in_a_network_pass(rng, monkeypatch, two_blas_threads):
+    net = Sequential([Conv2D(4, 3, P=1), ReLU(), FC(3)], (6, 6, 2), dtype=np.float64)
+    seen = []
+    monkeypatch.setattr(threads, "network_pass", _spy(threads.network_pass, seen))
+    scores = net.forward(rng.standard_normal((3, 6, 6, 2)), train=True)
+    net.backward(np.ones_like(scores))
+    assert seen == [3, 3]  # forward and backward each entered one, for the batch of 3
+    assert blas_threads() == 2
+
+
+def _spy(network_pass, seen):
+    def spied(images):
+        seen.append(images)
+        return network_pass(images)
+    return spied
+
+
+def _split_in_child(queue):
+    queue.put(threads.split(_recording_work([], lambda a, b: b - a), 6, 2))
+
+
+@needs_threadpoolctl
+def test_a_forked_child_makes_its_own_threads(two_blas_threads):
+    threads.split(_recording_work([], lambda a, b: 0), 4, 2)  # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_split_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0 and queue.get(timeout=5) == [3, 3]
+
+
+def test_without_threadpoolctl_everything_runs_on_one_thread():
+    code = ("import sys; sys.modules['threadpoolctl'] = None\n"
+            "import numpy as np; from volnet import Sequential; from volnet.layers import Conv2D, FC\n"
+            "from volnet.ops import threads; assert threads.threadpoolctl is None and threads.cores() == 1\n"
+            "net = Sequential([Conv2D(8, 3, P=1), Conv2D(8, 3, P=1), FC(2)], (6, 6, 3))\n"
+            "with threads.network_pass(4): assert not threads.holding()\n"
+            "scores = net.forward(np.ones((4, 6, 6, 3), np.float32), train=True); net.backward(np.ones_like(scores))\n"
+            "print(threads.split(lambda a, b: (yield) or b - a, 5, 2))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["[2,", "3]"]  # the parts, run in order
