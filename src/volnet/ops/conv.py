@@ -260,15 +260,20 @@ def _row_blocks(xp: np.ndarray, g: Geometry, ones_column: bool = False, part: tu
     step = _images_per_block(N, Ho * Wo * width * view.itemsize)
     buffer = np.empty((step * Ho * Wo, width), dtype=xp.dtype)
     buffer[:, columns:] = 1
-    return _copied_blocks(windows(xp, g), buffer, _image_blocks(start, stop, step))
+    return _copied_blocks(view, buffer, _image_blocks(start, stop, step))
 
 
 def _copied_blocks(view, buffer, blocks):
-    """Copy each block's receptive fields ``view[images]`` into the buffer's leading columns; yield the rows."""
+    """Copy each block's receptive fields into the buffer's leading columns; yield ``(images, rows)``.
+
+    ``view`` holds the fields of the part's images, which begins at ``blocks[0].start``.
+    """
     _, Ho, Wo, Fh, Fw, D = view.shape
+    first = blocks[0].start
     for images in blocks:
         rows = buffer[: (images.stop - images.start) * Ho * Wo]
-        np.copyto(rows[:, : Fh * Fw * D].reshape(-1, Ho, Wo, Fh, Fw, D), view[images])
+        np.copyto(rows[:, : Fh * Fw * D].reshape(-1, Ho, Wo, Fh, Fw, D),
+                  view[images.start - first: images.stop - first])
         yield images, rows
 
 

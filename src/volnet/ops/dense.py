@@ -44,13 +44,16 @@ def fc_backward(dout, cache, input_grad: bool = True):
 
 def _rows_times(a, b):
     """``a @ b``; within a network pass each core computes a part of the rows (:mod:`volnet.ops.threads`)."""
+    workers = threads.pass_workers(a.shape[0] * a.shape[1] * b.shape[1], a.shape[0])
+    if workers == 1:
+        return a @ b
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
 
     def rows_part(start, stop):
         yield  # nothing to allocate (see threads.split)
         np.matmul(a[start:stop], b, out=out[start:stop])
 
-    threads.split(rows_part, a.shape[0], threads.pass_workers(out.size * a.shape[1], a.shape[0]))
+    threads.split(rows_part, a.shape[0], workers)
     return out
 
 

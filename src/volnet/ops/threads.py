@@ -148,9 +148,9 @@ def split(work, count: int, workers: int) -> list:
     worker, or while another thread holds BLAS, the parts run in order on
     this thread.
     """
+    if workers <= 1 or count <= 1:  # the common case at batch 1: no more overhead than a call
+        return [_finish(_prepare(work, 0, count))]
     prepared = [_prepare(work, *chunk) for chunk in parts(count, workers)]
-    if len(prepared) == 1:
-        return [_finish(prepared[0])]
     if holding():
         return _run(prepared)
     if not _numpy_blas() or not _single_threaded_blas.acquire(blocking=False):
