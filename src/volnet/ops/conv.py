@@ -154,8 +154,8 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     rows rebuilt block by block, or for 3x3 stride-1 layers where
     :func:`volnet.ops.winograd.applies_to_weight_gradient` (enough filters, or
     the batch split over the cores) :func:`volnet.ops.winograd.weight_gradient`.
-    dx is, for stride 1, a convolution of dout
-    with the flipped filters (:func:`conv_backward_input_flipped`); for
+    dx is, for stride 1, a convolution of dout with the flipped filters
+    (:func:`conv_backward_input_flipped`); for
     larger strides it sends ``dout @ W.T`` back to where each column was
     read from (col2im), one filter tap at a time (see
     :func:`_input_gradient_deep`). Inputs only a few channels deep take
@@ -260,16 +260,15 @@ def _row_blocks(xp: np.ndarray, g: Geometry, ones_column: bool = False, part: tu
     step = _images_per_block(N, Ho * Wo * width * view.itemsize)
     buffer = np.empty((step * Ho * Wo, width), dtype=xp.dtype)
     buffer[:, columns:] = 1
-    return _copied_blocks(view, buffer, _image_blocks(start, stop, step))
+    return _copied_blocks(view, start, buffer, _image_blocks(start, stop, step))
 
 
-def _copied_blocks(view, buffer, blocks):
+def _copied_blocks(view, first: int, buffer, blocks):
     """Copy each block's receptive fields into the buffer's leading columns; yield ``(images, rows)``.
 
-    ``view`` holds the fields of the part's images, which begins at ``blocks[0].start``.
+    ``view`` holds the fields of the part's images, the first of which is image ``first`` of the batch.
     """
     _, Ho, Wo, Fh, Fw, D = view.shape
-    first = blocks[0].start
     for images in blocks:
         rows = buffer[: (images.stop - images.start) * Ho * Wo]
         np.copyto(rows[:, : Fh * Fw * D].reshape(-1, Ho, Wo, Fh, Fw, D),

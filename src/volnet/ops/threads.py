@@ -48,6 +48,7 @@ _held_cores = 1  # BLAS's thread count when that pass began
 # (after a fork the child makes its own): a new thread's first BLAS call sets up
 # OpenBLAS's per-thread buffers, which made a split with fresh threads slower than none.
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def _numpy_blas():
@@ -59,15 +60,15 @@ def _numpy_blas():
 
 def _threads(count: int) -> ThreadPoolExecutor:
     """The shared pool, grown to at least ``count`` threads."""
-    global _pool
-    if _pool is None or _pool._max_workers < count:
-        _pool = ThreadPoolExecutor(count, thread_name_prefix="volnet")
+    global _pool, _pool_size
+    if _pool is None or _pool_size < count:
+        _pool, _pool_size = ThreadPoolExecutor(count, thread_name_prefix="volnet"), count
     return _pool
 
 
 def _forget_pool():  # after os.fork: the parent's threads do not exist in the child
-    global _pool
-    _pool = None
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
 
 
 if hasattr(os, "register_at_fork"):
