@@ -15,6 +15,7 @@ from strategies import window_settings, winograd_enabled
 from volnet import Sequential
 from volnet.layers import FC, Conv2D, ReLU
 from volnet.ops import conv, dense, threads
+from volnet.ops.pool import pool_backward, pool_backward_naive, pool_forward, pool_forward_naive
 from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 
 needs_threadpoolctl = pytest.mark.skipif(threads.threadpoolctl is None, reason="threadpoolctl is not installed")
@@ -223,3 +224,33 @@ def test_without_threadpoolctl_everything_runs_on_one_thread():
             "print(threads.split(lambda a, b: (yield) or b - a, 5, 2))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["[2,", "3]"]  # the parts, run in order
+
+
+@needs_threadpoolctl
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(2, 5), H=st.integers(3, 9), W=st.integers(3, 9), D=st.integers(1, 3), F=st.integers(2, 3),
+       S=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_max_pool_and_relu_split_over_threads_equal_naive(N, H, W, D, F, S, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, D))
+    expected, cache_naive = pool_forward_naive(x, F, S, "max", fit="crop")
+    dout = rng.standard_normal(expected.shape)
+    splits = []
+    original = threads.MIN_PART_BYTES, threads._run
+    threads.MIN_PART_BYTES = 1  # split even these tiny batches (no monkeypatch fixture per hypothesis example)
+    threads._run = lambda prepared: splits.append(len(prepared)) or original[1](prepared)
+    try:
+        with threads._numpy_blas().limit(limits=2):
+            out, cache = pool_forward(x, F, S, "max", fit="crop")
+            dx = pool_backward(dout, cache)
+            inference, _ = pool_forward(x, F, S, "max", fit="crop", switches=False)
+            rectified, relu_cache = dense.relu_forward(x)
+            relu_dx = dense.relu_backward(dout[:, :1, :1], relu_cache[:, :1, :1])
+    finally:
+        threads.MIN_PART_BYTES, threads._run = original
+    assert splits == [2] * 5  # pool forward, backward, forward without switches, relu forward, backward
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(inference, expected)
+    np.testing.assert_allclose(dx, pool_backward_naive(dout, cache_naive), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(rectified, np.maximum(x, 0))
+    np.testing.assert_array_equal(relu_dx, dout[:, :1, :1] * (x[:, :1, :1] > 0))

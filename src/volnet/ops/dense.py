@@ -59,10 +59,25 @@ def _rows_times(a, b):
 
 def relu_forward(x):
     """``max(0, x)``; the cache is the output, whose sign tells backward where to pass."""
-    out = np.maximum(x, 0)
+    out = np.empty_like(x)
+
+    def relu_part(start, stop):
+        yield
+        np.maximum(x[start:stop], 0, out=out[start:stop])
+
+    threads.split(relu_part, len(x), threads.memory_workers(2 * x.nbytes, len(x)))
     return out, out
 
 
 def relu_backward(dout, cache):
     """Gradient passes where the output was positive, and is zero elsewhere."""
-    return dout * (cache > 0)
+    out = np.empty_like(dout)
+    passes = np.empty(cache.shape, dtype=bool)
+
+    def relu_part(start, stop):
+        yield
+        np.greater(cache[start:stop], 0, out=passes[start:stop])
+        np.multiply(dout[start:stop], passes[start:stop], out=out[start:stop])
+
+    threads.split(relu_part, len(out), threads.memory_workers(3 * out.nbytes, len(out)))
+    return out

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, pair
+from . import threads
 from .window import (Geometry, geometry, interleave_phases, pad_spatial, phase_buffer_shape, tap, tap_phase,
                      unpad_spatial)
 
@@ -131,9 +132,16 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
     Fh, Fw = g.size
     taps = _taps(g)
     if mode == "max" and not switches:
-        out = xp[:, taps[0][0], taps[0][1]].copy()
-        for rows, cols in taps[1:]:
-            np.maximum(out, xp[:, rows, cols], out=out)
+        out = np.empty((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
+
+        def maximum_part(start, stop):
+            yield
+            part, window = out[start:stop], xp[start:stop]
+            np.copyto(part, window[:, taps[0][0], taps[0][1]])
+            for rows, cols in taps[1:]:
+                np.maximum(part, window[:, rows, cols], out=part)
+
+        threads.split(maximum_part, len(out), _workers(xp, out))
         return out, PoolCache(mode, g, xp.shape)
     if mode == "max":
         out, switches = _max_and_switches(xp, taps)
@@ -154,19 +162,30 @@ def _taps(g: Geometry):
     return [tap(g, u, v) for u in range(g.size[0]) for v in range(g.size[1])]
 
 
+def _workers(xp, out) -> int:
+    """Threads for a pooling kernel over ``xp`` (in) and ``out`` (:func:`volnet.ops.threads.memory_workers`)."""
+    return threads.memory_workers(xp.nbytes + out.nbytes, len(out))
+
+
 def _max_and_switches(xp, taps):
     """Running maximum over the taps, and the index of the first tap that reached it."""
     out = xp[:, taps[0][0], taps[0][1]].copy()
     code = np.uint8 if len(taps) < 256 else np.intp
     switches = np.zeros(out.shape, dtype=code)
     wins = np.empty(out.shape, dtype=bool)
-    for k, (rows, cols) in enumerate(taps[1:], start=1):
-        candidate = xp[:, rows, cols]
-        np.greater(candidate, out, out=wins)  # strict: ties keep the first maximum, like argmax
-        # Taps come in increasing k, so a new winner's code is larger than any
-        # switch so far: a maximum records it without a (slow) masked write.
-        np.maximum(switches, wins * code(k), out=switches)
-        np.maximum(out, candidate, out=out)
+
+    def maximum_part(start, stop):  # every array is the batch's, each part works on its own images
+        yield
+        part, part_switches, part_wins, window = out[start:stop], switches[start:stop], wins[start:stop], xp[start:stop]
+        for k, (rows, cols) in enumerate(taps[1:], start=1):
+            candidate = window[:, rows, cols]
+            np.greater(candidate, part, out=part_wins)  # strict: ties keep the first maximum, like argmax
+            # Taps come in increasing k, so a new winner's code is larger than any
+            # switch so far: a maximum records it without a (slow) masked write.
+            np.maximum(part_switches, part_wins * code(k), out=part_switches)
+            np.maximum(part, candidate, out=part)
+
+    threads.split(maximum_part, len(out), _workers(xp, out))
     return out, switches
 
 
@@ -205,22 +224,34 @@ def _route_through_switches(dout, switches, g: Geometry, padded_shape):
     window NaN, where the naive version leaves them 0.)
     """
     chosen = np.empty(dout.shape, dtype=bool)
+    workers = threads.memory_workers(dout.nbytes * (2 + np.prod(g.size)), len(dout))
     if all(f <= s for f, s in zip(g.size, g.stride)):
         dxp = np.zeros(padded_shape, dtype=dout.dtype)
-        for k, (rows, cols) in enumerate(_taps(g)):
-            np.equal(switches, k, out=chosen)
-            np.multiply(dout, chosen, out=dxp[:, rows, cols])
+
+        def write_part(start, stop):  # each part writes its own images
+            yield
+            for k, (rows, cols) in enumerate(_taps(g)):
+                np.equal(switches[start:stop], k, out=chosen[start:stop])
+                np.multiply(dout[start:stop], chosen[start:stop], out=dxp[start:stop, rows, cols])
+
+        threads.split(write_part, len(dout), workers)
         return dxp
     phases = np.zeros(phase_buffer_shape(g, padded_shape), dtype=dout.dtype)
     share = np.empty_like(dout)
-    written = set()
-    for k, (u, v) in enumerate(np.ndindex(*g.size)):
-        np.equal(switches, k, out=chosen)
-        a, b, rows, cols = tap_phase(g, u, v)
-        if (a, b) not in written:  # the first tap of a phase finds zeros there: write, don't add
-            np.multiply(dout, chosen, out=phases[a, b, :, rows, cols])
-            written.add((a, b))
-            continue
-        np.multiply(dout, chosen, out=share)
-        phases[a, b, :, rows, cols] += share
+
+    def add_part(start, stop):  # each part adds into its own images' phases
+        yield
+        part_dout, part_chosen, part_share = dout[start:stop], chosen[start:stop], share[start:stop]
+        written = set()
+        for k, (u, v) in enumerate(np.ndindex(*g.size)):
+            np.equal(switches[start:stop], k, out=part_chosen)
+            a, b, rows, cols = tap_phase(g, u, v)
+            if (a, b) not in written:  # the first tap of a phase finds zeros there: write, don't add
+                np.multiply(part_dout, part_chosen, out=phases[a, b, start:stop, rows, cols])
+                written.add((a, b))
+                continue
+            np.multiply(part_dout, part_chosen, out=part_share)
+            phases[a, b, start:stop, rows, cols] += part_share
+
+    threads.split(add_part, len(dout), workers)
     return interleave_phases(phases, padded_shape)

@@ -37,6 +37,8 @@ except ImportError:  # kernels then run their blocks one after another
 # another thread: waking it, and its wait for the GIL, cost as much, and the parts of a
 # tiny layer would not even run at the same time.
 MIN_PART_MULTIPLY_ADDS = 2**24
+# The same for kernels that stream memory rather than multiply (pooling, ReLU): bytes read and written.
+MIN_PART_BYTES = 2**20
 
 _blas = None  # NumPy's BLAS libraries as threadpoolctl sees them, found on first use
 # Held while BLAS is turned down to one thread. A split or pass in another thread at
@@ -96,6 +98,13 @@ def pass_workers(multiply_adds: int, count: int) -> int:
     ``multiply_adds`` in all): there every core (see :func:`worth`), elsewhere one, where BLAS's own
     threads use the cores."""
     return worth(multiply_adds, count, _held_cores if holding() else 1)
+
+
+def memory_workers(nbytes: int, count: int) -> int:
+    """Threads for a kernel that streams ``nbytes`` of memory over ``count`` images and calls no BLAS (pooling,
+    ReLU): every core, within a network pass or not, for parts of at least :data:`MIN_PART_BYTES` (measured
+    on 2 cores, 64x32x32x32 float32: max pooling forward and backward 0.53x the time, ReLU's backward 0.62x)."""
+    return max(1, min(cores(), count, nbytes // MIN_PART_BYTES))
 
 
 def holding() -> bool:
