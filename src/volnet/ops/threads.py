@@ -12,7 +12,9 @@ BLAS's idle threads spin for a while (about 0.1 s in OpenBLAS) after each
 multiply that used them, on the very cores a split wants. A whole network
 pass therefore holds the cores (:func:`network_pass`, which
 :class:`volnet.net.Sequential` enters): BLAS runs one thread from the first
-layer to the last, and every layer that can split its batch does.
+layer to the last, and every layer that can split its batch does. Pooling
+and ReLU, which call no BLAS, split wherever their parts are big enough
+(:func:`memory_workers`), in a pass or not.
 
 This needs threadpoolctl (installed with ``volnet[fast]``) to turn BLAS's
 threads down and back; without it :func:`cores` is 1 and every kernel runs
