@@ -169,7 +169,8 @@ def _workers(xp, out) -> int:
 
 def _max_and_switches(xp, taps):
     """Running maximum over the taps, and the index of the first tap that reached it."""
-    out = xp[:, taps[0][0], taps[0][1]].copy()
+    first_tap = xp[:, taps[0][0], taps[0][1]]
+    out = np.empty(first_tap.shape, dtype=xp.dtype)
     code = np.uint8 if len(taps) < 256 else np.intp
     switches = np.zeros(out.shape, dtype=code)
     wins = np.empty(out.shape, dtype=bool)
@@ -177,6 +178,7 @@ def _max_and_switches(xp, taps):
     def maximum_part(start, stop):  # every array is the batch's, each part works on its own images
         yield
         part, part_switches, part_wins, window = out[start:stop], switches[start:stop], wins[start:stop], xp[start:stop]
+        np.copyto(part, first_tap[start:stop])
         for k, (rows, cols) in enumerate(taps[1:], start=1):
             candidate = window[:, rows, cols]
             np.greater(candidate, part, out=part_wins)  # strict: ties keep the first maximum, like argmax

@@ -55,6 +55,7 @@ MIN_DEPTH = 8
 # core is free, their weight gradient takes im2col, whose one multiply per block
 # is faster than Winograd's sixteen thin ones.
 THIN_MULTIPLY = 64 * 64
+
 # G maps a 3-tap filter row to its 4 transformed values: U = G g G^T.
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 G_KRON_G = np.kron(G, G)  # U[4a+b] = sum over (u, v) of G[a, u] G[b, v] g[3u+v]: both sides of G g G^T
