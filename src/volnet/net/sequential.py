@@ -6,6 +6,7 @@ import numpy as np
 
 from ..layers.base import Layer, Param, forward_layers, layer_config, layer_from_config
 from ..ops import threads
+from ..resources import ResourceError, require_memory
 from ..shapes import ShapeError, as_volume_shape, format_volume
 
 
@@ -43,15 +44,47 @@ class Sequential:
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.allocated = bool(allocate)
-        rng = np.random.default_rng(seed)
-        shape = self.input_shape
-        self.shapes: list[tuple] = []  # output shape of every layer
         for index, layer in enumerate(self.layers, start=1):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {index}: expected a volnet layer, got {layer!r}")
             layer.label = f"layer {index} ({type(layer).__name__})"
-            shape = layer.build(shape, rng, self.dtype, allocate=self.allocated)
+        if self.allocated:
+            self._require_parameter_memory()
+        rng = np.random.default_rng(seed)
+        shape = self.input_shape
+        self.shapes: list[tuple] = []  # output shape of every layer
+        for layer in self.layers:
+            try:
+                shape = layer.build(shape, rng, self.dtype, allocate=self.allocated)
+            except (MemoryError, OverflowError) as error:  # past the estimate below (a bias under allocate=False)
+                raise ResourceError(f"{layer.label}: its parameters do not fit in memory ({error}); "
+                                    "choose a smaller layer or network (--arch)") from None
             self.shapes.append(shape)
+
+    def _require_parameter_memory(self) -> None:
+        """Refuse, before any weight exists, a network whose parameters do not fit in memory.
+
+        Building needs every parameter (``itemsize`` bytes each) plus, for the
+        largest array, its float64 draw from the generator (8 bytes per value,
+        see ``layers.base.he_normal``). Shapes come from ``volnet.analysis``'s
+        walk, which allocates nothing; a shape that does not fit is left for
+        the build to report.
+        """
+        from ..analysis.walk import walk
+
+        try:
+            rows = walk(self.layers, self.input_shape)[4]
+        except (ShapeError, ValueError, TypeError):
+            return
+        total = sum(row.params for row in rows)
+        largest = max(rows, key=lambda row: row.params, default=None)
+        if largest is None or not largest.params:
+            return
+        draw = 8 * max(size for row in rows for size in row.param_sizes)
+        label = f"layer {largest.path} ({type(largest.layer).__name__})"
+        require_memory(total * self.dtype.itemsize + draw,
+                       f"building this network's {total:,} parameters ({label} holds {largest.params:,})",
+                       f"make {label} smaller or choose a smaller network (--arch)")
 
     @property
     def output_shape(self) -> tuple:
