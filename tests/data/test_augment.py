@@ -1,11 +1,19 @@
 """Random crop, horizontal flip, per-channel normalisation, and their composition."""
 
 import json
+import re
+import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from volnet.data import Augment, HorizontalFlip, Normalizer, RandomCrop
+from volnet import Sequential
+from volnet.data import Augment, Dataset, HorizontalFlip, Normalizer, RandomCrop
+from volnet.layers import FC
+from volnet.optim import make_optimizer
+from volnet.train import Trainer
 
 
 def batch(rng, n=6, h=5, w=7, d=3):
@@ -112,3 +120,62 @@ def test_bad_arguments(rng):
         RandomCrop(-1)
     with pytest.raises(ValueError, match="probability"):
         HorizontalFlip(p=2)
+
+
+def padded_crop(x, pad, rng):
+    """The naive reference: pad the whole batch with zeros, then cut each window out (draws as RandomCrop's)."""
+    N, H, W, _ = x.shape
+    ph, pw = pad
+    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    dy, dx = rng.integers(0, 2 * ph + 1, size=N), rng.integers(0, 2 * pw + 1, size=N)
+    return np.stack([padded[i, dy[i]: dy[i] + H, dx[i]: dx[i] + W] for i in range(N)])
+
+
+@st.composite
+def crop_settings(draw):
+    H, W = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    return (draw(st.integers(1, 4)), H, W, draw(st.integers(1, 3))), (draw(st.integers(0, H - 1)),
+                                                                        draw(st.integers(0, W - 1)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(setting=crop_settings(), seed=st.integers(0, 2**32 - 1))
+def test_crop_equals_the_padded_reference(setting, seed):
+    shape, pad = setting
+    x = np.random.default_rng(seed).random(shape, dtype=np.float32) + 1  # no zeros of its own
+    out = RandomCrop(pad)(x, np.random.default_rng(seed))
+    np.testing.assert_array_equal(out, padded_crop(x, pad, np.random.default_rng(seed)))
+    assert out.dtype == x.dtype
+
+
+def test_crop_memory_does_not_grow_with_the_pad(rng):
+    x = batch(rng, n=2, h=300, w=300, d=1)  # 720 KB; padded by 299 it would be 6.4 MB
+    tracemalloc.start()
+    try:
+        RandomCrop(299)(x, rng)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * x.nbytes
+
+
+@pytest.mark.parametrize("pad, shape", [(100000, (28, 28, 1)), (5, (5, 9, 3)), ((2, 4), (8, 4, 1))])
+def test_pad_as_large_as_the_image_is_refused(pad, shape):
+    with pytest.raises(ValueError, match=rf"^--crop-pad {re.escape(str(pad))} \(RandomCrop pad\) must be smaller "
+                                         rf"than the image's height and width, {shape[0]}x{shape[1]}: a larger pad "
+                                         rf"lets a crop hold nothing but padding; use --crop-pad {min(shape[:2]) - 1} "
+                                         r"or less$"):
+        Augment([HorizontalFlip(), RandomCrop(pad)]).check(shape)
+    with pytest.raises(ValueError, match="--crop-pad"):
+        RandomCrop(pad)(np.zeros((1, *shape)), np.random.default_rng(0))
+    RandomCrop(min(shape[:2]) - 1).check(shape)  # one less is fine
+
+
+def test_trainer_refuses_a_crop_pad_before_training(tmp_path):
+    images = np.zeros((4, 6, 6, 1), np.float32)
+    data = Dataset(images, np.array([0, 1, 0, 1]), ("a", "b"))
+    net = Sequential([FC(2)], input_shape=(6, 6, 1), seed=0)
+    optimizer = make_optimizer("sgd", net.params(), lr=0.1)
+    with pytest.raises(ValueError, match=r"--crop-pad 6 .* 6x6"):
+        Trainer(net, optimizer, data, augment=Augment([RandomCrop(6)]), out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())

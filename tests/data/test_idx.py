@@ -1,6 +1,9 @@
 """MNIST from IDX files: header parsing, values, and every way a file can be wrong."""
 
 import gzip
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -142,3 +145,75 @@ def test_unknown_name_and_split():
 def test_option_a_loader_does_not_take(tmp_path):
     with pytest.raises(TypeError, match="grayscale"):
         load("mnist", tmp_path, grayscale=True)
+
+
+# -- hostile headers and streams: refused from the header, before the payload is allocated or inflated --
+
+BOMB_CHILD = """
+import resource, sys
+from volnet.data import DataError, read_idx
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    read_idx(sys.argv[1])
+except DataError as error:
+    print(error)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def idx_header(type_code, *shape):
+    return bytes([0, 0, type_code, len(shape)]) + np.array(shape, ">u4").tobytes()
+
+
+def test_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    # 10 x 28 x 28 bytes declared, then 200 MiB of zeros: 200 gzip members of 1 MiB each, about 200 KB on disk
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    member = gzip.compress(bytes(2**20))
+    path.write_bytes(gzip.compress(idx_header(0x08, 10, 28, 28) + bytes(7840)) + member * 200)
+    assert path.stat().st_size < 500_000
+    child = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(path)], capture_output=True, text=True, check=True)
+    message, grown_kib = child.stdout.strip().splitlines()
+    assert message == (f"{path}: unexpected bytes after the 10 x 28 x 28 elements (7840 bytes) its header "
+                       f"declares; the gzip stream inflates to more than that")
+    assert int(grown_kib) < 20 * 1024  # peak memory grew by under 20 MiB, not by the 200 MiB it inflates to
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_header_whose_size_overflows_64_bits(tmp_path, gz):
+    path = tmp_path / ("huge.gz" if gz else "huge")
+    raw = idx_header(0x08, 2**32 - 1, 2**32 - 1, 2**32 - 1) + bytes(16)
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: the header declares 4294967295 x "
+                                        r"4294967295 x 4294967295 elements \(\d+ bytes\), more than a 64-bit size"):
+        read_idx(path)
+
+
+def test_header_larger_than_memory(tmp_path):
+    path = tmp_path / "huge.gz"
+    path.write_bytes(gzip.compress(idx_header(0x0E, 2**20, 2**20, 2**10) + bytes(16)))  # 8 PiB of float64
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: the 1048576 x 1048576 x 1024 array its header "
+                                        r"declares needs 8192\.0 TiB .*, the machine has .*; the file is corrupt"):
+        read_idx(path)
+    plain = tmp_path / "huge"
+    plain.write_bytes(idx_header(0x0E, 2**20, 2**20, 2**10) + bytes(16))  # a plain file: its size already says
+    with pytest.raises(DataError, match=rf"^{re.escape(str(plain))}: truncated, "
+                                        r".* \(9007199254740992 bytes\) but only 16 bytes"):
+        read_idx(plain)
+
+
+@pytest.mark.parametrize("extra, message", [(-5, r"truncated, .* 2 x 3 elements \(6 bytes\) but only 1 bytes"),
+                                            (1, r"unexpected bytes after the 2 x 3 elements \(6 bytes\)")])
+def test_gzip_stream_shorter_or_longer_than_its_header(tmp_path, extra, message):
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(idx_header(0x08, 2, 3) + bytes(6 + extra)))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: {message}"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("dtype", ["u1", ">i2", ">f8"])
+def test_gzipped_values_are_native_and_writable(tmp_path, rng, write_idx, dtype):
+    array = (rng.standard_normal((3, 4)) * 100).astype(dtype)
+    out = read_idx(write_idx(tmp_path / "a.gz", array))
+    assert out.dtype == np.dtype(dtype).newbyteorder("=") and np.array_equal(out, array)
+    out[0, 0] = 1  # the caller owns the array
+    assert out[0, 0] == 1

@@ -40,9 +40,16 @@ class RandomCrop:
 
     Each image gets its own offset ``(dy, dx)``, uniform in ``[0, 2P]``, so the
     content shifts by up to ``P`` pixels each way. ``pad=0`` is the identity.
+    The padded batch is never built: each crop is read from the image with
+    clipped indices and its rows and columns outside the image are zeroed, so
+    the memory is that of the output, whatever ``P``.
 
     Args:
-        pad: ``P``, or ``(P_h, P_w)``. Default: 4 (the usual CIFAR-10 setting).
+        pad: ``P``, or ``(P_h, P_w)``, below the image's ``H`` and ``W``.
+            Default: 4 (the usual CIFAR-10 setting).
+
+    Raises:
+        ValueError: ``P_h >= H`` or ``P_w >= W`` (see :meth:`check`).
     """
 
     def __init__(self, pad=4):
@@ -50,14 +57,27 @@ class RandomCrop:
         if min(self.pad) < 0:
             raise ValueError(f"pad must be >= 0, got {pad!r}")
 
+    def check(self, image_shape) -> None:
+        """Refuse a pad that lets a crop be all padding, ``P_h >= H`` or ``P_w >= W``, for images ``(H, W, ...)``."""
+        H, W = image_shape[:2]
+        ph, pw = self.pad
+        if (ph > 0 and ph >= H) or (pw > 0 and pw >= W):
+            pad = ph if ph == pw else (ph, pw)
+            raise ValueError(f"--crop-pad {pad} (RandomCrop pad) must be smaller than the image's height and width, "
+                             f"{H}x{W}: a larger pad lets a crop hold nothing but padding; "
+                             f"use --crop-pad {max(min(H, W) - 1, 0)} or less")
+
     def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
         x, rng = _batch(images), _generator(rng)
         N, H, W, _ = x.shape
+        self.check((H, W))
         ph, pw = self.pad
-        padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-        rows = rng.integers(0, 2 * ph + 1, size=N)[:, None] + np.arange(H)  # (N, H): source row per output row
-        cols = rng.integers(0, 2 * pw + 1, size=N)[:, None] + np.arange(W)  # (N, W)
-        return padded[np.arange(N)[:, None, None], rows[:, :, None], cols[:, None, :]]
+        rows = rng.integers(0, 2 * ph + 1, size=N)[:, None] - ph + np.arange(H)  # (N, H): source row, maybe outside
+        cols = rng.integers(0, 2 * pw + 1, size=N)[:, None] - pw + np.arange(W)  # (N, W)
+        out = x[np.arange(N)[:, None, None], np.clip(rows, 0, H - 1)[:, :, None], np.clip(cols, 0, W - 1)[:, None, :]]
+        out[(rows < 0) | (rows >= H)] = 0  # rows that fall in the padding
+        out.transpose(0, 2, 1, 3)[(cols < 0) | (cols >= W)] = 0  # columns that do
+        return out
 
     def get_config(self) -> dict:
         return {"pad": list(self.pad)}
@@ -150,6 +170,12 @@ class Augment:
 
     def __init__(self, transforms):
         self.transforms = tuple(transforms)
+
+    def check(self, image_shape) -> None:
+        """Refuse, before training, settings that make no sense for images ``(H, W, D)``: a crop pad >= H or W."""
+        for transform in self.transforms:
+            if hasattr(transform, "check"):
+                transform.check(image_shape)
 
     def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
         x = _batch(images)

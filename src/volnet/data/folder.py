@@ -17,12 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..resources import require_memory
 from ..shapes import pair
 from .bundled import Dataset, bytes_to_unit
 from .errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLIT_DIRS = ("train", "test")
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # integer grayscale wider than 8 bits, read as 16-bit
+MODE_NAMES = {"1": "1-bit", "L": "grayscale", "LA": "grayscale with alpha", "P": "palette", "PA": "palette with alpha",
+              "RGB": "RGB", "RGBA": "RGBA", "CMYK": "CMYK", "YCbCr": "YCbCr", "I;16": "16-bit grayscale",
+              "I;16L": "16-bit grayscale", "I;16B": "16-bit grayscale", "I;16N": "16-bit grayscale",
+              "I": "32-bit grayscale", "F": "float grayscale"}
 
 
 def _pillow():
@@ -34,22 +40,71 @@ def _pillow():
     return Image
 
 
+def _to_eight_bits(Image, image):
+    """A 16-bit (or 32-bit integer) grayscale image as 8-bit ``"L"``, 0-65535 scaled to 0-255.
+
+    Pillow's own ``convert("L")`` clips such images at 255 instead of scaling
+    them, which turns almost every pixel white.
+    """
+    values = np.clip(np.asarray(image), 0, 65535).astype(np.int32)
+    return Image.fromarray(((values + 128) // 257).astype(np.uint8), mode="L")
+
+
 def _open_image(Image, path, mode):
+    """``path`` converted to Pillow ``mode``, and what was converted ("" when nothing was)."""
     try:
         with Image.open(path) as opened:
-            return opened.convert(mode)
+            source = opened.mode
+            image = _to_eight_bits(Image, opened) if source in WIDE_MODES else opened
+            image = image.convert(mode)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{path}: not a readable image ({error})") from None
+    if source == mode:
+        return image, ""
+    target = "8 bits" if source in WIDE_MODES and mode == "L" else MODE_NAMES[mode]
+    return image, f"converted {MODE_NAMES.get(source, source)} to {target}"
+
+
+def _require_room(count: int, H: int, W: int, D: int, what: str) -> None:
+    """Refuse ``count`` images of ``H x W x D`` before allocating them, naming the ``--size`` to lower.
+
+    The bytes: the uint8 stack and the float32 copy it becomes (``5 N H W D``),
+    plus one working image: Pillow's (4 bytes a pixel for RGB) and its NumPy copy.
+    """
+    needed = 5 * count * H * W * D + H * W * (4 + D)
+    require_memory(needed, f"{what} as {count} volumes of {H}x{W}x{D} (H x W x D)",
+                   "use a smaller --size (size=(H, W))")
+
+
+def read_image_with_note(path, size, grayscale: bool = False) -> tuple[np.ndarray, str]:
+    """:func:`read_image`, and a note saying what was changed to fit ``size`` and the depth.
+
+    The note is "" when the file already was ``size`` and of the right mode,
+    else e.g. ``"converted RGBA to grayscale, resized 480x640 to 28x28 (H x W)"``.
+    16-bit images are scaled to 8 bits (0-65535 to 0-255), not clipped.
+
+    Raises:
+        DataError: the file is not a readable image.
+        ResourceError: ``size`` is too large for this machine's memory.
+    """
+    Image = _pillow()
+    H, W = pair(size, "size")
+    mode, D = ("L", 1) if grayscale else ("RGB", 3)
+    _require_room(1, H, W, D, f"resizing {path}")
+    image, note = _open_image(Image, path, mode)
+    notes = [note] if note else []
+    if (image.height, image.width) != (H, W):
+        notes.append(f"resized {image.height}x{image.width} to {H}x{W} (H x W)")
+        image = image.resize((W, H), Image.Resampling.BILINEAR)
+    return bytes_to_unit(np.asarray(image, dtype=np.uint8).reshape(H, W, D)), ", ".join(notes)
 
 
 def read_image(path, size, grayscale: bool = False) -> np.ndarray:
-    """One image file as an ``(H, W, D)`` float32 volume in [0, 1], resized to ``size=(H, W)``."""
-    Image = _pillow()
-    H, W = pair(size, "size")
-    image = _open_image(Image, path, "L" if grayscale else "RGB")
-    if (image.height, image.width) != (H, W):
-        image = image.resize((W, H), Image.Resampling.BILINEAR)
-    return bytes_to_unit(np.asarray(image, dtype=np.uint8).reshape(H, W, 1 if grayscale else 3))
+    """One image file as an ``(H, W, D)`` float32 volume in [0, 1], resized to ``size=(H, W)``.
+
+    :func:`read_image_with_note` also says what it converted.
+    """
+    return read_image_with_note(path, size, grayscale)[0]
 
 
 def _class_names(folder: Path) -> list[str]:
@@ -87,9 +142,13 @@ def load_folder(root, split: str = "train", *, size=None, grayscale: bool = Fals
         grayscale: ``D = 1`` (Pillow mode ``"L"``) instead of RGB ``D = 3``.
             Default: False.
 
+    16-bit images are scaled to 8 bits (0-65535 to 0-255), not clipped.
+
     Raises:
-        DataError: no root, no class folders or images, an unreadable image,
-            or images of different sizes without ``size``.
+        DataError: no root, fewer than two class folders (or, for the train
+            split, fewer than two holding images), no images, an unreadable
+            image, or images of different sizes without ``size``.
+        ResourceError: the images at ``size`` do not fit in memory.
         ImportError: Pillow is not installed.
 
     Example:
@@ -107,17 +166,26 @@ def load_folder(root, split: str = "train", *, size=None, grayscale: bool = Fals
     folder, classes = _split_folder(root, split)
     if not classes:
         raise DataError(f"{folder} has no class sub-folders; expected {folder}/<class>/*.png|jpg|jpeg")
+    layout = f"{folder}/<class>/*.png|jpg|jpeg, one sub-folder per class"
+    if len(classes) < 2:
+        raise DataError(f"{folder} has one class sub-folder ({classes[0]}): a classifier needs at least two class "
+                        f"sub-folders, laid out as {layout}")
     files = [(path, label) for label, name in enumerate(classes) for path in _image_files(folder / name)]
     if not files:
         raise DataError(f"no .png/.jpg/.jpeg images in the class folders of {folder} ({', '.join(classes)})")
+    present = {classes[label] for _, label in files}
+    if split == "train" and len(present) < 2:
+        raise DataError(f"only {folder / present.pop()} holds images; a classifier needs images in at least two "
+                        f"class sub-folders, laid out as {layout}")
 
     Image = _pillow()
     mode, depth = ("L", 1) if grayscale else ("RGB", 3)
     images = None
     for i, (path, _) in enumerate(files):
-        image = _open_image(Image, path, mode)
+        image, _ = _open_image(Image, path, mode)
         if images is None:
             first, target = path, target or (image.height, image.width)
+            _require_room(len(files), *target, depth, f"loading {folder}")
             images = np.empty((len(files), *target, depth), dtype=np.uint8)
         if (image.height, image.width) != target:
             if size is None:

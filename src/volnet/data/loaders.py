@@ -44,6 +44,8 @@ def load(name: str = "mnist5k", root=None, split: str = "train", **options) -> D
     Raises:
         DataError: unknown name or split, files missing (the message names
             the expected paths and the ``fetch`` call), or a malformed file.
+        ResourceError: the data would not fit in memory (for ``"folder"``,
+            the message names ``--size``).
         TypeError: an option the named data set does not take.
 
     Example:
