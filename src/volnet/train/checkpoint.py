@@ -3,14 +3,27 @@
 Layout of ``checkpoint.safetensors``:
 
 * tensors ``layers.<i>.<name>``: parameters and buffers of layer i (1-based,
-  as in ``net.summary()``);
-* tensors ``optimizer.<state>.<j>``: the optimizer's per-parameter caches;
-* tensors ``trainer.<name>``: the rest of a run's array state (the current
-  epoch's shuffled order);
+  as in ``net.summary()``), finite floats;
+* tensors ``optimizer.<state>.<j>``: the optimizer's per-parameter caches,
+  finite floats shaped like parameter j;
+* tensor ``trainer.order``: mid-epoch only, the epoch's shuffled order (a
+  permutation of the training set's indices);
 * header metadata ``volnet``: a JSON document with the architecture, the
   optimizer's configuration and scalars, the schedule, the epoch and batch
   reached, every random generator's state, the data normalisation and the
   history so far.
+
+Reading checks the whole file before anything is built from it: the
+header against :data:`HEADER` (a table of every field and what it must be),
+every tensor's name, dtype and values, and that the architecture's layers
+rebuild and fit together. Whatever fails raises :class:`CheckpointError`,
+one line naming the file and the field::
+
+    run/checkpoint.safetensors: field 'position.epoch' must be a non-negative integer, got 1.5
+
+A checkpoint may hold a model only (``architecture``, ``normalizer``,
+``data``): :func:`load_model` reads it; resuming a run needs the
+:data:`TRAINING_FIELDS` too (:func:`require_training_state`).
 
 Keeping everything in one file makes saving atomic: the bytes go to a
 temporary file in the same folder, are flushed to disk (fsync), and the
@@ -22,14 +35,28 @@ one. Nothing is ever unpickled: safetensors holds raw arrays and JSON text.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from ..ops.losses import LOSSES
+
 FORMAT = "volnet-checkpoint"
 VERSION = 1
+# What a run needs to continue; a model-only checkpoint (architecture, normalizer, data) has none of it.
+TRAINING_FIELDS = ("optimizer", "schedule", "augment", "train", "position", "rng", "history")
+# Bit generators whose state is plain JSON integers: what default_rng and Generator.spawn make.
+BIT_GENERATORS = ("PCG64", "PCG64DXSM")
+# What a constructor raises for a config it cannot use (wrong keys or types, values out of range, too big).
+_BAD_CONFIG = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError,
+               MemoryError)
+_TENSOR_NAME = re.compile(r"layers\.[1-9][0-9]*\.\w[\w.]*|optimizer\.\w+\.[0-9]+|trainer\.order")
 
 
 class CheckpointError(ValueError):
@@ -97,8 +124,277 @@ def save(path, tensors: dict[str, np.ndarray], metadata: dict) -> Path:
     return atomic_write_bytes(path, data)
 
 
+# -- the header's schema -------------------------------------------------------
+#
+# A table of fields rather than a JSON Schema: the checks that are not types
+# (a generator state NumPy takes back, an optimizer config that rebuilds) are
+# Python calls either way, the messages should use our field names, and an
+# install that only evaluates a model need not carry jsonschema and its
+# dependencies for a few dozen fields.
+
+
+@dataclass(frozen=True)
+class Check:
+    """A value that passes ``test``; ``requirement`` says what in words, for the error message."""
+
+    requirement: str
+    test: Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Rebuilds:
+    """A config that ``build`` turns into ``what``; the builder's own error says what is wrong."""
+
+    what: str
+    build: Callable[[Any], object]
+
+
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object with ``required`` and ``optional`` fields (name -> schema); other fields are ignored."""
+
+    required: dict
+    optional: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A JSON object with free keys (``rng.layers``) whose values all follow ``value``."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Nullable:
+    schema: Any
+
+
+# A tuple of schemas means all of them, in order: the types first, then the rebuild.
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def one_of(*choices: str) -> Check:
+    return Check("one of " + ", ".join(map(repr, choices)), lambda v: isinstance(v, str) and v in choices)
+
+
+COUNT = Check("a non-negative integer", lambda v: _is_int(v) and v >= 0)
+POSITIVE = Check("a positive integer", lambda v: _is_int(v) and v > 0)
+NUMBER = Check("a finite number", _is_number)
+NON_NEGATIVE = Check("a finite number >= 0", lambda v: _is_number(v) and v >= 0)
+POSITIVE_NUMBER = Check("a finite number > 0", lambda v: _is_number(v) and v > 0)
+FRACTION = Check("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)
+VAL_SPLIT = Check("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
+TEXT = Check("a string", lambda v: isinstance(v, str))
+FLAG = Check("true or false", lambda v: isinstance(v, bool))
+VOLUME = Check("a volume [H, W, D] of positive integers",
+               lambda v: isinstance(v, list) and len(v) == 3 and all(POSITIVE.test(s) for s in v))
+SIZE = Check("a list of 1 to 3 positive integers",
+             lambda v: isinstance(v, list) and 1 <= len(v) <= 3 and all(POSITIVE.test(s) for s in v))
+
+
+def _layer(config):
+    from ..layers.base import layer_from_config
+
+    return layer_from_config(config)
+
+
+def _optimizer(config):  # the hyperparameters, on no parameters: the network's come when a run resumes
+    from ..optim import optimizer_from_config
+
+    return optimizer_from_config([], config)
+
+
+def _schedule(config):
+    from ..optim import schedule_from_config
+
+    return schedule_from_config(config)
+
+
+def _augment(config):
+    from ..data.augment import Augment
+
+    return Augment.from_config(config)
+
+
+def _normalizer(config):
+    from ..data.augment import Normalizer
+
+    return Normalizer.from_config(config)
+
+
+def _epoch_record(record):
+    from .trainer import EpochRecord
+
+    return EpochRecord(**record)
+
+
+GENERATOR = (Obj({"bit_generator": one_of(*BIT_GENERATORS), "state": MapOf(COUNT), "has_uint32": COUNT,
+                  "uinteger": COUNT}),
+             Rebuilds("a NumPy random generator", lambda state: restore_generator(state)))  # defined below
+NAMED = Obj({"name": TEXT})  # an optimizer's, schedule's or transform's config: {"name": ..., **arguments}
+
+HEADER = Obj(
+    required={
+        "architecture": Obj(required={"input_shape": VOLUME, "layers": ListOf((Obj({"type": TEXT}),
+                                                                               Rebuilds("a layer", _layer)))},
+                            optional={"seed": COUNT, "dtype": one_of("float16", "float32", "float64")}),
+    },
+    optional={
+        "normalizer": Nullable((Obj({"mean": ListOf(NUMBER), "std": ListOf(POSITIVE_NUMBER)}),
+                                Rebuilds("a normalizer", _normalizer))),
+        "data": Obj({}, optional={"name": TEXT, "root": Nullable(TEXT), "size": Nullable(SIZE), "grayscale": FLAG,
+                                  "val_split": VAL_SPLIT, "classes": ListOf(TEXT)}),
+        # the training state: none of it in a model-only checkpoint, all of it to resume (require_training_state)
+        "optimizer": Obj({"config": (NAMED, Rebuilds("an optimizer", _optimizer)),
+                          "scalars": Obj({"steps": COUNT, "lr": NON_NEGATIVE})}),
+        "schedule": Nullable((NAMED, Rebuilds("a learning-rate schedule", _schedule))),
+        "augment": Nullable((Obj({"transforms": ListOf(NAMED)}), Rebuilds("an augmentation", _augment))),
+        "train": Obj({"epochs": POSITIVE, "batch_size": POSITIVE, "loss": one_of(*LOSSES), "seed": COUNT}),
+        "position": Obj({"epoch": COUNT, "batch": COUNT, "loss_sum": NON_NEGATIVE, "correct": COUNT, "seen": COUNT,
+                         "seconds": NON_NEGATIVE}),
+        "rng": Obj({"trainer": GENERATOR, "layers": MapOf(GENERATOR)}),
+        "history": ListOf((Obj({"epoch": POSITIVE, "lr": NON_NEGATIVE, "train_loss": NON_NEGATIVE,
+                                "train_accuracy": FRACTION, "val_loss": Nullable(NON_NEGATIVE),
+                                "val_accuracy": Nullable(FRACTION), "seconds": NON_NEGATIVE,
+                                "images_per_second": NON_NEGATIVE}),
+                           Rebuilds("an epoch record", _epoch_record))),
+    },
+)
+
+
+class _Mismatch(Exception):
+    """Where the header breaks the schema: the dotted ``field`` and what is wrong with it."""
+
+    def __init__(self, field_name: str, problem: str):
+        super().__init__(f"field {field_name!r} {problem}")
+
+
+def _show(value) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, KeyError):
+        return f"missing {error.args[0]!r}" if error.args else "a missing field"
+    return str(error) or type(error).__name__
+
+
+def _join(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if parent else key
+
+
+def _validate(value, schema, name: str = "") -> None:
+    """Raise :class:`_Mismatch` at the first field of ``value`` that breaks ``schema``."""
+    if isinstance(schema, tuple):
+        for part in schema:
+            _validate(value, part, name)
+    elif isinstance(schema, Nullable):
+        if value is not None:
+            _validate(value, schema.schema, name)
+    elif isinstance(schema, Check):
+        if not schema.test(value):
+            raise _Mismatch(name, f"must be {schema.requirement}, got {_show(value)}")
+    elif isinstance(schema, Rebuilds):
+        try:
+            schema.build(value)
+        except _BAD_CONFIG as error:
+            raise _Mismatch(name, f"does not rebuild {schema.what}: {_reason(error)}") from None
+    elif isinstance(schema, ListOf):
+        if not isinstance(value, list):
+            raise _Mismatch(name, f"must be a list, got {_show(value)}")
+        for i, item in enumerate(value):
+            _validate(item, schema.item, f"{name}[{i}]")
+    elif not isinstance(value, dict):  # Obj and MapOf are JSON objects
+        raise _Mismatch(name, f"must be an object, got {_show(value)}")
+    elif isinstance(schema, MapOf):
+        for key, item in value.items():
+            _validate(item, schema.value, _join(name, key))
+    else:
+        for key, sub in {**schema.required, **schema.optional}.items():
+            if key in value:
+                _validate(value[key], sub, _join(name, key))
+            elif key in schema.required:
+                raise _Mismatch(_join(name, key), "is missing")
+
+
+def _check_consistency(metadata: dict, tensors: dict) -> None:
+    """What no single field shows: fields that must agree with each other and with the tensors."""
+    position, run = metadata.get("position"), metadata.get("train")
+    if position is not None:
+        batch, seen, order = position["batch"], position["seen"], tensors.get("trainer.order")
+        if batch and not seen:
+            raise _Mismatch("position.seen", f"is 0 but position.batch says {batch} batches are done")
+        if position["correct"] > seen:
+            raise _Mismatch("position.correct", f"is {position['correct']} but position.seen is only {seen}")
+        if batch and order is None:
+            raise _Mismatch("position.batch", f"is {batch} but the tensor 'trainer.order' (the epoch's shuffled "
+                                              "order) is missing")
+        batches = -(-len(order) // run["batch_size"]) if batch and run is not None else batch
+        if batch > batches:
+            raise _Mismatch("position.batch", f"is {batch} but an epoch of {len(order)} images has only {batches} "
+                                              f"batches of {run['batch_size']} (train.batch_size)")
+    normalizer, depth = metadata.get("normalizer"), metadata["architecture"]["input_shape"][-1]
+    if normalizer and len(normalizer["mean"]) != depth:
+        raise _Mismatch("normalizer.mean", f"has {len(normalizer['mean'])} channels but the network's input "
+                                           f"has depth {depth} (architecture.input_shape)")
+
+
+def _check_architecture(path, metadata: dict) -> None:
+    """The layers fit together and with the data's classes: shapes only, nothing allocated."""
+    from ..analysis import analyze_layers
+
+    config = metadata["architecture"]
+    try:
+        output = analyze_layers([_layer(c) for c in config["layers"]], config["input_shape"]).output_shape
+    except _BAD_CONFIG as error:
+        raise CheckpointError(f"{path}: field 'architecture' does not fit together: {_reason(error)}") from None
+    classes = (metadata.get("data") or {}).get("classes")
+    if classes is not None and len(classes) != output[-1]:
+        raise CheckpointError(f"{path}: field 'data.classes' names {len(classes)} classes but the network "
+                              f"(architecture) has {output[-1]} outputs")
+
+
+def _check_tensors(path, tensors: dict) -> None:
+    """Every tensor has a name of the format; weights and optimizer state are finite floats; the order a permutation."""
+    for name, array in tensors.items():
+        if not _TENSOR_NAME.fullmatch(name):
+            raise CheckpointError(f"{path}: tensor {name!r} is none the format has (layers.<i>.<name>, "
+                                  "optimizer.<state>.<j>, trainer.order)")
+        if name == "trainer.order":
+            if array.ndim != 1 or array.dtype.kind not in "iu":
+                raise CheckpointError(f"{path}: tensor 'trainer.order' must be a 1-D array of integers, got "
+                                      f"{array.dtype} of shape {array.shape}")
+            if not np.array_equal(np.sort(array), np.arange(array.size)):
+                raise CheckpointError(f"{path}: tensor 'trainer.order' must be a permutation of 0..{array.size - 1} "
+                                      "(the epoch's shuffled order)")
+        elif array.dtype.kind != "f":
+            raise CheckpointError(f"{path}: tensor {name!r} must hold floating-point numbers, got {array.dtype}")
+        elif not np.isfinite(array).all():
+            bad = array.size - np.count_nonzero(np.isfinite(array))
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or Inf ({bad:,} of {array.size:,} values)")
+
+
 def read(path) -> tuple[dict[str, np.ndarray], dict]:
-    """``(tensors, metadata)`` of a checkpoint, with a clear error for anything else."""
+    """``(tensors, metadata)`` of a checkpoint, checked; a one-line :class:`CheckpointError` for anything else.
+
+    Checks the header against :data:`HEADER`, the fields that must agree with
+    each other, every tensor (see the module docstring), and that the
+    architecture's layers rebuild and fit together (shapes only, nothing
+    allocated).
+    """
     path = Path(path)
     if not path.is_file():
         hint = f"; did you mean {path / 'checkpoint.safetensors'}?" if path.is_dir() else ""
@@ -114,18 +410,62 @@ def read(path) -> tuple[dict[str, np.ndarray], dict]:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({error})") from None
     if header is None:
         raise CheckpointError(f"{path} is a safetensors file but not a volnet checkpoint (no 'volnet' metadata)")
-    metadata = json.loads(header)
-    if metadata.get("format") != FORMAT or metadata.get("version", 0) > VERSION:
+    try:
+        metadata = json.loads(header)
+    except (ValueError, RecursionError) as error:
+        raise CheckpointError(f"{path}: the 'volnet' header is not valid JSON ({error})") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: the 'volnet' header must be a JSON object, got {_show(metadata)}")
+    version = metadata.get("version", 0)
+    if metadata.get("format") != FORMAT or not _is_int(version) or version > VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint format {metadata.get('format')!r} "
-                              f"version {metadata.get('version')!r}")
+                              f"version {version!r}")
+    _check_tensors(path, tensors)
+    try:
+        _validate(metadata, HEADER)
+        _check_consistency(metadata, tensors)
+    except _Mismatch as mismatch:
+        raise CheckpointError(f"{path}: {mismatch}") from None
+    _check_architecture(path, metadata)
     return tensors, metadata
+
+
+def require_training_state(metadata: dict, source="checkpoint") -> None:
+    """Raise :class:`CheckpointError` unless ``metadata`` holds everything a run needs to continue."""
+    missing = [name for name in TRAINING_FIELDS if name not in metadata]
+    if len(missing) == len(TRAINING_FIELDS):
+        raise CheckpointError(f"{source} holds a model but no training state (no optimizer, position, random "
+                              "generators...): it can be evaluated or predict with, not resumed")
+    if missing:
+        raise CheckpointError(f"{source}: field {missing[0]!r} is missing, and a run cannot resume without it")
+
+
+def build_network(config: dict, source="checkpoint"):
+    """The :class:`~volnet.Sequential` an ``architecture`` field describes, refused before allocation if too big."""
+    from ..net import Sequential
+    from ..resources import ResourceError
+
+    try:
+        return Sequential.from_config(config)
+    except ResourceError as error:
+        raise CheckpointError(f"{source}: field 'architecture' describes a network this machine cannot hold: "
+                              f"{error}") from None
+    except _BAD_CONFIG as error:
+        raise CheckpointError(f"{source}: field 'architecture' does not build a network: {_reason(error)}") from None
+
+
+def _check_fits(source, name: str, saved: np.ndarray, current: np.ndarray, holder: str) -> None:
+    if saved.dtype.kind != "f" or not np.can_cast(saved.dtype, current.dtype, "safe"):
+        raise CheckpointError(f"{source}: tensor {name!r} is {saved.dtype} but {holder} holds {current.dtype}; "
+                              "only floats that convert exactly are loaded (architecture.dtype)")
 
 
 def load_network_tensors(net, tensors: dict[str, np.ndarray], source="checkpoint") -> None:
     """Copy saved parameters and buffers into ``net`` in place.
 
-    Raises :class:`CheckpointError` naming the first tensor that is missing
-    or whose shape differs, with both shapes.
+    Raises :class:`CheckpointError` naming the first tensor that is missing,
+    whose shape differs (with both shapes), or whose dtype is not a float
+    that converts exactly to the network's.
     """
     expected = network_tensors(net)
     for name, current in expected.items():
@@ -133,12 +473,13 @@ def load_network_tensors(net, tensors: dict[str, np.ndarray], source="checkpoint
             raise CheckpointError(f"{source} has no tensor {name!r} (layer {name.split('.')[1]} of the network); "
                                   "was it saved from a different architecture?")
         saved = tensors[name]
+        index = int(name.split(".")[1])
         if saved.shape != current.shape:
-            index = int(name.split(".")[1])
             raise CheckpointError(
                 f"{source} tensor {name!r} has shape {saved.shape} but {net.layers[index - 1].label} "
                 f"expects {current.shape}: the architectures differ"
             )
+        _check_fits(source, name, saved, current, net.layers[index - 1].label)
     extra = sorted(k for k in tensors if k.startswith("layers.") and k not in expected)
     if extra:
         raise CheckpointError(f"{source} has tensor {extra[0]!r} that this network has no place for; "
@@ -151,16 +492,52 @@ def load_model(path):
     """``(net, normalizer, tensors, metadata)`` from a checkpoint, weights loaded.
 
     ``normalizer`` is the data normalisation the net was trained with (or
-    None); apply it to images before ``net.forward``.
+    None); apply it to images before ``net.forward``. Works for a model-only
+    checkpoint (no training state) too.
     """
-    from ..data.augment import Normalizer
-    from ..net import Sequential
-
     tensors, metadata = read(path)
-    net = Sequential.from_config(metadata["architecture"])
+    net = build_network(metadata["architecture"], source=str(path))
     load_network_tensors(net, tensors, source=str(path))
-    normalizer = Normalizer.from_config(metadata["normalizer"]) if metadata.get("normalizer") else None
+    normalizer = _normalizer(metadata["normalizer"]) if metadata.get("normalizer") else None
     return net, normalizer, tensors, metadata
+
+
+def load_optimizer_state(optimizer, tensors: dict[str, np.ndarray], scalars: dict, source="checkpoint") -> None:
+    """Restore ``optimizer``'s caches from the tensors ``optimizer.<state>.<j>`` and its ``scalars``.
+
+    Raises :class:`CheckpointError` naming the first tensor that is missing,
+    has no place in this optimizer, or does not fit its parameter.
+    """
+    n, names = len(optimizer.params), list(optimizer.state_names)
+    keeps = f"{type(optimizer).__name__} keeps {names or 'no state'} for each of its {n} parameters"
+    expected = {f"optimizer.{name}.{j}": p for name in names for j, p in enumerate(optimizer.params)}
+    extra = sorted(k for k in tensors if k.startswith("optimizer.") and k not in expected)
+    if extra:
+        raise CheckpointError(f"{source}: tensor {extra[0]!r} has no place in the optimizer ({keeps}); "
+                              "field 'optimizer.config' and the tensors disagree")
+    for key, p in expected.items():
+        if key not in tensors:
+            raise CheckpointError(f"{source} has no tensor {key!r} ({keeps})")
+        j = int(key.rsplit(".", 1)[1])
+        if tensors[key].shape != p.value.shape:
+            raise CheckpointError(f"{source}: tensor {key!r} has shape {tensors[key].shape} but parameter {j} "
+                                  f"({p.name}) has shape {p.value.shape}")
+        _check_fits(source, key, tensors[key], p.value, f"parameter {j} ({p.name})")
+    try:
+        optimizer.load_state_dict({"arrays": {name: [tensors[f"optimizer.{name}.{j}"] for j in range(n)]
+                                              for name in names}, "scalars": scalars})
+    except _BAD_CONFIG as error:
+        raise CheckpointError(f"{source}: field 'optimizer.scalars' does not fit the optimizer: "
+                              f"{_reason(error)}") from None
+
+
+def epoch_order(tensors: dict[str, np.ndarray], images: int, source="checkpoint") -> np.ndarray | None:
+    """The interrupted epoch's shuffled order (None between epochs), checked against the training set's size."""
+    order = tensors.get("trainer.order")
+    if order is not None and len(order) != images:
+        raise CheckpointError(f"{source}: tensor 'trainer.order' shuffles {len(order)} images but the training "
+                              f"set has {images}; resume with the data the run was started on")
+    return order
 
 
 def layer_generators(net) -> dict[str, np.random.Generator]:
@@ -176,12 +553,34 @@ def set_layer_generator(net, key: str, rng: np.random.Generator) -> None:
     layer.rng = rng
 
 
+def restore_layer_generators(net, states: dict, source="checkpoint") -> None:
+    """Give every random layer of ``net`` its saved generator (field ``rng.layers``)."""
+    keys = sorted(layer_generators(net))
+    if sorted(states) != keys:
+        raise CheckpointError(f"{source}: field 'rng.layers' holds generators for layers {sorted(states)} but "
+                              f"the network's random layers are {keys}")
+    for key, state in states.items():
+        try:
+            rng = restore_generator(state)
+        except _BAD_CONFIG as error:
+            raise CheckpointError(f"{source}: field 'rng.layers.{key}' does not rebuild a NumPy random generator: "
+                                  f"{_reason(error)}") from None
+        set_layer_generator(net, key, rng)
+
+
 def generator_state(rng: np.random.Generator) -> dict:
     """JSON-able state of a NumPy generator."""
     return rng.bit_generator.state
 
 
 def restore_generator(state: dict) -> np.random.Generator:
-    bit_generator = getattr(np.random, state["bit_generator"])()
+    """The generator :func:`generator_state` saved; a ValueError for a state NumPy would not give back."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in BIT_GENERATORS:
+        raise ValueError(f"the bit generator must be one of {', '.join(BIT_GENERATORS)}, got {name!r}")
+    bit_generator = getattr(np.random, name)()
     bit_generator.state = state
+    if bit_generator.state != state:  # NumPy truncates a float, wraps an odd increment...
+        raise ValueError("NumPy does not take this state back unchanged (a number that is not an unsigned "
+                         "integer of the right size?)")
     return np.random.Generator(bit_generator)
