@@ -3,15 +3,45 @@
 The pieces, bottom up: :mod:`volnet.shapes` (size arithmetic),
 :mod:`volnet.ops` (stateless kernels), :mod:`volnet.layers` (parameters and
 gradients), :class:`volnet.Sequential` (a network), :mod:`volnet.optim` and
-:mod:`volnet.train` (learning).
+:mod:`volnet.train` (learning); :func:`volnet.load` reads a trained
+checkpoint into a :class:`volnet.Model` that predicts class probabilities.
+
+Only the size arithmetic is imported with the package; the rest (NumPy, the
+layers, Numba) loads on first use, e.g. at ``volnet.zoo`` or ``volnet.load``,
+so that ``import volnet`` and ``volnet --help`` stay quick.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from . import runtime
-from .net import Sequential
 from .shapes import ShapeError, conv_output_size, pool_output_size
-from .spec import SpecError, build
 
 __version__ = "0.1.0"
 
 runtime.configure_from_environment()
-__all__ = ["Sequential", "ShapeError", "SpecError", "build", "conv_output_size", "pool_output_size", "__version__"]
+
+# Names and submodules imported at their first use (see the docstring).
+_LAZY = {"Sequential": "net", "SpecError": "spec", "build": "spec", "Model": "train.model", "load": "train.model"}
+_SUBMODULES = ("analysis", "convert", "data", "gradcheck", "interop", "layers", "net", "ops", "optim",
+               "resources", "spec", "train", "viz", "zoo")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # found once; later lookups do not come here
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
+
+
+__all__ = ["Model", "Sequential", "ShapeError", "SpecError", "build", "conv_output_size", "load",
+           "pool_output_size", "__version__"]

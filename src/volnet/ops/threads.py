@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-try:
-    import threadpoolctl
-except ImportError:  # kernels then run their blocks one after another
-    threadpoolctl = None
+if TYPE_CHECKING:  # the module itself is imported at the first split (_threads): volnet imports quicker
+    from concurrent.futures import ThreadPoolExecutor
 
 # A part with fewer multiply-adds than this (about 0.1-0.2 ms on one core) is not worth
 # another thread: waking it, and its wait for the GIL, cost as much, and the parts of a
@@ -55,9 +53,26 @@ _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
 
+def _threadpoolctl():
+    """The threadpoolctl module, imported at the first split rather than with volnet (it takes about 50 ms);
+    None where it is not installed: kernels then run their blocks one after another."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    return threadpoolctl
+
+
+def __getattr__(name):  # ``threads.threadpoolctl``: the module or None, as _threadpoolctl() finds it
+    if name == "threadpoolctl":
+        return _threadpoolctl()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _numpy_blas():
     global _blas
     if _blas is None:
+        threadpoolctl = _threadpoolctl()
         _blas = threadpoolctl.ThreadpoolController().select(user_api="blas") if threadpoolctl else False
     return _blas
 
@@ -66,6 +81,8 @@ def _threads(count: int) -> ThreadPoolExecutor:
     """The shared pool, grown to at least ``count`` threads."""
     global _pool, _pool_size
     if _pool is None or _pool_size < count:
+        from concurrent.futures import ThreadPoolExecutor
+
         _pool, _pool_size = ThreadPoolExecutor(count, thread_name_prefix="volnet"), count
     return _pool
 
@@ -193,6 +210,8 @@ def _finish(part):
 
 
 def _run(prepared) -> list:
+    from concurrent.futures import wait
+
     pool = _threads(len(prepared) - 1)
     others = [pool.submit(_finish, part) for part in prepared[1:]]
     try:

@@ -31,18 +31,20 @@ can split the batch over the cores (:func:`workers`, :mod:`volnet.ops.threads`).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import threading
 
 import numpy as np
 
 from . import threads
 
-try:
-    import numba
-except ImportError:  # volnet runs without it: every CONV takes im2col
-    numba = None
-
-ENABLED = numba is not None and os.environ.get("VOLNET_NUMBA", "1").strip() != "0"
+# Whether Numba is installed, asked without importing it: importing Numba takes
+# about 0.3 s, so it happens at the first Winograd call (see _compiled), not at
+# `import volnet`. Without it every CONV takes im2col.
+ENABLED = (importlib.util.find_spec("numba") is not None
+           and os.environ.get("VOLNET_NUMBA", "1").strip() != "0")
 
 # The multiplies have D (forward) or K (input gradient) as their inner size;
 # for shallow inputs they are too thin for BLAS and im2col is faster (measured
@@ -211,10 +213,26 @@ def _tile_blocks(start: int, stop: int, images_per_block: int, tiles_per_image: 
 
 
 def _compiled(function):
-    """Numba-compile a kernel (cached on disk), or leave it as Python where Numba is absent (never called)."""
-    if numba is None:
-        return function
-    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(function)
+    """A kernel Numba compiles (cached on disk) at its first call, when Numba is first imported.
+
+    Called only where :data:`ENABLED`; the wrapper costs one Python call per
+    block of images, next to a compiled loop over the whole block.
+    """
+    compiled = None
+    compiling = threading.Lock()  # the parts of a split (volnet.ops.threads) may make the first call together
+
+    @functools.wraps(function)
+    def kernel(*args):
+        nonlocal compiled
+        if compiled is None:
+            with compiling:
+                if compiled is None:
+                    import numba
+
+                    compiled = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(function)
+        return compiled(*args)
+
+    return kernel
 
 
 # The kernels loop over the depth innermost, one output array per loop, so that

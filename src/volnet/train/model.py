@@ -1,0 +1,141 @@
+"""A trained network for use from Python: ``volnet.load(path)``, ``model.predict(images)``, ``model.save(path)``.
+
+:class:`Model` is the reading side of a checkpoint, as :class:`volnet.train.Trainer`
+is the writing side: the network with its weights, the normalisation it was
+trained with, the class names, and the checkpoint's metadata, kept so that a
+saved copy is again a checkpoint that ``volnet eval``, ``volnet predict`` and
+``volnet train --resume`` read. It lives in ``train/`` beside the checkpoint
+format (:mod:`volnet.train.checkpoint`) that it reads and writes.
+
+Example::
+
+    >>> model = volnet.load("runs/demo/checkpoint.safetensors")
+    >>> model.predict(volnet.data.load("mnist5k", split="test").images[:4]).shape
+    (4, 10)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..convert import softmax
+from ..data.augment import Normalizer
+from . import checkpoint as ckpt
+from .loop import predict as predict_scores
+
+
+class Model:
+    """A network with what inference needs around it.
+
+    Args:
+        net: the :class:`volnet.Sequential`, weights allocated.
+        normalizer: the :class:`volnet.data.Normalizer` the net was trained
+            with, applied to images before the net sees them. Default: None
+            (images go in as they are).
+        classes: the class names, one per output score. Default: ``"0"``,
+            ``"1"``, ... as many as the net has scores.
+        metadata: the checkpoint's JSON description, kept for :meth:`save`.
+            Default: empty (a net trained in Python).
+
+    Attributes:
+        net, normalizer, classes (a tuple of str), metadata.
+
+    Raises:
+        ValueError: ``classes`` does not give one name per output score.
+    """
+
+    def __init__(self, net, normalizer: Normalizer | None = None, classes=None, metadata: dict | None = None,
+                 *, extra_tensors: dict[str, np.ndarray] | None = None):
+        scores = int(np.prod(net.output_shape))
+        self.net = net
+        self.normalizer = normalizer
+        self.classes = tuple(str(c) for c in classes) if classes is not None else tuple(map(str, range(scores)))
+        if len(self.classes) != scores:
+            raise ValueError(f"{len(self.classes)} class names for a net with {scores} output scores")
+        self.metadata = dict(metadata or {})
+        # A checkpoint's tensors besides the weights (the optimizer's caches, the epoch's order), written back
+        # by save() so that a loaded-and-saved run can still be resumed.
+        self._extra_tensors = dict(extra_tensors or {})
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One input volume ``(H, W, D)``."""
+        return tuple(self.net.input_shape)
+
+    def scores(self, images, batch_size: int = 256) -> np.ndarray:
+        """Class scores ``(N, classes)`` (``(classes,)`` for one volume), normalised images in, inference mode.
+
+        ``images`` as :meth:`predict` takes them.
+        """
+        batch, single = self._batch(images)
+        if len(batch) == 0:
+            return np.empty((0, len(self.classes)), self.net.dtype)
+        scores = predict_scores(self.net, batch, batch_size, transform=self.normalizer).reshape(len(batch), -1)
+        return scores[0] if single else scores
+
+    def predict(self, images, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities: the softmax of :meth:`scores`, each row summing to 1.
+
+        Args:
+            images: one volume ``(H, W, D)`` or a batch ``(N, H, W, D)`` of the
+                net's input size, floats in [0, 1] as :func:`volnet.data.load`
+                returns them (the normalisation is applied here).
+            batch_size: images per forward pass. Default: 256.
+
+        Returns:
+            ``(classes,)`` for one volume, ``(N, classes)`` for a batch.
+
+        Raises:
+            ValueError: another shape (the message names the expected one),
+                integer images, or values outside [0, 1].
+        """
+        return softmax(self.scores(images, batch_size))
+
+    def save(self, path) -> Path:
+        """Write a checkpoint atomically (temporary file, fsync, rename); returns its path.
+
+        The file holds the current weights and the metadata this model was
+        loaded with (architecture, normalisation and class names brought up
+        to date), so ``load(path)`` predicts identically and the command
+        line reads it as it read the original.
+        """
+        metadata = {**self.metadata, "architecture": self.net.get_config(),
+                    "normalizer": self.normalizer.get_config() if self.normalizer is not None else None,
+                    "data": {**self.metadata.get("data", {}), "classes": list(self.classes)}}
+        return ckpt.save(path, {**self._extra_tensors, **ckpt.network_tensors(self.net)}, metadata)
+
+    def _batch(self, images) -> tuple[np.ndarray, bool]:
+        """``(batch (N, H, W, D) in the net's dtype, whether one volume came in)``, or a ValueError."""
+        x = np.asarray(images)
+        H, W, D = self.input_shape
+        single = x.shape == (H, W, D)
+        if not single and not (x.ndim == 4 and x.shape[1:] == (H, W, D)):
+            raise ValueError(f"expected one volume (H, W, D) = ({H}, {W}, {D}) or a batch (N, H, W, D) = "
+                             f"(N, {H}, {W}, {D}), got shape {x.shape}")
+        if x.dtype.kind != "f":
+            raise ValueError(f"expected floats in [0, 1] as volnet.data.load returns them, got {x.dtype} "
+                             "(divide 8-bit images by 255)")
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"expected values in [0, 1] as volnet.data.load returns them, got "
+                             f"{x.min():g} to {x.max():g}")
+        x = x.astype(self.net.dtype, copy=False)
+        return (x[None] if single else x), single
+
+    def __repr__(self):
+        normalised = ", normalised" if self.normalizer is not None else ""
+        return f"Model({self.net!r}, {len(self.classes)} classes{normalised})"
+
+
+def load(path) -> Model:
+    """The :class:`Model` in the checkpoint at ``path`` (written by ``volnet train`` or :meth:`Model.save`).
+
+    Raises:
+        CheckpointError: the file is missing, not a volnet checkpoint, or its
+            weights do not fit its architecture.
+    """
+    net, normalizer, tensors, metadata = ckpt.load_model(path)
+    classes = metadata.get("data", {}).get("classes")
+    extra = {name: value for name, value in tensors.items() if not name.startswith("layers.")}
+    return Model(net, normalizer, classes, metadata, extra_tensors=extra)
