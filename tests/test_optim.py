@@ -255,8 +255,8 @@ def test_factory_errors():
 
 
 @pytest.mark.parametrize("cls, kwargs, message", [
-    (SGD, {"lr": 0}, "learning rate must be > 0"),
-    (SGD, {"lr": -1}, "learning rate must be > 0"),
+    (SGD, {"lr": 0}, "learning rate must be a finite number > 0"),
+    (SGD, {"lr": -1}, "learning rate must be a finite number > 0"),
     (SGD, {"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
     (SGD, {"momentum": -0.1}, r"momentum must be in \[0, 1\)"),
     (SGD, {"weight_decay": -1e-4}, "weight_decay must be >= 0"),
@@ -266,7 +266,8 @@ def test_factory_errors():
     (Adam, {"betas": (-0.1, 0.9)}, r"betas\[0\] must be in \[0, 1\)"),
     (Adam, {"betas": (0.9,)}, "betas must be a pair"),
     (Adam, {"eps": -1e-8}, "eps must be > 0"),
-    (Adam, {"lr": float("nan")}, "learning rate must be > 0"),
+    (Adam, {"lr": float("nan")}, "learning rate must be a finite number > 0"),
+    (Adam, {"lr": float("inf")}, "learning rate must be a finite number > 0"),
 ])
 def test_rejects_bad_hyperparameters(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -345,7 +346,7 @@ def test_schedule_config_round_trip(schedule):
     (lambda: StepDecay(0.1, every=0), "every must be an integer >= 1"),
     (lambda: StepDecay(0.1, every=2, gamma=0), r"gamma must be in \(0, 1\]"),
     (lambda: CosineAnnealing(0.1, T=10, min_lr=0.2), r"min_lr must be in \[0, lr=0.1\]"),
-    (lambda: CosineAnnealing(0, T=10), "learning rate must be > 0"),
+    (lambda: CosineAnnealing(0, T=10), "learning rate must be a finite number > 0"),
     (lambda: LinearWarmup(0.1, warmup=3), "wraps a Schedule"),
     (lambda: LinearWarmup(Constant(0.1), warmup=0), "warmup must be an integer >= 1"),
     (lambda: Constant(0.1).lr_at(-1), "position must be >= 0"),

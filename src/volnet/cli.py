@@ -1,12 +1,15 @@
 """The ``volnet`` command. Argument parsing and printing only; the work is in the library.
 
 Exit codes: 0 success, 1 failure (bad data, diverged training, unreadable
-checkpoint...), 2 usage error, 130 interrupted (after saving a checkpoint).
+checkpoint...), 2 usage error (one line naming the flag), 130 interrupted by
+Ctrl-C and 143 by SIGTERM (128 + the signal; the message says what was saved).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -32,14 +35,50 @@ class UsageError(Exception):
     """A bad combination of arguments: exit code 2."""
 
 
-def _volume(text: str) -> tuple[int, ...]:
-    try:
-        dims = tuple(int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 28x28x1 or 32x32, got {text!r}") from None
-    if not dims or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return dims
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line naming the flag (argparse's own prints the whole usage block first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _size(dims: int, example: str):
+    """An argument type for ``HxW`` (dims=2) or ``HxWxD`` (dims=3) with positive sizes."""
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            sizes = tuple(int(part) for part in text.lower().split("x"))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != dims:
+            raise argparse.ArgumentTypeError(f"expected {dims} sizes like {example}, got {text!r}")
+        if min(sizes) < 1:
+            raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+        return sizes
+    parse.__name__ = "HxW" if dims == 2 else "HxWxD"
+    return parse
+
+
+def _number(kind, requirement: str, ok):
+    """An argument type: ``kind(text)`` that must satisfy ``ok`` (finite, for floats)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {requirement}, got {text!r}") from None
+        if not (math.isfinite(value) and ok(value)):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_positive_int = _number(int, "an integer >= 1", lambda v: v >= 1)
+_count = _number(int, "an integer >= 0", lambda v: v >= 0)
+_positive_float = _number(float, "a finite number > 0", lambda v: v > 0)
+_non_negative_float = _number(float, "a finite number >= 0", lambda v: v >= 0)
+_fraction = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
+_decay_factor = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+_scale = _number(float, "a finite number >= 1", lambda v: v >= 1)
 
 
 # -- progress ------------------------------------------------------------------
@@ -94,6 +133,51 @@ def _load_data(name, root, split, size=None, grayscale=False):
     return load(name, root=root, split=split, **options)
 
 
+# Options a resumed run may change; every other one is the saved run's.
+RESUME_OVERRIDES = ("--epochs", "--root", "--resume")
+
+
+def _given_options(parser, argv) -> list[str]:
+    """The options written on the command line (abbreviations are off, so each appears as itself)."""
+    flags = {flag for action in parser._actions for flag in action.option_strings}
+    return [flag for flag in flags if any(arg == flag or arg.startswith(flag + "=") for arg in argv)]
+
+
+def _default_out(arch: str, data: str) -> Path:
+    """``runs/ARCH-DATA`` for a zoo name; a notation gets a short stable name instead of nested folders."""
+    from .zoo import ARCHITECTURES
+
+    if arch in ARCHITECTURES:
+        return Path("runs") / f"{arch}-{data}"
+    return Path("runs") / f"net-{hashlib.sha1(arch.encode()).hexdigest()[:8]}-{data}"
+
+
+def _build_for_data(arch: str, image_shape, classes: int, data: str, seed: int):
+    """The net for the data's images; a zoo net made for another image size says so, not a stride error."""
+    from .spec import SpecError
+    from .zoo import ARCHITECTURES, UnknownArchitecture, build_any, build_named
+
+    try:
+        return build_any(arch, image_shape, classes, seed=seed)
+    except (UnknownArchitecture, SpecError) as error:
+        raise UsageError(f"argument --arch: {error}") from None
+    except ShapeError as error:
+        if arch not in ARCHITECTURES:
+            raise UsageError(f"argument --arch: {error}") from None
+        native = build_named(arch, allocate=False).input_shape
+        if tuple(native) == tuple(image_shape):
+            raise
+        fitting = [name for name in ARCHITECTURES
+                   if build_named(name, allocate=False).input_shape == tuple(image_shape)]
+        hint = f"; architectures made for {_shape(image_shape)}: {', '.join(fitting)}" if fitting else ""
+        raise UsageError(f"argument --arch: {arch} expects {_shape(native)} images, {data} images are "
+                         f"{_shape(image_shape)}{hint}") from None
+
+
+def _shape(shape) -> str:
+    return "x".join(map(str, shape))
+
+
 def _schedule(args):
     from .optim import CosineAnnealing, LinearWarmup, StepDecay
 
@@ -121,57 +205,103 @@ def _augment(args):
 
 
 def cmd_train(args) -> int:
-    from .data import Normalizer
-    from .data.split import split_validation
-    from .optim import make_optimizer
-    from .train import Trainer
-    from .train.checkpoint import read
-    from .zoo import UnknownArchitecture, build_any
+    from .train import TrainingInterrupted
 
-    if args.resume:
-        _, metadata = read(args.resume)
-        data = metadata["data"]
-        full = _load_data(data["name"], data["root"], "train", data["size"], data["grayscale"])
-        train, val = split_validation(full, data["val_split"], seed=metadata["train"]["seed"])
-        trainer = Trainer.from_checkpoint(args.resume, train, val=val, epochs=args.epochs,
-                                          callbacks=[_progress_callback(sys.stdout)])
-        position = trainer.position
-        print(f"resuming {args.resume} at epoch {position.epoch + 1}, batch {position.batch + 1} "
-              f"of a {trainer.epochs}-epoch run")
-    else:
-        args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
-        if args.schedule == "cosine" and args.warmup >= args.epochs:
-            raise UsageError("--warmup must be smaller than --epochs")
-        full = _load_data(args.data, args.root, "train", args.size and tuple(args.size), args.grayscale)
-        train, val = split_validation(full, args.val_split, seed=args.seed)
-        try:
-            net = build_any(args.arch, train.images.shape[1:], len(full.classes), seed=args.seed)
-        except UnknownArchitecture as error:
-            raise UsageError(str(error)) from None
-        kwargs = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
-        optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay,
-                                   **kwargs)
-        out = Path(args.out or f"runs/{args.arch}-{args.data}")
-        data = {"name": args.data, "root": args.root, "size": args.size and list(args.size),
-                "grayscale": args.grayscale, "val_split": args.val_split, "classes": list(full.classes)}
-        trainer = Trainer(net, optimizer, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
-                          loss=args.loss, schedule=_schedule(args), augment=_augment(args),
-                          normalizer=None if args.no_normalize else Normalizer.fit(train.images), seed=args.seed,
-                          out_dir=out, callbacks=[_progress_callback(sys.stdout)], extra_metadata={"data": data})
-        print(f"data: {args.data}, {len(train)} training / {len(val) if val else 0} validation images of "
-              f"{'x'.join(map(str, train.images.shape[1:]))}, {len(full.classes)} classes")
-        print(net.summary())
+    trainer = _resumed_trainer(args) if args.resume else _new_trainer(args)
+    if trainer is None:
+        return 0
     try:
         trainer.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; progress saved to {trainer.checkpoint_path}\n"
-              f"resume with: volnet train --resume {trainer.checkpoint_path}", file=sys.stderr)
-        return 130
+    except TrainingInterrupted as stop:
+        print(f"\ninterrupted by {stop}", file=sys.stderr)
+        if stop.checkpoint is not None:
+            print(f"resume with: volnet train --resume {stop.checkpoint}", file=sys.stderr)
+        return 128 + stop.signal
     last = trainer.history[-1]
     print(f"saved {trainer.checkpoint_path} (history: {trainer.out_dir / 'history.csv'})")
     if last.val_accuracy is not None:
         print(f"validation accuracy: {last.val_accuracy:.2%}")
     return 0
+
+
+def _new_trainer(args):
+    from .analysis import require_fit
+    from .data import Normalizer
+    from .data.split import split_validation
+    from .optim import make_optimizer
+    from .train import Trainer
+    from .train.run_folder import RunFolder
+
+    args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
+    if args.warmup >= args.epochs:
+        raise UsageError(f"argument --warmup: {args.warmup} epochs of warm-up leave none of the {args.epochs} "
+                         "--epochs; use a smaller --warmup")
+    out = RunFolder(args.out or _default_out(args.arch, args.data))
+    if out.holds_run() and not args.overwrite:
+        raise UsageError(f"{out.path} already holds a run; continue it with --resume {out.checkpoint}, replace it "
+                         "with --overwrite, or choose another --out")
+    out.prepare()  # an unwritable --out is found before the data is read and the first epoch trained
+    root = str(Path(args.root).resolve()) if args.root else None
+    full = _load_data(args.data, root, "train", args.size and tuple(args.size), args.grayscale)
+    train, val = split_validation(full, args.val_split, seed=args.seed)
+    net = _build_for_data(args.arch, train.images.shape[1:], len(full.classes), args.data, args.seed)
+    require_fit(net, min(args.batch_size, len(train)), "train", args.optimizer, what=f"training {args.arch}",
+                batch_flag="--batch-size")  # validation runs at the same batch, in less memory
+    kwargs = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
+    optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay, **kwargs)
+    data = {"name": args.data, "root": root, "size": args.size and list(args.size),
+            "grayscale": args.grayscale, "val_split": args.val_split, "classes": list(full.classes)}
+    trainer = Trainer(net, optimizer, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
+                      loss=args.loss, schedule=_schedule(args), augment=_augment(args),
+                      normalizer=None if args.no_normalize else Normalizer.fit(train.images), seed=args.seed,
+                      out_dir=out.path, overwrite=args.overwrite, callbacks=[_progress_callback(sys.stdout)],
+                      extra_metadata={"data": data})
+    print(f"data: {args.data}, {len(train)} training / {len(val) if val else 0} validation images of "
+          f"{_shape(train.images.shape[1:])}, {len(full.classes)} classes")
+    print(net.summary())
+    print(f"writing to {out.path}")
+    return trainer
+
+
+def _resumed_trainer(args):
+    """The saved run, continued or extended; None (after saying so) when it is already complete."""
+    from .data.split import split_validation
+    from .train import Trainer
+    from .train.checkpoint import read, require_training_state
+
+    refused = sorted(set(_given_options(args.train_parser, args.argv)) - set(RESUME_OVERRIDES))
+    if refused:
+        raise UsageError(f"{', '.join(refused)} cannot change a resumed run: --resume continues with the saved "
+                         "run's settings; only --epochs (to extend it) and --root (to find its data elsewhere) "
+                         "apply")
+    _, metadata = read(args.resume)
+    require_training_state(metadata, args.resume)
+    saved_epochs, position = metadata["train"]["epochs"], metadata["position"]
+    done, batch = position["epoch"], position["batch"]
+    epochs = saved_epochs if args.epochs is None else args.epochs
+    if epochs < done or (epochs == done and batch):
+        raise UsageError(f"argument --epochs: the run has already trained {done} epochs; pass more than {done} "
+                         "to extend it, or leave --epochs out to finish it")
+    if epochs == done:
+        extend = f"; pass --epochs N (more than {done}) to extend it" if args.epochs is None else ""
+        print(f"{args.resume}: the run is complete ({done} of {saved_epochs} epochs), nothing to train{extend}")
+        return None
+    data = metadata["data"]
+    root = args.root and str(Path(args.root).resolve())
+    full = _load_data(data["name"], root or data["root"], "train", data["size"], data["grayscale"])
+    train, val = split_validation(full, data["val_split"], seed=metadata["train"]["seed"])
+    trainer = Trainer.from_checkpoint(args.resume, train, val=val, callbacks=[_progress_callback(sys.stdout)])
+    if root:
+        trainer.extra_metadata["data"] = {**data, "root": root}
+    print(f"resuming {args.resume} at epoch {done + 1}, batch {batch + 1} of a {saved_epochs}-epoch run")
+    if epochs != saved_epochs:
+        trainer.extend(epochs)
+        schedule = trainer.schedule
+        follows = "" if schedule is None else (
+            f"; the {schedule.get_config()['name']} schedule is fitted to {epochs} epochs "
+            f"(learning rate {schedule.lr_at(done):.3g} in epoch {done + 1})")
+        print(f"extending the run from {saved_epochs} to {epochs} epochs{follows}")
+    return trainer
 
 
 def cmd_fetch(args) -> int:
@@ -191,11 +321,16 @@ def cmd_eval(args) -> int:
     name = args.data or data.get("name")
     if name is None:
         raise UsageError("this checkpoint does not record its data set; pass --data")
-    root = args.root if args.data else data.get("root")
+    root = args.root or data.get("root")
     test = _load_data(name, root, args.split, data.get("size") and tuple(data["size"]), data.get("grayscale", False))
-    loss, accuracy = evaluate(net, test.images, test.labels, loss=metadata["train"]["loss"], transform=normalizer)
-    epoch = metadata["position"]["epoch"]
-    print(f"{args.checkpoint} (epoch {epoch}) on {name} {args.split}: accuracy {accuracy:.2%}, "
+    from .analysis import require_fit
+
+    batch = min(args.batch_size, len(test))
+    require_fit(net, batch, "inference", what=f"evaluating {args.checkpoint}", batch_flag="--batch-size")
+    loss, accuracy = evaluate(net, test.images, test.labels, batch_size=batch,
+                              loss=metadata.get("train", {}).get("loss", "softmax"), transform=normalizer)
+    epoch = f" (epoch {metadata['position']['epoch']})" if "position" in metadata else ""
+    print(f"{args.checkpoint}{epoch} on {name} {args.split}: accuracy {accuracy:.2%}, "
           f"loss {loss:.4f}, {len(test)} images")
     return 0
 
@@ -204,7 +339,7 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from .convert import slide, sliding_size, softmax
-    from .data.folder import read_image
+    from .data.folder import read_image_with_note
     from .train.checkpoint import load_model
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
@@ -215,7 +350,15 @@ def cmd_predict(args) -> int:
     if args.heatmap and len(args.images) != 1:
         raise UsageError("--heatmap draws one image; pass a single IMAGE")
     size = sliding_size(net, args.scale) if args.slide else (H, W)
-    raw = np.stack([read_image(path, size=size, grayscale=D == 1) for path in args.images])
+    if args.slide:  # before any image is read: refuse a scale the machine cannot hold
+        from .convert.sliding import require_sliding_memory
+
+        require_sliding_memory(net, args.scale, len(args.images), heatmap=bool(args.heatmap))
+    read = [read_image_with_note(path, size=size, grayscale=D == 1) for path in args.images]
+    for path, (_, note) in zip(args.images, read):
+        if note:  # say how an image was changed to fit the net: RGBA to grayscale, 640x480 to 28x28...
+            print(f"{path}: {note}")
+    raw = np.stack([volume for volume, _ in read])
     images = normalizer(raw) if normalizer is not None else raw
     if args.slide:
         score_map, scores = slide(net, images)
@@ -254,10 +397,21 @@ def cmd_summary(args) -> int:
     from .analysis import analyze, batch_fit
     from .zoo import UnknownArchitecture, build_any
 
-    try:
-        net = build_any(args.arch, args.input and tuple(args.input), args.classes, allocate=False)
-    except UnknownArchitecture as error:
-        raise UsageError(str(error)) from None
+    if Path(args.arch).is_file():  # a checkpoint: the architecture its metadata records, built without weights
+        from .layers import layer_from_config
+        from .net import Sequential
+        from .train.checkpoint import read
+
+        if args.input or args.classes:
+            raise UsageError("--input and --classes do not apply to a checkpoint, whose architecture is fixed")
+        config = read(args.arch)[1]["architecture"]
+        net = Sequential([layer_from_config(c) for c in config["layers"]], config["input_shape"],
+                         seed=config.get("seed", 0), dtype=config.get("dtype", "float32"), allocate=False)
+    else:
+        try:
+            net = build_any(args.arch, args.input and tuple(args.input), args.classes, allocate=False)
+        except UnknownArchitecture as error:
+            raise UsageError(str(error)) from None
     optimizer = None if args.optimizer == "none" else args.optimizer
     report = analyze(net, batch=args.batch, dtype=args.dtype, optimizer=optimizer)
     fits = {mode: batch_fit(net, args.budget, optimizer=optimizer, dtype=args.dtype, mode=mode)
@@ -280,14 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .optim import OPTIMIZERS
     from .zoo import ARCHITECTURES
 
-    parser = argparse.ArgumentParser(
-        prog="volnet", description="ConvNets on 3-D activation volumes, in NumPy.",
+    parser = _Parser(
+        prog="volnet", allow_abbrev=False, description="ConvNets on 3-D activation volumes, in NumPy.",
         epilog="Start with: volnet train --arch lenet --data mnist5k --epochs 8  (bundled digits, no download)")
     parser.add_argument("--version", action="version", version=f"volnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     formatter = _Formatter
 
     train = sub.add_parser("train", help="train a network and save checkpoints", formatter_class=formatter,
+                           allow_abbrev=False,
                            description="Train a network on a data set. A checkpoint is written to OUT after every "
                                        "epoch and on Ctrl-C; --resume continues exactly where a run stopped.")
     train.add_argument("--arch", default="lenet", metavar="NAME|NOTATION",
@@ -296,29 +451,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", choices=["mnist5k", "mnist", "cifar10", "folder"], default="mnist5k",
                        help="data set (mnist5k is bundled and needs no download)")
     train.add_argument("--root", help="folder holding the data set's files (default: the cache folder)")
-    train.add_argument("--size", type=_volume, help="resize folder images to HxW")
+    train.add_argument("--size", type=_size(2, "28x28"), help="resize folder images to HxW")
     train.add_argument("--grayscale", action="store_true", help="read folder images as one channel")
-    train.add_argument("--epochs", type=int, help="passes over the training set (default: 8; with --resume: "
+    train.add_argument("--epochs", type=_positive_int, help="passes over the training set (default: 8; with --resume: "
                                                   "the saved run's, or more to extend it)")
-    train.add_argument("--batch-size", type=int, default=64, help="images per step")
+    train.add_argument("--batch-size", type=_positive_int, default=64, help="images per step")
     train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="update rule")
-    train.add_argument("--lr", type=float, default=0.002, help="learning rate")
-    train.add_argument("--momentum", type=float, default=0.9, help="momentum (momentum, nesterov)")
-    train.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
+    train.add_argument("--lr", type=_positive_float, default=0.002, help="learning rate")
+    train.add_argument("--momentum", type=_fraction, default=0.9, help="momentum (momentum, nesterov)")
+    train.add_argument("--weight-decay", type=_non_negative_float, default=0.0, help="L2 weight decay")
     train.add_argument("--schedule", choices=SCHEDULES, default="none", help="learning-rate schedule")
-    train.add_argument("--step-every", type=int, default=10, help="epochs between step decays")
-    train.add_argument("--gamma", type=float, default=0.1, help="step decay factor")
-    train.add_argument("--warmup", type=int, default=0, help="epochs of linear warm-up")
+    train.add_argument("--step-every", type=_positive_int, default=10, help="epochs between step decays")
+    train.add_argument("--gamma", type=_decay_factor, default=0.1, help="step decay factor")
+    train.add_argument("--warmup", type=_count, default=0, help="epochs of linear warm-up")
     train.add_argument("--augment", help="comma-separated: crop (random crop after zero padding), flip")
-    train.add_argument("--crop-pad", type=int, default=4, help="zero padding before a random crop")
+    train.add_argument("--crop-pad", type=_count, default=4, help="zero padding before a random crop")
     train.add_argument("--no-normalize", action="store_true", help="skip per-channel normalisation")
-    train.add_argument("--val-split", type=float, default=0.1, help="fraction of training images held out")
+    train.add_argument("--val-split", type=_fraction, default=0.1, help="fraction of training images held out")
     train.add_argument("--loss", choices=["softmax", "svm"], default="softmax", help="classifier loss")
-    train.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation")
-    train.add_argument("--out", help="output folder (default: runs/ARCH-DATA)")
-    train.add_argument("--resume", metavar="CHECKPOINT", help="continue a saved run (other options come from it; "
-                                                                 "--epochs may extend it)")
-    train.set_defaults(run=cmd_train)
+    train.add_argument("--seed", type=_count, default=0, help="seeds initialisation, shuffling, augmentation")
+    train.add_argument("--out", help="output folder (default: runs/ARCH-DATA; runs/net-HASH-DATA for a notation)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run that --out already holds (otherwise training refuses to start)")
+    train.add_argument("--resume", metavar="CHECKPOINT",
+                       help="continue a saved run with its saved settings; --epochs beyond the saved total extends "
+                            "it (a cosine schedule is stretched to the new end), --root finds its data elsewhere")
+    train.set_defaults(run=cmd_train, train_parser=train)
 
     fetch = sub.add_parser("fetch", help="download MNIST or CIFAR-10 and verify its checksums",
                            formatter_class=formatter,
@@ -335,18 +493,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="data set (default: the one it was trained on)")
     evaluate.add_argument("--root", help="folder holding the data set's files")
     evaluate.add_argument("--split", choices=["train", "test"], default="test", help="which split")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass")
     evaluate.set_defaults(run=cmd_eval)
 
     predict = sub.add_parser("predict", help="top-k classes for image files", formatter_class=formatter)
     predict.add_argument("checkpoint", help="a checkpoint.safetensors written by volnet train")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (resized to the net's input)")
-    predict.add_argument("--top-k", type=int, default=3, help="how many classes to show")
+    predict.add_argument("--top-k", type=_positive_int, default=3, help="how many classes to show")
     predict.add_argument("--slide", action="store_true",
                          help="enlarge the image, slide the net over it in one pass (FC layers converted to CONV) "
                               "and average the class scores of every position")
-    predict.add_argument("--scale", type=float, default=1.5, help="enlargement for --slide")
+    predict.add_argument("--scale", type=_scale, default=1.5, help="enlargement for --slide")
     predict.add_argument("--heatmap", metavar="PNG", help="with --slide: draw one class's score map over the image")
-    predict.add_argument("--heat-class", type=int, help="class index for --heatmap (default: the top class)")
+    predict.add_argument("--heat-class", type=_count, help="class index for --heatmap (default: the top class)")
     predict.set_defaults(run=cmd_predict)
 
     summary = sub.add_parser(
@@ -358,9 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("arch", metavar="NAME|NOTATION",
                          help=f"a zoo name ({', '.join(ARCHITECTURES)}) or notation such as "
                               "'INPUT[32x32x3] -> [CONV3-32 -> RELU]*2 -> POOL2 -> FC10'")
-    summary.add_argument("--input", type=_volume, help="input volume HxWxD (default: the net's own)")
-    summary.add_argument("--classes", type=int, help="number of classes (default: the net's own)")
-    summary.add_argument("--batch", type=int, default=1, help="images per batch for the memory figures")
+    summary.add_argument("--input", type=_size(3, "28x28x1"), help="input volume HxWxD (default: the net's own)")
+    summary.add_argument("--classes", type=_positive_int, help="number of classes (default: the net's own)")
+    summary.add_argument("--batch", type=_positive_int, default=1, help="images per batch for the memory figures")
     summary.add_argument("--optimizer", choices=["none", *OPTIMIZERS], default="momentum",
                          help="optimizer whose step cache counts in training memory")
     summary.add_argument("--dtype", choices=["float32", "float64", "float16"], default="float32",
@@ -372,20 +531,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OUT_OF_MEMORY_HINTS = {
+    "train": "lower --batch-size or choose a smaller --arch",
+    "predict": "lower --scale or pass fewer images at once",
+    "eval": "evaluate on a machine with more memory",
+    "summary": "choose a smaller --arch",
+}
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.run(args)
     except UsageError as error:
-        parser.print_usage(sys.stderr)
-        print(f"volnet {args.command}: error: {error}", file=sys.stderr)
+        # one line; a notation error adds the notation with a caret under the column at fault
+        first, *pointer = str(error).split("\n")
+        print(f"volnet {args.command}: error: {first} (see volnet {args.command} --help)", *pointer, sep="\n",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
     except (ShapeError, ValueError, OSError, ImportError) as error:
         print(f"volnet {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except (MemoryError, OverflowError) as error:  # past volnet's own estimates: still one line, no traceback
+        what = "out of memory" if isinstance(error, MemoryError) else "a size too large to compute with"
+        hint = OUT_OF_MEMORY_HINTS.get(args.command, "ask for less work at once")
+        print(f"volnet {args.command}: error: {what} while running {args.command} "
+              f"({type(error).__name__}: {error or 'no details'}); {hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"volnet {args.command}: interrupted", file=sys.stderr)

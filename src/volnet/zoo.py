@@ -43,6 +43,8 @@ resnet50      224x224x3   1000     25,557,032  torchvision ``resnet50`` (v1.5)
 
 from __future__ import annotations
 
+import difflib
+
 from .layers import (FC, AvgPool, BatchNorm, Conv2D, Dropout, GlobalAvgPool, Inception, MaxPool, ReLU,
                      Residual)
 from .net import Sequential
@@ -437,6 +439,9 @@ def build_any(name_or_notation: str, input_shape=None, classes: int | None = Non
     looks_like_notation = any(mark in name_or_notation for mark in ("->", "[", "(")) or \
         name_or_notation.strip().upper() in ("INPUT", "FC")
     if not looks_like_notation:
+        close = difflib.get_close_matches(name_or_notation.lower(), ARCHITECTURES, n=1, cutoff=0.6)
+        if close:
+            raise UnknownArchitecture(f"unknown architecture {name_or_notation!r}; did you mean {close[0]!r}?")
         raise UnknownArchitecture(f"unknown architecture {name_or_notation!r}: neither a zoo name ({', '.join(ARCHITECTURES)}) "
                          "nor notation such as 'INPUT[28x28x1] -> CONV3-16 -> RELU -> POOL2 -> FC'")
     from .spec import build

@@ -106,7 +106,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         trainer.save()
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "history.csv", "history.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".volnet.lock", "checkpoint.safetensors", "history.csv",
+                                                          "history.json"]
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):

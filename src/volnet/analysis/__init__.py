@@ -9,7 +9,8 @@ network built with ``allocate=False`` or from unbuilt layer objects.
   other ops, activations, receptive field), totals, :class:`Memory` in
   training and inference, lints; ``report.table()`` and ``report.to_dict()``.
 * :func:`max_batch_size` / :func:`batch_fit`: the largest batch for a
-  memory budget (``"12GB"``, ``"1.5GiB"``, bytes).
+  memory budget (``"12GB"``, ``"1.5GiB"``, bytes); :func:`require_fit`
+  refuses work that the machine's available memory cannot hold.
 * :func:`receptive_fields`, :func:`compare_stack`: the notes' 3x3 vs 7x7.
 * :func:`lint` / :data:`RULES`: the notes' "Layer Sizing Patterns".
 
@@ -22,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+from .. import resources
+from ..resources import ResourceError, describe_bytes, machine_has, usable_memory
 from .lints import RULES, Lint, lint
 from .memory import BatchFit, Memory, bytes_per_value, fit_batch, format_bytes, parse_budget
 from .receptive_field import ReceptiveField, StackComparison, compare_stack, receptive_fields
@@ -59,6 +62,49 @@ def max_batch_size(net, budget="12GB", optimizer: str | None = "momentum", dtype
     return batch_fit(net, budget, optimizer, dtype, mode, input_shape=input_shape).batch
 
 
+def require_fit(net, batch: int, mode: str = "train", optimizer: str | None = "momentum", *, what: str,
+                batch_flag: str = "the batch size", fix: str | None = None, input_shape=None):
+    """Refuse to run ``net`` on batches of ``batch`` when volnet's own estimate does not fit in memory.
+
+    The estimate is :class:`volnet.analysis.Memory` ``total`` (``mode`` ``"train"``:
+    caches, gradients and the optimizer's state; ``"inference"``: one layer's
+    input and output at a time), from shapes alone. Returns that
+    :class:`~volnet.analysis.Memory` when it fits (or where the platform
+    does not say what is available).
+
+    ``what`` names the work ("training vgg16"); the advice is to lower
+    ``batch_flag`` (``"--batch-size"``) to the largest batch that fits,
+    unless ``fix`` gives other advice (where no flag sets the batch).
+
+    Raises:
+        ResourceError: "<what> at batch B needs X, the machine has Y
+            available; lower <batch_flag> (the largest batch that fits is N)",
+            or, when not even one volume fits, why (parameters alone, or one
+            volume's activations) and that a smaller network is needed.
+
+    Example:
+        >>> from volnet.layers import Conv2D, FC
+        >>> from volnet import Sequential
+        >>> net = Sequential([Conv2D(8, 3, P=1), FC(10)], (32, 32, 3), allocate=False)
+        >>> require_fit(net, 64, what="training the example").batch
+        64
+    """
+    report = analyze(net, batch=batch, optimizer=optimizer if mode == "train" else None, input_shape=input_shape)
+    memory = report.memory(mode)
+    available = resources.available_memory()
+    if available is None or memory.total <= usable_memory(available):
+        return memory
+    fit = batch_fit(report, usable_memory(available), optimizer=optimizer if mode == "train" else None, mode=mode)
+    if not fit.batch:
+        fix = f"not even one volume fits ({fit.explanation})"
+    elif fix is None:
+        fix = f"lower {batch_flag} (the largest batch that fits is {fit.batch}: volnet.analysis.batch_fit)"
+    else:
+        fix = f"{fix} (the largest batch that fits is {fit.batch})"
+    raise ResourceError(f"{what} at batch {batch} needs {describe_bytes(memory.total)}, {machine_has(available)}; "
+                        f"{fix}")
+
+
 def _report(net, dtype, optimizer, input_shape) -> Report:
     if isinstance(net, Report):
         return net
@@ -68,5 +114,5 @@ def _report(net, dtype, optimizer, input_shape) -> Report:
 __all__ = [
     "analyze", "analyze_layers", "Report", "LayerRow", "Memory", "max_batch_size", "batch_fit",
     "BatchFit", "parse_budget", "format_bytes", "bytes_per_value", "ReceptiveField", "receptive_fields",
-    "compare_stack", "StackComparison", "lint", "Lint", "RULES",
+    "compare_stack", "StackComparison", "lint", "Lint", "RULES", "require_fit",
 ]

@@ -15,6 +15,7 @@ RMSProp, 2 for Adam).
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 
@@ -26,6 +27,11 @@ def check_hyperparameter(name: str, value, ok: bool, requirement: str) -> float:
     if not ok:
         raise ValueError(f"{name} must be {requirement}, got {value!r}")
     return float(value)
+
+
+def check_learning_rate(lr) -> float:
+    """``float(lr)`` for a finite rate > 0; a ValueError for 0, negative, NaN or Inf rates."""
+    return check_hyperparameter("learning rate", lr, lr > 0 and math.isfinite(lr), "a finite number > 0")
 
 
 def constructor_config(obj) -> dict:
@@ -58,7 +64,7 @@ class Optimizer:
 
     def __init__(self, params: list[Param], lr: float, weight_decay: float = 0.0):
         self.params = list(params)
-        self.lr = check_hyperparameter("learning rate", lr, lr > 0, "> 0")
+        self.lr = check_learning_rate(lr)
         self.weight_decay = check_hyperparameter("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
         self.steps = 0  # updates applied so far (Adam's bias correction uses it)
         self._state = {name: [np.zeros_like(p.value) for p in self.params] for name in self.state_names}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import operator
 
-from .base import check_hyperparameter, constructor_config, constructor_repr
+from .base import check_hyperparameter, check_learning_rate, constructor_config, constructor_repr
 
 
 def _position(t) -> int:
@@ -45,6 +45,17 @@ class Schedule:
     def _lr_at(self, t: int) -> float:
         raise NotImplementedError
 
+    def for_epochs(self, epochs: int) -> Schedule:
+        """This schedule fitted to a run of ``epochs`` epochs (what extending a run does).
+
+        Only a schedule with an end (cosine annealing) changes: it is stretched
+        to end at the new last epoch, so an extended run continues from the
+        longer cosine at the epoch reached (a warm restart, as in SGDR) instead
+        of training on at ``min_lr``. Step decay and constant rates continue
+        unchanged.
+        """
+        return self
+
     def get_config(self) -> dict:
         """``{"name": ..., **constructor arguments}``: :func:`schedule_from_config` rebuilds it."""
         return constructor_config(self)
@@ -59,7 +70,7 @@ class Constant(Schedule):
     name = "constant"
 
     def __init__(self, lr: float):
-        self.lr = check_hyperparameter("learning rate", lr, lr > 0, "> 0")
+        self.lr = check_learning_rate(lr)
 
     def _lr_at(self, t):
         return self.lr
@@ -74,7 +85,7 @@ class StepDecay(Schedule):
     name = "step"
 
     def __init__(self, lr: float, every: int, gamma: float = 0.1):
-        self.lr = check_hyperparameter("learning rate", lr, lr > 0, "> 0")
+        self.lr = check_learning_rate(lr)
         self.every = _count("every", every)
         self.gamma = check_hyperparameter("gamma", gamma, 0 < gamma <= 1, "in (0, 1]")
 
@@ -93,13 +104,16 @@ class CosineAnnealing(Schedule):
     name = "cosine"
 
     def __init__(self, lr: float, T: int, min_lr: float = 0.0):
-        self.lr = check_hyperparameter("learning rate", lr, lr > 0, "> 0")
+        self.lr = check_learning_rate(lr)
         self.T = _count("T", T)
         self.min_lr = check_hyperparameter("min_lr", min_lr, 0 <= min_lr <= lr, f"in [0, lr={lr}]")
 
     def _lr_at(self, t):
         t = min(t, self.T)
         return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * t / self.T)) / 2
+
+    def for_epochs(self, epochs: int) -> Schedule:
+        return CosineAnnealing(self.lr, T=epochs, min_lr=self.min_lr)
 
 
 class LinearWarmup(Schedule):
@@ -124,6 +138,9 @@ class LinearWarmup(Schedule):
         if t >= self.warmup:
             return self.schedule.lr_at(t - self.warmup)
         return self.schedule.lr_at(0) * (self.start_factor + (1 - self.start_factor) * t / self.warmup)
+
+    def for_epochs(self, epochs: int) -> Schedule:
+        return LinearWarmup(self.schedule.for_epochs(epochs - self.warmup), self.warmup, self.start_factor)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "schedule": self.schedule.get_config()}

@@ -2,7 +2,9 @@
 
 from .checkpoint import CheckpointError
 from .loop import check_labelled, evaluate, iterate_minibatches, predict
-from .trainer import BatchProgress, Callback, EpochRecord, History, Trainer, TrainingDiverged, fit
+from .run_folder import RunExists, RunFolder, RunFolderBusy, RunFolderError
+from .trainer import BatchProgress, Callback, EpochRecord, History, Trainer, TrainingDiverged, TrainingInterrupted, fit
 
 __all__ = ["Trainer", "fit", "evaluate", "predict", "iterate_minibatches", "check_labelled", "Callback",
-           "BatchProgress", "EpochRecord", "History", "TrainingDiverged", "CheckpointError"]
+           "BatchProgress", "EpochRecord", "History", "TrainingDiverged", "TrainingInterrupted", "CheckpointError",
+           "RunFolder", "RunFolderError", "RunFolderBusy", "RunExists"]

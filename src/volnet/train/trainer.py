@@ -7,8 +7,11 @@ what a long CPU run needs:
 * per-epoch train/validation loss and accuracy, images/s (:class:`History`);
 * progress events for a progress bar (:class:`Callback`; the trainer itself
   never prints);
-* a checkpoint after every epoch and on Ctrl-C, written atomically;
-* a stop with a clear message when the loss turns NaN/Inf;
+* a checkpoint after every epoch and on Ctrl-C or SIGTERM, written
+  atomically, into a run folder that one run at a time holds
+  (:class:`~volnet.train.run_folder.RunFolder`);
+* a stop with a clear message when the loss turns NaN/Inf or explodes, and
+  never a checkpoint whose parameters or optimizer state are not finite;
 * exact resume: all randomness (shuffling, augmentation, dropout) comes from
   generators whose states are saved, and an interrupted epoch resumes at the
   batch where it stopped, so interrupted + resumed == uninterrupted.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import signal
 import threading
 import time
@@ -31,14 +35,36 @@ import numpy as np
 from ..ops.losses import LOSSES
 from . import checkpoint as ckpt
 from .loop import check_labelled, evaluate
+from .run_folder import RunExists, RunFolder
 
-CHECKPOINT_NAME = "checkpoint.safetensors"
+# A loss this many times that of guessing at chance has exploded, even while it is still finite.
+EXPLODED_LOSS_FACTOR = 1000
 _RUN_KEYS = {"format", "version", "architecture", "optimizer", "schedule", "augment", "normalizer", "train",
              "position", "rng", "history"}
 
 
 class TrainingDiverged(ValueError):
-    """The loss became NaN or Inf."""
+    """The loss or the parameters became NaN/Inf, or the loss exploded; nothing diverged was saved."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; says what was really kept.
+
+    Attributes:
+        signal: the signal number (``signal.SIGINT`` or ``signal.SIGTERM``).
+        saved: True when this stop wrote a checkpoint of the position it stopped at.
+        checkpoint: the newest checkpoint on disk of this run (None if it has none).
+        epoch, batch: the position that checkpoint holds (epochs completed, batches into the next).
+    """
+
+    def __init__(self, message, *, signal, saved, checkpoint, epoch=0, batch=0):
+        super().__init__(message)
+        self.signal, self.saved, self.checkpoint, self.epoch, self.batch = signal, saved, checkpoint, epoch, batch
+
+
+def chance_loss(loss: str, classes: int) -> float:
+    """The loss of scores that say nothing (all equal): ln(C) for softmax, (C - 1) * margin for the SVM."""
+    return math.log(classes) if loss == "softmax" else float(classes - 1)
 
 
 @dataclass(frozen=True)
@@ -137,14 +163,16 @@ class Trainer:
         normalizer: optional ``normalizer(images) -> images`` applied after augmentation
             (and to validation images).
         seed: seeds shuffling and augmentation.
-        out_dir: folder for ``checkpoint.safetensors`` and ``history.json``/``.csv``;
-            None saves nothing.
+        out_dir: folder for ``checkpoint.safetensors`` and ``history.json``/``.csv``
+            (a :class:`~volnet.train.run_folder.RunFolder`); None saves nothing.
+        overwrite: replace a run that ``out_dir`` already holds (otherwise
+            :meth:`run` refuses with :class:`~volnet.train.run_folder.RunExists`).
         extra_metadata: JSON-able facts stored in every checkpoint (data set name...).
     """
 
     def __init__(self, net, optimizer, train, *, val=None, epochs: int = 10, batch_size: int = 64,
                  loss: str = "softmax", schedule=None, augment=None, normalizer=None, seed: int = 0,
-                 out_dir=None, callbacks=(), extra_metadata=None):
+                 out_dir=None, overwrite: bool = False, callbacks=(), extra_metadata=None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         if epochs < 1 or batch_size < 1:
@@ -153,34 +181,64 @@ class Trainer:
         check_labelled(net, train.images, train.labels, "training")
         if val is not None:
             check_labelled(net, val.images, val.labels, "validation")
+        if hasattr(augment, "check"):  # e.g. a crop pad larger than the images, refused before training starts
+            augment.check(train.images.shape[1:])
         self.epochs, self.batch_size, self.loss = epochs, batch_size, loss
         self.schedule, self.augment, self.normalizer = schedule, augment, normalizer
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.overwrite = overwrite
         self.callbacks = list(callbacks)
         self.extra_metadata = dict(extra_metadata or {})
         self.history = History()
         self.position = _Position()
         self._stop_requested = False
+        self._stop_signal = signal.SIGINT
+        self._saving = False
+        self._loss_limit = EXPLODED_LOSS_FACTOR * chance_loss(loss, net.output_shape[-1])
+        # The newest checkpoint of this run on disk, and the (epoch, batch) it holds.
+        self._last_checkpoint: Path | None = None
+        self._saved_at: tuple[int, int] | None = None
 
     # -- the loop --------------------------------------------------------
     def run(self) -> History:
         """Train until ``epochs`` are done; returns the history.
 
-        Ctrl-C (or :meth:`request_stop`) finishes the current step, saves a
-        checkpoint and raises KeyboardInterrupt.
+        Before the first step the run folder is created, checked and locked
+        (:class:`~volnet.train.run_folder.RunFolder`). Ctrl-C or SIGTERM (or
+        :meth:`request_stop`) finishes the current step, saves a checkpoint
+        and raises :class:`TrainingInterrupted`. A second signal during a
+        step stops at once without saving the torn step; during a save, the
+        save completes first. The exception says which happened.
         """
-        with self._deferred_interrupt():
-            while self.position.epoch < self.epochs:
-                self._run_epoch(self.position.epoch + 1)
+        # Overflow is detected and reported as divergence, so NumPy's warnings about it would only repeat it.
+        with self._holding_run_folder(), self._deferred_interrupt(), np.errstate(over="ignore", invalid="ignore"):
+            try:
+                while self.position.epoch < self.epochs:
+                    self._run_epoch(self.position.epoch + 1)
+            except TrainingInterrupted:
+                raise
+            except KeyboardInterrupt:
+                raise self._interrupted() from None
         return self.history
 
     def request_stop(self) -> None:
-        """Stop after the current step (what Ctrl-C does)."""
+        """Stop after the current step, saving a checkpoint (what Ctrl-C and SIGTERM do)."""
         self._stop_requested = True
 
+    def extend(self, epochs: int) -> None:
+        """Make the run ``epochs`` long, fitting the schedule to the new length (see :meth:`Schedule.for_epochs`)."""
+        if epochs < self.position.epoch:
+            raise ValueError(f"the run has already trained {self.position.epoch} epochs; {epochs} would end it "
+                             "before where it stands")
+        self.epochs = epochs
+        if self.schedule is not None:
+            self.schedule = self.schedule.for_epochs(epochs)
+
     def _run_epoch(self, epoch: int) -> None:
+        if self._stop_requested:  # asked during the last epoch's validation or save
+            self._stop()
         pos, n = self.position, len(self.train.labels)
         if pos.order is None:
             pos.order = self.rng.permutation(n)
@@ -190,6 +248,7 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_epoch_start(epoch, self.epochs, batches)
         loss_fn = LOSSES[self.loss]
+        images = None  # none when a run resumes after the epoch's last step, which was verified before its save
         while pos.batch < batches:
             started = time.perf_counter()
             index = pos.order[pos.batch * self.batch_size: (pos.batch + 1) * self.batch_size]
@@ -200,10 +259,9 @@ class Trainer:
                 images = self.normalizer(images)
             scores = self.net.forward(images, train=True)
             if not np.all(np.isfinite(scores)):
-                self._diverged(epoch, pos.batch + 1, "the class scores")
+                self._diverged(f"the class scores became NaN/Inf at epoch {epoch}, batch {pos.batch + 1}")
             value, dscores = loss_fn(scores, labels)
-            if not np.isfinite(value):
-                self._diverged(epoch, pos.batch + 1, "the loss")
+            self._check_loss(value, "the loss", f"epoch {epoch}, batch {pos.batch + 1}")
             self.net.backward(dscores, input_grad=False)
             self.optimizer.step()
             pos.batch += 1
@@ -216,9 +274,13 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_batch(progress)
             if self._stop_requested:
-                self.save()
-                raise KeyboardInterrupt(f"stopped at epoch {epoch}, batch {pos.batch}/{batches}")
+                self._verify_update(images, labels, f"epoch {epoch}, batch {pos.batch}")
+                self._stop()
+        if images is not None:
+            self._verify_update(images, labels, f"the end of epoch {epoch}")
         val_loss, val_accuracy = self.evaluate(self.val) if self.val is not None else (None, None)
+        if val_loss is not None:
+            self._check_loss(val_loss, "the validation loss", f"the end of epoch {epoch}")
         record = EpochRecord(epoch, self.optimizer.lr, pos.loss_sum / pos.seen, pos.correct / pos.seen,
                              val_loss, val_accuracy, pos.seconds, pos.seen / max(pos.seconds, 1e-9))
         self.history.records.append(record)
@@ -227,42 +289,117 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_epoch(record)
 
-    def _diverged(self, epoch, batch, what):
-        self.position = _Position(epoch=self.position.epoch)  # the last checkpoint stays the last good state
-        raise TrainingDiverged(
-            f"training diverged: {what} became NaN/Inf at epoch {epoch}, batch {batch} (learning rate "
-            f"{self.optimizer.lr:g}); lower the learning rate or check the data for NaN/Inf"
-            + (f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path else "")
-        )
+    def _check_loss(self, value: float, what: str, where: str) -> None:
+        """Stop on a NaN/Inf loss, or one that exploded (over 1000x the loss of guessing at chance)."""
+        if not np.isfinite(value):
+            self._diverged(f"{what} became NaN/Inf at {where}")
+        if value > self._loss_limit:
+            self._diverged(f"{what} exploded to {value:.3g} at {where} (over {EXPLODED_LOSS_FACTOR}x the "
+                           f"{self._loss_limit / EXPLODED_LOSS_FACTOR:.3g} of guessing at chance)")
+
+    def _verify_update(self, images, labels, where: str) -> None:
+        """Check the weights an update left before they are saved: the last batch's loss, in inference mode."""
+        scores = self.net.forward(images, train=False)
+        if not np.all(np.isfinite(scores)):
+            self._diverged(f"the class scores after the last update became NaN/Inf at {where}")
+        value, _ = LOSSES[self.loss](scores, labels)
+        self._check_loss(value, "the loss after the last update", where)
+
+    def _diverged(self, what: str):
+        self.position = _Position(epoch=self.position.epoch)  # what is saved stays the last good state
+        if self._last_checkpoint is not None:
+            kept = f"; the last good checkpoint is {self._last_checkpoint} ({self._describe_saved()})"
+        elif self.out_dir is not None:
+            kept = "; no checkpoint was written (it diverged before the first one)"
+        else:
+            kept = ""
+        raise TrainingDiverged(f"training diverged: {what} (learning rate {self.optimizer.lr:g}); lower the "
+                               f"learning rate or check the data for NaN/Inf{kept}")
+
+    def _describe_saved(self) -> str:
+        epoch, batch = self._saved_at
+        return f"{epoch} epochs done" + (f", {batch} batches into epoch {epoch + 1}" if batch else "")
+
+    def _stop(self):
+        """Save the position reached (unless the newest checkpoint holds it already) and stop."""
+        if self._saved_at != (self.position.epoch, self.position.batch):
+            self.save()
+        raise self._interrupted()
+
+    def _interrupted(self) -> TrainingInterrupted:
+        pos = self.position
+        saved = self._last_checkpoint is not None and self._saved_at == (pos.epoch, pos.batch)
+        name = signal.Signals(self._stop_signal).name
+        if saved:
+            message = f"{name}: progress saved to {self._last_checkpoint} ({self._describe_saved()})"
+        elif self._last_checkpoint is not None:
+            message = (f"{name} twice: stopped during a step, which was not saved; the newest checkpoint is "
+                       f"{self._last_checkpoint} ({self._describe_saved()})")
+        else:
+            message = f"{name}: stopped before any checkpoint was written; nothing was saved"
+        epoch, batch = self._saved_at or (0, 0)
+        return TrainingInterrupted(message, signal=self._stop_signal, saved=saved, checkpoint=self._last_checkpoint,
+                                   epoch=epoch, batch=batch)
 
     def evaluate(self, data) -> tuple[float, float]:
-        """``(mean loss, accuracy)`` on a data set, in inference mode, normalised like training."""
-        return evaluate(self.net, data.images, data.labels, loss=self.loss, transform=self.normalizer)
+        """``(mean loss, accuracy)`` on a data set, in inference mode, normalised like training.
+
+        Batches of the training batch size: what fits for a training step fits for inference.
+        """
+        return evaluate(self.net, data.images, data.labels, batch_size=self.batch_size, loss=self.loss,
+                        transform=self.normalizer)
 
     @contextmanager
     def _deferred_interrupt(self):
-        """Turn Ctrl-C into a stop request honoured between steps, so no update is torn."""
+        """Turn Ctrl-C and SIGTERM into a stop request honoured between steps, so no update is torn."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.getsignal(signal.SIGINT)
 
         def handler(signum, frame):
-            if self._stop_requested:  # a second Ctrl-C: stop right now
+            if not self._stop_requested:
+                self._stop_signal = signum
+                self.request_stop()
+            elif not self._saving:  # a second signal during a step: stop now; the torn step is not saved
                 raise KeyboardInterrupt
-            self.request_stop()
+            # a second signal during a save: the save completes, then the run stops as first asked
 
-        signal.signal(signal.SIGINT, handler)
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {number: signal.getsignal(number) for number in stops}
+        for number in stops:
+            signal.signal(number, handler)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, action in previous.items():
+                signal.signal(number, action if action is not None else signal.SIG_DFL)
             self._stop_requested = False
+
+    @contextmanager
+    def _holding_run_folder(self):
+        """Create, check and lock the run folder before any training is done; clean what killed saves left."""
+        if self.out_dir is None:
+            yield
+            return
+        folder = RunFolder(self.out_dir)
+        folder.prepare()
+        ckpt._safetensors()  # a missing package is found now, not after the first epoch
+        with folder.lock():
+            folder.remove_stale_temp_files()
+            if self._last_checkpoint is not None:
+                self._save_history(folder)  # a kill between the two writes leaves the history behind
+            elif folder.holds_run():
+                if not self.overwrite:
+                    raise RunExists(f"{folder.path} already holds a run ({folder.checkpoint}); continue it with "
+                                    f"--resume {folder.checkpoint}, replace it with --overwrite, or choose "
+                                    "another --out")
+                folder.clear()
+            yield
 
     # -- checkpoints -----------------------------------------------------
     @property
     def checkpoint_path(self) -> Path | None:
-        return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
+        return RunFolder(self.out_dir).checkpoint if self.out_dir is not None else None
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """Everything needed to continue this run: ``(tensors, metadata)``."""
@@ -291,15 +428,32 @@ class Trainer:
         return tensors, metadata
 
     def save(self, path=None) -> Path | None:
-        """Write the checkpoint (and the history files) atomically; returns the checkpoint path."""
+        """Write the checkpoint (and the history files) atomically; returns the checkpoint path.
+
+        Raises:
+            TrainingDiverged: a parameter or optimizer state holds NaN/Inf; nothing is written.
+        """
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             return None
         tensors, metadata = self.state()
-        ckpt.save(path, tensors, metadata)
-        self.history.save(path.parent / "history.json")
-        self.history.save(path.parent / "history.csv")
+        for name, array in tensors.items():
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                self._diverged(f"the tensor {name} became NaN/Inf by epoch {self.position.epoch + 1}, so it "
+                               "was not saved")
+        self._saving = True
+        try:
+            ckpt.save(path, tensors, metadata)
+            self._save_history(RunFolder(path.parent))
+        finally:
+            self._saving = False
+        if path == self.checkpoint_path:
+            self._last_checkpoint, self._saved_at = path, (self.position.epoch, self.position.batch)
         return path
+
+    def _save_history(self, folder: RunFolder) -> None:
+        for history_file in folder.history_files:
+            self.history.save(history_file)
 
     @classmethod
     def from_checkpoint(cls, path, train, *, val=None, epochs: int | None = None, out_dir=None,
@@ -316,6 +470,7 @@ class Trainer:
 
         path = Path(path)
         net, normalizer, tensors, metadata = ckpt.load_model(path)
+        ckpt.require_training_state(metadata, path)
         optimizer = optimizer_from_config(net.params(), metadata["optimizer"]["config"])
         run = metadata["train"]
         extra = {k: v for k, v in metadata.items() if k not in _RUN_KEYS}
@@ -327,26 +482,20 @@ class Trainer:
             normalizer=normalizer,
             out_dir=out_dir if out_dir is not None else path.parent, callbacks=callbacks, extra_metadata=extra)
         trainer.load_state(tensors, metadata, source=str(path))
+        if trainer.checkpoint_path == path:
+            trainer._last_checkpoint, trainer._saved_at = path, (trainer.position.epoch, trainer.position.batch)
         return trainer
 
     def load_state(self, tensors: dict, metadata: dict, source="checkpoint") -> None:
         """Restore a saved run into this trainer (same architecture and optimizer)."""
         ckpt.load_network_tensors(self.net, tensors, source)
-        arrays = {}
-        for key in tensors:
-            if key.startswith("optimizer."):
-                _, name, j = key.rsplit(".", 2)
-                arrays.setdefault(name, {})[int(j)] = tensors[key]
-        self.optimizer.load_state_dict({"arrays": {name: [items[j] for j in sorted(items)]
-                                                   for name, items in arrays.items()},
-                                        "scalars": metadata["optimizer"]["scalars"]})
-        saved = metadata["position"]
-        self.position = _Position(epoch=saved["epoch"], batch=saved["batch"], order=tensors.get("trainer.order"),
+        ckpt.load_optimizer_state(self.optimizer, tensors, metadata["optimizer"]["scalars"], source)
+        saved, order = metadata["position"], ckpt.epoch_order(tensors, len(self.train.labels), source)
+        self.position = _Position(epoch=saved["epoch"], batch=saved["batch"], order=order,
                                   loss_sum=saved["loss_sum"], correct=saved["correct"], seen=saved["seen"],
                                   seconds=saved["seconds"])
         self.rng = ckpt.restore_generator(metadata["rng"]["trainer"])
-        for key, state in metadata["rng"]["layers"].items():
-            ckpt.set_layer_generator(self.net, key, ckpt.restore_generator(state))
+        ckpt.restore_layer_generators(self.net, metadata["rng"]["layers"], source)
         self.history = History.from_list(metadata["history"])
 
 
