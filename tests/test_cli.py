@@ -93,7 +93,7 @@ def test_summary_json_for_scripts(capsys):
 
 
 def test_summary_notation_error_points_at_the_column(capsys):
-    assert main(["summary", "INPUT[32x32x3] -> CONV3-32 -> FX10"]) == 1
+    assert main(["summary", "INPUT[32x32x3] -> CONV3-32 -> FX10"]) == 2
     err = capsys.readouterr().err
     assert "did you mean FC" in err and "^" in err
 

@@ -6,8 +6,8 @@ gradients), :class:`volnet.Sequential` (a network), :mod:`volnet.optim` and
 :mod:`volnet.train` (learning); :func:`volnet.load` reads a trained
 checkpoint into a :class:`volnet.Model` that predicts class probabilities.
 
-Only the size arithmetic is imported with the package; the rest (NumPy, the
-layers, Numba) loads on first use, e.g. at ``volnet.zoo`` or ``volnet.load``,
+Nothing but :mod:`volnet.runtime` is imported with the package; the rest
+(the size arithmetic, NumPy, the layers, Numba) loads on first use, e.g. at ``volnet.zoo`` or ``volnet.load``,
 so that ``import volnet`` and ``volnet --help`` stay quick.
 """
 
@@ -16,16 +16,16 @@ from __future__ import annotations
 import importlib
 
 from . import runtime
-from .shapes import ShapeError, conv_output_size, pool_output_size
 
 __version__ = "0.1.0"
 
 runtime.configure_from_environment()
 
 # Names and submodules imported at their first use (see the docstring).
-_LAZY = {"Sequential": "net", "SpecError": "spec", "build": "spec", "Model": "train.model", "load": "train.model"}
+_LAZY = {"Sequential": "net", "SpecError": "spec", "build": "spec", "Model": "train.model", "load": "train.model",
+         "ShapeError": "shapes", "conv_output_size": "shapes", "pool_output_size": "shapes"}
 _SUBMODULES = ("analysis", "convert", "data", "gradcheck", "interop", "layers", "net", "ops", "optim",
-               "resources", "spec", "train", "viz", "zoo")
+               "resources", "shapes", "spec", "train", "viz", "zoo")
 
 
 def __getattr__(name: str):

@@ -15,9 +15,15 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .shapes import ShapeError
 
 SCHEDULES = ("none", "step", "cosine")
+# The names the parser offers, written out so that `volnet --help` starts without importing NumPy;
+# tests/test_cli_usage.py holds them equal to volnet.optim.OPTIMIZERS and volnet.zoo.ARCHITECTURES.
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+ARCHITECTURE_NAMES = ("seed", "lenet", "cifar-ref", "allconv", "lenet5", "lenet5-cifar", "alexnet", "alexnet-cifar",
+                      "zfnet", "zfnet-cifar", "vgg16", "vgg16-cifar", "vgg19", "vgg19-cifar", "googlenet",
+                      "googlenet-cifar", "resnet18", "resnet18-cifar", "resnet34", "resnet34-cifar", "resnet50",
+                      "resnet50-cifar")
 DEFAULT_EPOCHS = 8
 
 
@@ -154,6 +160,7 @@ def _default_out(arch: str, data: str) -> Path:
 
 def _build_for_data(arch: str, image_shape, classes: int, data: str, seed: int):
     """The net for the data's images; a zoo net made for another image size says so, not a stride error."""
+    from .shapes import ShapeError
     from .spec import SpecError
     from .zoo import ARCHITECTURES, UnknownArchitecture, build_any, build_named
 
@@ -225,11 +232,6 @@ def cmd_train(args) -> int:
 
 
 def _new_trainer(args):
-    from .analysis import require_fit
-    from .data import Normalizer
-    from .data.split import split_validation
-    from .optim import make_optimizer
-    from .train import Trainer
     from .train.run_folder import RunFolder
 
     args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
@@ -240,7 +242,26 @@ def _new_trainer(args):
     if out.holds_run() and not args.overwrite:
         raise UsageError(f"{out.path} already holds a run; continue it with --resume {out.checkpoint}, replace it "
                          "with --overwrite, or choose another --out")
+    created = [folder for folder in (out.path, *out.path.parents) if not folder.exists()]  # innermost first
     out.prepare()  # an unwritable --out is found before the data is read and the first epoch trained
+    try:
+        return _trainer_into(out, args)
+    except BaseException:
+        for folder in created:  # a run refused before training leaves no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _trainer_into(out, args):
+    from .analysis import require_fit
+    from .data import Normalizer
+    from .data.split import split_validation
+    from .optim import make_optimizer
+    from .train import Trainer
+
     root = str(Path(args.root).resolve()) if args.root else None
     full = _load_data(args.data, root, "train", args.size and tuple(args.size), args.grayscale)
     train, val = split_validation(full, args.val_split, seed=args.seed)
@@ -395,23 +416,21 @@ def cmd_summary(args) -> int:
     from dataclasses import asdict
 
     from .analysis import analyze, batch_fit
+    from .spec import SpecError
     from .zoo import UnknownArchitecture, build_any
 
     if Path(args.arch).is_file():  # a checkpoint: the architecture its metadata records, built without weights
-        from .layers import layer_from_config
         from .net import Sequential
         from .train.checkpoint import read
 
         if args.input or args.classes:
             raise UsageError("--input and --classes do not apply to a checkpoint, whose architecture is fixed")
-        config = read(args.arch)[1]["architecture"]
-        net = Sequential([layer_from_config(c) for c in config["layers"]], config["input_shape"],
-                         seed=config.get("seed", 0), dtype=config.get("dtype", "float32"), allocate=False)
+        net = Sequential.from_config(read(args.arch)[1]["architecture"], allocate=False)
     else:
         try:
             net = build_any(args.arch, args.input and tuple(args.input), args.classes, allocate=False)
-        except UnknownArchitecture as error:
-            raise UsageError(str(error)) from None
+        except (UnknownArchitecture, SpecError) as error:
+            raise UsageError(f"argument NAME|NOTATION: {error}") from None
     optimizer = None if args.optimizer == "none" else args.optimizer
     report = analyze(net, batch=args.batch, dtype=args.dtype, optimizer=optimizer)
     fits = {mode: batch_fit(net, args.budget, optimizer=optimizer, dtype=args.dtype, mode=mode)
@@ -431,9 +450,6 @@ def cmd_summary(args) -> int:
 # -- parser --------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from .optim import OPTIMIZERS
-    from .zoo import ARCHITECTURES
-
     parser = _Parser(
         prog="volnet", allow_abbrev=False, description="ConvNets on 3-D activation volumes, in NumPy.",
         epilog="Start with: volnet train --arch lenet --data mnist5k --epochs 8  (bundled digits, no download)")
@@ -446,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Train a network on a data set. A checkpoint is written to OUT after every "
                                        "epoch and on Ctrl-C; --resume continues exactly where a run stopped.")
     train.add_argument("--arch", default="lenet", metavar="NAME|NOTATION",
-                       help=f"a zoo name ({', '.join(ARCHITECTURES)}) or the notes' notation, e.g. "
+                       help=f"a zoo name ({', '.join(ARCHITECTURE_NAMES)}) or the notes' notation, e.g. "
                             "'INPUT -> [CONV -> RELU -> POOL]*2 -> FC' (input size and classes come from the data)")
     train.add_argument("--data", choices=["mnist5k", "mnist", "cifar10", "folder"], default="mnist5k",
                        help="data set (mnist5k is bundled and needs no download)")
@@ -456,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, help="passes over the training set (default: 8; with --resume: "
                                                   "the saved run's, or more to extend it)")
     train.add_argument("--batch-size", type=_positive_int, default=64, help="images per step")
-    train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam", help="update rule")
+    train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="adam", help="update rule")
     train.add_argument("--lr", type=_positive_float, default=0.002, help="learning rate")
     train.add_argument("--momentum", type=_fraction, default=0.9, help="momentum (momentum, nesterov)")
     train.add_argument("--weight-decay", type=_non_negative_float, default=0.0, help="L2 weight decay")
@@ -515,12 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "multiply-adds, receptive field and the memory it keeps for backprop; memory totals for "
                     "training and inference; the notes' sizing lints; and the largest batch within a budget.")
     summary.add_argument("arch", metavar="NAME|NOTATION",
-                         help=f"a zoo name ({', '.join(ARCHITECTURES)}) or notation such as "
+                         help=f"a zoo name ({', '.join(ARCHITECTURE_NAMES)}), a checkpoint file, or notation such as "
                               "'INPUT[32x32x3] -> [CONV3-32 -> RELU]*2 -> POOL2 -> FC10'")
     summary.add_argument("--input", type=_size(3, "28x28x1"), help="input volume HxWxD (default: the net's own)")
     summary.add_argument("--classes", type=_positive_int, help="number of classes (default: the net's own)")
     summary.add_argument("--batch", type=_positive_int, default=1, help="images per batch for the memory figures")
-    summary.add_argument("--optimizer", choices=["none", *OPTIMIZERS], default="momentum",
+    summary.add_argument("--optimizer", choices=["none", *OPTIMIZER_NAMES], default="momentum",
                          help="optimizer whose step cache counts in training memory")
     summary.add_argument("--dtype", choices=["float32", "float64", "float16"], default="float32",
                          help="bytes per value: 4, 8 or 2")
@@ -554,7 +570,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
-    except (ShapeError, ValueError, OSError, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:  # ShapeError, DataError, CheckpointError... too
         print(f"volnet {args.command}: error: {error}", file=sys.stderr)
         return 1
     except (MemoryError, OverflowError) as error:  # past volnet's own estimates: still one line, no traceback

@@ -20,7 +20,6 @@ glibc's malloc, and nothing at all on other C libraries.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # mallopt parameter numbers from glibc's <malloc.h>.
@@ -35,13 +34,9 @@ ENV_SWITCH = "VOLNET_KEEP_FREED_MEMORY"
 
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse; True if it agreed, False elsewhere (macOS, musl, Windows)."""
-    path = ctypes.util.find_library("c")
-    if path is None:
-        return False
-    try:
-        libc = ctypes.CDLL(path)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    try:  # the process's own symbols, libc's among them (ctypes.util.find_library would run ldconfig: ~25 ms)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

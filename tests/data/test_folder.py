@@ -115,7 +115,7 @@ def test_missing_pillow_is_explained(tmp_path, rng, monkeypatch):
     save(tmp_path / "a" / "x.png", random_image(rng))
     save(tmp_path / "b" / "x.png", random_image(rng))
     monkeypatch.setitem(sys.modules, "PIL", None)
-    with pytest.raises(ImportError, match=r"pip install pillow .*pip install volnet\[images\]"):
+    with pytest.raises(ImportError, match=r"pip install pillow .*pip install '\.\[images\]'"):
         load("folder", tmp_path)
 
 

@@ -8,7 +8,7 @@ Layouts::
 Classes are the sorted sub-folder names (of ``train/`` and ``test/``
 together, so a class missing from one split keeps the same label in the
 other); images are read in sorted file-name order. Pillow is an optional
-dependency: ``pip install volnet[images]``.
+dependency (``pip install pillow``, or the ``images`` extra).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _pillow():
         from PIL import Image
     except ImportError as error:
         raise ImportError("reading a folder of images needs Pillow: pip install pillow "
-                          "(or pip install volnet[images])") from error
+                          "(or, in volnet's folder, pip install '.[images]')") from error
     return Image
 
 

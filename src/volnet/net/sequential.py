@@ -169,9 +169,10 @@ class Sequential:
         return to_notation(self)
 
     @classmethod
-    def from_config(cls, config: dict) -> Sequential:
+    def from_config(cls, config: dict, *, allocate: bool = True) -> Sequential:
+        """The network :meth:`get_config` describes; ``allocate=False`` builds its shapes alone."""
         return cls([layer_from_config(c) for c in config["layers"]], config["input_shape"],
-                   seed=config.get("seed", 0), dtype=config.get("dtype", "float32"))
+                   seed=config.get("seed", 0), dtype=config.get("dtype", "float32"), allocate=allocate)
 
     def __len__(self):
         return len(self.layers)

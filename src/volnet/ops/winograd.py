@@ -17,7 +17,7 @@ The transforms of the tiles (``B^T d B``, ``A^T M A``) are sums and
 differences of whole depth columns. NumPy needs about twenty strided passes
 for them, so they are compiled with Numba, which vectorises each loop over
 the depth (measured: the input transform 4x faster than in NumPy). Numba is an
-optional dependency (``pip install volnet[fast]``): without it, or with
+optional dependency (``pip install numba``, or the ``fast`` extra): without it, or with
 ``VOLNET_NUMBA=0``, :func:`applies` is False and ``volnet.ops.conv`` takes
 im2col for every layer, with the same results up to float rounding.
 

@@ -63,12 +63,14 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or does not fit the network it is loaded into."""
 
 
-def _safetensors():
+def safetensors_module():
+    """``safetensors.numpy``, or a :class:`CheckpointError` that says how to install it."""
     try:
         import safetensors.numpy
-    except ImportError:  # pragma: no cover - exercised only without the train extra
+    except ImportError:
         raise CheckpointError(
-            "checkpoints need the safetensors package: pip install 'volnet[train]' (or pip install safetensors)"
+            "checkpoints need the safetensors package: pip install safetensors "
+            "(or, in volnet's folder, pip install '.[train]')"
         ) from None
     return safetensors.numpy
 
@@ -119,7 +121,7 @@ def network_tensors(net) -> dict[str, np.ndarray]:
 def save(path, tensors: dict[str, np.ndarray], metadata: dict) -> Path:
     """Save arrays and a JSON-able description atomically into one safetensors file."""
     header = {"format": FORMAT, "version": VERSION, **metadata}
-    data = _safetensors().save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+    data = safetensors_module().save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                                metadata={"volnet": json.dumps(header)})
     return atomic_write_bytes(path, data)
 
@@ -399,7 +401,7 @@ def read(path) -> tuple[dict[str, np.ndarray], dict]:
     if not path.is_file():
         hint = f"; did you mean {path / 'checkpoint.safetensors'}?" if path.is_dir() else ""
         raise CheckpointError(f"checkpoint {path} does not exist{hint}")
-    st = _safetensors()
+    st = safetensors_module()
     try:
         from safetensors import safe_open
 

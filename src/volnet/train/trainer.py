@@ -383,7 +383,7 @@ class Trainer:
             return
         folder = RunFolder(self.out_dir)
         folder.prepare()
-        ckpt._safetensors()  # a missing package is found now, not after the first epoch
+        ckpt.safetensors_module()  # a missing package is found now, not after the first epoch
         with folder.lock():
             folder.remove_stale_temp_files()
             if self._last_checkpoint is not None:
