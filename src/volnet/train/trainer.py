@@ -294,8 +294,8 @@ class Trainer:
         if not np.isfinite(value):
             self._diverged(f"{what} became NaN/Inf at {where}")
         if value > self._loss_limit:
-            self._diverged(f"{what} exploded to {value:.3g} at {where} (over {EXPLODED_LOSS_FACTOR}x the "
-                           f"{self._loss_limit / EXPLODED_LOSS_FACTOR:.3g} of guessing at chance)")
+            self._diverged(f"{what} exploded to {value:.3g} at {where}, over {EXPLODED_LOSS_FACTOR}x the "
+                           f"{self._loss_limit / EXPLODED_LOSS_FACTOR:.3g} of guessing at chance")
 
     def _verify_update(self, images, labels, where: str) -> None:
         """Check the weights an update left before they are saved: the last batch's loss, in inference mode."""
