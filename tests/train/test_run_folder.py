@@ -35,6 +35,21 @@ SCRIPT_HEAD = textwrap.dedent("""
 """)
 
 
+# Ctrl-C pressed `times` times after a step, then what the run says it kept.
+CTRL_C_AT = """
+class CtrlC(Callback):
+    def on_batch(self, progress):
+        if (progress.epoch, progress.batch) == ({epoch}, {batch}):
+            for _ in range({times}):
+                os.kill(os.getpid(), signal.SIGINT)
+trainer = make_trainer(out, callbacks=[CtrlC()])
+try:
+    trainer.run()
+except TrainingInterrupted as stop:
+    print(stop.saved, stop.epoch, stop.batch, stop)
+"""
+
+
 def run_script(tmp_path, body, *args):
     script = SCRIPT_HEAD.format(tests=os.path.dirname(os.path.dirname(__file__))) + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", script, str(tmp_path), *args], capture_output=True, text=True,
@@ -118,41 +133,20 @@ def test_sigterm_saves_like_ctrl_c_and_exits_143_from_the_command_line(tmp_path)
 
 
 def test_second_ctrl_c_during_the_save_lets_the_save_complete(tmp_path):
-    result = run_script(tmp_path, """
+    result = run_script(tmp_path, textwrap.dedent("""
         real_write = ckpt.atomic_write_bytes
         def write_with_a_second_ctrl_c(path, data):
             os.kill(os.getpid(), signal.SIGINT)  # the impatient second Ctrl-C arrives mid-save
             return real_write(path, data)
         ckpt.atomic_write_bytes = write_with_a_second_ctrl_c
-
-        class CtrlC(Callback):
-            def on_batch(self, progress):
-                if (progress.epoch, progress.batch) == (1, 3):
-                    os.kill(os.getpid(), signal.SIGINT)
-        trainer = make_trainer(out, callbacks=[CtrlC()])
-        try:
-            trainer.run()
-        except TrainingInterrupted as stop:
-            print(stop.saved, stop.epoch, stop.batch, stop)
-    """)
+    """) + CTRL_C_AT.format(epoch=1, batch=3, times=1))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("True 0 3 SIGINT: progress saved to")
     assert saved_position(tmp_path / "checkpoint.safetensors") == (0, 3)
 
 
 def test_second_ctrl_c_during_a_step_stops_at_once_and_says_nothing_new_was_saved(tmp_path):
-    result = run_script(tmp_path, """
-        class CtrlCTwice(Callback):
-            def on_batch(self, progress):
-                if (progress.epoch, progress.batch) == (2, 2):
-                    os.kill(os.getpid(), signal.SIGINT)
-                    os.kill(os.getpid(), signal.SIGINT)  # the second arrives before the step ends
-        trainer = make_trainer(out, callbacks=[CtrlCTwice()])
-        try:
-            trainer.run()
-        except TrainingInterrupted as stop:
-            print(stop.saved, stop.epoch, stop.batch, stop)
-    """)
+    result = run_script(tmp_path, CTRL_C_AT.format(epoch=2, batch=2, times=2))  # the second before the step ends
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("False 1 0 SIGINT twice: stopped during a step, which was not saved; "
                                     "the newest checkpoint is")
