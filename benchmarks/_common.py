@@ -22,6 +22,10 @@ import threadpoolctl
 
 import volnet
 
+# The speeds are measured as the volnet command runs: freed memory kept for reuse (volnet.runtime), unless
+# VOLNET_KEEP_FREED_MEMORY=0 asks to measure without it.
+volnet.configure(keep_freed_memory=os.environ.get("VOLNET_KEEP_FREED_MEMORY", "1").strip() != "0")
+
 SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -15,9 +15,9 @@ the fastest of those. The figure printed is the median over the rounds of
 new time / old time: the machine's load drifts, and a ratio taken within one
 round cancels most of that drift.
 
-Process-wide settings are shared: this checkout's ``import volnet`` sets
-them (``volnet.runtime``), so the ratio measures the kernels, not those
-settings.
+Process-wide settings are shared: this script turns freed memory kept for
+reuse on (``volnet.configure``, as ``_common`` does for every benchmark), so
+the ratio measures the kernels, not those settings.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ import volnet.zoo
 from volnet.ops.losses import softmax_cross_entropy
 
 from _common import compare_interleaved, print_load  # this folder's shared helpers
+
+volnet.configure(keep_freed_memory=True)  # (revisions before it turned this on at import)
 
 
 def load_revision(revision: str, folder: Path):

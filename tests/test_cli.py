@@ -19,7 +19,7 @@ def test_bundled_digits_split():
 def trained(tmp_path_factory):
     """One short training run on the bundled digits, shared by the tests below."""
     out = tmp_path_factory.mktemp("run")
-    code = main(["train", "--arch", "seed", "--epochs", "1", "--val-split", "0.1", "--out", str(out)])
+    code = main(["train", "--arch", "notes", "--epochs", "1", "--val-split", "0.1", "--out", str(out)])
     assert code == 0
     return out
 

@@ -192,7 +192,7 @@ def test_build_named_defaults_and_overrides():
     assert net.input_shape == (64, 64, 3) and net.output_shape == (200,) and net.shapes[-2] == (1, 1, 512)
     # the command line's positional call, and its original nets
     assert build_named("lenet", (28, 28, 1), 10, seed=0).output_shape == (10,)
-    assert build_named("seed").input_shape == (32, 32, 3)
+    assert build_named("notes").input_shape == (32, 32, 3)
     assert build_named("cifar-ref", (32, 32, 3), 10).num_params == 2_168_362
     with pytest.raises(ValueError, match="unknown architecture 'vgg11'.*vgg16-cifar"):
         build_named("vgg11")

@@ -6,6 +6,10 @@ gradients), :class:`volnet.Sequential` (a network), :mod:`volnet.optim` and
 :mod:`volnet.train` (learning); :func:`volnet.load` reads a trained
 checkpoint into a :class:`volnet.Model` that predicts class probabilities.
 
+Importing it changes no process-wide setting: :func:`volnet.configure` turns
+them on (``volnet.configure(keep_freed_memory=True)``, see :mod:`volnet.runtime`),
+as the ``volnet`` command does.
+
 Nothing but :mod:`volnet.runtime` is imported with the package; the rest
 (the size arithmetic, NumPy, the layers, Numba) loads on first use, e.g. at ``volnet.zoo`` or ``volnet.load``,
 so that ``import volnet`` and ``volnet --help`` stay quick.
@@ -16,10 +20,9 @@ from __future__ import annotations
 import importlib
 
 from . import runtime
+from .runtime import configure
 
 __version__ = "0.1.0"
-
-runtime.configure_from_environment()
 
 # Names and submodules imported at their first use (see the docstring).
 _LAZY = {"Sequential": "net", "SpecError": "spec", "build": "spec", "Model": "train.model", "load": "train.model",
@@ -43,5 +46,5 @@ def __dir__():
     return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
-__all__ = ["Model", "Sequential", "ShapeError", "SpecError", "build", "conv_output_size", "load",
+__all__ = ["Model", "Sequential", "ShapeError", "SpecError", "build", "configure", "conv_output_size", "load",
            "pool_output_size", "__version__"]

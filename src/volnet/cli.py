@@ -14,13 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, runtime
 
 SCHEDULES = ("none", "step", "cosine")
 # The names the parser offers, written out so that `volnet --help` starts without importing NumPy;
 # tests/test_cli_usage.py holds them equal to volnet.optim.OPTIMIZERS and volnet.zoo.ARCHITECTURES.
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
-ARCHITECTURE_NAMES = ("seed", "lenet", "cifar-ref", "allconv", "lenet5", "lenet5-cifar", "alexnet", "alexnet-cifar",
+ARCHITECTURE_NAMES = ("notes", "lenet", "cifar-ref", "allconv", "lenet5", "lenet5-cifar", "alexnet", "alexnet-cifar",
                       "zfnet", "zfnet-cifar", "vgg16", "vgg16-cifar", "vgg19", "vgg19-cifar", "googlenet",
                       "googlenet-cifar", "resnet18", "resnet18-cifar", "resnet34", "resnet34-cifar", "resnet50",
                       "resnet50-cifar")
@@ -212,7 +212,7 @@ def _augment(args):
 
 
 def cmd_train(args) -> int:
-    from .train import TrainingInterrupted
+    from .train import RunFolder, TrainingInterrupted
 
     trainer = _resumed_trainer(args) if args.resume else _new_trainer(args)
     if trainer is None:
@@ -225,7 +225,8 @@ def cmd_train(args) -> int:
             print(f"resume with: volnet train --resume {stop.checkpoint}", file=sys.stderr)
         return 128 + stop.signal
     last = trainer.history[-1]
-    print(f"saved {trainer.checkpoint_path} (history: {trainer.out_dir / 'history.csv'})")
+    history = " and ".join(path.name for path in RunFolder(trainer.out_dir).history_files)
+    print(f"saved {trainer.checkpoint_path} (history: {history} beside it)")
     if last.val_accuracy is not None:
         print(f"validation accuracy: {last.val_accuracy:.2%}")
     return 0
@@ -295,7 +296,7 @@ def _resumed_trainer(args):
         raise UsageError(f"{', '.join(refused)} cannot change a resumed run: --resume continues with the saved "
                          "run's settings; only --epochs (to extend it) and --root (to find its data elsewhere) "
                          "apply")
-    _, metadata = read(args.resume)
+    tensors, metadata = read(args.resume)
     require_training_state(metadata, args.resume)
     saved_epochs, position = metadata["train"]["epochs"], metadata["position"]
     done, batch = position["epoch"], position["batch"]
@@ -311,7 +312,8 @@ def _resumed_trainer(args):
     root = args.root and str(Path(args.root).resolve())
     full = _load_data(data["name"], root or data["root"], "train", data["size"], data["grayscale"])
     train, val = split_validation(full, data["val_split"], seed=metadata["train"]["seed"])
-    trainer = Trainer.from_checkpoint(args.resume, train, val=val, callbacks=[_progress_callback(sys.stdout)])
+    trainer = Trainer.from_checkpoint(args.resume, train, val=val, callbacks=[_progress_callback(sys.stdout)],
+                                      state=(tensors, metadata))
     if root:
         trainer.extra_metadata["data"] = {**data, "root": root}
     print(f"resuming {args.resume} at epoch {done + 1}, batch {batch + 1} of a {saved_epochs}-epoch run")
@@ -504,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(run=cmd_fetch)
 
     evaluate = sub.add_parser("eval", help="accuracy of a checkpoint on a test set", formatter_class=formatter)
-    evaluate.add_argument("checkpoint", help="a checkpoint.safetensors written by volnet train")
+    evaluate.add_argument("checkpoint", help="a checkpoint file written by volnet train (in its --out folder)")
     evaluate.add_argument("--data", choices=["mnist5k", "mnist", "cifar10", "folder"],
                           help="data set (default: the one it was trained on)")
     evaluate.add_argument("--root", help="folder holding the data set's files")
@@ -513,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=cmd_eval)
 
     predict = sub.add_parser("predict", help="top-k classes for image files", formatter_class=formatter)
-    predict.add_argument("checkpoint", help="a checkpoint.safetensors written by volnet train")
+    predict.add_argument("checkpoint", help="a checkpoint file written by volnet train (in its --out folder)")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (resized to the net's input)")
     predict.add_argument("--top-k", type=_positive_int, default=3, help="how many classes to show")
     predict.add_argument("--slide", action="store_true",
@@ -559,6 +561,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    runtime.configure_from_environment()  # freed memory kept for reuse, unless VOLNET_KEEP_FREED_MEMORY=0
     try:
         return args.run(args)
     except UsageError as error:

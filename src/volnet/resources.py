@@ -85,14 +85,24 @@ def available_memory() -> int | None:
     return min(figures) if figures else None
 
 
+def format_bytes(n: int) -> str:
+    """``'58.1 MiB (60.9 MB)'``: binary units first, as the notes divide by 1024, decimal ones beside them."""
+    def scaled(base, names):
+        value, unit = float(n), names[0]
+        for name in names[1:]:
+            if abs(value) < base:
+                break
+            value, unit = value / base, name
+        return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+    return f"{scaled(1024, ['B', 'KiB', 'MiB', 'GiB', 'TiB'])} ({scaled(1000, ['B', 'kB', 'MB', 'GB', 'TB'])})"
+
+
 def describe_bytes(n) -> str:
-    """``'58.1 MiB (60.9 MB)'`` as :func:`volnet.analysis.format_bytes` writes it, for any size at all.
+    """``'58.1 MiB (60.9 MB)'`` as :func:`format_bytes` writes it, for any size at all.
 
     A count too large for a float (sliding over a 10**200-times enlarged
     image) is written as a power of ten instead of raising OverflowError.
     """
-    from .analysis.memory import format_bytes
-
     if isinstance(n, float) and not math.isfinite(n):
         return "an unbounded number of bytes"
     try:

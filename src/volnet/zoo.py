@@ -60,7 +60,7 @@ def _net(layers, input_shape, seed, allocate) -> Sequential:
 # -- the command line's small nets -------------------------------------------------
 
 
-def seed_layout(input_shape=CIFAR10, classes=10, seed=0, *, allocate=True):
+def notes_layout(input_shape=CIFAR10, classes=10, seed=0, *, allocate=True):
     """The notes' first example: ``INPUT -> CONV -> RELU -> POOL -> FC`` with 12 filters.
 
     CONV F=5, P=2 keeps the spatial size (32x32x3 -> 32x32x12 on CIFAR-10),
@@ -400,7 +400,7 @@ def resnet50_cifar(input_shape=CIFAR10, classes=10, seed=0, *, allocate=True):
 # -- the registry ---------------------------------------------------------------------------
 
 ARCHITECTURES = {
-    "seed": seed_layout, "lenet": lenet, "cifar-ref": cifar_reference, "allconv": allconv,
+    "notes": notes_layout, "lenet": lenet, "cifar-ref": cifar_reference, "allconv": allconv,
     "lenet5": lenet5, "lenet5-cifar": lenet5_cifar,
     "alexnet": alexnet, "alexnet-cifar": alexnet_cifar,
     "zfnet": zfnet, "zfnet-cifar": zfnet_cifar,

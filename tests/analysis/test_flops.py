@@ -21,9 +21,10 @@ import tracemalloc
 
 import pytest
 
-from volnet import Sequential, ShapeError
+from volnet import Sequential, ShapeError, build, zoo
 from volnet.analysis import analyze, analyze_layers
-from volnet.layers import FC, AvgPool, BatchNorm, Conv2D, Dropout, Flatten, L2Pool, MaxPool, ReLU
+from volnet.layers import (FC, AvgPool, BatchNorm, Concat, Conv2D, Dropout, Flatten, GlobalAvgPool, Inception,
+                           L2Pool, LocallyConnected, MaxPool, ReLU, Residual)
 
 VGG16_PARAMS = 138_357_544
 VGG16_CONV_MACS = 15_346_630_656
@@ -77,13 +78,7 @@ def test_vgg16_activation_counts(vgg16_layers):
 
 
 def test_vgg16_through_the_zoo_and_allocate_false(vgg16_layers):
-    zoo = pytest.importorskip("volnet.zoo")
-    if not hasattr(zoo, "vgg16"):
-        pytest.skip("volnet.zoo has no vgg16 yet")
-    try:
-        net = zoo.vgg16(allocate=False)
-    except TypeError:
-        pytest.skip("zoo.vgg16 cannot build without allocating (allocate=False missing)")
+    net = zoo.vgg16(allocate=False)
     report = analyze(net)
     assert report.total_params == VGG16_PARAMS == net.num_params
     assert report.total_macs == VGG16_MACS
@@ -122,12 +117,6 @@ def test_analysis_equals_the_built_network(rng):
 
 
 def test_containers_and_local_layers_match_their_built_counts():
-    layers_module = pytest.importorskip("volnet.layers")
-    needed = ("Residual", "Concat", "Inception", "GlobalAvgPool", "LocallyConnected")
-    if not all(hasattr(layers_module, name) for name in needed):
-        pytest.skip("container or locally-connected layers not available")
-    from volnet.layers import Concat, GlobalAvgPool, Inception, LocallyConnected, Residual
-
     layers = [Conv2D(16, 3, P=1), ReLU(),
               Residual([Conv2D(16, 3, P=1), BatchNorm(), ReLU(), Conv2D(16, 3, P=1), BatchNorm()]), ReLU(),
               Residual([Conv2D(32, 3, S=2, P=1, fit="crop", bias=False), BatchNorm()],
@@ -155,12 +144,9 @@ def test_containers_and_local_layers_match_their_built_counts():
 
 
 def test_the_notes_notation_analyses_like_layer_objects(vgg16_layers, small_layers):
-    volnet = pytest.importorskip("volnet")
-    if not hasattr(volnet, "build"):
-        pytest.skip("volnet.build (the notation) not available")
-    small = volnet.build("INPUT[32x32x3] -> CONV3-16 -> RELU -> POOL2 -> CONV3-32 -> RELU -> POOL2 -> FC10")
+    small = build("INPUT[32x32x3] -> CONV3-16 -> RELU -> POOL2 -> CONV3-32 -> RELU -> POOL2 -> FC10")
     assert analyze(small).to_dict() == analyze_layers(small_layers(), (32, 32, 3)).to_dict()
-    vgg = volnet.build("INPUT[224x224x3] -> [CONV3-64 -> RELU]*2 -> POOL2 -> [CONV3-128 -> RELU]*2 -> POOL2 -> "
+    vgg = build("INPUT[224x224x3] -> [CONV3-64 -> RELU]*2 -> POOL2 -> [CONV3-128 -> RELU]*2 -> POOL2 -> "
                        "[CONV3-256 -> RELU]*3 -> POOL2 -> [CONV3-512 -> RELU]*3 -> POOL2 -> [CONV3-512 -> RELU]*3 -> "
                        "POOL2 -> FC4096 -> RELU -> FC4096 -> RELU -> FC1000", allocate=False)
     report = analyze(vgg)
@@ -213,8 +199,8 @@ def test_shape_errors_name_the_layer():
 
 def test_docstring_examples():
     from volnet import analysis
-    from volnet.analysis import lints, memory, receptive_field, report, walk
+    from volnet.analysis import budget, compare, lints, memory, receptive_field, replay, report, units, walk
 
-    for module in (analysis, report, memory, receptive_field, walk, lints):
+    for module in (analysis, report, memory, receptive_field, walk, lints, units, replay, budget, compare):
         result = doctest.testmod(module)
         assert result.failed == 0, f"{module.__name__}: {result.failed} failing example(s)"

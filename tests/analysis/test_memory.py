@@ -20,6 +20,7 @@ Figures checked:
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from volnet import Sequential
@@ -55,7 +56,6 @@ def test_vgg16_memory_as_the_notes_count_it(vgg16_layers):
 
 
 def test_bytes_per_value_by_dtype(small_layers):
-    np = pytest.importorskip("numpy")
     assert [bytes_per_value(d) for d in ("float16", "float32", "float64")] == [2, 4, 8]
     assert bytes_per_value(np.float64) == bytes_per_value(np.dtype("float64")) == 8
     report = analyze_layers(small_layers(), (32, 32, 3), batch=8)
@@ -197,3 +197,17 @@ def test_estimates_match_measurement_for_every_layer_kind(name, measure):
     close(report.inference.activations + report.inference.workspace, measured["inference_peak"],
           f"{name}: inference peak")
     close(report.train.total, measured["step_total"], f"{name}: whole step with {optimizer}")
+
+
+def test_the_cores_are_an_argument_of_the_estimate(monkeypatch):
+    # each thread of a network pass has its own im2col blocks: more cores, more workspace
+    from volnet.ops import threads
+
+    layers = [Conv2D(64, 3, P=1), ReLU(), Conv2D(64, 3, P=1), ReLU(), MaxPool(2), FC(10)]
+    one, two = (analyze_layers(layers, (32, 32, 3), batch=64, cores=c) for c in (1, 2))
+    assert one.train.workspace < two.train.workspace and one.train.params == two.train.params
+    assert one.memory(cores=2) == two.train
+    monkeypatch.setattr(threads, "cores", lambda: 2)  # None: this machine's, asked once, at analysis
+    assert analyze_layers(layers, (32, 32, 3), batch=64).train == two.train
+    assert max_batch_size(layers, "64MiB", input_shape=(32, 32, 3), cores=1) >= max_batch_size(
+        layers, "64MiB", input_shape=(32, 32, 3), cores=2)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from volnet.analysis import ReceptiveField, analyze_layers, compare_stack, receptive_fields
-from volnet.layers import FC, Conv2D, Flatten, MaxPool, ReLU
+from volnet.layers import FC, Concat, Conv2D, Flatten, MaxPool, ReLU, Residual
 
 
 def test_three_stacked_3x3_convs_see_7x7():
@@ -62,11 +62,6 @@ def test_fc_sees_the_whole_volume():
 
 
 def test_containers_take_the_widest_path():
-    layers = pytest.importorskip("volnet.layers")
-    if not all(hasattr(layers, n) for n in ("Residual", "Concat")):
-        pytest.skip("containers not available")
-    from volnet.layers import Concat, Residual
-
     # body: two 3x3 CONVs (5x5); identity shortcut: 1x1 -> the sum sees 5x5
     residual = analyze_layers([Residual([Conv2D(4, 3, P=1), Conv2D(4, 3, P=1)])], (8, 8, 4))
     assert residual.rows[-1].kind == "residual" and residual.rows[-1].rf.size == (5, 5)

@@ -14,7 +14,7 @@ def unpadded_net(dtype=np.float64):
                        Dropout(0.5), FC(3)], input_shape=(12, 12, 2), dtype=dtype, seed=3)
 
 
-def test_seed_example_fc4096_on_7x7x512_becomes_conv_f7_k4096():
+def test_notes_example_fc4096_on_7x7x512_becomes_conv_f7_k4096():
     net = Sequential([FC(64), ReLU(), FC(10)], input_shape=(7, 7, 512), seed=0)
     converted = fc_to_conv(net)
     first, second = converted[0], converted[2]

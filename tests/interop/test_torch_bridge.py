@@ -229,7 +229,7 @@ def test_a_network_without_weights_is_refused():
 
 
 def test_from_torch_refuses_another_architecture():
-    model = to_torch(build("seed"))
+    model = to_torch(build("notes"))
     with pytest.raises(ValueError, match="does not match"):
         from_torch(model, build("lenet"))
     other = Sequential([Conv2D(12, 5, P=2), ReLU(), MaxPool(2, 2), FC(10)], (28, 28, 3))
@@ -240,7 +240,7 @@ def test_from_torch_refuses_another_architecture():
 def test_missing_torch_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
     with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
-        to_torch(build("seed"))
+        to_torch(build("notes"))
 
 
 def test_docstring_example():

@@ -7,14 +7,14 @@ from volnet import Sequential, ShapeError
 from volnet.layers import FC, AvgPool, Conv2D, Flatten, L2Pool, MaxPool, ReLU, layer_from_config
 
 
-def test_seed_cifar10_volumes():
+def test_notes_cifar10_volumes():
     # INPUT [32x32x3] -> CONV (12 filters) 32x32x12 -> RELU -> POOL 16x16x12 -> FC 1x1x10
     net = Sequential([Conv2D(12, 3, P=1), ReLU(), MaxPool(2, 2), FC(10)], input_shape=(32, 32, 3))
     assert net.shapes == [(32, 32, 12), (32, 32, 12), (16, 16, 12), (10,)]
     assert "1x1x10" in net.summary()
 
 
-def test_seed_filter_parameter_count():
+def test_notes_filter_parameter_count():
     # a 5x5x3 filter has 5*5*3 = 75 weights + 1 bias; K filters: (F*F*D1)*K weights and K biases
     one = Sequential([Conv2D(1, 5)], input_shape=(32, 32, 3))
     assert [p.value.size for p in one.params()] == [75, 1]

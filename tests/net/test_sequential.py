@@ -93,12 +93,12 @@ def layer_by_layer(net, x, dout):
 
     Inside a network pass, as Sequential runs them, so that the same kernels split the batch the same way.
     """
-    with threads.network_pass(len(x)):
+    with threads.network_pass(len(x)) as workers:
         for layer in net.layers:
-            x = layer.forward(x, train=True)
+            x = layer.forward(x, train=True, workers=workers)
         out = x
         for layer in reversed(net.layers):
-            dout = layer.backward(dout)
+            dout = layer.backward(dout, workers=workers)
     return out, dout, [p.grad.copy() for p in net.params()]
 
 

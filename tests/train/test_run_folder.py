@@ -117,7 +117,7 @@ def test_divergence_in_the_first_epoch_names_no_checkpoint(tmp_path):
 # -- signals ------------------------------------------------------------------------
 
 def test_sigterm_saves_like_ctrl_c_and_exits_143_from_the_command_line(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "volnet", "train", "--arch", "seed", "--epochs", "40",
+    process = subprocess.Popen([sys.executable, "-m", "volnet", "train", "--arch", "notes", "--epochs", "40",
                                 "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     for line in process.stdout:  # the first epoch's line: a checkpoint exists and training goes on

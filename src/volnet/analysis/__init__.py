@@ -14,6 +14,26 @@ network built with ``allocate=False`` or from unbuilt layer objects.
 * :func:`receptive_fields`, :func:`compare_stack`: the notes' 3x3 vs 7x7.
 * :func:`lint` / :data:`RULES`: the notes' "Layer Sizing Patterns".
 
+Nothing here knows a layer kind: each layer describes itself
+(:class:`volnet.layers.Layer`: ``kind``, ``costs``, ``window``,
+``forward_workspace``/``backward_workspace``, which delegate to the
+workspace function beside each kernel in ``volnet.ops``), and the modules
+only ask. The memory estimate depends on the cores a network pass splits
+its kernels over: ``cores=None`` (every function here) is this machine's.
+
+Modules, each importing only those listed after it (no circles)::
+
+    __init__         batch_fit, max_batch_size, require_fit
+    compare          receptive_fields, compare_stack       -> report, receptive_field
+    report           Report, analyze, analyze_layers       -> lints, memory, units, walk
+    budget           BatchFit, fit_batch                   -> memory, units
+    memory           Memory, memory(): composing the terms -> replay, units
+    replay           the heap engine replaying a step      -> walk (and layers, ops.workspace)
+    lints            the notes' sizing rules               -> (nothing of analysis)
+    walk             LayerRow, Node, walk(): rows, costs   -> receptive_field
+    receptive_field  ReceptiveField arithmetic
+    units            bytes per value, budgets, bytes as text
+
 Example:
     >>> from volnet.layers import Conv2D, ReLU, MaxPool, FC
     >>> report = analyze_layers([Conv2D(16, 3, P=1), ReLU(), MaxPool(2), FC(10)], (32, 32, 3), batch=64)
@@ -25,32 +45,36 @@ from __future__ import annotations
 
 from .. import resources
 from ..resources import ResourceError, describe_bytes, machine_has, usable_memory
+from .budget import BatchFit, fit_batch
+from .compare import StackComparison, compare_stack, receptive_fields
 from .lints import RULES, Lint, lint
-from .memory import BatchFit, Memory, bytes_per_value, fit_batch, format_bytes, parse_budget
-from .receptive_field import ReceptiveField, StackComparison, compare_stack, receptive_fields
+from .memory import Memory
+from .receptive_field import ReceptiveField
 from .report import Report, analyze, analyze_layers
+from .units import bytes_per_value, format_bytes, parse_budget
 from .walk import LayerRow
 
 
 def batch_fit(net, budget="12GB", optimizer: str | None = "momentum", dtype=None, mode: str = "train", *,
-              input_shape=None) -> BatchFit:
+              input_shape=None, cores: int | None = None) -> BatchFit:
     """The largest batch whose memory (:class:`Memory` ``total``) fits ``budget``, with the figures and why.
 
     ``net`` is anything :func:`analyze` takes (with ``input_shape`` for a
     list of layers), or a :class:`Report`. ``budget`` is bytes or a string
     such as ``"12GB"`` (10**9 bytes each), ``"1.5GiB"`` (2**30 each). The
     batch is 0 when one volume does not fit, and ``explanation`` says
-    whether the parameters alone already exceed the budget.
+    whether the parameters alone already exceed the budget. ``cores``: see
+    :func:`analyze` (a Report keeps its own unless given).
 
     Raises:
         ValueError: for a budget that is not bytes or a string like "12GB".
     """
-    return fit_batch(_report(net, dtype, optimizer, input_shape), budget, optimizer=optimizer, dtype=dtype,
-                     mode=mode)
+    return fit_batch(_report(net, dtype, optimizer, input_shape, cores), budget, optimizer=optimizer, dtype=dtype,
+                     mode=mode, cores=cores)
 
 
 def max_batch_size(net, budget="12GB", optimizer: str | None = "momentum", dtype=None, mode: str = "train", *,
-                   input_shape=None) -> int:
+                   input_shape=None, cores: int | None = None) -> int:
     """The notes' "decrease the batch size until it fits": the largest batch within ``budget``, 0 if none.
 
     Same arguments as :func:`batch_fit`, which also says why.
@@ -59,11 +83,12 @@ def max_batch_size(net, budget="12GB", optimizer: str | None = "momentum", dtype
     >>> max_batch_size([Conv2D(8, 3, P=1), FC(10)], "4MiB", input_shape=(32, 32, 3))   # 963 KiB fixed
     18
     """
-    return batch_fit(net, budget, optimizer, dtype, mode, input_shape=input_shape).batch
+    return batch_fit(net, budget, optimizer, dtype, mode, input_shape=input_shape, cores=cores).batch
 
 
 def require_fit(net, batch: int, mode: str = "train", optimizer: str | None = "momentum", *, what: str,
-                batch_flag: str = "the batch size", fix: str | None = None, input_shape=None):
+                batch_flag: str = "the batch size", fix: str | None = None, input_shape=None,
+                cores: int | None = None):
     """Refuse to run ``net`` on batches of ``batch`` when volnet's own estimate does not fit in memory.
 
     The estimate is :class:`volnet.analysis.Memory` ``total`` (``mode`` ``"train"``:
@@ -89,7 +114,8 @@ def require_fit(net, batch: int, mode: str = "train", optimizer: str | None = "m
         >>> require_fit(net, 64, what="training the example").batch
         64
     """
-    report = analyze(net, batch=batch, optimizer=optimizer if mode == "train" else None, input_shape=input_shape)
+    report = analyze(net, batch=batch, optimizer=optimizer if mode == "train" else None, input_shape=input_shape,
+                     cores=cores)
     memory = report.memory(mode)
     available = resources.available_memory()
     if available is None or memory.total <= usable_memory(available):
@@ -105,10 +131,10 @@ def require_fit(net, batch: int, mode: str = "train", optimizer: str | None = "m
                         f"{fix}")
 
 
-def _report(net, dtype, optimizer, input_shape) -> Report:
+def _report(net, dtype, optimizer, input_shape, cores) -> Report:
     if isinstance(net, Report):
         return net
-    return analyze(net, dtype=dtype, optimizer=optimizer, input_shape=input_shape)
+    return analyze(net, dtype=dtype, optimizer=optimizer, input_shape=input_shape, cores=cores)
 
 
 __all__ = [

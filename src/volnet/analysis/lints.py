@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..shapes import format_volume
-from .walk import window
+
 
 RULES = {
     "input-size": "INPUT layer: should be divisible by 2 many times, e.g. 32 (CIFAR-10), 64, 96 (STL-10), "
@@ -86,7 +86,7 @@ def lint(report) -> list[Lint]:
         if row.kind in ("conv", "local"):
             found += _conv(row, where)
         if row.kind == "pool":
-            F = window(row.layer, row.kind, row.input_shape)[0]
+            F = row.layer.window(row.input_shape)[0]
             if max(F) > 3:
                 found.append(Lint("pool-window", where, f"a {F[0]}x{F[1]} window keeps 1 value in {F[0] * F[1]}; "
                                   "use F=2, S=2 or the overlapping F=3, S=2"))
@@ -120,13 +120,13 @@ def _input_size(report) -> list[Lint]:
 
 def _is_fc_in_disguise(row) -> bool:
     """A CONV whose filter covers its whole (unpadded) input: the notes' FC->CONV conversion."""
-    F, _, P, _ = window(row.layer, row.kind, row.input_shape)
+    F, _, P, _ = row.layer.window(row.input_shape)
     return tuple(F) == tuple(row.input_shape[:2]) and P == (0, 0)
 
 
 def _conv(row, where) -> list[Lint]:
     found = []
-    F, S, P, dilation = window(row.layer, row.kind, row.input_shape)
+    F, S, P, dilation = row.layer.window(row.input_shape)
     if _is_fc_in_disguise(row):
         return found
     if max(F) > 5:
@@ -155,9 +155,9 @@ def _conv(row, where) -> list[Lint]:
 
 
 def _crop(row, where) -> list[Lint]:
-    if getattr(row.layer, "fit", None) != "crop":
+    if row.layer.fit != "crop":  # the window layers (conv, local, pool) all take fit
         return []
-    F, S, P, dilation = window(row.layer, row.kind, row.input_shape)
+    F, S, P, dilation = row.layer.window(row.input_shape)
     dropped = []
     for a in range(2):
         size, extent = row.output_shape[a], dilation[a] * (F[a] - 1) + 1

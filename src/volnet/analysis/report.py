@@ -17,8 +17,11 @@ from __future__ import annotations
 import math
 from functools import cached_property
 
+from ..ops import threads
 from ..shapes import as_volume_shape, format_volume
-from . import memory as _memory
+from .lints import RULES, lint
+from .memory import Memory, memory, notes_activation_values
+from .units import bytes_per_value, cache_multiplier, dtype_name, format_bytes
 from .walk import LayerRow, Node, walk
 
 
@@ -32,11 +35,12 @@ class Report:
     """
 
     def __init__(self, nodes: list[Node], rows: list[LayerRow], input_shape, *, batch=1, dtype="float32",
-                 optimizer="momentum"):
+                 optimizer="momentum", cores: int = 1):
         self.nodes, self.rows = nodes, rows
         self.input_shape = tuple(input_shape)
-        self.batch, self.dtype, self.optimizer = int(batch), _memory._dtype_name(dtype), optimizer
-        self.bytes_per_value = _memory.bytes_per_value(dtype)
+        self.batch, self.dtype, self.optimizer = int(batch), dtype_name(dtype), optimizer
+        self.bytes_per_value = bytes_per_value(dtype)
+        self.cores = int(cores)  # what a network pass splits its kernels over: the workspace depends on it
 
     # -- totals ------------------------------------------------------------------
     @property
@@ -70,7 +74,7 @@ class Report:
     @property
     def notes_activation_values(self) -> int:
         """The notes' count per volume: the input plus every CONV, LC, POOL and FC output (and merges)."""
-        return _memory.notes_activation_values(self)
+        return notes_activation_values(self)
 
     def params_in(self, kind: str) -> int:
         """Parameters held by layers of one kind (``"fc"``, ``"conv"``...)."""
@@ -78,22 +82,20 @@ class Report:
 
     # -- memory and lints ------------------------------------------------------------
     def memory(self, mode: str = "train", batch: int | None = None, optimizer: str | None = None,
-               dtype=None) -> _memory.Memory:
+               dtype=None, cores: int | None = None) -> Memory:
         """The memory terms for ``mode`` ``"train"`` or ``"inference"`` (defaults: this report's settings)."""
-        return _memory.memory(self, mode, batch, optimizer, dtype)
+        return memory(self, mode, batch, optimizer, dtype, cores)
 
     @cached_property
-    def train(self) -> _memory.Memory:
+    def train(self) -> Memory:
         return self.memory("train")
 
     @cached_property
-    def inference(self) -> _memory.Memory:
+    def inference(self) -> Memory:
         return self.memory("inference")
 
     @cached_property
     def lints(self) -> list:
-        from .lints import lint
-
         return lint(self)
 
     @property
@@ -115,7 +117,7 @@ class Report:
             rows.append((row.path, "  " * row.depth + row.name, _volume(row.output_shape), f"{row.activations:,}",
                          f"{row.params:,}", _compact(row.macs), row.rf.describe(),
                          _jump(row.rf.jump) if len(row.output_shape) == 3 else "",
-                         _memory.format_bytes(kept[row.path]).split(" (")[0] if kept.get(row.path) else ""))
+                         format_bytes(kept[row.path]).split(" (")[0] if kept.get(row.path) else ""))
         widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
         left = (1, 2)
         lines = ["  ".join(cell.ljust(w) if c in left else cell.rjust(w) for c, (cell, w) in
@@ -131,9 +133,9 @@ class Report:
             f"FLOPs = 2 x MACs: {self.total_flops:,} ({_compact(self.total_flops)}); "
             f"other ops (bias adds, RELU, pooling, BatchNorm, adds): {self.total_other_ops:,}",
             f"activations per volume, the notes' count (input + every CONV/POOL/FC output): {notes_values:,} "
-            f"values = {_memory.format_bytes(notes_values * b)} in {self.dtype}",
+            f"values = {format_bytes(notes_values * b)} in {self.dtype}",
             f"activations per volume, every layer output + input (RELU etc. included): {all_values:,} values = "
-            f"{_memory.format_bytes(all_values * b)}",
+            f"{format_bytes(all_values * b)}",
             f"kept (train): bytes volnet's layers keep for backprop, batch {self.batch}",
             "",
             self.train.text(),
@@ -141,13 +143,11 @@ class Report:
             self.inference.text(),
         ]
         if self.lints:
-            from .lints import RULES
-
             lines += ["", "lints (the notes' Layer Sizing Patterns; each rule, then what breaks it):"]
-            for rule in dict.fromkeys(lint.rule for lint in self.lints):
+            for rule in dict.fromkeys(found.rule for found in self.lints):
                 lines.append(f"  [{rule}] {RULES[rule]}")
-                lines += [f"    {lint.severity}: {lint.layer}: {lint.message}"
-                          for lint in self.lints if lint.rule == rule]
+                lines += [f"    {found.severity}: {found.layer}: {found.message}"
+                          for found in self.lints if found.rule == rule]
         if self.notes:
             lines += ["", "notes:"] + [f"  {note}" for note in self.notes]
         return "\n".join(lines)
@@ -178,7 +178,7 @@ class Report:
                 "notes_activation_values": self.notes_activation_values,
             },
             "memory": {"train": self.train.to_dict(), "inference": self.inference.to_dict()},
-            "lints": [lint.to_dict() for lint in self.lints],
+            "lints": [found.to_dict() for found in self.lints],
             "notes": self.notes,
         }
 
@@ -188,7 +188,7 @@ class Report:
 
 
 def analyze_layers(layers, input_shape, *, batch: int = 1, dtype="float32",
-                   optimizer: str | None = "momentum") -> Report:
+                   optimizer: str | None = "momentum", cores: int | None = None) -> Report:
     """Analyse a list of (built or unbuilt) layers on one input volume ``(H, W, D)``.
 
     Args:
@@ -200,6 +200,9 @@ def analyze_layers(layers, input_shape, *, batch: int = 1, dtype="float32",
         optimizer: its step cache counts in training memory ("sgd",
             "momentum", "nesterov", "adagrad", "rmsprop", "adam", or None
             for none). Default: "momentum".
+        cores: the cores a network pass splits its kernels over, which sets
+            the workspace (each thread has its own blocks). Default: None,
+            this machine's (:func:`volnet.ops.threads.cores`).
 
     Raises:
         ShapeError: where a layer's hyperparameters do not fit its input
@@ -209,13 +212,15 @@ def analyze_layers(layers, input_shape, *, batch: int = 1, dtype="float32",
     input_shape = as_volume_shape(input_shape)
     if int(batch) < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    _memory.cache_multiplier(optimizer)  # an unknown name fails here, not when memory is asked for
-    _memory.bytes_per_value(dtype)
+    cache_multiplier(optimizer)  # an unknown name fails here, not when memory is asked for
+    bytes_per_value(dtype)
     nodes, _, _, _, rows = walk(list(layers), input_shape)
-    return Report(nodes, rows, input_shape, batch=batch, dtype=dtype, optimizer=optimizer)
+    return Report(nodes, rows, input_shape, batch=batch, dtype=dtype, optimizer=optimizer,
+                  cores=machine_cores() if cores is None else cores)
 
 
-def analyze(net, batch: int = 1, dtype=None, optimizer: str | None = "momentum", *, input_shape=None) -> Report:
+def analyze(net, batch: int = 1, dtype=None, optimizer: str | None = "momentum", *, input_shape=None,
+            cores: int | None = None) -> Report:
     """Analyse a network: a :class:`~volnet.Sequential` (built, or built with ``allocate=False``), or a
     list of layers with ``input_shape``. ``dtype`` defaults to the network's (float32 for a list).
 
@@ -239,7 +244,12 @@ def analyze(net, batch: int = 1, dtype=None, optimizer: str | None = "momentum",
     else:
         raise TypeError(f"analyze() takes a Sequential or a list of layers, got {type(net).__name__}")
     return analyze_layers(layers, shape, batch=batch, dtype="float32" if dtype is None else dtype,
-                          optimizer=optimizer)
+                          optimizer=optimizer, cores=cores)
+
+
+def machine_cores() -> int:
+    """The cores this machine's network passes split their kernels over (:func:`volnet.ops.threads.cores`)."""
+    return threads.cores()
 
 
 def _row_dict(row: LayerRow) -> dict:

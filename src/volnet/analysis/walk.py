@@ -1,13 +1,14 @@
 """Walk a network's layers on shapes alone: one row per layer with its costs.
 
-Every layer is asked only for ``output_shape(input_shape)``; parameter
-counts, multiply-adds and receptive fields come from its hyperparameters.
-Nothing is built or allocated, so the layers may be unbuilt (a list of
-layer objects), built, or built with ``allocate=False``.
+Every layer describes itself (:class:`volnet.layers.Layer`): its
+``output_shape(input_shape)``, its ``kind``, its :meth:`~volnet.layers.Layer.costs`
+(parameters, multiply-adds, other ops) and the :meth:`~volnet.layers.Layer.window`
+its receptive field grows by; a container names its paths
+(:meth:`~volnet.layers.Layer.named_paths`). The walk asks, and keeps no table
+of layer kinds. Nothing is built or allocated, so the layers may be unbuilt
+(a list of layer objects), built, or built with ``allocate=False``.
 
-Layers are recognised by class name along their MRO (so a subclass of
-``Conv2D`` counts as a CONV, ``Inception`` as a ``Concat``), which needs no
-import of the layer modules. Counting conventions, per forward pass on one
+Counting conventions each layer's ``costs`` follows, per forward pass on one
 volume:
 
     MACs       multiply-adds of CONV, LocallyConnected and FC layers: one per
@@ -30,30 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..shapes import ShapeError, pair
+from ..shapes import ShapeError
 from .receptive_field import ReceptiveField, union
-
-# Class name (anywhere in the MRO) -> kind.
-KINDS = {
-    "Conv2D": "conv", "LocallyConnected": "local", "FC": "fc",
-    "MaxPool": "pool", "AvgPool": "pool", "L2Pool": "pool", "_Pool": "pool",
-    "GlobalAvgPool": "global_pool", "ReLU": "relu", "BatchNorm": "batchnorm", "Dropout": "dropout",
-    "Flatten": "flatten", "Residual": "residual", "Concat": "concat",
-}
-WINDOW_KINDS = ("conv", "local", "pool")   # layers with F, S, P hyperparameters
-CONTAINER_KINDS = ("residual", "concat")
-
-
-def kind_of(layer) -> str:
-    """``"conv"``, ``"fc"``, ``"pool"``... (see :data:`KINDS`); ``"other"`` for a type analysis does not know."""
-    for cls in type(layer).__mro__:
-        if cls.__name__ in KINDS:
-            return KINDS[cls.__name__]
-    if hasattr(layer, "branches"):
-        return "concat"
-    if hasattr(layer, "body"):
-        return "residual"
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -62,9 +41,11 @@ class LayerRow:
 
     ``path`` is ``"3"`` for the third layer of the network and
     ``"5.body.2"`` for a layer inside a container, the dotted names that
-    checkpoints use. ``params``, ``macs`` and ``other_ops`` are the layer's
-    own: a container's row holds only its merge (Residual's add), its
-    children have rows of their own, so the column sums are the totals.
+    checkpoints use. ``kind`` is the layer's own (``"conv"``, ``"pool"``...,
+    ``"other"`` for a type that does not describe itself). ``params``,
+    ``macs`` and ``other_ops`` are the layer's own: a container's row holds
+    only its merge (Residual's add), its children have rows of their own,
+    so the column sums are the totals.
     """
 
     path: str
@@ -99,83 +80,35 @@ class Node:
     paths: list[list[Node]] = field(default_factory=list)
 
 
-def window(layer, kind: str, input_shape: tuple):
-    """``(F, S, P, dilation)`` as ``(h, w)`` pairs for CONV, LC and POOL layers."""
-    dilation = pair(getattr(layer, "dilation", 1), "dilation")
-    return (pair(layer.F, "F"), pair(layer.S, "S"), pair(getattr(layer, "P", 0), "P"),
-            dilation if kind != "pool" else (1, 1))
+def _rf_after(layer, shape, out, rf: ReceptiveField, grid):
+    """The receptive field after a leaf layer, and the spatial grid (H, W) its output covers.
 
-
-def _costs(layer, kind, shape, out):
-    """``(params, macs, other_ops, param_sizes)`` of a layer that is not a container."""
-    n_out = math.prod(out)
-    if kind in ("conv", "local"):
-        (Fh, Fw), D, K = pair(layer.F, "F"), shape[2], out[2]
-        positions = out[0] * out[1]
-        weights = Fh * Fw * D * K
-        biases = K if getattr(layer, "bias", True) else 0
-        if kind == "local":
-            weights, biases = positions * weights, positions * biases
-        return weights + biases, positions * K * Fh * Fw * D, positions * K if biases else 0, (weights, biases)
-    if kind == "fc":
-        fan_in, K = math.prod(shape), out[-1]
-        return fan_in * K + K, fan_in * K, K, (fan_in * K, K)
-    if kind == "pool":
-        taps = math.prod(pair(layer.F, "F"))
-        per_output = {"max": taps - 1, "avg": taps, "l2": 2 * taps}.get(getattr(layer, "mode", "max"), taps)
-        return 0, 0, n_out * per_output, ()
-    if kind == "global_pool":
-        return 0, 0, math.prod(shape), ()
-    if kind == "relu":
-        return 0, 0, n_out, ()
-    if kind == "batchnorm":
-        return 2 * shape[-1], 0, 2 * n_out, (shape[-1], shape[-1])
-    if kind in ("dropout", "flatten"):
-        return 0, 0, 0, ()
-    # A layer type analysis does not know: count what a built layer holds.
-    sizes = tuple(p.value.size for p in layer.params()) if hasattr(layer, "params") else ()
-    return sum(sizes), 0, 0, sizes
-
-
-def _rf_after(layer, kind, shape, out, rf: ReceptiveField, grid):
-    """The receptive field after a leaf layer, and the spatial grid (H, W) its output covers."""
-    if kind in WINDOW_KINDS:
-        F, S, P, dilation = window(layer, kind, shape)
-        return rf.through(F, S, P, dilation), out[:2]
-    if kind == "global_pool" or (kind == "fc" and len(shape) == 3):
-        extent = shape[:2]
-        return rf.through(extent, extent), (1, 1)
-    if kind == "fc":  # on a vector: after Flatten it covers the flattened grid, after FC just (1, 1)
+    A window layer grows the field by its window; a layer whose neurons see
+    the whole input (FC, global pooling) by the whole grid its input covers
+    (an FC after Flatten: the flattened grid); any other passes it through.
+    """
+    window = layer.window(shape)
+    if window is not None:
+        return rf.through(*window), out[:2]
+    if layer.sees_whole_input:
         return rf.through(grid, grid), (1, 1)
     return rf, out[:2] if len(out) == 3 else grid
-
-
-def _as_path(layers) -> list:
-    """A container's path (list of layers, a single layer, or None for the identity) as a list."""
-    if layers is None:
-        return []
-    if hasattr(layers, "layers") and not hasattr(layers, "output_shape"):
-        return list(layers.layers)
-    if isinstance(layers, (list, tuple)):
-        return list(layers)
-    return [layers]
-
-
-def _child_names(layer) -> dict[int, str]:
-    """``id(child) -> "body.2"`` from the container's :meth:`sublayers`, the names checkpoints use."""
-    try:
-        return {id(child): name for name, child in layer.sublayers()}
-    except Exception:  # a container without sublayers(): names are made up below
-        return {}
 
 
 def _label_error(error: ShapeError, path: str, layer) -> ShapeError:
     message = str(error)
     if message.startswith("layer "):  # a built network's labels already name the layer
         return error
-    label = f"{getattr(layer, 'label', '')}: "
+    label = f"{layer.label}: "
     message = message[len(label):] if message.startswith(label) else message
     return ShapeError(f"layer {path} ({type(layer).__name__}): {message}")
+
+
+def _output_shape(layer, shape, path) -> tuple:
+    try:
+        return tuple(layer.output_shape(shape))
+    except ShapeError as error:
+        raise _label_error(error, path, layer) from None
 
 
 def walk(layers, input_shape, *, prefix: str = "", depth: int = 0, rf: ReceptiveField | None = None,
@@ -191,44 +124,33 @@ def walk(layers, input_shape, *, prefix: str = "", depth: int = 0, rf: Receptive
     grid = tuple(shape[:2]) if grid is None and len(shape) == 3 else (grid or (1, 1))
     nodes = []
     for j, layer in enumerate(layers, start=1):
-        path = (names or {}).get(id(layer)) or str(j)
-        path = f"{prefix}{path}"
-        kind = kind_of(layer)
-        if kind in CONTAINER_KINDS:
-            node, shape, rf, grid = _walk_container(layer, kind, shape, path, depth, rf, grid, rows)
+        path = f"{prefix}{(names or {}).get(id(layer)) or str(j)}"
+        if layer.named_paths():
+            node, shape, rf, grid = _walk_container(layer, shape, path, depth, rf, grid, rows)
         else:
-            try:
-                out = tuple(layer.output_shape(shape))
-            except ShapeError as error:
-                raise _label_error(error, path, layer) from None
-            params, macs, other, sizes = _costs(layer, kind, shape, out)
-            rf, grid = _rf_after(layer, kind, shape, out, rf, grid)
-            node = Node(LayerRow(path, repr(layer), kind, depth, shape, out, params, macs, other, rf, sizes, layer))
+            out = _output_shape(layer, shape, path)
+            costs = layer.costs(shape, out)
+            rf, grid = _rf_after(layer, shape, out, rf, grid)
+            node = Node(LayerRow(path, repr(layer), layer.kind, depth, shape, out, costs.params, costs.macs,
+                                 costs.other_ops, rf, costs.param_sizes, layer))
             rows.append(node.row)
             shape = out
         nodes.append(node)
     return nodes, shape, rf, grid, rows
 
 
-def _walk_container(layer, kind, shape, path, depth, rf, grid, rows):
-    names = {i: f"{path}.{name}" for i, name in _child_names(layer).items()}
-    if kind == "residual":
-        groups = [("body", _as_path(layer.body)), ("shortcut", _as_path(getattr(layer, "shortcut", None)))]
-    else:
-        groups = [(f"branch{i}", _as_path(b)) for i, b in enumerate(layer.branches, start=1)]
+def _walk_container(layer, shape, path, depth, rf, grid, rows):
+    names = {id(child): f"{path}.{name}" for name, child in layer.sublayers()}  # the names checkpoints use
     paths, fields = [], []
-    for group, members in groups:
+    for group, members in layer.named_paths():
         fallback = {id(m): f"{path}.{group}.{j}" for j, m in enumerate(members, start=1)}
         nodes, _, path_rf, _, _ = walk(members, shape, prefix="", depth=depth + 1, rf=rf, grid=grid,
                                        names={**fallback, **names}, rows=rows)
         paths.append(nodes)
         fields.append(path_rf)
-    try:
-        out = tuple(layer.output_shape(shape))
-    except ShapeError as error:
-        raise _label_error(error, path, layer) from None
-    name = f"{type(layer).__name__} (add)" if kind == "residual" else f"{type(layer).__name__} (depth concat)"
-    other = math.prod(out) if kind == "residual" else 0
-    row = LayerRow(path, name, kind, depth, shape, out, 0, 0, other, union(fields), (), layer)
+    out = _output_shape(layer, shape, path)
+    costs = layer.costs(shape, out)
+    row = LayerRow(path, f"{type(layer).__name__} ({layer.merge})", layer.kind, depth, shape, out, costs.params,
+                   costs.macs, costs.other_ops, union(fields), (), layer)
     rows.append(row)
     return Node(row, paths), out, row.rf, out[:2] if len(out) == 3 else grid

@@ -43,6 +43,13 @@ Concat, Inception  :class:`~volnet.interop.torch_modules.Concat`: the branches'
 
 LocallyConnected has no PyTorch module and raises NotImplementedError.
 
+Each layer kind converts itself: :meth:`volnet.layers.Layer.to_torch` gives
+its modules (through the small :class:`Bridge` interface, so that the
+layers never import torch) and :meth:`~volnet.layers.Layer.torch_arrays` how
+its arrays map; this module only walks the network, keeps the flattening
+order, and copies the arrays. A new layer kind converts by defining those
+two methods.
+
 Flattening order. volnet stretches a volume ``(H, W, D)`` depth-fastest
 (the notes' ``X[x, y, :]`` columns one after another); PyTorch's ``Flatten``
 stretches ``(C, H, W)`` width-fastest. The same FC weights would then meet
@@ -64,8 +71,8 @@ PyTorch is imported when a function here is called, not when volnet is:
 volnet itself needs only NumPy.
 
 Example:
-    >>> from volnet.zoo import seed_layout
-    >>> to_torch(seed_layout((32, 32, 3)))   # INPUT[32x32x3] -> CONV5-12 -> RELU -> POOL2 -> FC10
+    >>> from volnet.zoo import notes_layout
+    >>> to_torch(notes_layout((32, 32, 3)))  # INPUT[32x32x3] -> CONV5-12 -> RELU -> POOL2 -> FC10
     Sequential(
       (0): Conv2d(3, 12, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))
       (1): ReLU()
@@ -81,15 +88,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..layers import (FC, AvgPool, BatchNorm, Concat, Conv2D, Dropout, Flatten, GlobalAvgPool, L2Pool, Layer,
-                      MaxPool, ReLU, Residual)
+from ..layers import LAYER_TYPES, Layer
 from ..net import Sequential
-from ..ops.pool import pool_geometry
-from ..ops.window import Geometry, geometry
 
 TORCH_INSTALL = "pip install torch==2.13.0 (the CPU wheel: add --index-url https://download.pytorch.org/whl/cpu)"
-SUPPORTED = ("Conv2D, MaxPool, AvgPool, L2Pool, GlobalAvgPool, ReLU, Dropout, BatchNorm, Flatten, FC, "
-             "Residual, Concat, Inception")
+
+
+def _supported() -> str:
+    """The layer classes that convert (those defining ``to_torch``), for error messages."""
+    return ", ".join(name for name, cls in LAYER_TYPES.items() if cls.to_torch is not Layer.to_torch)
 
 
 def _import_torch():
@@ -122,89 +129,31 @@ class _Step:
     paths: list[list[_Step]] = field(default_factory=list)
 
 
-def _flatten_order(volume_shape) -> np.ndarray | None:
-    """Where PyTorch's (C, H, W) flattening puts volnet's (H, W, D) features; None if the same."""
-    H, W, D = volume_shape
-    if H * W == 1 or D == 1:
-        return None
-    return np.arange(H * W * D).reshape(H, W, D).transpose(2, 0, 1).ravel()
+class Bridge:
+    """What :meth:`volnet.layers.Layer.to_torch` is handed: ``nn`` (``torch.nn``), ``tm``
+    (:mod:`volnet.interop.torch_modules`), and ways to make a step, convert a path of layers and
+    chain steps into an ``nn.Sequential``."""
 
+    def __init__(self, tm):
+        self.tm, self.nn = tm, tm.nn
 
-def _inside(g: Geometry) -> bool:
-    """True when no window reaches past the symmetric padding P, so PyTorch's floored output size is volnet's.
+    def step(self, layer: Layer, modules: list, holder: int | None = None, order=None, paths=()) -> _Step:
+        return _Step(layer, modules, holder, order, list(paths))
 
-    That is every layer but those whose ``fit="pad"`` adds rows at the
-    bottom/right (``fit="crop"`` uses fewer rows than P allows).
-    """
-    top, bottom, left, right = g.pads
-    return bottom <= top and right <= left
+    def path(self, layers: list[Layer]) -> list[_Step]:
+        return _plan_path(layers, self.tm)
 
-
-def _zero_pad(g: Geometry, nn):
-    top, bottom, left, right = g.pads
-    return nn.ZeroPad2d((left, right, top, bottom))
-
-
-def _conv_modules(layer: Conv2D, nn) -> list:
-    g = geometry((1, *layer.input_shape), layer.F, layer.S, layer.P, layer.dilation, fit=layer.fit,
-                 layer=layer.label)
-    conv = dict(in_channels=layer.input_shape[2], out_channels=layer.K, kernel_size=g.size, stride=g.stride,
-                dilation=g.dilation, bias=layer.bias)
-    if _inside(g):
-        return [nn.Conv2d(**conv, padding=(g.pads[0], g.pads[2]))]
-    return [_zero_pad(g, nn), nn.Conv2d(**conv, padding=0)]
-
-
-def _pool_modules(layer, nn) -> list:
-    g = pool_geometry((1, *layer.input_shape), layer.F, layer.S, layer.P, fit=layer.fit, layer=layer.label)
-    pad = (g.pads[0], g.pads[2])
-    if layer.mode == "max":
-        return [nn.MaxPool2d(g.size, g.stride, padding=pad, ceil_mode=not _inside(g))]
-    if layer.mode == "avg" and _inside(g):
-        return [nn.AvgPool2d(g.size, g.stride, padding=pad)]
-    pool = nn.AvgPool2d(g.size, g.stride) if layer.mode == "avg" else nn.LPPool2d(2, g.size, g.stride)
-    if max(g.pads) <= 0:
-        return [pool]
-    # Padded zeros count in volnet's mean and add nothing to a sum of squares: pad them explicitly.
-    return [_zero_pad(g, nn), pool]
+    def sequential(self, steps: list[_Step]):
+        return _sequential(steps, self.nn)
 
 
 def _convert(layer: Layer, order, tm) -> tuple[_Step, np.ndarray | None]:
-    """The step for one layer reading its input in feature ``order``, and the order it leaves.
-
-    ``tm`` is :mod:`volnet.interop.torch_modules` (``tm.nn`` is ``torch.nn``).
-    """
-    nn, shape = tm.nn, layer.input_shape
-    if isinstance(layer, Conv2D):
-        modules = _conv_modules(layer, nn)
-        return _Step(layer, modules, holder=len(modules) - 1), None
-    if isinstance(layer, (MaxPool, AvgPool, L2Pool)):
-        return _Step(layer, _pool_modules(layer, nn)), None
-    if isinstance(layer, GlobalAvgPool):
-        return _Step(layer, [nn.AdaptiveAvgPool2d(1)]), None
-    if isinstance(layer, ReLU):
-        return _Step(layer, [nn.ReLU()]), order
-    if isinstance(layer, Dropout):
-        return _Step(layer, [nn.Dropout(layer.p)]), order
-    if isinstance(layer, BatchNorm):
-        norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-        return _Step(layer, [norm(shape[-1], eps=layer.eps, momentum=layer.momentum)], 0, order), order
-    if isinstance(layer, Flatten):
-        return _Step(layer, [nn.Flatten()]), _flatten_order(shape) if len(shape) == 3 else order
-    if isinstance(layer, FC):
-        linear = nn.Linear(int(np.prod(shape)), layer.K)
-        if len(shape) == 3:
-            return _Step(layer, [nn.Flatten(), linear], 1, _flatten_order(shape)), None
-        return _Step(layer, [linear], 0, order), None
-    if isinstance(layer, Residual):
-        body, shortcut = _plan_path(layer.body, tm), _plan_path(layer.shortcut, tm)
-        module = tm.Residual(_sequential(body, nn), _sequential(shortcut, nn))
-        return _Step(layer, [module], paths=[body, shortcut]), None
-    if isinstance(layer, Concat):
-        branches = [_plan_path(branch, tm) for branch in layer.branches]
-        return _Step(layer, [tm.Concat([_sequential(b, nn) for b in branches])], paths=branches), None
-    raise NotImplementedError(f"{layer.label}: the PyTorch bridge has no equivalent for {type(layer).__name__}; "
-                              f"it converts {SUPPORTED}")
+    """The step for one layer reading its input in feature ``order``, and the order it leaves."""
+    converted = layer.to_torch(Bridge(tm), order)
+    if converted is None:
+        raise NotImplementedError(f"{layer.label}: the PyTorch bridge has no equivalent for {type(layer).__name__}; "
+                                  f"it converts {_supported()}")
+    return converted
 
 
 def _plan_path(layers: list[Layer], tm) -> list[_Step]:
@@ -246,19 +195,7 @@ def _mapping(step: _Step) -> list[tuple]:
     def scatter(a):
         return a if order is None else a[inverse]
 
-    def same(a):
-        return a
-
-    if isinstance(step.layer, Conv2D):
-        weight = ("weight", "weight", lambda w: w.transpose(3, 2, 0, 1), lambda t: t.transpose(2, 3, 1, 0))
-        return [weight, ("bias", "bias", same, same)] if step.layer.bias else [weight]
-    if isinstance(step.layer, FC):
-        return [("weight", "weight", lambda w: gather(w).T, lambda t: scatter(t.T)), ("bias", "bias", same, same)]
-    if isinstance(step.layer, BatchNorm):
-        return [(ours, theirs, gather, scatter) for ours, theirs in
-                (("gamma", "weight"), ("beta", "bias"), ("running_mean", "running_mean"),
-                 ("running_var", "running_var"))]
-    return []
+    return step.layer.torch_arrays(gather, scatter)
 
 
 def _volnet_arrays(layer: Layer) -> dict[str, np.ndarray]:

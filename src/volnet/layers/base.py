@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ops.workspace import BackwardWorkspace, ForwardWorkspace, Workload
 from ..shapes import ShapeError, format_volume
 
 LAYER_TYPES: dict[str, type[Layer]] = {}
@@ -39,15 +40,83 @@ class Param:
     grad: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class Costs:
+    """One layer's counts for one input volume (see :mod:`volnet.analysis.walk` for the conventions).
+
+    ``params`` its parameters (``param_sizes`` array by array), ``macs`` its
+    multiply-adds, ``other_ops`` every other operation (bias adds, RELU's
+    max, pooling's comparisons...).
+    """
+
+    params: int = 0
+    macs: int = 0
+    other_ops: int = 0
+    param_sizes: tuple = ()
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """How a layer kind is written in the notes' notation (``volnet.spec`` builds its table from these).
+
+    Attributes:
+        name: the keyword, as :func:`volnet.spec.to_notation` writes it (``"CONV"``).
+        args: argument names, positional ones first.
+        positional: how many of ``args`` may be given without ``name=``.
+        compact: the argument set by digits glued to the keyword (CONV3: F, FC4096: K).
+        dash: the argument after ``-`` (CONV3-64: K).
+        modifiers: letters allowed as ``/S2``, ``/P1``, ``/D2``, ``/B0``.
+        branches: ``(fewest, most)`` chains inside ``{ }`` for containers (most None: no limit).
+        aliases: other spellings of the keyword.
+        pool: a pooling layer, which doubles the K of later bare CONVs.
+    """
+
+    name: str
+    args: tuple[str, ...] = ()
+    positional: int = 0
+    compact: str | None = None
+    dash: str | None = None
+    modifiers: str = ""
+    branches: tuple[int, int | None] | None = None
+    aliases: tuple[str, ...] = ()
+    pool: bool = False
+
+
 class Layer:
     """Base class: subclasses set ``self._params`` in :meth:`build` and implement
-    :meth:`output_shape`, :meth:`forward` and :meth:`backward`."""
+    :meth:`output_shape`, :meth:`forward` and :meth:`backward`.
+
+    Each layer kind also describes itself, once, for everything that works on
+    shapes or translates networks (``volnet.analysis``, ``volnet.spec``,
+    ``volnet.interop``): its ``kind`` and ``keyword`` (notation), its
+    :meth:`costs` and receptive :meth:`window`, the memory its kernels
+    allocate (:meth:`forward_workspace`, :meth:`backward_workspace`, which
+    delegate to the workspace function beside each kernel in ``volnet.ops``),
+    and its PyTorch equivalent (:meth:`to_torch`, :meth:`torch_arrays`). The
+    defaults describe an unknown layer: built parameters counted, no
+    multiply-adds, memory of a plain elementwise layer, no notation, no
+    PyTorch equivalent.
+    """
+
+    # The name analysis reports for this kind ("conv", "pool"...); "other" for one it knows nothing about.
+    kind = "other"
+    # How the notation writes it (None: it has no keyword). Declared per class, not inherited.
+    keyword: Keyword | None = None
+    # Whether the notes' activation count includes its output (elementwise layers are taken as in place).
+    counted_in_notes = False
+    # Whether each output neuron sees the whole input volume (FC, global pooling).
+    sees_whole_input = False
 
     # A layer whose forward takes ``relu=True`` (rectifying its output block by
     # block while it is in cache) sets this; a ReLU right after it is then
     # fused into it by :func:`forward_layers`. A subclass of Conv2D or FC that
     # overrides forward without that argument must set it back to False.
     fuses_relu = False
+    # A layer whose forward and backward take ``workers`` (the threads of the
+    # network pass, a :class:`volnet.ops.threads.Workers`, handed on to its
+    # kernels) sets this; :func:`forward_layers` and :func:`backward_layers`
+    # then pass them. Other layers are called without.
+    takes_workers = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -143,6 +212,49 @@ class Layer:
         """Every constructor argument, so that ``type(layer)(**config)`` rebuilds it."""
         return {}
 
+    # -- the description of the kind (shapes only, nothing allocated) ----------------
+    def costs(self, input_shape: tuple, output_shape: tuple) -> Costs:
+        """Parameters, multiply-adds and other ops for one input volume. Default: the built parameters."""
+        sizes = tuple(p.value.size for p in self.params())
+        return Costs(sum(sizes), 0, 0, sizes)
+
+    def window(self, input_shape: tuple):
+        """``(F, S, P, dilation)`` as ``(h, w)`` pairs for a layer that slides a window; None otherwise."""
+        return None
+
+    def buffer_values(self, input_shape: tuple) -> int:
+        """Values of non-trained state it holds (BatchNorm's running averages)."""
+        return 0
+
+    def named_paths(self) -> list[tuple[str, list[Layer]]]:
+        """A container's paths, named (``("body", [...])``); empty for a plain layer."""
+        return []
+
+    def forward_workspace(self, work: Workload) -> ForwardWorkspace:
+        """What its forward pass allocates on a batch (see :mod:`volnet.ops.workspace`). Default: an
+        elementwise layer that keeps its input."""
+        return ForwardWorkspace((), work.n_out * work.itemsize, keeps_input=True)
+
+    def backward_workspace(self, work: Workload, input_grad: bool = True,
+                           dout_contiguous: bool = True) -> BackwardWorkspace:
+        """What its backward pass allocates on top of dout and its cache. Default: gradients and dx."""
+        return BackwardWorkspace(work.grads + work.n_in * work.itemsize, work.n_in * work.itemsize)
+
+    def to_torch(self, bridge, order):
+        """``(step, order after it)`` for ``volnet.interop.torch_bridge``, or None: no PyTorch equivalent.
+
+        ``bridge`` gives ``nn`` (``torch.nn``), ``tm`` (``volnet.interop.torch_modules``), ``step(...)``,
+        ``path(layers)`` and ``sequential(steps)``; ``order`` is the feature order of a flattened input.
+        """
+        return None
+
+    def torch_arrays(self, gather, scatter) -> list[tuple]:
+        """``(volnet name, torch name, volnet -> torch, torch -> volnet)`` for each of its arrays.
+
+        ``gather`` and ``scatter`` reorder the features of a flattened input (see the bridge).
+        """
+        return []
+
     @classmethod
     def from_config(cls, config: dict) -> Layer:
         """Rebuild a layer from :meth:`get_config`; containers override it to rebuild their children."""
@@ -179,6 +291,20 @@ def require_volume(layer: Layer, input_shape: tuple) -> tuple[int, int, int]:
     return input_shape
 
 
+def inside_padding(g) -> bool:
+    """True when no window of geometry ``g`` reaches past the symmetric padding P, so PyTorch's floored
+    output size is volnet's: every layer but those whose ``fit="pad"`` adds rows at the bottom/right
+    (``fit="crop"`` uses fewer rows than P allows). For the PyTorch bridge."""
+    top, bottom, left, right = g.pads
+    return bottom <= top and right <= left
+
+
+def torch_zero_pad(g, nn):
+    """``nn.ZeroPad2d`` with the pads of geometry ``g`` (for the PyTorch bridge)."""
+    top, bottom, left, right = g.pads
+    return nn.ZeroPad2d((left, right, top, bottom))
+
+
 class ShapesOnly:
     """Stands in for the generator when a layer is built with ``allocate=False``.
 
@@ -205,26 +331,51 @@ def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
 
 
-def forward_layers(layers: list[Layer], x: np.ndarray, train: bool) -> np.ndarray:
+def fused_pair(layer: Layer, following) -> bool:
+    """Whether :func:`forward_layers` fuses ``following`` (a ReLU) into ``layer`` (a CONV or FC); the
+    memory analysis asks the same (the fused ReLU allocates nothing, see ``ReLU.forward_workspace``)."""
+    return layer.fuses_relu and bool(getattr(following, "adopt_rectified", None))
+
+
+def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None) -> np.ndarray:
     """Run a path of layers, first to last, fusing every CONV -> RELU and FC -> RELU pair.
 
     A fused pair computes exactly what the two layers compute one after the
     other, but the ReLU touches each block of the CONV's output while it is
-    still in cache instead of reading and writing the whole volume again. A
-    separate ReLU took 1.6 ms on a 64 x 32x32x32 batch, next to the CONV's
-    17 ms; whole-network forward passes gained 1-3%, within the development
-    machine's noise. The ReLU layer still keeps its output for its backward
-    pass, so backward runs layer by layer as usual.
+    still in cache instead of reading and writing the whole volume again:
+    one pass over memory fewer per pair, and in inference one volume fewer
+    held (the measured gain, small: docs/performance.md). The ReLU layer
+    still keeps its output for its backward pass, so backward runs layer by
+    layer as usual.
+
+    ``workers`` (the network pass's :class:`volnet.ops.threads.Workers`) go
+    to every layer that :attr:`~Layer.takes_workers`; None: each kernel's own
+    default (:func:`volnet.ops.threads.alone`).
     """
     index = 0
     while index < len(layers):
         layer = layers[index]
         following = layers[index + 1] if index + 1 < len(layers) else None
-        if layer.fuses_relu and getattr(following, "adopt_rectified", None):
-            x = layer.forward(x, train=train, relu=True)
+        if fused_pair(layer, following):
+            x = layer.forward(x, train=train, relu=True, **_handed(layer, workers))
             following.adopt_rectified(x, train)
             index += 2
         else:
-            x = layer.forward(x, train=train)
+            x = layer.forward(x, train=train, **_handed(layer, workers))
             index += 1
     return x
+
+
+def backward_layers(layers: list[Layer], dout: np.ndarray, input_grad: bool, workers=None):
+    """Last layer first; only the first layer may skip its input gradient (when ``input_grad`` is false).
+
+    ``workers`` as in :func:`forward_layers`.
+    """
+    for j in range(len(layers) - 1, -1, -1):
+        dout = layers[j].backward(dout, input_grad=input_grad or j > 0, **_handed(layers[j], workers))
+    return dout
+
+
+def _handed(layer: Layer, workers) -> dict:
+    """The ``workers`` keyword for a layer that takes it (:attr:`Layer.takes_workers`)."""
+    return {"workers": workers} if workers is not None and layer.takes_workers else {}

@@ -23,11 +23,15 @@ layer of a path skips its input gradient when the container is asked to.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import ops
+from ..ops.pool import pool_backward_workspace, pool_geometry, pool_workspace
 from ..shapes import ShapeError, format_volume
-from .base import Layer, forward_layers, layer_config, layer_from_config, require_volume
+from .base import (Costs, Keyword, Layer, backward_layers, forward_layers, layer_config, layer_from_config,
+                   require_volume)
 from .conv import Conv2D
 from .dense import ReLU
 from .pool import MaxPool
@@ -60,13 +64,6 @@ def _build_path(layers: list[Layer], shape: tuple, rng, dtype, allocate: bool) -
     return shape
 
 
-def _backward_path(layers: list[Layer], dout: np.ndarray, input_grad: bool):
-    """Last layer first; only the first layer may skip its input gradient (when ``input_grad`` is false)."""
-    for j in range(len(layers) - 1, -1, -1):
-        dout = layers[j].backward(dout, input_grad=input_grad or j > 0)
-    return dout
-
-
 def _path_repr(layers: list[Layer]) -> str:
     return "[" + ", ".join(repr(layer) for layer in layers) + "]"
 
@@ -91,9 +88,30 @@ class GlobalAvgPool(Layer):
         (1, 1, 512)
     """
 
+    kind = "global_pool"
+    keyword = Keyword("GAP")
+    counted_in_notes = True
+    sees_whole_input = True
+
     def output_shape(self, input_shape):
         _, _, D = require_volume(self, input_shape)
         return (1, 1, D)
+
+    # -- the description of the kind: average pooling whose window is the whole input --------
+    def costs(self, input_shape, output_shape):
+        return Costs(0, 0, math.prod(input_shape))  # an add per input value (and a divide per output)
+
+    def _geometry(self, work):
+        return pool_geometry((work.N, *work.input_shape), work.input_shape[:2], None)
+
+    def forward_workspace(self, work):
+        return pool_workspace(self._geometry(work), "avg", work.itemsize, work.train)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return pool_backward_workspace(self._geometry(work), "avg", work.itemsize)
+
+    def to_torch(self, bridge, order):
+        return bridge.step(self, [bridge.nn.AdaptiveAvgPool2d(1)]), None
 
     def forward(self, x, train=False):
         out, cache = ops.pool_forward(x, x.shape[1:3], None, "avg", layer=self.label)
@@ -143,6 +161,11 @@ class Residual(Layer):
         (28, 28, 128)
     """
 
+    kind = "residual"
+    keyword = Keyword("RES", branches=(1, 2), aliases=("RESIDUAL",))
+    counted_in_notes = True
+    merge = "add"
+
     def __init__(self, body: list[Layer], shortcut: list[Layer] | None = None):
         super().__init__()
         self.body = _as_path(body, "Residual body layer")
@@ -186,12 +209,14 @@ class Residual(Layer):
                         "BatchNorm()] (a 1x1 CONV with the body's stride)")
         raise ShapeError(message)
 
-    def forward(self, x, train=False):
-        return forward_layers(self.body, x, train) + forward_layers(self.shortcut, x, train)
+    takes_workers = True
 
-    def backward(self, dout, input_grad=True):
-        dbody = _backward_path(self.body, dout, input_grad)
-        dshortcut = _backward_path(self.shortcut, dout, input_grad)  # dout itself for the identity
+    def forward(self, x, train=False, workers=None):
+        return forward_layers(self.body, x, train, workers) + forward_layers(self.shortcut, x, train, workers)
+
+    def backward(self, dout, input_grad=True, workers=None):
+        dbody = backward_layers(self.body, dout, input_grad, workers)
+        dshortcut = backward_layers(self.shortcut, dout, input_grad, workers)  # dout itself for the identity
         return dbody + dshortcut if input_grad else None
 
     def get_config(self):
@@ -207,6 +232,24 @@ class Residual(Layer):
     def __repr__(self):
         shortcut = f", shortcut={_path_repr(self.shortcut)}" if self.shortcut else ""
         return f"Residual(body={_path_repr(self.body)}{shortcut})"
+
+    # -- the description of the kind (its children describe themselves) -------------
+    def named_paths(self):
+        return [("body", self.body), ("shortcut", self.shortcut)]
+
+    def costs(self, input_shape, output_shape):
+        return Costs(0, 0, math.prod(output_shape))  # the add
+
+    @staticmethod
+    def notation_paths(config: dict) -> list:
+        """The chains the notation writes inside ``RES{ body | shortcut }``, from :meth:`get_config`."""
+        return [config["body"]] + ([] if config.get("shortcut") is None else [config["shortcut"]])
+
+    def to_torch(self, bridge, order):
+        """:class:`volnet.interop.torch_modules.Residual`: ``body(x) + shortcut(x)``."""
+        body, shortcut = bridge.path(self.body), bridge.path(self.shortcut)
+        module = bridge.tm.Residual(bridge.sequential(body), bridge.sequential(shortcut))
+        return bridge.step(self, [module], paths=[body, shortcut]), None
 
 
 class Concat(Layer):
@@ -238,6 +281,11 @@ class Concat(Layer):
         >>> net.output_shape, net.num_params   # (4*16 + 16) + (3*3*4*8 + 8)
         ((8, 8, 24), 376)
     """
+
+    kind = "concat"
+    keyword = Keyword("CONCAT", branches=(1, None))
+    counted_in_notes = True
+    merge = "depth concat"
 
     def __init__(self, branches: list[list[Layer]]):
         super().__init__()
@@ -271,12 +319,14 @@ class Concat(Layer):
         self._depths = [shape[-1] for shape in shapes]
         return (*shapes[0][:-1], sum(self._depths))
 
-    def forward(self, x, train=False):
-        return np.concatenate([forward_layers(branch, x, train) for branch in self.branches], axis=-1)
+    takes_workers = True
 
-    def backward(self, dout, input_grad=True):
+    def forward(self, x, train=False, workers=None):
+        return np.concatenate([forward_layers(branch, x, train, workers) for branch in self.branches], axis=-1)
+
+    def backward(self, dout, input_grad=True, workers=None):
         douts = np.split(dout, np.cumsum(self._depths)[:-1], axis=-1)
-        dxs = [_backward_path(branch, d, input_grad) for branch, d in zip(self.branches, douts)]
+        dxs = [backward_layers(branch, d, input_grad, workers) for branch, d in zip(self.branches, douts)]
         return sum(dxs[1:], start=dxs[0]) if input_grad else None
 
     def get_config(self):
@@ -288,6 +338,23 @@ class Concat(Layer):
 
     def __repr__(self):
         return f"{type(self).__name__}(branches=[{', '.join(_path_repr(b) for b in self.branches)}])"
+
+    # -- the description of the kind (its children describe themselves) -------------
+    def named_paths(self):
+        return [(f"branch{i}", branch) for i, branch in enumerate(self.branches, start=1)]
+
+    def costs(self, input_shape, output_shape):
+        return Costs()  # stacking costs no operation
+
+    @staticmethod
+    def notation_paths(config: dict) -> list:
+        """The chains the notation writes inside ``CONCAT{ a | b }``, from :meth:`get_config`."""
+        return config["branches"]
+
+    def to_torch(self, bridge, order):
+        """:class:`volnet.interop.torch_modules.Concat`: the branches' outputs concatenated along channels."""
+        branches = [bridge.path(branch) for branch in self.branches]
+        return bridge.step(self, [bridge.tm.Concat([bridge.sequential(b) for b in branches])], paths=branches), None
 
 
 class Inception(Concat):
@@ -325,6 +392,8 @@ class Inception(Concat):
         >>> net.output_shape, net.num_params   # GoogLeNet's inception (3a)
         ((28, 28, 256), 163696)
     """
+
+    keyword = Keyword("INCEPTION", ("c1", "c3_reduce", "c3", "c5_reduce", "c5", "pool_proj"), positional=6)
 
     def __init__(self, c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int, pool_proj: int):
         self.c1, self.c3_reduce, self.c3 = int(c1), int(c3_reduce), int(c3)

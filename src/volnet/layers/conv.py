@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..ops.conv import conv_backward_workspace, conv_workspace
 from ..ops.window import geometry
 from ..shapes import pair
-from .base import Layer, Param, he_normal, require_volume
+from .base import Costs, Keyword, Layer, Param, he_normal, inside_padding, require_volume, torch_zero_pad
 
 
 class Conv2D(Layer):
@@ -41,6 +42,11 @@ class Conv2D(Layer):
         ((32, 32, 12), 336)
     """
 
+    kind = "conv"
+    keyword = Keyword("CONV", ("F", "K", "S", "P", "dilation", "fit", "bias"), compact="F", dash="K",
+                      modifiers="SPDB")
+    counted_in_notes = True
+
     def __init__(self, K: int, F, S=1, P=0, dilation=1, fit: str | None = None, bias: bool = True):
         super().__init__()
         self.K, self.F, self.S, self.P, self.dilation, self.fit = int(K), F, S, P, dilation, fit
@@ -60,18 +66,20 @@ class Conv2D(Layer):
         return [weight, Param("bias", np.zeros(self.K, dtype=dtype))] if self.bias else [weight]
 
     fuses_relu = True
+    takes_workers = True
 
-    def forward(self, x, train=False, relu=False):
-        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``)."""
+    def forward(self, x, train=False, relu=False, workers=None):
+        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``);
+        ``workers``: the threads of the network pass (``volnet.ops.threads.Workers``)."""
         w = self._params[0].value
         b = self._params[1].value if self.bias else np.zeros(self.K, dtype=w.dtype)
         out, cache = ops.conv_forward(x, w, b, self.S, self.P, self.dilation, fit=self.fit, layer=self.label,
-                                      relu=relu)
+                                      relu=relu, workers=workers)
         self._keep(cache, train)
         return out
 
-    def backward(self, dout, input_grad=True):
-        dx, dw, db = ops.conv_backward(dout, self._take_cache(), input_grad)
+    def backward(self, dout, input_grad=True, workers=None):
+        dx, dw, db = ops.conv_backward(dout, self._take_cache(), input_grad, workers=workers)
         self._params[0].grad = dw
         if self.bias:
             self._params[1].grad = db
@@ -80,3 +88,54 @@ class Conv2D(Layer):
     def get_config(self):
         return {"K": self.K, "F": self.F, "S": self.S, "P": self.P, "dilation": self.dilation, "fit": self.fit,
                 "bias": self.bias}
+
+    # -- the description of the kind ---------------------------------------------
+    def costs(self, input_shape, output_shape):
+        """``(H2*W2*K) * (F*F*D1)`` multiply-adds; a bias add per output value."""
+        return window_costs(self, input_shape, output_shape, shared=True)
+
+    def window(self, input_shape):
+        return pair(self.F, "F"), pair(self.S, "S"), pair(self.P, "P"), pair(self.dilation, "dilation")
+
+    def _geometry(self, work):
+        return geometry((work.N, *work.input_shape), self.F, self.S, self.P, self.dilation, fit=self.fit)
+
+    def forward_workspace(self, work):
+        return conv_workspace(self._geometry(work), self.K, work.itemsize, work.cores)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return conv_backward_workspace(self._geometry(work), self.K, work.itemsize, work.cores, grads=work.grads,
+                                       input_grad=input_grad, dout_contiguous=dout_contiguous)
+
+    def to_torch(self, bridge, order):
+        """``Conv2d``; ``fit="pad"`` pads bottom/right more than top/left: ``ZeroPad2d`` first, then
+        ``Conv2d(padding=0)``. ``fit="crop"``: ``Conv2d(padding=P)``, since PyTorch floors the output size."""
+        g = geometry((1, *self.input_shape), self.F, self.S, self.P, self.dilation, fit=self.fit, layer=self.label)
+        conv = dict(in_channels=self.input_shape[2], out_channels=self.K, kernel_size=g.size, stride=g.stride,
+                    dilation=g.dilation, bias=self.bias)
+        if inside_padding(g):
+            modules = [bridge.nn.Conv2d(**conv, padding=(g.pads[0], g.pads[2]))]
+        else:
+            modules = [torch_zero_pad(g, bridge.nn), bridge.nn.Conv2d(**conv, padding=0)]
+        return bridge.step(self, modules, holder=len(modules) - 1), None
+
+    def torch_arrays(self, gather, scatter):
+        """Weights ``(F, F, D1, K)`` become ``(K, D1, F, F)``."""
+        weight = ("weight", "weight", lambda w: w.transpose(3, 2, 0, 1), lambda t: t.transpose(2, 3, 1, 0))
+        return [weight, ("bias", "bias", _same, _same)] if self.bias else [weight]
+
+
+def _same(a):
+    return a
+
+
+def window_costs(layer, input_shape, output_shape, shared: bool) -> Costs:
+    """CONV (``shared``) and locally-connected costs: ``(H2*W2*K) * (F*F*D1)`` multiply-adds either way;
+    F*F*D1*K weights (times H2*W2 positions unshared) and a bias per filter (per position unshared)."""
+    (Fh, Fw), D, K = pair(layer.F, "F"), input_shape[2], output_shape[2]
+    positions = output_shape[0] * output_shape[1]
+    weights = Fh * Fw * D * K
+    biases = K if getattr(layer, "bias", True) else 0
+    if not shared:
+        weights, biases = positions * weights, positions * biases
+    return Costs(weights + biases, positions * K * Fh * Fw * D, positions * K if biases else 0, (weights, biases))

@@ -7,7 +7,22 @@ import math
 import numpy as np
 
 from .. import ops
-from .base import Layer, Param, he_normal
+from ..ops.dense import (fc_backward_workspace, fc_workspace, relu_backward_workspace, relu_fused_workspace,
+                         relu_workspace)
+from ..ops.workspace import BackwardWorkspace, ForwardWorkspace
+from .base import Costs, Keyword, Layer, Param, he_normal
+
+
+def flatten_order(volume_shape) -> np.ndarray | None:
+    """Where PyTorch's (C, H, W) flattening puts volnet's (H, W, D) features; None if the same.
+
+    volnet stretches a volume depth-fastest, PyTorch's ``Flatten`` width-fastest:
+    PyTorch feature ``i`` is volnet feature ``order[i]`` (see ``volnet.interop.torch_bridge``).
+    """
+    H, W, D = volume_shape
+    if H * W == 1 or D == 1:
+        return None
+    return np.arange(H * W * D).reshape(H, W, D).transpose(2, 0, 1).ravel()
 
 
 class FC(Layer):
@@ -28,6 +43,11 @@ class FC(Layer):
         ((10,), 30730)
     """
 
+    kind = "fc"
+    keyword = Keyword("FC", ("K",), positional=1, compact="K")
+    counted_in_notes = True
+    sees_whole_input = True
+
     def __init__(self, K: int):
         super().__init__()
         self.K = int(K)
@@ -43,31 +63,66 @@ class FC(Layer):
                 Param("bias", np.zeros(self.K, dtype=dtype))]
 
     fuses_relu = True
+    takes_workers = True
 
-    def forward(self, x, train=False, relu=False):
-        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``)."""
+    def forward(self, x, train=False, relu=False, workers=None):
+        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``);
+        ``workers``: the threads of the network pass (``volnet.ops.threads.Workers``)."""
         w, b = (p.value for p in self._params)
-        out, cache = ops.fc_forward(x, w, b, layer=self.label, relu=relu)
+        out, cache = ops.fc_forward(x, w, b, layer=self.label, relu=relu, workers=workers)
         self._keep(cache, train)
         return out
 
-    def backward(self, dout, input_grad=True):
-        dx, dw, db = ops.fc_backward(dout, self._take_cache(), input_grad)
+    def backward(self, dout, input_grad=True, workers=None):
+        dx, dw, db = ops.fc_backward(dout, self._take_cache(), input_grad, workers=workers)
         self._params[0].grad, self._params[1].grad = dw, db
         return dx
 
     def get_config(self):
         return {"K": self.K}
 
+    # -- the description of the kind ---------------------------------------------
+    def costs(self, input_shape, output_shape):
+        """``fan_in * K`` multiply-adds and weights, K biases and bias adds."""
+        fan_in, K = math.prod(input_shape), output_shape[-1]
+        return Costs(fan_in * K + K, fan_in * K, K, (fan_in * K, K))
+
+    def forward_workspace(self, work):
+        return fc_workspace(work.n_out, work.itemsize)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return fc_backward_workspace(work.n_in, work.itemsize, grads=work.grads, input_grad=input_grad)
+
+    def to_torch(self, bridge, order):
+        """``Linear``, the weight ``(fan_in, K)`` transposed to ``(K, fan_in)``; reading a volume, a
+        ``Flatten`` in front of it, and the weight's rows permuted to PyTorch's flattening order."""
+        shape = self.input_shape
+        linear = bridge.nn.Linear(math.prod(shape), self.K)
+        if len(shape) == 3:
+            return bridge.step(self, [bridge.nn.Flatten(), linear], holder=1, order=flatten_order(shape)), None
+        return bridge.step(self, [linear], holder=0, order=order), None
+
+    def torch_arrays(self, gather, scatter):
+        return [("weight", "weight", lambda w: gather(w).T, lambda t: scatter(t.T)), ("bias", "bias", _same, _same)]
+
+
+def _same(a):
+    return a
+
 
 class ReLU(Layer):
     """``max(0, x)`` elementwise; output shape = input shape, no parameters."""
 
+    kind = "relu"
+    keyword = Keyword("RELU")
+
     def output_shape(self, input_shape):
         return input_shape
 
-    def forward(self, x, train=False):
-        out, cache = ops.relu_forward(x)
+    takes_workers = True
+
+    def forward(self, x, train=False, workers=None):
+        out, cache = ops.relu_forward(x, workers=workers)
         self._keep(cache, train)
         return out
 
@@ -75,12 +130,29 @@ class ReLU(Layer):
         """Take the output of a CONV or FC that already applied this ReLU (a fused pair), as forward would."""
         self._keep(out, train)  # relu_forward's cache: the rectified output
 
-    def backward(self, dout, input_grad=True):
-        return ops.relu_backward(dout, self._take_cache())
+    def backward(self, dout, input_grad=True, workers=None):
+        return ops.relu_backward(dout, self._take_cache(), workers=workers)
+
+    # -- the description of the kind ---------------------------------------------
+    def costs(self, input_shape, output_shape):
+        return Costs(0, 0, math.prod(output_shape))  # a max per value
+
+    def forward_workspace(self, work, fused: bool = False):
+        """``fused``: it follows a CONV or FC that rectified in place (:meth:`adopt_rectified`)."""
+        return relu_fused_workspace() if fused else relu_workspace(work.n_out, work.itemsize)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return relu_backward_workspace(work.n_in, work.itemsize)
+
+    def to_torch(self, bridge, order):
+        return bridge.step(self, [bridge.nn.ReLU()]), order
 
 
 class Flatten(Layer):
     """Stretch each volume ``(H, W, D)`` into a vector ``(H*W*D,)``; no parameters."""
+
+    kind = "flatten"
+    keyword = Keyword("FLATTEN")
 
     def output_shape(self, input_shape):
         return (math.prod(input_shape),)
@@ -91,3 +163,20 @@ class Flatten(Layer):
 
     def backward(self, dout, input_grad=True):
         return dout.reshape(self._take_cache())
+
+    # -- the description of the kind ---------------------------------------------
+    def costs(self, input_shape, output_shape):
+        return Costs()
+
+    def forward_workspace(self, work):
+        return ForwardWorkspace((), None)  # a reshape: a view of the input
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        """dout.reshape: a view, or a copy of a strided dout."""
+        if dout_contiguous:
+            return BackwardWorkspace(0, None)
+        return BackwardWorkspace(work.n_in * work.itemsize, work.n_in * work.itemsize)
+
+    def to_torch(self, bridge, order):
+        shape = self.input_shape
+        return bridge.step(self, [bridge.nn.Flatten()]), flatten_order(shape) if len(shape) == 3 else order

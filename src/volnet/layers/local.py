@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..ops.local import local_backward_workspace, local_workspace
 from ..ops.window import geometry
 from ..shapes import pair
-from .base import Layer, Param, he_normal, require_volume
+from .base import Keyword, Layer, Param, he_normal, require_volume
+from .conv import window_costs
 
 
 class LocallyConnected(Layer):
@@ -50,6 +52,10 @@ class LocallyConnected(Layer):
         ((6, 6, 4), 4032)
     """
 
+    kind = "local"
+    keyword = Keyword("LC", ("F", "K", "S", "P", "dilation", "fit", "bias"), compact="F", dash="K", modifiers="SPDB")
+    counted_in_notes = True
+
     def __init__(self, K: int, F, S=1, P=0, fit: str | None = None):
         super().__init__()
         self.K, self.F, self.S, self.P, self.fit = int(K), F, S, P, fit
@@ -81,3 +87,21 @@ class LocallyConnected(Layer):
 
     def get_config(self):
         return {"K": self.K, "F": self.F, "S": self.S, "P": self.P, "fit": self.fit}
+
+    # -- the description of the kind ---------------------------------------------
+    def costs(self, input_shape, output_shape):
+        """``(H2*W2*K) * (F*F*D1)`` multiply-adds, as CONV; H2*W2 times its parameters."""
+        return window_costs(self, input_shape, output_shape, shared=False)
+
+    def window(self, input_shape):
+        return pair(self.F, "F"), pair(self.S, "S"), pair(self.P, "P"), (1, 1)
+
+    def _geometry(self, work):
+        return geometry((work.N, *work.input_shape), self.F, self.S, self.P, fit=self.fit)
+
+    def forward_workspace(self, work):
+        return local_workspace(self._geometry(work), self.K, work.itemsize)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return local_backward_workspace(self._geometry(work), self.K, work.itemsize, grads=work.grads,
+                                        input_grad=input_grad, dout_contiguous=dout_contiguous)

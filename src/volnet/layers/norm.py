@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..ops.norm import check_dropout_probability
-from .base import Layer, Param
+import math
+
+from ..ops.norm import (batchnorm_backward_workspace, batchnorm_workspace, check_dropout_probability,
+                        dropout_backward_workspace, dropout_workspace)
+from .base import Costs, Keyword, Layer, Param
 
 
 class BatchNorm(Layer):
@@ -53,6 +56,9 @@ class BatchNorm(Layer):
         >>> net.output_shape, net.num_params   # 336 for the CONV, 12 gammas, 12 betas
         ((32, 32, 12), 360)
     """
+
+    kind = "batchnorm"
+    keyword = Keyword("BN", ("eps", "momentum"), aliases=("BATCHNORM",))
 
     def __init__(self, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
@@ -107,6 +113,32 @@ class BatchNorm(Layer):
     def get_config(self):
         return {"eps": self.eps, "momentum": self.momentum}
 
+    # -- the description of the kind ---------------------------------------------
+    def costs(self, input_shape, output_shape):
+        """2D parameters; in inference a scale and a shift per value."""
+        D = input_shape[-1]
+        return Costs(2 * D, 0, 2 * math.prod(output_shape), (D, D))
+
+    def buffer_values(self, input_shape):
+        return 2 * input_shape[-1]  # running mean and variance
+
+    def forward_workspace(self, work):
+        return batchnorm_workspace(work.n_in, work.itemsize, work.train)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return batchnorm_backward_workspace(work.n_in, work.itemsize, grads=work.grads)
+
+    def to_torch(self, bridge, order):
+        """``BatchNorm2d`` on volumes, ``BatchNorm1d`` on vectors (PyTorch's momentum convention)."""
+        shape = self.input_shape
+        norm = bridge.nn.BatchNorm2d if len(shape) == 3 else bridge.nn.BatchNorm1d
+        return bridge.step(self, [norm(shape[-1], eps=self.eps, momentum=self.momentum)], holder=0, order=order), order
+
+    def torch_arrays(self, gather, scatter):
+        return [(ours, theirs, gather, scatter) for ours, theirs in
+                (("gamma", "weight"), ("beta", "bias"), ("running_mean", "running_mean"),
+                 ("running_var", "running_var"))]
+
 
 class Dropout(Layer):
     """Inverted dropout: in training, zero each activation with probability p and scale the rest by 1/(1 - p).
@@ -140,6 +172,9 @@ class Dropout(Layer):
         >>> net.forward(x, train=False) is x           # inference: the identity
         True
     """
+
+    kind = "dropout"
+    keyword = Keyword("DROPOUT", ("p",), positional=1)
 
     def __init__(self, p: float = 0.5):
         super().__init__()
@@ -180,3 +215,16 @@ class Dropout(Layer):
 
     def get_config(self):
         return {"p": self.p}
+
+    # -- the description of the kind ---------------------------------------------
+    def costs(self, input_shape, output_shape):
+        return Costs()  # the identity in inference
+
+    def forward_workspace(self, work):
+        return dropout_workspace(work.n_in, work.itemsize, work.train)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return dropout_backward_workspace(work.n_in, work.itemsize)
+
+    def to_torch(self, bridge, order):
+        return bridge.step(self, [bridge.nn.Dropout(self.p)]), order

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from .. import ops
-from ..ops.pool import pool_geometry
-from .base import Layer, require_volume
+import math
+
+from ..ops.pool import pool_backward_workspace, pool_geometry, pool_workspace
+from ..shapes import pair
+from .base import Costs, Keyword, Layer, inside_padding, require_volume, torch_zero_pad
 
 
 class _Pool(Layer):
     """Shared by the three pooling layers; ``mode`` picks the function."""
 
     mode = "max"
+    kind = "pool"
+    counted_in_notes = True
+    _ARGS = ("F", "S", "P", "fit")
+    # other ops per output: max pooling's comparisons, average pooling's adds and divide, L2's squares,
+    # adds and root, for windows of ``taps`` values
+    _OPS_PER_OUTPUT = {"max": lambda taps: taps - 1, "avg": lambda taps: taps, "l2": lambda taps: 2 * taps}
 
     def __init__(self, F=2, S=None, P=0, fit: str | None = None):
         super().__init__()
@@ -21,17 +30,52 @@ class _Pool(Layer):
         g = pool_geometry((1, *volume), self.F, self.S, self.P, fit=self.fit, layer=self.label)
         return (*g.out_hw, volume[2])
 
-    def forward(self, x, train=False):
+    takes_workers = True
+
+    def forward(self, x, train=False, workers=None):
         out, cache = ops.pool_forward(x, self.F, self.S, self.mode, pad=self.P, fit=self.fit, layer=self.label,
-                                      switches=train)
+                                      switches=train, workers=workers)
         self._keep(cache, train)
         return out
 
-    def backward(self, dout, input_grad=True):
-        return ops.pool_backward(dout, self._take_cache())
+    def backward(self, dout, input_grad=True, workers=None):
+        return ops.pool_backward(dout, self._take_cache(), workers=workers)
 
     def get_config(self):
         return {"F": self.F, "S": self.S, "P": self.P, "fit": self.fit}
+
+    # -- the description of the kind ---------------------------------------------
+    def costs(self, input_shape, output_shape):
+        taps = math.prod(pair(self.F, "F"))
+        return Costs(0, 0, math.prod(output_shape) * self._OPS_PER_OUTPUT[self.mode](taps))
+
+    def window(self, input_shape):
+        return pair(self.F, "F"), pair(self.S, "S"), pair(self.P, "P"), (1, 1)
+
+    def _geometry(self, work):
+        return pool_geometry((work.N, *work.input_shape), self.F, self.S, self.P, fit=self.fit)
+
+    def forward_workspace(self, work):
+        return pool_workspace(self._geometry(work), self.mode, work.itemsize, work.train)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return pool_backward_workspace(self._geometry(work), self.mode, work.itemsize)
+
+    def to_torch(self, bridge, order):
+        """``MaxPool2d(padding=P)`` (``ceil_mode`` for ``fit="pad"``: volnet's ``-inf`` padding never
+        wins); ``AvgPool2d(padding=P)`` (``count_include_pad`` as volnet) or ``LPPool2d(2)``, after a
+        ``ZeroPad2d`` where volnet pads beyond P or (L2) at all."""
+        nn = bridge.nn
+        g = pool_geometry((1, *self.input_shape), self.F, self.S, self.P, fit=self.fit, layer=self.label)
+        pad = (g.pads[0], g.pads[2])
+        if self.mode == "max":
+            pool = nn.MaxPool2d(g.size, g.stride, padding=pad, ceil_mode=not inside_padding(g))
+            return bridge.step(self, [pool]), None
+        if self.mode == "avg" and inside_padding(g):
+            return bridge.step(self, [nn.AvgPool2d(g.size, g.stride, padding=pad)]), None
+        pool = nn.AvgPool2d(g.size, g.stride) if self.mode == "avg" else nn.LPPool2d(2, g.size, g.stride)
+        # Padded zeros count in volnet's mean and add nothing to a sum of squares: pad them explicitly.
+        return bridge.step(self, [pool] if max(g.pads) <= 0 else [torch_zero_pad(g, nn), pool]), None
 
     def __repr__(self):
         pad = f", P={self.P}" if self.P else ""
@@ -65,6 +109,7 @@ class MaxPool(_Pool):
     """
 
     mode = "max"
+    keyword = Keyword("POOL", _Pool._ARGS, positional=2, compact="F", modifiers="SP", aliases=("MAXPOOL",), pool=True)
 
 
 class AvgPool(_Pool):
@@ -75,6 +120,7 @@ class AvgPool(_Pool):
     """
 
     mode = "avg"
+    keyword = Keyword("AVGPOOL", _Pool._ARGS, positional=2, compact="F", modifiers="SP", pool=True)
 
 
 class L2Pool(_Pool):
@@ -84,3 +130,4 @@ class L2Pool(_Pool):
     """
 
     mode = "l2"
+    keyword = Keyword("L2POOL", _Pool._ARGS, positional=2, compact="F", modifiers="SP", pool=True)

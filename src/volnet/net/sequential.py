@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.base import Layer, Param, forward_layers, layer_config, layer_from_config
+from ..layers.base import Layer, Param, backward_layers, forward_layers, layer_config, layer_from_config
 from ..ops import threads
 from ..resources import ResourceError, require_memory
 from ..shapes import ShapeError, as_volume_shape, format_volume
@@ -113,8 +113,8 @@ class Sequential:
             raise RuntimeError("this network was built with allocate=False (shapes and parameter counts only); "
                                "build it again with allocate=True to compute with it")
         x = self._check_input(x)
-        with threads.network_pass(len(x)):
-            return forward_layers(self.layers, x, train)
+        with threads.scheduler().network_pass(len(x)) as workers:
+            return forward_layers(self.layers, x, train, workers)
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dout`` (gradient w.r.t. the output) through every layer.
@@ -123,10 +123,8 @@ class Sequential:
         input batch; ``input_grad=False`` (what training uses) skips that last
         gradient and returns None.
         """
-        with threads.network_pass(len(dout)):
-            for index in range(len(self.layers) - 1, -1, -1):
-                dout = self.layers[index].backward(dout, input_grad=input_grad or index > 0)
-        return dout
+        with threads.scheduler().network_pass(len(dout)) as workers:
+            return backward_layers(self.layers, dout, input_grad, workers)
 
     def params(self) -> list[Param]:
         """Every parameter with its gradient, first layer first."""

@@ -21,12 +21,15 @@ backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
 from . import threads, winograd
+from .workspace import (BackwardWorkspace, ForwardWorkspace, images_per_block, padded, part_sizes, split_blocks,
+                        unpadded, windows_contiguous)
 from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
                      unpad_spatial, windows)
 
@@ -131,20 +134,21 @@ def conv_backward_naive(dout, cache: ConvCache):
     return unpad_spatial(dxp, g), dw, db
 
 
-def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, relu=False):
+def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, relu=False, workers=None):
     """Fast convolution: im2col, then a matrix multiply ``rows @ W``, a block of images at a time.
 
     Same arguments and result as :func:`conv_forward_naive`; ``relu=True``
     also rectifies each block of the output while it is in cache (a
-    following ReLU, fused).
+    following ReLU, fused). ``workers`` (a :class:`volnet.ops.threads.Workers`;
+    None: :func:`volnet.ops.threads.alone`) are the threads it may split the batch over.
     """
     _check(x, w, b, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     xp = pad_spatial(x, g.pads)
-    return _convolve(xp, g, w, b, relu), ConvCache(xp=xp, w=w, geometry=g)
+    return _convolve(xp, g, w, b, relu, threads.or_alone(workers)), ConvCache(xp=xp, w=w, geometry=g)
 
 
-def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
+def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=None):
     """Fast backward of :func:`conv_forward`: returns ``(dx, dw, db)``.
 
     ``input_grad=False`` skips dx (returned as None): the first layer of a
@@ -159,45 +163,144 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True):
     larger strides it sends ``dout @ W.T`` back to where each column was
     read from (col2im), one filter tap at a time (see
     :func:`_input_gradient_deep`). Inputs only a few channels deep take
-    :func:`_input_gradient_shallow`.
+    :func:`_input_gradient_shallow`. ``workers`` as in :func:`conv_forward`.
     """
+    workers = threads.or_alone(workers)
     g, xp, w = cache.geometry, cache.xp, cache.w
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dout_rows = dout.reshape(-1, K)
     dtype = np.result_type(xp, dout)
-    workers = winograd.workers(N, g.out_hw, D, K)
-    if winograd.applies_to_weight_gradient(g, D, K, dtype, workers):
+    count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
+    if winograd.applies_to_weight_gradient(g, D, K, dtype, count):
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
         # dout_rows is already a contiguous copy where dout is strided: reuse it rather than copy again
-        dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, workers)
+        dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
+                                          blas_held=workers.blas_held)
     else:
-        dw, db = _weight_gradient(dout_rows, xp, g)
-    dx = _input_gradient(dout, w, g, xp.shape) if input_grad else None
+        dw, db = _weight_gradient(dout_rows, xp, g, workers)
+    dx = _input_gradient(dout, w, g, xp.shape, workers) if input_grad else None
     return dx, dw.reshape(w.shape), db
 
 
-def _convolve(xp, g: Geometry, w, bias=None, relu=False):
+def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> ForwardWorkspace:
+    """The memory :func:`conv_forward` allocates in a network pass on ``cores`` (see :mod:`volnet.ops.workspace`).
+
+    xp = pad_spatial(x), a copy when padded, kept in the cache (the input
+    itself is kept when P = 0); the im2col rows of each thread's block of
+    images with their column of ones (none where the windows are already
+    contiguous), or Winograd's tiles; the output, a view of the result.
+    """
+    b, (N, _, _, D), K = itemsize, g.in_shape, filters
+    xp_shape, copies, _ = padded(g)
+    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    rows = 0
+    if winograd.applies_for_itemsize(g, D, K, b, cores):  # winograd.correlate
+        rows = winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES)
+    elif not windows_contiguous(g):  # _correlate: each thread's block
+        per_image = Ho * Wo * (Fh * Fw * D + 1) * b
+        workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)
+        rows = per_image * split_blocks(N, per_image, BLOCK_BYTES, workers)
+    private = ((math.prod(xp_shape) * b, True),) if copies else ()
+    return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=False, keeps_input=not copies, transient=rows)
+
+
+def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1, *, grads: int = 0,
+                            input_grad: bool = True, dout_contiguous: bool = True) -> BackwardWorkspace:
+    """The memory :func:`conv_backward` allocates in a network pass on ``cores``, on top of dout and the cache.
+
+    dw (and db, from the rows' column of ones) from im2col rows rebuilt block
+    by block; dx block by block (shallow inputs), as a convolution of the
+    padded dout with the flipped filters (deep inputs, stride 1) or by col2im
+    into phase buffers of the padded input (deep inputs, strided). 3x3
+    stride-1 layers take Winograd for dx (deep dout) and for dw (enough
+    filters) instead. ``grads`` is the bytes of the new dw and db.
+
+    ``dout.reshape(-1, K)`` copies a strided dout (the gradient of a padded
+    CONV above), and the copy lives through the whole backward pass; dx's
+    blocks reshape dout again.
+    """
+    b, (N, H, W, D), K = itemsize, g.in_shape, filters
+    xp_shape, _, _ = padded(g)
+    (Ho, Wo), (Fh, Fw), (Sh, Sw) = g.out_hw, g.size, g.stride
+    weights = (Fh * Fw * D + 1) * K * b  # dw and db in one array
+    grads += 0 if dout_contiguous else N * Ho * Wo * K * b
+    workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)  # the im2col kernels' threads
+    if winograd.applies_for_itemsize(g, D, K, b, cores, weight_gradient=True):  # winograd.weight_gradient
+        phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES, weight_gradient=True)]
+    else:
+        # each thread's part of the batch: its rows, its dw (and db), and one block's share of it
+        rows, partials = 0, 0
+        contiguous = windows_contiguous(g)
+        for n in part_sizes(N, workers):
+            blocks = 1
+            if not contiguous:
+                per_image = Ho * Wo * (Fh * Fw * D + 1) * b
+                step = images_per_block(n, per_image, BLOCK_BYTES)
+                rows, blocks = rows + step * per_image, -(-n // step)
+            partials += weights * (2 if blocks > 1 else 1)  # np.add(dw, part, out=dw)
+        phases = [grads + rows + partials - weights, grads + N * Ho * Wo * b]
+    if not input_grad:
+        return BackwardWorkspace(max(phases), 0)
+    _, Hp, Wp, _ = xp_shape
+    Hs, Ws = -(-Hp // Sh), -(-Wp // Sw)
+    if D < SHALLOW_DEPTH:  # _input_gradient_shallow
+        dx = math.prod(xp_shape) * b
+        blocks = split_blocks(N, Ho * Wo * Fh * Fw * D * b, BLOCK_BYTES, workers)  # a block per thread
+        # per block: the shares (W @ dout.T), the phase buffers, their interleaved copy, dout's block copy
+        per_image = Ho * Wo * Fh * Fw * D + 2 * Sh * Sw * Hs * Ws * D + (0 if dout_contiguous else Ho * Wo * K)
+        phases.append(grads + dx + blocks * per_image * b)
+        whole = True
+    elif (Sh, Sw) == (1, 1):
+        # conv_backward_input_flipped: dout padded to (H + eh - 1, W + ew - 1) (a copy where any side is
+        # padded, not only cropped), its im2col rows a block at a time, and dx itself (no unpadding)
+        (eh, ew), (top, _, left, _) = map(effective_extent, g.size, g.dilation), g.pads
+        sides = (eh - 1 - top, H + top - Ho, ew - 1 - left, W + left - Wo)
+        dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(sides) > 0 else 0
+        flipped = 0
+        if winograd.applies_for_itemsize(g, K, D, b, cores):  # the flipped filters are 3x3 stride 1 too
+            flipped = winograd.workspace((H, W), K, D, N, b, cores, BLOCK_BYTES)
+        elif (Fh, Fw) != (1, 1):
+            per_image = H * W * Fh * Fw * K * b
+            flipped_workers = threads.workers_for(N * H * W * D * Fh * Fw * K, N, cores)  # _correlate's threads
+            flipped = split_blocks(N, per_image, BLOCK_BYTES, flipped_workers) * per_image
+        dx = N * H * W * D * b
+        phases.append(grads + dout_padded + flipped + dx)
+        return BackwardWorkspace(max(phases), dx, True)
+    else:  # _input_gradient_deep, strided: each thread's share buffer, then interleave_phases copies
+        buffers = Sh * Sw * N * Hs * Ws * D * b
+        blocks = split_blocks(N, Ho * Wo * (K + D) * b, BLOCK_BYTES, workers)
+        phases.append(grads + buffers + blocks * Ho * Wo * (D + (0 if dout_contiguous else K)) * b)
+        dx = N * Hs * Sh * Ws * Sw * D * b
+        phases.append(grads + buffers + dx)
+        whole = (Hs * Sh, Ws * Sw) == (Hp, Wp)
+    full, dx, contiguous = unpadded(g, dx, N * H * W * D, b)
+    phases.append(grads + dx + full)
+    return BackwardWorkspace(max(phases), dx, contiguous and whole)
+
+
+def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL):
     """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)``, by Winograd or im2col.
 
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
-    :func:`volnet.ops.winograd.correlate` (measured 0.73-0.88x the time of
-    im2col on the 3x3 layers of the CIFAR-10 reference net); the rest, and
+    :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
+    than im2col (its measured gain: docs/performance.md); the rest, and
     every layer where Numba is not installed, :func:`_correlate`.
     """
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dtype = np.result_type(xp, w)
     if winograd.applies(g, D, dtype):
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
-        return winograd.correlate(xp, w, bias, relu, step, winograd.workers(N, g.out_hw, D, K))
-    return _correlate(xp, g, w.reshape(-1, K), bias, relu).reshape(N, *g.out_hw, K)
+        count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
+        return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
+    return _correlate(xp, g, w.reshape(-1, K), bias, relu, workers).reshape(N, *g.out_hw, K)
 
 
-def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False):
+def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False, workers=threads.SERIAL):
     """``im2row(xp) @ w_rows (+ bias)`` as ``(N*H2*W2, K)``, a block of images at a time.
 
     Where the rows are copied anyway, they get a last column of ones and
-    the bias becomes that column's weight, so the multiply adds it for free
-    (measured: 3-16% faster than adding it to each block afterwards). Each
+    the bias becomes that column's weight, so the multiply adds it for free,
+    saving a pass over each block (docs/performance.md). Each
     block's output is rectified (``relu``) while it is still in cache.
     """
     N, (Ho, Wo), K = xp.shape[0], g.out_hw, w_rows.shape[1]
@@ -218,7 +321,7 @@ def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False):
             if relu:
                 np.maximum(block, 0, out=block)
 
-    threads.split(correlate_part, N, threads.pass_workers(out.size * w_rows.shape[0], N))
+    workers.split(correlate_part, N, workers.for_multiply_adds(out.size * w_rows.shape[0], N))
     return out
 
 
@@ -276,7 +379,7 @@ def _copied_blocks(view, first: int, buffer, blocks):
         yield images, rows
 
 
-def _weight_gradient(dout_rows, xp, g: Geometry):
+def _weight_gradient(dout_rows, xp, g: Geometry, workers=threads.SERIAL):
     """``(dw, db)``: ``dw = rows.T @ dout`` ``(F*F*D, K)``, accumulated over blocks of images, and db.
 
     db, the column sums of dout, comes out of the same multiply as the last
@@ -298,29 +401,29 @@ def _weight_gradient(dout_rows, xp, g: Geometry):
             grads[columns] = np.ones(len(positions), dtype=positions.dtype) @ positions  # a column sum, in BLAS
         return grads
 
-    workers = threads.pass_workers(dout_rows.size * columns, xp.shape[0])
-    grads, *others = threads.split(weight_gradient_part, xp.shape[0], workers)
+    count = workers.for_multiply_adds(dout_rows.size * columns, xp.shape[0])
+    grads, *others = workers.split(weight_gradient_part, xp.shape[0], count)
     for part in others:
         grads += part
     return grads[:columns], grads[columns]
 
 
-def _input_gradient(dout, w, g: Geometry, padded_shape):
+def _input_gradient(dout, w, g: Geometry, padded_shape, workers=threads.SERIAL):
     """Gradient w.r.t. the (unpadded) input, by whichever scheme is fastest for this layer.
 
-    Measured on the 3x3 layers of the CIFAR-10 reference net: for stride 1
-    the flipped-filter convolution is 10-25% faster than the tap-by-tap
-    col2im; for inputs shallower than :data:`SHALLOW_DEPTH` it is 3-4x
-    slower (its matrix multiplies have only D output columns).
+    For stride 1 the flipped-filter convolution, blocked like the forward
+    pass, beats the tap-by-tap col2im, except for inputs shallower than
+    :data:`SHALLOW_DEPTH`, where its matrix multiplies have only D output
+    columns, too thin for BLAS (the figures: docs/performance.md).
     """
     if padded_shape[3] < SHALLOW_DEPTH:
-        return unpad_spatial(_input_gradient_shallow(dout, w, g, padded_shape), g)
+        return unpad_spatial(_input_gradient_shallow(dout, w, g, padded_shape, workers), g)
     if g.stride == (1, 1):
-        return conv_backward_input_flipped(dout, w, g)
-    return unpad_spatial(_input_gradient_deep(dout, w, g, padded_shape), g)
+        return conv_backward_input_flipped(dout, w, g, workers=workers)
+    return unpad_spatial(_input_gradient_deep(dout, w, g, padded_shape, workers), g)
 
 
-def _input_gradient_deep(dout, w, g: Geometry, padded_shape):
+def _input_gradient_deep(dout, w, g: Geometry, padded_shape, workers=threads.SERIAL):
     """Gradient w.r.t. the padded input: col2im of ``dout @ W.T``, never built whole.
 
     Tap (u, v) of output position (i, j) read input row ``i*S + u*dilation``.
@@ -352,11 +455,11 @@ def _input_gradient_deep(dout, w, g: Geometry, padded_shape):
                     a, b, rows, cols = tap_phase(g, u, v)
                     phases[a, b, images, rows, cols] += share_rows.reshape(n, Ho, Wo, D)
 
-    threads.split(scatter_part, N, threads.pass_workers(dout.size * Fh * Fw * D, N))
+    workers.split(scatter_part, N, workers.for_multiply_adds(dout.size * Fh * Fw * D, N))
     return interleave_phases(phases, padded_shape)
 
 
-def _input_gradient_shallow(dout, w, g: Geometry, padded_shape):
+def _input_gradient_shallow(dout, w, g: Geometry, padded_shape, workers=threads.SERIAL):
     """col2im for a shallow input (D < :data:`SHALLOW_DEPTH`, e.g. RGB images), depth first.
 
     One multiply per block gives ``W @ dout.T``, every tap's share laid out
@@ -385,18 +488,18 @@ def _input_gradient_shallow(dout, w, g: Geometry, padded_shape):
                     phases[a, b, :, :, rows, cols] += shares[u, v]
             dxp[images] = interleave_phases(phases.transpose(0, 1, 3, 4, 5, 2), dxp[images].shape)
 
-    threads.split(scatter_part, N, threads.pass_workers(dout.size * Fh * Fw * D, N))
+    workers.split(scatter_part, N, workers.for_multiply_adds(dout.size * Fh * Fw * D, N))
     return dxp
 
 
-def conv_backward_input_flipped(dout, w, g: Geometry):
+def conv_backward_input_flipped(dout, w, g: Geometry, *, workers=None):
     """Input gradient as a convolution of ``dout`` with the flipped, transposed filters.
 
     The notes: "the backward pass for a convolution ... is also a
     convolution (but with spatially-flipped filters)". For stride S the
     gradient first spreads dout out with S-1 zeros between its entries
     (:func:`conv_backward` uses this for stride 1 only: for larger strides
-    the zeros make it S*S times more work than col2im).
+    the zeros make it S*S times more work than col2im). ``workers`` as in :func:`conv_forward`.
     """
     N, H, W, D = g.in_shape
     (Ho, Wo), (Fh, Fw), (Sh, Sw), (dh, dwl) = g.out_hw, g.size, g.stride, g.dilation
@@ -413,4 +516,4 @@ def conv_backward_input_flipped(dout, w, g: Geometry):
     flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
     dout_padded = pad_spatial(dout, pads)
     gt = geometry(dout_padded.shape, (Fh, Fw), 1, 0, (dh, dwl))
-    return _convolve(dout_padded, gt, flipped)
+    return _convolve(dout_padded, gt, flipped, workers=threads.or_alone(workers))

@@ -14,12 +14,15 @@ import numpy as np
 
 from ..shapes import ShapeError
 from . import threads
+from .workspace import BackwardWorkspace, ForwardWorkspace
 
 
-def fc_forward(x, w, b, *, layer=None, relu=False):
+def fc_forward(x, w, b, *, layer=None, relu=False, workers=None):
     """Dense layer on a batch of volumes or vectors; returns ``(out, cache)``.
 
     ``relu=True`` rectifies the output in place (a following ReLU, fused).
+    ``workers`` (a :class:`volnet.ops.threads.Workers`; None:
+    :func:`volnet.ops.threads.alone`) are the threads it may split the rows over.
     """
     flat = x.reshape(x.shape[0], -1)
     if flat.shape[1] != w.shape[0]:
@@ -27,25 +30,26 @@ def fc_forward(x, w, b, *, layer=None, relu=False):
             f"{layer or 'fc'}: each input holds {flat.shape[1]} values (shape {x.shape[1:]}) but the "
             f"weights expect {w.shape[0]} inputs (weights {w.shape})"
         )
-    out = _rows_times(flat, w)
+    out = _rows_times(flat, w, threads.or_alone(workers))
     out += b
     if relu:
         np.maximum(out, 0, out=out)
     return out, (x, w)
 
 
-def fc_backward(dout, cache, input_grad: bool = True):
+def fc_backward(dout, cache, input_grad: bool = True, *, workers=None):
     """Backward of :func:`fc_forward`: ``(dx, dw, db)``, dx in the input's shape (None if not ``input_grad``)."""
+    workers = threads.or_alone(workers)
     x, w = cache
     flat = x.reshape(x.shape[0], -1)
-    dx = _rows_times(dout, w.T).reshape(x.shape) if input_grad else None
-    return dx, _rows_times(flat.T, dout), dout.sum(axis=0)
+    dx = _rows_times(dout, w.T, workers).reshape(x.shape) if input_grad else None
+    return dx, _rows_times(flat.T, dout, workers), dout.sum(axis=0)
 
 
-def _rows_times(a, b):
+def _rows_times(a, b, workers):
     """``a @ b``; within a network pass each core computes a part of the rows (:mod:`volnet.ops.threads`)."""
-    workers = threads.pass_workers(a.shape[0] * a.shape[1] * b.shape[1], a.shape[0])
-    if workers == 1:
+    count = workers.for_multiply_adds(a.shape[0] * a.shape[1] * b.shape[1], a.shape[0])
+    if count == 1:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
 
@@ -53,24 +57,29 @@ def _rows_times(a, b):
         yield  # nothing to allocate (see threads.split)
         np.matmul(a[start:stop], b, out=out[start:stop])
 
-    threads.split(rows_part, a.shape[0], workers)
+    workers.split(rows_part, a.shape[0], count)
     return out
 
 
-def relu_forward(x):
-    """``max(0, x)``; the cache is the output, whose sign tells backward where to pass."""
+def relu_forward(x, *, workers=None):
+    """``max(0, x)``; the cache is the output, whose sign tells backward where to pass.
+
+    ``workers`` as in :func:`fc_forward` (parts of at least ``threads.MIN_PART_BYTES``).
+    """
+    workers = threads.or_alone(workers)
     out = np.empty_like(x)
 
     def relu_part(start, stop):
         yield
         np.maximum(x[start:stop], 0, out=out[start:stop])
 
-    threads.split(relu_part, len(x), threads.memory_workers(2 * x.nbytes, len(x)))
+    workers.split(relu_part, len(x), workers.for_bytes(2 * x.nbytes, len(x)))
     return out, out
 
 
-def relu_backward(dout, cache):
-    """Gradient passes where the output was positive, and is zero elsewhere."""
+def relu_backward(dout, cache, *, workers=None):
+    """Gradient passes where the output was positive, and is zero elsewhere (``workers`` as in :func:`relu_forward`)."""
+    workers = threads.or_alone(workers)
     out = np.empty_like(dout)
     passes = np.empty(cache.shape, dtype=bool)
 
@@ -79,5 +88,33 @@ def relu_backward(dout, cache):
         np.greater(cache[start:stop], 0, out=passes[start:stop])
         np.multiply(dout[start:stop], passes[start:stop], out=out[start:stop])
 
-    threads.split(relu_part, len(out), threads.memory_workers(3 * out.nbytes, len(out)))
+    workers.split(relu_part, len(out), workers.for_bytes(3 * out.nbytes, len(out)))
     return out
+
+
+# -- the memory these kernels allocate (see volnet.ops.workspace); n: values in the whole batch ------------
+
+def fc_workspace(n_out: int, itemsize: int) -> ForwardWorkspace:
+    """:func:`fc_forward`: out = flat @ w (+ b in place, rectified in place with ``relu``); the cache keeps x."""
+    return ForwardWorkspace((), n_out * itemsize, keeps_input=True)
+
+
+def fc_backward_workspace(n_in: int, itemsize: int, *, grads: int = 0, input_grad: bool = True) -> BackwardWorkspace:
+    """:func:`fc_backward`: dw = x.T @ dout and db (``grads`` bytes), dx = dout @ w.T (viewed in x's shape)."""
+    return BackwardWorkspace(grads + (n_in * itemsize if input_grad else 0), n_in * itemsize)
+
+
+def relu_workspace(n: int, itemsize: int) -> ForwardWorkspace:
+    """:func:`relu_forward`: out = max(x, 0), kept as the cache."""
+    return ForwardWorkspace((), n * itemsize, keeps_output=True)
+
+
+def relu_fused_workspace() -> ForwardWorkspace:
+    """A ReLU fused into the CONV or FC before it (``relu=True``, see ``volnet.layers.base.forward_layers``):
+    that kernel rectifies its own output in place, which the ReLU keeps as its cache; nothing new."""
+    return ForwardWorkspace((), None, keeps_output=True)
+
+
+def relu_backward_workspace(n: int, itemsize: int) -> BackwardWorkspace:
+    """:func:`relu_backward`: dout * (out > 0), a bool per value and dx."""
+    return BackwardWorkspace(n + n * itemsize, n * itemsize)

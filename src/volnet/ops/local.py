@@ -25,12 +25,14 @@ words, adds the gradients up across each depth slice).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..shapes import ShapeError
 from .window import Geometry, col2im, geometry, im2row, pad_spatial, unpad_spatial
+from .workspace import BackwardWorkspace, ForwardWorkspace, padded, unpadded, windows_contiguous
 
 
 @dataclass(frozen=True)
@@ -146,3 +148,31 @@ def local_backward(dout, cache: LocalCache, input_grad: bool = True):
     drows = np.empty((N, Ho * Wo, w_pos.shape[1]), dtype=np.result_type(dout, w))
     np.matmul(dout_pos, w_pos.transpose(0, 2, 1), out=drows.transpose(1, 0, 2))
     return unpad_spatial(col2im(drows.reshape(N * Ho * Wo, -1), g, xp.shape), g), dw, db
+
+
+def local_workspace(g: Geometry, filters: int, itemsize: int) -> ForwardWorkspace:
+    """The memory :func:`local_forward` allocates (see :mod:`volnet.ops.workspace`): xp = pad_spatial(x) (a
+    copy when padded), kept in the cache; the im2col rows of the whole batch; the output."""
+    b, (N, _, _, D) = itemsize, g.in_shape
+    xp_shape, copies, _ = padded(g)
+    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    rows = 0 if windows_contiguous(g) else N * Ho * Wo * Fh * Fw * D * b
+    private = ((math.prod(xp_shape) * b, True),) if copies else ()
+    return ForwardWorkspace(private, N * Ho * Wo * filters * b, keeps_input=not copies, transient=rows)
+
+
+def local_backward_workspace(g: Geometry, filters: int, itemsize: int, *, grads: int = 0, input_grad: bool = True,
+                             dout_contiguous: bool = True) -> BackwardWorkspace:
+    """The memory :func:`local_backward` allocates on top of dout and the cache: dout.reshape (a copy when
+    dout is strided); the whole im2col copy for dw; dx: drows (N, H2*W2, F*F*D) and the padded dxp that
+    col2im fills. ``grads`` is the bytes of the new dw and db."""
+    b, (N, H, W, D) = itemsize, g.in_shape
+    xp_shape, _, _ = padded(g)
+    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    rows = N * Ho * Wo * Fh * Fw * D * b
+    grads += 0 if dout_contiguous else N * Ho * Wo * filters * b
+    if not input_grad:
+        return BackwardWorkspace(rows + grads, 0)
+    dxp = math.prod(xp_shape) * b
+    full, dx, contiguous = unpadded(g, dxp, N * H * W * D, b)
+    return BackwardWorkspace(max(rows + grads, grads + rows + dxp, grads + dxp + full), dx, contiguous)

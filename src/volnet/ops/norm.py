@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError
+from .workspace import ELIDE_BYTES, BackwardWorkspace, ForwardWorkspace
 
 
 def _slice_axes(x: np.ndarray) -> tuple[int, ...]:
@@ -131,3 +132,37 @@ def dropout_forward(x, p: float, rng: np.random.Generator):
 def dropout_backward(dout, mask):
     """Gradient flows through the kept activations, scaled as they were: ``dout * mask``."""
     return dout * mask
+
+
+# -- the memory these kernels allocate (see volnet.ops.workspace); n: values in the whole batch ------------
+
+def batchnorm_workspace(n: int, itemsize: int, train: bool = True) -> ForwardWorkspace:
+    """Training (:func:`batchnorm_train_forward`): x_hat = x - mean (kept), x_hat * x_hat for the variance,
+    then gamma * x_hat + beta: a temporary and the output (broadcast operands are not elided). Inference
+    (:func:`batchnorm_inference_forward`): x * scale + shift."""
+    b = itemsize
+    if train:
+        return ForwardWorkspace(((n * b, True),), n * b, transient=n * b)
+    return ForwardWorkspace((), n * b, transient=n * b)
+
+
+def batchnorm_backward_workspace(n: int, itemsize: int, *, grads: int = 0) -> BackwardWorkspace:
+    """:func:`batchnorm_backward`: dout * x_hat for dgamma; then m * dout - dbeta, x_hat * dgamma, their
+    difference (NumPy reuses the first temporary when it is large) and dx = coef * (...)."""
+    b = itemsize
+    volumes = 2 if n * b >= ELIDE_BYTES else 3
+    return BackwardWorkspace(grads + volumes * n * b, n * b)
+
+
+def dropout_workspace(n: int, itemsize: int, train: bool = True) -> ForwardWorkspace:
+    """Training (:func:`dropout_forward`): rng.random (float64, 8 bytes) >= p gives a bool mask, then
+    mask = keep.astype * scale (kept) and out = x * mask; inference: the identity (a view)."""
+    b = itemsize
+    if not train:
+        return ForwardWorkspace((), None)
+    return ForwardWorkspace(((n * b, True),), n * b, transient=max(9 * n - 2 * n * b, n))
+
+
+def dropout_backward_workspace(n: int, itemsize: int) -> BackwardWorkspace:
+    """:func:`dropout_backward`: dout * mask."""
+    return BackwardWorkspace(n * itemsize, n * itemsize)

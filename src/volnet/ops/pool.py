@@ -25,12 +25,14 @@ strided slice of the whole batch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..shapes import ShapeError, pair
 from . import threads
+from .workspace import BackwardWorkspace, ForwardWorkspace, padded, unpadded
 from .window import (Geometry, geometry, interleave_phases, pad_spatial, phase_buffer_shape, tap, tap_phase,
                      unpad_spatial)
 
@@ -120,14 +122,17 @@ def pool_backward_naive(dout, cache: PoolCache):
     return unpad_spatial(dxp, g)
 
 
-def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, switches=True):
+def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, switches=True, workers=None):
     """Fast pooling: combine the F*F strided slices of the batch, one tap at a time.
 
     Same arguments and result as :func:`pool_forward_naive`. For max pooling
     the switches record, per output neuron, which tap (``u*F + v``) won;
     ``switches=False`` (inference, where no backward pass follows) skips
     them, which is about half the work, and returns a cache without them.
+    Max pooling splits the batch over ``workers`` (a
+    :class:`volnet.ops.threads.Workers`; None: :func:`volnet.ops.threads.alone`).
     """
+    workers = threads.or_alone(workers)
     g, xp = _setup(x, F, S, mode, fit, layer, pad)
     Fh, Fw = g.size
     taps = _taps(g)
@@ -141,10 +146,10 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
             for rows, cols in taps[1:]:
                 np.maximum(part, window[:, rows, cols], out=part)
 
-        threads.split(maximum_part, len(out), _workers(xp, out))
+        workers.split(maximum_part, len(out), _workers(xp, out, workers))
         return out, PoolCache(mode, g, xp.shape)
     if mode == "max":
-        out, switches = _max_and_switches(xp, taps)
+        out, switches = _max_and_switches(xp, taps, workers)
         return out, PoolCache(mode, g, xp.shape, switches=switches)
     out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
     for rows, cols in taps:
@@ -162,12 +167,12 @@ def _taps(g: Geometry):
     return [tap(g, u, v) for u in range(g.size[0]) for v in range(g.size[1])]
 
 
-def _workers(xp, out) -> int:
-    """Threads for a pooling kernel over ``xp`` (in) and ``out`` (:func:`volnet.ops.threads.memory_workers`)."""
-    return threads.memory_workers(xp.nbytes + out.nbytes, len(out))
+def _workers(xp, out, workers) -> int:
+    """Threads for a pooling kernel over ``xp`` (in) and ``out`` (:func:`volnet.ops.threads.memory_workers_for`)."""
+    return workers.for_bytes(xp.nbytes + out.nbytes, len(out))
 
 
-def _max_and_switches(xp, taps):
+def _max_and_switches(xp, taps, workers):
     """Running maximum over the taps, and the index of the first tap that reached it."""
     first_tap = xp[:, taps[0][0], taps[0][1]]
     out = np.empty(first_tap.shape, dtype=xp.dtype)
@@ -187,19 +192,20 @@ def _max_and_switches(xp, taps):
             np.maximum(part_switches, part_wins * code(k), out=part_switches)
             np.maximum(part, candidate, out=part)
 
-    threads.split(maximum_part, len(out), _workers(xp, out))
+    workers.split(maximum_part, len(out), _workers(xp, out, workers))
     return out, switches
 
 
-def pool_backward(dout, cache: PoolCache):
-    """Fast backward of :func:`pool_forward`, tap by tap."""
+def pool_backward(dout, cache: PoolCache, *, workers=None):
+    """Fast backward of :func:`pool_forward`, tap by tap (``workers`` as there)."""
     g = cache.geometry
     Fh, Fw = g.size
     if cache.mode == "max":
         if cache.switches is None:
             raise ValueError("pool_backward: this max-pool cache has no switches; "
                              "run pool_forward with switches=True (the default) before a backward pass")
-        return unpad_spatial(_route_through_switches(dout, cache.switches, g, cache.padded_shape), g)
+        return unpad_spatial(_route_through_switches(dout, cache.switches, g, cache.padded_shape,
+                                                     threads.or_alone(workers)), g)
     dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
     if cache.mode == "avg":
         share = dout / (Fh * Fw)
@@ -213,7 +219,45 @@ def pool_backward(dout, cache: PoolCache):
     return unpad_spatial(dxp, g)
 
 
-def _route_through_switches(dout, switches, g: Geometry, padded_shape):
+def pool_workspace(g: Geometry, mode: str, itemsize: int, train: bool = True) -> ForwardWorkspace:
+    """The memory :func:`pool_forward` allocates (see :mod:`volnet.ops.workspace`): xp (a copy when padded);
+    max: the output, the switches (kept, training only; in inference a running maximum in place), a bool and
+    a code array per tap; avg: the output, added in place; l2: the output and a squared tap, xp and the
+    output kept."""
+    b, (N, _, _, D) = itemsize, g.in_shape
+    n_out = N * g.out_hw[0] * g.out_hw[1] * D
+    xp_shape, copies, _ = padded(g)
+    xp = ((math.prod(xp_shape) * b, mode == "l2"),) if copies else ()
+    if mode == "max" and not train:
+        return ForwardWorkspace(xp, n_out * b)
+    if mode == "max":
+        code = 1 if math.prod(g.size) < 256 else 8
+        return ForwardWorkspace(xp + ((n_out * code, True),), n_out * b, transient=n_out * (1 + code))
+    if mode == "l2":
+        return ForwardWorkspace(xp, n_out * b, keeps_input=not copies, keeps_output=True, transient=n_out * b)
+    return ForwardWorkspace(xp, n_out * b)
+
+
+def pool_backward_workspace(g: Geometry, mode: str, itemsize: int) -> BackwardWorkspace:
+    """The memory :func:`pool_backward` allocates on top of dout and the cache: dxp, zeros of the padded
+    input (dx is a view of it); max: a bool per output and, for overlapping windows, a share per output;
+    avg: dout / (F*F); l2: the scaled dout and a share per tap."""
+    b, (N, H, W, D) = itemsize, g.in_shape
+    n_out = N * g.out_hw[0] * g.out_hw[1] * D
+    xp_shape, _, _ = padded(g)
+    dxp = math.prod(xp_shape) * b
+    if mode == "max":
+        overlapping = any(f > s for f, s in zip(g.size, g.stride))
+        extra = n_out * (1 + (b if overlapping else 0))
+    elif mode == "avg":
+        extra = n_out * b
+    else:
+        extra = 2 * n_out * b
+    full, dx, contiguous = unpadded(g, dxp, N * H * W * D, b)
+    return BackwardWorkspace(dxp + max(extra, full), dx, contiguous)
+
+
+def _route_through_switches(dout, switches, g: Geometry, padded_shape, workers):
     """The padded input's gradient: each output's gradient goes to the tap its switch names.
 
     ``dout * (switches == k)`` is tap k's share. When windows do not overlap
@@ -221,12 +265,13 @@ def _route_through_switches(dout, switches, g: Geometry, padded_shape):
     written straight into place. Overlapping windows add their shares into
     the stride's phase buffers (:func:`~volnet.ops.window.tap_phase`), where
     each tap is one unstrided block, and the phases are interleaved once at
-    the end. (Multiplying by the mask is 2-3x faster than ``np.where``; the
-    price is that an inf or NaN in ``dout`` makes the other inputs of its
-    window NaN, where the naive version leaves them 0.)
+    the end. (Multiplying by the mask is faster than ``np.where``, see
+    docs/performance.md; the price is that an inf or NaN in ``dout`` makes
+    the other inputs of its window NaN, where the naive version leaves them
+    0.)
     """
     chosen = np.empty(dout.shape, dtype=bool)
-    workers = threads.memory_workers(dout.nbytes * (2 + np.prod(g.size)), len(dout))
+    count = workers.for_bytes(dout.nbytes * (2 + np.prod(g.size)), len(dout))
     if all(f <= s for f, s in zip(g.size, g.stride)):
         dxp = np.zeros(padded_shape, dtype=dout.dtype)
 
@@ -236,7 +281,7 @@ def _route_through_switches(dout, switches, g: Geometry, padded_shape):
                 np.equal(switches[start:stop], k, out=chosen[start:stop])
                 np.multiply(dout[start:stop], chosen[start:stop], out=dxp[start:stop, rows, cols])
 
-        threads.split(write_part, len(dout), workers)
+        workers.split(write_part, len(dout), count)
         return dxp
     phases = np.zeros(phase_buffer_shape(g, padded_shape), dtype=dout.dtype)
     share = np.empty_like(dout)
@@ -255,5 +300,5 @@ def _route_through_switches(dout, switches, g: Geometry, padded_shape):
             np.multiply(part_dout, part_chosen, out=part_share)
             phases[a, b, start:stop, rows, cols] += part_share
 
-    threads.split(add_part, len(dout), workers)
+    workers.split(add_part, len(dout), count)
     return interleave_phases(phases, padded_shape)

@@ -10,11 +10,25 @@ batch per core, each on its own thread, while BLAS runs one thread per call.
 
 BLAS's idle threads spin for a while (about 0.1 s in OpenBLAS) after each
 multiply that used them, on the very cores a split wants. A whole network
-pass therefore holds the cores (:func:`network_pass`, which
-:class:`volnet.net.Sequential` enters): BLAS runs one thread from the first
-layer to the last, and every layer that can split its batch does. Pooling
-and ReLU, which call no BLAS, split wherever their parts are big enough
-(:func:`memory_workers`), in a pass or not.
+pass therefore holds the cores: :meth:`Scheduler.network_pass` (which
+:class:`volnet.net.Sequential` enters for each forward and backward) turns
+BLAS down to one thread from the first layer to the last and gives the
+pass a :class:`Workers`, which the network hands to every layer and each
+layer to its kernels (their ``workers`` argument). A kernel's split depends
+on that argument alone:
+
+- ``Workers(cores, blas_held=True)`` (a network pass): every kernel splits
+  its batch over the cores where the parts are big enough (:func:`workers_for`).
+- ``Workers(cores)`` (a kernel called on its own; ``workers=None`` is
+  :func:`alone`): kernels that multiply through BLAS run in one piece on
+  BLAS's threads; thin Winograd layers, pooling and ReLU still split, BLAS
+  turned down to one thread while they do.
+
+The rules themselves are pure functions of numbers (:func:`workers_for`,
+:func:`memory_workers_for`, :func:`parts`), so ``volnet.analysis`` predicts
+the same parts the kernels cut. The process's BLAS switch and its pool of
+threads are one :class:`Scheduler` object (:func:`scheduler`); a pool that
+is replaced by a bigger one is shut down, and a forked child makes its own.
 
 This needs threadpoolctl (installed with ``volnet[fast]``) to turn BLAS's
 threads down and back; without it :func:`cores` is 1 and every kernel runs
@@ -27,10 +41,12 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the module itself is imported at the first split (_threads): volnet imports quicker
+if TYPE_CHECKING:  # the module itself is imported at the first split (Scheduler._threads): volnet imports quicker
     from concurrent.futures import ThreadPoolExecutor
 
 # A part with fewer multiply-adds than this (about 0.1-0.2 ms on one core) is not worth
@@ -40,22 +56,272 @@ MIN_PART_MULTIPLY_ADDS = 2**24
 # The same for kernels that stream memory rather than multiply (pooling, ReLU): bytes read and written.
 MIN_PART_BYTES = 2**20
 
-_blas = None  # NumPy's BLAS libraries as threadpoolctl sees them, found on first use
-# Held while BLAS is turned down to one thread. A split or pass in another thread at
-# the same time would read "1 thread" as the setting to restore; it leaves BLAS alone.
-_single_threaded_blas = threading.Lock()
-_holder: int | None = None  # the thread inside a network_pass, if any
-_held_cores = 1  # BLAS's thread count when that pass began
-# The threads that take the parts after the first. They live as long as the process
-# (after a fork the child makes its own): a new thread's first BLAS call sets up
-# OpenBLAS's per-thread buffers, which made a split with fresh threads slower than none.
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+
+# -- the rules: worker counts from explicit numbers ----------------------------------------------------------
+
+
+def workers_for(multiply_adds: int, count: int, cores: int) -> int:
+    """Threads for ``count`` images (or rows) holding ``multiply_adds`` in all, on ``cores`` cores: no more
+    than ``count`` parts, nor parts under :data:`MIN_PART_MULTIPLY_ADDS` each."""
+    return max(1, min(cores, count, multiply_adds // MIN_PART_MULTIPLY_ADDS))
+
+
+def worth(multiply_adds: int, count: int, workers: int) -> int:
+    """:func:`workers_for` under its earlier name: at most ``workers`` threads."""
+    return workers_for(multiply_adds, count, workers)
+
+
+def memory_workers_for(nbytes: int, count: int, cores: int) -> int:
+    """Threads for a kernel that streams ``nbytes`` of memory over ``count`` images and calls no BLAS (pooling,
+    ReLU): every core, for parts of at least :data:`MIN_PART_BYTES`: such kernels are bound by memory
+    bandwidth, which one core does not saturate (the gain: docs/performance.md)."""
+    parts = min(count, nbytes // MIN_PART_BYTES)
+    return 1 if parts < 2 else min(cores, parts)
+
+
+def parts(images: int, workers: int) -> list[tuple[int, int]]:
+    """``workers`` contiguous ``(start, stop)`` parts of ``range(images)``, sizes differing by at most one."""
+    workers = max(1, min(workers, images))
+    bounds = [images * i // workers for i in range(workers + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+# -- what a kernel is given ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workers:
+    """The threads one kernel call may split its batch over: its ``workers`` argument.
+
+    ``cores`` threads at most (None: BLAS's thread count, :func:`cores`,
+    asked only where a split is worth it); ``blas_held``: BLAS already runs
+    one thread (within :meth:`Scheduler.network_pass`, which is where such a
+    Workers comes from), so kernels that multiply through BLAS split too.
+    Kernels given None take :func:`alone`, ``Workers()``.
+
+    Example:
+        >>> Workers(cores=4, blas_held=True).for_multiply_adds(10**12, 64)
+        4
+        >>> Workers(cores=4).for_multiply_adds(10**12, 64)   # BLAS's own threads take the cores
+        1
+    """
+
+    cores: int | None = None
+    blas_held: bool = False
+
+    def count(self) -> int:
+        """``cores``, or BLAS's thread count now where it is None (asking BLAS takes about 8 us)."""
+        return cores() if self.cores is None else self.cores
+
+    def for_multiply_adds(self, multiply_adds: int, count: int) -> int:
+        """Threads for a kernel that multiplies through BLAS: :func:`workers_for` with BLAS held, else one."""
+        return workers_for(multiply_adds, count, self.count()) if self.blas_held else 1
+
+    def for_bytes(self, nbytes: int, count: int) -> int:
+        """Threads for a kernel that streams memory (pooling, ReLU): :func:`memory_workers_for`."""
+        parts = memory_workers_for(nbytes, count, count)  # (BLAS asked only where parts are worth it)
+        return parts if parts < 2 else min(parts, self.count())
+
+    def split(self, work, count: int, workers: int) -> list:
+        """:func:`split` with this call's BLAS state."""
+        return _SCHEDULER.split(work, count, workers, blas_held=self.blas_held)
+
+
+SERIAL = Workers(1)  # one thread: every kernel in one piece
+
+
+# -- the process's BLAS switch and threads -------------------------------------------------------------------
+
+
+class Scheduler:
+    """NumPy's BLAS thread setting and the pool of threads that take the parts of a split.
+
+    BLAS's setting belongs to the process, so there is one (:func:`scheduler`).
+    ``cores()`` asks BLAS for its thread count; :meth:`network_pass` holds
+    BLAS to one thread for a pass and gives the :class:`Workers` of that pass;
+    :meth:`split` runs the parts. The pool lives as long as the scheduler
+    (a new thread's first BLAS call sets up OpenBLAS's per-thread buffers,
+    which made a split with fresh threads slower than none); one replaced by a
+    bigger pool is shut down; after ``os.fork`` the child makes its own.
+    """
+
+    def __init__(self):
+        self._blas = None  # NumPy's BLAS libraries as threadpoolctl sees them, found on first use
+        # Held while BLAS is turned down to one thread. A split or pass in another thread at
+        # the same time would read "1 thread" as the setting to restore; it leaves BLAS alone.
+        self._single_threaded_blas = threading.Lock()
+        self._holder: int | None = None  # the thread inside a network pass, if any
+        self._held: Workers | None = None  # that pass's workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        self._pool_lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # (a weak reference: the callback cannot be unregistered)
+            alive = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: alive() and alive()._after_fork_in_child())
+
+    def blas(self):
+        """NumPy's BLAS libraries (a threadpoolctl ``ThreadpoolController`` selection); False without threadpoolctl."""
+        if self._blas is None:
+            threadpoolctl = _threadpoolctl()
+            self._blas = threadpoolctl.ThreadpoolController().select(user_api="blas") if threadpoolctl else False
+        return self._blas
+
+    def cores(self) -> int:
+        """The cores a split may use: BLAS's thread count now (1 without threadpoolctl)."""
+        blas = self.blas()
+        if not blas or not blas.lib_controllers:
+            return 1
+        return max(1, min(lib.num_threads for lib in blas.lib_controllers))
+
+    def holding(self) -> bool:
+        """Whether this thread is inside a :meth:`network_pass` that holds the cores."""
+        return self._holder == threading.get_ident()
+
+    @contextmanager
+    def network_pass(self, images: int):
+        """Hold the cores for one pass of a network over a batch of ``images``; gives the pass's :class:`Workers`.
+
+        Within it BLAS runs one thread and the workers are
+        ``Workers(cores, blas_held=True)``, ``cores`` being BLAS's thread count
+        when the pass began. A batch of one image, one core, or a pass held
+        by another thread: BLAS is left alone and the workers are
+        :func:`alone`'s (with the cores counted). A pass entered again by the thread that holds one
+        (nested networks) gives that pass's workers.
+
+        Example:
+            >>> with scheduler().network_pass(1) as workers:   # one image: nothing to split
+            ...     workers.blas_held
+            False
+        """
+        if self.holding():
+            yield self._held
+            return
+        count = self.cores()
+        lock = self._single_threaded_blas  # (after a fork the child has a new one; this pass releases its own)
+        if images < 2 or count < 2 or not lock.acquire(blocking=False):
+            yield Workers(count)
+            return
+        try:
+            limiter = self.blas().limit(limits=1)
+            self._holder, self._held = threading.get_ident(), Workers(count, blas_held=True)
+            try:
+                yield self._held
+            finally:
+                self._holder = self._held = None
+                limiter.restore_original_limits()
+        finally:
+            lock.release()
+
+    def split(self, work, count: int, workers: int, *, blas_held: bool = False) -> list:
+        """See :func:`split`."""
+        if workers <= 1 or count <= 1:  # the common case at batch 1: no more overhead than a call
+            return [_finish(_prepare(work, 0, count))]
+        prepared = [_prepare(work, *chunk) for chunk in parts(count, workers)]
+        if blas_held:
+            return self._run(prepared)
+        lock = self._single_threaded_blas
+        if not self.blas() or not lock.acquire(blocking=False):
+            return [_finish(part) for part in prepared]
+        try:
+            limiter = self.blas().limit(limits=1)
+            try:
+                return self._run(prepared)
+            finally:
+                limiter.restore_original_limits()
+        finally:
+            lock.release()
+
+    def _threads(self, count: int) -> ThreadPoolExecutor:
+        """The pool, grown to at least ``count`` threads; a pool it replaces is shut down."""
+        with self._pool_lock:
+            if self._pool is None or self._pool_size < count:
+                from concurrent.futures import ThreadPoolExecutor
+
+                old, self._pool = self._pool, ThreadPoolExecutor(count, thread_name_prefix="volnet")
+                self._pool_size = count
+                if old is not None:
+                    old.shutdown(wait=False)  # idle: a split waits for its parts before it returns
+            return self._pool
+
+    def _run(self, prepared) -> list:
+        from concurrent.futures import wait
+
+        pool = self._threads(len(prepared) - 1)
+        others = [pool.submit(_finish, part) for part in prepared[1:]]
+        try:
+            first = _finish(prepared[0])
+        finally:  # the other parts must finish before BLAS gets its threads back
+            wait(others)
+        return [first] + [future.result() for future in others]
+
+    def close(self) -> None:
+        """Shut the pool's threads down (a later split starts new ones)."""
+        with self._pool_lock:
+            pool, self._pool, self._pool_size = self._pool, None, 0
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's threads do not exist in the child, and a lock another parent thread held stays held.
+        self._pool, self._pool_size = None, 0
+        self._pool_lock = threading.Lock()
+        self._single_threaded_blas = threading.Lock()
+        if not self.holding():
+            self._holder = self._held = None
+
+
+_SCHEDULER = Scheduler()
+
+
+def scheduler() -> Scheduler:
+    """The process's :class:`Scheduler`."""
+    return _SCHEDULER
+
+
+def cores() -> int:
+    """BLAS's thread count now: the cores a split may use (``scheduler().cores()``)."""
+    return _SCHEDULER.cores()
+
+
+def alone() -> Workers:
+    """The workers of a kernel called outside a network pass (a kernel's ``workers=None``): ``Workers()``,
+    BLAS's cores (asked when needed), BLAS not held."""
+    return _ALONE
+
+
+_ALONE = Workers()
+
+
+def or_alone(workers: Workers | None) -> Workers:
+    """``workers``, or for None (a kernel called without them) :func:`alone`."""
+    return alone() if workers is None else workers
+
+
+def network_pass(images: int):
+    """``scheduler().network_pass(images)``: hold the cores for a network pass; gives its :class:`Workers`."""
+    return _SCHEDULER.network_pass(images)
+
+
+def split(work, count: int, workers: int, *, blas_held: bool = False) -> list:
+    """The results of ``work(start, stop)`` for each of ``parts(count, workers)``, each part on its own thread.
+
+    ``work`` is a generator function that yields once, after allocating its
+    buffers, and returns its result: every part's allocations run first, in
+    order on the calling thread, so a split's memory peak holds every part's
+    buffers however the threads are timed (as ``volnet.analysis`` counts
+    them); then the parts run side by side, the calling thread taking the
+    first. While they run, NumPy's BLAS is limited to one thread (already so
+    with ``blas_held``, within a network pass) and restored afterwards, also
+    on errors. With one worker, or while another thread holds BLAS, the parts
+    run in order on this thread.
+    """
+    return _SCHEDULER.split(work, count, workers, blas_held=blas_held)
 
 
 def _threadpoolctl():
-    """The threadpoolctl module, imported at the first split rather than with volnet (it takes about 50 ms);
-    None where it is not installed: kernels then run their blocks one after another."""
+    """The threadpoolctl module, imported at the first split rather than with volnet, whose own
+    import it would slow noticeably (docs/performance.md); None where it is not installed: kernels then run
+    their blocks one after another."""
     try:
         import threadpoolctl
     except ImportError:
@@ -67,132 +333,6 @@ def __getattr__(name):  # ``threads.threadpoolctl``: the module or None, as _thr
     if name == "threadpoolctl":
         return _threadpoolctl()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _numpy_blas():
-    global _blas
-    if _blas is None:
-        threadpoolctl = _threadpoolctl()
-        _blas = threadpoolctl.ThreadpoolController().select(user_api="blas") if threadpoolctl else False
-    return _blas
-
-
-def _threads(count: int) -> ThreadPoolExecutor:
-    """The shared pool, grown to at least ``count`` threads."""
-    global _pool, _pool_size
-    if _pool is None or _pool_size < count:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool, _pool_size = ThreadPoolExecutor(count, thread_name_prefix="volnet"), count
-    return _pool
-
-
-def _forget_pool():  # after os.fork: the parent's threads do not exist in the child
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def cores() -> int:
-    """The cores a split may use: BLAS's thread count (1 without threadpoolctl), or within a network pass
-    the count it had when the pass began."""
-    if holding():
-        return _held_cores
-    blas = _numpy_blas()
-    if not blas or not blas.lib_controllers:
-        return 1
-    return max(1, min(lib.num_threads for lib in blas.lib_controllers))
-
-
-def worth(multiply_adds: int, count: int, workers: int) -> int:
-    """``workers``, but no more than ``count`` parts nor parts under :data:`MIN_PART_MULTIPLY_ADDS` each."""
-    return max(1, min(workers, count, multiply_adds // MIN_PART_MULTIPLY_ADDS))
-
-
-def pass_workers(multiply_adds: int, count: int) -> int:
-    """Threads for a kernel that splits only within a network pass (its ``count`` rows or images holding
-    ``multiply_adds`` in all): there every core (see :func:`worth`), elsewhere one, where BLAS's own
-    threads use the cores."""
-    return worth(multiply_adds, count, _held_cores if holding() else 1)
-
-
-def memory_workers(nbytes: int, count: int) -> int:
-    """Threads for a kernel that streams ``nbytes`` of memory over ``count`` images and calls no BLAS (pooling,
-    ReLU): every core, within a network pass or not, for parts of at least :data:`MIN_PART_BYTES` (measured
-    on 2 cores, 64x32x32x32 float32: max pooling forward and backward 0.53x the time, ReLU's backward 0.62x)."""
-    parts = min(count, nbytes // MIN_PART_BYTES)
-    return 1 if parts < 2 else min(cores(), parts)  # (cores() only where it matters: it asks BLAS)
-
-
-def holding() -> bool:
-    """Whether this thread is inside a :func:`network_pass` that holds the cores."""
-    return _holder == threading.get_ident()
-
-
-@contextmanager
-def network_pass(images: int):
-    """Hold the cores for one pass of a network over a batch of ``images``: BLAS one thread throughout.
-
-    Within it, :func:`holding` is True and the kernels split every layer
-    they can (see :func:`volnet.ops.winograd.workers`). A batch of one
-    image, one core, a pass already held by this thread (nested networks)
-    or by another thread: nothing changes.
-    """
-    global _holder, _held_cores
-    count = cores()
-    if holding() or images < 2 or count < 2 or not _single_threaded_blas.acquire(blocking=False):
-        yield
-        return
-    try:
-        limiter = _numpy_blas().limit(limits=1)
-        _holder, _held_cores = threading.get_ident(), count
-        try:
-            yield
-        finally:
-            _holder = None
-            limiter.restore_original_limits()
-    finally:
-        _single_threaded_blas.release()
-
-
-def parts(images: int, workers: int) -> list[tuple[int, int]]:
-    """``workers`` contiguous ``(start, stop)`` parts of ``range(images)``, sizes differing by at most one."""
-    workers = max(1, min(workers, images))
-    bounds = [images * i // workers for i in range(workers + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-def split(work, count: int, workers: int) -> list:
-    """The results of ``work(start, stop)`` for each of ``parts(count, workers)``, each part on its own thread.
-
-    ``work`` is a generator function that yields once, after allocating its
-    buffers, and returns its result: every part's allocations run first, in
-    order on the calling thread, so a split's memory peak holds every part's
-    buffers however the threads are timed (as ``volnet.analysis`` counts
-    them); then the parts run side by side, the calling thread taking the
-    first. While they run, NumPy's BLAS is limited to one thread (already so
-    within a network pass) and restored afterwards, also on errors. With one
-    worker, or while another thread holds BLAS, the parts run in order on
-    this thread.
-    """
-    if workers <= 1 or count <= 1:  # the common case at batch 1: no more overhead than a call
-        return [_finish(_prepare(work, 0, count))]
-    prepared = [_prepare(work, *chunk) for chunk in parts(count, workers)]
-    if holding():
-        return _run(prepared)
-    if not _numpy_blas() or not _single_threaded_blas.acquire(blocking=False):
-        return [_finish(part) for part in prepared]
-    try:
-        limiter = _numpy_blas().limit(limits=1)
-        try:
-            return _run(prepared)
-        finally:
-            limiter.restore_original_limits()
-    finally:
-        _single_threaded_blas.release()
 
 
 def _prepare(work, start: int, stop: int):
@@ -207,15 +347,3 @@ def _finish(part):
     except StopIteration as done:
         return done.value
     raise RuntimeError("a part of a split must yield exactly once, after allocating its buffers")
-
-
-def _run(prepared) -> list:
-    from concurrent.futures import wait
-
-    pool = _threads(len(prepared) - 1)
-    others = [pool.submit(_finish, part) for part in prepared[1:]]
-    try:
-        first = _finish(prepared[0])
-    finally:  # the other parts must finish before BLAS gets its threads back
-        wait(others)
-    return [first] + [future.result() for future in others]

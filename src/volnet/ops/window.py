@@ -66,8 +66,8 @@ def _geometry(x_shape, size, stride, pad, dilation, fit, layer, pool) -> Geometr
 def pad_spatial(x: np.ndarray, pads, value=0.0) -> np.ndarray:
     """Zero-pad (or, for negative amounts, crop) the H and W axes of ``(N, H, W, D)``.
 
-    Written out rather than ``np.pad``, which costs about 100 us of
-    bookkeeping per call, as much as a batch-1 convolution's arithmetic.
+    Written out rather than ``np.pad``, whose per-call bookkeeping is as
+    costly as a batch-1 convolution's arithmetic (docs/performance.md).
     """
     top, bottom, left, right = pads
     if min(pads) < 0:

@@ -16,7 +16,7 @@ are cut off.
 The transforms of the tiles (``B^T d B``, ``A^T M A``) are sums and
 differences of whole depth columns. NumPy needs about twenty strided passes
 for them, so they are compiled with Numba, which vectorises each loop over
-the depth (measured: the input transform 4x faster than in NumPy). Numba is an
+the depth (the gain: docs/performance.md). Numba is an
 optional dependency (``pip install numba``, or the ``fast`` extra): without it, or with
 ``VOLNET_NUMBA=0``, :func:`applies` is False and ``volnet.ops.conv`` takes
 im2col for every layer, with the same results up to float rounding.
@@ -75,30 +75,29 @@ def applies_to_weight_gradient(g, depth: int, filters: int, dtype, workers: int)
     """Whether dw of such a layer, split over ``workers`` threads (:func:`workers`), takes :func:`weight_gradient`.
 
     Its multiplies give D x K results. Thin ones (under :data:`THIN_MULTIPLY`)
-    on one thread lose to im2col's dw (measured: 32x32 filters 1.06-1.11x its
-    time), split over 2 cores they win (0.3-0.5x); 64x64 filters take
-    0.79-0.88x of im2col's time on one thread, 128x128 0.91x.
+    on one thread lose to im2col's dw, whose one multiply per block beats
+    sixteen thin ones; split over the cores they win, and wider ones win on
+    one thread too (the figures: docs/performance.md).
     """
     return applies(g, depth, dtype) and (depth * filters >= THIN_MULTIPLY or workers > 1)
 
 
-def workers(images: int, out_hw, depth: int, filters: int, network_pass: bool | None = None) -> int:
+def workers(images: int, out_hw, depth: int, filters: int, network_pass: bool = False,
+            cores: int | None = None) -> int:
     """How many threads :func:`correlate` and :func:`weight_gradient` split a batch of ``images`` over.
 
-    Every core (:func:`volnet.ops.threads.cores`) within a network pass
-    (``network_pass``; None: whether this thread is in one, see
-    :func:`volnet.ops.threads.network_pass`), where BLAS runs one thread
-    anyway, and for thin multiplies; but no part smaller than
-    :func:`volnet.ops.threads.worth` allows. Otherwise one: deep layers called
-    on their own keep BLAS's threads, which already use the cores (a split
-    8x8x128->128 layer measured 1.05x torch's time against 0.69x unsplit).
+    Every one of ``cores`` (None: :func:`volnet.ops.threads.cores`) within a
+    network pass (``network_pass``: BLAS held to one thread, see
+    :class:`volnet.ops.threads.Workers`), and for thin multiplies; but no part
+    smaller than :func:`volnet.ops.threads.workers_for` allows. Otherwise one:
+    deep layers called on their own keep BLAS's threads, which already use
+    the cores, and splitting them as well only adds contention (the figures:
+    docs/performance.md).
     """
-    if network_pass is None:
-        network_pass = threads.holding()
     if not (network_pass or depth * filters < THIN_MULTIPLY):
         return 1
     multiply_adds = images * out_hw[0] * out_hw[1] * 9 * depth * filters
-    return threads.worth(multiply_adds, images, threads.cores())
+    return threads.workers_for(multiply_adds, images, threads.cores() if cores is None else cores)
 
 
 def tiles(out_hw) -> tuple[int, int]:
@@ -112,23 +111,63 @@ def bytes_per_image(out_hw, depth: int, filters: int, itemsize: int) -> int:
     return 16 * Ht * Wt * (depth + filters) * itemsize
 
 
+# -- the memory these kernels allocate (volnet.ops.workspace; volnet.analysis replays it) --------------
+
+def applies_for_itemsize(g, depth: int, filters: int, itemsize: int, cores: int,
+                         weight_gradient: bool = False) -> bool:
+    """:func:`applies` (or, for dw, :func:`applies_to_weight_gradient`) within a network pass on ``cores``,
+    for values of ``itemsize`` bytes (float32 or float64; anything else never takes Winograd)."""
+    dtype = {4: np.float32, 8: np.float64}.get(itemsize)
+    if dtype is None:
+        return False
+    if weight_gradient:
+        split = workers(g.in_shape[0], g.out_hw, depth, filters, network_pass=True, cores=cores)
+        return applies_to_weight_gradient(g, depth, filters, dtype, split)
+    return applies(g, depth, dtype)
+
+
+def workspace(out_hw, depth: int, filters: int, images: int, itemsize: int, cores: int, block_bytes: int,
+              weight_gradient: bool = False) -> int:
+    """Bytes :func:`correlate` (or :func:`weight_gradient`) allocates beside its result, within a network pass.
+
+    Each thread's block of transformed tiles (V and M, or V and dM) and
+    scratch rows of the transforms; the transformed filters U (correlate), or
+    each thread's dU and one block's share of it, and the ones that sum db
+    (weight_gradient). ``block_bytes`` is ``volnet.ops.conv.BLOCK_BYTES``.
+    """
+    from .workspace import part_sizes, split_blocks
+
+    b = itemsize
+    Ht, Wt = tiles(out_hw)
+    Wp = out_hw[1] + 2
+    per_image = bytes_per_image(out_hw, depth, filters, b)
+    threads_used = len(part_sizes(images, workers(images, out_hw, depth, filters, network_pass=True, cores=cores)))
+    blocks = split_blocks(images, per_image, block_bytes, threads_used) * per_image
+    rows = 4 * (Wp + 1) * depth + Wp * depth
+    if weight_gradient:
+        scratch = rows + 4 * 2 * Wt * filters + out_hw[1] * filters + 2 * 16 * depth * filters
+        return blocks + (threads_used * scratch + images * out_hw[0] * out_hw[1]) * b
+    return blocks + (threads_used * (rows + 2 * 4 * Wt * filters) + 16 * depth * filters) * b
+
+
 def filter_transform(w: np.ndarray, dtype) -> np.ndarray:
     """``U[a, b] = G w G^T`` for every (input channel, filter): ``(3, 3, D, K)`` -> ``(16, D, K)``.
 
     Both sides at once: with the 3x3 taps as one axis, ``U = (G kron G) w``, a
-    (16, 9) matrix times w (one multiply: 2x faster than G on each side in turn).
+    (16, 9) matrix times w (one multiply instead of G on each side in turn: docs/performance.md).
     """
     D, K = w.shape[2:]
     return (G_KRON_G.astype(dtype) @ w.astype(dtype, copy=False).reshape(9, D * K)).reshape(16, D, K)
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, images_per_block: int = 1,
-              workers: int = 1):
+              workers: int = 1, *, blas_held: bool = False):
     """``(N, H2, W2, K)``: the 3x3 correlation of a padded batch ``xp (N, H2+2, W2+2, D)`` with ``w (3, 3, D, K)``.
 
     Adds ``bias (K,)`` and rectifies (``relu``) in the output transform, while
     the block is in cache. ``workers`` threads take a part of the batch each
-    (:func:`volnet.ops.threads.split`), ``images_per_block`` images at a time.
+    (:func:`volnet.ops.threads.split`; ``blas_held``: within a network pass),
+    ``images_per_block`` images at a time.
     """
     dtype = np.result_type(xp, w)
     xp = np.ascontiguousarray(xp, dtype=dtype)
@@ -151,11 +190,12 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
             np.matmul(V, U, out=M)
             _output_transform(M, b, floor, out, first, Ht, Wt, columns)
 
-    threads.split(correlate_part, N, workers)
+    threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out
 
 
-def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1, workers: int = 1):
+def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1, workers: int = 1, *,
+                    blas_held: bool = False):
     """``(dw (3, 3, D, K), db (K,))`` of the correlation :func:`correlate` computes, from its input and ``dout``.
 
     The backward pass of ``Y = A^T M A`` with ``M[a] = V[a] @ U[a]``: dout's
@@ -164,7 +204,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1,
     undoes the filter transform. db is dout's sum over the positions. Each
     of ``workers`` threads sums dU and db over its part of the batch (db
     there too: a BLAS call on all cores between two splits leaves BLAS's
-    threads spinning on the cores the next split needs).
+    threads spinning on the cores the next split needs); ``blas_held`` as in :func:`correlate`.
     """
     dtype = np.result_type(xp, dout)
     xp = np.ascontiguousarray(xp, dtype=dtype)
@@ -186,7 +226,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1,
         positions = dout[start:stop].reshape(-1, K)
         return dU, np.ones(len(positions), dtype) @ positions  # db: the column sums, in BLAS
 
-    (dU, db), *others = threads.split(weight_gradient_part, N, workers)
+    (dU, db), *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
     for part_dU, part_db in others:
         dU += part_dU
         db += part_db

@@ -1,16 +1,22 @@
 """The notation's vocabulary: layer keywords, their arguments and defaults.
 
-One table serves the parser (which arguments a keyword takes and how they
-may be written), the builder (types, ranges, defaults) and the writer
-(:func:`volnet.spec.to_notation`), so the three cannot drift apart.
+Each layer class declares its own keyword (``Conv2D.keyword =
+Keyword("CONV", ...)``, see :class:`volnet.layers.base.Keyword`); the table
+here is built from the registered layer classes, and serves the parser
+(which arguments a keyword takes and how they may be written), the builder
+(types, ranges, defaults) and the writer (:func:`volnet.spec.to_notation`),
+so the three cannot drift apart. What stays here is the notation's own
+vocabulary: argument types, their aliases and the ``/S2`` modifiers.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import shapes
+from ..layers import LAYER_TYPES, Keyword  # importing volnet.layers registers every layer class
 
 BASE_WIDTH = 32  # K of a bare CONV before the first POOL; doubles after each POOL
 HIDDEN_FC = 512  # K of a bare FC that is not the last one
@@ -53,7 +59,7 @@ def is_literal_word(arg: Arg, word: str) -> bool:
 
 @dataclass(frozen=True)
 class Kind:
-    """A layer keyword.
+    """A layer keyword: a layer class's :class:`~volnet.layers.base.Keyword` and the class's name.
 
     Attributes:
         name: the keyword, as :func:`~volnet.spec.to_notation` writes it.
@@ -65,6 +71,7 @@ class Kind:
         modifiers: letters allowed as ``/S2``, ``/P1``, ``/D2``.
         branches: ``(fewest, most)`` chains inside ``{ }`` for containers (most None: no limit).
         aliases: other spellings of the keyword.
+        pool: a pooling layer (doubles the K of later bare CONVs).
     """
 
     name: str
@@ -76,6 +83,14 @@ class Kind:
     modifiers: str = ""
     branches: tuple[int, int | None] | None = None
     aliases: tuple[str, ...] = ()
+    pool: bool = False
+
+    @classmethod
+    def of(cls, layer_class) -> Kind:
+        """The kind a layer class declares (its own ``keyword``, not one inherited)."""
+        keyword: Keyword = layer_class.__dict__["keyword"]
+        return cls(keyword.name, layer_class.__name__, keyword.args, keyword.positional, keyword.compact,
+                   keyword.dash, keyword.modifiers, keyword.branches, keyword.aliases, keyword.pool)
 
     def arg_name(self, written: str) -> str | None:
         """The canonical name of an argument written as ``written`` (case-insensitive), or None."""
@@ -86,32 +101,39 @@ class Kind:
     @property
     def is_pool(self) -> bool:
         """Max, average and L2 pooling: each one doubles the K of later bare CONVs."""
-        return self.layer in ("MaxPool", "AvgPool", "L2Pool")
+        return self.pool
 
 
-_CONV_ARGS = ("F", "K", "S", "P", "dilation", "fit", "bias")
-_POOL_ARGS = ("F", "S", "P", "fit")
+class _Table(Mapping):
+    """A read-only table built from the layer classes registered so far (``LAYER_TYPES``): importing
+    volnet.layers registers volnet's own, and a layer class defined later joins when it is defined."""
 
-KINDS = (
-    Kind("CONV", "Conv2D", _CONV_ARGS, compact="F", dash="K", modifiers="SPDB"),
-    Kind("LC", "LocallyConnected", _CONV_ARGS, compact="F", dash="K", modifiers="SPDB"),
-    Kind("POOL", "MaxPool", _POOL_ARGS, positional=2, compact="F", modifiers="SP", aliases=("MAXPOOL",)),
-    Kind("AVGPOOL", "AvgPool", _POOL_ARGS, positional=2, compact="F", modifiers="SP"),
-    Kind("L2POOL", "L2Pool", _POOL_ARGS, positional=2, compact="F", modifiers="SP"),
-    Kind("GAP", "GlobalAvgPool"),
-    Kind("FC", "FC", ("K",), positional=1, compact="K"),
-    Kind("RELU", "ReLU"),
-    Kind("BN", "BatchNorm", ("eps", "momentum"), aliases=("BATCHNORM",)),
-    Kind("DROPOUT", "Dropout", ("p",), positional=1),
-    Kind("FLATTEN", "Flatten"),
-    Kind("INCEPTION", "Inception", ("c1", "c3_reduce", "c3", "c5_reduce", "c5", "pool_proj"), positional=6),
-    Kind("RES", "Residual", branches=(1, 2), aliases=("RESIDUAL",)),
-    Kind("CONCAT", "Concat", branches=(1, None)),
-)
+    def __init__(self, keys):
+        self._keys, self._built, self._table = keys, -1, {}
+
+    def _current(self) -> dict:
+        if self._built != len(LAYER_TYPES):
+            self._table = {key: kind for kind in kinds() for key in self._keys(kind)}
+            self._built = len(LAYER_TYPES)
+        return self._table
+
+    def __getitem__(self, key):
+        return self._current()[key]
+
+    def __iter__(self):
+        return iter(self._current())
+
+    def __len__(self):
+        return len(self._current())
+
+
+def kinds() -> tuple[Kind, ...]:
+    """Every registered layer class that declares a keyword, as a :class:`Kind`."""
+    return tuple(Kind.of(cls) for cls in LAYER_TYPES.values() if cls.__dict__.get("keyword") is not None)
 
 INPUT = "INPUT"
-KEYWORDS = {spelling: kind for kind in KINDS for spelling in (kind.name, *kind.aliases)}
-BY_LAYER = {kind.layer: kind for kind in KINDS}
+KEYWORDS: Mapping[str, Kind] = _Table(lambda kind: (kind.name, *kind.aliases))  # every spelling -> its kind
+BY_LAYER: Mapping[str, Kind] = _Table(lambda kind: (kind.layer,))  # layer class name -> its kind
 
 
 def closest_keyword(word: str) -> str | None:

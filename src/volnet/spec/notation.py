@@ -8,12 +8,19 @@ written ``3x5``; a pair with equal sides stays a pair (``3x3``), an int
 stays an int, so ``build(to_notation(net))`` gives layers with equal
 :meth:`~volnet.layers.Layer.get_config`. Repetitions are not detected:
 every layer is written out.
+
+How a layer is written follows from the keyword its class declares
+(:class:`volnet.layers.base.Keyword`): a container (``branches``) as a
+block of the chains its class's ``notation_paths(config)`` names, a window
+layer (digits for F) in the compact ``CONV3-64/S1/P1`` form, FC as its
+digits, the rest with their arguments in parentheses.
 """
 
 from __future__ import annotations
 
 import inspect
 
+from ..layers import LAYER_TYPES
 from ..shapes import format_volume
 from .errors import SpecError
 from .keywords import BY_LAYER, MODIFIERS, Kind
@@ -42,21 +49,19 @@ def write_layer(layer) -> str:
     if kind is None:
         raise SpecError(f"{config['type']} has no keyword in the notation")
     args = {name: value for name, value in config.items() if name != "type"}
-    if kind.name == "RES":
-        chains = [args["body"]] + ([] if args.get("shortcut") is None else [args["shortcut"]])
-        return _block(kind, chains)
-    if kind.name == "CONCAT":
-        return _block(kind, args["branches"])
+    cls = LAYER_TYPES[config["type"]]
+    if kind.branches:  # RES{ body | shortcut }, CONCAT{ a | b | c }
+        return _block(kind, cls.notation_paths(args))
     unknown = sorted(set(args) - set(kind.args))
     if unknown:
         raise SpecError(f"{config['type']} with {', '.join(unknown)} cannot be written in the notation")
-    if kind.name in ("CONV", "LC") or kind.is_pool:
+    if kind.compact == "F":  # CONV, LC and the pooling layers: digits for the window
         return _windowed(kind, args)
     if kind.compact:  # FC
         return f"{kind.name}{_number(args[kind.compact])}"
     if kind.args and kind.positional == len(kind.args):  # DROPOUT(0.5), INCEPTION(64,96,128,16,32,32): every value
         return f"{kind.name}({','.join(_number(args[a]) for a in kind.args)})"
-    defaults = {name: p.default for name, p in inspect.signature(_layer_type(layer)).parameters.items()}
+    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
     written = [a for a in kind.args if a in args and defaults.get(a, inspect.Parameter.empty) != args[a]]
     if not written:  # RELU, FLATTEN, GAP, BN with its defaults
         return kind.name
@@ -67,14 +72,6 @@ def _config(layer) -> dict:
     if isinstance(layer, dict):
         return layer
     return {"type": type(layer).__name__, **layer.get_config()}
-
-
-def _layer_type(layer):
-    if not isinstance(layer, dict):
-        return type(layer)
-    from .builder import _layer_class
-
-    return _layer_class(layer["type"])
 
 
 def _number(value) -> str:

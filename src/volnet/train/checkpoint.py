@@ -1,4 +1,11 @@
-"""Checkpoints: one safetensors file holding the weights and a JSON description.
+"""The checkpoint format: one safetensors file holding a run's weights and a JSON description.
+
+This module owns the format, whole: the names of a run folder's files
+(:data:`CHECKPOINT_NAME`, :data:`HISTORY_NAMES`), the packing of a run's state
+into tensors and a header and back (:func:`pack_run`, :func:`unpack_run`), the
+header's schema (:data:`HEADER`), and reading and writing (:func:`read`,
+:func:`save`). The trainer and :class:`~volnet.train.model.Model` call it;
+neither knows a tensor name or a header field.
 
 Layout of ``checkpoint.safetensors``:
 
@@ -34,12 +41,14 @@ one. Nothing is ever unpickled: safetensors holds raw arrays and JSON text.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,8 +58,13 @@ from ..ops.losses import LOSSES
 
 FORMAT = "volnet-checkpoint"
 VERSION = 1
+# The files of a run folder (see volnet.train.run_folder): the checkpoint, and the history as JSON and CSV.
+CHECKPOINT_NAME = "checkpoint.safetensors"
+HISTORY_NAMES = ("history.json", "history.csv")
 # What a run needs to continue; a model-only checkpoint (architecture, normalizer, data) has none of it.
 TRAINING_FIELDS = ("optimizer", "schedule", "augment", "train", "position", "rng", "history")
+# The header fields pack_run writes; any other field (data...) is a fact the caller stored, kept as it is.
+RUN_FIELDS = ("format", "version", "architecture", "normalizer", *TRAINING_FIELDS)
 # Bit generators whose state is plain JSON integers: what default_rng and Generator.spawn make.
 BIT_GENERATORS = ("PCG64", "PCG64DXSM")
 # What a constructor raises for a config it cannot use (wrong keys or types, values out of range, too big).
@@ -237,8 +251,6 @@ def _normalizer(config):
 
 
 def _epoch_record(record):
-    from .trainer import EpochRecord
-
     return EpochRecord(**record)
 
 
@@ -399,7 +411,7 @@ def read(path) -> tuple[dict[str, np.ndarray], dict]:
     """
     path = Path(path)
     if not path.is_file():
-        hint = f"; did you mean {path / 'checkpoint.safetensors'}?" if path.is_dir() else ""
+        hint = f"; did you mean {path / CHECKPOINT_NAME}?" if path.is_dir() else ""
         raise CheckpointError(f"checkpoint {path} does not exist{hint}")
     st = safetensors_module()
     try:
@@ -504,6 +516,26 @@ def load_model(path):
     return net, normalizer, tensors, metadata
 
 
+def pack_model(net, normalizer=None, classes=None, metadata: dict | None = None,
+               extra_tensors: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """``(tensors, metadata)`` of a model, what :func:`load_model` reads back.
+
+    ``net``'s weights, its architecture, ``normalizer`` (or None) and the class
+    names (``data.classes``), over the fields of ``metadata`` and the tensors
+    ``extra_tensors`` of the checkpoint the model was loaded from, kept so that
+    a loaded-and-saved run can still be resumed.
+    """
+    metadata = dict(metadata or {})
+    data = {**metadata.get("data", {}), **({"classes": list(classes)} if classes is not None else {})}
+    metadata.update(architecture=net.get_config(), normalizer=_config(normalizer), data=data)
+    return {**(extra_tensors or {}), **network_tensors(net)}, metadata
+
+
+def training_tensors(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The tensors of a checkpoint that are not the network's: the optimizer's caches and the epoch's order."""
+    return {name: value for name, value in tensors.items() if not name.startswith("layers.")}
+
+
 def load_optimizer_state(optimizer, tensors: dict[str, np.ndarray], scalars: dict, source="checkpoint") -> None:
     """Restore ``optimizer``'s caches from the tensors ``optimizer.<state>.<j>`` and its ``scalars``.
 
@@ -586,3 +618,181 @@ def restore_generator(state: dict) -> np.random.Generator:
         raise ValueError("NumPy does not take this state back unchanged (a number that is not an unsigned "
                          "integer of the right size?)")
     return np.random.Generator(bit_generator)
+
+
+# -- a run's state, packed into tensors and a header and back ------------------------
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of a run: an item of the header's ``history`` and a row of the history files."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+    images_per_second: float
+
+
+@dataclass
+class History:
+    """Per-epoch records; saved as JSON or CSV by file suffix (the run folder's :data:`HISTORY_NAMES`)."""
+
+    records: list[EpochRecord] = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, index):
+        return self.records[index]
+
+    def to_list(self) -> list[dict]:
+        """The records as the header's ``history`` field holds them."""
+        return [asdict(r) for r in self.records]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_list(), indent=2)
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(EpochRecord.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(self.to_list())
+        return out.getvalue()
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        if path.suffix not in (".json", ".csv"):
+            raise ValueError(f"history file must end in .json or .csv, got {path.name}")
+        text = self.to_json() if path.suffix == ".json" else self.to_csv()
+        return atomic_write_bytes(path, text.encode())
+
+    @classmethod
+    def from_list(cls, items) -> History:
+        return cls([EpochRecord(**item) for item in items])
+
+
+@dataclass
+class Position:
+    """Where a run stands: epochs completed, and inside the current epoch (the header's ``position``).
+
+    ``order`` is the current epoch's shuffled order (the tensor ``trainer.order``),
+    None between epochs.
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    order: np.ndarray | None = None
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunSettings:
+    """How a run trains: the header's ``train`` field, and its schedule, augmentation and normalisation.
+
+    ``schedule``, ``augment`` and ``normalizer`` are objects with ``get_config()``, or None.
+    """
+
+    epochs: int
+    batch_size: int
+    loss: str
+    seed: int
+    schedule: Any = None
+    augment: Any = None
+    normalizer: Any = None
+
+
+@dataclass
+class RunState:
+    """Everything a checkpoint holds of a run: what :func:`pack_run` writes and :func:`unpack_run` gives back.
+
+    Attributes:
+        net: the :class:`~volnet.Sequential`; its random layers (Dropout) carry their generators.
+        optimizer: built on ``net.params()``, its caches included.
+        position: where the run stands (:class:`Position`).
+        rng: the trainer's generator (shuffling and augmentation).
+        history: the epochs done (:class:`History`).
+        settings: how the run trains (:class:`RunSettings`).
+        extra: other JSON-able header fields, stored as given (``data``...).
+    """
+
+    net: Any
+    optimizer: Any
+    position: Position
+    rng: np.random.Generator
+    history: History
+    settings: RunSettings
+    extra: dict = field(default_factory=dict)
+
+
+def _config(thing) -> dict | None:
+    return thing.get_config() if thing is not None else None
+
+
+def pack_run(run: RunState) -> tuple[dict[str, np.ndarray], dict]:
+    """``(tensors, metadata)`` holding ``run``, ready for :func:`save`; :func:`unpack_run` is the inverse."""
+    tensors = network_tensors(run.net)
+    optimizer_state = run.optimizer.state_dict()
+    for name, arrays in optimizer_state["arrays"].items():
+        for j, array in enumerate(arrays):
+            tensors[f"optimizer.{name}.{j}"] = array
+    pos, settings = run.position, run.settings
+    if pos.order is not None:
+        tensors["trainer.order"] = pos.order
+    metadata = {
+        "architecture": run.net.get_config(),
+        "optimizer": {"config": run.optimizer.get_config(), "scalars": optimizer_state["scalars"]},
+        "schedule": _config(settings.schedule),
+        "augment": _config(settings.augment),
+        "normalizer": _config(settings.normalizer),
+        "train": {"epochs": settings.epochs, "batch_size": settings.batch_size, "loss": settings.loss,
+                  "seed": settings.seed},
+        "position": {"epoch": pos.epoch, "batch": pos.batch, "loss_sum": pos.loss_sum, "correct": pos.correct,
+                     "seen": pos.seen, "seconds": pos.seconds},
+        "rng": {"trainer": generator_state(run.rng),
+                "layers": {key: generator_state(rng) for key, rng in layer_generators(run.net).items()}},
+        "history": run.history.to_list(),
+        **run.extra,
+    }
+    return tensors, metadata
+
+
+def unpack_run(tensors: dict[str, np.ndarray], metadata: dict, source="checkpoint", *,
+               images: int | None = None) -> RunState:
+    """The run that :func:`pack_run` packed: network and optimizer built and loaded, generators restored.
+
+    ``(tensors, metadata)`` as :func:`read` returns them (checked). ``images``,
+    when given, is the size of the training set the run continues on, which an
+    interrupted epoch's shuffled order must fit.
+
+    Raises:
+        CheckpointError: a model-only checkpoint, or tensors that do not fit
+            the network or the optimizer, naming ``source`` and the field or tensor.
+    """
+    from ..optim import optimizer_from_config
+
+    require_training_state(metadata, source)
+    net = build_network(metadata["architecture"], source)
+    load_network_tensors(net, tensors, source)
+    optimizer = optimizer_from_config(net.params(), metadata["optimizer"]["config"])
+    load_optimizer_state(optimizer, tensors, metadata["optimizer"]["scalars"], source)
+    restore_layer_generators(net, metadata["rng"]["layers"], source)
+    saved = metadata["position"]
+    order = tensors.get("trainer.order") if images is None else epoch_order(tensors, images, source)
+    position = Position(epoch=saved["epoch"], batch=saved["batch"], order=order, loss_sum=saved["loss_sum"],
+                        correct=saved["correct"], seen=saved["seen"], seconds=saved["seconds"])
+    train, schedule, augment = metadata["train"], metadata["schedule"], metadata["augment"]
+    normalizer = metadata["normalizer"]
+    settings = RunSettings(epochs=train["epochs"], batch_size=train["batch_size"], loss=train["loss"],
+                           seed=train["seed"], schedule=_schedule(schedule) if schedule else None,
+                           augment=_augment(augment) if augment else None,
+                           normalizer=_normalizer(normalizer) if normalizer else None)
+    extra = {key: value for key, value in metadata.items() if key not in RUN_FIELDS}
+    return RunState(net, optimizer, position, restore_generator(metadata["rng"]["trainer"]),
+                    History.from_list(metadata["history"]), settings, extra)

@@ -101,10 +101,8 @@ class Model:
         to date), so ``load(path)`` predicts identically and the command
         line reads it as it read the original.
         """
-        metadata = {**self.metadata, "architecture": self.net.get_config(),
-                    "normalizer": self.normalizer.get_config() if self.normalizer is not None else None,
-                    "data": {**self.metadata.get("data", {}), "classes": list(self.classes)}}
-        return ckpt.save(path, {**self._extra_tensors, **ckpt.network_tensors(self.net)}, metadata)
+        return ckpt.save(path, *ckpt.pack_model(self.net, self.normalizer, self.classes, self.metadata,
+                                                 self._extra_tensors))
 
     def _batch(self, images) -> tuple[np.ndarray, bool]:
         """``(batch (N, H, W, D) in the net's dtype, whether one volume came in)``, or a ValueError."""
@@ -137,5 +135,4 @@ def load(path) -> Model:
     """
     net, normalizer, tensors, metadata = ckpt.load_model(path)
     classes = metadata.get("data", {}).get("classes")
-    extra = {name: value for name, value in tensors.items() if not name.startswith("layers.")}
-    return Model(net, normalizer, classes, metadata, extra_tensors=extra)
+    return Model(net, normalizer, classes, metadata, extra_tensors=ckpt.training_tensors(tensors))

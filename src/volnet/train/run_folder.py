@@ -8,7 +8,10 @@
 
 The checkpoint is the source of truth: the history files are a readable copy
 of its ``history`` field, rewritten from it when a run resumes (a kill
-between the two writes leaves them an epoch behind).
+between the two writes leaves them an epoch behind). The names of the files
+that hold a run's state belong to the checkpoint format
+(:data:`volnet.train.checkpoint.CHECKPOINT_NAME`, ``HISTORY_NAMES``); the lock
+is this module's.
 
 The lock is an advisory ``flock`` on ``.volnet.lock``: the kernel releases it
 when its process ends, however it ends, so a ``kill -9`` leaves no stale lock
@@ -24,13 +27,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .checkpoint import CHECKPOINT_NAME, HISTORY_NAMES
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-CHECKPOINT_NAME = "checkpoint.safetensors"
-HISTORY_NAMES = ("history.json", "history.csv")
 LOCK_NAME = ".volnet.lock"
 
 

@@ -15,32 +15,32 @@ what a long CPU run needs:
 * exact resume: all randomness (shuffling, augmentation, dropout) comes from
   generators whose states are saved, and an interrupted epoch resumes at the
   batch where it stopped, so interrupted + resumed == uninterrupted.
+
+What a checkpoint holds and how is the format module's
+(:mod:`volnet.train.checkpoint`): the trainer hands it a
+:class:`~volnet.train.checkpoint.RunState` and takes one back.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..ops.losses import LOSSES
 from . import checkpoint as ckpt
+from .checkpoint import EpochRecord, History, Position, RunSettings, RunState
 from .loop import check_labelled, evaluate
 from .run_folder import RunExists, RunFolder
 
 # A loss this many times that of guessing at chance has exploded, even while it is still finite.
 EXPLODED_LOSS_FACTOR = 1000
-_RUN_KEYS = {"format", "version", "architecture", "optimizer", "schedule", "augment", "normalizer", "train",
-             "position", "rng", "history"}
 
 
 class TrainingDiverged(ValueError):
@@ -68,52 +68,6 @@ def chance_loss(loss: str, classes: int) -> float:
 
 
 @dataclass(frozen=True)
-class EpochRecord:
-    epoch: int
-    lr: float
-    train_loss: float
-    train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float
-    images_per_second: float
-
-
-@dataclass
-class History:
-    """Per-epoch records; saved as JSON or CSV by file suffix."""
-
-    records: list[EpochRecord] = field(default_factory=list)
-
-    def __len__(self):
-        return len(self.records)
-
-    def __getitem__(self, index):
-        return self.records[index]
-
-    def to_json(self) -> str:
-        return json.dumps([asdict(r) for r in self.records], indent=2)
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(EpochRecord.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in self.records)
-        return out.getvalue()
-
-    def save(self, path) -> Path:
-        path = Path(path)
-        if path.suffix not in (".json", ".csv"):
-            raise ValueError(f"history file must end in .json or .csv, got {path.name}")
-        text = self.to_json() if path.suffix == ".json" else self.to_csv()
-        return ckpt.atomic_write_bytes(path, text.encode())
-
-    @classmethod
-    def from_list(cls, items) -> History:
-        return cls([EpochRecord(**item) for item in items])
-
-
-@dataclass(frozen=True)
 class BatchProgress:
     epoch: int
     epochs: int
@@ -134,19 +88,6 @@ class Callback:
     def on_epoch(self, record: EpochRecord) -> None: ...
 
 
-@dataclass
-class _Position:
-    """Where a run stands: epochs completed, and inside the current epoch."""
-
-    epoch: int = 0
-    batch: int = 0
-    order: np.ndarray | None = None
-    loss_sum: float = 0.0
-    correct: int = 0
-    seen: int = 0
-    seconds: float = 0.0
-
-
 class Trainer:
     """Train ``net`` with ``optimizer`` on a labelled data set.
 
@@ -163,7 +104,7 @@ class Trainer:
         normalizer: optional ``normalizer(images) -> images`` applied after augmentation
             (and to validation images).
         seed: seeds shuffling and augmentation.
-        out_dir: folder for ``checkpoint.safetensors`` and ``history.json``/``.csv``
+        out_dir: the run folder for the checkpoint and the history files
             (a :class:`~volnet.train.run_folder.RunFolder`); None saves nothing.
         overwrite: replace a run that ``out_dir`` already holds (otherwise
             :meth:`run` refuses with :class:`~volnet.train.run_folder.RunExists`).
@@ -192,7 +133,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.extra_metadata = dict(extra_metadata or {})
         self.history = History()
-        self.position = _Position()
+        self.position = Position()
         self._stop_requested = False
         self._stop_signal = signal.SIGINT
         self._saving = False
@@ -284,7 +225,7 @@ class Trainer:
         record = EpochRecord(epoch, self.optimizer.lr, pos.loss_sum / pos.seen, pos.correct / pos.seen,
                              val_loss, val_accuracy, pos.seconds, pos.seen / max(pos.seconds, 1e-9))
         self.history.records.append(record)
-        self.position = _Position(epoch=epoch)
+        self.position = Position(epoch=epoch)
         self.save()
         for callback in self.callbacks:
             callback.on_epoch(record)
@@ -306,7 +247,7 @@ class Trainer:
         self._check_loss(value, "the loss after the last update", where)
 
     def _diverged(self, what: str):
-        self.position = _Position(epoch=self.position.epoch)  # what is saved stays the last good state
+        self.position = Position(epoch=self.position.epoch)  # what is saved stays the last good state
         if self._last_checkpoint is not None:
             kept = f"; the last good checkpoint is {self._last_checkpoint} ({self._describe_saved()})"
         elif self.out_dir is not None:
@@ -402,30 +343,11 @@ class Trainer:
         return RunFolder(self.out_dir).checkpoint if self.out_dir is not None else None
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """Everything needed to continue this run: ``(tensors, metadata)``."""
-        tensors = ckpt.network_tensors(self.net)
-        optimizer_state = self.optimizer.state_dict()
-        for name, arrays in optimizer_state["arrays"].items():
-            for j, array in enumerate(arrays):
-                tensors[f"optimizer.{name}.{j}"] = array
-        pos = self.position
-        if pos.order is not None:
-            tensors["trainer.order"] = pos.order
-        metadata = {
-            "architecture": self.net.get_config(),
-            "optimizer": {"config": self.optimizer.get_config(), "scalars": optimizer_state["scalars"]},
-            "schedule": self.schedule.get_config() if self.schedule is not None else None,
-            "augment": self.augment.get_config() if self.augment is not None else None,
-            "normalizer": self.normalizer.get_config() if self.normalizer is not None else None,
-            "train": {"epochs": self.epochs, "batch_size": self.batch_size, "loss": self.loss, "seed": self.seed},
-            "position": {"epoch": pos.epoch, "batch": pos.batch, "loss_sum": pos.loss_sum,
-                         "correct": pos.correct, "seen": pos.seen, "seconds": pos.seconds},
-            "rng": {"trainer": ckpt.generator_state(self.rng),
-                    "layers": {key: ckpt.generator_state(rng) for key, rng in ckpt.layer_generators(self.net).items()}},
-            "history": json.loads(self.history.to_json()),
-            **self.extra_metadata,
-        }
-        return tensors, metadata
+        """Everything needed to continue this run: ``(tensors, metadata)``, packed by the format module."""
+        settings = RunSettings(self.epochs, self.batch_size, self.loss, self.seed, self.schedule, self.augment,
+                               self.normalizer)
+        return ckpt.pack_run(RunState(self.net, self.optimizer, self.position, self.rng, self.history, settings,
+                                      self.extra_metadata))
 
     def save(self, path=None) -> Path | None:
         """Write the checkpoint (and the history files) atomically; returns the checkpoint path.
@@ -456,47 +378,30 @@ class Trainer:
             self.history.save(history_file)
 
     @classmethod
-    def from_checkpoint(cls, path, train, *, val=None, epochs: int | None = None, out_dir=None,
-                        callbacks=()) -> Trainer:
+    def from_checkpoint(cls, path, train, *, val=None, epochs: int | None = None, out_dir=None, callbacks=(),
+                        state: tuple[dict, dict] | None = None) -> Trainer:
         """Continue a saved run exactly where it stopped.
 
         The architecture, optimizer (with its caches), schedule, augmentation,
         normalisation, random generators and position come from the
         checkpoint; the data sets are passed in again. ``epochs`` may extend
-        the run; ``out_dir`` defaults to the checkpoint's folder.
+        the run; ``out_dir`` defaults to the checkpoint's folder. ``state`` is
+        the checkpoint's ``(tensors, metadata)`` when the caller has already
+        read ``path`` (:func:`~volnet.train.checkpoint.read`), so it is read once.
         """
-        from ..data.augment import Augment
-        from ..optim import optimizer_from_config, schedule_from_config
-
         path = Path(path)
-        net, normalizer, tensors, metadata = ckpt.load_model(path)
-        ckpt.require_training_state(metadata, path)
-        optimizer = optimizer_from_config(net.params(), metadata["optimizer"]["config"])
-        run = metadata["train"]
-        extra = {k: v for k, v in metadata.items() if k not in _RUN_KEYS}
+        tensors, metadata = state if state is not None else ckpt.read(path)
+        run = ckpt.unpack_run(tensors, metadata, str(path), images=len(train.labels))
+        settings = run.settings
         trainer = cls(
-            net, optimizer, train, val=val, epochs=epochs or run["epochs"], batch_size=run["batch_size"],
-            loss=run["loss"], seed=run["seed"],
-            schedule=schedule_from_config(metadata["schedule"]) if metadata["schedule"] else None,
-            augment=Augment.from_config(metadata["augment"]) if metadata["augment"] else None,
-            normalizer=normalizer,
-            out_dir=out_dir if out_dir is not None else path.parent, callbacks=callbacks, extra_metadata=extra)
-        trainer.load_state(tensors, metadata, source=str(path))
+            run.net, run.optimizer, train, val=val, epochs=epochs or settings.epochs,
+            batch_size=settings.batch_size, loss=settings.loss, seed=settings.seed, schedule=settings.schedule,
+            augment=settings.augment, normalizer=settings.normalizer,
+            out_dir=out_dir if out_dir is not None else path.parent, callbacks=callbacks, extra_metadata=run.extra)
+        trainer.position, trainer.rng, trainer.history = run.position, run.rng, run.history
         if trainer.checkpoint_path == path:
             trainer._last_checkpoint, trainer._saved_at = path, (trainer.position.epoch, trainer.position.batch)
         return trainer
-
-    def load_state(self, tensors: dict, metadata: dict, source="checkpoint") -> None:
-        """Restore a saved run into this trainer (same architecture and optimizer)."""
-        ckpt.load_network_tensors(self.net, tensors, source)
-        ckpt.load_optimizer_state(self.optimizer, tensors, metadata["optimizer"]["scalars"], source)
-        saved, order = metadata["position"], ckpt.epoch_order(tensors, len(self.train.labels), source)
-        self.position = _Position(epoch=saved["epoch"], batch=saved["batch"], order=order,
-                                  loss_sum=saved["loss_sum"], correct=saved["correct"], seen=saved["seen"],
-                                  seconds=saved["seconds"])
-        self.rng = ckpt.restore_generator(metadata["rng"]["trainer"])
-        ckpt.restore_layer_generators(self.net, metadata["rng"]["layers"], source)
-        self.history = History.from_list(metadata["history"])
 
 
 @dataclass(frozen=True)

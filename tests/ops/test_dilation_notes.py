@@ -5,7 +5,7 @@ import numpy as np
 from volnet import ops
 
 
-def test_seed_one_gap_dilation_reads_every_other_input():
+def test_notes_one_gap_dilation_reads_every_other_input():
     # notes: dilation "1" (volnet/PyTorch dilation=2): w[0]*x[0] + w[1]*x[2] + w[2]*x[4]
     x = np.arange(1.0, 8.0).reshape(1, 1, 7, 1)
     w = np.array([2.0, -1.0, 0.5]).reshape(1, 3, 1, 1)
