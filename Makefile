@@ -30,7 +30,7 @@ test: $(VENV)/.installed-dev
 
 # Kernel, training-step and inference timings against PyTorch (CPU), peak memory against volnet's
 # estimate, and the FC->CONV sliding-window speed-up. Each script writes benchmarks/results/<script>.json;
-# report.py prints them as the README's Markdown section. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which
+# report.py prints them as docs/performance.md's Markdown section. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which
 # can slow NumPy's BLAS, are unset for the benchmark commands alone.
 BENCH_PYTHON := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python
 bench: $(VENV)/.installed-dev

@@ -3,7 +3,7 @@
 The scripts run as files (``python benchmarks/bench_train.py``), so Python puts
 this folder on ``sys.path`` and they import it as ``_common``. Each script
 writes its table to ``benchmarks/results/<script>.json`` (:class:`Results`),
-which ``benchmarks/report.py`` turns into the README's section.
+which ``benchmarks/report.py`` turns into the "Speed and memory" section of docs/performance.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Print the README's section on speed and memory (Markdown) from the benchmarks' JSON results.
+"""Print docs/performance.md's section on speed and memory (Markdown) from the benchmarks' JSON results.
 
 Run from the repository root after the benchmarks (``make bench`` runs it last):
 

@@ -52,6 +52,11 @@ def test_python_block_runs_on_its_own_and_matches_its_shown_output(page, index, 
     """A block ending in ``# ShapeError: ...`` must raise that error; a plain block right after one that
     prints shows exactly what it prints. Blocks run in an empty folder, or in one with the demo's checkpoint
     where they read ``runs/demo``."""
+    from volnet.layers import LAYER_TYPES
+
+    # a layer class a page defines (docs/architecture.md's example) must not stay registered for other tests
+    registered = dict(LAYER_TYPES)
+    request.addfinalizer(lambda: (LAYER_TYPES.clear(), LAYER_TYPES.update(registered)))
     page_blocks = blocks(page)
     code = page_blocks[index][1]
     monkeypatch.chdir(request.getfixturevalue("demo_folder") if "runs/demo" in code else tmp_path)

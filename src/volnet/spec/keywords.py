@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .. import shapes
 from ..layers import LAYER_TYPES, Keyword  # importing volnet.layers registers every layer class
@@ -58,39 +58,17 @@ def is_literal_word(arg: Arg, word: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Kind:
-    """A layer keyword: a layer class's :class:`~volnet.layers.base.Keyword` and the class's name.
+class Kind(Keyword):
+    """A layer keyword: the :class:`~volnet.layers.base.Keyword` a layer class declares (its fields are
+    documented there), and ``layer``, the name of that class in :mod:`volnet.layers`."""
 
-    Attributes:
-        name: the keyword, as :func:`~volnet.spec.to_notation` writes it.
-        layer: the class in :mod:`volnet.layers` it builds.
-        args: argument names, positional ones first.
-        positional: how many of ``args`` may be given without ``name=``.
-        compact: the argument set by digits glued to the keyword (CONV3: F, FC4096: K).
-        dash: the argument after ``-`` (CONV3-64: K).
-        modifiers: letters allowed as ``/S2``, ``/P1``, ``/D2``.
-        branches: ``(fewest, most)`` chains inside ``{ }`` for containers (most None: no limit).
-        aliases: other spellings of the keyword.
-        pool: a pooling layer (doubles the K of later bare CONVs).
-    """
-
-    name: str
-    layer: str
-    args: tuple[str, ...] = ()
-    positional: int = 0
-    compact: str | None = None
-    dash: str | None = None
-    modifiers: str = ""
-    branches: tuple[int, int | None] | None = None
-    aliases: tuple[str, ...] = ()
-    pool: bool = False
+    layer: str = ""
 
     @classmethod
     def of(cls, layer_class) -> Kind:
         """The kind a layer class declares (its own ``keyword``, not one inherited)."""
         keyword: Keyword = layer_class.__dict__["keyword"]
-        return cls(keyword.name, layer_class.__name__, keyword.args, keyword.positional, keyword.compact,
-                   keyword.dash, keyword.modifiers, keyword.branches, keyword.aliases, keyword.pool)
+        return cls(**{f.name: getattr(keyword, f.name) for f in fields(Keyword)}, layer=layer_class.__name__)
 
     def arg_name(self, written: str) -> str | None:
         """The canonical name of an argument written as ``written`` (case-insensitive), or None."""
