@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 
 # The demo: train a LeNet-style net on the bundled MNIST-5k digits, then evaluate the checkpoint.
 demo: $(VENV)/.installed
-	$(BIN)/volnet train --arch lenet --data mnist5k --epochs 8 --schedule cosine --out runs/demo
+	$(BIN)/volnet train --arch lenet --data mnist5k --epochs 8 --schedule cosine --out runs/demo --overwrite
 	$(BIN)/volnet eval runs/demo/checkpoint.safetensors
 
 test: $(VENV)/.installed-dev
