@@ -62,7 +62,6 @@ def test_workers_for_keeps_parts_above_the_minimum_work():
     assert threads.workers_for(least, 64, cores=2) == 1  # two halves of it would be too small
     assert threads.workers_for(10 * least, 1, cores=2) == 1  # one image cannot be split
     assert threads.workers_for(0, 64, cores=2) == 1
-    assert threads.worth(10 * least, count=64, workers=2) == 2  # the earlier name
 
 
 def test_workers_decide_from_their_numbers_alone():

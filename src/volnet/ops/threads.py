@@ -66,11 +66,6 @@ def workers_for(multiply_adds: int, count: int, cores: int) -> int:
     return max(1, min(cores, count, multiply_adds // MIN_PART_MULTIPLY_ADDS))
 
 
-def worth(multiply_adds: int, count: int, workers: int) -> int:
-    """:func:`workers_for` under its earlier name: at most ``workers`` threads."""
-    return workers_for(multiply_adds, count, workers)
-
-
 def memory_workers_for(nbytes: int, count: int, cores: int) -> int:
     """Threads for a kernel that streams ``nbytes`` of memory over ``count`` images and calls no BLAS (pooling,
     ReLU): every core, for parts of at least :data:`MIN_PART_BYTES`: such kernels are bound by memory
