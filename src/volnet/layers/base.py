@@ -255,6 +255,16 @@ class Layer:
         """
         return []
 
+    def to_onnx(self, graph, x: str, input_shape: tuple) -> str | None:
+        """Add its ONNX nodes to ``graph`` and return its output tensor's name; None: no ONNX equivalent.
+
+        ``graph`` is a :class:`volnet.export.graph.Scope` (``op``, ``weight``, ``ints``, ``pads``,
+        ``zero_pad``, ``path``), which names every node after the layer (``layer3_conv``); ``x`` is the
+        input tensor, ``(N, D, H, W)`` for a volume or ``(N, n)`` for a vector, and ``input_shape``
+        volnet's ``(H, W, D)`` or ``(n,)``.
+        """
+        return None
+
     @classmethod
     def from_config(cls, config: dict) -> Layer:
         """Rebuild a layer from :meth:`get_config`; containers override it to rebuild their children."""

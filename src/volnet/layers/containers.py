@@ -113,6 +113,9 @@ class GlobalAvgPool(Layer):
     def to_torch(self, bridge, order):
         return bridge.step(self, [bridge.nn.AdaptiveAvgPool2d(1)]), None
 
+    def to_onnx(self, graph, x, input_shape):
+        return graph.op("GlobalAveragePool", [x], "gap")
+
     def forward(self, x, train=False):
         out, cache = ops.pool_forward(x, x.shape[1:3], None, "avg", layer=self.label)
         self._keep(cache, train)
@@ -251,6 +254,12 @@ class Residual(Layer):
         module = bridge.tm.Residual(bridge.sequential(body), bridge.sequential(shortcut))
         return bridge.step(self, [module], paths=[body, shortcut]), None
 
+    def to_onnx(self, graph, x, input_shape):
+        """The body's nodes (``layer5_body_1_conv``...), the shortcut's (or ``x``), then ``Add``."""
+        body, _ = graph.path("body", self.body, x, input_shape)
+        shortcut, _ = graph.path("shortcut", self.shortcut, x, input_shape)  # x itself for the identity
+        return graph.op("Add", [body, shortcut], "add")
+
 
 class Concat(Layer):
     """Branches side by side: each runs on the same input, and the outputs are stacked along depth.
@@ -355,6 +364,11 @@ class Concat(Layer):
         """:class:`volnet.interop.torch_modules.Concat`: the branches' outputs concatenated along channels."""
         branches = [bridge.path(branch) for branch in self.branches]
         return bridge.step(self, [bridge.tm.Concat([bridge.sequential(b) for b in branches])], paths=branches), None
+
+    def to_onnx(self, graph, x, input_shape):
+        """Each branch's nodes (``layer4_branch2_1_conv``...), then ``Concat`` along channels (axis 1)."""
+        outs = [graph.path(f"branch{i}", branch, x, input_shape)[0] for i, branch in enumerate(self.branches, 1)]
+        return graph.op("Concat", outs, "concat", axis=1)
 
 
 class Inception(Concat):

@@ -124,6 +124,15 @@ class Conv2D(Layer):
         weight = ("weight", "weight", lambda w: w.transpose(3, 2, 0, 1), lambda t: t.transpose(2, 3, 1, 0))
         return [weight, ("bias", "bias", _same, _same)] if self.bias else [weight]
 
+    def to_onnx(self, graph, x, input_shape):
+        """``Conv``, weights ``(K, D1, F, F)``; ``fit`` as the node's (asymmetric) pads (``graph.pads``)."""
+        g = geometry((1, *input_shape), self.F, self.S, self.P, self.dilation, fit=self.fit, layer=self.label)
+        inputs = [x, graph.weight("weight", self._params[0].value.transpose(3, 2, 0, 1))]
+        if self.bias:
+            inputs.append(graph.weight("bias", self._params[1].value))
+        return graph.op("Conv", inputs, "conv", kernel_shape=list(g.size), strides=list(g.stride),
+                        dilations=list(g.dilation), pads=graph.pads(g.pads))
+
 
 def _same(a):
     return a

@@ -105,6 +105,16 @@ class FC(Layer):
     def torch_arrays(self, gather, scatter):
         return [("weight", "weight", lambda w: gather(w).T, lambda t: scatter(t.T)), ("bias", "bias", _same, _same)]
 
+    def to_onnx(self, graph, x, input_shape):
+        """``Gemm``; reading a volume, ``Flatten`` first (channels-first inside the graph, ``(D, H, W)``
+        order) and the weight's rows permuted from volnet's depth-fastest order to it."""
+        w, b = (p.value for p in self._params)
+        if len(input_shape) == 3:
+            order = flatten_order(input_shape)
+            w = w if order is None else w[order]
+            x = graph.op("Flatten", [x], "flatten", axis=1)
+        return graph.op("Gemm", [x, graph.weight("weight", w), graph.weight("bias", b)], "gemm")
+
 
 def _same(a):
     return a
@@ -147,6 +157,9 @@ class ReLU(Layer):
     def to_torch(self, bridge, order):
         return bridge.step(self, [bridge.nn.ReLU()]), order
 
+    def to_onnx(self, graph, x, input_shape):
+        return graph.op("Relu", [x], "relu")
+
 
 class Flatten(Layer):
     """Stretch each volume ``(H, W, D)`` into a vector ``(H*W*D,)``; no parameters."""
@@ -180,3 +193,9 @@ class Flatten(Layer):
     def to_torch(self, bridge, order):
         shape = self.input_shape
         return bridge.step(self, [bridge.nn.Flatten()]), flatten_order(shape) if len(shape) == 3 else order
+
+    def to_onnx(self, graph, x, input_shape):
+        """A volume: ``Transpose`` back to ``(N, H, W, D)`` then ``Flatten``, volnet's depth-fastest order."""
+        if len(input_shape) != 3:
+            return x
+        return graph.op("Flatten", [graph.op("Transpose", [x], "to_hwd", perm=[0, 2, 3, 1])], "flatten", axis=1)

@@ -8,7 +8,7 @@ from .. import ops
 from ..ops.local import local_backward_workspace, local_workspace
 from ..ops.window import geometry
 from ..shapes import pair
-from .base import Keyword, Layer, Param, he_normal, require_volume
+from .base import Keyword, Layer, Param, he_normal, require_volume, torch_zero_pad
 from .conv import window_costs
 
 
@@ -105,3 +105,48 @@ class LocallyConnected(Layer):
     def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
         return local_backward_workspace(self._geometry(work), self.K, work.itemsize, grads=work.grads,
                                         input_grad=input_grad, dout_contiguous=dout_contiguous)
+
+    def to_torch(self, bridge, order):
+        """``ZeroPad2d`` with volnet's pads (when any), then
+        :class:`~volnet.interop.torch_modules.LocallyConnected2d` (unfold + one batched multiply)."""
+        g = geometry((1, *self.input_shape), self.F, self.S, self.P, fit=self.fit, layer=self.label)
+        local = bridge.tm.LocallyConnected2d(self.input_shape[2], self.K, g.size, g.stride, g.out_hw)
+        modules = [torch_zero_pad(g, bridge.nn), local] if any(g.pads) else [local]
+        return bridge.step(self, modules, holder=len(modules) - 1), None
+
+    def torch_arrays(self, gather, scatter):
+        """Weights ``(H2, W2, F, F, D1, K)`` become ``(H2*W2, D1*F*F, K)`` (unfold's channel-major columns);
+        biases ``(H2, W2, K)`` become ``(K, H2, W2)``."""
+        H2, W2, Fh, Fw, D, K = self._params[0].value.shape
+
+        def weight_to(w):
+            return w.transpose(0, 1, 4, 2, 3, 5).reshape(H2 * W2, D * Fh * Fw, K)
+
+        def weight_from(t):
+            return t.reshape(H2, W2, D, Fh, Fw, K).transpose(0, 1, 3, 4, 2, 5)
+
+        return [("weight", "weight", weight_to, weight_from),
+                ("bias", "bias", lambda b: b.transpose(2, 0, 1), lambda t: t.transpose(1, 2, 0))]
+
+    def to_onnx(self, graph, x, input_shape):
+        """im2col from standard ops, then one batched matrix multiply over positions, as ``ops.local_forward``:
+        a zero ``Pad``; one strided ``Slice`` per filter tap ``(i, j)``, each ``(N, D1, H2, W2)``, and a
+        ``Concat`` of them along channels, ``(N, F*F*D1, H2, W2)`` in the weights' ``(i, j, d)`` order;
+        ``Reshape`` and ``Transpose`` to rows ``(H2*W2, N, F*F*D1)``; ``MatMul`` with the weights
+        ``(H2*W2, F*F*D1, K)``; back to ``(N, K, H2, W2)`` and ``Add`` the biases ``(K, H2, W2)``."""
+        g = geometry((1, *input_shape), self.F, self.S, self.P, fit=self.fit, layer=self.label)
+        w, b = (p.value for p in self._params)
+        (H2, W2), (Fh, Fw), (Sh, Sw), K = g.out_hw, g.size, g.stride, self.K
+        x = graph.zero_pad(x, g.pads)
+        axes, steps = graph.ints("tap_axes", [2, 3]), graph.ints("tap_steps", [Sh, Sw])
+        taps = [graph.op("Slice", [x, graph.ints(f"tap{i}_{j}_starts", [i, j]),
+                                   graph.ints(f"tap{i}_{j}_ends", [i + (H2 - 1) * Sh + 1, j + (W2 - 1) * Sw + 1]),
+                                   axes, steps], f"tap{i}_{j}")
+                for i in range(Fh) for j in range(Fw)]
+        columns = graph.op("Concat", taps, "im2col", axis=1)
+        rows = graph.op("Reshape", [columns, graph.ints("rows_shape", [0, Fh * Fw * input_shape[2], H2 * W2])], "rows")
+        rows = graph.op("Transpose", [rows], "rows_by_position", perm=[2, 0, 1])
+        out = graph.op("MatMul", [rows, graph.weight("weight", w.reshape(H2 * W2, -1, K))], "matmul")
+        out = graph.op("Transpose", [out], "by_filter", perm=[1, 2, 0])
+        out = graph.op("Reshape", [out, graph.ints("out_shape", [0, K, H2, W2])], "volume")
+        return graph.op("Add", [out, graph.weight("bias", b.transpose(2, 0, 1))], "add_bias")

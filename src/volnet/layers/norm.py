@@ -139,6 +139,12 @@ class BatchNorm(Layer):
                 (("gamma", "weight"), ("beta", "bias"), ("running_mean", "running_mean"),
                  ("running_var", "running_var"))]
 
+    def to_onnx(self, graph, x, input_shape):
+        """``BatchNormalization`` (inference: the running averages), on volumes and on vectors alike."""
+        arrays = [p.value for p in self._params] + [self.running_mean, self.running_var]
+        names = [graph.weight(name, array) for name, array in zip(("gamma", "beta", "mean", "var"), arrays)]
+        return graph.op("BatchNormalization", [x, *names], "batchnorm", epsilon=self.eps)
+
 
 class Dropout(Layer):
     """Inverted dropout: in training, zero each activation with probability p and scale the rest by 1/(1 - p).
@@ -228,3 +234,7 @@ class Dropout(Layer):
 
     def to_torch(self, bridge, order):
         return bridge.step(self, [bridge.nn.Dropout(self.p)]), order
+
+    def to_onnx(self, graph, x, input_shape):
+        """Nothing: the identity in inference."""
+        return x

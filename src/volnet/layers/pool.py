@@ -77,6 +77,22 @@ class _Pool(Layer):
         # Padded zeros count in volnet's mean and add nothing to a sum of squares: pad them explicitly.
         return bridge.step(self, [pool] if max(g.pads) <= 0 else [torch_zero_pad(g, nn), pool]), None
 
+    _ONNX_OPS = {"max": ("MaxPool", "maxpool"), "avg": ("AveragePool", "avgpool"), "l2": ("LpPool", "l2pool")}
+
+    def to_onnx(self, graph, x, input_shape):
+        """``MaxPool`` with the geometry's pads (ONNX ignores padding in a max, as volnet's ``-inf``);
+        ``AveragePool(count_include_pad=1)`` within P; beyond P (``fit="pad"``), or for ``LpPool(p=2)``,
+        an explicit zero ``Pad`` first."""
+        g = pool_geometry((1, *input_shape), self.F, self.S, self.P, fit=self.fit, layer=self.label)
+        op, suffix = self._ONNX_OPS[self.mode]
+        window = {"kernel_shape": list(g.size), "strides": list(g.stride)}
+        if self.mode == "max":
+            return graph.op(op, [x], suffix, **window, pads=graph.pads(g.pads))
+        if self.mode == "avg" and inside_padding(g):
+            return graph.op(op, [x], suffix, **window, pads=graph.pads(g.pads), count_include_pad=1)
+        extra = {"p": 2} if self.mode == "l2" else {}
+        return graph.op(op, [graph.zero_pad(x, g.pads)], suffix, **window, **extra)
+
     def __repr__(self):
         pad = f", P={self.P}" if self.P else ""
         fit = f", fit={self.fit!r}" if self.fit else ""
