@@ -67,6 +67,11 @@ SPECIAL = {
         Concat([[Conv2D(3, 1)], [], [MaxPool(3, 1, P=1), Conv2D(2, 3, P=1)]]),        # 4x4x15
         Inception(4, 3, 5, 2, 3, 2),                         # 4x4x14
         GlobalAvgPool(), FC(5)], (8, 8, 3)),
+    # No PyTorch module of its own: unfold + a batched multiply (volnet.interop.torch_modules.LocallyConnected2d).
+    "locally-connected": (lambda: [
+        LocallyConnected(4, 3, S=2, fit="pad"), ReLU(),      # 4x4x4 (one padded column)
+        LocallyConnected(3, (2, 3), P=1, S=(2, 1), fit="crop"),  # 2x4x3
+        BatchNorm(), ReLU(), LocallyConnected(2, 1), FC(3)], (9, 8, 2)),
     "rectangular": (lambda: [
         Conv2D(3, (3, 5), S=(1, 2), P=(1, 0), fit="pad"), ReLU(),   # 10x5x3 (one padded column)
         MaxPool((2, 3), (2, 1)), FC(4)], (10, 12, 2)),               # 5x3x3
@@ -217,10 +222,48 @@ def test_ending_on_a_flattened_volume_is_refused():
         to_torch(inside)
 
 
-def test_layers_without_a_torch_module_are_refused():
+def test_layers_without_a_torch_module_are_refused(monkeypatch):
+    from volnet.layers import Layer
+
+    monkeypatch.setattr(LocallyConnected, "to_torch", Layer.to_torch)  # a kind that describes no PyTorch module
     net = Sequential([LocallyConnected(2, 3), FC(2)], (5, 5, 3))
     with pytest.raises(NotImplementedError, match="no equivalent for LocallyConnected"):
         to_torch(net)
+
+
+def test_locally_connected_gradients_equal_autograd(rng):
+    """LocallyConnected2d's autograd gives volnet's input and parameter gradients, padded, strided, cropped."""
+    net = Sequential([LocallyConnected(3, 3, S=2, P=1, fit="pad"), ReLU(), LocallyConnected(2, (2, 1), fit="crop"),
+                      FC(4)], (8, 7, 2), dtype=np.float64)
+    model = to_torch(net).train()
+    x, dscores = rng.standard_normal((3, *net.input_shape)), rng.standard_normal((3, 4))
+    scores = net.forward(x, train=True)
+    dx = net.backward(dscores)
+    x_torch = nchw(x).requires_grad_(True)
+    scores_torch = model(x_torch)
+    scores_torch.backward(torch.from_numpy(dscores))
+    np.testing.assert_allclose(scores_torch.detach().numpy(), scores, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(x_torch.grad.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-9, atol=1e-10)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.grad)
+    grads = from_torch(model, Sequential.from_config(net.get_config()))
+    for ours, theirs in zip(net.params(), grads.params()):
+        np.testing.assert_allclose(theirs.value, ours.grad, rtol=1e-9, atol=1e-10, err_msg=ours.name)
+
+
+def test_locally_connected_with_one_shared_filter_is_a_convolution(rng):
+    """The notes' identity, in PyTorch: every position given the same filter, LocallyConnected2d == Conv2d."""
+    local = Sequential([LocallyConnected(3, 3, S=2, P=1), FC(2)], (7, 7, 2), dtype=np.float64)
+    conv = Sequential([Conv2D(3, 3, S=2, P=1), FC(2)], (7, 7, 2), dtype=np.float64)
+    weight, bias = (p.value for p in conv.layers[0].params())
+    local.layers[0].params()[0].value[...] = weight
+    local.layers[0].params()[1].value[...] = bias
+    for ours, theirs in zip(local.layers[1].params(), conv.layers[1].params()):
+        ours.value[...] = theirs.value
+    x = nchw(rng.standard_normal((2, 7, 7, 2)))
+    with torch.no_grad():
+        np.testing.assert_allclose(to_torch(local)(x).numpy(), to_torch(conv)(x).numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_a_network_without_weights_is_refused():

@@ -1,6 +1,7 @@
 """Bridges to other frameworks: :func:`to_torch` and :func:`from_torch` move a network to PyTorch and back.
 
-PyTorch is imported only when a bridge function is called.
+:mod:`volnet.interop.torch_engine` trains through that bridge (``volnet train --engine torch``).
+PyTorch is imported only when a bridge function is called or an engine made.
 """
 
 from .torch_bridge import from_torch, to_torch

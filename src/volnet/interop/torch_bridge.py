@@ -39,9 +39,11 @@ Residual           :class:`~volnet.interop.torch_modules.Residual`:
                    ``body(x) + shortcut(x)``, each path an ``nn.Sequential``.
 Concat, Inception  :class:`~volnet.interop.torch_modules.Concat`: the branches'
                    outputs concatenated along channels.
+LocallyConnected   :class:`~volnet.interop.torch_modules.LocallyConnected2d`
+                   (PyTorch has none, pytorch#499): ``unfold`` and one batched
+                   multiply, after a ``ZeroPad2d`` when padded; weights
+                   ``(H2, W2, F, F, D1, K)`` become ``(H2*W2, D1*F*F, K)``.
 =================  ==============================================================
-
-LocallyConnected has no PyTorch module and raises NotImplementedError.
 
 Each layer kind converts itself: :meth:`volnet.layers.Layer.to_torch` gives
 its modules (through the small :class:`Bridge` interface, so that the

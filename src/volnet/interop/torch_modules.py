@@ -1,4 +1,4 @@
-"""PyTorch modules for volnet's containers, which ``torch.nn`` has no ready-made module for.
+"""PyTorch modules for volnet layers that ``torch.nn`` has no ready-made module for: containers, locally connected.
 
 This module imports torch when it is imported; :mod:`volnet.interop.torch_bridge`
 imports it only once torch is known to be installed. Each container keeps
@@ -40,3 +40,34 @@ class Concat(nn.Module):
 
     def forward(self, x):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
+class LocallyConnected2d(nn.Module):
+    """volnet's :class:`~volnet.layers.LocallyConnected`: a convolution whose filters differ at every position.
+
+    PyTorch has no such module (pytorch/pytorch#499). Input ``(N, C, H, W)``,
+    already zero-padded; output ``(N, K, H2, W2)`` with ``H2 = (H - F)/S + 1``.
+    ``unfold`` cuts the ``L = H2*W2`` receptive fields into columns of
+    ``C*F*F`` values (channel-major, as ``unfold`` orders them), then one
+    batched matrix multiply gives every position its own filters:
+
+    ``out[n, :, l] = columns[n, :, l] @ weight[l] + bias[:, l]``
+
+    Parameters: ``weight`` ``(L, C*F*F, K)`` and ``bias`` ``(K, H2, W2)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int], stride: tuple[int, int],
+                 out_hw: tuple[int, int]):
+        super().__init__()
+        self.kernel_size, self.stride, self.out_hw = tuple(kernel_size), tuple(stride), tuple(out_hw)
+        positions, fan_in = out_hw[0] * out_hw[1], in_channels * kernel_size[0] * kernel_size[1]
+        self.weight = nn.Parameter(torch.empty(positions, fan_in, out_channels))
+        self.bias = nn.Parameter(torch.zeros(out_channels, *out_hw))
+
+    def forward(self, x):
+        columns = nn.functional.unfold(x, self.kernel_size, stride=self.stride)  # (N, C*F*F, L)
+        out = torch.bmm(columns.permute(2, 0, 1), self.weight)  # (L, N, K)
+        return out.permute(1, 2, 0).reshape(x.shape[0], -1, *self.out_hw) + self.bias
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, out_hw={self.out_hw}"

@@ -16,6 +16,10 @@ what a long CPU run needs:
   generators whose states are saved, and an interrupted epoch resumes at the
   batch where it stopped, so interrupted + resumed == uninterrupted.
 
+How a step is computed is the engine's (:mod:`volnet.train.engines`): the
+NumPy engine by default, or PyTorch (:class:`volnet.interop.torch_engine.TorchEngine`,
+CPU, CUDA or DistributedDataParallel workers); everything above is the same on both.
+
 What a checkpoint holds and how is the format module's
 (:mod:`volnet.train.checkpoint`): the trainer hands it a
 :class:`~volnet.train.checkpoint.RunState` and takes one back.
@@ -36,7 +40,8 @@ import numpy as np
 from ..ops.losses import LOSSES
 from . import checkpoint as ckpt
 from .checkpoint import EpochRecord, History, Position, RunSettings, RunState
-from .loop import check_labelled, evaluate
+from .engines import Engine
+from .loop import check_labelled
 from .run_folder import RunExists, RunFolder
 
 # A loss this many times that of guessing at chance has exploded, even while it is still finite.
@@ -109,11 +114,14 @@ class Trainer:
         overwrite: replace a run that ``out_dir`` already holds (otherwise
             :meth:`run` refuses with :class:`~volnet.train.run_folder.RunExists`).
         extra_metadata: JSON-able facts stored in every checkpoint (data set name...).
+        engine: what computes each step (:mod:`volnet.train.engines`): None for the NumPy
+            engine, or a :class:`volnet.interop.torch_engine.TorchEngine`. Everything else
+            (order, augmentation, schedule, history, checkpoints) is the same on every engine.
     """
 
     def __init__(self, net, optimizer, train, *, val=None, epochs: int = 10, batch_size: int = 64,
                  loss: str = "softmax", schedule=None, augment=None, normalizer=None, seed: int = 0,
-                 out_dir=None, overwrite: bool = False, callbacks=(), extra_metadata=None):
+                 out_dir=None, overwrite: bool = False, callbacks=(), extra_metadata=None, engine=None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         if epochs < 1 or batch_size < 1:
@@ -132,6 +140,7 @@ class Trainer:
         self.overwrite = overwrite
         self.callbacks = list(callbacks)
         self.extra_metadata = dict(extra_metadata or {})
+        self.engine = engine if engine is not None else Engine()
         self.history = History()
         self.position = Position()
         self._stop_requested = False
@@ -155,6 +164,7 @@ class Trainer:
         """
         # Overflow is detected and reported as divergence, so NumPy's warnings about it would only repeat it.
         with self._holding_run_folder(), self._deferred_interrupt(), np.errstate(over="ignore", invalid="ignore"):
+            self.engine.start(self.net, self.optimizer)
             try:
                 while self.position.epoch < self.epochs:
                     self._run_epoch(self.position.epoch + 1)
@@ -162,6 +172,8 @@ class Trainer:
                 raise
             except KeyboardInterrupt:
                 raise self._interrupted() from None
+            finally:
+                self.engine.finish()
         return self.history
 
     def request_stop(self) -> None:
@@ -178,7 +190,7 @@ class Trainer:
             self.schedule = self.schedule.for_epochs(epochs)
 
     def _run_epoch(self, epoch: int) -> None:
-        if self._stop_requested:  # asked during the last epoch's validation or save
+        if self._stop_asked():  # during the last epoch's validation or save
             self._stop()
         pos, n = self.position, len(self.train.labels)
         if pos.order is None:
@@ -188,7 +200,6 @@ class Trainer:
         batches = -(-n // self.batch_size)
         for callback in self.callbacks:
             callback.on_epoch_start(epoch, self.epochs, batches)
-        loss_fn = LOSSES[self.loss]
         images = None  # none when a run resumes after the epoch's last step, which was verified before its save
         while pos.batch < batches:
             started = time.perf_counter()
@@ -198,23 +209,21 @@ class Trainer:
                 images = self.augment(images, self.rng)
             if self.normalizer is not None:
                 images = self.normalizer(images)
-            scores = self.net.forward(images, train=True)
-            if not np.all(np.isfinite(scores)):
+            step = self.engine.forward(images, labels, self.loss)
+            if not step.finite:
                 self._diverged(f"the class scores became NaN/Inf at epoch {epoch}, batch {pos.batch + 1}")
-            value, dscores = loss_fn(scores, labels)
-            self._check_loss(value, "the loss", f"epoch {epoch}, batch {pos.batch + 1}")
-            self.net.backward(dscores, input_grad=False)
-            self.optimizer.step()
+            self._check_loss(step.loss, "the loss", f"epoch {epoch}, batch {pos.batch + 1}")
+            self.engine.update()
             pos.batch += 1
-            pos.loss_sum += value * len(index)
-            pos.correct += int((scores.argmax(axis=1) == labels).sum())
+            pos.loss_sum += step.loss * len(index)
+            pos.correct += step.correct
             pos.seen += len(index)
             pos.seconds += time.perf_counter() - started
             progress = BatchProgress(epoch, self.epochs, pos.batch, batches, pos.loss_sum / pos.seen,
                                      pos.correct / pos.seen, pos.seen / max(pos.seconds, 1e-9))
             for callback in self.callbacks:
                 callback.on_batch(progress)
-            if self._stop_requested:
+            if self._stop_asked():
                 self._verify_update(images, labels, f"epoch {epoch}, batch {pos.batch}")
                 self._stop()
         if images is not None:
@@ -230,6 +239,13 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_epoch(record)
 
+    def _stop_asked(self) -> bool:
+        """A stop was asked here or on another worker: all of them stop at this step, with the signal received."""
+        signum = self.engine.agree(int(self._stop_signal) if self._stop_requested else 0)
+        if signum:
+            self._stop_requested, self._stop_signal = True, signum
+        return bool(signum)
+
     def _check_loss(self, value: float, what: str, where: str) -> None:
         """Stop on a NaN/Inf loss, or one that exploded (over 1000x the loss of guessing at chance)."""
         if not np.isfinite(value):
@@ -240,10 +256,9 @@ class Trainer:
 
     def _verify_update(self, images, labels, where: str) -> None:
         """Check the weights an update left before they are saved: the last batch's loss, in inference mode."""
-        scores = self.net.forward(images, train=False)
-        if not np.all(np.isfinite(scores)):
+        finite, value = self.engine.inference_loss(images, labels, self.loss)
+        if not finite:
             self._diverged(f"the class scores after the last update became NaN/Inf at {where}")
-        value, _ = LOSSES[self.loss](scores, labels)
         self._check_loss(value, "the loss after the last update", where)
 
     def _diverged(self, what: str):
@@ -287,8 +302,7 @@ class Trainer:
 
         Batches of the training batch size: what fits for a training step fits for inference.
         """
-        return evaluate(self.net, data.images, data.labels, batch_size=self.batch_size, loss=self.loss,
-                        transform=self.normalizer)
+        return self.engine.evaluate(data.images, data.labels, self.batch_size, self.loss, self.normalizer)
 
     @contextmanager
     def _deferred_interrupt(self):
@@ -319,7 +333,7 @@ class Trainer:
     @contextmanager
     def _holding_run_folder(self):
         """Create, check and lock the run folder before any training is done; clean what killed saves left."""
-        if self.out_dir is None:
+        if self.out_dir is None or not self.engine.writes_files:  # other workers leave the folder to rank 0
             yield
             return
         folder = RunFolder(self.out_dir)
@@ -358,6 +372,7 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             return None
+        self.engine.pull()  # the engine's weights and optimizer state into net and optimizer
         tensors, metadata = self.state()
         for name, array in tensors.items():
             if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -365,10 +380,12 @@ class Trainer:
                                "was not saved")
         self._saving = True
         try:
-            ckpt.save(path, tensors, metadata)
-            self._save_history(RunFolder(path.parent))
+            if self.engine.writes_files:  # one worker writes; the others wait at the barrier
+                ckpt.save(path, tensors, metadata)
+                self._save_history(RunFolder(path.parent))
         finally:
             self._saving = False
+        self.engine.barrier()
         if path == self.checkpoint_path:
             self._last_checkpoint, self._saved_at = path, (self.position.epoch, self.position.batch)
         return path
@@ -379,7 +396,7 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(cls, path, train, *, val=None, epochs: int | None = None, out_dir=None, callbacks=(),
-                        state: tuple[dict, dict] | None = None) -> Trainer:
+                        state: tuple[dict, dict] | None = None, engine=None) -> Trainer:
         """Continue a saved run exactly where it stopped.
 
         The architecture, optimizer (with its caches), schedule, augmentation,
@@ -387,7 +404,8 @@ class Trainer:
         checkpoint; the data sets are passed in again. ``epochs`` may extend
         the run; ``out_dir`` defaults to the checkpoint's folder. ``state`` is
         the checkpoint's ``(tensors, metadata)`` when the caller has already
-        read ``path`` (:func:`~volnet.train.checkpoint.read`), so it is read once.
+        read ``path`` (:func:`~volnet.train.checkpoint.read`), so it is read once. ``engine`` may
+        differ from the one that wrote the checkpoint (the format is the same).
         """
         path = Path(path)
         tensors, metadata = state if state is not None else ckpt.read(path)
@@ -397,7 +415,8 @@ class Trainer:
             run.net, run.optimizer, train, val=val, epochs=epochs or settings.epochs,
             batch_size=settings.batch_size, loss=settings.loss, seed=settings.seed, schedule=settings.schedule,
             augment=settings.augment, normalizer=settings.normalizer,
-            out_dir=out_dir if out_dir is not None else path.parent, callbacks=callbacks, extra_metadata=run.extra)
+            out_dir=out_dir if out_dir is not None else path.parent, callbacks=callbacks, extra_metadata=run.extra,
+            engine=engine)
         trainer.position, trainer.rng, trainer.history = run.position, run.rng, run.history
         if trainer.checkpoint_path == path:
             trainer._last_checkpoint, trainer._saved_at = path, (trainer.position.epoch, trainer.position.batch)
@@ -411,13 +430,16 @@ class _Arrays:
 
 
 def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64, loss: str = "softmax",
-        seed: int = 0, on_epoch=None) -> History:
-    """Train ``net`` in place on arrays, without checkpoints; ``on_epoch(record)`` after each epoch."""
+        seed: int = 0, on_epoch=None, engine=None) -> History:
+    """Train ``net`` in place on arrays, without checkpoints; ``on_epoch(record)`` after each epoch.
+
+    ``engine``: None (NumPy) or a :class:`volnet.interop.torch_engine.TorchEngine`.
+    """
     callbacks = []
     if on_epoch is not None:
         callback = Callback()
         callback.on_epoch = on_epoch
         callbacks.append(callback)
     trainer = Trainer(net, optimizer, _Arrays(np.asarray(images), np.asarray(labels)), epochs=epochs,
-                      batch_size=batch_size, loss=loss, seed=seed, callbacks=callbacks)
+                      batch_size=batch_size, loss=loss, seed=seed, callbacks=callbacks, engine=engine)
     return trainer.run()
