@@ -143,5 +143,5 @@ def test_predict_slide_writes_a_heat_map(trained, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sliding the 28x28 net over 42x42 images: 8x8 positions averaged" in out
     with Image.open(heat) as picture:
-        assert picture.size == (42, 42) and picture.mode == "RGB"
+        assert picture.size == (252, 252 + 34) and picture.mode == "RGB"  # enlarged 6x, a legend under it
     assert main(["predict", str(trained / "checkpoint.safetensors"), str(path), "--heatmap", str(heat)]) == 2

@@ -126,6 +126,28 @@ def _progress_callback(stream):
     return Progress()
 
 
+def _report_callbacks(args, out_dir) -> list:
+    """With --report: a callback that rewrites OUT/report.html after every epoch (atomically; the page reloads)."""
+    if not getattr(args, "report", False):
+        return []
+    from .train import Callback
+    from .train.run_folder import RunFolder
+    from .viz.report import write_report
+
+    folder = RunFolder(out_dir)
+
+    class Report(Callback):
+        def on_epoch(self, record):
+            try:
+                path = write_report(folder.checkpoint, folder.path / "report.html", reload_seconds=15)
+            except (ValueError, OSError) as error:  # a report that fails never stops the training
+                print(f"report not written: {error}", file=sys.stderr)
+            else:
+                print(f"wrote {path}", flush=True)
+
+    return [Report()]
+
+
 # -- commands ------------------------------------------------------------------
 
 def _load_data(name, root, split, size=None, grayscale=False):
@@ -140,7 +162,7 @@ def _load_data(name, root, split, size=None, grayscale=False):
 
 
 # Options a resumed run may change; every other one is the saved run's.
-RESUME_OVERRIDES = ("--epochs", "--root", "--resume")
+RESUME_OVERRIDES = ("--epochs", "--root", "--resume", "--report", "--engine", "--device", "--nproc", "--sync-bn")
 
 
 def _given_options(parser, argv) -> list[str]:
@@ -214,22 +236,75 @@ def _augment(args):
 def cmd_train(args) -> int:
     from .train import RunFolder, TrainingInterrupted
 
-    trainer = _resumed_trainer(args) if args.resume else _new_trainer(args)
-    if trainer is None:
-        return 0
+    launched = _choose_engine(args)
+    if launched is not None:  # --nproc N: the workers ran the training; this is their exit code
+        return launched
     try:
+        trainer = _resumed_trainer(args) if args.resume else _new_trainer(args)
+        if trainer is None:
+            return 0
+        if args.engine_object is not None and args.engine_object.rank != 0:
+            trainer.callbacks = []  # progress and reports come from rank 0 alone
         trainer.run()
     except TrainingInterrupted as stop:
+        if args.engine_object is not None and args.engine_object.rank != 0:  # rank 0 says it for all workers
+            return 128 + stop.signal
         print(f"\ninterrupted by {stop}", file=sys.stderr)
         if stop.checkpoint is not None:
             print(f"resume with: volnet train --resume {stop.checkpoint}", file=sys.stderr)
         return 128 + stop.signal
+    finally:
+        if args.engine_object is not None:
+            args.engine_object.close()
     last = trainer.history[-1]
     history = " and ".join(path.name for path in RunFolder(trainer.out_dir).history_files)
     print(f"saved {trainer.checkpoint_path} (history: {history} beside it)")
     if last.val_accuracy is not None:
         print(f"validation accuracy: {last.val_accuracy:.2%}")
     return 0
+
+
+def _choose_engine(args):
+    """Set ``args.engine_object`` (None: the NumPy engine); with ``--nproc N`` launch N workers instead and
+    return their exit code (None otherwise). A worker started by torchrun or volnet joins its group here."""
+    args.engine_object = None
+    if args.engine == "numpy":
+        torch_only = sorted({"--device", "--nproc", "--sync-bn"} & set(_given_options(args.train_parser, args.argv)))
+        if torch_only:
+            raise UsageError(f"{', '.join(torch_only)} apply to --engine torch only")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UsageError("argument --engine: this process is one of several workers (torchrun); the NumPy "
+                             "engine trains in one process, so pass --engine torch")
+        return None
+    from .interop import torch_engine
+
+    worker = torch_engine.is_worker()
+    try:
+        device = torch_engine.resolve_device(args.device)
+        notes = [] if worker else torch_engine.check_workers(args.nproc, device)
+        torch_engine.check_sync_bn(args.sync_bn, device)
+    except torch_engine.EngineError as error:
+        raise UsageError(str(error)) from None
+    for note in notes:
+        print(f"volnet train: warning: {note}", file=sys.stderr)
+    if not worker and args.nproc > 1:
+        if not args.resume:  # refused here once, not by every worker
+            from .train.run_folder import RunFolder
+
+            out = RunFolder(args.out or _default_out(args.arch, args.data))
+            if out.holds_run() and not args.overwrite:
+                raise UsageError(f"{out.path} already holds a run; continue it with --resume {out.checkpoint}, "
+                                 "replace it with --overwrite, or choose another --out")
+        backend = "nccl" if device == "cuda" else "gloo"
+        print(f"engine: torch on {device}, {args.nproc} DistributedDataParallel workers ({backend})", flush=True)
+        return torch_engine.launch(args.argv, args.nproc)
+    engine = torch_engine.TorchEngine(device, distributed=worker, sync_bn=args.sync_bn)
+    if engine.rank != 0:  # one worker speaks for all; errors still reach stderr
+        sys.stdout = open(os.devnull, "w")
+    elif not worker:
+        print(f"engine: torch on {device}")
+    args.engine_object = engine
+    return None
 
 
 def _new_trainer(args):
@@ -267,8 +342,9 @@ def _trainer_into(out, args):
     full = _load_data(args.data, root, "train", args.size and tuple(args.size), args.grayscale)
     train, val = split_validation(full, args.val_split, seed=args.seed)
     net = _build_for_data(args.arch, train.images.shape[1:], len(full.classes), args.data, args.seed)
-    require_fit(net, min(args.batch_size, len(train)), "train", args.optimizer, what=f"training {args.arch}",
-                batch_flag="--batch-size")  # validation runs at the same batch, in less memory
+    if args.engine_object is None:  # the NumPy engine's memory; PyTorch manages its own
+        require_fit(net, min(args.batch_size, len(train)), "train", args.optimizer, what=f"training {args.arch}",
+                    batch_flag="--batch-size")  # validation runs at the same batch, in less memory
     kwargs = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
     optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay, **kwargs)
     data = {"name": args.data, "root": root, "size": args.size and list(args.size),
@@ -276,8 +352,9 @@ def _trainer_into(out, args):
     trainer = Trainer(net, optimizer, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
                       loss=args.loss, schedule=_schedule(args), augment=_augment(args),
                       normalizer=None if args.no_normalize else Normalizer.fit(train.images), seed=args.seed,
-                      out_dir=out.path, overwrite=args.overwrite, callbacks=[_progress_callback(sys.stdout)],
-                      extra_metadata={"data": data})
+                      out_dir=out.path, overwrite=args.overwrite,
+                      callbacks=[_progress_callback(sys.stdout), *_report_callbacks(args, out.path)],
+                      extra_metadata={"data": data}, engine=args.engine_object)
     print(f"data: {args.data}, {len(train)} training / {len(val) if val else 0} validation images of "
           f"{_shape(train.images.shape[1:])}, {len(full.classes)} classes")
     print(net.summary())
@@ -312,8 +389,9 @@ def _resumed_trainer(args):
     root = args.root and str(Path(args.root).resolve())
     full = _load_data(data["name"], root or data["root"], "train", data["size"], data["grayscale"])
     train, val = split_validation(full, data["val_split"], seed=metadata["train"]["seed"])
-    trainer = Trainer.from_checkpoint(args.resume, train, val=val, callbacks=[_progress_callback(sys.stdout)],
-                                      state=(tensors, metadata))
+    callbacks = [_progress_callback(sys.stdout), *_report_callbacks(args, Path(args.resume).parent)]
+    trainer = Trainer.from_checkpoint(args.resume, train, val=val, callbacks=callbacks,
+                                      state=(tensors, metadata), engine=args.engine_object)
     if root:
         trainer.extra_metadata["data"] = {**data, "root": root}
     print(f"resuming {args.resume} at epoch {done + 1}, batch {batch + 1} of a {saved_epochs}-epoch run")
@@ -395,12 +473,12 @@ def cmd_predict(args) -> int:
         best = np.argsort(p)[::-1][:k]
         print(f"{path}: " + ", ".join(f"{classes[c]} {p[c]:.1%}" for c in best))
     if args.heatmap:
-        from .viz import heatmap_overlay
+        from .viz.heatmap import heatmap_with_legend
 
         target = args.heat_class if args.heat_class is not None else int(probabilities[0].argmax())
         if not 0 <= target < len(classes):
             raise UsageError(f"--heat-class must be in 0..{len(classes) - 1}")
-        picture = heatmap_overlay(raw[0], softmax(score_map[0])[..., target])
+        picture = heatmap_with_legend(raw[0], softmax(score_map[0])[..., target], label=f"P({classes[target]})")
         _save_png(picture, args.heatmap)
         print(f"wrote {args.heatmap}: where the net sees class {classes[target]}")
     return 0
@@ -411,6 +489,17 @@ def _save_png(picture, path) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(picture).save(path)
+
+
+def cmd_report(args) -> int:
+    import time
+
+    from .viz.report import write_report
+
+    started = time.perf_counter()
+    path = write_report(args.checkpoint, args.output, args.images, samples=args.samples, test_limit=args.test_limit)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - started:.1f}s)")
+    return 0
 
 
 def cmd_summary(args) -> int:
@@ -447,6 +536,33 @@ def cmd_summary(args) -> int:
     for mode, fit in fits.items():
         print(f"\nlargest {mode} batch within {args.budget}: {fit.batch} ({fit.explanation})")
     return 0
+
+
+def cmd_export(args) -> int:
+    from .export import input_description, to_onnx
+    from .train.checkpoint import load_model
+
+    net, normalizer, _, metadata = load_model(args.checkpoint)
+    included = normalizer if args.raw_pixels else None
+    to_onnx(net, args.output, normalizer=included, layout=args.layout,
+            classes=metadata.get("data", {}).get("classes"))
+    print(f"wrote {args.output} (ONNX opset 17, IR version 8)")
+    print(f"  {input_description(net, included, args.layout)}")
+    if normalizer is not None and not args.raw_pixels:
+        print(f"  normalise first: (pixels - {_numbers(normalizer.mean)}) / {_numbers(normalizer.std)} per channel, "
+              "or export with --raw-pixels to put that in the graph")
+    elif normalizer is None and args.raw_pixels:
+        print("  (this checkpoint was trained without normalisation: the graph takes the pixels as they are)")
+    shape = net.output_shape
+    if len(shape) == 3 and args.layout == "nchw":
+        shape = (shape[2], shape[0], shape[1])
+    print(f"  output: float32 N x {' x '.join(map(str, shape))}"
+          f"{' class scores (before softmax)' if len(shape) == 1 else f' ({args.layout.upper()})'}")
+    return 0
+
+
+def _numbers(values) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
 # -- parser --------------------------------------------------------------------
@@ -494,6 +610,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="CHECKPOINT",
                        help="continue a saved run with its saved settings; --epochs beyond the saved total extends "
                             "it (a cosine schedule is stretched to the new end), --root finds its data elsewhere")
+    train.add_argument("--report", action="store_true",
+                       help="rewrite OUT/report.html after every epoch (volnet report's page; it reloads itself)")
+    train.add_argument("--engine", choices=["numpy", "torch"], default="numpy",
+                       help="what computes each step: volnet's NumPy layers, or PyTorch (same options, same "
+                            "checkpoints; see docs/engines.md)")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="--engine torch: where to train (auto: CUDA when PyTorch sees a GPU)")
+    train.add_argument("--nproc", type=_positive_int, default=1,
+                       help="--engine torch: data-parallel worker processes (DistributedDataParallel); "
+                            "--batch-size stays the images of one step, split across them")
+    train.add_argument("--sync-bn", action="store_true",
+                       help="--engine torch with --nproc: BatchNorm statistics over the whole batch (SyncBatchNorm, "
+                            "CUDA only); without it each worker normalises with its own share's statistics")
     train.set_defaults(run=cmd_train, train_parser=train)
 
     fetch = sub.add_parser("fetch", help="download MNIST or CIFAR-10 and verify its checksums",
@@ -526,6 +655,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--heat-class", type=_count, help="class index for --heatmap (default: the top class)")
     predict.set_defaults(run=cmd_predict)
 
+    report = sub.add_parser(
+        "report", help="one self-contained HTML page about a checkpoint", formatter_class=formatter,
+        description="Write one HTML file (scripts, styles and images inline: it opens offline and can be mailed) "
+                    "showing the architecture, the training curves, test results, every layer's activations for "
+                    "the IMAGEs (or test images), the filters, saliency/occlusion/Grad-CAM/sliding-window maps and "
+                    "the notes' CONV demo with the network's own numbers.")
+    report.add_argument("checkpoint", help="a checkpoint file written by volnet train")
+    report.add_argument("images", nargs="*", metavar="IMAGE", help="PNG/JPEG files to show (default: test images)")
+    report.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
+    report.add_argument("--samples", type=_positive_int, default=4, help="test images to show without IMAGEs")
+    report.add_argument("--test-limit", type=_positive_int, default=1000,
+                        help="test images evaluated for the results section")
+    report.set_defaults(run=cmd_report)
+
     summary = sub.add_parser(
         "summary", help="volumes, parameters, FLOPs, receptive fields and memory of an architecture",
         formatter_class=formatter,
@@ -546,6 +689,19 @@ def build_parser() -> argparse.ArgumentParser:
                                           "that fits, for training and inference")
     summary.add_argument("--json", action="store_true", help="print the report as JSON for scripts")
     summary.set_defaults(run=cmd_summary)
+
+    export = sub.add_parser(
+        "export", help="write a checkpoint as an ONNX model", formatter_class=formatter,
+        description="Write a checkpoint's network as an ONNX model (opset 17, IR version 8, any batch size) "
+                    "for onnxruntime and other runtimes; see docs/export.md. Needs the onnx package "
+                    "(pip install onnx onnxruntime, or pip install '.[export]' from the repository folder).")
+    export.add_argument("checkpoint", help="a checkpoint file written by volnet train (in its --out folder)")
+    export.add_argument("output", metavar="MODEL.onnx", help="the ONNX file to write")
+    export.add_argument("--layout", choices=["nhwc", "nchw"], default="nhwc",
+                        help="input layout: nhwc (N x H x W x D, as volnet) or nchw (N x D x H x W)")
+    export.add_argument("--raw-pixels", action="store_true",
+                        help="put the checkpoint's normalisation in the graph, so it takes raw pixels in [0, 1]")
+    export.set_defaults(run=cmd_export)
     return parser
 
 
