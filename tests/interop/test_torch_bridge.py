@@ -163,23 +163,17 @@ def test_weights_trained_in_torch_come_back(rng):
     np.testing.assert_allclose(net.forward(x.numpy().transpose(0, 2, 3, 1)), theirs, rtol=1e-10, atol=1e-10)
 
 
-def test_training_gradients_equal_autograd(rng):
-    """volnet's backward and PyTorch's autograd give the same input and parameter gradients (train mode)."""
-    net = Sequential([Conv2D(4, 3, S=2, fit="pad"), BatchNorm(), ReLU(),
-                      Residual([Conv2D(4, 3, P=1), BatchNorm(), ReLU(), Conv2D(4, 3, P=1, bias=False)]), ReLU(),
-                      MaxPool(2, 2, fit="pad"), Concat([[Conv2D(3, 1)], [], [MaxPool(3, 1, P=1)]]),
-                      Conv2D(6, 2, dilation=2, P=1), ReLU(), L2Pool(2, 1), AvgPool(2, 1, fit="pad"),
-                      Flatten(), BatchNorm(), ReLU(), FC(8), ReLU(), FC(5)], (13, 10, 3), dtype=np.float64)
+def assert_gradients_equal_autograd(net, rng, batch):
+    """volnet's scores, input gradient and parameter gradients equal PyTorch's autograd on ``to_torch(net)``
+    (train mode, float64); returns a copy of ``net`` holding torch's parameter gradients as its values."""
     model = to_torch(net).train()
-    x = rng.standard_normal((6, *net.input_shape))
-    dscores = rng.standard_normal((6, 5))
-
+    x = rng.standard_normal((batch, *net.input_shape))
     scores = net.forward(x, train=True)
+    dscores = rng.standard_normal(scores.shape)
     dx = net.backward(dscores)
     x_torch = nchw(x).requires_grad_(True)
     scores_torch = model(x_torch)
     scores_torch.backward(torch.from_numpy(dscores))
-
     np.testing.assert_allclose(scores_torch.detach().numpy(), scores, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(x_torch.grad.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-9, atol=1e-10)
     # Read torch's gradients back through from_torch: it maps them to volnet's layouts like the weights.
@@ -189,6 +183,17 @@ def test_training_gradients_equal_autograd(rng):
     grads = from_torch(model, Sequential.from_config(net.get_config()))
     for ours, theirs in zip(net.params(), grads.params()):
         np.testing.assert_allclose(theirs.value, ours.grad, rtol=1e-9, atol=1e-10, err_msg=ours.name)
+    return grads
+
+
+def test_training_gradients_equal_autograd(rng):
+    """volnet's backward and PyTorch's autograd give the same input and parameter gradients (train mode)."""
+    net = Sequential([Conv2D(4, 3, S=2, fit="pad"), BatchNorm(), ReLU(),
+                      Residual([Conv2D(4, 3, P=1), BatchNorm(), ReLU(), Conv2D(4, 3, P=1, bias=False)]), ReLU(),
+                      MaxPool(2, 2, fit="pad"), Concat([[Conv2D(3, 1)], [], [MaxPool(3, 1, P=1)]]),
+                      Conv2D(6, 2, dilation=2, P=1), ReLU(), L2Pool(2, 1), AvgPool(2, 1, fit="pad"),
+                      Flatten(), BatchNorm(), ReLU(), FC(8), ReLU(), FC(5)], (13, 10, 3), dtype=np.float64)
+    grads = assert_gradients_equal_autograd(net, rng, batch=6)
     # The running averages moved the same way in both (they came back with the gradients).
     for ours, theirs in zip(net.layers, grads.layers):
         for name, buffer in ours.named_buffers().items():
@@ -235,21 +240,7 @@ def test_locally_connected_gradients_equal_autograd(rng):
     """LocallyConnected2d's autograd gives volnet's input and parameter gradients, padded, strided, cropped."""
     net = Sequential([LocallyConnected(3, 3, S=2, P=1, fit="pad"), ReLU(), LocallyConnected(2, (2, 1), fit="crop"),
                       FC(4)], (8, 7, 2), dtype=np.float64)
-    model = to_torch(net).train()
-    x, dscores = rng.standard_normal((3, *net.input_shape)), rng.standard_normal((3, 4))
-    scores = net.forward(x, train=True)
-    dx = net.backward(dscores)
-    x_torch = nchw(x).requires_grad_(True)
-    scores_torch = model(x_torch)
-    scores_torch.backward(torch.from_numpy(dscores))
-    np.testing.assert_allclose(scores_torch.detach().numpy(), scores, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(x_torch.grad.numpy().transpose(0, 2, 3, 1), dx, rtol=1e-9, atol=1e-10)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.grad)
-    grads = from_torch(model, Sequential.from_config(net.get_config()))
-    for ours, theirs in zip(net.params(), grads.params()):
-        np.testing.assert_allclose(theirs.value, ours.grad, rtol=1e-9, atol=1e-10, err_msg=ours.name)
+    assert_gradients_equal_autograd(net, rng, batch=3)
 
 
 def test_locally_connected_with_one_shared_filter_is_a_convolution(rng):
