@@ -150,19 +150,28 @@ def _report_callbacks(args, out_dir) -> list:
 
 # -- commands ------------------------------------------------------------------
 
-def _load_data(name, root, split, size=None, grayscale=False):
+def _load_data(name, root, split, size=None, grayscale=False, stream=False, workers=0):
     from .data import load
 
     options = {}
     if name == "folder":
         options = {"size": size, "grayscale": grayscale}
-    elif size is not None or grayscale:
-        raise UsageError("--size and --grayscale apply to --data folder only")
+        if stream:
+            options.update(stream=True, workers=workers)
+    elif size is not None or grayscale or stream:
+        raise UsageError("--size, --grayscale and --stream apply to --data folder only")
     return load(name, root=root, split=split, **options)
 
 
+def _stream_workers(args) -> int:
+    """Processes reading streamed batches ahead: on the PyTorch engine half the cores, at most 4; the NumPy
+    engine reads in its own process (PyTorch's DataLoader is what starts the readers)."""
+    return 0 if args.engine_object is None else max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 # Options a resumed run may change; every other one is the saved run's.
-RESUME_OVERRIDES = ("--epochs", "--root", "--resume", "--report", "--engine", "--device", "--nproc", "--sync-bn")
+RESUME_OVERRIDES = ("--epochs", "--root", "--resume", "--report", "--engine", "--device", "--nproc", "--sync-bn",
+                    "--stream")
 
 
 def _given_options(parser, argv) -> list[str]:
@@ -339,7 +348,8 @@ def _trainer_into(out, args):
     from .train import Trainer
 
     root = str(Path(args.root).resolve()) if args.root else None
-    full = _load_data(args.data, root, "train", args.size and tuple(args.size), args.grayscale)
+    full = _load_data(args.data, root, "train", args.size and tuple(args.size), args.grayscale, args.stream,
+                      _stream_workers(args))
     train, val = split_validation(full, args.val_split, seed=args.seed)
     net = _build_for_data(args.arch, train.images.shape[1:], len(full.classes), args.data, args.seed)
     if args.engine_object is None:  # the NumPy engine's memory; PyTorch manages its own
@@ -355,8 +365,11 @@ def _trainer_into(out, args):
                       out_dir=out.path, overwrite=args.overwrite,
                       callbacks=[_progress_callback(sys.stdout), *_report_callbacks(args, out.path)],
                       extra_metadata={"data": data}, engine=args.engine_object)
+    workers = getattr(train.images, "workers", None)
+    streamed = "" if workers is None else (f", streamed from disk ({workers} reading processes)" if workers else
+                                           ", streamed from disk")
     print(f"data: {args.data}, {len(train)} training / {len(val) if val else 0} validation images of "
-          f"{_shape(train.images.shape[1:])}, {len(full.classes)} classes")
+          f"{_shape(train.images.shape[1:])}, {len(full.classes)} classes{streamed}")
     print(net.summary())
     print(f"writing to {out.path}")
     return trainer
@@ -387,7 +400,8 @@ def _resumed_trainer(args):
         return None
     data = metadata["data"]
     root = args.root and str(Path(args.root).resolve())
-    full = _load_data(data["name"], root or data["root"], "train", data["size"], data["grayscale"])
+    full = _load_data(data["name"], root or data["root"], "train", data["size"], data["grayscale"], args.stream,
+                      _stream_workers(args))
     train, val = split_validation(full, data["val_split"], seed=metadata["train"]["seed"])
     callbacks = [_progress_callback(sys.stdout), *_report_callbacks(args, Path(args.resume).parent)]
     trainer = Trainer.from_checkpoint(args.resume, train, val=val, callbacks=callbacks,
@@ -587,6 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--root", help="folder holding the data set's files (default: the cache folder)")
     train.add_argument("--size", type=_size(2, "28x28"), help="resize folder images to HxW")
     train.add_argument("--grayscale", action="store_true", help="read folder images as one channel")
+    train.add_argument("--stream", action="store_true",
+                       help="--data folder: read images from disk as batches need them instead of loading them whole "
+                            "(worker processes read ahead with --engine torch; see docs/engines.md)")
     train.add_argument("--epochs", type=_positive_int, help="passes over the training set (default: 8; with --resume: "
                                                   "the saved run's, or more to extend it)")
     train.add_argument("--batch-size", type=_positive_int, default=64, help="images per step")

@@ -112,6 +112,9 @@ class HorizontalFlip:
         return cls(**config)
 
 
+FIT_BATCH = 256  # images per batch when a normaliser is fitted on images streamed from disk
+
+
 class Normalizer:
     """Subtract a per-channel mean and divide by a per-channel standard deviation.
 
@@ -135,11 +138,47 @@ class Normalizer:
 
     @classmethod
     def fit(cls, images) -> Normalizer:
-        """Per-channel mean and std of ``images`` ``(N, H, W, D)``; a constant channel gets std 1."""
+        """Per-channel mean and std of ``images`` ``(N, H, W, D)``; a constant channel gets std 1.
+
+        Images streamed from disk (with a ``batches(size)`` method, e.g.
+        :class:`~volnet.data.stream.FolderImages`) are fitted batch by batch
+        (:meth:`fit_batches`), reading each image once.
+        """
+        if hasattr(images, "batches"):
+            return cls.fit_batches(images.batches(FIT_BATCH))
         x = _batch(images)
         channels = [x[..., c] for c in range(x.shape[-1])]  # one channel at a time bounds the float64 temporaries
         mean = [c.mean(dtype=np.float64) for c in channels]
         std = [c.std(dtype=np.float64) for c in channels]
+        return cls(mean, [s if s > 0 else 1.0 for s in std])
+
+    @classmethod
+    def fit_batches(cls, batches) -> Normalizer:
+        """:meth:`fit` over batches ``(n, H, W, D)`` that together are the images, in one pass.
+
+        Each batch's per-channel count, mean and sum of squared deviations
+        (float64) are merged into the running ones (Chan, Golub and LeVeque's
+        pairwise update), so the result is :meth:`fit`'s on all the images at
+        once, up to float64 rounding.
+        """
+        count, mean, squares = 0, None, None
+        for batch in batches:
+            x = _batch(batch)
+            n = x[..., 0].size
+            if n == 0:
+                continue
+            if mean is None:
+                mean, squares = np.zeros(x.shape[-1]), np.zeros(x.shape[-1])
+            for c in range(x.shape[-1]):  # one channel at a time, as fit
+                m = x[..., c].mean(dtype=np.float64)
+                m2 = x[..., c].var(dtype=np.float64) * n
+                delta, total = m - mean[c], count + n
+                mean[c] += delta * n / total
+                squares[c] += m2 + delta * delta * count * n / total
+            count += n
+        if mean is None:
+            raise ValueError("cannot fit a normaliser on no images")
+        std = np.sqrt(squares / count)
         return cls(mean, [s if s > 0 else 1.0 for s in std])
 
     def __call__(self, images, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..resources import require_memory
+from ..resources import require_memory, usable_memory
 from ..shapes import pair
 from .bundled import Dataset, bytes_to_unit
 from .errors import DataError
 
+STREAM_HINT_BATCH = 64  # a too-large folder's error suggests --stream when a batch of this many images fits
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLIT_DIRS = ("train", "test")
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # integer grayscale wider than 8 bits, read as 16-bit
@@ -65,7 +66,7 @@ def _open_image(Image, path, mode):
     return image, f"converted {MODE_NAMES.get(source, source)} to {target}"
 
 
-def _require_room(count: int, H: int, W: int, D: int, what: str) -> None:
+def _require_room(count: int, H: int, W: int, D: int, what: str, also: str = "") -> None:
     """Refuse ``count`` images of ``H x W x D`` before allocating them, naming the ``--size`` to lower.
 
     The bytes: the uint8 stack and the float32 copy it becomes (``5 N H W D``),
@@ -73,7 +74,7 @@ def _require_room(count: int, H: int, W: int, D: int, what: str) -> None:
     """
     needed = 5 * count * H * W * D + H * W * (4 + D)
     require_memory(needed, f"{what} as {count} volumes of {H}x{W}x{D} (H x W x D)",
-                   "use a smaller --size (size=(H, W))")
+                   "use a smaller --size (size=(H, W))" + also)
 
 
 def read_image_with_note(path, size, grayscale: bool = False) -> tuple[np.ndarray, str]:
@@ -131,38 +132,17 @@ def _split_folder(root: Path, split: str) -> tuple[Path, list[str]]:
     return root, _class_names(root)
 
 
-def load_folder(root, split: str = "train", *, size=None, grayscale: bool = False) -> Dataset:
-    """Images under ``root/<class>/`` (or ``root/<split>/<class>/``) as ``(N, H, W, D)`` floats in [0, 1].
-
-    Args:
-        root: the folder (required).
-        split: ``"train"`` or ``"test"``; see the module docstring for layouts.
-        size: ``(H, W)`` (or one int) to resize every image to.
-            Default: the first image's size, and all images must share it.
-        grayscale: ``D = 1`` (Pillow mode ``"L"``) instead of RGB ``D = 3``.
-            Default: False.
-
-    16-bit images are scaled to 8 bits (0-65535 to 0-255), not clipped.
+def folder_files(root, split: str = "train") -> tuple[list[tuple[Path, int]], tuple[str, ...], Path]:
+    """``(files, classes, folder)``: every image's ``(path, label)`` in reading order, without reading any.
 
     Raises:
-        DataError: no root, fewer than two class folders (or, for the train
-            split, fewer than two holding images), no images, an unreadable
-            image, or images of different sizes without ``size``.
-        ResourceError: the images at ``size`` do not fit in memory.
-        ImportError: Pillow is not installed.
-
-    Example:
-        >>> load_folder("flowers", size=32).images.shape   # doctest: +SKIP
-        (3670, 32, 32, 3)
+        DataError: as :func:`load_folder`, for everything but the images' contents.
     """
     if root is None:
         raise DataError('the "folder" data set needs root=<folder with one sub-folder of images per class>')
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; expected {root}/<class>/*.png|jpg|jpeg")
-    target = pair(size, "size") if size is not None else None
-    if target is not None and min(target) < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
     folder, classes = _split_folder(root, split)
     if not classes:
         raise DataError(f"{folder} has no class sub-folders; expected {folder}/<class>/*.png|jpg|jpeg")
@@ -177,21 +157,78 @@ def load_folder(root, split: str = "train", *, size=None, grayscale: bool = Fals
     if split == "train" and len(present) < 2:
         raise DataError(f"only {folder / present.pop()} holds images; a classifier needs images in at least two "
                         f"class sub-folders, laid out as {layout}")
+    return files, tuple(classes), folder
 
+
+def read_pixels(Image, path, mode: str, target: tuple[int, int], resize: bool, first=None) -> np.ndarray:
+    """``path`` as ``(H, W, D)`` uint8 of Pillow ``mode``; resized to ``target`` when ``resize``, else it must be it.
+
+    Raises:
+        DataError: the file is not a readable image, or (without ``resize``) is not ``target``,
+            the size of ``first``.
+    """
+    image, _ = _open_image(Image, path, mode)
+    if (image.height, image.width) != target:
+        if not resize:
+            raise DataError(f"{path} is {image.height}x{image.width} but {first} is {target[0]}x{target[1]} "
+                            f"(H x W); pass size=(H, W) to resize every image")
+        image = image.resize((target[1], target[0]), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8).reshape(*target, len(mode))  # D = 1 for "L", 3 for "RGB"
+
+
+def load_folder(root, split: str = "train", *, size=None, grayscale: bool = False, stream: bool = False,
+                workers: int = 0) -> Dataset:
+    """Images under ``root/<class>/`` (or ``root/<split>/<class>/``) as ``(N, H, W, D)`` floats in [0, 1].
+
+    Args:
+        root: the folder (required).
+        split: ``"train"`` or ``"test"``; see the module docstring for layouts.
+        size: ``(H, W)`` (or one int) to resize every image to.
+            Default: the first image's size, and all images must share it.
+        grayscale: ``D = 1`` (Pillow mode ``"L"``) instead of RGB ``D = 3``.
+            Default: False.
+        stream: keep only the file names: ``images`` is a
+            :class:`~volnet.data.stream.FolderImages` that reads the images a
+            batch asks for (the same numbers). Default: False
+        workers: with ``stream``, processes that read batches ahead (0: read
+            in this process). Default: 0
+
+    16-bit images are scaled to 8 bits (0-65535 to 0-255), not clipped.
+
+    Raises:
+        DataError: no root, fewer than two class folders (or, for the train
+            split, fewer than two holding images), no images, an unreadable
+            image, or images of different sizes without ``size`` (with
+            ``stream``, found when the image is read).
+        ResourceError: the images at ``size`` do not fit in memory.
+        ImportError: Pillow is not installed.
+
+    Example:
+        >>> load_folder("flowers", size=32).images.shape   # doctest: +SKIP
+        (3670, 32, 32, 3)
+    """
+    target = pair(size, "size") if size is not None else None
+    if target is not None and min(target) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    files, classes, folder = folder_files(root, split)
+    labels = np.array([label for _, label in files], dtype=np.int64)
     Image = _pillow()
     mode, depth = ("L", 1) if grayscale else ("RGB", 3)
-    images = None
+    first = files[0][0]
+    if target is None:
+        image, _ = _open_image(Image, first, mode)
+        target = (image.height, image.width)
+    if stream:
+        from .stream import FolderImages
+
+        paths = [path for path, _ in files]
+        return Dataset(FolderImages(paths, target, grayscale, resize=size is not None, workers=workers), labels,
+                       classes)
+    usable = usable_memory()
+    one_fits = usable is None or 5 * target[0] * target[1] * depth * STREAM_HINT_BATCH <= usable
+    _require_room(len(files), *target, depth, f"loading {folder}",
+                  ", or --stream to read the images from disk as batches need them (stream=True)" if one_fits else "")
+    images = np.empty((len(files), *target, depth), dtype=np.uint8)
     for i, (path, _) in enumerate(files):
-        image, _ = _open_image(Image, path, mode)
-        if images is None:
-            first, target = path, target or (image.height, image.width)
-            _require_room(len(files), *target, depth, f"loading {folder}")
-            images = np.empty((len(files), *target, depth), dtype=np.uint8)
-        if (image.height, image.width) != target:
-            if size is None:
-                raise DataError(f"{path} is {image.height}x{image.width} but {first} is {target[0]}x{target[1]} "
-                                f"(H x W); pass size=(H, W) to resize every image")
-            image = image.resize((target[1], target[0]), Image.Resampling.BILINEAR)
-        images[i] = np.asarray(image, dtype=np.uint8).reshape(*target, depth)
-    labels = np.array([label for _, label in files], dtype=np.int64)
-    return Dataset(bytes_to_unit(images), labels, tuple(classes))
+        images[i] = read_pixels(Image, path, mode, target, size is not None, first)
+    return Dataset(bytes_to_unit(images), labels, classes)

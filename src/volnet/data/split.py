@@ -28,6 +28,8 @@ def split_validation(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dat
         raise DataError(f"a validation fraction of {fraction} of {len(data.labels)} images leaves one side empty")
 
     def subset(m):
+        if hasattr(data.images, "subset"):  # images on disk (FolderImages): keep the file names only
+            return Dataset(data.images.subset(np.flatnonzero(m)), data.labels[m], data.classes)
         return Dataset(data.images[m], data.labels[m], data.classes)
 
     return subset(~mask), subset(mask)

@@ -18,7 +18,8 @@ def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator | None
 
 def check_labelled(net, images, labels, what="training"):
     """Images that fit the network, one in-range integer label each; clear errors otherwise."""
-    images, labels = np.asarray(images), np.asarray(labels)
+    images = images if hasattr(images, "shape") else np.asarray(images)  # images streamed from disk stay there
+    labels = np.asarray(labels)
     if labels.shape != (images.shape[0],):
         raise ValueError(f"{what} data: {images.shape[0]} images but labels of shape {labels.shape}; "
                          "need one label each")

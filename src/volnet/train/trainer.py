@@ -198,6 +198,9 @@ class Trainer:
         if self.schedule is not None:
             self.optimizer.lr = float(self.schedule.lr_at(epoch - 1))
         batches = -(-n // self.batch_size)
+        if hasattr(self.train.images, "read_ahead"):  # images on disk (FolderImages): read this epoch's batches ahead
+            self.train.images.read_ahead(pos.order[b * self.batch_size: (b + 1) * self.batch_size]
+                                         for b in range(pos.batch, batches))
         for callback in self.callbacks:
             callback.on_epoch_start(epoch, self.epochs, batches)
         images = None  # none when a run resumes after the epoch's last step, which was verified before its save
