@@ -2,7 +2,7 @@
 
 The scripts run as files (``python benchmarks/bench_train.py``), so Python puts
 this folder on ``sys.path`` and they import it as ``_common``. Each script
-writes its table to ``benchmarks/results/<script>.json`` (:class:`Results`),
+writes its table to ``benchmarks/results/<machine kind>/<script>.json`` (:class:`Results`, :func:`machine_kind`),
 which ``benchmarks/report.py`` turns into the "Speed and memory" section of docs/performance.md.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from datetime import datetime, timezone
@@ -148,6 +149,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine_kind() -> str:
+    """The folder of this machine kind's results: the CPU model and the BLAS kernel NumPy runs, as a slug.
+
+    Those two decide which of volnet's paths are fast, and sessions get different kinds (``amd-epyc-haswell``,
+    ``intel-xeon-...-skylakex``): each kind keeps its own results, and report.py shows them side by side.
+    """
+    model = re.sub(r"\((r|tm)\)|\bcpu\b|@.*", " ", cpu_model().lower())
+    return re.sub(r"[^a-z0-9]+", "-", f"{model} {blas_info().get('architecture') or 'blas'}".lower()).strip("-")
+
+
 def total_memory() -> int | None:
     """Bytes of physical memory, None where the OS does not say (no ``sysconf``)."""
     try:
@@ -176,7 +187,8 @@ def installed_version(package: str) -> str | None:
 
 
 class Results:
-    """One run's record, written by :meth:`write` to ``benchmarks/results/<name>.json`` (overwritten each run).
+    """One run's record, written by :meth:`write` to ``benchmarks/results/<machine kind>/<name>.json``
+    (overwritten by the next run on the same kind of machine).
 
     Made when the run starts, to note the time (UTC) and the load average;
     the file also holds the machine, the versions, NumPy's BLAS, whether the
@@ -206,8 +218,9 @@ class Results:
             "rows": rows,
             **extra,
         }
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"{self.name}.json"
+        folder = RESULTS / machine_kind()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.json"
         path.write_text(json.dumps(significant(record), indent=2, sort_keys=True) + "\n")
         print(f"\nwrote {os.path.relpath(path)}")
         return path

@@ -19,7 +19,7 @@ the same network (NHWC input, the batch volnet gets) in a session with
 as many intra-op threads; its ratio is volnet's time over onnxruntime's.
 After the volnet runs the script counts the layers that still hold
 a forward cache, which should be none. The table is also written to
-``benchmarks/results/bench_infer.json``.
+``benchmarks/results/<machine kind>/bench_infer.json``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ of one more step (or prediction) is the measurement. The estimate is
 total for training and for inference, which replays the engine's
 allocations on byte counts (as ``tests/analysis/test_memory.py`` holds it to
 the same measurement). The ratio is measured over estimate (the target: at
-most 1.3). The table is also written to ``benchmarks/results/bench_memory.json``.
+most 1.3). The table is also written to ``benchmarks/results/<machine kind>/bench_memory.json``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ again. "% of GEMM" compares volnet's GFLOP/s with NumPy's own float32 GEMM
 (2048x2048 by 2048x2048, median of 5 calls after a warm-up, 3 with ``--quick``)
 measured at the start of the run: the ceiling for an im2col convolution.
 
-The table is also written to ``benchmarks/results/bench_ops.json``.
+The table is also written to ``benchmarks/results/<machine kind>/bench_ops.json``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ step time; the ratio is volnet's step time over torch's.
 The per-layer table then times volnet's forward and backward of every layer
 (and the loss and update) over another rounds x calls steps, median per
 part: where volnet's step time goes. Both tables are also written to
-``benchmarks/results/bench_train.json``.
+``benchmarks/results/<machine kind>/bench_train.json``.
 """
 
 from __future__ import annotations

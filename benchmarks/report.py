@@ -4,10 +4,12 @@ Run from the repository root after the benchmarks (``make bench`` runs it last):
 
     .venv/bin/python benchmarks/report.py
 
-It reads ``benchmarks/results/*.json`` (what bench_ops.py, bench_train.py,
-bench_infer.py and bench_memory.py write) and prints the machine they ran
-on, the command that reproduces them, and one table per benchmark with a
-column saying whether issue 6's target (:data:`TARGETS`) is met.
+It reads ``benchmarks/results/<machine kind>/*.json`` (what bench_ops.py,
+bench_train.py, bench_infer.py and bench_memory.py write, one folder per
+kind of machine they ran on) and prints every target's figure on each kind
+side by side, then, per kind, the machine, the command that reproduces the
+figures, and one table per benchmark with a column saying whether its target
+(:data:`TARGETS`) is met.
 """
 
 from __future__ import annotations
@@ -46,8 +48,30 @@ ROW_KEYS = {
 
 
 def load() -> dict:
-    """``{script name: record}`` of every JSON file in benchmarks/results/."""
-    return {path.stem: json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))}
+    """``{machine kind: {script name: record}}`` of every JSON file in benchmarks/results/<machine kind>/."""
+    kinds = {folder.name: {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+             for folder in sorted(RESULTS.iterdir()) if folder.is_dir()}
+    return {kind: results for kind, results in kinds.items() if results}
+
+
+def side_by_side(kinds: dict) -> list:
+    """One row per target, one column per machine kind: the figure and whether it meets the target."""
+    rows = []
+    for name, targets in TARGETS.items():
+        for key, (column, op, bound) in targets.items():
+            label = " ".join(map(str, key)) if isinstance(key, tuple) else f"{name.removeprefix('bench_')} {key}"
+            cells = []
+            for results in kinds.values():
+                row = next((r for r in results.get(name, {}).get("rows", []) if ROW_KEYS[name](r) == key), None)
+                value = None if row is None else row.get(column)
+                if value is None:
+                    cells.append("-")
+                else:
+                    met = value <= bound if op == "<=" else value >= bound
+                    cells.append(f"{value:.2f}" if column != "gemm_percent" else f"{value:.0f}%")
+                    cells[-1] += "" if met else " (missed)"
+            rows.append((label, f"{column.replace('_', ' ')} {op} {bound}", *cells))
+    return table(["workload", "target", *kinds], rows)
 
 
 def verdict(name: str, row: dict, tally: list) -> str:
@@ -69,7 +93,7 @@ def verdict(name: str, row: dict, tally: list) -> str:
 
 def table(header: list, rows: list) -> list:
     """Markdown table lines: text columns left-aligned, numbers right-aligned."""
-    align = ["---" if h in ("workload", "pass", "mode", "target met") else "---:" for h in header]
+    align = ["---" if h in ("workload", "pass", "mode", "target met", "target") else "---:" for h in header]
     return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + [
         "| " + " | ".join(map(str, r)) + " |" for r in rows]
 
@@ -150,24 +174,34 @@ SECTIONS = {"bench_ops": ops_section, "bench_train": train_section, "bench_infer
             "bench_memory": memory_section}
 
 
-def main() -> None:
-    results = load()
-    if not results:
-        sys.exit(f"no results in {RESULTS}: run `make bench` first")
+def kind_lines(kind: str, results: dict) -> list:
+    """The section of one machine kind: its machine, how to reproduce, one table per benchmark."""
     tally = []
-    lines = ["## Speed and memory", ""]
+    lines = [f"### {kind}", ""]
     for line in machine_lines(results):
         lines += [line, ""]
-    lines += ["Reproduce with `make bench` (it writes `benchmarks/results/*.json`; "
-              "`benchmarks/report.py` prints this section from them).", ""]
     for name, section in SECTIONS.items():
         if name in results:
-            lines += section(results[name], tally)
+            body = section(results[name], tally)
+            lines += [f"#{body[0]}", *body[1:]]  # each benchmark's heading one level down
         else:
             lines.append(f"*No `{name}.json` yet: run `benchmarks/{name}.py`.*")
         lines.append("")
-    lines.append(f"Issue 6's targets met: {sum(tally)} of {len(tally)}.")
-    print("\n".join(lines))
+    lines.append(f"Targets met on {kind}: {sum(tally)} of {len(tally)}.")
+    return lines
+
+
+def main() -> None:
+    kinds = load()
+    if not kinds:
+        sys.exit(f"no results in {RESULTS}/<machine kind>/: run `make bench` first")
+    lines = ["## Speed and memory", "",
+             "Reproduce with `make bench` on each kind of machine (it writes `benchmarks/results/<machine kind>/"
+             "*.json`; `benchmarks/report.py` prints this section from them). Every target, on every machine kind "
+             "measured so far:", "", *side_by_side(kinds), ""]
+    for kind, results in kinds.items():
+        lines += [*kind_lines(kind, results), ""]
+    print("\n".join(lines).rstrip())
 
 
 if __name__ == "__main__":
