@@ -158,7 +158,14 @@ def infer_section(record: dict, tally: list) -> list:
              f"`cifar_reference` forward pass (torch: eval mode, `inference_mode`); median of {method['rounds']} "
              f"rounds x {method['calls']} passes per library, each round after a warm-up pass; "
              f"layers left holding a forward cache: {record['layers_with_cache']}.", ""]
-    return lines + images_per_second("bench_infer", record, tally)
+    lines += images_per_second("bench_infer", record, tally)
+    peers = [r for r in record["rows"] if r.get("ort_images_per_s") is not None]
+    if peers:  # onnxruntime, running volnet's own ONNX export of the same net, as a second peer
+        lines += ["", "The same net exported with `volnet.export.to_onnx`, in onnxruntime (CPU):", "",
+                  *table(["batch", "volnet images/s", "onnxruntime images/s", "volnet/onnxruntime"], [
+                      (r["batch"], cell(r["volnet_images_per_s"], ".1f"), cell(r["ort_images_per_s"], ".1f"),
+                       cell(r["ratio_ort"], ".2f")) for r in peers])]
+    return lines
 
 
 def memory_section(record: dict, tally: list) -> list:
