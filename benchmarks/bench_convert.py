@@ -22,7 +22,7 @@ import numpy as np
 from volnet import build
 from volnet.convert import fc_to_conv, score_map_geometry
 
-from _common import compare_interleaved, match_threads, print_environment, print_load
+from _common import compare_interleaved, configure_volnet, match_threads, print_environment, print_load
 
 # No zero padding before the FC layers, so every crop sees exactly what the converted net sees.
 NETWORK = ("INPUT[32x32x3] -> CONV5-32/P0 -> RELU -> POOL2 -> CONV5-64/P0 -> RELU -> POOL2 -> FC256 -> RELU -> FC10")
@@ -45,6 +45,7 @@ def main() -> None:
                         help="timed runs of each, taking turns, each after a warm-up run (default: 5)")
     args = parser.parse_args()
 
+    configure_volnet()
     blas, threads = match_threads(None)
     print_environment(blas, threads, None, uses_torch=False)
     print_load()

@@ -1,24 +1,38 @@
-"""Time inference (forward only) of the CIFAR-10 reference net in volnet, PyTorch and onnxruntime on the CPU.
+"""Time inference (forward only) of the zoo's nets in volnet, PyTorch and onnxruntime on the CPU.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_infer.py                                # batches 1 and 256
-    .venv/bin/python benchmarks/bench_infer.py --batches 1 32 --rounds 2 --calls 2
+    .venv/bin/python benchmarks/bench_infer.py                                # the four nets, batches 1 and 256
+    .venv/bin/python benchmarks/bench_infer.py --nets lenet --batches 1 32 --rounds 3 --calls 1 --no-fresh
 
-The network is ``volnet.zoo.cifar_reference(seed=0)``, as in bench_train.py.
-volnet runs ``net.forward(x)`` (``train=False``: no layer keeps a cache);
-PyTorch runs ``volnet.interop.to_torch`` of the same network (same weights)
-in eval mode under ``torch.inference_mode()``, on an NCHW copy of the batch
-prepared outside the timed region, with the same thread count (torch is set
-to NumPy's BLAS thread count). The libraries take turns in ``--rounds``
-rounds of one untimed and ``--calls`` timed forward passes each
-(``_common.compare_interleaved``); images/s is the batch size over the
-median time, and the ratio is volnet's time over torch's (the target: at
-most 1). onnxruntime, when installed, runs ``volnet.export.build_onnx`` of
-the same network (NHWC input, the batch volnet gets) in a session with
-as many intra-op threads; its ratio is volnet's time over onnxruntime's.
-After the volnet runs the script counts the layers that still hold
-a forward cache, which should be none. The table is also written to
+The networks are bench_train.py's four (``cifar-ref``, ``lenet``,
+``resnet18-cifar``, ``alexnet-cifar``: ``volnet.zoo.build_named(name,
+seed=0)``, 10 classes, at the net's own input size), each at batches 1 and
+256 (``--batches``). volnet runs ``net.forward(x)`` (``train=False``: no
+layer keeps a cache); PyTorch runs ``volnet.interop.to_torch`` of the same
+network (same weights) in eval mode under ``torch.inference_mode()``, on an
+NCHW copy of the batch prepared outside the timed region, with as many
+threads as NumPy's BLAS has. Each net and batch is compared two ways
+(``_common``):
+
+* in turn, in this process: the libraries take turns in up to ``--rounds``
+  rounds of one untimed and up to ``--calls`` timed forward passes each
+  (``_common.compare_within_budget``); a heavy case (resnet18-cifar at
+  batch 256 takes seconds a pass) gets fewer calls, then fewer rounds
+  (never fewer than 3 rounds of 1 pass), so that it takes about
+  ``--budget`` seconds; every row records the rounds and calls it got;
+* in fresh processes (unless ``--no-fresh``): volnet and PyTorch each alone
+  in a new interpreter (this script with ``--child``, building the same net
+  from the same seed), one warm-up and as many timed passes as the first
+  way took each library.
+
+Images/s is the batch size over the median time, and a ratio is volnet's
+time over torch's (the target: at most 1). onnxruntime, when installed,
+runs ``volnet.export.build_onnx`` of the same network (NHWC input, the
+batch volnet gets) in a session with as many intra-op threads, taking its
+turn in the first way only; its ratio is volnet's time over onnxruntime's.
+After the volnet runs the script counts the layers that still hold a
+forward cache, which should be none. The table is also written to
 ``benchmarks/results/<machine kind>/bench_infer.json``.
 """
 
@@ -27,26 +41,20 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from volnet.interop import to_torch
-from volnet.zoo import cifar_reference
+from volnet.interop import to_torch  # imports torch only when called
 
-# this folder's shared helpers, and the training benchmark's fixed random batch
-from _common import Results, cell, compare_interleaved, print_load, start, timing_row, to_nchw
-from bench_train import make_batch
-
-try:
-    import torch
-except ImportError:  # volnet's numbers alone are shown
-    torch = None
-
-try:
-    import onnxruntime
-except ImportError:  # no onnxruntime column
-    onnxruntime = None
+# this folder's shared helpers, and the training benchmark's nets and fixed random batch
+from _common import (Results, add_comparison_arguments, cell, child_settings, compare_fresh, compare_within_budget,
+                     configure_volnet, installed_version, optional_torch, print_fresh_processes, print_load,
+                     report_alone, start, timing_row, to_nchw)
+from bench_train import NETS, build, make_batch
 
 
-def torch_forward(model, x):
-    """The PyTorch forward pass, without autograd's bookkeeping."""
+def torch_forward(torch, net, images):
+    """The PyTorch forward pass of ``volnet.interop.to_torch(net)`` in eval mode on an NCHW copy of
+    ``images``, without autograd's bookkeeping."""
+    model, x = to_torch(net).eval(), to_nchw(images, torch)
+
     def forward():
         with torch.inference_mode():
             return model(x)
@@ -54,7 +62,16 @@ def torch_forward(model, x):
     return forward
 
 
-def ort_session(net, threads: int):
+def optional_onnxruntime():
+    """The onnxruntime module, or None where it is not installed (no onnxruntime column)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
+
+
+def ort_session(onnxruntime, net, threads: int):
     """An onnxruntime CPU session of ``net`` exported by volnet, with ``threads`` intra-op threads."""
     from volnet.export import build_onnx
 
@@ -79,49 +96,94 @@ def layers_with_cache(net) -> int:
     return sum(layer._cache is not None for top in net.layers for _, layer in top.named_layers())
 
 
+def compare(name: str, net, batch: int, peers: dict, args) -> tuple[dict, dict]:
+    """One row (a dict) of one net and batch: both ways' times, images/s and ratios, onnxruntime's columns,
+    rounds and calls; and the fresh processes' views (empty with ``--no-fresh``).
+
+    ``peers`` maps "torch" and "onnxruntime" (those installed) to a function of the batch that returns the
+    peer's forward pass on it.
+    """
+    images, _ = make_batch(batch, net.input_shape)
+    passes = {"volnet": lambda: net.forward(images, train=False),
+              **{peer: forward_on(images) for peer, forward_on in peers.items()}}
+    times, rounds, calls = compare_within_budget(passes, args.budget, args.rounds, args.calls)
+    row = {"net": name, "batch": batch, "rounds": rounds, "calls": calls, **timing_row(times, batch)}
+    row.update(ort_columns(times, batch, row["volnet_ms"]))
+    libraries = [library for library in passes if library != "onnxruntime"]
+    fresh, views = (compare_fresh("bench_infer", ["--nets", name, "--batches", batch], rounds * calls, libraries)
+                    if args.fresh else ({}, {}))
+    row.update(timing_row(fresh, batch, way="_fresh"))
+    return row, views
+
+
+HEADER = (f"{'net':<14}  {'batch':>5}  {'volnet img/s':>12}  {'volnet ms':>9}  {'torch ms':>8}  {'ORT ms':>7}  "
+          f"{'volnet/torch':>12}  {'volnet/ORT':>10}  {'fresh volnet ms':>15}  {'fresh torch ms':>14}  "
+          f"{'fresh volnet/torch':>18}  {'rounds x calls':>14}")
+
+
+def print_row(r: dict) -> None:
+    print(f"{r['net']:<14}  {r['batch']:>5}  {r['volnet_images_per_s']:12.1f}  {r['volnet_ms']:9.2f}  "
+          f"{cell(r['torch_ms'], '.2f'):>8}  {cell(r['ort_ms'], '.2f'):>7}  {cell(r['ratio'], '.2f'):>12}  "
+          f"{cell(r['ratio_ort'], '.2f'):>10}  {cell(r['volnet_fresh_ms'], '.2f'):>15}  "
+          f"{cell(r['torch_fresh_ms'], '.2f'):>14}  {cell(r['ratio_fresh'], '.2f'):>18}  "
+          f"{r['rounds']:>6} x {r['calls']:<5}", flush=True)
+
+
+def child(args) -> None:
+    """``--child``: time one library's forward pass alone on the one net and batch named, in this fresh process."""
+    torch = child_settings(args.child)
+    (name,), (batch,) = args.nets, args.batches
+    net = build(name)
+    images, _ = make_batch(batch, net.input_shape)
+    forward = (lambda: net.forward(images, train=False)) if args.child == "volnet" else \
+        torch_forward(torch, net, images)
+    report_alone(args.child, forward, args.calls, torch)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_comparison_arguments(parser, rounds=6, calls=3)
+    parser.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS), help="nets to time")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 256], help="batch sizes to time")
-    parser.add_argument("--rounds", type=int, default=6, help="rounds in which the libraries take turns")
-    parser.add_argument("--calls", type=int, default=3, help="timed forward passes per library and round")
     args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
 
+    configure_volnet()
+    torch, onnxruntime = optional_torch(), optional_onnxruntime()
     results = Results("bench_infer")
     blas, threads = start(torch)
-    net = cifar_reference(seed=0)
-    model = to_torch(net).eval() if torch else None
-    session = ort_session(net, threads) if onnxruntime else None
-    print(f"cifar-ref, {net.num_params:,} parameters; inference, float32; median of "
-          f"{args.rounds} rounds x {args.calls} forward passes, each round after 1 warm-up\n")
-
-    print(f"{'batch':>5}  {'volnet img/s':>12}  {'torch img/s':>11}  {'ORT img/s':>10}  {'volnet ms':>9}  "
-          f"{'torch ms':>8}  {'ORT ms':>7}  {'volnet/torch':>12}  {'volnet/ORT':>10}")
-    rows = []
-    for batch in args.batches:
-        images, _ = make_batch(batch)
-        passes = {"volnet": lambda: net.forward(images, train=False)}
+    print(f"inference, float32; in turn: median of up to {args.rounds} rounds x {args.calls} forward passes, each "
+          f"round after 1 warm-up, about {args.budget:g} s per row; fresh processes: "
+          f"{'1 warm-up, then as many passes' if args.fresh else 'skipped'}; "
+          f"onnxruntime {onnxruntime.__version__ if onnxruntime else 'not installed'}\n")
+    print(HEADER)
+    rows, views, cached = [], {}, 0
+    for name in args.nets:
+        net = build(name)
+        peers = {}
         if torch:
-            passes["torch"] = torch_forward(model, to_nchw(images, torch))
-        if session:
-            passes["onnxruntime"] = lambda images=images: session.run(None, {"input": images})
-        times = compare_interleaved(passes, args.rounds, args.calls)
-        row = {"batch": batch, **timing_row(times, batch)}
-        row.update(ort_columns(times, batch, row["volnet_ms"]))
-        rows.append(row)
-        print(f"{batch:>5}  {row['volnet_images_per_s']:12.1f}  {cell(row['torch_images_per_s'], '.1f'):>11}  "
-              f"{cell(row['ort_images_per_s'], '.1f'):>10}  {row['volnet_ms']:9.2f}  "
-              f"{cell(row['torch_ms'], '.2f'):>8}  "
-              f"{cell(row['ort_ms'], '.2f'):>7}  {cell(row['ratio'], '.2f'):>12}  {cell(row['ratio_ort'], '.2f'):>10}")
+            peers["torch"] = lambda images, net=net: torch_forward(torch, net, images)
+        if onnxruntime:
+            session = ort_session(onnxruntime, net, threads)
+            peers["onnxruntime"] = lambda images, session=session: lambda: session.run(None, {"input": images})
+        for batch in args.batches:
+            row, row_views = compare(name, net, batch, peers, args)
+            rows.append(row)
+            views.update(row_views)
+            print_row(row)
+        cached += layers_with_cache(net)
 
-    cached = layers_with_cache(net)
     print(f"\nlayers holding a forward cache after the volnet runs: {cached} (expected 0)")
+    print_fresh_processes(views)
     print_load()
-    results.write({"rounds": args.rounds, "calls": args.calls, "warmup_calls_per_round": 1, "threads": threads,
-                   "statistic": "median of all timed calls (min kept as *_min_ms)", "dtype": "float32",
-                   "network": "cifar_reference(seed=0)",
-                   "onnxruntime": onnxruntime.__version__ if onnxruntime else None,
-                   "ratio_ort": "volnet ms / onnxruntime ms (volnet.export.build_onnx, NHWC input)"},
-                  rows, layers_with_cache=cached)
+    results.write({"rounds": args.rounds, "calls": args.calls, "budget_s": args.budget, "fresh": args.fresh,
+                   "warmup_calls_per_round": 1, "threads": threads, "dtype": "float32",
+                   "statistic": "median of all timed calls (min kept as *_min_ms); rounds and calls per row",
+                   "networks": {name: f"build_named({name!r}, classes=10, seed=0)" for name in args.nets},
+                   "onnxruntime": installed_version("onnxruntime"),
+                   "ratio_ort": "volnet ms / onnxruntime ms (volnet.export.build_onnx, NHWC input; in turn only)"},
+                  rows, layers_with_cache=cached, fresh_processes=views)
 
 
 if __name__ == "__main__":

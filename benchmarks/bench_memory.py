@@ -28,7 +28,7 @@ from volnet.analysis import analyze, format_bytes
 from volnet.zoo import cifar_reference
 
 # this folder's shared helpers, and the training benchmark's batch and step
-from _common import Results, match_threads, print_environment, print_load
+from _common import Results, configure_volnet, match_threads, print_environment, print_load
 from bench_train import make_batch, volnet_step
 
 MODES = ("train", "inference")
@@ -41,7 +41,7 @@ def measure(mode: str, batch: int) -> int:
     try:
         start = tracemalloc.get_traced_memory()[0]
         net = cifar_reference(seed=0)
-        images, labels = make_batch(batch)
+        images, labels = make_batch(batch, net.input_shape)
         run = volnet_step(net, images, labels) if mode == "train" else lambda: net.forward(images, train=False)
         run()
         tracemalloc.reset_peak()
@@ -56,6 +56,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64, help="images per step")
     args = parser.parse_args(argv)
 
+    configure_volnet()
     results = Results("bench_memory")
     blas, threads = match_threads(None)
     print_environment(blas, threads, None, uses_torch=False)

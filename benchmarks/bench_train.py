@@ -1,27 +1,42 @@
-"""Time one training step of the CIFAR-10 reference net in volnet and in PyTorch on the CPU.
+"""Time one training step of the zoo's nets in volnet and in PyTorch on the CPU.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_train.py                      # batch 64, 5 rounds of 4 steps
-    .venv/bin/python benchmarks/bench_train.py --rounds 2 --calls 2 --batch 32
+    .venv/bin/python benchmarks/bench_train.py                      # the four nets of NETS, their batches
+    .venv/bin/python benchmarks/bench_train.py --nets lenet --batch 32 --rounds 3 --calls 1 --no-fresh
 
-The network is ``volnet.zoo.cifar_reference``: INPUT[32x32x3] -> [CONV3-32 ->
-RELU]*2 -> POOL2 -> [CONV3-64 -> RELU]*2 -> POOL2 -> FC512 -> RELU -> FC10.
-One step is what training repeats: forward, softmax cross-entropy loss,
-backward, and an SGD momentum update (lr 0.001, momentum 0.9; both libraries
-use torch's formulation), in float32, on one fixed random batch. The
-PyTorch model is ``volnet.interop.to_torch`` of the same network (same
-weights, NCHW input prepared outside the timed region); both run in this
-process with the same thread count (torch is set to NumPy's BLAS thread
-count), taking turns in ``--rounds`` rounds of one untimed and ``--calls``
-timed steps each (``_common.compare_interleaved``), so that changing load
-on the machine slows both alike. Images/s is the batch size over the median
-step time; the ratio is volnet's step time over torch's.
+The networks (:data:`NETS`, each at the batch of its target) are
+``volnet.zoo.build_named(name, seed=0)`` with 10 classes at the net's own
+input size: ``cifar-ref`` (INPUT[32x32x3] -> [CONV3-32 -> RELU]*2 -> POOL2
+-> [CONV3-64 -> RELU]*2 -> POOL2 -> FC512 -> RELU -> FC10, batch 64),
+``lenet`` (28x28x1, batch 64), ``resnet18-cifar`` (batch 32) and
+``alexnet-cifar`` (batch 64). One step is what training repeats: forward,
+softmax cross-entropy loss, backward, and an SGD momentum update (lr 0.001,
+momentum 0.9; both libraries use torch's formulation), in float32, on one
+fixed random batch. The PyTorch model is ``volnet.interop.to_torch`` of the
+same network (same weights, NCHW input prepared outside the timed region),
+with as many threads as NumPy's BLAS has. Each net is compared two ways
+(``_common``):
 
-The per-layer table then times volnet's forward and backward of every layer
-(and the loss and update) over another rounds x calls steps, median per
-part: where volnet's step time goes. Both tables are also written to
-``benchmarks/results/<machine kind>/bench_train.json``.
+* in turn, in this process: the libraries take turns in up to ``--rounds``
+  rounds of one untimed and up to ``--calls`` timed steps each
+  (``_common.compare_within_budget``), so that changing load on the machine
+  slows both alike; a heavy net gets fewer calls, then fewer rounds (never
+  fewer than 3 rounds of 1 step), so that it takes about ``--budget``
+  seconds; every row records the rounds and calls it got;
+* in fresh processes (unless ``--no-fresh``): each library alone in a new
+  interpreter (this script with ``--child``, building the same net from the
+  same seed), one warm-up step and as many timed steps as the first way
+  took each library, as a user's training runs: PyTorch without volnet's
+  process settings, volnet without torch loaded.
+
+Images/s is the batch size over the median step time; a ratio is volnet's
+step time over torch's.
+
+The per-layer table then times volnet's forward and backward of every
+top-level layer (and the loss and update) of each net over as many steps as
+the first way took, median per part: where volnet's step time goes. All the
+tables are also written to ``benchmarks/results/<machine kind>/bench_train.json``.
 """
 
 from __future__ import annotations
@@ -32,28 +47,30 @@ import time
 
 import numpy as np
 
-from volnet.interop import to_torch
+from volnet.interop import to_torch  # imports torch only when called
 from volnet.ops.losses import softmax_cross_entropy
 from volnet.optim import make_optimizer
 from volnet.shapes import format_volume
-from volnet.zoo import cifar_reference
+from volnet.zoo import build_named
 
 # this folder's shared helpers
-from _common import Results, compare_interleaved, print_load, start, timing_row, to_nchw
-
-try:
-    import torch
-    import torch.nn.functional as tF
-except ImportError:  # volnet's numbers alone are shown
-    torch = None
+from _common import (Results, add_comparison_arguments, cell, child_settings, compare_fresh, compare_within_budget,
+                     configure_volnet, optional_torch, print_fresh_processes, print_load, report_alone, start,
+                     timing_row, to_nchw)
 
 LR, MOMENTUM, CLASSES = 1e-3, 0.9, 10
+NETS = {"cifar-ref": 64, "lenet": 64, "resnet18-cifar": 32, "alexnet-cifar": 64}  # net -> batch of its target
 
 
-def make_batch(batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed random float32 batch ``(N, 32, 32, 3)`` and its labels."""
+def build(name: str):
+    """The zoo's net ``name`` with seed 0 and :data:`CLASSES` classes, at its own input size."""
+    return build_named(name, classes=CLASSES, seed=0)
+
+
+def make_batch(batch: int, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random float32 batch ``(N, *input_shape)`` and its labels."""
     rng = np.random.default_rng(0)
-    return rng.standard_normal((batch, 32, 32, 3), dtype=np.float32), rng.integers(0, CLASSES, batch)
+    return rng.standard_normal((batch, *input_shape), dtype=np.float32), rng.integers(0, CLASSES, batch)
 
 
 def volnet_step(net, images, labels):
@@ -69,15 +86,15 @@ def volnet_step(net, images, labels):
     return step
 
 
-def torch_step(model, images, labels):
-    """The same step in PyTorch, on NCHW copies of the batch."""
+def torch_step(torch, net, images, labels):
+    """The same step in PyTorch, on ``volnet.interop.to_torch`` of ``net`` and NCHW copies of the batch."""
+    model = to_torch(net).train()
     x, y = to_nchw(images, torch), torch.from_numpy(labels)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    model.train()
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        tF.cross_entropy(model(x), y).backward()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
 
     return step
@@ -117,47 +134,95 @@ def layer_breakdown(net, images, labels, steps: int) -> list:
                    {"index": None, "layer": "momentum update", "output": "", "fwd_ms": 0.0, "bwd_ms": ms["update"]}]
 
 
-def print_breakdown(rows: list, step_ms: float) -> None:
+LAYER_WIDTH = 48  # a residual block's repr lists its whole body: shortened to keep one line per layer
+
+
+def print_breakdown(name: str, rows: list, step_ms: float) -> None:
     total = sum(r["fwd_ms"] + r["bwd_ms"] for r in rows)
-    width = max(len(r["layer"]) for r in rows)
-    print(f"{'#':>2}  {'layer':<{width}}  {'output':<12}  {'fwd ms':>8}  {'bwd ms':>8}  {'share':>6}")
+    print(f"\nvolnet's {name} step, layer by layer:")
+    print(f"{'#':>2}  {'layer':<{LAYER_WIDTH}}  {'output':<12}  {'fwd ms':>8}  {'bwd ms':>8}  {'share':>6}")
     for r in rows:
         fwd, bwd = r["fwd_ms"], r["bwd_ms"]
-        print(f"{r['index'] or '':>2}  {r['layer']:<{width}}  {r['output']:<12}  {fwd:8.2f}  {bwd:8.2f}  "
+        layer = r["layer"] if len(r["layer"]) <= LAYER_WIDTH else r["layer"][:LAYER_WIDTH - 3] + "..."
+        print(f"{r['index'] or '':>2}  {layer:<{LAYER_WIDTH}}  {r['output']:<12}  {fwd:8.2f}  {bwd:8.2f}  "
               f"{(fwd + bwd) / total:6.1%}")
     print(f"sum of the parts' medians {total:.1f} ms; median whole step {step_ms:.1f} ms")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=8, help="rounds in which the libraries take turns")
-    parser.add_argument("--calls", type=int, default=4, help="timed steps per library and round")
-    parser.add_argument("--batch", type=int, default=64, help="images per step")
-    args = parser.parse_args(argv)
-
-    results = Results("bench_train")
-    blas, threads = start(torch)
-    net = cifar_reference(seed=0)
-    images, labels = make_batch(args.batch)
+def compare(name: str, batch: int, args, torch) -> tuple[dict, dict, list]:
+    """One net's row (a dict: both ways' times, images/s, ratios, rounds and calls), the fresh processes'
+    views (empty with ``--no-fresh``), and volnet's layer breakdown."""
+    net = build(name)
+    images, labels = make_batch(batch, net.input_shape)
     steps = {"volnet": volnet_step(net, images, labels)}
     if torch:
-        steps["torch"] = torch_step(to_torch(net), images, labels)  # the same initial weights
-    print(f"cifar-ref, {net.num_params:,} parameters; batch {args.batch}, float32; median of "
-          f"{args.rounds} rounds x {args.calls} steps, each round after 1 warm-up step\n")
+        steps["torch"] = torch_step(torch, net, images, labels)  # the same initial weights
+    times, rounds, calls = compare_within_budget(steps, args.budget, args.rounds, args.calls)
+    row = {"net": name, "batch": batch, "parameters": net.num_params, "rounds": rounds, "calls": calls,
+           **timing_row(times, batch)}
+    fresh, views = (compare_fresh("bench_train", ["--nets", name, "--batch", batch], rounds * calls, list(steps))
+                    if args.fresh else ({}, {}))
+    row.update(timing_row(fresh, batch, way="_fresh"))
+    return row, views, layer_breakdown(net, images, labels, rounds * calls)
 
-    row = {"batch": args.batch, **timing_row(compare_interleaved(steps, args.rounds, args.calls), args.batch)}
-    for name in steps:
-        print(f"{name:<8} {row[f'{name}_images_per_s']:8.1f} images/s  ({row[f'{name}_ms']:.1f} ms/step)")
-    if torch:
-        print(f"volnet/torch step time: {row['ratio']:.2f}")
-    print("\nvolnet's step, layer by layer:")
-    layers = layer_breakdown(net, images, labels, args.rounds * args.calls)
-    print_breakdown(layers, row["volnet_ms"])
+
+HEADER = (f"{'net':<14}  {'batch':>5}  {'volnet img/s':>12}  {'torch img/s':>11}  {'volnet ms':>9}  {'torch ms':>8}  "
+          f"{'volnet/torch':>12}  {'fresh volnet ms':>15}  {'fresh torch ms':>14}  {'fresh volnet/torch':>18}  "
+          f"{'rounds x calls':>14}")
+
+
+def print_row(r: dict) -> None:
+    print(f"{r['net']:<14}  {r['batch']:>5}  {cell(r['volnet_images_per_s'], '.1f'):>12}  "
+          f"{cell(r['torch_images_per_s'], '.1f'):>11}  {cell(r['volnet_ms'], '.1f'):>9}  "
+          f"{cell(r['torch_ms'], '.1f'):>8}  {cell(r['ratio'], '.2f'):>12}  {cell(r['volnet_fresh_ms'], '.1f'):>15}  "
+          f"{cell(r['torch_fresh_ms'], '.1f'):>14}  {cell(r['ratio_fresh'], '.2f'):>18}  "
+          f"{r['rounds']:>6} x {r['calls']:<5}", flush=True)
+
+
+def child(args) -> None:
+    """``--child``: time one library's step alone on the one net named, in this fresh process."""
+    torch = child_settings(args.child)
+    (name,) = args.nets
+    net = build(name)
+    images, labels = make_batch(args.batch, net.input_shape)
+    step = volnet_step(net, images, labels) if args.child == "volnet" else torch_step(torch, net, images, labels)
+    report_alone(args.child, step, args.calls, torch)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_comparison_arguments(parser, rounds=8, calls=4)
+    parser.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS), help="nets to time")
+    parser.add_argument("--batch", type=int, default=None, help="images per step (default: each net's, in NETS)")
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
+
+    configure_volnet()
+    torch = optional_torch()
+    results = Results("bench_train")
+    blas, threads = start(torch)
+    print(f"float32, momentum SGD; in turn: median of up to {args.rounds} rounds x {args.calls} steps, each round "
+          f"after 1 warm-up step, about {args.budget:g} s per net; fresh processes: "
+          f"{'1 warm-up, then as many steps' if args.fresh else 'skipped'}\n")
+    print(HEADER)
+    rows, views, layers = [], {}, {}
+    for name in args.nets:
+        row, row_views, layers[name] = compare(name, args.batch or NETS[name], args, torch)
+        rows.append(row)
+        views.update(row_views)
+        print_row(row)
+    for row in rows:
+        print_breakdown(row["net"], layers[row["net"]], row["volnet_ms"])
+    print()
+    print_fresh_processes(views)
     print_load()
-    results.write({"rounds": args.rounds, "calls": args.calls, "warmup_calls_per_round": 1, "threads": threads,
-                   "statistic": "median of all timed steps (min kept as *_min_ms)", "dtype": "float32",
-                   "network": "cifar_reference(seed=0)", "optimizer": f"momentum (lr {LR}, momentum {MOMENTUM})"},
-                  [row], layers=layers)
+    results.write({"rounds": args.rounds, "calls": args.calls, "budget_s": args.budget, "fresh": args.fresh,
+                   "warmup_calls_per_round": 1, "threads": threads, "dtype": "float32",
+                   "statistic": "median of all timed steps (min kept as *_min_ms); rounds and calls per row",
+                   "networks": {name: f"build_named({name!r}, classes={CLASSES}, seed=0)" for name in args.nets},
+                   "optimizer": f"momentum (lr {LR}, momentum {MOMENTUM})"},
+                  rows, layers=layers, fresh_processes=views)
 
 
 if __name__ == "__main__":

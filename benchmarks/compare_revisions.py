@@ -16,8 +16,9 @@ new time / old time: the machine's load drifts, and a ratio taken within one
 round cancels most of that drift.
 
 Process-wide settings are shared: this script turns freed memory kept for
-reuse on (``volnet.configure``, as ``_common`` does for every benchmark), so
-the ratio measures the kernels, not those settings.
+reuse on (``volnet.configure``, as every benchmark does with
+``_common.configure_volnet``), so the ratio measures the kernels, not those
+settings.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from volnet.optim import make_optimizer
 from volnet.train import Trainer
 from volnet.zoo import lenet
 
-from _common import print_load, start, to_nchw  # this folder's shared helpers
+from _common import configure_volnet, print_load, start, to_nchw  # this folder's shared helpers
 
 try:
     import torch
@@ -153,6 +153,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tolerance", type=float, default=1.0, help="largest accepted gap in accuracy points")
     args = parser.parse_args(argv)
 
+    configure_volnet()
     blas, threads = start(torch)
     train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
     normalizer = Normalizer.fit(train.images)
