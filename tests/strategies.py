@@ -57,16 +57,18 @@ def assert_fast_equals_naive(fast, naive, arrays, hyper, rng, names=("dx", "dw",
 
 @contextmanager
 def winograd_enabled(enabled: bool):
-    """Let 3x3 stride-1 CONV layers take Winograd (where Numba is installed) or not, for the duration.
+    """Let 3x3 stride-1 CONV layers take Winograd (where Numba is installed) or not, for the duration;
+    enabled, on batches of any number of tiles (``winograd.MIN_TILES`` = 1), so that small test shapes take it.
 
     A context manager rather than monkeypatch, which hypothesis tests cannot take.
     """
-    before = winograd.ENABLED
-    winograd.ENABLED = enabled and before
+    before = winograd.ENABLED, winograd.MIN_TILES
+    winograd.ENABLED = enabled and before[0]
+    winograd.MIN_TILES = 1 if enabled else before[1]
     try:
         yield
     finally:
-        winograd.ENABLED = before
+        winograd.ENABLED, winograd.MIN_TILES = before
 
 
 def torch_conv(torch, nchw, x, w, b, dout, **hyper):

@@ -71,7 +71,8 @@ def _winograd_kernels(pad):
 
 @needs_numba
 @pytest.mark.parametrize("x_shape, K, pad", [((2, 5, 7, 8), 8, 1), ((1, 4, 3, 9), 10, 2), ((2, 6, 6, 8), 3, 0)])
-def test_winograd_gradients(x_shape, K, pad, rng, check_kernel_grad):
+def test_winograd_gradients(x_shape, K, pad, rng, check_kernel_grad, monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((3, 3, x_shape[3], K))
     b = rng.standard_normal(K)
@@ -86,6 +87,7 @@ def test_conv_backward_takes_winograd_for_dw_and_its_gradients_check(rng, check_
     w, b = rng.standard_normal((3, 3, 8, 9)), rng.standard_normal(9)
     calls = []
     monkeypatch.setattr(winograd, "THIN_MULTIPLY", 1)  # dw takes Winograd however many cores there are
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)  # and however few tiles the batch has
     real = winograd.weight_gradient
     monkeypatch.setattr(winograd, "weight_gradient", lambda *a, **k: calls.append(1) or real(*a, **k))
     check_kernel_grad(conv_forward, conv_backward, (x, w, b), dict(pad=1), rng)
@@ -122,8 +124,29 @@ def test_winograd_layer_matches_torch(dtype, tol, rng, torch, nchw):
     (3, 1, 1, 16, np.int64, False),
 ])
 def test_winograd_applies_only_to_3x3_stride1_undilated_float_layers(F, stride, dilation, depth, dtype, expected):
-    g = geometry((1, 9, 9, depth), F, stride, 1, dilation, fit="crop")
+    g = geometry((2, 9, 9, depth), F, stride, 1, dilation, fit="crop")  # 2 x 5 x 5 tiles
     assert winograd.applies(g, depth, dtype) is (expected and winograd.ENABLED)
+
+
+@needs_numba
+@pytest.mark.parametrize("images, size, expected", [(1, 4, False), (4, 4, False), (8, 4, True), (1, 12, True),
+                                                    (1, 10, False)])
+def test_winograd_waits_for_enough_tiles_to_share_the_filter_transform(images, size, expected):
+    g = geometry((images, size, size, 64), 3, 1, 1)
+    assert winograd.tile_count(g) == images * (-(-size // 2)) ** 2
+    assert winograd.applies(g, 64, np.float32) is expected
+
+
+@needs_numba
+def test_a_conv_with_few_tiles_takes_im2col_with_the_same_numbers(rng, monkeypatch):
+    # ResNet's last stage at batch 1: 4x4x512 gives 4 tiles, too few for Winograd
+    x, w, b = rng.standard_normal((1, 4, 4, 16)), rng.standard_normal((3, 3, 16, 16)), rng.standard_normal(16)
+    calls = []
+    monkeypatch.setattr(winograd, "correlate", lambda *a, **k: calls.append(1))
+    out, cache = conv_forward(x, w, b, pad=1)
+    expected, _ = conv_forward_naive(x, w, b, pad=1)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-10)
+    assert not calls
 
 
 @pytest.mark.parametrize("depth", [winograd.MIN_DEPTH, 16])

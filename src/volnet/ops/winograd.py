@@ -51,6 +51,13 @@ ENABLED = (importlib.util.find_spec("numba") is not None
 # 1.8x slower on the 32x32x3 first layer of the CIFAR-10 reference net; the
 # bound is conv's SHALLOW_DEPTH, where its own schemes switch for the same reason).
 MIN_DEPTH = 8
+# Every call transforms the filters, 16 numbers per (input channel, filter) where im2col reads 9, and a
+# call with few output tiles has little multiply-add work to save against that: its sixteen multiplies
+# have only a few rows each (tiles), and are bound by reading the transformed filters. Measured on batch-1
+# ResNet stages (4x4x512 and 8x8x256, docs/performance.md): im2col was 2.3x faster at 4 tiles, 1.1-1.2x
+# at 16; Winograd 1.1-1.4x faster from 32 tiles on. The break-even is a count of tiles over which the
+# transform is shared, not a machine's speed.
+MIN_TILES = 32
 # Layers whose multiplies give results smaller than this (D*K numbers) are "thin":
 # BLAS runs them at about half its rate and cannot spread them over the cores, so
 # the batch is split over the cores instead (volnet.ops.threads); where only one
@@ -66,9 +73,18 @@ G_KRON_G = np.kron(G, G)  # U[4a+b] = sum over (u, v) of G[a, u] G[b, v] g[3u+v]
 
 
 def applies(g, depth: int, dtype) -> bool:
-    """Whether the correlation with geometry ``g`` over ``depth`` input channels can take Winograd."""
+    """Whether the correlation with geometry ``g`` over ``depth`` input channels takes Winograd: a 3x3
+    stride-1 undilated float layer at least :data:`MIN_DEPTH` deep, whose batch has at least :data:`MIN_TILES`
+    output tiles (:func:`tile_count`) to share the cost of transforming the filters."""
     return (ENABLED and g.size == (3, 3) and g.stride == (1, 1) and g.dilation == (1, 1)
-            and depth >= MIN_DEPTH and np.dtype(dtype) in (np.float32, np.float64))
+            and depth >= MIN_DEPTH and np.dtype(dtype) in (np.float32, np.float64)
+            and tile_count(g) >= MIN_TILES)
+
+
+def tile_count(g) -> int:
+    """The 2x2 output tiles of a whole batch: ``N * ceil(H2/2) * ceil(W2/2)``."""
+    Ht, Wt = tiles(g.out_hw)
+    return g.in_shape[0] * Ht * Wt
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype, workers: int) -> bool:
