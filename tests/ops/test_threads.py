@@ -330,3 +330,21 @@ def test_the_examples_in_the_docstrings_hold():
 
     assert doctest.testmod(threads).failed == 0
     assert doctest.testmod(runtime).failed == 0
+
+
+@needs_threadpoolctl
+def test_blas_is_warmed_once_on_two_threads_before_the_first_pass_then_given_back(monkeypatch):
+    # OpenBLAS runs its one-thread GEMMs 3x slower for good when it never ran one on two threads
+    if not SCHEDULER.blas().lib_controllers:
+        pytest.skip("no BLAS that threadpoolctl can see")
+    scheduler = threads.Scheduler()
+    seen = []
+    real_matmul = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda a, b: seen.append((a.shape, blas_threads())) or real_matmul(a, b))
+    with SCHEDULER.blas().limit(limits=1):  # even where BLAS was set to one thread
+        with scheduler.network_pass(8):
+            pass
+        with scheduler.network_pass(8):
+            pass
+        assert blas_threads() == 1
+    assert seen == [((256, 256), 2)]

@@ -142,6 +142,7 @@ class Scheduler:
 
     def __init__(self):
         self._blas = None  # NumPy's BLAS libraries as threadpoolctl sees them, found on first use
+        self._blas_warmed = False  # whether warm_blas has run
         # Held while BLAS is turned down to one thread. A split or pass in another thread at
         # the same time would read "1 thread" as the setting to restore; it leaves BLAS alone.
         self._single_threaded_blas = threading.Lock()
@@ -160,6 +161,31 @@ class Scheduler:
             threadpoolctl = _threadpoolctl()
             self._blas = threadpoolctl.ThreadpoolController().select(user_api="blas") if threadpoolctl else False
         return self._blas
+
+    def warm_blas(self) -> None:
+        """Once per process, before BLAS's first real work: one multiply on two BLAS threads.
+
+        OpenBLAS (0.3.31, measured on AMD EPYC) runs every one-thread GEMM of the process about 3x slower
+        (12 GFLOP/s against 33 on a 512 x 1601 x 192 multiply) when it has never run a GEMM on more than
+        one thread: in a network pass that was the process's first BLAS work, under
+        ``OPENBLAS_NUM_THREADS=1``, and on one core. One 256 x 256 multiply on two threads, however many
+        cores there are, avoids it for good; it costs about a millisecond (docs/performance.md).
+        """
+        if self._blas_warmed:
+            return
+        self._blas_warmed = True
+        import numpy as np
+
+        square = np.ones((256, 256), dtype=np.float32)
+        blas = self.blas()
+        if not blas:
+            np.matmul(square, square)
+            return
+        limiter = blas.limit(limits=2)
+        try:
+            np.matmul(square, square)
+        finally:
+            limiter.restore_original_limits()
 
     def cores(self) -> int:
         """The cores a split may use: BLAS's thread count now (1 without threadpoolctl)."""
@@ -191,6 +217,7 @@ class Scheduler:
         if self.holding():
             yield self._held
             return
+        self.warm_blas()
         count = self.cores()
         lock = self._single_threaded_blas  # (after a fork the child has a new one; this pass releases its own)
         if images < 2 or count < 2 or not lock.acquire(blocking=False):
@@ -288,8 +315,12 @@ _ALONE = Workers()
 
 
 def or_alone(workers: Workers | None) -> Workers:
-    """``workers``, or for None (a kernel called without them) :func:`alone`."""
-    return alone() if workers is None else workers
+    """``workers``, or for None (a kernel called without them) :func:`alone`, BLAS warmed first
+    (:meth:`Scheduler.warm_blas`: a network pass, which gives a kernel its workers, has done that)."""
+    if workers is None:
+        _SCHEDULER.warm_blas()
+        return _ALONE
+    return workers
 
 
 def network_pass(images: int):
