@@ -168,6 +168,9 @@ def _nets():
                            Conv2D(16, 3, S=2, P=1, fit="crop"), L2Pool(2), Conv2D(16, 1), FC(10)], (32, 32, 8),
                           "nesterov"),
     }
+    # 5x5 CONVs of 64 channels take the general Winograd (forward, dx, dw), the 3x3 the compiled one
+    nets["winograd-5x5"] = ([Conv2D(64, 3, P=1), ReLU(), Conv2D(64, 5, P=2), ReLU(), MaxPool(2), FC(10)],
+                            (16, 16, 3), "momentum")
     from volnet import layers
 
     if all(hasattr(layers, n) for n in ("Residual", "Inception", "Concat", "GlobalAvgPool", "LocallyConnected")):

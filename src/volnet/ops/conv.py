@@ -21,13 +21,14 @@ backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import threads, winograd
+from . import threads, winograd, winograd_general
 from .workspace import (BackwardWorkspace, ForwardWorkspace, images_per_block, padded, part_sizes, split_blocks,
                         unpadded, windows_contiguous)
 from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
@@ -157,7 +158,8 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
     dw is ``rows.T @ dout`` summed over blocks of images, with the im2col
     rows rebuilt block by block, or for 3x3 stride-1 layers where
     :func:`volnet.ops.winograd.applies_to_weight_gradient` (enough filters, or
-    the batch split over the cores) :func:`volnet.ops.winograd.weight_gradient`.
+    the batch split over the cores) :func:`volnet.ops.winograd.weight_gradient`,
+    and for 5x5 stride-1 ones :func:`volnet.ops.winograd_general.weight_gradient`.
     dx is, for stride 1, a convolution of dout with the flipped filters
     (:func:`conv_backward_input_flipped`); for
     larger strides it sends ``dout @ W.T`` back to where each column was
@@ -176,6 +178,13 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
         # dout_rows is already a contiguous copy where dout is strided: reuse it rather than copy again
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
                                           blas_held=workers.blas_held)
+    elif winograd_general.applies(g, D, K, dtype):
+        r = g.size[0]
+        per_image = winograd_general.weight_gradient_bytes_per_image(g.out_hw, D, K, r, dtype.itemsize)
+        step = images_per_block(N, per_image, winograd_general.block_bytes(g.out_hw, per_image, BLOCK_BYTES))
+        count = workers.for_multiply_adds(dout_rows.size * r * r * D, N)
+        dw, db = winograd_general.weight_gradient(xp, dout_rows.reshape(dout.shape), r, step, count,
+                                                  blas_held=workers.blas_held)
     else:
         dw, db = _weight_gradient(dout_rows, xp, g, workers)
     dx = _input_gradient(dout, w, g, xp.shape, workers) if input_grad else None
@@ -196,6 +205,8 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> 
     rows = 0
     if winograd.applies_for_itemsize(g, D, K, b, cores):  # winograd.correlate
         rows = winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES)
+    elif _general_winograd_applies(g, D, K, b):  # winograd_general.correlate
+        rows = _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores)
     elif not windows_contiguous(g):  # _correlate: each thread's block
         per_image = Ho * Wo * (Fh * Fw * D + 1) * b
         workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)
@@ -227,6 +238,8 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)  # the im2col kernels' threads
     if winograd.applies_for_itemsize(g, D, K, b, cores, weight_gradient=True):  # winograd.weight_gradient
         phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES, weight_gradient=True)]
+    elif _general_winograd_applies(g, D, K, b):  # winograd_general.weight_gradient
+        phases = [grads + _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores, weight_gradient=True)]
     else:
         # each thread's part of the batch: its rows, its dw (and db), and one block's share of it
         rows, partials = 0, 0
@@ -259,6 +272,8 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
         flipped = 0
         if winograd.applies_for_itemsize(g, K, D, b, cores):  # the flipped filters are 3x3 stride 1 too
             flipped = winograd.workspace((H, W), K, D, N, b, cores, BLOCK_BYTES)
+        elif _general_winograd_applies(g, K, D, b, out_hw=(H, W)):  # or 5x5 stride 1
+            flipped = _general_winograd_workspace((H, W), K, D, N, Fh, b, cores)
         elif (Fh, Fw) != (1, 1):
             per_image = H * W * Fh * Fw * K * b
             flipped_workers = threads.workers_for(N * H * W * D * Fh * Fw * K, N, cores)  # _correlate's threads
@@ -278,13 +293,33 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     return BackwardWorkspace(max(phases), dx, contiguous and whole)
 
 
+def _general_winograd_applies(g: Geometry, depth: int, filters: int, itemsize: int, out_hw=None) -> bool:
+    """:func:`volnet.ops.winograd_general.applies` for values of ``itemsize`` bytes, on ``g`` or (``out_hw``:
+    the flipped correlation of the input gradient) on its output size instead."""
+    dtype = {4: np.float32, 8: np.float64}.get(itemsize)
+    if dtype is None:
+        return False
+    correlation = g if out_hw is None else dataclasses.replace(g, out_hw=out_hw)
+    return winograd_general.applies(correlation, depth, filters, dtype)
+
+
+def _general_winograd_workspace(out_hw, depth: int, filters: int, images: int, r: int, itemsize: int,
+                                cores: int, weight_gradient: bool = False) -> int:
+    """:func:`volnet.ops.winograd_general.workspace` with the threads :func:`_convolve` (or the weight
+    gradient of :func:`conv_backward`) gives it in a pass."""
+    workers = threads.workers_for(images * out_hw[0] * out_hw[1] * filters * r * r * depth, images, cores)
+    return winograd_general.workspace(out_hw, depth, filters, r, images, itemsize, workers, BLOCK_BYTES,
+                                      weight_gradient)
+
+
 def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL):
     """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)``, by Winograd or im2col.
 
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
     :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
-    than im2col (its measured gain: docs/performance.md); the rest, and
-    every layer where Numba is not installed, :func:`_correlate`.
+    than im2col (its measured gain: docs/performance.md), unless Numba is not
+    installed; 5x5 stride-1 layers take :func:`volnet.ops.winograd_general.correlate`
+    (2.78x fewer); both where the batch has enough output tiles. The rest take :func:`_correlate`.
     """
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dtype = np.result_type(xp, w)
@@ -292,6 +327,12 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
+    if winograd_general.applies(g, D, K, dtype):
+        r = g.size[0]
+        per_image = winograd_general.bytes_per_image(g.out_hw, D, K, r, dtype.itemsize)
+        step = images_per_block(N, per_image, winograd_general.block_bytes(g.out_hw, per_image, BLOCK_BYTES))
+        count = workers.for_multiply_adds(N * g.out_hw[0] * g.out_hw[1] * K * r * r * D, N)
+        return winograd_general.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     return _correlate(xp, g, w.reshape(-1, K), bias, relu, workers).reshape(N, *g.out_hw, K)
 
 
