@@ -319,7 +319,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
     :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
     than im2col (its measured gain: docs/performance.md), unless Numba is not
     installed; 5x5 stride-1 layers take :func:`volnet.ops.winograd_general.correlate`
-    (2.78x fewer); both where the batch has enough output tiles. The rest take :func:`_correlate`.
+    (6.25x fewer: F(4x4, 5x5)); both where the batch has enough output tiles. The rest take :func:`_correlate`.
     """
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dtype = np.result_type(xp, w)

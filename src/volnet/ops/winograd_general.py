@@ -1,10 +1,10 @@
-"""Winograd F(2x2, 5x5): the 5x5 stride-1 CONV with 2.78x fewer multiply-adds, its transforms as NumPy multiplies.
+"""Winograd F(4x4, 5x5): the 5x5 stride-1 CONV with 6.25x fewer multiply-adds, its transforms as NumPy multiplies.
 
 :mod:`volnet.ops.winograd` does 3x3 layers with F(2x2, 3x3), its transforms
 written out and compiled with Numba. This module builds F(m x m, r x r) for
-any filter size r from the Toom-Cook construction (Lavin & Gray, 2015,
-section 4): pick ``m + r - 2`` interpolation points plus the point at
-infinity, and the three matrices follow from Lagrange interpolation:
+any sizes from the Toom-Cook construction (Lavin & Gray, 2015, section 4):
+pick ``m + r - 2`` interpolation points plus the point at infinity, and the
+three matrices follow from Lagrange interpolation:
 
 * ``A^T`` (m x n), ``A^T[i, j] = p_j^i`` (last column: 1 in the last row),
 * ``G`` (n x r), ``G[j, k] = p_j^k / prod_{l != j} (p_j - p_l)`` (last row: ``e_{r-1}``),
@@ -18,19 +18,20 @@ them equal to direct correlation). Summed over the input depth, the n*n
 elementwise products become n*n matrix multiplies ``V[a] @ U[a]``,
 ``(tiles, D) @ (D, K)``.
 
-Here m = 2 and r = 5 (points 0, 1, -1, 2, -2): 36 multiplies for 4 outputs
-where im2col does 100. The transforms on both sides of a tile are one
-multiply each by ``B^T (x) B^T`` (36 x 36) and ``A^T (x) A^T`` (4 x 36), Kronecker
-products, so that BLAS does them on whole blocks of tiles: about 20% of the
-multiply-adds of the layer's own multiplies at 192 filters, and no compiler
-needed (this module works without Numba). Larger tiles (F(4x4, 5x5)) do fewer
-multiplies still, but their 64-number transforms and their rounding (points
-up to +-1/2 and +-2 at once) did not pay on the zoo's 5x5 layers (docs/performance.md).
+Here m = 4 and r = 5 (points 0, +-1, +-2, +-1/2): 64 multiplies for 16
+outputs where im2col does 400. The transforms on both sides of a tile are
+one multiply each by ``B^T (x) B^T`` (64 x 64) and ``A^T (x) A^T`` (16 x 64),
+Kronecker products, so that BLAS does them on whole blocks of tiles, and
+no compiler is needed (this module works without Numba). Its float32
+results differ from direct correlation by about 1e-5 of their largest
+value (the larger points round more), as cuDNN's and oneDNN's Winograd
+do. F(2x2, 5x5) rounds a little less but ran 1.4-2.5x slower on the
+zoo's 5x5 layers (docs/performance.md).
 
-:mod:`volnet.ops.conv` uses it for 5x5 stride-1 undilated float layers at
-least :data:`MIN_DEPTH` deep with enough output tiles (:func:`applies`):
-their forward pass and their input gradient (a correlation of dout with the
-flipped filters, again 5x5 stride 1). The weight gradient stays im2col's.
+:mod:`volnet.ops.conv` uses it for 5x5 stride-1 undilated float layers
+(:func:`applies`): their forward pass and their input gradient (a
+correlation of dout with the flipped filters, again 5x5 stride 1), and
+:func:`weight_gradient` (F(5x5, 4x4)) for dw.
 """
 
 from __future__ import annotations
@@ -45,18 +46,20 @@ from . import threads
 
 OUTPUT_TILE = 4  # m: each tile gives 4 x 4 output values
 FILTER_SIZES = (5,)  # r: the filter sizes that take it (3x3 has volnet.ops.winograd's compiled F(2x2, 3x3))
-POINTS = (0, 1, -1, 2, -2, 0.5, -0.5)  # the finite interpolation points (m + r - 2 are used); small, for accurate float32 transforms
+# The finite interpolation points, m + r - 2 of them used: small numbers, for float32 transforms that round little.
+POINTS = (0, 1, -1, 2, -2, 0.5, -0.5)
 # As in volnet.ops.winograd: shallower inputs give multiplies too thin for BLAS, and a batch with
-# fewer output tiles than this cannot share the cost of transforming the filters (36 numbers per
+# fewer output tiles than this cannot share the cost of transforming the filters (64 numbers per
 # input channel and filter where im2col reads 25).
 MIN_DEPTH = 8
 MIN_TILES = 32
 # Layers whose multiplies give results smaller than this (D*K numbers) run them too thin for BLAS to
-# gain from doing fewer of them: LeNet's 5x5 CONV of 16 channels into 32 filters ran 1.3x slower this way
-# than by im2col, AlexNet's of 64 into 192 1.35x faster (docs/performance.md).
-MIN_MULTIPLY = 64 * 64
+# gain from doing fewer of them. Measured in network passes at batch 64 (docs/performance.md): 8 -> 8,
+# 8 -> 16 and 16 -> 8 channels 1.1-1.15x slower than im2col; LeNet's 16 -> 32 even (0.9-1.0x); 16 -> 32
+# at 32x32 0.75-0.86x, 32 -> 96 0.42x, 48 -> 128 0.27-0.33x.
+MIN_MULTIPLY = 16 * 32
 # Each block of images holds at least this many tiles, so that its n*n multiplies have rows enough for
-# BLAS: one 16x16 image (64 tiles) a block ran 1.5x slower than two or more (docs/performance.md).
+# BLAS: with F(2x2, 5x5), one 16x16 image (64 tiles) a block ran 1.5x slower than two or more.
 MIN_BLOCK_TILES = 128
 
 
@@ -215,7 +218,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, r: int, images_per_block: 
     the n x n input tile under it, that is the correlation of the input tile with the dout tile:
     F(r x r, m x m) (r outputs, an m-tap "filter"), whose tiles are as large (n = r + m - 1).
     Summed over tiles, its elementwise products become n*n multiplies ``V[a]^T @ M[a]``,
-    ``(D, tiles) @ (tiles, K)``, then one output transform gives dw: 2.78x fewer multiply-adds
+    ``(D, tiles) @ (tiles, K)``, then one output transform gives dw: 6.25x fewer multiply-adds
     than im2col's ``rows.T @ dout`` for 5x5. Each thread sums its part of the batch; the parts are added.
     """
     dtype = np.result_type(xp, dout)
