@@ -72,7 +72,7 @@ class Conv2D(Layer):
         """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``);
         ``workers``: the threads of the network pass (``volnet.ops.threads.Workers``)."""
         w = self._params[0].value
-        b = self._params[1].value if self.bias else np.zeros(self.K, dtype=w.dtype)
+        b = self._params[1].value if self.bias else None
         out, cache = ops.conv_forward(x, w, b, self.S, self.P, self.dilation, fit=self.fit, layer=self.label,
                                       relu=relu, workers=workers)
         self._keep(cache, train)

@@ -65,7 +65,7 @@ class ConvCache:
 def _check(x, w, b, layer):
     if w.ndim != 4:
         raise ShapeError(f"{layer or 'conv'}: weights must be (F, F, D, K), got shape {w.shape}")
-    if b.shape != (w.shape[3],):
+    if b is not None and b.shape != (w.shape[3],):
         raise ShapeError(f"{layer or 'conv'}: biases must be (K,) = ({w.shape[3]},), got shape {b.shape}")
     if x.ndim == 4 and x.shape[3] != w.shape[2]:
         raise ShapeError(
@@ -138,7 +138,8 @@ def conv_backward_naive(dout, cache: ConvCache):
 def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, relu=False, workers=None):
     """Fast convolution: im2col, then a matrix multiply ``rows @ W``, a block of images at a time.
 
-    Same arguments and result as :func:`conv_forward_naive`; ``relu=True``
+    Same arguments and result as :func:`conv_forward_naive`, and ``b=None`` for
+    a layer without biases (nothing is added); ``relu=True``
     also rectifies each block of the output while it is in cache (a
     following ReLU, fused). ``workers`` (a :class:`volnet.ops.threads.Workers`;
     None: :func:`volnet.ops.threads.alone`) are the threads it may split the batch over.
@@ -346,10 +347,14 @@ def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False, workers=threads.S
     """
     N, (Ho, Wo), K = xp.shape[0], g.out_hw, w_rows.shape[1]
     out = np.empty((N * Ho * Wo, K), dtype=np.result_type(xp, w_rows))
-    with_bias = np.concatenate([w_rows, bias[None].astype(w_rows.dtype)]) if bias is not None else None
+    # the weights with the biases as one more row: a copy of the weights, worth it only where the batch has
+    # more output positions than the weights have rows (not so at batch 1 on ResNet's 4x4x512 layers,
+    # where the copy took as long as the multiply)
+    ones = bias is not None and N * Ho * Wo > w_rows.shape[0]
+    with_bias = np.concatenate([w_rows, bias[None].astype(w_rows.dtype)]) if ones else None
 
     def correlate_part(start, stop):
-        blocks = _row_blocks(xp, g, ones_column=bias is not None, part=(start, stop))
+        blocks = _row_blocks(xp, g, ones_column=ones, part=(start, stop))
         yield  # allocated (see threads.split)
         for images, rows in blocks:
             block = out[_positions(images, g)]

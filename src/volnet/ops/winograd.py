@@ -19,10 +19,12 @@ for them, so they are compiled with Numba, which vectorises each loop over
 the depth (the gain: docs/performance.md). Numba is an
 optional dependency (``pip install numba``, or the ``fast`` extra): without it, or with
 ``VOLNET_NUMBA=0``, :func:`applies` is False and ``volnet.ops.conv`` takes
-im2col for every layer, with the same results up to float rounding.
+im2col for every 3x3 layer, with the same results up to float rounding.
+(5x5 layers have :mod:`volnet.ops.winograd_general`, whose transforms are
+NumPy multiplies.)
 
 :mod:`volnet.ops.conv` uses this for 3x3 stride-1 undilated layers at least
-:data:`MIN_DEPTH` deep: the forward pass, the input gradient (a convolution
+:data:`MIN_DEPTH` deep, on batches of at least :data:`MIN_TILES` output tiles: the forward pass, the input gradient (a convolution
 of dout with the flipped filters, which is again 3x3 stride 1) and the
 weight gradient. Every function here works a block of images at a time, so
 the transformed tiles stay in cache between transform and multiply, and
