@@ -49,6 +49,9 @@ RESULTS_VARIABLE = "VOLNET_BENCH_RESULTS"
 LIBRARIES = ("volnet", "torch")  # the two that the fresh-process comparison runs alone
 BUDGET_SECONDS = 15.0  # default time to spend on one case, each way
 MIN_ROUNDS = 3
+# OpenBLAS's idle threads spin for about 0.1 s after a multiply (docs/threads.md), on the cores the
+# next library wants: compare_interleaved pauses this long before each library's block.
+SETTLE_SECONDS = 0.2
 # A fresh process's first calls pay once for what later calls reuse (Numba's compilation, first page
 # faults, BLAS's buffers): volnet's resnet18-cifar forward at batch 1 took 2.9 s, 0.26 s, then 0.07 s.
 FRESH_WARMUP_CALLS = 3
@@ -82,17 +85,21 @@ def optional_torch():
 def compare_interleaved(fns: dict, rounds: int, calls: int) -> dict:
     """``{name: [seconds of every timed call]}`` of several functions, timed in blocks that take turns.
 
-    Each round runs every function in turn: one untimed warm-up call, then
-    ``calls`` timed calls. Blocks, not single alternating calls: after a
-    call, torch's OpenMP threads and OpenBLAS's threads spin-wait for more
-    work and take the CPU from whatever runs next (on 2 cores that slowed
-    the second library 2-5x); the warm-up call absorbs it. Rounds spread
-    every function over the whole run, so that load changing on a shared
-    machine slows all of them alike.
+    Each round runs every function in turn: a pause of :data:`SETTLE_SECONDS`,
+    one untimed warm-up call, then ``calls`` timed calls. Blocks, not single
+    alternating calls: after a call, torch's OpenMP threads and OpenBLAS's
+    threads spin-wait for more work and take the CPU from whatever runs next
+    (on 2 cores that slowed the second library 2-5x). The warm-up call
+    absorbed it for calls of tens of milliseconds, but not for LeNet at batch
+    1 (about 1 ms a call): there volnet took 5.9x torch's time taking turns
+    against 1.07x in fresh processes; the pause lets the other library's
+    threads fall asleep first. Rounds spread every function over the whole
+    run, so that load changing on a shared machine slows all of them alike.
     """
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(SETTLE_SECONDS)
             fn()
             for _ in range(calls):
                 start = time.perf_counter()

@@ -154,6 +154,24 @@ def workspace(out_hw, depth: int, filters: int, r: int, images: int, itemsize: i
     return blocks + sums * n * n * depth * filters * itemsize
 
 
+def _input_tiles(images: np.ndarray, extended, gathered, V, input_transform, tile_grid) -> np.ndarray:
+    """``(n*n, tiles, D)``: the n x n input tiles of ``images`` (a block of the padded batch), gathered
+    into ``gathered`` (through ``extended``, zeros past the images' edge, where it is given) and
+    transformed by ``input_transform`` (``B^T (x) B^T``) into ``V``: views of the first rows of both."""
+    count, H, W, D = images.shape
+    (Ht, Wt), m = tile_grid, OUTPUT_TILE
+    n = round(len(input_transform) ** 0.5)
+    if extended is not None:
+        extended[:count, :H, :W] = images
+        images = extended[:count]
+    size = count * Ht * Wt * D
+    sN, sH, sW, sD = images.strides
+    windows = as_strided(images, (n, n, count, Ht, Wt, D), (sH, sW, sN, m * sH, m * sW, sD))
+    d = gathered[:, :size]
+    np.copyto(d.reshape(n, n, count, Ht, Wt, D), windows)
+    return np.matmul(input_transform, d, out=V[:, :size]).reshape(n * n, count * Ht * Wt, D)
+
+
 def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, images_per_block: int = 1,
               workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """``(N, H2, W2, K)``: the correlation of a padded batch ``xp (N, H2+r-1, W2+r-1, D)`` with ``w (r, r, D, K)``.
@@ -187,18 +205,10 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
         yield  # allocated (see threads.split)
         for first in range(start, stop, step):
             count = min(step, stop - first)
-            source = xp[first: first + count]
-            if extended is not None:
-                extended[:count, :Hp, :Wp] = source
-                source = extended[:count]
             size = count * Ht * Wt
-            sN, sH, sW, sD = source.strides
-            windows = as_strided(source, (n, n, count, Ht, Wt, D), (sH, sW, sN, m * sH, m * sW, sD))
-            d = gathered[:, : size * D]
-            np.copyto(d.reshape(n, n, count, Ht, Wt, D), windows)
-            np.matmul(input_transform, d, out=V[:, : size * D])
+            tiles_in = _input_tiles(xp[first: first + count], extended, gathered, V, input_transform, (Ht, Wt))
             products = M[:, :size]
-            np.matmul(V[:, : size * D].reshape(n * n, size, D), U, out=products)
+            np.matmul(tiles_in, U, out=products)
             y = Y[:, : size * K]
             np.matmul(output_transform, products.reshape(n * n, size * K), out=y)
             tiled = y.reshape(m, m, count, Ht, Wt, K).transpose(2, 3, 0, 4, 1, 5).reshape(count, Ht * m, Wt * m, K)
@@ -243,22 +253,14 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, r: int, images_per_block: 
         yield  # allocated (see threads.split)
         for first in range(start, stop, step):
             count = min(step, stop - first)
-            source = xp[first: first + count]
-            if extended is not None:
-                extended[:count, :Hp, :Wp] = source
-                source = extended[:count]
             size = count * Ht * Wt
-            sN, sH, sW, sD = source.strides
-            windows = as_strided(source, (n, n, count, Ht, Wt, D), (sH, sW, sN, m * sH, m * sW, sD))
-            d = gathered[:, : size * D]
-            np.copyto(d.reshape(n, n, count, Ht, Wt, D), windows)
-            np.matmul(input_transform, d, out=V[:, : size * D])
+            tiles_in = _input_tiles(xp[first: first + count], extended, gathered, V, input_transform, (Ht, Wt))
             dout_tiles[:count, :Ho, :Wo] = dout[first: first + count]
             e = E[:, : size * K]
             np.copyto(e.reshape(m, m, count, Ht, Wt, K),
                       dout_tiles[:count].reshape(count, Ht, m, Wt, m, K).transpose(2, 4, 0, 1, 3, 5))
             np.matmul(dout_transform, e, out=M[:, :size].reshape(n * n, size * K))
-            np.matmul(V[:, : size * D].reshape(n * n, size, D).transpose(0, 2, 1), M[:, :size], out=part)
+            np.matmul(tiles_in.transpose(0, 2, 1), M[:, :size], out=part)
             products += part
         return products
 
