@@ -24,9 +24,9 @@ im2col for every 3x3 layer, with the same results up to float rounding.
 NumPy multiplies.)
 
 :mod:`volnet.ops.conv` uses this for 3x3 stride-1 undilated layers at least
-:data:`MIN_DEPTH` deep, on batches of at least :data:`MIN_TILES` output tiles: the forward pass, the input gradient (a convolution
-of dout with the flipped filters, which is again 3x3 stride 1) and the
-weight gradient. Every function here works a block of images at a time, so
+:data:`MIN_DEPTH` deep, on batches of at least :data:`MIN_TILES` output
+tiles: the forward pass, the input gradient (a convolution of dout with the
+flipped filters, which is again 3x3 stride 1) and the weight gradient. Every function here works a block of images at a time, so
 the transformed tiles stay in cache between transform and multiply, and
 can split the batch over the cores (:func:`workers`, :mod:`volnet.ops.threads`).
 """

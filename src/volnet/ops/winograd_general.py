@@ -37,6 +37,7 @@ correlation of dout with the flipped filters, again 5x5 stride 1), and
 from __future__ import annotations
 
 import functools
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -108,28 +109,36 @@ def tiles(out_hw) -> tuple[int, int]:
 
 
 def bytes_per_image(out_hw, depth: int, filters: int, r: int, itemsize: int) -> int:
-    """One image's share of a block: its tiles gathered (``n*n`` per tile and channel) and transformed
-    (as many), their products (``n*n`` per tile and filter) and those transformed back (``m*m``)."""
+    """One image's share of a block: its input with zeros to whole tiles (where the output is :func:`ragged`),
+    its tiles gathered (``n*n`` per tile and channel) and transformed (as many), their products (``n*n`` per
+    tile and filter) and those transformed back (``m*m``)."""
     Ht, Wt = tiles(out_hw)
     n = OUTPUT_TILE + r - 1
-    padded = _padded_extent(out_hw, r)
-    return (Ht * Wt * (2 * n * n * depth + (n * n + OUTPUT_TILE ** 2) * filters)
-            + padded[0] * padded[1] * depth) * itemsize
+    He, We = _padded_extent(out_hw, r)
+    extended = He * We * depth if ragged(out_hw) else 0
+    return (Ht * Wt * (2 * n * n * depth + (n * n + OUTPUT_TILE ** 2) * filters) + extended) * itemsize
+
+
+def ragged(out_hw) -> bool:
+    """Whether whole tiles stick out past the output, and so read past the padded input (zeros there)."""
+    return out_hw[0] % OUTPUT_TILE != 0 or out_hw[1] % OUTPUT_TILE != 0
 
 
 def _padded_extent(out_hw, r: int) -> tuple[int, int]:
-    """The input rows and columns that whole tiles read: ``tiles * m + r - 1`` (past the padded input: zeros)."""
+    """The input rows and columns that whole tiles read: ``tiles * m + r - 1``."""
     Ht, Wt = tiles(out_hw)
     return Ht * OUTPUT_TILE + r - 1, Wt * OUTPUT_TILE + r - 1
 
 
 def weight_gradient_bytes_per_image(out_hw, depth: int, filters: int, r: int, itemsize: int) -> int:
-    """One image's share of a :func:`weight_gradient` block: its input tiles gathered and transformed, its
-    dout with zeros to whole tiles, that dout's tiles gathered (``m*m`` per tile) and transformed (``n*n``)."""
+    """One image's share of a :func:`weight_gradient` block: its input tiles gathered and transformed,
+    its dout's tiles gathered (``m*m`` per tile) and transformed (``n*n``), and where the output is
+    :func:`ragged`, its input and dout with zeros to whole tiles."""
     Ht, Wt = tiles(out_hw)
     n, m = OUTPUT_TILE + r - 1, OUTPUT_TILE
     He, We = _padded_extent(out_hw, r)
-    return (Ht * Wt * (2 * n * n * depth + (2 * m * m + n * n) * filters) + He * We * depth) * itemsize
+    extended = He * We * depth + Ht * m * Wt * m * filters if ragged(out_hw) else 0
+    return (Ht * Wt * (2 * n * n * depth + (m * m + n * n) * filters) + extended) * itemsize
 
 
 def block_bytes(out_hw, per_image: int, base: int) -> int:
@@ -160,7 +169,7 @@ def _input_tiles(images: np.ndarray, extended, gathered, V, input_transform, til
     transformed by ``input_transform`` (``B^T (x) B^T``) into ``V``: views of the first rows of both."""
     count, H, W, D = images.shape
     (Ht, Wt), m = tile_grid, OUTPUT_TILE
-    n = round(len(input_transform) ** 0.5)
+    n = math.isqrt(len(input_transform))
     if extended is not None:
         extended[:count, :H, :W] = images
         images = extended[:count]
@@ -192,12 +201,11 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
     input_transform, output_transform = np.kron(BT, BT), np.kron(AT, AT)
     U = (np.kron(G, G) @ w.astype(dtype, copy=False).reshape(r * r, D * K)).reshape(n * n, D, K)
     out = np.empty((N, Ho, Wo, K), dtype)
-    floor = dtype.type(0 if relu else -np.inf)  # max(y, floor): the ReLU, or nothing
 
     def correlate_part(start, stop):
         step = min(images_per_block, stop - start)
         # the block's input with zeros past xp's edge, where whole tiles read beyond it
-        extended = np.zeros((step, He, We, D), dtype) if (He, We) != (Hp, Wp) else None
+        extended = np.zeros((step, He, We, D), dtype) if ragged((Ho, Wo)) else None
         gathered = np.empty((n * n, step * Ht * Wt * D), dtype)
         V = np.empty_like(gathered)
         M = np.empty((n * n, step * Ht * Wt, K), dtype)
@@ -213,8 +221,12 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
             np.matmul(output_transform, products.reshape(n * n, size * K), out=y)
             tiled = y.reshape(m, m, count, Ht, Wt, K).transpose(2, 3, 0, 4, 1, 5).reshape(count, Ht * m, Wt * m, K)
             block = out[first: first + count]
-            np.add(tiled[:, :Ho, :Wo], bias if bias is not None else dtype.type(0), out=block)
-            np.maximum(block, floor, out=block)
+            if bias is None:
+                np.copyto(block, tiled[:, :Ho, :Wo])
+            else:
+                np.add(tiled[:, :Ho, :Wo], bias, out=block)
+            if relu:
+                np.maximum(block, 0, out=block)
 
     threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out
@@ -232,7 +244,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, r: int, images_per_block: 
     than im2col's ``rows.T @ dout`` for 5x5. Each thread sums its part of the batch; the parts are added.
     """
     dtype = np.result_type(xp, dout)
-    N, Hp, Wp, D = xp.shape
+    N, _, _, D = xp.shape
     _, Ho, Wo, K = dout.shape
     m, n = OUTPUT_TILE, OUTPUT_TILE + r - 1
     Ht, Wt = tiles((Ho, Wo))
@@ -242,8 +254,9 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, r: int, images_per_block: 
 
     def weight_gradient_part(start, stop):
         step = min(images_per_block, stop - start)
-        extended = np.zeros((step, He, We, D), dtype) if (He, We) != (Hp, Wp) else None
-        dout_tiles = np.zeros((step, Ht * m, Wt * m, K), dtype)  # zeros past dout's edge
+        # the block's input and dout with zeros past their edges, where whole tiles reach beyond them
+        extended = np.zeros((step, He, We, D), dtype) if ragged((Ho, Wo)) else None
+        dout_tiles = np.zeros((step, Ht * m, Wt * m, K), dtype) if ragged((Ho, Wo)) else None
         gathered = np.empty((n * n, step * Ht * Wt * D), dtype)
         V = np.empty_like(gathered)
         E = np.empty((m * m, step * Ht * Wt * K), dtype)
@@ -255,10 +268,13 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, r: int, images_per_block: 
             count = min(step, stop - first)
             size = count * Ht * Wt
             tiles_in = _input_tiles(xp[first: first + count], extended, gathered, V, input_transform, (Ht, Wt))
-            dout_tiles[:count, :Ho, :Wo] = dout[first: first + count]
+            block = dout[first: first + count]
+            if dout_tiles is not None:
+                dout_tiles[:count, :Ho, :Wo] = block
+                block = dout_tiles[:count]
             e = E[:, : size * K]
             np.copyto(e.reshape(m, m, count, Ht, Wt, K),
-                      dout_tiles[:count].reshape(count, Ht, m, Wt, m, K).transpose(2, 4, 0, 1, 3, 5))
+                      block.reshape(count, Ht, m, Wt, m, K).transpose(2, 4, 0, 1, 3, 5))
             np.matmul(dout_transform, e, out=M[:, :size].reshape(n * n, size * K))
             np.matmul(tiles_in.transpose(0, 2, 1), M[:, :size], out=part)
             products += part
