@@ -6,6 +6,7 @@ import multiprocessing
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -333,18 +334,38 @@ def test_the_examples_in_the_docstrings_hold():
 
 
 @needs_threadpoolctl
-def test_blas_is_warmed_once_on_two_threads_before_the_first_pass_then_given_back(monkeypatch):
-    # OpenBLAS runs its one-thread GEMMs 3x slower for good when it never ran one on two threads
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_blas_is_warmed_once_from_every_core_at_once_on_two_threads_then_given_back(monkeypatch, cores):
+    # OpenBLAS runs a one-thread GEMM 3x slower in a work buffer that no GEMM on two threads warmed, and
+    # the parts of a split run side by side, each in a buffer of its own: every core's thread warms one
     if not SCHEDULER.blas().lib_controllers:
         pytest.skip("no BLAS that threadpoolctl can see")
     scheduler = threads.Scheduler()
-    seen = []
+    monkeypatch.setattr(scheduler, "cores", lambda: cores)
+    seen, running, overlapped = [], [0], []
+    guard = threading.Lock()
     real_matmul = np.matmul
-    monkeypatch.setattr(np, "matmul", lambda a, b: seen.append((a.shape, blas_threads())) or real_matmul(a, b))
+
+    def spy(a, b):
+        with guard:
+            running[0] += 1
+            seen.append((threading.get_ident(), a.shape, blas_threads()))
+        try:
+            time.sleep(0.02)  # long enough that the threads' multiplies overlap, as the real ones do
+            overlapped.append(running[0])
+            return real_matmul(a, b)
+        finally:
+            with guard:
+                running[0] -= 1
+
+    monkeypatch.setattr(np, "matmul", spy)
     with SCHEDULER.blas().limit(limits=1):  # even where BLAS was set to one thread
         with scheduler.network_pass(8):
             pass
         with scheduler.network_pass(8):
             pass
         assert blas_threads() == 1
-    assert seen == [((256, 256), 2)]
+    assert len(seen) == cores * threads.WARM_REPEATS
+    assert len({ident for ident, _, _ in seen}) == cores
+    assert {(shape, count) for _, shape, count in seen} == {((threads.WARM_SIZE,) * 2, max(2, cores))}
+    assert max(overlapped) == cores

@@ -55,6 +55,10 @@ if TYPE_CHECKING:  # the module itself is imported at the first split (Scheduler
 MIN_PART_MULTIPLY_ADDS = 2**24
 # The same for kernels that stream memory rather than multiply (pooling, ReLU): bytes read and written.
 MIN_PART_BYTES = 2**20
+# Scheduler.warm_blas: each thread's multiplies, WARM_SIZE square (smaller ones run on one BLAS thread), so that
+# the threads' multiplies overlap even where one thread starts late.
+WARM_SIZE = 256
+WARM_REPEATS = 2
 
 
 # -- the rules: worker counts from explicit numbers ----------------------------------------------------------
@@ -163,27 +167,44 @@ class Scheduler:
         return self._blas
 
     def warm_blas(self) -> None:
-        """Once per process, before BLAS's first real work: one multiply on two BLAS threads.
+        """Once per process, before BLAS's first real work: from each of :meth:`cores` threads at once, a
+        few multiplies on two (or more) BLAS threads, so that every part of a split finds BLAS warm.
 
-        OpenBLAS (0.3.31, measured on AMD EPYC) runs every one-thread GEMM of the process about 3x slower
-        (12 GFLOP/s against 33 on a 512 x 1601 x 192 multiply) when it has never run a GEMM on more than
-        one thread: in a network pass that was the process's first BLAS work, under
-        ``OPENBLAS_NUM_THREADS=1``, and on one core. One 256 x 256 multiply on two threads, however many
-        cores there are, avoids it for good; it costs about a millisecond (docs/performance.md).
+        OpenBLAS (0.3.31, measured on AMD EPYC) runs a one-thread GEMM about 3x slower (11 GFLOP/s
+        against 32 on a 4096 x 576 x 128 multiply) unless the work buffer it is given was first used by a
+        GEMM on more than one thread. It keeps one such buffer per GEMM running at the same time: warmed
+        by a single multiply, a lone one-thread GEMM ran fast, but of two running side by side (the two
+        parts of a split in a network pass) one ran slow and held up the layer; warmed from two threads
+        at once, both ran fast, and a third at once ran slow again. Unwarmed, it happens in a network
+        pass that is the process's first BLAS work, under ``OPENBLAS_NUM_THREADS=1`` and on one core.
+        The warm-up costs a few milliseconds, once (docs/threads.md).
         """
         if self._blas_warmed:
             return
         self._blas_warmed = True
         import numpy as np
 
-        square = np.ones((256, 256), dtype=np.float32)
+        square = np.ones((WARM_SIZE, WARM_SIZE), dtype=np.float32)
         blas = self.blas()
         if not blas:
             np.matmul(square, square)
             return
-        limiter = blas.limit(limits=2)
+        count = self.cores()
+        together = threading.Barrier(count)
+
+        def multiply():
+            together.wait()  # all start at once, so that each takes a buffer of its own
+            for _ in range(WARM_REPEATS):
+                np.matmul(square, square)
+
+        limiter = blas.limit(limits=max(2, count))
         try:
-            np.matmul(square, square)
+            others = [threading.Thread(target=multiply, name="volnet-warm-blas") for _ in range(count - 1)]
+            for thread in others:
+                thread.start()
+            multiply()
+            for thread in others:
+                thread.join()
         finally:
             limiter.restore_original_limits()
 
