@@ -35,7 +35,9 @@ step time over torch's.
 
 The per-layer table then times volnet's forward and backward of every
 top-level layer (and the loss and update) of each net over as many steps as
-the first way took, median per part: where volnet's step time goes. All the
+the first way took, median per part: where volnet's step time goes. The
+layers run within network passes, with the pass's workers, as in a step
+(only CONV -> RELU pairs unfused). All the
 tables are also written to ``benchmarks/results/<machine kind>/bench_train.json``.
 """
 
@@ -49,6 +51,7 @@ import numpy as np
 
 from volnet.interop import to_torch  # imports torch only when called
 from volnet.ops.losses import softmax_cross_entropy
+from volnet.ops.threads import network_pass
 from volnet.optim import make_optimizer
 from volnet.shapes import format_volume
 from volnet.zoo import build_named
@@ -101,23 +104,36 @@ def torch_step(torch, net, images, labels):
 
 
 def step_parts(net, optimizer, images, labels) -> dict:
-    """One volnet training step taken apart; seconds per part: ``(layer index, "fwd"/"bwd")``, "loss", "update"."""
+    """One volnet training step taken apart; seconds per part: ``(layer index, "fwd"/"bwd")``, "loss", "update".
+
+    The layers run as ``net.forward`` and ``net.backward`` run them, each pass
+    holding the cores (``volnet.ops.threads.network_pass``) and every layer
+    given the pass's workers, so that each part splits its batch as in the
+    step; only CONV -> RELU pairs run unfused, to be timed apart.
+    """
     seconds, x = {}, images
-    for index, layer in enumerate(net.layers):
-        start = time.perf_counter()
-        x = layer.forward(x, train=True)
-        seconds[index, "fwd"] = time.perf_counter() - start
+    with network_pass(len(images)) as workers:
+        for index, layer in enumerate(net.layers):
+            start = time.perf_counter()
+            x = layer.forward(x, train=True, **pass_workers(layer, workers))
+            seconds[index, "fwd"] = time.perf_counter() - start
     start = time.perf_counter()
     _, dout = softmax_cross_entropy(x, labels)
     seconds["loss"] = time.perf_counter() - start
-    for index in range(len(net.layers) - 1, -1, -1):  # the first layer skips its input gradient, as in training
-        start = time.perf_counter()
-        dout = net.layers[index].backward(dout, input_grad=index > 0)
-        seconds[index, "bwd"] = time.perf_counter() - start
+    with network_pass(len(images)) as workers:
+        for index in range(len(net.layers) - 1, -1, -1):  # the first layer skips its input gradient, as in training
+            start = time.perf_counter()
+            dout = net.layers[index].backward(dout, input_grad=index > 0, **pass_workers(net.layers[index], workers))
+            seconds[index, "bwd"] = time.perf_counter() - start
     start = time.perf_counter()
     optimizer.step()
     seconds["update"] = time.perf_counter() - start
     return seconds
+
+
+def pass_workers(layer, workers) -> dict:
+    """The ``workers=`` keyword for a layer that takes it, as ``volnet.layers.base.forward_layers`` hands it."""
+    return {"workers": workers} if layer.takes_workers else {}
 
 
 def layer_breakdown(net, images, labels, steps: int) -> list:
