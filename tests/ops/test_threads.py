@@ -369,3 +369,25 @@ def test_blas_is_warmed_once_from_every_core_at_once_on_two_threads_then_given_b
     assert len({ident for ident, _, _ in seen}) == cores
     assert {(shape, count) for _, shape, count in seen} == {((threads.WARM_SIZE,) * 2, max(2, cores))}
     assert max(overlapped) == cores
+
+
+@needs_threadpoolctl
+def test_a_warm_up_thread_that_cannot_start_releases_the_others_and_gives_blas_back(monkeypatch):
+    if not SCHEDULER.blas().lib_controllers:
+        pytest.skip("no BLAS that threadpoolctl can see")
+    scheduler = threads.Scheduler()
+    monkeypatch.setattr(scheduler, "cores", lambda: 3)
+    real_start, starts = threading.Thread.start, []
+
+    def start(thread):
+        if thread.name == "volnet-warm-blas" and starts:
+            raise RuntimeError("can't start new thread")
+        starts.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with SCHEDULER.blas().limit(limits=1):
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            scheduler.warm_blas()  # the first thread waits at the barrier: it must be let go, not left hanging
+        assert blas_threads() == 1
+    assert len(starts) == 1 and not starts[0].is_alive()

@@ -177,7 +177,7 @@ class Scheduler:
         parts of a split in a network pass) one ran slow and held up the layer; warmed from two threads
         at once, both ran fast, and a third at once ran slow again. Unwarmed, it happens in a network
         pass that is the process's first BLAS work, under ``OPENBLAS_NUM_THREADS=1`` and on one core.
-        The warm-up costs a few milliseconds, once (docs/threads.md).
+        The warm-up costs 15-25 ms, once (docs/threads.md).
         """
         if self._blas_warmed:
             return
@@ -193,19 +193,28 @@ class Scheduler:
         together = threading.Barrier(count)
 
         def multiply():
-            together.wait()  # all start at once, so that each takes a buffer of its own
+            try:
+                together.wait()  # all start at once, so that each takes a buffer of its own
+            except threading.BrokenBarrierError:  # a thread could not start: warm what the others can
+                pass
             for _ in range(WARM_REPEATS):
                 np.matmul(square, square)
 
         limiter = blas.limit(limits=max(2, count))
+        started = []
         try:
-            others = [threading.Thread(target=multiply, name="volnet-warm-blas") for _ in range(count - 1)]
-            for thread in others:
-                thread.start()
+            try:
+                for _ in range(count - 1):
+                    thread = threading.Thread(target=multiply, name="volnet-warm-blas", daemon=True)
+                    thread.start()
+                    started.append(thread)
+            except BaseException:  # no more threads: release the ones waiting, then let the error through
+                together.abort()
+                raise
             multiply()
-            for thread in others:
-                thread.join()
         finally:
+            for thread in started:
+                thread.join()
             limiter.restore_original_limits()
 
     def cores(self) -> int:
