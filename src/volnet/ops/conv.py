@@ -181,8 +181,8 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
                                           blas_held=workers.blas_held)
     elif winograd_general.applies(g, D, K, dtype):
         r = g.size[0]
-        per_image = winograd_general.weight_gradient_bytes_per_image(g.out_hw, D, K, r, dtype.itemsize)
-        step = images_per_block(N, per_image, winograd_general.block_bytes(g.out_hw, per_image, BLOCK_BYTES))
+        step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES,
+                                                 weight_gradient=True)
         count = workers.for_multiply_adds(dout_rows.size * r * r * D, N)
         dw, db = winograd_general.weight_gradient(xp, dout_rows.reshape(dout.shape), r, step, count,
                                                   blas_held=workers.blas_held)
@@ -330,8 +330,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     if winograd_general.applies(g, D, K, dtype):
         r = g.size[0]
-        per_image = winograd_general.bytes_per_image(g.out_hw, D, K, r, dtype.itemsize)
-        step = images_per_block(N, per_image, winograd_general.block_bytes(g.out_hw, per_image, BLOCK_BYTES))
+        step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES)
         count = workers.for_multiply_adds(N * g.out_hw[0] * g.out_hw[1] * K * r * r * D, N)
         return winograd_general.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     return _correlate(xp, g, w.reshape(-1, K), bias, relu, workers).reshape(N, *g.out_hw, K)

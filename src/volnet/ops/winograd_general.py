@@ -44,6 +44,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import threads
+from .workspace import images_per_block as images_in_blocks_of, part_sizes, split_blocks
 
 OUTPUT_TILE = 4  # m: each tile gives 4 x 4 output values
 FILTER_SIZES = (5,)  # r: the filter sizes that take it (3x3 has volnet.ops.winograd's compiled F(2x2, 3x3))
@@ -100,7 +101,7 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
     return (g.size[0] == g.size[1] and g.size[0] in FILTER_SIZES and g.stride == (1, 1) and g.dilation == (1, 1)
             and depth >= MIN_DEPTH and depth * filters >= MIN_MULTIPLY
             and np.dtype(dtype) in (np.float32, np.float64)
-            and g.in_shape[0] * tiles(g.out_hw)[0] * tiles(g.out_hw)[1] >= MIN_TILES)
+            and g.in_shape[0] * math.prod(tiles(g.out_hw)) >= MIN_TILES)
 
 
 def tiles(out_hw) -> tuple[int, int]:
@@ -141,6 +142,21 @@ def weight_gradient_bytes_per_image(out_hw, depth: int, filters: int, r: int, it
     return (Ht * Wt * (2 * n * n * depth + (m * m + n * n) * filters) + extended) * itemsize
 
 
+def images_per_block(out_hw, depth: int, filters: int, r: int, images: int, itemsize: int, base_block_bytes: int,
+                     weight_gradient: bool = False) -> int:
+    """Images per block of :func:`correlate` (or :func:`weight_gradient`) on a batch of ``images``: about
+    ``base_block_bytes`` (``volnet.ops.conv.BLOCK_BYTES``) of :func:`bytes_per_image` each, at least
+    :data:`MIN_BLOCK_TILES` tiles (:func:`block_bytes`)."""
+    per_image = _bytes_per_image(out_hw, depth, filters, r, itemsize, weight_gradient)
+    return images_in_blocks_of(images, per_image, block_bytes(out_hw, per_image, base_block_bytes))
+
+
+def _bytes_per_image(out_hw, depth: int, filters: int, r: int, itemsize: int, weight_gradient: bool) -> int:
+    """:func:`weight_gradient_bytes_per_image` or :func:`bytes_per_image`."""
+    return (weight_gradient_bytes_per_image if weight_gradient else bytes_per_image)(
+        out_hw, depth, filters, r, itemsize)
+
+
 def block_bytes(out_hw, per_image: int, base: int) -> int:
     """The bytes of a block of images of ``per_image`` bytes each: ``base`` (``volnet.ops.conv.BLOCK_BYTES``),
     or more where that holds fewer than :data:`MIN_BLOCK_TILES` tiles."""
@@ -153,11 +169,8 @@ def workspace(out_hw, depth: int, filters: int, r: int, images: int, itemsize: i
     """Bytes :func:`correlate` (or :func:`weight_gradient`) allocates beside its result: each of ``workers``
     threads' block buffers (:func:`bytes_per_image` times its images per block, :func:`block_bytes`) and the
     transformed filters U (or each thread's two sums of products)."""
-    from .workspace import part_sizes, split_blocks
-
     n = OUTPUT_TILE + r - 1
-    per_image = (weight_gradient_bytes_per_image if weight_gradient else bytes_per_image)(
-        out_hw, depth, filters, r, itemsize)
+    per_image = _bytes_per_image(out_hw, depth, filters, r, itemsize, weight_gradient)
     blocks = split_blocks(images, per_image, block_bytes(out_hw, per_image, base_block_bytes), workers) * per_image
     sums = 2 * len(part_sizes(images, workers)) if weight_gradient else 1
     return blocks + sums * n * n * depth * filters * itemsize
