@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -185,6 +186,40 @@ def add_comparison_arguments(parser: argparse.ArgumentParser, rounds: int, calls
 def cell(value, spec: str) -> str:
     """``value`` formatted with ``spec`` for a table; "-" for None (torch not installed)."""
     return "-" if value is None else format(value, spec)
+
+
+def fresh_columns(ms_format: str) -> tuple:
+    """The :class:`Table` columns every comparison ends with: the fresh processes' times and ratio (times
+    formatted with ``ms_format``), then the rounds x calls the libraries took turns for."""
+    return (("fresh volnet ms", 15, lambda r: cell(r["volnet_fresh_ms"], ms_format)),
+            ("fresh torch ms", 14, lambda r: cell(r["torch_fresh_ms"], ms_format)),
+            ("fresh volnet/torch", 18, lambda r: cell(r["ratio_fresh"], ".2f")),
+            ("rounds x calls", 14, lambda r: f"{r['rounds']} x {r['calls']}"))
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table printed row by row as the results come: ``columns`` of ``(heading, width, row -> text)``,
+    the first ``left`` of them left-aligned, the rest right-aligned."""
+
+    columns: tuple
+    left: int = 1
+
+    def widened(self, first: int) -> Table:
+        """The same table with its first column ``first`` characters wide (to fit the labels of this run)."""
+        heading, _, text = self.columns[0]
+        return replace(self, columns=((heading, first, text), *self.columns[1:]))
+
+    def print_heading(self) -> None:
+        self._print([heading for heading, _, _ in self.columns])
+        self._print(["-" * width for _, width, _ in self.columns])
+
+    def print_row(self, row: dict) -> None:
+        self._print([text(row) for _, _, text in self.columns])
+
+    def _print(self, cells) -> None:
+        print("  ".join(str(c).ljust(w) if i < self.left else str(c).rjust(w)
+                        for i, (c, (_, w, _)) in enumerate(zip(cells, self.columns))), flush=True)
 
 
 def print_load() -> None:

@@ -44,9 +44,9 @@ import statistics
 from volnet.interop import to_torch  # imports torch only when called
 
 # this folder's shared helpers, and the training benchmark's nets and fixed random batch
-from _common import (Results, add_comparison_arguments, cell, child_settings, compare_fresh, compare_within_budget,
-                     configure_volnet, installed_version, optional_torch, print_fresh_processes, print_load,
-                     report_alone, start, timing_row, to_nchw)
+from _common import (Results, Table, add_comparison_arguments, cell, child_settings, compare_fresh,
+                     compare_within_budget, configure_volnet, fresh_columns, installed_version, optional_torch,
+                     print_fresh_processes, print_load, report_alone, start, timing_row, to_nchw)
 from bench_train import NETS, build, make_batch
 
 
@@ -116,17 +116,17 @@ def compare(name: str, net, batch: int, peers: dict, args) -> tuple[dict, dict]:
     return row, views
 
 
-HEADER = (f"{'net':<14}  {'batch':>5}  {'volnet img/s':>12}  {'volnet ms':>9}  {'torch ms':>8}  {'ORT ms':>7}  "
-          f"{'volnet/torch':>12}  {'volnet/ORT':>10}  {'fresh volnet ms':>15}  {'fresh torch ms':>14}  "
-          f"{'fresh volnet/torch':>18}  {'rounds x calls':>14}")
-
-
-def print_row(r: dict) -> None:
-    print(f"{r['net']:<14}  {r['batch']:>5}  {r['volnet_images_per_s']:12.1f}  {r['volnet_ms']:9.2f}  "
-          f"{cell(r['torch_ms'], '.2f'):>8}  {cell(r['ort_ms'], '.2f'):>7}  {cell(r['ratio'], '.2f'):>12}  "
-          f"{cell(r['ratio_ort'], '.2f'):>10}  {cell(r['volnet_fresh_ms'], '.2f'):>15}  "
-          f"{cell(r['torch_fresh_ms'], '.2f'):>14}  {cell(r['ratio_fresh'], '.2f'):>18}  "
-          f"{r['rounds']:>6} x {r['calls']:<5}", flush=True)
+TABLE = Table((
+    ("net", 14, lambda r: r["net"]),
+    ("batch", 5, lambda r: r["batch"]),
+    ("volnet img/s", 12, lambda r: cell(r["volnet_images_per_s"], ".1f")),
+    ("volnet ms", 9, lambda r: cell(r["volnet_ms"], ".2f")),
+    ("torch ms", 8, lambda r: cell(r["torch_ms"], ".2f")),
+    ("ORT ms", 7, lambda r: cell(r["ort_ms"], ".2f")),
+    ("volnet/torch", 12, lambda r: cell(r["ratio"], ".2f")),
+    ("volnet/ORT", 10, lambda r: cell(r["ratio_ort"], ".2f")),
+    *fresh_columns(".2f"),
+))
 
 
 def child(args) -> None:
@@ -157,7 +157,7 @@ def main(argv=None) -> None:
           f"round after 1 warm-up, about {args.budget:g} s per row; fresh processes: "
           f"{'1 warm-up, then as many passes' if args.fresh else 'skipped'}; "
           f"onnxruntime {onnxruntime.__version__ if onnxruntime else 'not installed'}\n")
-    print(HEADER)
+    TABLE.print_heading()
     rows, views, cached = [], {}, 0
     for name in args.nets:
         net = build(name)
@@ -171,7 +171,7 @@ def main(argv=None) -> None:
             row, row_views = compare(name, net, batch, peers, args)
             rows.append(row)
             views.update(row_views)
-            print_row(row)
+            TABLE.print_row(row)
         cached += layers_with_cache(net)
 
     print(f"\nlayers holding a forward cache after the volnet runs: {cached} (expected 0)")

@@ -57,8 +57,8 @@ from volnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
 from volnet.shapes import conv_output_size, pool_output_size
 
 # this folder's shared helpers
-from _common import (Results, add_comparison_arguments, cell, child_settings, compare_fresh,
-                     compare_interleaved, compare_within_budget, configure_volnet, match_threads, optional_torch,
+from _common import (Results, Table, add_comparison_arguments, cell, child_settings, compare_fresh, compare_interleaved,
+                     compare_within_budget, configure_volnet, fresh_columns, match_threads, optional_torch,
                      print_environment, print_fresh_processes, print_load, report_alone, timing_row, to_nchw)
 
 DTYPE = np.float32
@@ -223,10 +223,6 @@ def print_header(blas: dict, threads: int, args, gemm: float, torch) -> None:
     print()
 
 
-def format_row(cells, widths) -> str:
-    return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-
 def gflops(flops: float, ms: float | None) -> float | None:
     return None if ms is None else flops / ms / 1e6
 
@@ -261,7 +257,7 @@ def workload_label(name: str, batch: int) -> str:
     return f"{name} N={batch}"
 
 
-TABLE = (  # (heading, width, row -> text), the first two left-aligned; the first one's width fits the labels
+TABLE = Table((  # the first column is widened to fit the labels of the run's workloads
     ("workload", 0, lambda r: workload_label(r["workload"], r["batch"])),
     ("pass", 7, lambda r: r["pass"]),
     ("volnet ms", 9, lambda r: cell(r["volnet_ms"], ".2f")),
@@ -269,23 +265,8 @@ TABLE = (  # (heading, width, row -> text), the first two left-aligned; the firs
     ("volnet GFLOP/s", 14, lambda r: cell(r["volnet_gflops"], ".3g")),
     ("% of GEMM", 9, lambda r: cell(r["gemm_percent"], ".0f")),
     ("volnet/torch", 12, lambda r: cell(r["ratio"], ".2f")),
-    ("fresh volnet ms", 15, lambda r: cell(r["volnet_fresh_ms"], ".2f")),
-    ("fresh torch ms", 14, lambda r: cell(r["torch_fresh_ms"], ".2f")),
-    ("fresh volnet/torch", 18, lambda r: cell(r["ratio_fresh"], ".2f")),
-    ("rounds x calls", 14, lambda r: f"{r['rounds']} x {r['calls']}"),
-)
-
-
-def print_header_row(workload_width: int) -> list:
-    """Print the table's heading and rule; returns the column widths."""
-    widths = [workload_width, *(width for _, width, _ in TABLE[1:])]
-    print(format_row([heading for heading, _, _ in TABLE], widths))
-    print(format_row(["-" * w for w in widths], widths))
-    return widths
-
-
-def print_row(row: dict, widths: list) -> None:
-    print(format_row([text(row) for _, _, text in TABLE], widths), flush=True)
+    *fresh_columns(".2f"),
+), left=2)
 
 
 def quick(wl: Workload) -> Workload:
@@ -330,7 +311,8 @@ def main(argv=None) -> None:
     blas, threads = match_threads(torch)
     gemm = gemm_gflops(gemm_calls)
     print_header(blas, threads, args, gemm, torch)
-    widths = print_header_row(max(len(workload_label(wl.name, wl.N)) for wl in args.workloads))
+    table = TABLE.widened(max(len(workload_label(wl.name, wl.N)) for wl in args.workloads))
+    table.print_heading()
     rows, views = [], {}
     for wl in args.workloads:
         data = make_data(wl)
@@ -339,7 +321,7 @@ def main(argv=None) -> None:
             row, row_views = compare(wl, name, {library: runners[library][name] for library in runners}, args, gemm)
             views.update(row_views)
             rows.append(row)
-            print_row(row, widths)
+            table.print_row(row)
     print()
     print_fresh_processes(views)
     print_load()

@@ -57,9 +57,9 @@ from volnet.shapes import format_volume
 from volnet.zoo import build_named
 
 # this folder's shared helpers
-from _common import (Results, add_comparison_arguments, cell, child_settings, compare_fresh, compare_within_budget,
-                     configure_volnet, optional_torch, print_fresh_processes, print_load, report_alone, start,
-                     timing_row, to_nchw)
+from _common import (Results, Table, add_comparison_arguments, cell, child_settings, compare_fresh,
+                     compare_within_budget, configure_volnet, fresh_columns, optional_torch, print_fresh_processes,
+                     print_load, report_alone, start, timing_row, to_nchw)
 
 LR, MOMENTUM, CLASSES = 1e-3, 0.9, 10
 NETS = {"cifar-ref": 64, "lenet": 64, "resnet18-cifar": 32, "alexnet-cifar": 64}  # net -> batch of its target
@@ -182,17 +182,16 @@ def compare(name: str, batch: int, args, torch) -> tuple[dict, dict, list]:
     return row, views, layer_breakdown(net, images, labels, rounds * calls)
 
 
-HEADER = (f"{'net':<14}  {'batch':>5}  {'volnet img/s':>12}  {'torch img/s':>11}  {'volnet ms':>9}  {'torch ms':>8}  "
-          f"{'volnet/torch':>12}  {'fresh volnet ms':>15}  {'fresh torch ms':>14}  {'fresh volnet/torch':>18}  "
-          f"{'rounds x calls':>14}")
-
-
-def print_row(r: dict) -> None:
-    print(f"{r['net']:<14}  {r['batch']:>5}  {cell(r['volnet_images_per_s'], '.1f'):>12}  "
-          f"{cell(r['torch_images_per_s'], '.1f'):>11}  {cell(r['volnet_ms'], '.1f'):>9}  "
-          f"{cell(r['torch_ms'], '.1f'):>8}  {cell(r['ratio'], '.2f'):>12}  {cell(r['volnet_fresh_ms'], '.1f'):>15}  "
-          f"{cell(r['torch_fresh_ms'], '.1f'):>14}  {cell(r['ratio_fresh'], '.2f'):>18}  "
-          f"{r['rounds']:>6} x {r['calls']:<5}", flush=True)
+TABLE = Table((
+    ("net", 14, lambda r: r["net"]),
+    ("batch", 5, lambda r: r["batch"]),
+    ("volnet img/s", 12, lambda r: cell(r["volnet_images_per_s"], ".1f")),
+    ("torch img/s", 11, lambda r: cell(r["torch_images_per_s"], ".1f")),
+    ("volnet ms", 9, lambda r: cell(r["volnet_ms"], ".1f")),
+    ("torch ms", 8, lambda r: cell(r["torch_ms"], ".1f")),
+    ("volnet/torch", 12, lambda r: cell(r["ratio"], ".2f")),
+    *fresh_columns(".1f"),
+))
 
 
 def child(args) -> None:
@@ -221,13 +220,13 @@ def main(argv=None) -> None:
     print(f"float32, momentum SGD; in turn: median of up to {args.rounds} rounds x {args.calls} steps, each round "
           f"after 1 warm-up step, about {args.budget:g} s per net; fresh processes: "
           f"{'1 warm-up, then as many steps' if args.fresh else 'skipped'}\n")
-    print(HEADER)
+    TABLE.print_heading()
     rows, views, layers = [], {}, {}
     for name in args.nets:
         row, row_views, layers[name] = compare(name, args.batch or NETS[name], args, torch)
         rows.append(row)
         views.update(row_views)
-        print_row(row)
+        TABLE.print_row(row)
     for row in rows:
         print_breakdown(row["net"], layers[row["net"]], row["volnet_ms"])
     print()
