@@ -8,7 +8,7 @@ import pytest
 
 import volnet
 from volnet.cli import main
-from volnet.convert import softmax
+from volnet.ops import softmax
 from volnet.data import load as load_data
 from volnet.train.checkpoint import CheckpointError
 

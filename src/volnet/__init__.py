@@ -25,7 +25,7 @@ from .runtime import configure
 __version__ = "0.1.0"
 
 # Names and submodules imported at their first use (see the docstring).
-_LAZY = {"Sequential": "net", "SpecError": "spec", "build": "spec", "Model": "train.model", "load": "train.model",
+_LAZY = {"Sequential": "net", "SpecError": "spec", "build": "spec", "to_notation": "spec", "Model": "train.model", "load": "train.model",
          "ShapeError": "shapes", "conv_output_size": "shapes", "pool_output_size": "shapes"}
 _SUBMODULES = ("analysis", "convert", "data", "gradcheck", "interop", "layers", "net", "ops", "optim",
                "resources", "shapes", "spec", "train", "viz", "zoo")
@@ -47,4 +47,4 @@ def __dir__():
 
 
 __all__ = ["Model", "Sequential", "ShapeError", "SpecError", "build", "configure", "conv_output_size", "load",
-           "pool_output_size", "__version__"]
+           "pool_output_size", "to_notation", "__version__"]

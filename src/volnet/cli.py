@@ -453,7 +453,8 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     import numpy as np
 
-    from .convert import slide, sliding_size, softmax
+    from .convert import slide, sliding_size
+    from .ops import softmax
     from .data.folder import read_image_with_note
     from .train.checkpoint import load_model
 

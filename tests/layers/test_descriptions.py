@@ -30,12 +30,12 @@ def softsign():
         def output_shape(self, input_shape):
             return input_shape
 
-        def forward(self, x, train=False):
+        def forward(self, x, train=False, *, keep=None, workers=None):
             out = x / (1 + np.abs(x))
-            self._keep(x, train)
+            self._keep(x, train, keep)
             return out
 
-        def backward(self, dout, input_grad=True):
+        def backward(self, dout, input_grad=True, *, workers=None):
             x = self._take_cache()
             return dout / (1 + np.abs(x)) ** 2
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from volnet import Sequential
-from volnet.layers import FC, BatchNorm, Conv2D, Dropout, ReLU, layer_from_config
+from volnet.gradcheck import numerical_gradient, relative_error
+from volnet.layers import FC, BatchNorm, Conv2D, Dropout, MaxPool, ReLU, layer_from_config
+from volnet.layers.base import backward_layers, forward_layers
 
 
 # ---------------------------------------------------------------------------
@@ -278,3 +280,35 @@ def test_first_layer_batchnorm_skips_the_input_gradient_when_asked():
     net.backward(np.ones((4, 3)))
     for a, b in zip(grads, (p.grad for p in net.params())):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keep_in_inference_gives_inference_values_and_their_gradient():
+    """``forward(x, train=False, keep=True)``: running statistics, no dropout, and a backward pass through that
+    very function (what saliency and Grad-CAM need), leaving the running averages alone."""
+    net = Sequential([Conv2D(3, 3, P=1), BatchNorm(), ReLU(), Dropout(0.5), MaxPool(3, 2, fit="crop"), FC(4)],
+                     input_shape=(7, 7, 2), dtype=np.float64, seed=3)
+    rng = np.random.default_rng(0)
+    bn = net.layers[1]
+    bn.running_mean[...], bn.running_var[...] = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    running = bn.running_mean.copy()
+    x, dout = rng.standard_normal((2, 7, 7, 2)), rng.standard_normal((2, 4))
+    kept = forward_layers(net.layers, x, train=False, keep=True)
+    dx = backward_layers(net.layers, dout, input_grad=True)
+    grads = {name: p.grad.copy() for layer in net.layers for name, p in layer.named_params()}
+    np.testing.assert_allclose(kept, net.forward(x, train=False), rtol=1e-12)
+
+    def loss():
+        return float(np.sum(net.forward(x, train=False) * dout))
+
+    assert relative_error(dx, numerical_gradient(loss, x)) < 1e-6
+    assert relative_error(grads["gamma"], numerical_gradient(loss, bn.gamma)) < 1e-6
+    np.testing.assert_array_equal(bn.running_mean, running)
+
+
+def test_parameters_have_public_names():
+    net = Sequential([Conv2D(3, 3, bias=False), BatchNorm(), FC(2)], input_shape=(5, 5, 1))
+    conv, bn, fc = net.layers
+    assert conv.weight is conv.params()[0].value and conv.weight.shape == (3, 3, 1, 3) and conv.bias is None
+    assert conv.use_bias is False and conv.get_config()["bias"] is False
+    assert bn.gamma.shape == bn.beta.shape == (3,) and fc.bias is fc.params()[1].value
+    assert Conv2D(3, 3).weight is None  # not built yet

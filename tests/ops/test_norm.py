@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from volnet.ops import (batchnorm_backward, batchnorm_inference_forward, batchnorm_train_forward, dropout_backward,
-                        dropout_forward)
+from volnet.ops import (batchnorm_backward, batchnorm_fixed_backward, batchnorm_fixed_forward,
+                        batchnorm_inference_forward, batchnorm_train_forward, dropout_backward, dropout_forward)
 from volnet.shapes import ShapeError
 
 EPS = 1e-5
@@ -97,6 +97,25 @@ def test_batchnorm_gradients(rng, check_grad, shape):
 
     def loss():
         return float(np.sum(batchnorm_train_forward(x, gamma, beta, EPS)[0] * dout))
+
+    check_grad(loss, x, dx, name="dx")
+    check_grad(loss, gamma, dgamma, name="dgamma")
+    check_grad(loss, beta, dbeta, name="dbeta")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_batchnorm_with_fixed_statistics_gradients(rng, check_grad, shape):
+    """The inference map ``gamma * (x - mean) / sqrt(var + eps) + beta`` with a backward pass (saliency)."""
+    x, gamma, beta = random_batchnorm(rng, shape)
+    mean, var = rng.standard_normal(shape[-1]), rng.uniform(0.5, 2, shape[-1])
+    dout = rng.standard_normal(shape)
+    out, cache = batchnorm_fixed_forward(x, gamma, beta, mean, var, EPS)
+    np.testing.assert_allclose(out, batchnorm_inference_forward(x, gamma, beta, mean, var, EPS), rtol=1e-12)
+    dx, dgamma, dbeta = batchnorm_fixed_backward(dout, cache)
+    assert batchnorm_fixed_backward(dout, cache, input_grad=False)[0] is None
+
+    def loss():
+        return float(np.sum(batchnorm_fixed_forward(x, gamma, beta, mean, var, EPS)[0] * dout))
 
     check_grad(loss, x, dx, name="dx")
     check_grad(loss, gamma, dgamma, name="dgamma")

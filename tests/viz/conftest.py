@@ -20,7 +20,7 @@ def _small_net(dtype=np.float64, seed=0):
     bn = net.layers[1]  # running statistics that are not the identity, so inference mode matters
     bn.running_mean[...] = rng.standard_normal(4)
     bn.running_var[...] = rng.uniform(0.5, 2.0, 4)
-    bn._params[0].value[...] = rng.uniform(0.5, 1.5, 4)
+    bn.gamma[...] = rng.uniform(0.5, 1.5, 4)
     return net
 
 

@@ -36,11 +36,6 @@ def sliding_size(net, scale: float = 1.5) -> tuple[int, int]:
     return (ch + round((scale - 1) * ch / sh) * sh, cw + round((scale - 1) * cw / sw) * sw)
 
 
-def softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = np.exp(scores - scores.max(axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
-
-
 def slide(net, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(score_map, mean_scores)`` for a batch of enlarged images ``(N, H', W', D)``.
 

@@ -5,8 +5,14 @@ the network then *builds* it for the volume that flows in, which is when
 its weights are allocated and its hyperparameters checked against the input
 (a stride that does not fit fails here, before any data flows).
 
-``forward(x, train)`` keeps what backward needs only when ``train`` is true;
-in inference nothing is kept, so memory holds just the current activations.
+``forward(x, train, keep=None, workers=None)`` keeps what backward needs
+only when ``train`` is true; in inference nothing is kept, so memory holds
+just the current activations. ``keep=True`` with ``train=False`` computes
+inference values (BatchNorm's running statistics, no dropout) and keeps
+what a backward pass through them needs: the gradients that saliency and
+Grad-CAM explain. ``workers`` are the threads of the network pass (a
+:class:`volnet.ops.threads.Workers`, handed on to the kernels; None: each
+kernel's default). Every layer takes all four.
 
 Building with ``allocate=False`` checks every shape and records every
 parameter's shape without allocating the weights (VGG-16's 138M of them
@@ -38,6 +44,21 @@ class Param:
     name: str
     value: np.ndarray
     grad: np.ndarray | None = None
+
+
+class ParamArray:
+    """A layer attribute that reads one of its parameters by name: ``layer.weight`` is the live array of the
+    parameter called ``"weight"`` (None before the layer is built, or when the layer has no such parameter,
+    as a CONV without biases has no ``bias``). The public names tools use, as Keras's ``kernel`` and
+    PyTorch's ``weight``; the gradient is ``named_params()``'s."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        return next((p.value for p in layer._params if p.name == self.name), None)
 
 
 @dataclass(frozen=True)
@@ -112,11 +133,6 @@ class Layer:
     # fused into it by :func:`forward_layers`. A subclass of Conv2D or FC that
     # overrides forward without that argument must set it back to False.
     fuses_relu = False
-    # A layer whose forward and backward take ``workers`` (the threads of the
-    # network pass, a :class:`volnet.ops.threads.Workers`, handed on to its
-    # kernels) sets this; :func:`forward_layers` and :func:`backward_layers`
-    # then pass them. Other layers are called without.
-    takes_workers = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -147,10 +163,12 @@ class Layer:
         return []
 
     # -- computing -------------------------------------------------------
-    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, train: bool = False, *, keep: bool | None = None,
+                workers=None) -> np.ndarray:
+        """The output volume; ``keep`` (default: ``train``) keeps what :meth:`backward` needs."""
         raise NotImplementedError
 
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    def backward(self, dout: np.ndarray, input_grad: bool = True, *, workers=None) -> np.ndarray | None:
         """Fill the parameters' gradients and return the gradient w.r.t. the input.
 
         Layers with parameters may skip the input gradient (and return None)
@@ -158,9 +176,9 @@ class Layer:
         """
         raise NotImplementedError
 
-    def _keep(self, cache, train: bool):
-        """Store the backward cache in training; drop any old one in inference."""
-        self._cache = cache if train else None
+    def _keep(self, cache, train: bool, keep: bool | None = None):
+        """Store the backward cache when :func:`keeps` says so; drop any old one otherwise."""
+        self._cache = cache if keeps(train, keep) else None
 
     def _take_cache(self):
         if self._cache is None:
@@ -331,7 +349,12 @@ class ShapesOnly:
 
 def placeholder(shape, dtype) -> np.ndarray:
     """A read-only array of zeros of ``shape`` that takes no memory (every entry is the same one)."""
-    return np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape))
+    return np.broadcast_to(np.zeros((), dtype=dtype), np.atleast_1d(shape).tolist())
+
+
+def zeros(rng, shape, dtype) -> np.ndarray:
+    """Biases' initial zeros; a :func:`placeholder` when building shapes only (``rng`` a :class:`ShapesOnly`)."""
+    return placeholder(shape, dtype) if isinstance(rng, ShapesOnly) else np.zeros(shape, dtype=dtype)
 
 
 def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
@@ -341,13 +364,19 @@ def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
 
 
+def keeps(train: bool, keep: bool | None) -> bool:
+    """Whether a forward pass keeps its backward cache: ``keep`` when given, else in training."""
+    return train if keep is None else keep
+
+
 def fused_pair(layer: Layer, following) -> bool:
     """Whether :func:`forward_layers` fuses ``following`` (a ReLU) into ``layer`` (a CONV or FC); the
     memory analysis asks the same (the fused ReLU allocates nothing, see ``ReLU.forward_workspace``)."""
     return layer.fuses_relu and bool(getattr(following, "adopt_rectified", None))
 
 
-def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None) -> np.ndarray:
+def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None,
+                   keep: bool | None = None) -> np.ndarray:
     """Run a path of layers, first to last, fusing every CONV -> RELU and FC -> RELU pair.
 
     A fused pair computes exactly what the two layers compute one after the
@@ -358,20 +387,19 @@ def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None
     still keeps its output for its backward pass, so backward runs layer by
     layer as usual.
 
-    ``workers`` (the network pass's :class:`volnet.ops.threads.Workers`) go
-    to every layer that :attr:`~Layer.takes_workers`; None: each kernel's own
-    default (:func:`volnet.ops.threads.alone`).
+    ``workers`` (the network pass's :class:`volnet.ops.threads.Workers`) and
+    ``keep`` go to every layer (see :meth:`Layer.forward`).
     """
     index = 0
     while index < len(layers):
         layer = layers[index]
         following = layers[index + 1] if index + 1 < len(layers) else None
         if fused_pair(layer, following):
-            x = layer.forward(x, train=train, relu=True, **_handed(layer, workers))
-            following.adopt_rectified(x, train)
+            x = layer.forward(x, train, keep=keep, workers=workers, relu=True)
+            following.adopt_rectified(x, train, keep)
             index += 2
         else:
-            x = layer.forward(x, train=train, **_handed(layer, workers))
+            x = layer.forward(x, train, keep=keep, workers=workers)
             index += 1
     return x
 
@@ -382,10 +410,5 @@ def backward_layers(layers: list[Layer], dout: np.ndarray, input_grad: bool, wor
     ``workers`` as in :func:`forward_layers`.
     """
     for j in range(len(layers) - 1, -1, -1):
-        dout = layers[j].backward(dout, input_grad=input_grad or j > 0, **_handed(layers[j], workers))
+        dout = layers[j].backward(dout, input_grad=input_grad or j > 0, workers=workers)
     return dout
-
-
-def _handed(layer: Layer, workers) -> dict:
-    """The ``workers`` keyword for a layer that takes it (:attr:`Layer.takes_workers`)."""
-    return {"workers": workers} if workers is not None and layer.takes_workers else {}

@@ -4,7 +4,6 @@
 * :class:`Concat`         branches run side by side on the same input, outputs
   stacked along depth.
 * :class:`Inception`      GoogLeNet's module: a Concat of four fixed branches.
-* :class:`GlobalAvgPool`  the mean of every depth slice, ``H x W x D -> 1 x 1 x D``.
 
 A container holds lists of layers (a *path*: the body, the shortcut, a
 branch). Building it builds every child for the volume that flows in, in
@@ -27,11 +26,8 @@ import math
 
 import numpy as np
 
-from .. import ops
-from ..ops.pool import pool_backward_workspace, pool_geometry, pool_workspace
 from ..shapes import ShapeError, format_volume
-from .base import (Costs, Keyword, Layer, backward_layers, forward_layers, layer_config, layer_from_config,
-                   require_volume)
+from .base import Costs, Keyword, Layer, backward_layers, forward_layers, layer_config, layer_from_config
 from .conv import Conv2D
 from .dense import ReLU
 from .pool import MaxPool
@@ -69,60 +65,6 @@ def _path_repr(layers: list[Layer]) -> str:
 
 
 # -- the containers ------------------------------------------------------------
-
-
-class GlobalAvgPool(Layer):
-    """Global average pooling: the mean of each depth slice, one number per slice.
-
-    ``out[0, 0, d] = mean(x[:, :, d])``: average pooling whose window is the
-    whole input (F = H x W), which is how it is computed. It replaces the
-    FC layers at the top of GoogLeNet and ResNet: the class scores then come
-    from an FC layer on D numbers instead of H*W*D.
-
-    Input shape ``(H, W, D)``; output shape ``(1, 1, D)``. No parameters.
-    Backward spreads each gradient evenly, ``1/(H*W)`` to every input of its slice.
-
-    Example:
-        >>> from volnet import Sequential
-        >>> Sequential([GlobalAvgPool()], input_shape=(7, 7, 512)).output_shape
-        (1, 1, 512)
-    """
-
-    kind = "global_pool"
-    keyword = Keyword("GAP")
-    counted_in_notes = True
-    sees_whole_input = True
-
-    def output_shape(self, input_shape):
-        _, _, D = require_volume(self, input_shape)
-        return (1, 1, D)
-
-    # -- the description of the kind: average pooling whose window is the whole input --------
-    def costs(self, input_shape, output_shape):
-        return Costs(0, 0, math.prod(input_shape))  # an add per input value (and a divide per output)
-
-    def _geometry(self, work):
-        return pool_geometry((work.N, *work.input_shape), work.input_shape[:2], None)
-
-    def forward_workspace(self, work):
-        return pool_workspace(self._geometry(work), "avg", work.itemsize, work.train)
-
-    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
-        return pool_backward_workspace(self._geometry(work), "avg", work.itemsize)
-
-    def to_torch(self, bridge, order):
-        return bridge.step(self, [bridge.nn.AdaptiveAvgPool2d(1)]), None
-
-    def to_onnx(self, graph, x, input_shape):
-        return graph.op("GlobalAveragePool", [x], "gap")
-
-    def forward(self, x, train=False):
-        out, cache = ops.pool_forward(x, x.shape[1:3], None, "avg", layer=self.label)
-        self._keep(cache, train)
-        return out
-
-    def backward(self, dout, input_grad=True):
-        return ops.pool_backward(dout, self._take_cache())
 
 
 class Residual(Layer):
@@ -212,12 +154,11 @@ class Residual(Layer):
                         "BatchNorm()] (a 1x1 CONV with the body's stride)")
         raise ShapeError(message)
 
-    takes_workers = True
+    def forward(self, x, train=False, *, keep=None, workers=None):
+        return (forward_layers(self.body, x, train, workers, keep)
+                + forward_layers(self.shortcut, x, train, workers, keep))
 
-    def forward(self, x, train=False, workers=None):
-        return forward_layers(self.body, x, train, workers) + forward_layers(self.shortcut, x, train, workers)
-
-    def backward(self, dout, input_grad=True, workers=None):
+    def backward(self, dout, input_grad=True, *, workers=None):
         dbody = backward_layers(self.body, dout, input_grad, workers)
         dshortcut = backward_layers(self.shortcut, dout, input_grad, workers)  # dout itself for the identity
         return dbody + dshortcut if input_grad else None
@@ -328,12 +269,10 @@ class Concat(Layer):
         self._depths = [shape[-1] for shape in shapes]
         return (*shapes[0][:-1], sum(self._depths))
 
-    takes_workers = True
+    def forward(self, x, train=False, *, keep=None, workers=None):
+        return np.concatenate([forward_layers(branch, x, train, workers, keep) for branch in self.branches], axis=-1)
 
-    def forward(self, x, train=False, workers=None):
-        return np.concatenate([forward_layers(branch, x, train, workers) for branch in self.branches], axis=-1)
-
-    def backward(self, dout, input_grad=True, workers=None):
+    def backward(self, dout, input_grad=True, *, workers=None):
         douts = np.split(dout, np.cumsum(self._depths)[:-1], axis=-1)
         dxs = [backward_layers(branch, d, input_grad, workers) for branch, d in zip(self.branches, douts)]
         return sum(dxs[1:], start=dxs[0]) if input_grad else None

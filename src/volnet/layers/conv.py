@@ -8,7 +8,8 @@ from .. import ops
 from ..ops.conv import conv_backward_workspace, conv_workspace
 from ..ops.window import geometry
 from ..shapes import pair
-from .base import Costs, Keyword, Layer, Param, he_normal, inside_padding, require_volume, torch_zero_pad
+from .base import (Costs, Keyword, Layer, Param, ParamArray, he_normal, inside_padding, require_volume, torch_zero_pad,
+                   zeros)
 
 
 class Conv2D(Layer):
@@ -43,6 +44,8 @@ class Conv2D(Layer):
     """
 
     kind = "conv"
+    weight = ParamArray()  # (F, F, D1, K)
+    bias = ParamArray()    # (K,), None with bias=False
     keyword = Keyword("CONV", ("F", "K", "S", "P", "dilation", "fit", "bias"), compact="F", dash="K",
                       modifiers="SPDB")
     counted_in_notes = True
@@ -50,7 +53,7 @@ class Conv2D(Layer):
     def __init__(self, K: int, F, S=1, P=0, dilation=1, fit: str | None = None, bias: bool = True):
         super().__init__()
         self.K, self.F, self.S, self.P, self.dilation, self.fit = int(K), F, S, P, dilation, fit
-        self.bias = bool(bias)
+        self.use_bias = bool(bias)
         if self.K < 1:
             raise ValueError(f"Conv2D: K (number of filters) must be >= 1, got {K}")
 
@@ -63,31 +66,27 @@ class Conv2D(Layer):
         Fh, Fw = pair(self.F, "F")
         D = input_shape[2]
         weight = Param("weight", he_normal(rng, (Fh, Fw, D, self.K), Fh * Fw * D, dtype))
-        return [weight, Param("bias", np.zeros(self.K, dtype=dtype))] if self.bias else [weight]
+        return [weight, Param("bias", zeros(rng, self.K, dtype))] if self.use_bias else [weight]
 
     fuses_relu = True
-    takes_workers = True
 
-    def forward(self, x, train=False, relu=False, workers=None):
-        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``);
-        ``workers``: the threads of the network pass (``volnet.ops.threads.Workers``)."""
-        w = self._params[0].value
-        b = self._params[1].value if self.bias else None
-        out, cache = ops.conv_forward(x, w, b, self.S, self.P, self.dilation, fit=self.fit, layer=self.label,
-                                      relu=relu, workers=workers)
-        self._keep(cache, train)
+    def forward(self, x, train=False, *, keep=None, workers=None, relu=False):
+        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``)."""
+        out, cache = ops.conv_forward(x, self.weight, self.bias, self.S, self.P, self.dilation, fit=self.fit,
+                                      layer=self.label, relu=relu, workers=workers)
+        self._keep(cache, train, keep)
         return out
 
-    def backward(self, dout, input_grad=True, workers=None):
+    def backward(self, dout, input_grad=True, *, workers=None):
         dx, dw, db = ops.conv_backward(dout, self._take_cache(), input_grad, workers=workers)
         self._params[0].grad = dw
-        if self.bias:
+        if self.use_bias:
             self._params[1].grad = db
         return dx
 
     def get_config(self):
         return {"K": self.K, "F": self.F, "S": self.S, "P": self.P, "dilation": self.dilation, "fit": self.fit,
-                "bias": self.bias}
+                "bias": self.use_bias}
 
     # -- the description of the kind ---------------------------------------------
     def costs(self, input_shape, output_shape):
@@ -112,7 +111,7 @@ class Conv2D(Layer):
         ``Conv2d(padding=0)``. ``fit="crop"``: ``Conv2d(padding=P)``, since PyTorch floors the output size."""
         g = geometry((1, *self.input_shape), self.F, self.S, self.P, self.dilation, fit=self.fit, layer=self.label)
         conv = dict(in_channels=self.input_shape[2], out_channels=self.K, kernel_size=g.size, stride=g.stride,
-                    dilation=g.dilation, bias=self.bias)
+                    dilation=g.dilation, bias=self.use_bias)
         if inside_padding(g):
             modules = [bridge.nn.Conv2d(**conv, padding=(g.pads[0], g.pads[2]))]
         else:
@@ -122,14 +121,14 @@ class Conv2D(Layer):
     def torch_arrays(self, gather, scatter):
         """Weights ``(F, F, D1, K)`` become ``(K, D1, F, F)``."""
         weight = ("weight", "weight", lambda w: w.transpose(3, 2, 0, 1), lambda t: t.transpose(2, 3, 1, 0))
-        return [weight, ("bias", "bias", _same, _same)] if self.bias else [weight]
+        return [weight, ("bias", "bias", _same, _same)] if self.use_bias else [weight]
 
     def to_onnx(self, graph, x, input_shape):
         """``Conv``, weights ``(K, D1, F, F)``; ``fit`` as the node's (asymmetric) pads (``graph.pads``)."""
         g = geometry((1, *input_shape), self.F, self.S, self.P, self.dilation, fit=self.fit, layer=self.label)
-        inputs = [x, graph.weight("weight", self._params[0].value.transpose(3, 2, 0, 1))]
-        if self.bias:
-            inputs.append(graph.weight("bias", self._params[1].value))
+        inputs = [x, graph.weight("weight", self.weight.transpose(3, 2, 0, 1))]
+        if self.use_bias:
+            inputs.append(graph.weight("bias", self.bias))
         return graph.op("Conv", inputs, "conv", kernel_shape=list(g.size), strides=list(g.stride),
                         dilations=list(g.dilation), pads=graph.pads(g.pads))
 
@@ -144,7 +143,7 @@ def window_costs(layer, input_shape, output_shape, shared: bool) -> Costs:
     (Fh, Fw), D, K = pair(layer.F, "F"), input_shape[2], output_shape[2]
     positions = output_shape[0] * output_shape[1]
     weights = Fh * Fw * D * K
-    biases = K if getattr(layer, "bias", True) else 0
+    biases = K if getattr(layer, "use_bias", True) else 0
     if not shared:
         weights, biases = positions * weights, positions * biases
     return Costs(weights + biases, positions * K * Fh * Fw * D, positions * K if biases else 0, (weights, biases))

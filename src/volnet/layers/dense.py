@@ -10,7 +10,7 @@ from .. import ops
 from ..ops.dense import (fc_backward_workspace, fc_workspace, relu_backward_workspace, relu_fused_workspace,
                          relu_workspace)
 from ..ops.workspace import BackwardWorkspace, ForwardWorkspace
-from .base import Costs, Keyword, Layer, Param, he_normal
+from .base import Costs, Keyword, Layer, Param, ParamArray, he_normal, zeros
 
 
 def flatten_order(volume_shape) -> np.ndarray | None:
@@ -44,6 +44,8 @@ class FC(Layer):
     """
 
     kind = "fc"
+    weight = ParamArray()  # (fan_in, K)
+    bias = ParamArray()    # (K,)
     keyword = Keyword("FC", ("K",), positional=1, compact="K")
     counted_in_notes = True
     sees_whole_input = True
@@ -60,20 +62,17 @@ class FC(Layer):
     def _init_params(self, input_shape, rng, dtype):
         fan_in = math.prod(input_shape)
         return [Param("weight", he_normal(rng, (fan_in, self.K), fan_in, dtype)),
-                Param("bias", np.zeros(self.K, dtype=dtype))]
+                Param("bias", zeros(rng, self.K, dtype))]
 
     fuses_relu = True
-    takes_workers = True
 
-    def forward(self, x, train=False, relu=False, workers=None):
-        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``);
-        ``workers``: the threads of the network pass (``volnet.ops.threads.Workers``)."""
-        w, b = (p.value for p in self._params)
-        out, cache = ops.fc_forward(x, w, b, layer=self.label, relu=relu, workers=workers)
-        self._keep(cache, train)
+    def forward(self, x, train=False, *, keep=None, workers=None, relu=False):
+        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``)."""
+        out, cache = ops.fc_forward(x, self.weight, self.bias, layer=self.label, relu=relu, workers=workers)
+        self._keep(cache, train, keep)
         return out
 
-    def backward(self, dout, input_grad=True, workers=None):
+    def backward(self, dout, input_grad=True, *, workers=None):
         dx, dw, db = ops.fc_backward(dout, self._take_cache(), input_grad, workers=workers)
         self._params[0].grad, self._params[1].grad = dw, db
         return dx
@@ -108,7 +107,7 @@ class FC(Layer):
     def to_onnx(self, graph, x, input_shape):
         """``Gemm``; reading a volume, ``Flatten`` first (channels-first inside the graph, ``(D, H, W)``
         order) and the weight's rows permuted from volnet's depth-fastest order to it."""
-        w, b = (p.value for p in self._params)
+        w, b = self.weight, self.bias
         if len(input_shape) == 3:
             order = flatten_order(input_shape)
             w = w if order is None else w[order]
@@ -129,18 +128,16 @@ class ReLU(Layer):
     def output_shape(self, input_shape):
         return input_shape
 
-    takes_workers = True
-
-    def forward(self, x, train=False, workers=None):
+    def forward(self, x, train=False, *, keep=None, workers=None):
         out, cache = ops.relu_forward(x, workers=workers)
-        self._keep(cache, train)
+        self._keep(cache, train, keep)
         return out
 
-    def adopt_rectified(self, out, train=False):
+    def adopt_rectified(self, out, train=False, keep=None):
         """Take the output of a CONV or FC that already applied this ReLU (a fused pair), as forward would."""
-        self._keep(out, train)  # relu_forward's cache: the rectified output
+        self._keep(out, train, keep)  # relu_forward's cache: the rectified output
 
-    def backward(self, dout, input_grad=True, workers=None):
+    def backward(self, dout, input_grad=True, *, workers=None):
         return ops.relu_backward(dout, self._take_cache(), workers=workers)
 
     # -- the description of the kind ---------------------------------------------
@@ -170,11 +167,11 @@ class Flatten(Layer):
     def output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
-    def forward(self, x, train=False):
-        self._keep(x.shape, train)
+    def forward(self, x, train=False, *, keep=None, workers=None):
+        self._keep(x.shape, train, keep)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dout, input_grad=True):
+    def backward(self, dout, input_grad=True, *, workers=None):
         return dout.reshape(self._take_cache())
 
     # -- the description of the kind ---------------------------------------------

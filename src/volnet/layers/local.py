@@ -8,7 +8,7 @@ from .. import ops
 from ..ops.local import local_backward_workspace, local_workspace
 from ..ops.window import geometry
 from ..shapes import pair
-from .base import Keyword, Layer, Param, he_normal, require_volume, torch_zero_pad
+from .base import Keyword, Layer, Param, ParamArray, he_normal, require_volume, torch_zero_pad, zeros
 from .conv import window_costs
 
 
@@ -53,6 +53,8 @@ class LocallyConnected(Layer):
     """
 
     kind = "local"
+    weight = ParamArray()  # (H2, W2, F, F, D1, K)
+    bias = ParamArray()    # (H2, W2, K)
     keyword = Keyword("LC", ("F", "K", "S", "P", "dilation", "fit", "bias"), compact="F", dash="K", modifiers="SPDB")
     counted_in_notes = True
 
@@ -72,15 +74,14 @@ class LocallyConnected(Layer):
         Fh, Fw = pair(self.F, "F")
         D = input_shape[2]
         return [Param("weight", he_normal(rng, (H2, W2, Fh, Fw, D, self.K), Fh * Fw * D, dtype)),
-                Param("bias", np.zeros((H2, W2, self.K), dtype=dtype))]
+                Param("bias", zeros(rng, (H2, W2, self.K), dtype))]
 
-    def forward(self, x, train=False):
-        w, b = (p.value for p in self._params)
-        out, cache = ops.local_forward(x, w, b, self.S, self.P, fit=self.fit, layer=self.label)
-        self._keep(cache, train)
+    def forward(self, x, train=False, *, keep=None, workers=None):
+        out, cache = ops.local_forward(x, self.weight, self.bias, self.S, self.P, fit=self.fit, layer=self.label)
+        self._keep(cache, train, keep)
         return out
 
-    def backward(self, dout, input_grad=True):
+    def backward(self, dout, input_grad=True, *, workers=None):
         dx, dw, db = ops.local_backward(dout, self._take_cache(), input_grad)
         self._params[0].grad, self._params[1].grad = dw, db
         return dx
@@ -117,7 +118,7 @@ class LocallyConnected(Layer):
     def torch_arrays(self, gather, scatter):
         """Weights ``(H2, W2, F, F, D1, K)`` become ``(H2*W2, D1*F*F, K)`` (unfold's channel-major columns);
         biases ``(H2, W2, K)`` become ``(K, H2, W2)``."""
-        H2, W2, Fh, Fw, D, K = self._params[0].value.shape
+        H2, W2, Fh, Fw, D, K = self.weight.shape
 
         def weight_to(w):
             return w.transpose(0, 1, 4, 2, 3, 5).reshape(H2 * W2, D * Fh * Fw, K)
@@ -135,7 +136,7 @@ class LocallyConnected(Layer):
         ``Reshape`` and ``Transpose`` to rows ``(H2*W2, N, F*F*D1)``; ``MatMul`` with the weights
         ``(H2*W2, F*F*D1, K)``; back to ``(N, K, H2, W2)`` and ``Add`` the biases ``(K, H2, W2)``."""
         g = geometry((1, *input_shape), self.F, self.S, self.P, fit=self.fit, layer=self.label)
-        w, b = (p.value for p in self._params)
+        w, b = self.weight, self.bias
         (H2, W2), (Fh, Fw), (Sh, Sw), K = g.out_hw, g.size, g.stride, self.K
         x = graph.zero_pad(x, g.pads)
         axes, steps = graph.ints("tap_axes", [2, 3]), graph.ints("tap_steps", [Sh, Sw])

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import ops
-import math
-
 from ..ops.norm import (batchnorm_backward_workspace, batchnorm_workspace, check_dropout_probability,
                         dropout_backward_workspace, dropout_workspace)
-from .base import Costs, Keyword, Layer, Param
+from .base import Costs, Keyword, Layer, Param, ParamArray, keeps
 
 
 class BatchNorm(Layer):
@@ -58,6 +58,8 @@ class BatchNorm(Layer):
     """
 
     kind = "batchnorm"
+    gamma = ParamArray()  # (D,), the scale
+    beta = ParamArray()   # (D,), the shift
     keyword = Keyword("BN", ("eps", "momentum"), aliases=("BATCHNORM",))
 
     def __init__(self, eps: float = 1e-5, momentum: float = 0.1):
@@ -79,18 +81,25 @@ class BatchNorm(Layer):
         self.running_var = np.ones(D, dtype=dtype)
         return [Param("gamma", np.ones(D, dtype=dtype)), Param("beta", np.zeros(D, dtype=dtype))]
 
-    def forward(self, x, train=False):
-        gamma, beta = (p.value for p in self._params)
+    def forward(self, x, train=False, *, keep=None, workers=None):
+        """Training normalises with the batch's statistics, inference with the running averages; ``keep=True``
+        in inference keeps what a backward pass through the fixed statistics needs."""
+        gamma, beta = self.gamma, self.beta
         if not train:
-            self._keep(None, train)
-            return ops.batchnorm_inference_forward(x, gamma, beta, self.running_mean, self.running_var, self.eps)
+            if not keeps(train, keep):
+                self._keep(None, False)
+                return ops.batchnorm_inference_forward(x, gamma, beta, self.running_mean, self.running_var,
+                                                       self.eps)
+            out, cache = ops.batchnorm_fixed_forward(x, gamma, beta, self.running_mean, self.running_var, self.eps)
+            self._keep(cache, True)
+            return out
         m = x.size // x.shape[-1]
         if m < 2:
             raise ValueError(f"{self.label}: training needs more than one value per depth slice, got input "
                              f"{x.shape}; use a batch of at least 2, or train=False")
         out, cache, mean, var = ops.batchnorm_train_forward(x, gamma, beta, self.eps)
         self._update_running(mean, var * (m / (m - 1)))
-        self._keep(cache, train)
+        self._keep(cache, train, keep)
         return out
 
     def _update_running(self, mean, unbiased_var):
@@ -99,8 +108,10 @@ class BatchNorm(Layer):
             running *= 1.0 - self.momentum
             running += self.momentum * batch
 
-    def backward(self, dout, input_grad=True):
-        dx, dgamma, dbeta = ops.batchnorm_backward(dout, self._take_cache(), input_grad)
+    def backward(self, dout, input_grad=True, *, workers=None):
+        cache = self._take_cache()
+        fixed = isinstance(cache, ops.norm.FixedStatsCache)
+        dx, dgamma, dbeta = (ops.batchnorm_fixed_backward if fixed else ops.batchnorm_backward)(dout, cache, input_grad)
         self._params[0].grad, self._params[1].grad = dgamma, dbeta
         return dx
 
@@ -141,7 +152,7 @@ class BatchNorm(Layer):
 
     def to_onnx(self, graph, x, input_shape):
         """``BatchNormalization`` (inference: the running averages), on volumes and on vectors alike."""
-        arrays = [p.value for p in self._params] + [self.running_mean, self.running_var]
+        arrays = [self.gamma, self.beta, self.running_mean, self.running_var]
         names = [graph.weight(name, array) for name, array in zip(("gamma", "beta", "mean", "var"), arrays)]
         return graph.op("BatchNormalization", [x, *names], "batchnorm", epsilon=self.eps)
 
@@ -194,15 +205,16 @@ class Dropout(Layer):
         self.rng = rng.spawn(1)[0]
         return []
 
-    def forward(self, x, train=False):
+    def forward(self, x, train=False, *, keep=None, workers=None):
+        """Training drops activations; inference is the identity (``keep=True``: its backward too)."""
         if not train:
-            self._keep(None, train)
+            self._keep(x.dtype.type(1), False, keep)  # the identity's mask
             return x
         out, mask = ops.dropout_forward(x, self.p, self._require_rng())
-        self._keep(mask, train)
+        self._keep(mask, train, keep)
         return out
 
-    def backward(self, dout, input_grad=True):
+    def backward(self, dout, input_grad=True, *, workers=None):
         return ops.dropout_backward(dout, self._take_cache())
 
     def rng_state(self) -> dict:

@@ -1,13 +1,13 @@
-"""POOL layers: max, average and L2-norm pooling."""
+"""POOL layers: max, average and L2-norm pooling, and global average pooling."""
 
 from __future__ import annotations
 
-from .. import ops
 import math
 
+from .. import ops
 from ..ops.pool import pool_backward_workspace, pool_geometry, pool_workspace
 from ..shapes import pair
-from .base import Costs, Keyword, Layer, inside_padding, require_volume, torch_zero_pad
+from .base import Costs, Keyword, Layer, inside_padding, keeps, require_volume, torch_zero_pad
 
 
 class _Pool(Layer):
@@ -30,15 +30,14 @@ class _Pool(Layer):
         g = pool_geometry((1, *volume), self.F, self.S, self.P, fit=self.fit, layer=self.label)
         return (*g.out_hw, volume[2])
 
-    takes_workers = True
-
-    def forward(self, x, train=False, workers=None):
+    def forward(self, x, train=False, *, keep=None, workers=None):
+        keeping = keeps(train, keep)
         out, cache = ops.pool_forward(x, self.F, self.S, self.mode, pad=self.P, fit=self.fit, layer=self.label,
-                                      switches=train, workers=workers)
-        self._keep(cache, train)
+                                      switches=keeping, workers=workers)
+        self._keep(cache, keeping)
         return out
 
-    def backward(self, dout, input_grad=True, workers=None):
+    def backward(self, dout, input_grad=True, *, workers=None):
         return ops.pool_backward(dout, self._take_cache(), workers=workers)
 
     def get_config(self):
@@ -147,3 +146,57 @@ class L2Pool(_Pool):
 
     mode = "l2"
     keyword = Keyword("L2POOL", _Pool._ARGS, positional=2, compact="F", modifiers="SP", pool=True)
+
+
+class GlobalAvgPool(Layer):
+    """Global average pooling: the mean of each depth slice, one number per slice.
+
+    ``out[0, 0, d] = mean(x[:, :, d])``: average pooling whose window is the
+    whole input (F = H x W), which is how it is computed. It replaces the
+    FC layers at the top of GoogLeNet and ResNet: the class scores then come
+    from an FC layer on D numbers instead of H*W*D.
+
+    Input shape ``(H, W, D)``; output shape ``(1, 1, D)``. No parameters.
+    Backward spreads each gradient evenly, ``1/(H*W)`` to every input of its slice.
+
+    Example:
+        >>> from volnet import Sequential
+        >>> Sequential([GlobalAvgPool()], input_shape=(7, 7, 512)).output_shape
+        (1, 1, 512)
+    """
+
+    kind = "global_pool"
+    keyword = Keyword("GAP")
+    counted_in_notes = True
+    sees_whole_input = True
+
+    def output_shape(self, input_shape):
+        _, _, D = require_volume(self, input_shape)
+        return (1, 1, D)
+
+    # -- the description of the kind: average pooling whose window is the whole input --------
+    def costs(self, input_shape, output_shape):
+        return Costs(0, 0, math.prod(input_shape))  # an add per input value (and a divide per output)
+
+    def _geometry(self, work):
+        return pool_geometry((work.N, *work.input_shape), work.input_shape[:2], None)
+
+    def forward_workspace(self, work):
+        return pool_workspace(self._geometry(work), "avg", work.itemsize, work.train)
+
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+        return pool_backward_workspace(self._geometry(work), "avg", work.itemsize)
+
+    def to_torch(self, bridge, order):
+        return bridge.step(self, [bridge.nn.AdaptiveAvgPool2d(1)]), None
+
+    def to_onnx(self, graph, x, input_shape):
+        return graph.op("GlobalAveragePool", [x], "gap")
+
+    def forward(self, x, train=False, *, keep=None, workers=None):
+        out, cache = ops.pool_forward(x, x.shape[1:3], None, "avg", layer=self.label)
+        self._keep(cache, train, keep)
+        return out
+
+    def backward(self, dout, input_grad=True, *, workers=None):
+        return ops.pool_backward(dout, self._take_cache())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.base import Layer, Param, backward_layers, forward_layers, layer_config, layer_from_config
+from ..layers.base import (Layer, Param, backward_layers, forward_layers, layer_config,
+                           layer_from_config)
 from ..ops import threads
 from ..resources import ResourceError, require_memory
 from ..shapes import ShapeError, as_volume_shape, format_volume
@@ -56,7 +57,7 @@ class Sequential:
         for layer in self.layers:
             try:
                 shape = layer.build(shape, rng, self.dtype, allocate=self.allocated)
-            except (MemoryError, OverflowError) as error:  # past the estimate below (a bias under allocate=False)
+            except (MemoryError, OverflowError) as error:  # past the estimate of _require_parameter_memory
                 raise ResourceError(f"{layer.label}: its parameters do not fit in memory ({error}); "
                                     "choose a smaller layer or network (--arch)") from None
             self.shapes.append(shape)
@@ -66,24 +67,26 @@ class Sequential:
 
         Building needs every parameter (``itemsize`` bytes each) plus, for the
         largest array, its float64 draw from the generator (8 bytes per value,
-        see ``layers.base.he_normal``). Shapes come from ``volnet.analysis``'s
-        walk, which allocates nothing; a shape that does not fit is left for
-        the build to report.
+        see ``layers.base.he_normal``). The sizes come from building every
+        layer shapes-only first (zero-memory placeholders, a generator of its
+        own); a shape that does not fit is left for the real build to report.
         """
-        from ..analysis.walk import walk
-
+        shape, shapes_only = self.input_shape, np.random.default_rng()
+        sizes = []  # per layer, the size of each of its parameter arrays
         try:
-            rows = walk(self.layers, self.input_shape)[4]
-        except (ShapeError, ValueError, TypeError):
+            for layer in self.layers:
+                shape = layer.build(shape, shapes_only, self.dtype, allocate=False)
+                sizes.append([p.value.size for p in layer.params()])
+        except (ShapeError, ValueError, TypeError, MemoryError, OverflowError):
             return
-        total = sum(row.params for row in rows)
-        largest = max(rows, key=lambda row: row.params, default=None)
-        if largest is None or not largest.params:
+        held = [sum(arrays) for arrays in sizes]
+        total, largest = sum(held), max(range(len(held)), key=held.__getitem__, default=None)
+        if largest is None or not held[largest]:
             return
-        draw = 8 * max(size for row in rows for size in row.param_sizes)
-        label = f"layer {largest.path} ({type(largest.layer).__name__})"
+        draw = 8 * max(size for arrays in sizes for size in arrays)
+        label = self.layers[largest].label
         require_memory(total * self.dtype.itemsize + draw,
-                       f"building this network's {total:,} parameters ({label} holds {largest.params:,})",
+                       f"building this network's {total:,} parameters ({label} holds {held[largest]:,})",
                        f"make {label} smaller or choose a smaller network (--arch)")
 
     @property
@@ -159,12 +162,6 @@ class Sequential:
         """Everything needed to rebuild the architecture (not the weights)."""
         return {"input_shape": list(self.input_shape), "seed": self.seed, "dtype": self.dtype.name,
                 "layers": [layer_config(layer) for layer in self.layers]}
-
-    def to_notation(self) -> str:
-        """The architecture as a spec, ``INPUT[32x32x3] -> CONV3-12/S1/P1 -> ...`` (see :mod:`volnet.spec`)."""
-        from ..spec import to_notation
-
-        return to_notation(self)
 
     @classmethod
     def from_config(cls, config: dict, *, allocate: bool = True) -> Sequential:

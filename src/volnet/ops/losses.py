@@ -35,6 +35,12 @@ def check_scores_and_labels(scores, labels):
     return labels
 
 
+def softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Class probabilities ``exp(s_j) / sum_k exp(s_k)`` along ``axis`` (shifted by the maximum: no overflow)."""
+    shifted = np.exp(scores - scores.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
 def softmax_cross_entropy(scores, labels):
     """Mean of ``-log(softmax(scores)[label])``; gradient ``(softmax - onehot)/N``."""
     labels = check_scores_and_labels(scores, labels)

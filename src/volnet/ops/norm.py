@@ -104,6 +104,33 @@ def batchnorm_inference_forward(x, gamma, beta, mean, var, eps: float):
     return x * scale.astype(x.dtype, copy=False) + shift.astype(x.dtype, copy=False)
 
 
+@dataclass(frozen=True)
+class FixedStatsCache:
+    """What :func:`batchnorm_fixed_backward` needs from :func:`batchnorm_fixed_forward`."""
+
+    x_hat: np.ndarray  # (x - mean) / sqrt(var + eps), shape of x
+    scale: np.ndarray  # gamma / sqrt(var + eps), shape (D,)
+
+
+def batchnorm_fixed_forward(x, gamma, beta, mean, var, eps: float):
+    """:func:`batchnorm_inference_forward` that also returns a cache, ``(out, cache)``, for a backward pass
+    through the fixed statistics (saliency and Grad-CAM explain the scores inference gives)."""
+    _check_depth(x, gamma, beta)
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    x_hat = (x - mean.astype(x.dtype, copy=False)) * inv_std
+    return gamma * x_hat + beta, FixedStatsCache(x_hat, gamma * inv_std)
+
+
+def batchnorm_fixed_backward(dout, cache: FixedStatsCache, input_grad: bool = True):
+    """Backward of :func:`batchnorm_fixed_forward`, a per-slice affine map: ``(dx, dgamma, dbeta)``::
+
+        dx = dout * gamma / sqrt(var + eps)    dgamma = sum(dout * x_hat)    dbeta = sum(dout)
+    """
+    axes = _slice_axes(dout)
+    dx = dout * cache.scale if input_grad else None
+    return dx, (dout * cache.x_hat).sum(axis=axes), dout.sum(axis=axes)
+
+
 def check_dropout_probability(p) -> float:
     """``p`` as a float, or ValueError unless ``0 <= p < 1`` (p = 1 would drop everything)."""
     try:

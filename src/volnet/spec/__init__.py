@@ -17,9 +17,9 @@ or as a bare pattern whose blanks are filled by documented defaults::
     >>> net.output_shape
     (10,)
 
-and :func:`to_notation` writes any network back (``net.to_notation()``)::
+and :func:`to_notation` writes any network back::
 
-    >>> volnet.build("INPUT[8x8x1] -> CONV -> RELU -> FC", classes=10).to_notation()
+    >>> volnet.spec.to_notation(volnet.build("INPUT[8x8x1] -> CONV -> RELU -> FC", classes=10))
     'INPUT[8x8x1] -> CONV3-32/S1/P1 -> RELU -> FC10'
 
 Grammar

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert import softmax
+from ..ops import softmax
 from ..data.augment import Normalizer
 from . import checkpoint as ckpt
 from .loop import predict as predict_scores

@@ -49,8 +49,8 @@ def conv_demo(layer, volume: np.ndarray, position: tuple[int, int], k: int = 0) 
     rows = tuple(i * g.stride[0] + a * g.dilation[0] for a in range(g.size[0]))
     cols = tuple(j * g.stride[1] + c * g.dilation[1] for c in range(g.size[1]))
     window = xp[np.ix_(rows, cols)]
-    weights = layer._params[0].value[..., k].astype(np.float64)
-    bias = float(layer._params[1].value[k]) if layer.bias else 0.0
+    weights = layer.weight[..., k].astype(np.float64)
+    bias = 0.0 if layer.bias is None else float(layer.bias[k])
     products = window * weights
     return ConvDemo((i, j), k, window, weights, products, bias, float(products.sum() + bias), rows, cols)
 
@@ -61,8 +61,8 @@ def conv_demo_data(layer, volume: np.ndarray, output: np.ndarray, k: int = 0, ma
     summed), filter ``k``, its bias, the geometry, and volnet's output slice ``output[:, :, k]`` to check against."""
     g = _layer_geometry(layer, volume)
     xp = pad_spatial(volume[None].astype(np.float64), g.pads)[0]
-    weights = layer._params[0].value[..., k].astype(np.float64)
-    bias = float(layer._params[1].value[k]) if layer.bias else 0.0
+    weights = layer.weight[..., k].astype(np.float64)
+    bias = 0.0 if layer.bias is None else float(layer.bias[k])
     return {
         "label": layer.label, "k": k, "F": list(g.size), "S": list(g.stride), "dilation": list(g.dilation),
         "pads": list(g.pads), "out_hw": list(g.out_hw), "depth": int(volume.shape[2]), "shown_depth":

@@ -9,52 +9,10 @@ so the maps explain the scores the network actually gives.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
-from ..convert import fc_to_conv, softmax
-
-
-@contextlib.contextmanager
-def inference_gradients(net):
-    """Inside, ``layer.forward(x, train=True)`` computes inference values but keeps backward caches.
-
-    BatchNorm and Dropout (the layers whose training forward differs) get an
-    inference forward and the matching backward for the duration; every
-    other layer already computes the same values in both modes.
-    """
-    patched = []
-    for layer in net.layers:
-        for _, sub in layer.named_layers():
-            if sub.kind == "batchnorm":
-                patched.append(sub)
-                sub.forward, sub.backward = _batchnorm_pair(sub)
-            elif sub.kind == "dropout":
-                patched.append(sub)
-                sub.forward, sub.backward = (lambda x, train=False, **_: x), (lambda dout, input_grad=True, **_: dout)
-    try:
-        yield net
-    finally:
-        for sub in patched:
-            del sub.forward, sub.backward
-            sub._cache = None
-
-
-def _batchnorm_pair(layer):
-    inference = type(layer).forward
-
-    def forward(x, train=False, **_):
-        gamma = layer._params[0].value
-        layer_scale = gamma / np.sqrt(layer.running_var + layer.eps)
-        out = inference(layer, x, train=False)
-        layer._cache = layer_scale if train else None
-        return out
-
-    def backward(dout, input_grad=True, **_):
-        return dout * layer._take_cache()
-
-    return forward, backward
+from ..convert import fc_to_conv
+from ..ops import softmax
 
 
 def activations(net, x: np.ndarray) -> list[np.ndarray]:
@@ -67,10 +25,10 @@ def activations(net, x: np.ndarray) -> list[np.ndarray]:
 
 
 def _forward_kept(net, x: np.ndarray, upto: int | None = None) -> list[np.ndarray]:
-    """Outputs of layers ``0..upto`` with backward caches kept (inside :func:`inference_gradients`)."""
+    """Outputs of layers ``0..upto`` in inference, with what a backward pass through them needs kept."""
     out, outputs = x.astype(net.dtype), []
     for layer in net.layers[: None if upto is None else upto + 1]:
-        out = layer.forward(out, train=True)
+        out = layer.forward(out, train=False, keep=True)
         outputs.append(out)
     return outputs
 
@@ -92,11 +50,10 @@ def saliency(net, x: np.ndarray, target: int) -> np.ndarray:
 
     Show ``np.abs(...).max(axis=2)`` as the saliency map (Simonyan et al. 2013).
     """
-    with inference_gradients(net):
-        scores = _forward_kept(net, x[None])[-1]
-        dout = np.zeros_like(scores)
-        dout[0, target] = 1
-        return _backward_from(net, dout, len(net.layers) - 1, 0)[0]
+    scores = _forward_kept(net, x[None])[-1]
+    dout = np.zeros_like(scores)
+    dout[0, target] = 1
+    return _backward_from(net, dout, len(net.layers) - 1, 0)[0]
 
 
 def gradcam_layer(net) -> int:
@@ -116,11 +73,10 @@ def grad_cam(net, x: np.ndarray, target: int, layer: int | None = None) -> np.nd
     of ``d score[target] / d A[:, :, k]``, A the layer's output volume.
     """
     layer = gradcam_layer(net) if layer is None else layer
-    with inference_gradients(net):
-        outputs = _forward_kept(net, x[None])
-        dout = np.zeros_like(outputs[-1])
-        dout[0, target] = 1
-        grad = _backward_from(net, dout, len(net.layers) - 1, layer + 1)[0]
+    outputs = _forward_kept(net, x[None])
+    dout = np.zeros_like(outputs[-1])
+    dout[0, target] = 1
+    grad = _backward_from(net, dout, len(net.layers) - 1, layer + 1)[0]
     volume = outputs[layer][0]
     alpha = grad.mean(axis=(0, 1))
     return np.maximum(volume @ alpha, 0)
@@ -175,10 +131,9 @@ def parameter_gradients(net, images: np.ndarray, labels: np.ndarray) -> dict[str
     """Softmax-loss gradients of every parameter on a batch (inference-mode forward): ``{layer.param: grad}``."""
     from ..ops.losses import softmax_cross_entropy
 
-    with inference_gradients(net):
-        scores = _forward_kept(net, images)[-1]
-        _, dscores = softmax_cross_entropy(scores, labels)
-        _backward_from(net, dscores, len(net.layers) - 1, 0)
+    scores = _forward_kept(net, images)[-1]
+    _, dscores = softmax_cross_entropy(scores, labels)
+    _backward_from(net, dscores, len(net.layers) - 1, 0)
     grads = {}
     for index, layer in enumerate(net.layers, start=1):
         for name, p in layer.named_params():

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..analysis import analyze
 from ..resources import format_bytes
-from ..convert import softmax
+from ..ops import softmax
 from . import explain, svg
 from .conv_demo import conv_demo_data
 from .pictures import activation_grid, blend, colorbar, data_uri, filter_grid, to_rgb, upscale, upscale_to
@@ -209,7 +209,7 @@ def _filters(net, grads: dict) -> str:
     for index, layer in enumerate(net.layers, start=1):
         for path, sub in layer.named_layers():
             if sub.kind == "conv" and len(pictures) < 8:
-                w = sub._params[0].value
+                w = sub.weight
                 picture = filter_grid(w, max_filters=32)
                 picture = upscale(picture, max(1, 384 // max(picture.shape[:2])))
                 what = ("colour tiles" if w.shape[2] == 3 else "grey tiles" if w.shape[2] == 1 else
