@@ -24,6 +24,9 @@ from .errors import DataError
 
 STREAM_HINT_BATCH = 64  # a too-large folder's error suggests --stream when a batch of this many images fits
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The only decoders Pillow may use, whatever a file's name or bytes claim: an untrusted file must never reach
+# another one (Pillow hands EPS to Ghostscript, a PostScript interpreter).
+DECODERS = ("PNG", "JPEG")
 SPLIT_DIRS = ("train", "test")
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # integer grayscale wider than 8 bits, read as 16-bit
 MODE_NAMES = {"1": "1-bit", "L": "grayscale", "LA": "grayscale with alpha", "P": "palette", "PA": "palette with alpha",
@@ -52,14 +55,25 @@ def _to_eight_bits(Image, image):
 
 
 def _open_image(Image, path, mode):
-    """``path`` converted to Pillow ``mode``, and what was converted ("" when nothing was)."""
+    """``path`` converted to Pillow ``mode``, and what was converted ("" when nothing was).
+
+    Only :data:`DECODERS` are tried. Any decoder error (Pillow raises ``SyntaxError``, ``struct.error``,
+    ``EOFError``... for damaged files) is a :class:`DataError` naming the file.
+    """
     try:
-        with Image.open(path) as opened:
+        with Image.open(path, formats=DECODERS) as opened:
             source = opened.mode
             image = _to_eight_bits(Image, opened) if source in WIDE_MODES else opened
             image = image.convert(mode)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{path}: not a readable image ({error})") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{path}: not a readable image: its bytes are not PNG or JPEG, the only formats volnet "
+                        "reads") from None
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: no such file ({error.strerror})") from None
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 -- a decoder's error of any kind means a damaged file
+        raise DataError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
     if source == mode:
         return image, ""
     target = "8 bits" if source in WIDE_MODES and mode == "L" else MODE_NAMES[mode]

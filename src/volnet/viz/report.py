@@ -113,9 +113,9 @@ def _predict(net, images, batch=256):
                            for i in range(0, len(images), batch)])
 
 
-def _results(test, predictions, classes, normalizer) -> str:
+def _results(test, predictions, classes, missing: str) -> str:
     if test is None:
-        return "<p>No test split was found for this checkpoint's data set, so there are no results to show.</p>"
+        return f"<p>{escape(missing)}, so there are no results to show.</p>"
     labels = test.labels
     C = len(classes)
     confusion = np.zeros((C, C), dtype=int)
@@ -172,11 +172,14 @@ def _image_data(net, sample: Sample, classes, demo_layers) -> dict:
                        "shown": int(min(volume.shape[-1], MAX_SLICES)) if volume.ndim == 3 else int(volume.size)})
     explanations = []
     base = sample.raw
+    try:
+        gradcam = f"Grad-CAM on layer {explain.gradcam_layer(net) + 1}"
+    except ValueError:
+        gradcam = "Grad-CAM"
     for name, compute, cmap in (
         ("saliency |d score / d input|", lambda: np.abs(explain.saliency(net, sample.x, target)).max(axis=2), "heat"),
         ("occlusion: drop in probability", lambda: explain.occlusion(net, sample.x, target), "signed"),
-        (f"Grad-CAM on layer {explain.gradcam_layer(net) + 1}", lambda: explain.grad_cam(net, sample.x, target),
-         "heat"),
+        (gradcam, lambda: explain.grad_cam(net, sample.x, target), "heat"),
         ("FC->CONV sliding-window probability", lambda: explain.sliding_map(net, sample.x, target), "heat"),
     ):
         try:
@@ -236,25 +239,28 @@ def _filters(net, grads: dict) -> str:
 # -- the page ------------------------------------------------------------------------------------
 
 def _load_test(metadata, net, limit):
+    """``(test split, "")``, or ``(None, why there is none)``: no data set recorded, or its error (an unreadable
+    image names the file), or images of another shape than the net's."""
     from ..data import load
 
     data = metadata.get("data", {})
     name = data.get("name")
     if name is None:
-        return None
+        return None, "This checkpoint does not record its data set"
     options = {"size": data.get("size") and tuple(data["size"]), "grayscale": data.get("grayscale", False)} \
         if name == "folder" else {}
     try:
         test = load(name, root=data.get("root"), split="test", **options)
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError) as error:
+        return None, f"The test split of {name} could not be read ({error})"
     if test.images.shape[1:] != tuple(net.input_shape):
-        return None
+        return None, (f"The test images of {name} are {'x'.join(map(str, test.images.shape[1:]))} but the network "
+                      f"takes {'x'.join(map(str, net.input_shape))}")
     if limit is not None and len(test) > limit:
         from ..data import Dataset
 
         test = Dataset(test.images[:limit], test.labels[:limit], test.classes)
-    return test
+    return test, ""
 
 
 def _read_images(paths, net) -> list[tuple[str, np.ndarray, str]]:
@@ -280,7 +286,7 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     net, normalizer, _, metadata = load_model(checkpoint)
     classes = list(metadata.get("data", {}).get("classes") or [str(i) for i in range(net.output_shape[-1])])
     prepare = normalizer if normalizer is not None else (lambda a: a)
-    test = _load_test(metadata, net, test_limit)
+    test, missing = _load_test(metadata, net, test_limit)
     predictions = grads = None
     if test is not None:
         predictions = _predict(net, prepare(test.images)).argmax(axis=1)
@@ -305,7 +311,7 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     sections = [
         ("architecture", "1. Architecture", _architecture(net)),
         ("training", "2. Training", _training(metadata.get("history", []))),
-        ("results", "3. Results on the test split", _results(test, predictions, classes, normalizer)),
+        ("results", "3. Results on the test split", _results(test, predictions, classes, missing)),
         ("activations", "4. One image through the net", ACTIVATIONS_HTML),
         ("filters", "5. Filters and weights", _filters(net, grads or {})),
         ("explain", "6. Why this class", EXPLAIN_HTML),
