@@ -34,9 +34,11 @@ class GraphBuilder:
         return name
 
     def add_initializer(self, name: str, array: np.ndarray) -> str:
+        """Keep ``array`` as it is (often a transposed view of a layer's weights): the exporter makes each
+        one contiguous only as it writes it, so that the weights are not all copied at once."""
         if name in self.initializers:
             raise ValueError(f"ONNX export: the initializer {name!r} is added twice")
-        self.initializers[name] = np.ascontiguousarray(array)
+        self.initializers[name] = np.asarray(array)
         return name
 
     def scope(self, prefix: str) -> Scope:

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..resources import require_memory
 from .graph import GraphBuilder
 
 OPSET = 17
 IR_VERSION = 8
 LAYOUTS = ("nhwc", "nchw")
 INPUT, OUTPUT = "input", "output"
+EXPORT_OVERHEAD = 64 * 2**20  # the graph's nodes, the other fields, protobuf's buffers
 INSTALL_HINT = ("pip install onnx onnxruntime (or, from the volnet repository folder, pip install '.[export]')")
 
 
@@ -57,6 +59,9 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
             for the input and for a volume output. Default: "nhwc".
         classes: class names, stored in the model's metadata (``classes``, a JSON list).
 
+    The model holds a copy of every weight (twice the network's memory in all);
+    :func:`to_onnx` writes the file without building it whole.
+
     Raises:
         ImportError: without the onnx package (the message says how to install it).
         ValueError: for an unknown layout, a net built with ``allocate=False``, or a
@@ -64,7 +69,18 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
         NotImplementedError: for a layer kind with no ONNX equivalent.
     """
     _onnx()
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import numpy_helper
+
+    model, initializers = _model_without_weights(net, normalizer, layout, classes)
+    model.graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(array), name)
+                                   for name, array in initializers.items())
+    return model
+
+
+def _model_without_weights(net, normalizer, layout: str, classes):
+    """The ``ModelProto`` with no initializers, and the initializers by name (arrays, views where they can be)."""
+    _onnx()
+    from onnx import TensorProto, helper
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -92,12 +108,11 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
 
     nodes = [helper.make_node(op, inputs, outputs, name=name, **attributes)
              for op, inputs, outputs, name, attributes in builder.nodes]
-    initializers = [numpy_helper.from_array(array, name) for name, array in builder.initializers.items()]
     in_dims = ["N", H, W, D] if layout == "nhwc" else ["N", D, H, W]
     out_dims = ["N", *shape] if len(shape) != 3 or layout == "nhwc" else ["N", shape[2], shape[0], shape[1]]
     graph = helper.make_graph(
         nodes, "volnet", [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, in_dims)],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, out_dims)], initializer=initializers)
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, out_dims)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="volnet",
                               producer_version=_version(), ir_version=IR_VERSION)
     model.doc_string = input_description(net, normalizer, layout)
@@ -107,31 +122,105 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
     if classes is not None:
         metadata["classes"] = json.dumps(list(classes))
     helper.set_model_props(model, metadata)
-    return model
+    return model, builder.initializers
 
 
-def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None):
-    """Write ``net`` as an ONNX model to ``path`` (atomically: a temporary file, then a rename); returns the
-    ``ModelProto``. Arguments as :func:`build_onnx`.
+def export_memory(net) -> int:
+    """Bytes :func:`to_onnx` needs beside the network itself, from its parameter count alone.
+
+    Each weight's initializer is at most a float32 copy of it (a transposed
+    or reordered weight, a float64 net's weights cast), held from the
+    graph's construction until it is written; the graph's nodes, the small
+    initializers (BatchNorm's averages, shapes) and protobuf's structures
+    take :data:`EXPORT_OVERHEAD` at most.
+
+    >>> from volnet import Sequential
+    >>> from volnet.layers import FC
+    >>> (export_memory(Sequential([FC(10)], (4, 4, 2))) - EXPORT_OVERHEAD) // 4   # 32 x 10 weights, 10 biases
+    330
+    """
+    return 4 * sum(p.value.size for p in net.params()) + EXPORT_OVERHEAD
+
+
+def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None) -> Path:
+    """Write ``net`` as an ONNX model to ``path`` (atomically: a temporary file, then a rename); returns the path.
+    Arguments as :func:`build_onnx`.
+
+    The file is the serialised :func:`build_onnx` model, written piece by
+    piece: each weight goes from its array to the file, so the export needs
+    about :func:`export_memory`, at most the network's float32 size more, and
+    is refused beforehand (:class:`~volnet.resources.ResourceError`) when that
+    is not available.
 
     Example (the graph takes raw pixels in [0, 1], NHWC, any batch size)::
 
         from volnet.export import to_onnx
         to_onnx(model.net, "lenet.onnx", normalizer=model.normalizer)
     """
-    onnx = _onnx()
-    model = build_onnx(net, normalizer=normalizer, layout=layout, classes=classes)
+    _onnx()  # its modules loaded before the memory they leave is measured
+    require_memory(export_memory(net), "exporting the network to ONNX",
+                   "free some memory or export on a machine with more")
+    model, initializers = _model_without_weights(net, normalizer, layout, classes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
     try:
-        onnx.save_model(model, temporary)
+        with os.fdopen(handle, "wb") as file:
+            _write_model(file, model, initializers)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
-    return model
+    return path
+
+
+def _write_model(file, model, initializers: dict) -> None:
+    """Write ``model`` with ``initializers`` added to its graph, as ``SerializeToString`` would, without
+    holding the serialised weights in memory: one weight at a time, from its array to the file.
+
+    Protobuf's wire format lets a message be written field by field: a
+    length-delimited field is its key, its length and its bytes, and a
+    message's fields may come in any order. So the model's other fields are
+    serialised as usual, then the graph field, whose bytes are the graph
+    without initializers followed by one ``initializer`` field per weight:
+    a ``TensorProto`` with everything but ``raw_data`` serialised, then
+    ``raw_data``'s key and length, then the array's bytes (little-endian,
+    as ONNX stores them).
+    """
+    from onnx import GraphProto, ModelProto, TensorProto, helper
+
+    graph_field = ModelProto.DESCRIPTOR.fields_by_name["graph"].number
+    initializer_field = GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
+    raw_field = TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
+    tensors = []
+    for name, array in initializers.items():
+        header = TensorProto(name=name, dims=array.shape, data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
+        header = header.SerializeToString() + _field(raw_field, array.nbytes)
+        tensors.append((_field(initializer_field, len(header) + array.nbytes) + header, array))
+    graph = model.graph.SerializeToString()
+    rest = ModelProto()
+    rest.CopyFrom(model)
+    rest.ClearField("graph")
+    file.write(rest.SerializeToString())
+    file.write(_field(graph_field, len(graph) + sum(len(head) + array.nbytes for head, array in tensors)))
+    file.write(graph)
+    for head, array in tensors:
+        file.write(head)
+        file.write(memoryview(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))).cast("B"))
+
+
+def _field(number: int, length: int) -> bytes:
+    """The key and length of a length-delimited protobuf field (wire type 2), as varints."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
 def _rename_output(builder: GraphBuilder, last: str) -> None:
