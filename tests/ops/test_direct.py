@@ -149,3 +149,67 @@ def test_applies_where_measured_faster(monkeypatch, F, S, D, K, expected):
     assert not direct.applies(g, D, K, np.int32)
     monkeypatch.setattr(direct, "isa", lambda: "avx2")  # not measured there: never planned
     assert not direct.applies(g, D, K, np.float32)
+
+
+# -- through volnet.ops.conv's plan ----------------------------------------------------------------------
+
+
+def _direct_everywhere(monkeypatch):
+    """Every undilated float layer plans the direct forward (and so the flipped input gradient's too)."""
+    monkeypatch.setattr(direct, "applies", lambda g, depth, filters, dtype: g.dilation == (1, 1))
+
+
+@pytest.fixture
+def direct_everywhere(monkeypatch):
+    _direct_everywhere(monkeypatch)
+
+
+@settings(max_examples=30, deadline=None)
+@given(setting=layers())
+def test_conv_forward_and_backward_through_the_plan_equal_naive(setting):
+    from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward
+
+    x, w, b = _layer(setting)
+    hyper = dict(stride=setting["S"], pad=setting["pad"], fit="crop")
+    expected, naive_cache = conv_forward_naive(x, w, b, **hyper)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _direct_everywhere(monkeypatch)
+        out, cache = conv_forward(x, w, b, **hyper)
+        dout = np.random.default_rng(setting["seed"] + 1).standard_normal(out.shape).astype(setting["dtype"])
+        grads = conv_backward(dout, cache)
+    tol = 1e-4 if setting["dtype"] == np.float32 else 1e-10
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+    for mine, theirs in zip(grads, conv_backward_naive(dout, naive_cache)):
+        np.testing.assert_allclose(mine, theirs, rtol=tol, atol=tol * 10)
+
+
+def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
+    from volnet.ops import conv
+
+    calls = []
+    real = direct.correlate
+    monkeypatch.setattr(direct, "correlate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 16))
+    w = np.random.default_rng(1).standard_normal((5, 5, 16, 8))
+    _, cache = conv.conv_forward(x, w, np.zeros(8), pad=2)
+    plan = conv.plan_conv(cache.geometry, 8, np.float64)
+    assert (plan.forward, plan.input_gradient) == ("direct", "flipped")
+    conv.conv_backward(np.ones((2, 8, 8, 8)), cache)
+    assert calls == [cache.geometry, conv.flipped_geometry(cache.geometry, 8)]
+
+
+def test_lenet_plan_on_avx512(monkeypatch):
+    """The shapes measured on the Intel Xeon take the direct forward; the others keep their kernels."""
+    from volnet.ops.conv import plan_conv
+
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    lenet2 = geometry((64, 14, 14, 16), 5, 1, 2)
+    assert plan_conv(lenet2, 32, np.float32).forward == "direct"
+    assert plan_conv(lenet2, 32, np.float32).weight_gradient == "winograd_general"
+    strided = geometry((32, 32, 32, 64), 3, 2, 1, fit="crop")
+    assert plan_conv(strided, 128, np.float32).forward == "direct"
+    assert plan_conv(strided, 128, np.float32).input_gradient == "col2im"
+    assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32).forward == "im2col"
+    assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
+    monkeypatch.setattr(direct, "ENABLED", False)
+    assert plan_conv(lenet2, 32, np.float32).forward == "winograd_general"
