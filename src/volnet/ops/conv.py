@@ -21,14 +21,13 @@ backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import threads, winograd, winograd_general
+from . import direct, threads, winograd, winograd_general
 from .workspace import (BackwardWorkspace, ForwardWorkspace, images_per_block, padded, part_sizes, split_blocks,
                         unpadded, windows_contiguous)
 from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
@@ -60,6 +59,67 @@ class ConvCache:
     xp: np.ndarray
     w: np.ndarray
     geometry: Geometry
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """How one CONV runs, for its kernels and their memory estimates alike (:func:`plan_conv`).
+
+    ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(2x2, 3x3)), ``"direct"``
+    (:func:`volnet.ops.direct.correlate`), ``"winograd_general"`` (F(4x4, 5x5)) or ``"im2col"``;
+    ``weight_gradient``: ``"winograd"``, ``"winograd_general"`` or ``"im2col"``; ``input_gradient``:
+    ``"shallow"`` (:func:`_input_gradient_shallow`), ``"flipped"`` (:func:`conv_backward_input_flipped`, a
+    correlation with its own plan) or ``"col2im"`` (:func:`_input_gradient_deep`).
+    """
+
+    forward: str
+    weight_gradient: str
+    input_gradient: str
+
+
+def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, network_pass: bool = False) -> ConvPlan:
+    """The algorithms of a CONV of geometry ``g`` into ``filters`` filters on values of ``dtype``.
+
+    ``cores`` and ``network_pass`` are the kernel's workers (``Workers.cores``, ``Workers.blas_held``):
+    thin Winograd weight gradients pay only when split over the cores. Each rule and its measurement
+    lives beside its kernel (:func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`,
+    :func:`volnet.ops.winograd_general.applies`); the order here is which wins where several apply.
+    """
+    (N, _, _, D), K, dtype = g.in_shape, filters, np.dtype(dtype)
+    if winograd.applies(g, D, dtype):
+        forward = "winograd"
+    elif direct.applies(g, D, K, dtype):
+        forward = "direct"
+    elif winograd_general.applies(g, D, K, dtype):
+        forward = "winograd_general"
+    else:
+        forward = "im2col"
+    if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):
+        weight_gradient = "winograd"
+    elif winograd_general.applies(g, D, K, dtype):
+        weight_gradient = "winograd_general"
+    else:
+        weight_gradient = "im2col"
+    if D < SHALLOW_DEPTH:
+        input_gradient = "shallow"
+    elif g.stride == (1, 1):
+        input_gradient = "flipped"
+    else:
+        input_gradient = "col2im"
+    return ConvPlan(forward, weight_gradient, input_gradient)
+
+
+def flipped_geometry(g: Geometry, filters: int) -> Geometry:
+    """The geometry of :func:`conv_backward_input_flipped`'s correlation (stride 1): dout, ``filters`` deep,
+    padded to ``(H + eh - 1, W + ew - 1)`` (eh, ew the dilated filter's extent), with the filters."""
+    N, H, W, _ = g.in_shape
+    eh, ew = effective_extent(g.size[0], g.dilation[0]), effective_extent(g.size[1], g.dilation[1])
+    return geometry((N, H + eh - 1, W + ew - 1, filters), g.size, 1, 0, g.dilation)
+
+
+def _itemsize_dtype(itemsize: int):
+    """The float dtype of values of ``itemsize`` bytes, for the memory estimates' plans."""
+    return np.dtype(f"f{itemsize}")
 
 
 def _check(x, w, b, layer):
@@ -173,13 +233,14 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dout_rows = dout.reshape(-1, K)
     dtype = np.result_type(xp, dout)
-    count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
-    if winograd.applies_to_weight_gradient(g, D, K, dtype, count):
+    plan = plan_conv(g, K, dtype, workers.cores, workers.blas_held)
+    if plan.weight_gradient == "winograd":
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
+        count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         # dout_rows is already a contiguous copy where dout is strided: reuse it rather than copy again
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
                                           blas_held=workers.blas_held)
-    elif winograd_general.applies(g, D, K, dtype):
+    elif plan.weight_gradient == "winograd_general":
         r = g.size[0]
         step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES,
                                                  weight_gradient=True)
@@ -188,7 +249,7 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
                                                   blas_held=workers.blas_held)
     else:
         dw, db = _weight_gradient(dout_rows, xp, g, workers)
-    dx = _input_gradient(dout, w, g, xp.shape, workers) if input_grad else None
+    dx = _input_gradient(dout, w, g, xp.shape, plan.input_gradient, workers) if input_grad else None
     return dx, dw.reshape(w.shape), db
 
 
@@ -203,15 +264,7 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> 
     b, (N, _, _, D), K = itemsize, g.in_shape, filters
     xp_shape, copies, _ = padded(g)
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    rows = 0
-    if winograd.applies_for_itemsize(g, D, K, b, cores):  # winograd.correlate
-        rows = winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES)
-    elif _general_winograd_applies(g, D, K, b):  # winograd_general.correlate
-        rows = _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores)
-    elif not windows_contiguous(g):  # _correlate: each thread's block
-        per_image = Ho * Wo * (Fh * Fw * D + 1) * b
-        workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)
-        rows = per_image * split_blocks(N, per_image, BLOCK_BYTES, workers)
+    rows = _correlation_workspace(g, K, b, cores)
     private = ((math.prod(xp_shape) * b, True),) if copies else ()
     return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=False, keeps_input=not copies, transient=rows)
 
@@ -237,9 +290,10 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     weights = (Fh * Fw * D + 1) * K * b  # dw and db in one array
     grads += 0 if dout_contiguous else N * Ho * Wo * K * b
     workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)  # the im2col kernels' threads
-    if winograd.applies_for_itemsize(g, D, K, b, cores, weight_gradient=True):  # winograd.weight_gradient
+    plan = plan_conv(g, K, _itemsize_dtype(b), cores, network_pass=True)
+    if plan.weight_gradient == "winograd":
         phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES, weight_gradient=True)]
-    elif _general_winograd_applies(g, D, K, b):  # winograd_general.weight_gradient
+    elif plan.weight_gradient == "winograd_general":
         phases = [grads + _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores, weight_gradient=True)]
     else:
         # each thread's part of the batch: its rows, its dw (and db), and one block's share of it
@@ -257,28 +311,20 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
         return BackwardWorkspace(max(phases), 0)
     _, Hp, Wp, _ = xp_shape
     Hs, Ws = -(-Hp // Sh), -(-Wp // Sw)
-    if D < SHALLOW_DEPTH:  # _input_gradient_shallow
+    if plan.input_gradient == "shallow":  # _input_gradient_shallow
         dx = math.prod(xp_shape) * b
         blocks = split_blocks(N, Ho * Wo * Fh * Fw * D * b, BLOCK_BYTES, workers)  # a block per thread
         # per block: the shares (W @ dout.T), the phase buffers, their interleaved copy, dout's block copy
         per_image = Ho * Wo * Fh * Fw * D + 2 * Sh * Sw * Hs * Ws * D + (0 if dout_contiguous else Ho * Wo * K)
         phases.append(grads + dx + blocks * per_image * b)
         whole = True
-    elif (Sh, Sw) == (1, 1):
+    elif plan.input_gradient == "flipped":
         # conv_backward_input_flipped: dout padded to (H + eh - 1, W + ew - 1) (a copy where any side is
         # padded, not only cropped), its im2col rows a block at a time, and dx itself (no unpadding)
         (eh, ew), (top, _, left, _) = map(effective_extent, g.size, g.dilation), g.pads
         sides = (eh - 1 - top, H + top - Ho, ew - 1 - left, W + left - Wo)
         dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(sides) > 0 else 0
-        flipped = 0
-        if winograd.applies_for_itemsize(g, K, D, b, cores):  # the flipped filters are 3x3 stride 1 too
-            flipped = winograd.workspace((H, W), K, D, N, b, cores, BLOCK_BYTES)
-        elif _general_winograd_applies(g, K, D, b, out_hw=(H, W)):  # or 5x5 stride 1
-            flipped = _general_winograd_workspace((H, W), K, D, N, Fh, b, cores)
-        elif (Fh, Fw) != (1, 1):
-            per_image = H * W * Fh * Fw * K * b
-            flipped_workers = threads.workers_for(N * H * W * D * Fh * Fw * K, N, cores)  # _correlate's threads
-            flipped = split_blocks(N, per_image, BLOCK_BYTES, flipped_workers) * per_image
+        flipped = _correlation_workspace(flipped_geometry(g, K), D, b, cores)
         dx = N * H * W * D * b
         phases.append(grads + dout_padded + flipped + dx)
         return BackwardWorkspace(max(phases), dx, True)
@@ -294,14 +340,24 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     return BackwardWorkspace(max(phases), dx, contiguous and whole)
 
 
-def _general_winograd_applies(g: Geometry, depth: int, filters: int, itemsize: int, out_hw=None) -> bool:
-    """:func:`volnet.ops.winograd_general.applies` for values of ``itemsize`` bytes, on ``g`` or (``out_hw``:
-    the flipped correlation of the input gradient) on its output size instead."""
-    dtype = {4: np.float32, 8: np.float64}.get(itemsize)
-    if dtype is None:
-        return False
-    correlation = g if out_hw is None else dataclasses.replace(g, out_hw=out_hw)
-    return winograd_general.applies(correlation, depth, filters, dtype)
+def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int) -> int:
+    """Bytes :func:`_convolve` allocates beside its output in a network pass on ``cores``, as its plan runs it:
+    Winograd's tiles, the direct kernel's padded weights, or each thread's block of im2col rows (none where
+    the windows are already contiguous)."""
+    b, (N, _, _, D), K = itemsize, g.in_shape, filters
+    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    forward = plan_conv(g, K, _itemsize_dtype(b), cores, network_pass=True).forward
+    if forward == "winograd":
+        return winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES)
+    if forward == "direct":
+        return direct.workspace(g, K, b)
+    if forward == "winograd_general":
+        return _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores)
+    if windows_contiguous(g):
+        return 0
+    per_image = Ho * Wo * (Fh * Fw * D + 1) * b
+    workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)
+    return per_image * split_blocks(N, per_image, BLOCK_BYTES, workers)
 
 
 def _general_winograd_workspace(out_hw, depth: int, filters: int, images: int, r: int, itemsize: int,
@@ -314,21 +370,28 @@ def _general_winograd_workspace(out_hw, depth: int, filters: int, images: int, r
 
 
 def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL):
-    """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)``, by Winograd or im2col.
+    """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)`` as :func:`plan_conv` says.
 
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
     :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
     than im2col (its measured gain: docs/performance.md), unless Numba is not
-    installed; 5x5 stride-1 layers take :func:`volnet.ops.winograd_general.correlate`
-    (6.25x fewer: F(4x4, 5x5)); both where the batch has enough output tiles. The rest take :func:`_correlate`.
+    installed; strided and LeNet-sized 5x5 layers :func:`volnet.ops.direct.correlate`, register-blocked;
+    other 5x5 stride-1 layers :func:`volnet.ops.winograd_general.correlate`
+    (6.25x fewer: F(4x4, 5x5)); both Winograds where the batch has enough output tiles. The rest take
+    :func:`_correlate`.
     """
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dtype = np.result_type(xp, w)
-    if winograd.applies(g, D, dtype):
+    forward = plan_conv(g, K, dtype, workers.cores, workers.blas_held).forward
+    if forward == "winograd":
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
-    if winograd_general.applies(g, D, K, dtype):
+    if forward == "direct":  # no BLAS: split over the cores wherever the parts are big enough
+        count = threads.workers_for(N * g.out_hw[0] * g.out_hw[1] * K * g.size[0] * g.size[1] * D, N,
+                                    workers.count())
+        return direct.correlate(xp, w, g, bias, relu, count)
+    if forward == "winograd_general":
         r = g.size[0]
         step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES)
         count = workers.for_multiply_adds(N * g.out_hw[0] * g.out_hw[1] * K * r * r * D, N)
@@ -477,17 +540,17 @@ def _weight_gradient(dout_rows, xp, g: Geometry, workers=threads.SERIAL):
     return grads[:columns], grads[columns]
 
 
-def _input_gradient(dout, w, g: Geometry, padded_shape, workers=threads.SERIAL):
-    """Gradient w.r.t. the (unpadded) input, by whichever scheme is fastest for this layer.
+def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=threads.SERIAL):
+    """Gradient w.r.t. the (unpadded) input by ``scheme``, the plan's ``input_gradient`` (:func:`plan_conv`).
 
     For stride 1 the flipped-filter convolution, blocked like the forward
     pass, beats the tap-by-tap col2im, except for inputs shallower than
     :data:`SHALLOW_DEPTH`, where its matrix multiplies have only D output
     columns, too thin for BLAS (the figures: docs/performance.md).
     """
-    if padded_shape[3] < SHALLOW_DEPTH:
+    if scheme == "shallow":
         return unpad_spatial(_input_gradient_shallow(dout, w, g, padded_shape, workers), g)
-    if g.stride == (1, 1):
+    if scheme == "flipped":
         return conv_backward_input_flipped(dout, w, g, workers=workers)
     return unpad_spatial(_input_gradient_deep(dout, w, g, padded_shape, workers), g)
 
@@ -583,6 +646,4 @@ def conv_backward_input_flipped(dout, w, g: Geometry, *, workers=None):
     # filters over dout padded so that output row 0 lines up with input row 0.
     pads = (eh - 1 - top, H + top - dout.shape[1], ew - 1 - left, W + left - dout.shape[2])
     flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
-    dout_padded = pad_spatial(dout, pads)
-    gt = geometry(dout_padded.shape, (Fh, Fw), 1, 0, (dh, dwl))
-    return _convolve(dout_padded, gt, flipped, workers=threads.or_alone(workers))
+    return _convolve(pad_spatial(dout, pads), flipped_geometry(g, K), flipped, workers=threads.or_alone(workers))

@@ -131,19 +131,6 @@ def bytes_per_image(out_hw, depth: int, filters: int, itemsize: int) -> int:
 
 # -- the memory these kernels allocate (volnet.ops.workspace; volnet.analysis replays it) --------------
 
-def applies_for_itemsize(g, depth: int, filters: int, itemsize: int, cores: int,
-                         weight_gradient: bool = False) -> bool:
-    """:func:`applies` (or, for dw, :func:`applies_to_weight_gradient`) within a network pass on ``cores``,
-    for values of ``itemsize`` bytes (float32 or float64; anything else never takes Winograd)."""
-    dtype = {4: np.float32, 8: np.float64}.get(itemsize)
-    if dtype is None:
-        return False
-    if weight_gradient:
-        split = workers(g.in_shape[0], g.out_hw, depth, filters, network_pass=True, cores=cores)
-        return applies_to_weight_gradient(g, depth, filters, dtype, split)
-    return applies(g, depth, dtype)
-
-
 def workspace(out_hw, depth: int, filters: int, images: int, itemsize: int, cores: int, block_bytes: int,
               weight_gradient: bool = False) -> int:
     """Bytes :func:`correlate` (or :func:`weight_gradient`) allocates beside its result, within a network pass.

@@ -1,0 +1,276 @@
+"""Direct convolution with the output tile held in registers (register blocking), compiled with Numba.
+
+im2col turns a CONV into one matrix multiply, but for few input channels
+(first layers, LeNet) or strided layers its copy of the receptive fields
+costs as much as the multiply, and the multiply is too thin for BLAS to
+run fast. A direct kernel computes each output tile where it lies, as
+oneDNN's JIT kernels do: a tile of ``PW`` output pixels of one row x ``KB``
+filters is accumulated in registers; per (filter tap, input channel) step
+it loads ``KB`` weights (contiguous: the weights are ``(F, F, D, K)``,
+filters innermost) and broadcasts one input value per pixel against them::
+
+    acc[p, q] += xp[n, i*S + u, (j+p)*S + v, d] * w[u, v, d, k+q]
+
+What that takes in Numba (each point measured, docs/performance.md):
+
+* the accumulators in a local array of compile-time-constant size
+  (:func:`_stack_array`, on the stack, which LLVM then keeps in
+  registers) and every tile loop of constant trip count, so LLVM unrolls
+  them fully; the tile sizes are closure constants of each compiled kernel;
+* LLVM's SLP vectoriser on and its loop vectoriser off while these kernels
+  compile (Numba's defaults are the reverse; with them the tile became
+  gathers and scatters), set around the compile and restored after
+  (:func:`_compile_flags`);
+* a tile that fits the register file of the CPU that runs it, chosen at run
+  time from the host's instruction set (:func:`tile`).
+
+Tails: filter counts that are not a multiple of ``KB`` run on weights
+padded with zero filters; output rows not a multiple of ``PW`` end with a
+tile whose pixels past the row read the row's last pixel and are not
+stored. Every kernel takes a range of images, releases the GIL, and so
+splits over the cores (:mod:`volnet.ops.threads`).
+
+Numba is optional: without it, or with ``VOLNET_NUMBA=0``,
+:data:`ENABLED` is False and :mod:`volnet.ops.conv` never plans a direct
+convolution.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import threads
+from .winograd import ENABLED
+
+# The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
+# filters per register, so its tile has half of them. Measured on the Intel Xeon (AVX-512, LeNet's second
+# CONV, one thread, docs/performance.md): 7 x 32 ran at 106-112 GFLOP/s, 4 x 32 at 93-98, 8 x 32 at 92,
+# 10 x 32 spilled (48), 14 x 32 passed LLVM's unroll limit (31). AVX2 (16 registers of 8 floats) holds
+# 2 x 32 (issue 23's measurement on AMD Zen 4 compiled for AVX2: 93 GFLOP/s, 7 x 16 spilled); SSE2 half that.
+TILES = {"avx512": (7, 32), "avx2": (2, 32), "portable": (2, 16)}
+# The instruction sets whose tiles were measured against volnet's other kernels: only there does
+# volnet.ops.conv plan direct convolutions.
+MEASURED = ("avx512",)
+# Which layers take the direct forward (see applies), measured on the Intel Xeon against the kernels they
+# replace, one thread: LeNet's 5x5 14x14x16->32 2.9 ms against F(4x4, 5x5)'s 5.1; the 3x3/2 32x32x64->128
+# 13.5 ms against im2col's 19.7. Shallower inputs lost (5x5 32x32x3->64: 9.2 against im2col's 6.9 ms) or
+# tied (LeNet's first CONV, 28x28x1->16: 0.87 against 0.91 ms).
+MIN_DEPTH = 8
+MAX_FILTERS = 128
+MAX_STRIDE1_MULTIPLY = 32 * 32  # depth x filters of the stride-1 layers measured (LeNet's, both directions)
+
+
+@functools.lru_cache(maxsize=1)
+def isa() -> str:
+    """The host's vector instruction set as the kernels' tiles know it: ``"avx512"``, ``"avx2"`` or
+    ``"portable"``, from the features llvmlite reports for the host CPU (what Numba compiles for)."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f"):
+        return "avx512"
+    if features.get("avx2") and features.get("fma"):
+        return "avx2"
+    return "portable"
+
+
+def tile(filters: int, dtype) -> tuple[int, int]:
+    """``(pixels, filters)`` of the register tile for ``filters`` output channels of ``dtype`` on this host
+    (:data:`TILES`); layers with at most half the tile's filters take a tile half as wide."""
+    pixels, width = TILES[isa()]
+    if np.dtype(dtype).itemsize == 8:
+        width //= 2
+    if filters <= width // 2:
+        width //= 2
+    return pixels, width
+
+
+def applies(g, depth: int, filters: int, dtype) -> bool:
+    """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
+    set in :data:`MEASURED`, an undilated float layer larger than 1x1 at least :data:`MIN_DEPTH` deep into
+    at most :data:`MAX_FILTERS` filters, strided or (stride 1) with ``depth * filters`` at most
+    :data:`MAX_STRIDE1_MULTIPLY` and no 3x3 filter (those keep Winograd F(2x2, 3x3) or im2col)."""
+    if not (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
+            and g.size != (1, 1) and MIN_DEPTH <= depth and filters <= MAX_FILTERS):
+        return False
+    if g.stride == (1, 1) and (g.size == (3, 3) or depth * filters > MAX_STRIDE1_MULTIPLY):
+        return False
+    return isa() in MEASURED
+
+
+def workspace(g, filters: int, itemsize: int) -> int:
+    """Bytes :func:`correlate` allocates beside its output: the weights and biases padded to whole tiles of
+    filters, and a contiguous copy of an input that padding only cropped (a strided view)."""
+    from .workspace import padded
+
+    (N, _, _, D), (Fh, Fw) = g.in_shape, g.size
+    shape, _, cropped = padded(g)
+    Kp = _padded_filters(filters, itemsize)
+    return (Fh * Fw * D + 1) * Kp * itemsize + (N * shape[1] * shape[2] * D * itemsize if cropped else 0)
+
+
+def _padded_filters(filters: int, itemsize: int) -> int:
+    width = tile(filters, np.float32 if itemsize == 4 else np.float64)[1]
+    return -(-filters // width) * width
+
+
+_COMPILING = threading.Lock()  # one compile at a time: the vectoriser flags are process-wide
+
+
+@contextmanager
+def _compile_flags():
+    """Numba's SLP vectoriser on and loop vectoriser off, restored afterwards (read when a kernel compiles)."""
+    from numba.core import config
+
+    saved = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
+    config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
+    try:
+        yield
+    finally:
+        config.SLP_VECTORIZE, config.LOOP_VECTORIZE = saved
+
+
+@functools.lru_cache(maxsize=None)
+def _stack_array():
+    """An intrinsic ``stack_array(size, dtype)``: a pointer to ``size`` values on the stack (size a literal),
+    which LLVM keeps in registers where every index into it is a constant after unrolling.
+
+    On AVX-512 hosts it also marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for
+    Intel's AVX-512 CPUs prefers 256-bit ones, which halved the tile's width (LeNet's second CONV: 7 x 16 of
+    256-bit vectors 81-97 GFLOP/s, 7 x 32 of 512-bit ones 106-112)."""
+    from numba.core import cgutils, errors, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def stack_array(typingctx, size, dtype):
+        if not isinstance(size, types.IntegerLiteral):
+            raise errors.RequireLiteralValue(size)
+        element = dtype.dtype
+
+        def codegen(context, builder, signature, args):
+            if isa() == "avx512":  # LLVM prefers 256-bit vectors on these CPUs; the tile is sized for 512
+                set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+            return cgutils.alloca_once(builder, context.get_value_type(element), size=size.literal_value)
+
+        return types.CPointer(element)(size, dtype), codegen
+
+    return stack_array
+
+
+def _at_least(value, floor):
+    """``max(value, floor)`` that keeps NaN (a diverging network shows NaN, not the floor)."""
+    return floor if value < floor else value
+
+
+def _forward_source(PW: int, KB: int):
+    """The forward kernel with a ``PW x KB`` tile (closure constants)."""
+    import numba
+
+    stack_array = _stack_array()
+    _floored = numba.njit(inline="always")(_at_least)
+    T = PW * KB
+    KH = max(1, KB // 16)
+
+    def forward(xp, w, bias, floor, Sh, SD, out, first, last):  # pragma: no cover - compiled
+        # xp (N, Hp, Wp*D), w (F, F*D, Kp): a filter row's taps and channels are one run (v, d) in both;
+        # pixel j's run starts at j*Sw*D = j*SD
+        Fh, taps, Kp = w.shape
+        _, Ho, Wo, K = out.shape
+        acc = numba.carray(stack_array(T, xp.dtype), T)
+        for n in range(first, last):
+            for i in range(Ho):
+                for j0 in range(0, Wo, PW):
+                    for k0 in range(0, Kp, KB):
+                        for t in range(T):
+                            acc[t] = 0
+                        for u in range(Fh):
+                            row = i * Sh + u
+                            for e in range(taps):
+                                for p in range(PW):
+                                    x = xp[n, row, min(j0 + p, Wo - 1) * SD + e]
+                                    if KH == 1:
+                                        for q in range(KB):
+                                            acc[p * KB + q] += x * w[u, e, k0 + q]
+                                    else:  # LLVM unrolls 16 iterations fully, not 32
+                                        for h in range(KH):
+                                            for q in range(16):
+                                                acc[p * KB + h * 16 + q] += x * w[u, e, k0 + h * 16 + q]
+                        if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
+                            for p in range(PW):
+                                for q in range(KB):
+                                    out[n, i, j0 + p, k0 + q] = _floored(acc[p * KB + q] + bias[k0 + q], floor)
+                        else:
+                            for p in range(min(PW, Wo - j0)):
+                                for q in range(min(KB, K - k0)):
+                                    out[n, i, j0 + p, k0 + q] = _floored(acc[p * KB + q] + bias[k0 + q], floor)
+
+    return forward
+
+
+_KERNELS: dict = {}
+
+
+def _kernel(make, PW: int, KB: int):
+    """The compiled kernel ``make(PW, KB)`` (compiled and cached on disk at its first call, under
+    :func:`_compile_flags`)."""
+    key = (make, PW, KB)
+    compiled = _KERNELS.get(key)
+    if compiled is None:
+        with _COMPILING:
+            compiled = _KERNELS.get(key)
+            if compiled is None:
+                import numba
+
+                dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
+                                        fastmath={"contract"})(make(PW, KB))
+                compiled = _KERNELS[key] = _FlagCompiled(dispatcher)
+    return compiled
+
+
+class _FlagCompiled:
+    """A dispatcher whose compiles for new argument types run under :func:`_compile_flags`."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
+
+    def __call__(self, *args):
+        dtype = args[0].dtype
+        if dtype not in self.compiled:
+            with _COMPILING, _compile_flags():
+                self.dispatcher.compile(tuple(self.dispatcher.typeof_pyval(a) for a in args))
+            self.compiled.add(dtype)
+        return self.dispatcher(*args)
+
+
+def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1) -> np.ndarray:
+    """``(N, H2, W2, K)``: the padded batch ``xp (N, Hp, Wp, D)`` correlated with ``w (F, F, D, K)`` as
+    geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
+    where ``relu``; the batch split over ``workers`` threads. ``H2 = (Hp - F)//S + 1``."""
+    N, Hp, Wp, D = xp.shape
+    K = w.shape[3]
+    dtype = np.result_type(xp, w)
+    PW, KB = tile(K, dtype)
+    Kp = _padded_filters(K, dtype.itemsize)
+    # the weights and biases as one array with zero filters up to whole tiles
+    padded_weights = np.zeros((w[..., 0].size + 1, Kp), dtype=dtype)
+    padded_weights[:-1, :K] = w.reshape(-1, K)
+    if bias is not None:
+        padded_weights[-1, :K] = bias
+    taps = padded_weights[:-1].reshape(w.shape[0], -1, Kp)
+    rows = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp, Wp * D)
+    out = np.empty((N, *g.out_hw, K), dtype=dtype)
+    kernel = _kernel(_forward_source, PW, KB)
+    floor = dtype.type(0 if relu else -np.inf)
+    Sh, Sw = g.stride
+
+    def correlate_part(start, stop):
+        yield  # allocated (see threads.split)
+        kernel(rows, taps, padded_weights[-1], floor, Sh, Sw * D, out, start, stop)
+
+    threads.split(correlate_part, N, workers)
+    return out

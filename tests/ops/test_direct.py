@@ -1,0 +1,215 @@
+"""The register-blocked direct convolution: equal to the naive loops on random layers (tile tails included),
+float32 and float64, equal to PyTorch, split over threads, compiled under the vectoriser flags it needs
+and with Numba's own flags restored afterwards."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from volnet.ops import direct
+from volnet.ops.conv import conv_forward_naive
+from volnet.ops.window import geometry, pad_spatial
+
+pytestmark = pytest.mark.skipif(not direct.ENABLED, reason="Numba not installed, or VOLNET_NUMBA=0")
+
+
+@st.composite
+def layers(draw):
+    """Any undilated layer: filter 1-5, stride 1-3, padding up to F-1, 1-40 filters (tails of every tile
+    width), outputs 1-16 pixels wide (tails of every tile's pixels)."""
+    F, S = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    pad = draw(st.integers(0, F - 1))
+    H, W = (draw(st.integers(max(1, F - 2 * pad), 16)) for _ in range(2))
+    return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(1, 9))), F=F, S=S, pad=pad,
+                K=draw(st.integers(1, 40)), dtype=draw(st.sampled_from([np.float32, np.float64])),
+                bias=draw(st.booleans()), relu=draw(st.booleans()), workers=draw(st.integers(1, 2)),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def _layer(setting):
+    rng = np.random.default_rng(setting["seed"])
+    dtype = setting["dtype"]
+    x = rng.standard_normal(setting["x_shape"]).astype(dtype)
+    w = rng.standard_normal((setting["F"], setting["F"], x.shape[3], setting["K"])).astype(dtype)
+    b = rng.standard_normal(setting["K"]).astype(dtype)
+    return x, w, b
+
+
+@settings(max_examples=60, deadline=None)
+@given(setting=layers())
+def test_correlate_equals_naive(setting):
+    x, w, b = _layer(setting)
+    expected, cache = conv_forward_naive(x, w, b if setting["bias"] else np.zeros_like(b), setting["S"],
+                                         setting["pad"], fit="crop")
+    g = cache.geometry
+    out = direct.correlate(cache.xp, w, g, b if setting["bias"] else None, setting["relu"], setting["workers"])
+    assert out.dtype == setting["dtype"] and out.shape == expected.shape
+    tol = 1e-4 if setting["dtype"] == np.float32 else 1e-11
+    np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tile_tails_in_both_directions(dtype):
+    """Output widths and filter counts one past a whole tile and one short of it, a layer of each."""
+    pixels, width = direct.tile(40, dtype)
+    for W_out, K in ((pixels + 1, width + 1), (2 * pixels - 1, 2 * width - 1)):
+        assert W_out % pixels and K % width
+        setting = dict(x_shape=(2, 4, W_out + 2, 3), F=3, S=1, pad=0, K=K, dtype=dtype, seed=W_out)
+        x, w, b = _layer(setting)
+        expected, cache = conv_forward_naive(x, w, b)
+        np.testing.assert_allclose(direct.correlate(cache.xp, w, cache.geometry, b), expected, rtol=1e-5,
+                                   atol=1e-4 if dtype == np.float32 else 1e-11)
+
+
+def test_equals_torch(torch, nchw):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 15, 13, 16)).astype(np.float32)
+    w = rng.standard_normal((5, 5, 16, 37)).astype(np.float32)
+    b = rng.standard_normal(37).astype(np.float32)
+    g = geometry(x.shape, 5, 2, 2)
+    out = direct.correlate(pad_spatial(x, g.pads), w, g, b)
+    theirs = torch.nn.functional.conv2d(nchw.to_torch(x), nchw.filters_to_torch(w), torch.tensor(b), stride=2,
+                                        padding=2)
+    np.testing.assert_allclose(out, nchw.from_torch(theirs), rtol=1e-4, atol=1e-4)
+
+
+def test_keeps_nan():
+    """A diverging network shows NaN, not the ReLU's floor nor -inf."""
+    x = np.ones((1, 3, 3, 8), dtype=np.float32)
+    x[0, 1, 1, 2] = np.nan
+    w = np.ones((3, 3, 8, 4), dtype=np.float32)
+    g = geometry(x.shape, 3, 1, 0)
+    for relu in (False, True):
+        assert np.isnan(direct.correlate(x, w, g, None, relu)).all()
+
+
+def test_compile_flags_set_for_the_compile_and_restored_after(monkeypatch):
+    from numba.core import config
+
+    monkeypatch.setattr(config, "SLP_VECTORIZE", 0)
+    monkeypatch.setattr(config, "LOOP_VECTORIZE", 1)
+    seen = []
+    real = direct._compile_flags
+
+    def recording():
+        context = real()
+
+        class Spy:
+            def __enter__(self):
+                context.__enter__()
+                seen.append((config.SLP_VECTORIZE, config.LOOP_VECTORIZE))
+
+            def __exit__(self, *exc):
+                return context.__exit__(*exc)
+
+        return Spy()
+
+    monkeypatch.setattr(direct, "_compile_flags", recording)
+    monkeypatch.setattr(direct, "_KERNELS", {})  # a fresh dispatcher: its first call compiles (or loads)
+    x = np.ones((1, 4, 4, 2), dtype=np.float32)
+    w = np.ones((2, 2, 2, 3), dtype=np.float32)
+    np.testing.assert_array_equal(direct.correlate(x, w, geometry(x.shape, 2, 1, 0)), 8)
+    assert seen == [(1, 0)]
+    assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == (0, 1)
+
+
+def test_compile_flags_restored_on_error():
+    from numba.core import config
+
+    before = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
+    with pytest.raises(RuntimeError):
+        with direct._compile_flags():
+            raise RuntimeError("compile failed")
+    assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == before
+
+
+def test_tile_per_instruction_set(monkeypatch):
+    assert direct.isa() in direct.TILES
+    for isa, (pixels, width) in direct.TILES.items():
+        monkeypatch.setattr(direct, "isa", lambda isa=isa: isa)
+        assert direct.tile(64, np.float32) == (pixels, width)
+        assert direct.tile(64, np.float64) == (pixels, width // 2)
+        assert direct.tile(width // 2, np.float32) == (pixels, width // 2)
+
+
+@pytest.mark.parametrize("F, S, D, K, expected", [
+    (5, 1, 16, 32, True),  # LeNet's second CONV
+    (5, 1, 32, 16, True),  # its input gradient (flipped filters)
+    (3, 2, 64, 128, True),  # ResNet's strided 3x3
+    (3, 1, 32, 32, False),  # 3x3 stride 1: Winograd or im2col
+    (5, 1, 64, 192, False),  # too many filters
+    (5, 1, 3, 64, False),  # too shallow: im2col measured faster
+    (1, 2, 64, 128, False),  # 1x1: im2col copies nothing
+])
+def test_applies_where_measured_faster(monkeypatch, F, S, D, K, expected):
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    g = geometry((8, 16, 16, D), F, S, F // 2, fit="crop")
+    assert direct.applies(g, D, K, np.float32) is expected
+    assert not direct.applies(g, D, K, np.int32)
+    monkeypatch.setattr(direct, "isa", lambda: "avx2")  # not measured there: never planned
+    assert not direct.applies(g, D, K, np.float32)
+
+
+# -- through volnet.ops.conv's plan ----------------------------------------------------------------------
+
+
+def _direct_everywhere(monkeypatch):
+    """Every undilated float layer plans the direct forward (and so the flipped input gradient's too)."""
+    monkeypatch.setattr(direct, "applies", lambda g, depth, filters, dtype: g.dilation == (1, 1))
+
+
+@pytest.fixture
+def direct_everywhere(monkeypatch):
+    _direct_everywhere(monkeypatch)
+
+
+@settings(max_examples=30, deadline=None)
+@given(setting=layers())
+def test_conv_forward_and_backward_through_the_plan_equal_naive(setting):
+    from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward
+
+    x, w, b = _layer(setting)
+    hyper = dict(stride=setting["S"], pad=setting["pad"], fit="crop")
+    expected, naive_cache = conv_forward_naive(x, w, b, **hyper)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _direct_everywhere(monkeypatch)
+        out, cache = conv_forward(x, w, b, **hyper)
+        dout = np.random.default_rng(setting["seed"] + 1).standard_normal(out.shape).astype(setting["dtype"])
+        grads = conv_backward(dout, cache)
+    tol = 1e-4 if setting["dtype"] == np.float32 else 1e-10
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+    for mine, theirs in zip(grads, conv_backward_naive(dout, naive_cache)):
+        np.testing.assert_allclose(mine, theirs, rtol=tol, atol=tol * 10)
+
+
+def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
+    from volnet.ops import conv
+
+    calls = []
+    real = direct.correlate
+    monkeypatch.setattr(direct, "correlate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 16))
+    w = np.random.default_rng(1).standard_normal((5, 5, 16, 8))
+    _, cache = conv.conv_forward(x, w, np.zeros(8), pad=2)
+    plan = conv.plan_conv(cache.geometry, 8, np.float64)
+    assert (plan.forward, plan.input_gradient) == ("direct", "flipped")
+    conv.conv_backward(np.ones((2, 8, 8, 8)), cache)
+    assert calls == [cache.geometry, conv.flipped_geometry(cache.geometry, 8)]
+
+
+def test_lenet_plan_on_avx512(monkeypatch):
+    """The shapes measured on the Intel Xeon take the direct forward; the others keep their kernels."""
+    from volnet.ops.conv import plan_conv
+
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    lenet2 = geometry((64, 14, 14, 16), 5, 1, 2)
+    assert plan_conv(lenet2, 32, np.float32).forward == "direct"
+    assert plan_conv(lenet2, 32, np.float32).weight_gradient == "winograd_general"
+    strided = geometry((32, 32, 32, 64), 3, 2, 1, fit="crop")
+    assert plan_conv(strided, 128, np.float32).forward == "direct"
+    assert plan_conv(strided, 128, np.float32).input_gradient == "col2im"
+    assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32).forward == "im2col"
+    assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
+    monkeypatch.setattr(direct, "ENABLED", False)
+    assert plan_conv(lenet2, 32, np.float32).forward == "winograd_general"
