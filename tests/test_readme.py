@@ -13,7 +13,7 @@ def test_the_readme_shows_the_python_api_and_how_to_install():
     assert any("volnet.load(" in code and ".predict(" in code and ".save(" in code for code in PYTHON)
     assert any(".summary()" in code for code in PYTHON)
     opening = README.split("## Quick start", 1)[0]
-    assert "pip install ." in opening and "pip install '.[train,images,fast]'" in opening
+    assert "pip install ." in opening and "pip install '.[train,images,fast,check]'" in opening
 
 
 def test_quick_start_is_the_two_make_commands():

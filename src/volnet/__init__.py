@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 # Names and submodules imported at their first use (see the docstring).
 _LAZY = {"Sequential": "net", "SpecError": "spec", "build": "spec", "to_notation": "spec", "Model": "train.model", "load": "train.model",
          "ShapeError": "shapes", "conv_output_size": "shapes", "pool_output_size": "shapes"}
-_SUBMODULES = ("analysis", "convert", "data", "gradcheck", "interop", "layers", "net", "ops", "optim",
+_SUBMODULES = ("analysis", "check", "convert", "data", "gradcheck", "interop", "layers", "net", "ops", "optim",
                "resources", "shapes", "spec", "train", "viz", "zoo")
 
 

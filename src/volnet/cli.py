@@ -576,6 +576,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from .check import CheckUsageError, check
+    try:
+        report = check(args.file, cases=args.cases, time_limit=args.time_limit)
+    except CheckUsageError as error:
+        raise UsageError(str(error)) from None
+    print(report.to_json() if args.json else report.text())
+    return 0 if report.passed else 1
+
+
 def _numbers(values) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
@@ -720,6 +730,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--raw-pixels", action="store_true",
                         help="put the checkpoint's normalisation in the graph, so it takes raw pixels in [0, 1]")
     export.set_defaults(run=cmd_export)
+
+    check = sub.add_parser(
+        "check", help="check your own layer functions (the assignment's API) against volnet's", formatter_class=formatter,
+        description="Run FILE (your own code: it is imported, as python FILE would) in a child process and check every "
+                    "function it defines among the assignment's (affine_forward, conv_forward_naive, "
+                    "max_pool_backward_naive, softmax_loss, ...) on random configurations against volnet's kernels "
+                    "and float64 centred differences; a failure shows the smallest configuration found, the notes' "
+                    "formula and a hint for known mistakes. See docs/check.md. Exit 0: all pass, 1: one fails.")
+    check.add_argument("file", metavar="FILE.py", help="your Python file")
+    check.add_argument("--json", action="store_true", help="print the report as JSON for scripts")
+    check.add_argument("--cases", type=_positive_int, default=100, help="random configurations per function")
+    check.add_argument("--time-limit", type=_positive_float, default=20.0,
+                       help="seconds per function: the search stops after half, a call still running is stopped")
+    check.set_defaults(run=cmd_check)
     return parser
 
 

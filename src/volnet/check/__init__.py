@@ -1,0 +1,161 @@
+"""Check a learner's own layer functions against volnet's kernels: ``volnet check FILE.py``.
+
+``volnet.check(path_or_module)`` (this module is callable) runs the file, as
+``python FILE.py`` would import it, in a child process: the learner's code
+never enters this process, and a call that hangs is stopped there and
+reported. Every function it recognises by name (:data:`NAMES`, the
+assignment's NCHW API, see :mod:`.functions`) is tried on random
+configurations (:mod:`.cases`) against volnet's reference kernels
+(:mod:`.reference`); the smallest failing configuration Hypothesis finds is
+reported with the quantity, index, expected and got values, the notes'
+formula and a hint when the mistake is a known one (:mod:`.hints`).
+
+>>> report = volnet.check("layers.py")       # doctest: +SKIP
+>>> report.passed, report.functions[0].cases  # doctest: +SKIP
+(True, 100)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+from pathlib import Path
+
+from .functions import NAMES
+from .report import CheckReport, FunctionResult
+
+# Configurations tried per function, and seconds per function: the search stops after half of them,
+# a call still running at the limit is stopped and reported.
+CASES = 100
+TIME_LIMIT = 20.0
+
+
+class CheckUsageError(ValueError):
+    """The file cannot be checked: missing, a syntax error, an error on import, or none of the names (exit 2)."""
+
+
+def check(path_or_module, *, cases: int = CASES, time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check every recognised function of a learner's file (a path, or a module loaded from a file).
+
+    Raises CheckUsageError when the file cannot be checked, ImportError when Hypothesis is missing.
+    """
+    shown = str(getattr(path_or_module, "__file__", path_or_module))
+    path = _source(path_or_module)
+    if importlib.util.find_spec("hypothesis") is None:
+        raise ImportError("volnet check needs hypothesis: pip install hypothesis (or pip install '.[check]')")
+    results: dict[str, FunctionResult] = {}
+    found = _run_child(path, cases, time_limit, [], results)
+    if not found:
+        raise CheckUsageError(f"{path} defines none of the functions volnet check knows: {', '.join(NAMES)}")
+    while missing := [name for name in found if name not in results]:
+        before = len(results)
+        _run_child(path, cases, time_limit, missing, results)
+        if len(results) == before:  # the child died before reaching a function: do not try forever
+            for name in missing:
+                results[name] = FunctionResult(name, False, 0, _failure(None, "the checking process ended before "
+                                                                                 "reaching this function"))
+    return CheckReport(shown, [results[name] for name in found])
+
+
+def _source(path_or_module) -> Path:
+    """The learner's file, compiled (not run) here so that a syntax error is named with its line."""
+    if isinstance(path_or_module, types.ModuleType):
+        if getattr(path_or_module, "__file__", None) is None:
+            raise CheckUsageError(f"module {path_or_module.__name__} was not loaded from a file; pass its path")
+        path_or_module = path_or_module.__file__
+    path = Path(path_or_module)
+    if not path.is_file():
+        raise CheckUsageError(f"{path}: no such file")
+    try:
+        compile(path.read_bytes(), str(path), "exec")
+    except SyntaxError as error:
+        raise CheckUsageError(f"{path}:{error.lineno}: syntax error: {error.msg}") from None
+    except ValueError as error:  # null bytes
+        raise CheckUsageError(f"{path}: not Python source ({error})") from None
+    return path.resolve()
+
+
+def _run_child(path: Path, cases: int, time_limit: float, names: list[str], results: dict):
+    """One child process over ``names`` (all when empty), filling ``results``; the names it found."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "volnet.check.runner", str(path), str(cases), str(time_limit / 2), *names],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [*map(lines.put, child.stdout), lines.put(None)], daemon=True).start()
+        try:
+            return _follow(lines, path, time_limit, results, child, errors)
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
+
+
+def _follow(lines, path, time_limit, results, child, errors):
+    found, current, config, tried, started = None, None, None, 0, time.monotonic()
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, started + time_limit - time.monotonic()))
+        except queue.Empty:
+            if current is None:
+                raise CheckUsageError(f"importing {path} did not finish within {time_limit:g} s") from None
+            results[current] = FunctionResult(current, False, tried, _failure(
+                config, f"{current} did not return within {time_limit:g} s on this configuration "
+                        "(an endless loop?), so it was stopped"))
+            return found
+        if line is None:
+            child.wait()
+            if found is None:
+                raise CheckUsageError(f"importing {path} ended the process (exit code {child.returncode})"
+                                      f"{_tail(errors)}")
+            if current is not None:
+                results[current] = FunctionResult(current, False, tried, _failure(
+                    config, f"the process checking {current} ended (exit code {child.returncode}){_tail(errors)}"))
+            return found
+        message = json.loads(line)
+        event = message.pop("event")
+        if event == "import_error":
+            raise CheckUsageError(message["message"])
+        if event == "names":
+            found, started = message["names"], time.monotonic()
+        elif event == "start":
+            current, config, tried, started = message["name"], None, 0, time.monotonic()
+        elif event == "case":
+            tried += 1
+            config = {key: value for key, value in message["config"].items() if key != "seed"}
+        elif event == "result":
+            results[current] = FunctionResult(**message)
+            current, started = None, time.monotonic()
+
+
+def _failure(config, message: str) -> dict:
+    return dict(config=config, quantity=None, index=None, expected=None, got=None, max_abs_error=None, hint=None,
+                message=message)
+
+
+def _tail(errors) -> str:
+    errors.seek(0)
+    text = errors.read().decode(errors="replace").strip().splitlines()
+    return f": {text[-1]}" if text else ""
+
+
+class _CallableModule(types.ModuleType):
+    """``volnet.check`` is this package; calling it calls :func:`check`, as the issue's ``volnet.check(path)``."""
+
+    def __call__(self, path_or_module, **options) -> CheckReport:
+        return check(path_or_module, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["CASES", "NAMES", "TIME_LIMIT", "CheckReport", "CheckUsageError", "FunctionResult", "check"]
