@@ -171,7 +171,7 @@ def _stream_workers(args) -> int:
 
 # Options a resumed run may change; every other one is the saved run's.
 RESUME_OVERRIDES = ("--epochs", "--root", "--resume", "--report", "--engine", "--device", "--nproc", "--sync-bn",
-                    "--stream")
+                    "--stream")  # --keep-best and --early-stop are the saved run's, continued
 
 
 def _given_options(parser, argv) -> list[str]:
@@ -270,7 +270,23 @@ def cmd_train(args) -> int:
     print(f"saved {trainer.checkpoint_path} (history: {history} beside it)")
     if last.val_accuracy is not None:
         print(f"validation accuracy: {last.val_accuracy:.2%}")
+    _say_best(trainer.watch, trainer.best_path)
     return 0
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
+def _say_best(watch, best_path) -> None:
+    """Which epoch was best, where it is kept, and whether the run stopped early (--keep-best, --early-stop)."""
+    if watch is None or watch.epoch is None:
+        return
+    if watch.stopped:
+        print(f"stopped early: {watch.monitor} has not improved for {_epochs(watch.patience)}; the best was "
+              f"{watch.describe()}")
+    if watch.keep:
+        print(f"best: {watch.describe()} in {best_path}")
 
 
 def _choose_engine(args):
@@ -359,12 +375,17 @@ def _trainer_into(out, args):
     optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay, **kwargs)
     data = {"name": args.data, "root": root, "size": args.size and list(args.size),
             "grayscale": args.grayscale, "val_split": args.val_split, "classes": list(full.classes)}
+    if (args.keep_best or args.early_stop) and val is None:
+        flag = "--keep-best" if args.keep_best else "--early-stop"
+        raise UsageError(f"argument {flag}: it compares validation figures, and --val-split 0 holds out no "
+                         "validation images; pass --val-split 0.1")
     trainer = Trainer(net, optimizer, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
                       loss=args.loss, schedule=_schedule(args), augment=_augment(args),
                       normalizer=None if args.no_normalize else Normalizer.fit(train.images), seed=args.seed,
                       out_dir=out.path, overwrite=args.overwrite,
                       callbacks=[_progress_callback(sys.stdout), *_report_callbacks(args, out.path)],
-                      extra_metadata={"data": data}, engine=args.engine_object)
+                      extra_metadata={"data": data}, engine=args.engine_object, keep_best=args.keep_best,
+                      early_stop=args.early_stop)
     workers = getattr(train.images, "workers", None)
     streamed = "" if workers is None else (f", streamed from disk ({workers} reading processes)" if workers else
                                            ", streamed from disk")
@@ -394,6 +415,11 @@ def _resumed_trainer(args):
     if epochs < done or (epochs == done and batch):
         raise UsageError(f"argument --epochs: the run has already trained {done} epochs; pass more than {done} "
                          "to extend it, or leave --epochs out to finish it")
+    best = metadata.get("best") or {}
+    if best.get("stopped"):
+        print(f"{args.resume}: the run stopped early after {_epochs(done)} ({best['monitor']} had not improved "
+              f"for {_epochs(best['patience'])} since epoch {best['epoch']}), nothing to train")
+        return None
     if epochs == done:
         extend = f"; pass --epochs N (more than {done}) to extend it" if args.epochs is None else ""
         print(f"{args.resume}: the run is complete ({done} of {saved_epochs} epochs), nothing to train{extend}")
@@ -429,9 +455,10 @@ def cmd_fetch(args) -> int:
 
 def cmd_eval(args) -> int:
     from .train import evaluate
-    from .train.checkpoint import load_model
+    from .train.checkpoint import describe, load_model
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
+    print(f"reading {describe(args.checkpoint, metadata)}")
     data = metadata.get("data", {})
     name = args.data or data.get("name")
     if name is None:
@@ -508,8 +535,10 @@ def _save_png(picture, path) -> None:
 def cmd_report(args) -> int:
     import time
 
+    from .train.checkpoint import describe, read
     from .viz.report import write_report
 
+    print(f"reading {describe(args.checkpoint, read(args.checkpoint)[1])}")
     started = time.perf_counter()
     path = write_report(args.checkpoint, args.output, args.images, samples=args.samples, test_limit=args.test_limit)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - started:.1f}s)")
@@ -554,9 +583,10 @@ def cmd_summary(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import input_description, to_onnx
-    from .train.checkpoint import load_model
+    from .train.checkpoint import describe, load_model
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
+    print(f"reading {describe(args.checkpoint, metadata)}")
     included = normalizer if args.raw_pixels else None
     to_onnx(net, args.output, normalizer=included, layout=args.layout,
             classes=metadata.get("data", {}).get("classes"))
@@ -629,6 +659,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "it (a cosine schedule is stretched to the new end), --root finds its data elsewhere")
     train.add_argument("--report", action="store_true",
                        help="rewrite OUT/report.html after every epoch (volnet report's page; it reloads itself)")
+    train.add_argument("--keep-best", nargs="?", const="val_accuracy", choices=["val_accuracy", "val_loss"],
+                       help="after every epoch that improves this validation figure (default: val_accuracy), write "
+                            "OUT/best.safetensors, which eval, predict, report, export and --resume read")
+    train.add_argument("--early-stop", type=_positive_int, metavar="N",
+                       help="stop after N epochs without improvement of the --keep-best figure (val_loss without "
+                            "--keep-best) and say which epoch was best")
     train.add_argument("--engine", choices=["numpy", "torch"], default="numpy",
                        help="what computes each step: volnet's NumPy layers, or PyTorch (same options, same "
                             "checkpoints; see docs/engines.md)")
