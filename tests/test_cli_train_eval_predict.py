@@ -59,3 +59,36 @@ def test_keep_best_needs_validation_images(tmp_path, capsys):
                  "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "--keep-best" in err and "--val-split" in err and "Traceback" not in err
+
+
+def test_eval_json_equals_an_independent_count(best_run, capsys):
+    import numpy as np
+
+    import volnet
+    from volnet.data import load
+
+    assert main(["eval", str(best_run / "best.safetensors"), "--json", "--top-k", "1", "2"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    test = load("mnist5k", split="test")
+    scores = volnet.load(best_run / "best.safetensors").scores(test.images)
+    confusion = [[0] * 10 for _ in range(10)]
+    top2 = 0
+    for row, label in zip(scores.tolist(), test.labels.tolist()):
+        ranked = sorted(range(10), key=lambda c: -row[c])
+        confusion[label][ranked[0]] += 1
+        top2 += label in ranked[:2]
+    assert document["confusion"] == confusion
+    assert document["top_k"] == {"1": sum(confusion[c][c] for c in range(10)) / 1000, "2": top2 / 1000}
+    for c in range(10):
+        predicted = sum(confusion[t][c] for t in range(10))
+        p, r = confusion[c][c] / predicted, confusion[c][c] / sum(confusion[c])
+        assert document["per_class"][str(c)] == {"precision": pytest.approx(p), "recall": pytest.approx(r),
+                                                 "f1": pytest.approx(2 * p * r / (p + r)), "support": 100}
+    assert "best.safetensors: epoch" in document["reading"] and document["images"] == 1000
+
+
+def test_eval_prints_the_table_in_80_columns(best_run, capsys):
+    assert main(["eval", str(best_run / "checkpoint.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "prec   rec    F1" in out and "top-1 " in out and "top-5 " in out and "macro" in out
+    assert max(map(len, out.splitlines()[2:])) <= 80

@@ -454,11 +454,18 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .train import evaluate
+    import json
+
+    from .ops.losses import LOSSES
+    from .train import predict
     from .train.checkpoint import describe, load_model
+    from .train.loop import check_labelled
+    from .train.metrics import classification
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
-    print(f"reading {describe(args.checkpoint, metadata)}")
+    reading = describe(args.checkpoint, metadata)
+    if not args.json:
+        print(f"reading {reading}")
     data = metadata.get("data", {})
     name = args.data or data.get("name")
     if name is None:
@@ -469,11 +476,19 @@ def cmd_eval(args) -> int:
 
     batch = min(args.batch_size, len(test))
     require_fit(net, batch, "inference", what=f"evaluating {args.checkpoint}", batch_flag="--batch-size")
-    loss, accuracy = evaluate(net, test.images, test.labels, batch_size=batch,
-                              loss=metadata.get("train", {}).get("loss", "softmax"), transform=normalizer)
+    check_labelled(net, test.images, test.labels, "evaluation")
+    scores = predict(net, test.images, batch, transform=normalizer).reshape(len(test), -1)
+    loss = float(LOSSES[metadata.get("train", {}).get("loss", "softmax")](scores, test.labels)[0])
+    classes = data.get("classes") or test.classes
+    figures = classification(scores, test.labels, classes, top_k=args.top_k, loss=loss)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "reading": reading, "data": name, "split": args.split,
+                          **figures.to_dict()}, indent=2))
+        return 0
     epoch = f" (epoch {metadata['position']['epoch']})" if "position" in metadata else ""
-    print(f"{args.checkpoint}{epoch} on {name} {args.split}: accuracy {accuracy:.2%}, "
+    print(f"{args.checkpoint}{epoch} on {name} {args.split}: accuracy {figures.accuracy:.2%}, "
           f"loss {loss:.4f}, {len(test)} images")
+    print(figures.table())
     return 0
 
 
@@ -687,13 +702,19 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--root", help="folder to download into (default: the cache folder)")
     fetch.set_defaults(run=cmd_fetch)
 
-    evaluate = sub.add_parser("eval", help="accuracy of a checkpoint on a test set", formatter_class=formatter)
+    evaluate = sub.add_parser("eval", help="accuracy, confusion matrix, per-class precision/recall/F1 and top-k "
+                                           "accuracy of a checkpoint on a test set", formatter_class=formatter)
     evaluate.add_argument("checkpoint", help="a checkpoint file written by volnet train (in its --out folder)")
     evaluate.add_argument("--data", choices=["mnist5k", "mnist", "cifar10", "folder"],
                           help="data set (default: the one it was trained on)")
     evaluate.add_argument("--root", help="folder holding the data set's files")
     evaluate.add_argument("--split", choices=["train", "test"], default="test", help="which split")
     evaluate.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass")
+    evaluate.add_argument("--top-k", type=_positive_int, nargs="+", default=[1, 3, 5], metavar="K",
+                          help="top-k accuracies to report (those above the number of classes are left out)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print every figure as JSON for scripts: accuracy, loss, top-k, the confusion "
+                               "matrix, per-class precision, recall, F1 and support")
     evaluate.set_defaults(run=cmd_eval)
 
     predict = sub.add_parser("predict", help="top-k classes for image files", formatter_class=formatter)
