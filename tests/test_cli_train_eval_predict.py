@@ -92,3 +92,101 @@ def test_eval_prints_the_table_in_80_columns(best_run, capsys):
     out = capsys.readouterr().out
     assert "prec   rec    F1" in out and "top-1 " in out and "top-5 " in out and "macro" in out
     assert max(map(len, out.splitlines()[2:])) <= 80
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Five test digits as 28x28 grayscale PNGs (read back exactly) and one RGB JPEG of another size."""
+    import numpy as np
+    from PIL import Image
+
+    from volnet.data import load
+
+    folder = tmp_path_factory.mktemp("images")
+    test = load("mnist5k", split="test")
+    picks = [0, 150, 420, 777, 999]
+    for i in picks:
+        Image.fromarray(np.round(test.images[i, :, :, 0] * 255).astype(np.uint8)).save(folder / f"digit{i:04d}.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(folder / "z.jpg")
+    return folder, test.images[picks]
+
+
+def test_predict_json_equals_volnet_load_predict(best_run, image_folder, capsys):
+    import numpy as np
+
+    import volnet
+
+    folder, digits = image_folder
+    checkpoint = best_run / "best.safetensors"
+    assert main(["predict", str(checkpoint), str(folder), "--json", "--top-k", "10"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in records] == [str(p) for p in sorted(folder.iterdir())]  # the folder, sorted
+    model = volnet.load(checkpoint)
+    expected = model.predict(digits)
+    for record, probabilities in zip(records, expected):
+        assert record["note"] == ""
+        got = {top["class"]: top["probability"] for top in record["top"]}
+        assert got == {name: pytest.approx(float(p), abs=1e-6) for name, p in zip(model.classes, probabilities)}
+        assert [top["class"] for top in record["top"]][0] == model.classes[int(np.argmax(probabilities))]
+    assert records[-1]["note"] == "converted RGB to grayscale, resized 40x30 to 28x28 (H x W)"
+    # the library call gives the same, note included
+    predictions = model.predict_files([folder])
+    assert [p.note for p in predictions] == [r["note"] for r in records]
+    for prediction, record in zip(predictions, records):
+        assert prediction.top(10) == [(t["class"], pytest.approx(t["probability"], abs=1e-6)) for t in record["top"]]
+
+
+def test_predict_csv_and_text_hold_the_same_predictions(best_run, image_folder, capsys):
+    import csv
+
+    folder, _ = image_folder
+    checkpoint = str(best_run / "checkpoint.safetensors")
+    jpeg = str(folder / "z.jpg")
+    assert main(["predict", checkpoint, str(folder / "digit0150.png"), jpeg, "--csv", "--top-k", "2"]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert list(rows[0]) == ["path", "class_1", "probability_1", "class_2", "probability_2", "note"]
+    assert rows[1]["note"].startswith("converted RGB to grayscale") and rows[0]["note"] == ""
+    assert main(["predict", checkpoint, str(folder / "digit0150.png"), jpeg, "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"{jpeg}: {rows[1]['note']}"  # the note, as predict has always printed it
+    for line, row in zip([lines[0], lines[2]], rows):
+        assert line == (f"{row['path']}: {row['class_1']} {float(row['probability_1']):.1%}, "
+                        f"{row['class_2']} {float(row['probability_2']):.1%}")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--json", "--csv"], "--json and --csv: choose one"),
+    (["--slide", "--json"], "leave out --slide"),
+])
+def test_predict_usage_errors(best_run, image_folder, args, message, capsys):
+    folder, _ = image_folder
+    assert main(["predict", str(best_run / "checkpoint.safetensors"), str(folder), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_predict_names_a_missing_file_or_an_empty_folder(best_run, tmp_path, capsys):
+    assert main(["predict", str(best_run / "checkpoint.safetensors"), str(tmp_path / "no.png")]) == 1
+    assert "no.png does not exist" in capsys.readouterr().err
+    assert main(["predict", str(best_run / "checkpoint.safetensors"), str(tmp_path)]) == 1
+    assert "is a folder without .png, .jpg, .jpeg files" in capsys.readouterr().err
+
+
+def test_predicting_a_folder_shows_a_progress_bar_on_a_terminal_only(best_run, image_folder, monkeypatch, capsys):
+    import io
+    import sys
+
+    pytest.importorskip("tqdm")
+    folder, _ = image_folder
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["predict", str(best_run / "checkpoint.safetensors"), str(folder), "--json"]) == 0
+    assert "/6 " in terminal.getvalue() and "image" in terminal.getvalue()
+    assert len(capsys.readouterr().out.splitlines()) == 6  # the bar is on stderr, the records on stdout
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
+    assert main(["predict", str(best_run / "checkpoint.safetensors"), str(folder), "--json"]) == 0
+    assert sys.stderr.getvalue() == ""

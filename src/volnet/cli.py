@@ -493,36 +493,101 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    if args.slide:
+        return _predict_sliding(args)
+    if args.heatmap:
+        raise UsageError("--heatmap needs --slide (the score map comes from sliding the net over the image)")
+    from .train.model import load
+
+    model = load(args.checkpoint)
+    k = min(args.top_k, len(model.classes))
+    writer = _prediction_writer(args, k)
+    bar = _image_progress(args.images)
+
+    def on_image(prediction):
+        writer(prediction)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        model.predict_files(args.images, on_image=on_image)
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
+
+
+def _prediction_writer(args, k: int):
+    """What prints one image's prediction: a line of text, a JSON Lines record (--json) or a CSV row (--csv)."""
+    import csv
+    import json
+
+    if args.json and args.csv:
+        raise UsageError("--json and --csv: choose one")
+    if args.json:
+        def write(prediction):
+            print(json.dumps({"path": str(prediction.path), "note": prediction.note,
+                              "top": [{"class": name, "probability": p} for name, p in prediction.top(k)]}),
+                  flush=True)
+    elif args.csv:
+        rows = csv.writer(sys.stdout, lineterminator="\n")
+        rows.writerow(["path", *(f"{field}_{i}" for i in range(1, k + 1) for field in ("class", "probability")),
+                       "note"])
+
+        def write(prediction):
+            rows.writerow([str(prediction.path), *(value for pair in prediction.top(k) for value in pair),
+                           prediction.note])
+            sys.stdout.flush()
+    else:
+        def write(prediction):
+            if prediction.note:  # how the image was changed to fit the net: RGBA to grayscale, 640x480 to 28x28...
+                print(f"{prediction.path}: {prediction.note}")
+            print(f"{prediction.path}: " + ", ".join(f"{name} {p:.1%}" for name, p in prediction.top(k)),
+                  flush=True)
+    return write
+
+
+def _image_progress(paths):
+    """A tqdm bar on stderr when a folder is predicted and stderr is a terminal (else None)."""
+    if not any(Path(path).is_dir() for path in paths) or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    from .data.folder import image_paths
+
+    return tqdm(total=len(image_paths(paths)), unit="image", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _predict_sliding(args) -> int:
     import numpy as np
 
     from .convert import slide, sliding_size, softmax
     from .data.folder import read_image_with_note
     from .train.checkpoint import load_model
 
+    if args.json or args.csv:
+        raise UsageError("--json and --csv write plain predictions; leave out --slide")
     net, normalizer, _, metadata = load_model(args.checkpoint)
     classes = metadata.get("data", {}).get("classes") or [str(i) for i in range(net.output_shape[-1])]
     H, W, D = net.input_shape
-    if args.heatmap and not args.slide:
-        raise UsageError("--heatmap needs --slide (the score map comes from sliding the net over the image)")
     if args.heatmap and len(args.images) != 1:
         raise UsageError("--heatmap draws one image; pass a single IMAGE")
-    size = sliding_size(net, args.scale) if args.slide else (H, W)
-    if args.slide:  # before any image is read: refuse a scale the machine cannot hold
-        from .convert.sliding import require_sliding_memory
+    size = sliding_size(net, args.scale)
+    # before any image is read: refuse a scale the machine cannot hold
+    from .convert.sliding import require_sliding_memory
 
-        require_sliding_memory(net, args.scale, len(args.images), heatmap=bool(args.heatmap))
+    require_sliding_memory(net, args.scale, len(args.images), heatmap=bool(args.heatmap))
     read = [read_image_with_note(path, size=size, grayscale=D == 1) for path in args.images]
     for path, (_, note) in zip(args.images, read):
         if note:  # say how an image was changed to fit the net: RGBA to grayscale, 640x480 to 28x28...
             print(f"{path}: {note}")
     raw = np.stack([volume for volume, _ in read])
     images = normalizer(raw) if normalizer is not None else raw
-    if args.slide:
-        score_map, scores = slide(net, images)
-        print(f"sliding the {H}x{W} net over {size[0]}x{size[1]} images: "
-              f"{score_map.shape[1]}x{score_map.shape[2]} positions averaged")
-    else:
-        scores = net.forward(images, train=False)
+    score_map, scores = slide(net, images)
+    print(f"sliding the {H}x{W} net over {size[0]}x{size[1]} images: "
+          f"{score_map.shape[1]}x{score_map.shape[2]} positions averaged")
     probabilities = softmax(scores)
     k = min(args.top_k, probabilities.shape[1])
     for path, p in zip(args.images, probabilities):
@@ -719,8 +784,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="top-k classes for image files", formatter_class=formatter)
     predict.add_argument("checkpoint", help="a checkpoint file written by volnet train (in its --out folder)")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (resized to the net's input)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="PNG/JPEG files, or folders of them (converted to the net's input size and colours)")
     predict.add_argument("--top-k", type=_positive_int, default=3, help="how many classes to show")
+    predict.add_argument("--json", action="store_true",
+                         help="one JSON record per line and image: path, note, top classes with probabilities")
+    predict.add_argument("--csv", action="store_true",
+                         help="CSV with a header: path, class_1, probability_1, ..., note; one row per image")
     predict.add_argument("--slide", action="store_true",
                          help="enlarge the image, slide the net over it in one pass (FC layers converted to CONV) "
                               "and average the class scores of every position")
