@@ -669,7 +669,7 @@ def cmd_export(args) -> int:
     print(f"reading {describe(args.checkpoint, metadata)}")
     included = normalizer if args.raw_pixels else None
     to_onnx(net, args.output, normalizer=included, layout=args.layout,
-            classes=metadata.get("data", {}).get("classes"))
+            classes=metadata.get("data", {}).get("classes"), probabilities=args.probabilities)
     print(f"wrote {args.output} (ONNX opset 17, IR version 8)")
     print(f"  {input_description(net, included, args.layout)}")
     if normalizer is not None and not args.raw_pixels:
@@ -680,8 +680,11 @@ def cmd_export(args) -> int:
     shape = net.output_shape
     if len(shape) == 3 and args.layout == "nchw":
         shape = (shape[2], shape[0], shape[1])
-    print(f"  output: float32 N x {' x '.join(map(str, shape))}"
-          f"{' class scores (before softmax)' if len(shape) == 1 else f' ({args.layout.upper()})'}")
+    if len(shape) == 1:
+        what = " class probabilities (softmax)" if args.probabilities else " class scores (before softmax)"
+    else:
+        what = f" ({args.layout.upper()}{', softmax over the depth' if args.probabilities else ''})"
+    print(f"  output: float32 N x {' x '.join(map(str, shape))}{what}")
     return 0
 
 
@@ -845,6 +848,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input layout: nhwc (N x H x W x D, as volnet) or nchw (N x D x H x W)")
     export.add_argument("--raw-pixels", action="store_true",
                         help="put the checkpoint's normalisation in the graph, so it takes raw pixels in [0, 1]")
+    export.add_argument("--probabilities", action="store_true",
+                        help="end the graph with a Softmax, so it gives the class probabilities volnet predict "
+                             "prints instead of the class scores")
     export.set_defaults(run=cmd_export)
     return parser
 

@@ -46,7 +46,7 @@ def input_description(net, normalizer=None, layout: str = "nhwc") -> str:
     return f"{INPUT}: float32 {dims}, {values}"
 
 
-def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
+def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None, probabilities: bool = False):
     """The ONNX ``ModelProto`` of ``net`` (a built :class:`~volnet.Sequential` with its weights).
 
     Args:
@@ -56,6 +56,8 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
         layout: ``"nhwc"`` (volnet's ``(N, H, W, D)``) or ``"nchw"`` (``(N, D, H, W)``),
             for the input and for a volume output. Default: "nhwc".
         classes: class names, stored in the model's metadata (``classes``, a JSON list).
+        probabilities: end the graph with a Softmax over the classes (the depth axis of a volume
+            output), so it gives the probabilities ``volnet predict`` prints, not the class scores.
 
     Raises:
         ImportError: without the onnx package (the message says how to install it).
@@ -88,6 +90,8 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
         shape = net.shapes[index - 1]
     if len(shape) == 3 and layout == "nhwc":
         x = builder.scope(OUTPUT).op("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1])
+    if probabilities:  # over the last axis (the scores, or NHWC's depth), or NCHW's channels
+        x = builder.scope(OUTPUT).op("Softmax", [x], "softmax", axis=1 if len(shape) == 3 and layout == "nchw" else -1)
     _rename_output(builder, x)
 
     nodes = [helper.make_node(op, inputs, outputs, name=name, **attributes)
@@ -101,7 +105,8 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="volnet",
                               producer_version=_version(), ir_version=IR_VERSION)
     model.doc_string = input_description(net, normalizer, layout)
-    metadata = {"layout": layout, "input": model.doc_string, "raw_pixels": str(normalizer is not None).lower()}
+    metadata = {"layout": layout, "input": model.doc_string, "raw_pixels": str(normalizer is not None).lower(),
+                "probabilities": str(probabilities).lower()}
     if normalizer is not None:
         metadata["normalizer"] = json.dumps(normalizer.get_config())
     if classes is not None:
@@ -110,7 +115,7 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
     return model
 
 
-def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None):
+def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None, probabilities: bool = False):
     """Write ``net`` as an ONNX model to ``path`` (atomically: a temporary file, then a rename); returns the
     ``ModelProto``. Arguments as :func:`build_onnx`.
 
@@ -120,7 +125,7 @@ def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None):
         to_onnx(model.net, "lenet.onnx", normalizer=model.normalizer)
     """
     onnx = _onnx()
-    model = build_onnx(net, normalizer=normalizer, layout=layout, classes=classes)
+    model = build_onnx(net, normalizer=normalizer, layout=layout, classes=classes, probabilities=probabilities)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
