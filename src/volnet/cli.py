@@ -171,7 +171,7 @@ def _stream_workers(args) -> int:
 
 # Options a resumed run may change; every other one is the saved run's.
 RESUME_OVERRIDES = ("--epochs", "--root", "--resume", "--report", "--engine", "--device", "--nproc", "--sync-bn",
-                    "--stream")
+                    "--stream")  # --keep-best and --early-stop are the saved run's, continued
 
 
 def _given_options(parser, argv) -> list[str]:
@@ -270,7 +270,23 @@ def cmd_train(args) -> int:
     print(f"saved {trainer.checkpoint_path} (history: {history} beside it)")
     if last.val_accuracy is not None:
         print(f"validation accuracy: {last.val_accuracy:.2%}")
+    _say_best(trainer.watch, trainer.best_path)
     return 0
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
+def _say_best(watch, best_path) -> None:
+    """Which epoch was best, where it is kept, and whether the run stopped early (--keep-best, --early-stop)."""
+    if watch is None or watch.epoch is None:
+        return
+    if watch.stopped:
+        print(f"stopped early: {watch.monitor} has not improved for {_epochs(watch.patience)}; the best was "
+              f"{watch.describe()}")
+    if watch.keep:
+        print(f"best: {watch.describe()} in {best_path}")
 
 
 def _choose_engine(args):
@@ -359,12 +375,17 @@ def _trainer_into(out, args):
     optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay, **kwargs)
     data = {"name": args.data, "root": root, "size": args.size and list(args.size),
             "grayscale": args.grayscale, "val_split": args.val_split, "classes": list(full.classes)}
+    if (args.keep_best or args.early_stop) and val is None:
+        flag = "--keep-best" if args.keep_best else "--early-stop"
+        raise UsageError(f"argument {flag}: it compares validation figures, and --val-split 0 holds out no "
+                         "validation images; pass --val-split 0.1")
     trainer = Trainer(net, optimizer, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
                       loss=args.loss, schedule=_schedule(args), augment=_augment(args),
                       normalizer=None if args.no_normalize else Normalizer.fit(train.images), seed=args.seed,
                       out_dir=out.path, overwrite=args.overwrite,
                       callbacks=[_progress_callback(sys.stdout), *_report_callbacks(args, out.path)],
-                      extra_metadata={"data": data}, engine=args.engine_object)
+                      extra_metadata={"data": data}, engine=args.engine_object, keep_best=args.keep_best,
+                      early_stop=args.early_stop)
     workers = getattr(train.images, "workers", None)
     streamed = "" if workers is None else (f", streamed from disk ({workers} reading processes)" if workers else
                                            ", streamed from disk")
@@ -394,6 +415,11 @@ def _resumed_trainer(args):
     if epochs < done or (epochs == done and batch):
         raise UsageError(f"argument --epochs: the run has already trained {done} epochs; pass more than {done} "
                          "to extend it, or leave --epochs out to finish it")
+    best = metadata.get("best") or {}
+    if best.get("stopped"):
+        print(f"{args.resume}: the run stopped early after {_epochs(done)} ({best['monitor']} had not improved "
+              f"for {_epochs(best['patience'])} since epoch {best['epoch']}), nothing to train")
+        return None
     if epochs == done:
         extend = f"; pass --epochs N (more than {done}) to extend it" if args.epochs is None else ""
         print(f"{args.resume}: the run is complete ({done} of {saved_epochs} epochs), nothing to train{extend}")
@@ -428,10 +454,18 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .train import evaluate
-    from .train.checkpoint import load_model
+    import json
+
+    from .ops.losses import LOSSES
+    from .train import predict
+    from .train.checkpoint import describe, load_model
+    from .train.loop import check_labelled
+    from .train.metrics import classification
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
+    reading = describe(args.checkpoint, metadata)
+    if not args.json:
+        print(f"reading {reading}")
     data = metadata.get("data", {})
     name = args.data or data.get("name")
     if name is None:
@@ -442,15 +476,91 @@ def cmd_eval(args) -> int:
 
     batch = min(args.batch_size, len(test))
     require_fit(net, batch, "inference", what=f"evaluating {args.checkpoint}", batch_flag="--batch-size")
-    loss, accuracy = evaluate(net, test.images, test.labels, batch_size=batch,
-                              loss=metadata.get("train", {}).get("loss", "softmax"), transform=normalizer)
+    check_labelled(net, test.images, test.labels, "evaluation")
+    scores = predict(net, test.images, batch, transform=normalizer).reshape(len(test), -1)
+    loss = float(LOSSES[metadata.get("train", {}).get("loss", "softmax")](scores, test.labels)[0])
+    classes = data.get("classes") or test.classes
+    figures = classification(scores, test.labels, classes, top_k=args.top_k, loss=loss)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "reading": reading, "data": name, "split": args.split,
+                          **figures.to_dict()}, indent=2))
+        return 0
     epoch = f" (epoch {metadata['position']['epoch']})" if "position" in metadata else ""
-    print(f"{args.checkpoint}{epoch} on {name} {args.split}: accuracy {accuracy:.2%}, "
+    print(f"{args.checkpoint}{epoch} on {name} {args.split}: accuracy {figures.accuracy:.2%}, "
           f"loss {loss:.4f}, {len(test)} images")
+    print(figures.table())
     return 0
 
 
 def cmd_predict(args) -> int:
+    if args.slide:
+        return _predict_sliding(args)
+    if args.heatmap:
+        raise UsageError("--heatmap needs --slide (the score map comes from sliding the net over the image)")
+    from .train.model import load
+
+    model = load(args.checkpoint)
+    k = min(args.top_k, len(model.classes))
+    writer = _prediction_writer(args, k)
+    bar = _image_progress(args.images)
+
+    def on_image(prediction):
+        writer(prediction)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        model.predict_files(args.images, on_image=on_image)
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
+
+
+def _prediction_writer(args, k: int):
+    """What prints one image's prediction: a line of text, a JSON Lines record (--json) or a CSV row (--csv)."""
+    import csv
+    import json
+
+    if args.json and args.csv:
+        raise UsageError("--json and --csv: choose one")
+    if args.json:
+        def write(prediction):
+            print(json.dumps({"path": str(prediction.path), "note": prediction.note,
+                              "top": [{"class": name, "probability": p} for name, p in prediction.top(k)]}),
+                  flush=True)
+    elif args.csv:
+        rows = csv.writer(sys.stdout, lineterminator="\n")
+        rows.writerow(["path", *(f"{field}_{i}" for i in range(1, k + 1) for field in ("class", "probability")),
+                       "note"])
+
+        def write(prediction):
+            rows.writerow([str(prediction.path), *(value for pair in prediction.top(k) for value in pair),
+                           prediction.note])
+            sys.stdout.flush()
+    else:
+        def write(prediction):
+            if prediction.note:  # how the image was changed to fit the net: RGBA to grayscale, 640x480 to 28x28...
+                print(f"{prediction.path}: {prediction.note}")
+            print(f"{prediction.path}: " + ", ".join(f"{name} {p:.1%}" for name, p in prediction.top(k)),
+                  flush=True)
+    return write
+
+
+def _image_progress(paths):
+    """A tqdm bar on stderr when a folder is predicted and stderr is a terminal (else None)."""
+    if not any(Path(path).is_dir() for path in paths) or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    from .data.folder import image_paths
+
+    return tqdm(total=len(image_paths(paths)), unit="image", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _predict_sliding(args) -> int:
     import numpy as np
 
     from .convert import slide, sliding_size
@@ -458,30 +568,27 @@ def cmd_predict(args) -> int:
     from .data.folder import read_image_with_note
     from .train.checkpoint import load_model
 
+    if args.json or args.csv:
+        raise UsageError("--json and --csv write plain predictions; leave out --slide")
     net, normalizer, _, metadata = load_model(args.checkpoint)
     classes = metadata.get("data", {}).get("classes") or [str(i) for i in range(net.output_shape[-1])]
     H, W, D = net.input_shape
-    if args.heatmap and not args.slide:
-        raise UsageError("--heatmap needs --slide (the score map comes from sliding the net over the image)")
     if args.heatmap and len(args.images) != 1:
         raise UsageError("--heatmap draws one image; pass a single IMAGE")
-    size = sliding_size(net, args.scale) if args.slide else (H, W)
-    if args.slide:  # before any image is read: refuse a scale the machine cannot hold
-        from .convert.sliding import require_sliding_memory
+    size = sliding_size(net, args.scale)
+    # before any image is read: refuse a scale the machine cannot hold
+    from .convert.sliding import require_sliding_memory
 
-        require_sliding_memory(net, args.scale, len(args.images), heatmap=bool(args.heatmap))
+    require_sliding_memory(net, args.scale, len(args.images), heatmap=bool(args.heatmap))
     read = [read_image_with_note(path, size=size, grayscale=D == 1) for path in args.images]
     for path, (_, note) in zip(args.images, read):
         if note:  # say how an image was changed to fit the net: RGBA to grayscale, 640x480 to 28x28...
             print(f"{path}: {note}")
     raw = np.stack([volume for volume, _ in read])
     images = normalizer(raw) if normalizer is not None else raw
-    if args.slide:
-        score_map, scores = slide(net, images)
-        print(f"sliding the {H}x{W} net over {size[0]}x{size[1]} images: "
-              f"{score_map.shape[1]}x{score_map.shape[2]} positions averaged")
-    else:
-        scores = net.forward(images, train=False)
+    score_map, scores = slide(net, images)
+    print(f"sliding the {H}x{W} net over {size[0]}x{size[1]} images: "
+          f"{score_map.shape[1]}x{score_map.shape[2]} positions averaged")
     probabilities = softmax(scores)
     k = min(args.top_k, probabilities.shape[1])
     for path, p in zip(args.images, probabilities):
@@ -509,8 +616,10 @@ def _save_png(picture, path) -> None:
 def cmd_report(args) -> int:
     import time
 
+    from .train.checkpoint import describe, read
     from .viz.report import write_report
 
+    print(f"reading {describe(args.checkpoint, read(args.checkpoint)[1])}")
     started = time.perf_counter()
     path = write_report(args.checkpoint, args.output, args.images, samples=args.samples, test_limit=args.test_limit)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - started:.1f}s)")
@@ -555,12 +664,13 @@ def cmd_summary(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import input_description, to_onnx
-    from .train.checkpoint import load_model
+    from .train.checkpoint import describe, load_model
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
+    print(f"reading {describe(args.checkpoint, metadata)}")
     included = normalizer if args.raw_pixels else None
     to_onnx(net, args.output, normalizer=included, layout=args.layout,
-            classes=metadata.get("data", {}).get("classes"))
+            classes=metadata.get("data", {}).get("classes"), probabilities=args.probabilities)
     print(f"wrote {args.output} (ONNX opset 17, IR version 8)")
     print(f"  {input_description(net, included, args.layout)}")
     if normalizer is not None and not args.raw_pixels:
@@ -571,8 +681,11 @@ def cmd_export(args) -> int:
     shape = net.output_shape
     if len(shape) == 3 and args.layout == "nchw":
         shape = (shape[2], shape[0], shape[1])
-    print(f"  output: float32 N x {' x '.join(map(str, shape))}"
-          f"{' class scores (before softmax)' if len(shape) == 1 else f' ({args.layout.upper()})'}")
+    if len(shape) == 1:
+        what = " class probabilities (softmax)" if args.probabilities else " class scores (before softmax)"
+    else:
+        what = f" ({args.layout.upper()}{', softmax over the depth' if args.probabilities else ''})"
+    print(f"  output: float32 N x {' x '.join(map(str, shape))}{what}")
     return 0
 
 
@@ -640,6 +753,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "it (a cosine schedule is stretched to the new end), --root finds its data elsewhere")
     train.add_argument("--report", action="store_true",
                        help="rewrite OUT/report.html after every epoch (volnet report's page; it reloads itself)")
+    train.add_argument("--keep-best", nargs="?", const="val_accuracy", choices=["val_accuracy", "val_loss"],
+                       help="after every epoch that improves this validation figure (default: val_accuracy), write "
+                            "OUT/best.safetensors, which eval, predict, report, export and --resume read")
+    train.add_argument("--early-stop", type=_positive_int, metavar="N",
+                       help="stop after N epochs without improvement of the --keep-best figure (val_loss without "
+                            "--keep-best) and say which epoch was best")
     train.add_argument("--engine", choices=["numpy", "torch"], default="numpy",
                        help="what computes each step: volnet's NumPy layers, or PyTorch (same options, same "
                             "checkpoints; see docs/engines.md)")
@@ -662,19 +781,30 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--root", help="folder to download into (default: the cache folder)")
     fetch.set_defaults(run=cmd_fetch)
 
-    evaluate = sub.add_parser("eval", help="accuracy of a checkpoint on a test set", formatter_class=formatter)
+    evaluate = sub.add_parser("eval", help="accuracy, confusion matrix, per-class precision/recall/F1 and top-k "
+                                           "accuracy of a checkpoint on a test set", formatter_class=formatter)
     evaluate.add_argument("checkpoint", help="a checkpoint file written by volnet train (in its --out folder)")
     evaluate.add_argument("--data", choices=["mnist5k", "mnist", "cifar10", "folder"],
                           help="data set (default: the one it was trained on)")
     evaluate.add_argument("--root", help="folder holding the data set's files")
     evaluate.add_argument("--split", choices=["train", "test"], default="test", help="which split")
     evaluate.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass")
+    evaluate.add_argument("--top-k", type=_positive_int, nargs="+", default=[1, 3, 5], metavar="K",
+                          help="top-k accuracies to report (those above the number of classes are left out)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print every figure as JSON for scripts: accuracy, loss, top-k, the confusion "
+                               "matrix, per-class precision, recall, F1 and support")
     evaluate.set_defaults(run=cmd_eval)
 
     predict = sub.add_parser("predict", help="top-k classes for image files", formatter_class=formatter)
     predict.add_argument("checkpoint", help="a checkpoint file written by volnet train (in its --out folder)")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (resized to the net's input)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="PNG/JPEG files, or folders of them (converted to the net's input size and colours)")
     predict.add_argument("--top-k", type=_positive_int, default=3, help="how many classes to show")
+    predict.add_argument("--json", action="store_true",
+                         help="one JSON record per line and image: path, note, top classes with probabilities")
+    predict.add_argument("--csv", action="store_true",
+                         help="CSV with a header: path, class_1, probability_1, ..., note; one row per image")
     predict.add_argument("--slide", action="store_true",
                          help="enlarge the image, slide the net over it in one pass (FC layers converted to CONV) "
                               "and average the class scores of every position")
@@ -729,6 +859,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input layout: nhwc (N x H x W x D, as volnet) or nchw (N x D x H x W)")
     export.add_argument("--raw-pixels", action="store_true",
                         help="put the checkpoint's normalisation in the graph, so it takes raw pixels in [0, 1]")
+    export.add_argument("--probabilities", action="store_true",
+                        help="end the graph with a Softmax, so it gives the class probabilities volnet predict "
+                             "prints instead of the class scores")
     export.set_defaults(run=cmd_export)
 
     check = sub.add_parser(

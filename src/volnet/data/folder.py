@@ -122,6 +122,28 @@ def read_image(path, size, grayscale: bool = False) -> np.ndarray:
     return read_image_with_note(path, size, grayscale)[0]
 
 
+def image_paths(paths) -> list[Path]:
+    """Image files to predict: each path a file, or a folder standing for its PNG/JPEG files (sorted, not
+    searching sub-folders).
+
+    Raises:
+        DataError: a path that does not exist, or a folder holding no images.
+    """
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = _image_files(path)
+            if not found:
+                raise DataError(f"{path} is a folder without {', '.join(IMAGE_SUFFIXES)} files; pass image files "
+                                "or a folder that holds some")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise DataError(f"{path} does not exist; pass image files or a folder of them")
+    return files
+
+
 def _class_names(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []

@@ -48,7 +48,7 @@ def input_description(net, normalizer=None, layout: str = "nhwc") -> str:
     return f"{INPUT}: float32 {dims}, {values}"
 
 
-def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
+def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None, probabilities: bool = False):
     """The ONNX ``ModelProto`` of ``net`` (a built :class:`~volnet.Sequential` with its weights).
 
     Args:
@@ -58,6 +58,8 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
         layout: ``"nhwc"`` (volnet's ``(N, H, W, D)``) or ``"nchw"`` (``(N, D, H, W)``),
             for the input and for a volume output. Default: "nhwc".
         classes: class names, stored in the model's metadata (``classes``, a JSON list).
+        probabilities: end the graph with a Softmax over the classes (the depth axis of a volume
+            output), so it gives the probabilities ``volnet predict`` prints, not the class scores.
 
     The model holds a copy of every weight (twice the network's memory in all);
     :func:`to_onnx` writes the file without building it whole.
@@ -71,13 +73,13 @@ def build_onnx(net, *, normalizer=None, layout: str = "nhwc", classes=None):
     _onnx()
     from onnx import numpy_helper
 
-    model, initializers = _model_without_weights(net, normalizer, layout, classes)
+    model, initializers = _model_without_weights(net, normalizer, layout, classes, probabilities)
     model.graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(array), name)
                                    for name, array in initializers.items())
     return model
 
 
-def _model_without_weights(net, normalizer, layout: str, classes):
+def _model_without_weights(net, normalizer, layout: str, classes, probabilities: bool):
     """The ``ModelProto`` with no initializers, and the initializers by name (arrays, views where they can be)."""
     _onnx()
     from onnx import TensorProto, helper
@@ -104,6 +106,9 @@ def _model_without_weights(net, normalizer, layout: str, classes):
         shape = net.shapes[index - 1]
     if len(shape) == 3 and layout == "nhwc":
         x = builder.scope(OUTPUT).op("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1])
+    if probabilities:  # over the last axis (the scores, or NHWC's depth), or NCHW's channels
+        axis = 1 if len(shape) == 3 and layout == "nchw" else -1
+        x = builder.scope(OUTPUT).op("Softmax", [x], "softmax", axis=axis)
     _rename_output(builder, x)
 
     nodes = [helper.make_node(op, inputs, outputs, name=name, **attributes)
@@ -116,7 +121,8 @@ def _model_without_weights(net, normalizer, layout: str, classes):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="volnet",
                               producer_version=_version(), ir_version=IR_VERSION)
     model.doc_string = input_description(net, normalizer, layout)
-    metadata = {"layout": layout, "input": model.doc_string, "raw_pixels": str(normalizer is not None).lower()}
+    metadata = {"layout": layout, "input": model.doc_string, "raw_pixels": str(normalizer is not None).lower(),
+                "probabilities": str(probabilities).lower()}
     if normalizer is not None:
         metadata["normalizer"] = json.dumps(normalizer.get_config())
     if classes is not None:
@@ -142,7 +148,8 @@ def export_memory(net) -> int:
     return 4 * sum(p.value.size for p in net.params()) + EXPORT_OVERHEAD
 
 
-def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None) -> Path:
+def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None,
+            probabilities: bool = False) -> Path:
     """Write ``net`` as an ONNX model to ``path`` (atomically: a temporary file, then a rename); returns the path.
     Arguments as :func:`build_onnx`.
 
@@ -160,7 +167,7 @@ def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None) -
     _onnx()  # its modules loaded before the memory they leave is measured
     require_memory(export_memory(net), "exporting the network to ONNX",
                    "free some memory or export on a machine with more")
-    model, initializers = _model_without_weights(net, normalizer, layout, classes)
+    model, initializers = _model_without_weights(net, normalizer, layout, classes, probabilities)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -60,11 +60,13 @@ FORMAT = "volnet-checkpoint"
 VERSION = 1
 # The files of a run folder (see volnet.train.run_folder): the checkpoint, and the history as JSON and CSV.
 CHECKPOINT_NAME = "checkpoint.safetensors"
+# The run's best epoch so far (--keep-best), a whole checkpoint too, beside the last one.
+BEST_NAME = "best.safetensors"
 HISTORY_NAMES = ("history.json", "history.csv")
 # What a run needs to continue; a model-only checkpoint (architecture, normalizer, data) has none of it.
 TRAINING_FIELDS = ("optimizer", "schedule", "augment", "train", "position", "rng", "history")
 # The header fields pack_run writes; any other field (data...) is a fact the caller stored, kept as it is.
-RUN_FIELDS = ("format", "version", "architecture", "normalizer", *TRAINING_FIELDS)
+RUN_FIELDS = ("format", "version", "architecture", "normalizer", "best", *TRAINING_FIELDS)
 # Bit generators whose state is plain JSON integers: what default_rng and Generator.spawn make.
 BIT_GENERATORS = ("PCG64", "PCG64DXSM")
 # What a constructor raises for a config it cannot use (wrong keys or types, values out of range, too big).
@@ -250,6 +252,12 @@ def _normalizer(config):
     return Normalizer.from_config(config)
 
 
+def _watch(config):
+    from .best import Watch
+
+    return Watch.from_config(config)
+
+
 def _epoch_record(record):
     return EpochRecord(**record)
 
@@ -279,6 +287,11 @@ HEADER = Obj(
         "position": Obj({"epoch": COUNT, "batch": COUNT, "loss_sum": NON_NEGATIVE, "correct": COUNT, "seen": COUNT,
                          "seconds": NON_NEGATIVE}),
         "rng": Obj({"trainer": GENERATOR, "layers": MapOf(GENERATOR)}),
+        # --keep-best / --early-stop (volnet.train.best.Watch); absent in runs without them and older checkpoints
+        "best": (Obj({"monitor": TEXT}, optional={"keep": FLAG, "patience": Nullable(POSITIVE),
+                                                  "epoch": Nullable(POSITIVE), "score": Nullable(NUMBER),
+                                                  "stopped": FLAG}),
+                 Rebuilds("a best-epoch watch", _watch)),
         "history": ListOf((Obj({"epoch": POSITIVE, "lr": NON_NEGATIVE, "train_loss": NON_NEGATIVE,
                                 "train_accuracy": FRACTION, "val_loss": Nullable(NON_NEGATIVE),
                                 "val_accuracy": Nullable(FRACTION), "seconds": NON_NEGATIVE,
@@ -442,6 +455,20 @@ def read(path) -> tuple[dict[str, np.ndarray], dict]:
         raise CheckpointError(f"{path}: {mismatch}") from None
     _check_architecture(path, metadata)
     return tensors, metadata
+
+
+def describe(path, metadata: dict) -> str:
+    """Which file of a run ``path`` is, for the commands that read one: ``"best.safetensors: epoch 3 of the run,
+    its best by val_accuracy 0.9120"`` or ``"checkpoint.safetensors: the last saved, epoch 5"``."""
+    name, best, position = Path(path).name, metadata.get("best"), metadata.get("position")
+    if best and best.get("epoch") is not None and position and position["epoch"] == best["epoch"]:
+        last = " (also the last saved)" if name == CHECKPOINT_NAME else ""
+        return (f"{path}: epoch {best['epoch']}, the run's best by {best['monitor']} "
+                f"{best['score']:.4f}{last}")
+    if position is not None:
+        inside = f", {position['batch']} batches into the next" if position["batch"] else ""
+        return f"{path}: the last saved, {position['epoch']} epochs done{inside}"
+    return f"{path}: a model without training state"
 
 
 def require_training_state(metadata: dict, source="checkpoint") -> None:
@@ -706,6 +733,7 @@ class RunSettings:
     schedule: Any = None
     augment: Any = None
     normalizer: Any = None
+    watch: Any = None  # a volnet.train.best.Watch (--keep-best, --early-stop), or None
 
 
 @dataclass
@@ -758,6 +786,7 @@ def pack_run(run: RunState) -> tuple[dict[str, np.ndarray], dict]:
         "rng": {"trainer": generator_state(run.rng),
                 "layers": {key: generator_state(rng) for key, rng in layer_generators(run.net).items()}},
         "history": run.history.to_list(),
+        **({"best": settings.watch.get_config()} if settings.watch is not None else {}),
         **run.extra,
     }
     return tensors, metadata
@@ -792,7 +821,8 @@ def unpack_run(tensors: dict[str, np.ndarray], metadata: dict, source="checkpoin
     settings = RunSettings(epochs=train["epochs"], batch_size=train["batch_size"], loss=train["loss"],
                            seed=train["seed"], schedule=_schedule(schedule) if schedule else None,
                            augment=_augment(augment) if augment else None,
-                           normalizer=_normalizer(normalizer) if normalizer else None)
+                           normalizer=_normalizer(normalizer) if normalizer else None,
+                           watch=_watch(metadata["best"]) if metadata.get("best") else None)
     extra = {key: value for key, value in metadata.items() if key not in RUN_FIELDS}
     return RunState(net, optimizer, position, restore_generator(metadata["rng"]["trainer"]),
                     History.from_list(metadata["history"]), settings, extra)

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,29 @@ from ..ops import softmax
 from ..data.augment import Normalizer
 from . import checkpoint as ckpt
 from .loop import predict as predict_scores
+
+
+@dataclass(frozen=True)
+class FilePrediction:
+    """One image file's prediction (:meth:`Model.predict_files`).
+
+    Attributes:
+        path: the file read.
+        probabilities: ``(classes,)``, summing to 1: what :meth:`Model.predict` gives for the image.
+        note: how the file was converted to fit the net (``"converted RGBA to grayscale, resized 480x640
+            to 28x28 (H x W)"``, what ``volnet predict`` prints), "" when it already fitted.
+        classes: the model's class names.
+    """
+
+    path: Path
+    probabilities: np.ndarray
+    note: str
+    classes: tuple[str, ...]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable ``(class name, probability)``, most probable first (ties: lower index)."""
+        order = np.argsort(-self.probabilities, kind="stable")[:k]
+        return [(self.classes[c], float(self.probabilities[c])) for c in order]
 
 
 class Model:
@@ -92,6 +116,40 @@ class Model:
                 integer images, or values outside [0, 1].
         """
         return softmax(self.scores(images, batch_size))
+
+    def predict_files(self, paths, batch_size: int = 256, on_image=None) -> list[FilePrediction]:
+        """Class probabilities for image files, converted as the checkpoint's network needs them.
+
+        Each file is read with Pillow, converted to the net's colour mode (grayscale for depth 1, else
+        RGB) and resized to its input ``H x W``, as ``volnet predict`` does; :attr:`FilePrediction.note`
+        says what was changed. Files are read ``batch_size`` at a time, so a large folder is not held
+        in memory at once.
+
+        Args:
+            paths: image files (PNG/JPEG), or folders standing for the images in them (sorted by name).
+            batch_size: images read and forwarded at once. Default: 256.
+            on_image: called with each :class:`FilePrediction` as it is made (a progress bar's hook).
+
+        Returns:
+            one :class:`FilePrediction` per image, in the order given.
+
+        Raises:
+            DataError: a file that is missing or not an image, or a folder without images.
+        """
+        from ..data.folder import image_paths, read_image_with_note
+
+        files = image_paths(paths)
+        H, W, D = self.input_shape
+        results = []
+        for start in range(0, len(files), batch_size):
+            chunk = files[start: start + batch_size]
+            read = [read_image_with_note(path, size=(H, W), grayscale=D == 1) for path in chunk]
+            probabilities = self.predict(np.stack([volume for volume, _ in read]), batch_size)
+            for path, (_, note), p in zip(chunk, read, probabilities):
+                results.append(FilePrediction(path, p, note, self.classes))
+                if on_image is not None:
+                    on_image(results[-1])
+        return results
 
     def save(self, path) -> Path:
         """Write a checkpoint atomically (temporary file, fsync, rename); returns its path.

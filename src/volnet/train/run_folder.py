@@ -3,6 +3,7 @@
 ``runs/NAME/`` holds::
 
     checkpoint.safetensors    the run's state (weights, optimizer, position, history)
+    best.safetensors          with --keep-best: the state after the best epoch so far
     history.json, history.csv the per-epoch records, rewritten after every checkpoint
     .volnet.lock              held (flock) by the run writing here; names its holder
 
@@ -27,7 +28,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT_NAME, HISTORY_NAMES
+from .checkpoint import BEST_NAME, CHECKPOINT_NAME, HISTORY_NAMES
 
 try:
     import fcntl
@@ -58,6 +59,10 @@ class RunFolder:
     @property
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT_NAME
+
+    @property
+    def best(self) -> Path:
+        return self.path / BEST_NAME
 
     @property
     def history_files(self) -> tuple[Path, ...]:
@@ -114,12 +119,12 @@ class RunFolder:
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete the temporary files of saves that were killed midway (only safe while holding the lock)."""
-        stale = [p for name in (CHECKPOINT_NAME, *HISTORY_NAMES) for p in self.path.glob(f".{name}.*.tmp")]
+        stale = [p for name in (CHECKPOINT_NAME, BEST_NAME, *HISTORY_NAMES) for p in self.path.glob(f".{name}.*.tmp")]
         for path in stale:
             path.unlink(missing_ok=True)
         return stale
 
     def clear(self) -> None:
-        """Remove a previous run's checkpoint and history (``--overwrite``)."""
-        for path in (self.checkpoint, *self.history_files):
+        """Remove a previous run's checkpoint, best epoch and history (``--overwrite``)."""
+        for path in (self.checkpoint, self.best, *self.history_files):
             path.unlink(missing_ok=True)

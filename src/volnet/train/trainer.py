@@ -10,6 +10,8 @@ what a long CPU run needs:
 * a checkpoint after every epoch and on Ctrl-C or SIGTERM, written
   atomically, into a run folder that one run at a time holds
   (:class:`~volnet.train.run_folder.RunFolder`);
+* optionally the best epoch kept in ``best.safetensors`` and a stop when the
+  validation figure stops improving (:class:`~volnet.train.best.Watch`);
 * a stop with a clear message when the loss turns NaN/Inf or explodes, and
   never a checkpoint whose parameters or optimizer state are not finite;
 * exact resume: all randomness (shuffling, augmentation, dropout) comes from
@@ -39,6 +41,7 @@ import numpy as np
 
 from ..ops.losses import LOSSES
 from . import checkpoint as ckpt
+from .best import Watch
 from .checkpoint import EpochRecord, History, Position, RunSettings, RunState
 from .engines import Engine
 from .loop import check_labelled
@@ -117,11 +120,23 @@ class Trainer:
         engine: what computes each step (:mod:`volnet.train.engines`): None for the NumPy
             engine, or a :class:`volnet.interop.torch_engine.TorchEngine`. Everything else
             (order, augmentation, schedule, history, checkpoints) is the same on every engine.
+        keep_best: ``"val_accuracy"`` or ``"val_loss"``: after every epoch that improves that
+            figure, write ``best.safetensors`` beside the checkpoint (with ``out_dir``; without
+            one, :attr:`best_weights` holds a copy of the weights). Needs ``val``.
+        early_stop: stop after this many epochs without improvement of the ``keep_best``
+            figure (``val_loss`` without ``keep_best``); :attr:`watch` says which epoch was best.
+            Needs ``val``.
+
+    Attributes:
+        watch: the :class:`~volnet.train.best.Watch` of ``keep_best``/``early_stop`` (None without them).
+        best_weights: with ``keep_best`` and no ``out_dir``, the best epoch's parameters and buffers
+            (``layers.<i>.<name>`` as in the checkpoint), else None.
     """
 
     def __init__(self, net, optimizer, train, *, val=None, epochs: int = 10, batch_size: int = 64,
                  loss: str = "softmax", schedule=None, augment=None, normalizer=None, seed: int = 0,
-                 out_dir=None, overwrite: bool = False, callbacks=(), extra_metadata=None, engine=None):
+                 out_dir=None, overwrite: bool = False, callbacks=(), extra_metadata=None, engine=None,
+                 keep_best: str | None = None, early_stop: int | None = None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         if epochs < 1 or batch_size < 1:
@@ -141,6 +156,13 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.extra_metadata = dict(extra_metadata or {})
         self.engine = engine if engine is not None else Engine()
+        self.watch = None
+        if keep_best is not None or early_stop is not None:
+            if val is None:
+                raise ValueError("keeping the best epoch and stopping early compare validation figures; "
+                                 "give the run validation images (val=..., --val-split above 0)")
+            self.watch = Watch(keep_best or "val_loss", keep=keep_best is not None, patience=early_stop)
+        self.best_weights = None
         self.history = History()
         self.position = Position()
         self._stop_requested = False
@@ -166,7 +188,7 @@ class Trainer:
         with self._holding_run_folder(), self._deferred_interrupt(), np.errstate(over="ignore", invalid="ignore"):
             self.engine.start(self.net, self.optimizer)
             try:
-                while self.position.epoch < self.epochs:
+                while self.position.epoch < self.epochs and not (self.watch and self.watch.stopped):
                     self._run_epoch(self.position.epoch + 1)
             except TrainingInterrupted:
                 raise
@@ -238,7 +260,8 @@ class Trainer:
                              val_loss, val_accuracy, pos.seconds, pos.seen / max(pos.seconds, 1e-9))
         self.history.records.append(record)
         self.position = Position(epoch=epoch)
-        self.save()
+        improved = self.watch is not None and self.watch.update(record) and self.watch.keep
+        self.save(best=improved)
         for callback in self.callbacks:
             callback.on_epoch(record)
 
@@ -362,18 +385,30 @@ class Trainer:
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """Everything needed to continue this run: ``(tensors, metadata)``, packed by the format module."""
         settings = RunSettings(self.epochs, self.batch_size, self.loss, self.seed, self.schedule, self.augment,
-                               self.normalizer)
+                               self.normalizer, self.watch)
         return ckpt.pack_run(RunState(self.net, self.optimizer, self.position, self.rng, self.history, settings,
                                       self.extra_metadata))
 
-    def save(self, path=None) -> Path | None:
+    @property
+    def best_path(self) -> Path | None:
+        """``best.safetensors`` in the run folder (written with ``keep_best`` only)."""
+        return RunFolder(self.out_dir).best if self.out_dir is not None else None
+
+    def save(self, path=None, *, best: bool = False) -> Path | None:
         """Write the checkpoint (and the history files) atomically; returns the checkpoint path.
+
+        ``best``: this state is the run's best epoch: write it to :attr:`best_path` too, first, so that
+        a checkpoint never names a best epoch that ``best.safetensors`` does not hold yet (without
+        ``out_dir``, keep a copy of the weights in :attr:`best_weights` instead).
 
         Raises:
             TrainingDiverged: a parameter or optimizer state holds NaN/Inf; nothing is written.
         """
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
+            if best:
+                self.engine.pull()
+                self.best_weights = {name: value.copy() for name, value in ckpt.network_tensors(self.net).items()}
             return None
         self.engine.pull()  # the engine's weights and optimizer state into net and optimizer
         tensors, metadata = self.state()
@@ -384,6 +419,8 @@ class Trainer:
         self._saving = True
         try:
             if self.engine.writes_files:  # one worker writes; the others wait at the barrier
+                if best:
+                    ckpt.save(path.parent / ckpt.BEST_NAME, tensors, metadata)
                 ckpt.save(path, tensors, metadata)
                 self._save_history(RunFolder(path.parent))
         finally:
@@ -421,6 +458,7 @@ class Trainer:
             out_dir=out_dir if out_dir is not None else path.parent, callbacks=callbacks, extra_metadata=run.extra,
             engine=engine)
         trainer.position, trainer.rng, trainer.history = run.position, run.rng, run.history
+        trainer.watch = settings.watch
         if trainer.checkpoint_path == path:
             trainer._last_checkpoint, trainer._saved_at = path, (trainer.position.epoch, trainer.position.batch)
         return trainer
@@ -433,16 +471,26 @@ class _Arrays:
 
 
 def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64, loss: str = "softmax",
-        seed: int = 0, on_epoch=None, engine=None) -> History:
+        seed: int = 0, on_epoch=None, engine=None, val=None, keep_best: str | None = None,
+        early_stop: int | None = None) -> History:
     """Train ``net`` in place on arrays, without checkpoints; ``on_epoch(record)`` after each epoch.
 
     ``engine``: None (NumPy) or a :class:`volnet.interop.torch_engine.TorchEngine`.
+    ``val``: ``(images, labels)`` evaluated after every epoch. ``keep_best`` (``"val_accuracy"`` or
+    ``"val_loss"``): ``net`` ends with the weights of its best epoch, as Keras'
+    ``EarlyStopping(restore_best_weights=True)``. ``early_stop``: stop after this many epochs
+    without improvement. The history holds every epoch trained.
     """
     callbacks = []
     if on_epoch is not None:
         callback = Callback()
         callback.on_epoch = on_epoch
         callbacks.append(callback)
-    trainer = Trainer(net, optimizer, _Arrays(np.asarray(images), np.asarray(labels)), epochs=epochs,
-                      batch_size=batch_size, loss=loss, seed=seed, callbacks=callbacks, engine=engine)
-    return trainer.run()
+    val = _Arrays(np.asarray(val[0]), np.asarray(val[1])) if val is not None else None
+    trainer = Trainer(net, optimizer, _Arrays(np.asarray(images), np.asarray(labels)), val=val, epochs=epochs,
+                      batch_size=batch_size, loss=loss, seed=seed, callbacks=callbacks, engine=engine,
+                      keep_best=keep_best, early_stop=early_stop)
+    history = trainer.run()
+    if trainer.best_weights is not None:
+        ckpt.load_network_tensors(net, trainer.best_weights, source="the best epoch")
+    return history

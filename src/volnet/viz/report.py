@@ -19,6 +19,7 @@ import numpy as np
 from ..analysis import analyze
 from ..resources import format_bytes
 from ..ops import softmax
+from ..train.metrics import confusion_matrix
 from . import explain, svg
 from .conv_demo import conv_demo_data
 from .pictures import activation_grid, blend, colorbar, data_uri, filter_grid, to_rgb, upscale, upscale_to
@@ -118,8 +119,7 @@ def _results(test, predictions, classes, missing: str) -> str:
         return f"<p>{escape(missing)}, so there are no results to show.</p>"
     labels = test.labels
     C = len(classes)
-    confusion = np.zeros((C, C), dtype=int)
-    np.add.at(confusion, (labels, predictions), 1)
+    confusion = confusion_matrix(labels, predictions, C)  # what volnet eval prints
     accuracy = float((labels == predictions).mean())
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
     top = confusion.max() or 1
