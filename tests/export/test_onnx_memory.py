@@ -125,3 +125,21 @@ def test_under_a_memory_limit_export_refuses_in_one_line_or_fits(tmp_path):
     weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     assert weights["layer2_weight"].shape == (64 * 64 * 16, 160)
     assert np.count_nonzero(weights["layer2_weight"]) > 0
+
+
+def test_an_exported_file_gets_the_permissions_a_checkpoint_gets(tmp_path):
+    # both are written through volnet.files.atomic_write: 0666 less the umask, not mkstemp's 0600
+    from volnet.train import checkpoint as ckpt
+
+    net = Sequential([FC(3)], (2, 2, 1))
+    exported = to_onnx(net, tmp_path / "m.onnx")
+    saved = ckpt.save(tmp_path / "c.safetensors", *ckpt.pack_model(net))
+    assert exported.stat().st_mode & 0o777 == saved.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

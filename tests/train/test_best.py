@@ -10,7 +10,7 @@ from volnet.optim import make_optimizer
 from volnet.train import Callback, Trainer, TrainingInterrupted, fit
 from volnet.train import checkpoint as ckpt
 from volnet.train.best import Watch
-from volnet.train.checkpoint import EpochRecord
+from volnet.train.history import EpochRecord
 
 
 def toy_data(n=64, seed=0, noisy=False):

@@ -29,6 +29,7 @@ SCRIPT_HEAD = textwrap.dedent("""
     import os, signal, sys, time
     sys.path.insert(0, {tests!r})
     from volnet.train import Callback, TrainingInterrupted
+    from volnet import files
     from volnet.train import checkpoint as ckpt
     from train.test_trainer import make_trainer
     out = sys.argv[1]
@@ -173,7 +174,7 @@ def test_kill_9_during_saves_leaves_temp_files_that_the_next_run_removes_and_his
     result = run_script(tmp_path, """
         def die(*args):
             os.kill(os.getpid(), signal.SIGKILL)
-        ckpt.os.replace = die
+        files.os.replace = die
         trainer = make_trainer(out, epochs=3)
         trainer.save(out + "/checkpoint.safetensors")
     """)

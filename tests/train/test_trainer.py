@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from volnet import Sequential
+from volnet import Sequential, files
 from volnet.data import Augment, Dataset, HorizontalFlip, Normalizer, RandomCrop
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, MaxPool, ReLU
 from volnet.optim import CosineAnnealing, make_optimizer
@@ -102,7 +102,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     def crash(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         trainer.save()
     assert path.read_bytes() == before

@@ -11,12 +11,11 @@ dynamic batch dimension ``N``. See docs/export.md.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from ..resources import require_memory
 from .graph import GraphBuilder
 
@@ -168,17 +167,7 @@ def to_onnx(net, path, *, normalizer=None, layout: str = "nhwc", classes=None,
     require_memory(export_memory(net), "exporting the network to ONNX",
                    "free some memory or export on a machine with more")
     model, initializers = _model_without_weights(net, normalizer, layout, classes, probabilities)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            _write_model(file, model, initializers)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return atomic_write(path, lambda file: _write_model(file, model, initializers))
 
 
 def _write_model(file, model, initializers: dict) -> None:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..train.checkpoint import layer_generators
+from ..train.restore import layer_generators
 from ..train.engines import StepResult
 from ..train.loop import check_labelled
 from .torch_bridge import _holders, _import_torch, _mapping, _plan, to_torch

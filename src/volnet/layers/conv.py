@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import ops
 from ..ops.conv import conv_backward_workspace, conv_workspace
 from ..ops.window import geometry

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import ops
 from ..ops.local import local_backward_workspace, local_workspace
 from ..ops.window import geometry

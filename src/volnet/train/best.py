@@ -53,7 +53,7 @@ class Watch:
         return value > self.score if self.monitor == "val_accuracy" else value < self.score
 
     def update(self, record) -> bool:
-        """Take one epoch's :class:`~volnet.train.checkpoint.EpochRecord`; True when it is the new best.
+        """Take one epoch's :class:`~volnet.train.history.EpochRecord`; True when it is the new best.
 
         Sets :attr:`stopped` when ``patience`` epochs have now passed since the best one.
         """

@@ -1,11 +1,15 @@
 """The checkpoint format: one safetensors file holding a run's weights and a JSON description.
 
-This module owns the format, whole: the names of a run folder's files
+This module owns the format: the names of a run folder's files
 (:data:`CHECKPOINT_NAME`, :data:`HISTORY_NAMES`), the packing of a run's state
 into tensors and a header and back (:func:`pack_run`, :func:`unpack_run`), the
 header's schema (:data:`HEADER`), and reading and writing (:func:`read`,
 :func:`save`). The trainer and :class:`~volnet.train.model.Model` call it;
-neither knows a tensor name or a header field.
+neither knows a tensor name or a header field. Beside it, each with one job:
+:mod:`~volnet.train.schema` (the language the header's table is written in),
+:mod:`~volnet.train.restore` (tensors and generator states into live objects),
+:mod:`~volnet.train.history` and :mod:`~volnet.train.state` (a run's state as
+objects) and :mod:`volnet.files` (atomic writing).
 
 Layout of ``checkpoint.safetensors``:
 
@@ -41,20 +45,22 @@ one. Nothing is ever unpickled: safetensors holds raw arrays and JSON text.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
-import os
 import re
-import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
+from ..files import atomic_write_bytes
 from ..ops.losses import LOSSES
+from .history import EpochRecord, History
+from .restore import (BIT_GENERATORS, build_network, epoch_order, generator_state, layer_generators,
+                      load_network_tensors, load_optimizer_state, network_tensors, restore_generator,
+                      restore_layer_generators)
+from .schema import (BAD_CONFIG, COUNT, FLAG, FRACTION, NON_NEGATIVE, NUMBER, POSITIVE, POSITIVE_NUMBER, SIZE, TEXT,
+                     VAL_SPLIT, VOLUME, CheckpointError, ListOf, MapOf, Mismatch, Nullable, Obj, Rebuilds, is_int,
+                     one_of, reason, show, validate)
+from .state import Position, RunSettings, RunState
 
 FORMAT = "volnet-checkpoint"
 VERSION = 1
@@ -67,16 +73,7 @@ HISTORY_NAMES = ("history.json", "history.csv")
 TRAINING_FIELDS = ("optimizer", "schedule", "augment", "train", "position", "rng", "history")
 # The header fields pack_run writes; any other field (data...) is a fact the caller stored, kept as it is.
 RUN_FIELDS = ("format", "version", "architecture", "normalizer", "best", *TRAINING_FIELDS)
-# Bit generators whose state is plain JSON integers: what default_rng and Generator.spawn make.
-BIT_GENERATORS = ("PCG64", "PCG64DXSM")
-# What a constructor raises for a config it cannot use (wrong keys or types, values out of range, too big).
-_BAD_CONFIG = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError,
-               MemoryError)
 _TENSOR_NAME = re.compile(r"layers\.[1-9][0-9]*\.\w[\w.]*|optimizer\.\w+\.[0-9]+|trainer\.order")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or does not fit the network it is loaded into."""
 
 
 def safetensors_module():
@@ -91,49 +88,6 @@ def safetensors_module():
     return safetensors.numpy
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return path
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
-
-
-def network_tensors(net) -> dict[str, np.ndarray]:
-    """Parameters and buffers of every layer, named ``layers.<i>.<name>``."""
-    tensors = {}
-    for index, layer in enumerate(net.layers, start=1):
-        for name, p in layer.named_params():
-            tensors[f"layers.{index}.{name}"] = p.value
-        for name, value in layer.named_buffers().items():
-            tensors[f"layers.{index}.{name}"] = value
-    return tensors
-
-
 def save(path, tensors: dict[str, np.ndarray], metadata: dict) -> Path:
     """Save arrays and a JSON-able description atomically into one safetensors file."""
     header = {"format": FORMAT, "version": VERSION, **metadata}
@@ -142,84 +96,7 @@ def save(path, tensors: dict[str, np.ndarray], metadata: dict) -> Path:
     return atomic_write_bytes(path, data)
 
 
-# -- the header's schema -------------------------------------------------------
-#
-# A table of fields rather than a JSON Schema: the checks that are not types
-# (a generator state NumPy takes back, an optimizer config that rebuilds) are
-# Python calls either way, the messages should use our field names, and an
-# install that only evaluates a model need not carry jsonschema and its
-# dependencies for a few dozen fields.
-
-
-@dataclass(frozen=True)
-class Check:
-    """A value that passes ``test``; ``requirement`` says what in words, for the error message."""
-
-    requirement: str
-    test: Callable[[Any], bool]
-
-
-@dataclass(frozen=True)
-class Rebuilds:
-    """A config that ``build`` turns into ``what``; the builder's own error says what is wrong."""
-
-    what: str
-    build: Callable[[Any], object]
-
-
-@dataclass(frozen=True)
-class Obj:
-    """A JSON object with ``required`` and ``optional`` fields (name -> schema); other fields are ignored."""
-
-    required: dict
-    optional: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ListOf:
-    item: Any
-
-
-@dataclass(frozen=True)
-class MapOf:
-    """A JSON object with free keys (``rng.layers``) whose values all follow ``value``."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class Nullable:
-    schema: Any
-
-
-# A tuple of schemas means all of them, in order: the types first, then the rebuild.
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def one_of(*choices: str) -> Check:
-    return Check("one of " + ", ".join(map(repr, choices)), lambda v: isinstance(v, str) and v in choices)
-
-
-COUNT = Check("a non-negative integer", lambda v: _is_int(v) and v >= 0)
-POSITIVE = Check("a positive integer", lambda v: _is_int(v) and v > 0)
-NUMBER = Check("a finite number", _is_number)
-NON_NEGATIVE = Check("a finite number >= 0", lambda v: _is_number(v) and v >= 0)
-POSITIVE_NUMBER = Check("a finite number > 0", lambda v: _is_number(v) and v > 0)
-FRACTION = Check("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)
-VAL_SPLIT = Check("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
-TEXT = Check("a string", lambda v: isinstance(v, str))
-FLAG = Check("true or false", lambda v: isinstance(v, bool))
-VOLUME = Check("a volume [H, W, D] of positive integers",
-               lambda v: isinstance(v, list) and len(v) == 3 and all(POSITIVE.test(s) for s in v))
-SIZE = Check("a list of 1 to 3 positive integers",
-             lambda v: isinstance(v, list) and 1 <= len(v) <= 3 and all(POSITIVE.test(s) for s in v))
+# -- the header's schema (the language: volnet.train.schema) ---------------------------
 
 
 def _layer(config):
@@ -264,7 +141,7 @@ def _epoch_record(record):
 
 GENERATOR = (Obj({"bit_generator": one_of(*BIT_GENERATORS), "state": MapOf(COUNT), "has_uint32": COUNT,
                   "uinteger": COUNT}),
-             Rebuilds("a NumPy random generator", lambda state: restore_generator(state)))  # defined below
+             Rebuilds("a NumPy random generator", restore_generator))
 NAMED = Obj({"name": TEXT})  # an optimizer's, schedule's or transform's config: {"name": ..., **arguments}
 
 HEADER = Obj(
@@ -301,81 +178,25 @@ HEADER = Obj(
 )
 
 
-class _Mismatch(Exception):
-    """Where the header breaks the schema: the dotted ``field`` and what is wrong with it."""
-
-    def __init__(self, field_name: str, problem: str):
-        super().__init__(f"field {field_name!r} {problem}")
-
-
-def _show(value) -> str:
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, KeyError):
-        return f"missing {error.args[0]!r}" if error.args else "a missing field"
-    return str(error) or type(error).__name__
-
-
-def _join(parent: str, key: str) -> str:
-    return f"{parent}.{key}" if parent else key
-
-
-def _validate(value, schema, name: str = "") -> None:
-    """Raise :class:`_Mismatch` at the first field of ``value`` that breaks ``schema``."""
-    if isinstance(schema, tuple):
-        for part in schema:
-            _validate(value, part, name)
-    elif isinstance(schema, Nullable):
-        if value is not None:
-            _validate(value, schema.schema, name)
-    elif isinstance(schema, Check):
-        if not schema.test(value):
-            raise _Mismatch(name, f"must be {schema.requirement}, got {_show(value)}")
-    elif isinstance(schema, Rebuilds):
-        try:
-            schema.build(value)
-        except _BAD_CONFIG as error:
-            raise _Mismatch(name, f"does not rebuild {schema.what}: {_reason(error)}") from None
-    elif isinstance(schema, ListOf):
-        if not isinstance(value, list):
-            raise _Mismatch(name, f"must be a list, got {_show(value)}")
-        for i, item in enumerate(value):
-            _validate(item, schema.item, f"{name}[{i}]")
-    elif not isinstance(value, dict):  # Obj and MapOf are JSON objects
-        raise _Mismatch(name, f"must be an object, got {_show(value)}")
-    elif isinstance(schema, MapOf):
-        for key, item in value.items():
-            _validate(item, schema.value, _join(name, key))
-    else:
-        for key, sub in {**schema.required, **schema.optional}.items():
-            if key in value:
-                _validate(value[key], sub, _join(name, key))
-            elif key in schema.required:
-                raise _Mismatch(_join(name, key), "is missing")
-
-
 def _check_consistency(metadata: dict, tensors: dict) -> None:
     """What no single field shows: fields that must agree with each other and with the tensors."""
     position, run = metadata.get("position"), metadata.get("train")
     if position is not None:
         batch, seen, order = position["batch"], position["seen"], tensors.get("trainer.order")
         if batch and not seen:
-            raise _Mismatch("position.seen", f"is 0 but position.batch says {batch} batches are done")
+            raise Mismatch("position.seen", f"is 0 but position.batch says {batch} batches are done")
         if position["correct"] > seen:
-            raise _Mismatch("position.correct", f"is {position['correct']} but position.seen is only {seen}")
+            raise Mismatch("position.correct", f"is {position['correct']} but position.seen is only {seen}")
         if batch and order is None:
-            raise _Mismatch("position.batch", f"is {batch} but the tensor 'trainer.order' (the epoch's shuffled "
+            raise Mismatch("position.batch", f"is {batch} but the tensor 'trainer.order' (the epoch's shuffled "
                                               "order) is missing")
         batches = -(-len(order) // run["batch_size"]) if batch and run is not None else batch
         if batch > batches:
-            raise _Mismatch("position.batch", f"is {batch} but an epoch of {len(order)} images has only {batches} "
+            raise Mismatch("position.batch", f"is {batch} but an epoch of {len(order)} images has only {batches} "
                                               f"batches of {run['batch_size']} (train.batch_size)")
     normalizer, depth = metadata.get("normalizer"), metadata["architecture"]["input_shape"][-1]
     if normalizer and len(normalizer["mean"]) != depth:
-        raise _Mismatch("normalizer.mean", f"has {len(normalizer['mean'])} channels but the network's input "
+        raise Mismatch("normalizer.mean", f"has {len(normalizer['mean'])} channels but the network's input "
                                            f"has depth {depth} (architecture.input_shape)")
 
 
@@ -386,8 +207,8 @@ def _check_architecture(path, metadata: dict) -> None:
     config = metadata["architecture"]
     try:
         output = analyze_layers([_layer(c) for c in config["layers"]], config["input_shape"]).output_shape
-    except _BAD_CONFIG as error:
-        raise CheckpointError(f"{path}: field 'architecture' does not fit together: {_reason(error)}") from None
+    except BAD_CONFIG as error:
+        raise CheckpointError(f"{path}: field 'architecture' does not fit together: {reason(error)}") from None
     classes = (metadata.get("data") or {}).get("classes")
     if classes is not None and len(classes) != output[-1]:
         raise CheckpointError(f"{path}: field 'data.classes' names {len(classes)} classes but the network "
@@ -442,16 +263,16 @@ def read(path) -> tuple[dict[str, np.ndarray], dict]:
     except (ValueError, RecursionError) as error:
         raise CheckpointError(f"{path}: the 'volnet' header is not valid JSON ({error})") from None
     if not isinstance(metadata, dict):
-        raise CheckpointError(f"{path}: the 'volnet' header must be a JSON object, got {_show(metadata)}")
+        raise CheckpointError(f"{path}: the 'volnet' header must be a JSON object, got {show(metadata)}")
     version = metadata.get("version", 0)
-    if metadata.get("format") != FORMAT or not _is_int(version) or version > VERSION:
+    if metadata.get("format") != FORMAT or not is_int(version) or version > VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint format {metadata.get('format')!r} "
                               f"version {version!r}")
     _check_tensors(path, tensors)
     try:
-        _validate(metadata, HEADER)
+        validate(metadata, HEADER)
         _check_consistency(metadata, tensors)
-    except _Mismatch as mismatch:
+    except Mismatch as mismatch:
         raise CheckpointError(f"{path}: {mismatch}") from None
     _check_architecture(path, metadata)
     return tensors, metadata
@@ -479,54 +300,6 @@ def require_training_state(metadata: dict, source="checkpoint") -> None:
                               "generators...): it can be evaluated or predict with, not resumed")
     if missing:
         raise CheckpointError(f"{source}: field {missing[0]!r} is missing, and a run cannot resume without it")
-
-
-def build_network(config: dict, source="checkpoint"):
-    """The :class:`~volnet.Sequential` an ``architecture`` field describes, refused before allocation if too big."""
-    from ..net import Sequential
-    from ..resources import ResourceError
-
-    try:
-        return Sequential.from_config(config)
-    except ResourceError as error:
-        raise CheckpointError(f"{source}: field 'architecture' describes a network this machine cannot hold: "
-                              f"{error}") from None
-    except _BAD_CONFIG as error:
-        raise CheckpointError(f"{source}: field 'architecture' does not build a network: {_reason(error)}") from None
-
-
-def _check_fits(source, name: str, saved: np.ndarray, current: np.ndarray, holder: str) -> None:
-    if saved.dtype.kind != "f" or not np.can_cast(saved.dtype, current.dtype, "safe"):
-        raise CheckpointError(f"{source}: tensor {name!r} is {saved.dtype} but {holder} holds {current.dtype}; "
-                              "only floats that convert exactly are loaded (architecture.dtype)")
-
-
-def load_network_tensors(net, tensors: dict[str, np.ndarray], source="checkpoint") -> None:
-    """Copy saved parameters and buffers into ``net`` in place.
-
-    Raises :class:`CheckpointError` naming the first tensor that is missing,
-    whose shape differs (with both shapes), or whose dtype is not a float
-    that converts exactly to the network's.
-    """
-    expected = network_tensors(net)
-    for name, current in expected.items():
-        if name not in tensors:
-            raise CheckpointError(f"{source} has no tensor {name!r} (layer {name.split('.')[1]} of the network); "
-                                  "was it saved from a different architecture?")
-        saved = tensors[name]
-        index = int(name.split(".")[1])
-        if saved.shape != current.shape:
-            raise CheckpointError(
-                f"{source} tensor {name!r} has shape {saved.shape} but {net.layers[index - 1].label} "
-                f"expects {current.shape}: the architectures differ"
-            )
-        _check_fits(source, name, saved, current, net.layers[index - 1].label)
-    extra = sorted(k for k in tensors if k.startswith("layers.") and k not in expected)
-    if extra:
-        raise CheckpointError(f"{source} has tensor {extra[0]!r} that this network has no place for; "
-                              "was it saved from a different architecture?")
-    for name, current in expected.items():
-        current[...] = tensors[name]
 
 
 def load_model(path):
@@ -563,200 +336,7 @@ def training_tensors(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: value for name, value in tensors.items() if not name.startswith("layers.")}
 
 
-def load_optimizer_state(optimizer, tensors: dict[str, np.ndarray], scalars: dict, source="checkpoint") -> None:
-    """Restore ``optimizer``'s caches from the tensors ``optimizer.<state>.<j>`` and its ``scalars``.
-
-    Raises :class:`CheckpointError` naming the first tensor that is missing,
-    has no place in this optimizer, or does not fit its parameter.
-    """
-    n, names = len(optimizer.params), list(optimizer.state_names)
-    keeps = f"{type(optimizer).__name__} keeps {names or 'no state'} for each of its {n} parameters"
-    expected = {f"optimizer.{name}.{j}": p for name in names for j, p in enumerate(optimizer.params)}
-    extra = sorted(k for k in tensors if k.startswith("optimizer.") and k not in expected)
-    if extra:
-        raise CheckpointError(f"{source}: tensor {extra[0]!r} has no place in the optimizer ({keeps}); "
-                              "field 'optimizer.config' and the tensors disagree")
-    for key, p in expected.items():
-        if key not in tensors:
-            raise CheckpointError(f"{source} has no tensor {key!r} ({keeps})")
-        j = int(key.rsplit(".", 1)[1])
-        if tensors[key].shape != p.value.shape:
-            raise CheckpointError(f"{source}: tensor {key!r} has shape {tensors[key].shape} but parameter {j} "
-                                  f"({p.name}) has shape {p.value.shape}")
-        _check_fits(source, key, tensors[key], p.value, f"parameter {j} ({p.name})")
-    try:
-        optimizer.load_state_dict({"arrays": {name: [tensors[f"optimizer.{name}.{j}"] for j in range(n)]
-                                              for name in names}, "scalars": scalars})
-    except _BAD_CONFIG as error:
-        raise CheckpointError(f"{source}: field 'optimizer.scalars' does not fit the optimizer: "
-                              f"{_reason(error)}") from None
-
-
-def epoch_order(tensors: dict[str, np.ndarray], images: int, source="checkpoint") -> np.ndarray | None:
-    """The interrupted epoch's shuffled order (None between epochs), checked against the training set's size."""
-    order = tensors.get("trainer.order")
-    if order is not None and len(order) != images:
-        raise CheckpointError(f"{source}: tensor 'trainer.order' shuffles {len(order)} images but the training "
-                              f"set has {images}; resume with the data the run was started on")
-    return order
-
-
-def layer_generators(net) -> dict[str, np.random.Generator]:
-    """Random generators held by layers (Dropout), keyed ``"<i>"`` or ``"<i>.<path>"`` for nested layers."""
-    return {f"{index}.{path}" if path else str(index): layer.rng
-            for index, top in enumerate(net.layers, start=1) for path, layer in top.named_layers()
-            if isinstance(getattr(layer, "rng", None), np.random.Generator)}
-
-
-def set_layer_generator(net, key: str, rng: np.random.Generator) -> None:
-    index, _, path = key.partition(".")
-    layer = dict(net.layers[int(index) - 1].named_layers())[path]
-    layer.rng = rng
-
-
-def restore_layer_generators(net, states: dict, source="checkpoint") -> None:
-    """Give every random layer of ``net`` its saved generator (field ``rng.layers``)."""
-    keys = sorted(layer_generators(net))
-    if sorted(states) != keys:
-        raise CheckpointError(f"{source}: field 'rng.layers' holds generators for layers {sorted(states)} but "
-                              f"the network's random layers are {keys}")
-    for key, state in states.items():
-        try:
-            rng = restore_generator(state)
-        except _BAD_CONFIG as error:
-            raise CheckpointError(f"{source}: field 'rng.layers.{key}' does not rebuild a NumPy random generator: "
-                                  f"{_reason(error)}") from None
-        set_layer_generator(net, key, rng)
-
-
-def generator_state(rng: np.random.Generator) -> dict:
-    """JSON-able state of a NumPy generator."""
-    return rng.bit_generator.state
-
-
-def restore_generator(state: dict) -> np.random.Generator:
-    """The generator :func:`generator_state` saved; a ValueError for a state NumPy would not give back."""
-    name = state.get("bit_generator") if isinstance(state, dict) else None
-    if name not in BIT_GENERATORS:
-        raise ValueError(f"the bit generator must be one of {', '.join(BIT_GENERATORS)}, got {name!r}")
-    bit_generator = getattr(np.random, name)()
-    bit_generator.state = state
-    if bit_generator.state != state:  # NumPy truncates a float, wraps an odd increment...
-        raise ValueError("NumPy does not take this state back unchanged (a number that is not an unsigned "
-                         "integer of the right size?)")
-    return np.random.Generator(bit_generator)
-
-
 # -- a run's state, packed into tensors and a header and back ------------------------
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch of a run: an item of the header's ``history`` and a row of the history files."""
-
-    epoch: int
-    lr: float
-    train_loss: float
-    train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float
-    images_per_second: float
-
-
-@dataclass
-class History:
-    """Per-epoch records; saved as JSON or CSV by file suffix (the run folder's :data:`HISTORY_NAMES`)."""
-
-    records: list[EpochRecord] = field(default_factory=list)
-
-    def __len__(self):
-        return len(self.records)
-
-    def __getitem__(self, index):
-        return self.records[index]
-
-    def to_list(self) -> list[dict]:
-        """The records as the header's ``history`` field holds them."""
-        return [asdict(r) for r in self.records]
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_list(), indent=2)
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(EpochRecord.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(self.to_list())
-        return out.getvalue()
-
-    def save(self, path) -> Path:
-        path = Path(path)
-        if path.suffix not in (".json", ".csv"):
-            raise ValueError(f"history file must end in .json or .csv, got {path.name}")
-        text = self.to_json() if path.suffix == ".json" else self.to_csv()
-        return atomic_write_bytes(path, text.encode())
-
-    @classmethod
-    def from_list(cls, items) -> History:
-        return cls([EpochRecord(**item) for item in items])
-
-
-@dataclass
-class Position:
-    """Where a run stands: epochs completed, and inside the current epoch (the header's ``position``).
-
-    ``order`` is the current epoch's shuffled order (the tensor ``trainer.order``),
-    None between epochs.
-    """
-
-    epoch: int = 0
-    batch: int = 0
-    order: np.ndarray | None = None
-    loss_sum: float = 0.0
-    correct: int = 0
-    seen: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class RunSettings:
-    """How a run trains: the header's ``train`` field, and its schedule, augmentation and normalisation.
-
-    ``schedule``, ``augment`` and ``normalizer`` are objects with ``get_config()``, or None.
-    """
-
-    epochs: int
-    batch_size: int
-    loss: str
-    seed: int
-    schedule: Any = None
-    augment: Any = None
-    normalizer: Any = None
-    watch: Any = None  # a volnet.train.best.Watch (--keep-best, --early-stop), or None
-
-
-@dataclass
-class RunState:
-    """Everything a checkpoint holds of a run: what :func:`pack_run` writes and :func:`unpack_run` gives back.
-
-    Attributes:
-        net: the :class:`~volnet.Sequential`; its random layers (Dropout) carry their generators.
-        optimizer: built on ``net.params()``, its caches included.
-        position: where the run stands (:class:`Position`).
-        rng: the trainer's generator (shuffling and augmentation).
-        history: the epochs done (:class:`History`).
-        settings: how the run trains (:class:`RunSettings`).
-        extra: other JSON-able header fields, stored as given (``data``...).
-    """
-
-    net: Any
-    optimizer: Any
-    position: Position
-    rng: np.random.Generator
-    history: History
-    settings: RunSettings
-    extra: dict = field(default_factory=dict)
 
 
 def _config(thing) -> dict | None:

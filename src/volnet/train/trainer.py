@@ -24,7 +24,7 @@ CPU, CUDA or DistributedDataParallel workers); everything above is the same on b
 
 What a checkpoint holds and how is the format module's
 (:mod:`volnet.train.checkpoint`): the trainer hands it a
-:class:`~volnet.train.checkpoint.RunState` and takes one back.
+:class:`~volnet.train.state.RunState` and takes one back.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ import numpy as np
 from ..ops.losses import LOSSES
 from . import checkpoint as ckpt
 from .best import Watch
-from .checkpoint import EpochRecord, History, Position, RunSettings, RunState
+from .history import EpochRecord, History
+from .restore import load_network_tensors, network_tensors
+from .state import Position, RunSettings, RunState
 from .engines import Engine
 from .loop import check_labelled
 from .run_folder import RunExists, RunFolder
@@ -408,7 +410,7 @@ class Trainer:
         if path is None:
             if best:
                 self.engine.pull()
-                self.best_weights = {name: value.copy() for name, value in ckpt.network_tensors(self.net).items()}
+                self.best_weights = {name: value.copy() for name, value in network_tensors(self.net).items()}
             return None
         self.engine.pull()  # the engine's weights and optimizer state into net and optimizer
         tensors, metadata = self.state()
@@ -492,5 +494,5 @@ def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64
                       keep_best=keep_best, early_stop=early_stop)
     history = trainer.run()
     if trainer.best_weights is not None:
-        ckpt.load_network_tensors(net, trainer.best_weights, source="the best epoch")
+        load_network_tensors(net, trainer.best_weights, source="the best epoch")
     return history

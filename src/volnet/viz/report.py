@@ -332,7 +332,7 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
 
 def write_report(checkpoint, out, images=(), **options) -> Path:
     """Write :func:`build_report`'s page to ``out`` atomically (a temporary file, then a rename)."""
-    from ..train.checkpoint import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     return atomic_write_bytes(Path(out), build_report(checkpoint, images, **options).encode("utf-8"))
 
