@@ -578,7 +578,7 @@ def cmd_export(args) -> int:
 def cmd_check(args) -> int:
     from .check import CheckUsageError, check
     try:
-        report = check(args.file, cases=args.cases, time_limit=args.time_limit)
+        report = check(args.file, cases=args.cases, time_limit=args.time_limit, api=args.api)
     except CheckUsageError as error:
         raise UsageError(str(error)) from None
     print(report.to_json() if args.json else report.text())
@@ -739,6 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "formula and a hint for known mistakes. See docs/check.md. Exit 0: all pass, 1: one fails.")
     check.add_argument("file", metavar="FILE.py", help="your Python file")
     check.add_argument("--json", action="store_true", help="print the report as JSON for scripts")
+    check.add_argument("--api", choices=["auto", "assignment", "volnet"], default="auto",
+                       help="whose signatures: the assignment's (NCHW), volnet.ops's own (NHWC), or auto: volnet's "
+                            "when the file defines a name only volnet has (fc_forward, pool_forward, ...)")
     check.add_argument("--cases", type=_positive_int, default=100, help="random configurations per function")
     check.add_argument("--time-limit", type=_positive_float, default=20.0,
                        help="seconds per function: the search stops after half, a call still running is stopped")

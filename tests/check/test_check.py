@@ -144,6 +144,29 @@ def test_cli_exit_codes_and_json_schema(capsys, tmp_path):
     assert "volnet check: error:" in capsys.readouterr().err
 
 
+def test_volnets_own_kernel_signatures_are_checked_in_their_layout_and_names():
+    report = check(LEARNERS / "volnet_api.py")  # volnet.ops itself: no false alarm through the NHWC adapter
+    assert report.api == "volnet" and report.passed
+    assert [result.name for result in report.functions] == list(volnet.check.VOLNET_NAMES)
+    assert "NHWC" in report.text()
+    (forward, backward) = check(LEARNERS / "volnet_api_overlap.py").functions
+    assert forward.passed and not backward.passed
+    failure = backward.failure
+    assert failure["config"] == dict(x_shape=[1, 3, 1, 1], F=[2, 1], S=1)  # NHWC, volnet's letters
+    assert failure["index"] == [0, 1, 0, 0] and failure["hint"] == hints.OVERLAP
+    assert failure["formula"].startswith("dx[n, where window (i, j) had its max, d] +=")
+
+
+def test_the_api_is_detected_from_a_signature_or_chosen(tmp_path):
+    learner = tmp_path / "mine.py"
+    learner.write_text("from volnet.ops import conv_forward_naive as naive\n\n"
+                       "def conv_forward_naive(x, w, b, stride=1, pad=0):\n    return naive(x, w, b, stride, pad)\n")
+    assert check(learner, cases=10).api == "volnet"
+    assert not check(learner, cases=10, api="assignment").passed  # called with a conv_param dict: it fails
+    with pytest.raises(CheckUsageError, match="in volnet's API fc_forward"):
+        check(LEARNERS / "loss_not_divided.py", api="volnet")
+
+
 def test_cli_defaults_are_the_library_defaults():
     args = build_parser().parse_args(["check", "x.py"])
     assert (args.cases, args.time_limit) == (volnet.check.CASES, volnet.check.TIME_LIMIT)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..display import html_table
 
+_API = {"assignment": "", "volnet": " (volnet's own kernel signatures, NHWC)"}
 # The keys of a failure in --json, in order (the issue's schema).
 FAILURE_KEYS = ("config", "quantity", "index", "expected", "got", "max_abs_error", "hint", "message")
 
@@ -43,6 +44,7 @@ class CheckReport:
 
     file: str
     functions: list[FunctionResult] = field(default_factory=list)
+    api: str = "assignment"  # whose signatures the file's functions were checked with
 
     @property
     def passed(self) -> bool:
@@ -66,7 +68,8 @@ class CheckReport:
         """The terminal report: a line per function, the failures spelled out under theirs."""
         width = max(len(result.name) for result in self.functions)
         failed = sum(not result.passed for result in self.functions)
-        lines = [f"volnet check {self.file}: {len(self.functions) - failed} of {len(self.functions)} functions pass"]
+        lines = [f"volnet check {self.file}: {len(self.functions) - failed} of {len(self.functions)} functions pass"
+                 f"{_API[self.api]}"]
         for result in self.functions:
             if result.passed:
                 lines.append(f"  ok    {result.name:<{width}}  {result.cases} random cases")
@@ -85,7 +88,8 @@ class CheckReport:
                 for result in self.functions]
         failed = sum(not result.passed for result in self.functions)
         return html_table(("function", "result", "details"), rows,
-                          title=f"volnet check {self.file}: {len(rows) - failed} of {len(rows)} functions pass")
+                          title=f"volnet check {self.file}: {len(rows) - failed} of {len(rows)} functions pass"
+                                f"{_API[self.api]}")
 
 
 def _failure_lines(f: dict) -> list[str]:
