@@ -30,7 +30,7 @@ import time
 import types
 from pathlib import Path
 
-from .functions import APIS, NAMES, VOLNET_NAMES
+from .functions import APIS, NAMES, VOLNET_NAMES, shown
 from .report import CheckReport, FunctionResult
 
 # Configurations tried per function, and seconds per function: the search stops after half of them,
@@ -54,25 +54,24 @@ def check(path_or_module, *, cases: int = CASES, time_limit: float = TIME_LIMIT,
     """
     if api not in ("auto", *APIS):
         raise ValueError(f"api must be 'auto', 'assignment' or 'volnet', got {api!r}")
-    shown = str(getattr(path_or_module, "__file__", path_or_module))
+    file = str(getattr(path_or_module, "__file__", path_or_module))
     path = _source(path_or_module)
     if importlib.util.find_spec("hypothesis") is None:
         raise ImportError("volnet check needs hypothesis: pip install hypothesis (or pip install '.[check]')")
     results: dict[str, FunctionResult] = {}
-    asked = api
-    api, found = _run_child(path, cases, time_limit, api, [], results)
+    chosen, found = _run_child(path, cases, time_limit, api, [], results)
     if not found:
         known = {"assignment": ", ".join(NAMES), "volnet": f"in volnet's API {', '.join(VOLNET_NAMES)}"}
-        looked = [known[asked]] if asked in known else [known["assignment"], f"or, {known['volnet']}"]
-        raise CheckUsageError(f"{path} defines none of the functions volnet check knows: {'; '.join(looked)}")
+        looked = [known[api]] if api in known else [known["assignment"], f"or, {known['volnet']}"]
+        raise CheckUsageError(f"{file} defines none of the functions volnet check knows: {'; '.join(looked)}")
     while missing := [name for name in found if name not in results]:
         before = len(results)
-        _run_child(path, cases, time_limit, api, missing, results)
+        _run_child(path, cases, time_limit, chosen, missing, results)
         if len(results) == before:  # the child died before reaching a function: do not try forever
             for name in missing:
                 results[name] = FunctionResult(name, False, 0, _failure(None, "the checking process ended before "
                                                                                  "reaching this function"))
-    return CheckReport(shown, [results[name] for name in found], api)
+    return CheckReport(file, [results[name] for name in found], chosen)
 
 
 def _source(path_or_module) -> Path:
@@ -142,7 +141,7 @@ def _follow(lines, path, time_limit, results, child, errors):
             current, config, tried, started = message["name"], None, 0, time.monotonic()
         elif event == "case":
             tried += 1
-            config = {key: value for key, value in message["config"].items() if key != "seed"}
+            config = shown(APIS[api][current], message["config"])
         elif event == "result":
             results[current] = FunctionResult(**message)
             current, started = None, time.monotonic()

@@ -49,10 +49,11 @@ def main(argv: list[str]) -> int:
     except BaseException as error:  # noqa: BLE001 -- SystemExit in their file too; the parent reports it
         emit(event="import_error", message=f"importing {path} failed: {learner_error(error, path)}")
         return 0
-    specs = functions.APIS[functions.detect(module) if api == "auto" else api]
+    api = functions.detect(module) if api == "auto" else api
+    specs = functions.APIS[api]
     found = {name: getattr(module, name) for name in specs if callable(getattr(module, name, None))}
     todo = [name for name in (names or specs) if name in found]
-    emit(event="names", api=next(iter(specs.values())).api, names=todo)
+    emit(event="names", api=api, names=todo)
     for name in todo:
         emit(event="start", name=name)
         emit(event="result", **check_function(specs[name], found, int(count), float(budget), path, emit))
