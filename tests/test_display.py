@@ -11,13 +11,14 @@ from volnet.layers import FC, Conv2D, MaxPool, ReLU
 
 
 def _cells(page: str) -> list[list[str]]:
-    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", page)]
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, flags=re.S)
+            for row in re.findall(r"<tr>(.*?)</tr>", page, flags=re.S)]
 
 
 def test_html_table_escapes_aligns_and_sets_no_colour():
     page = html_table(("name", "count"), [("<b>x</b>", "1,234"), ("two\nlines", "5")], title="T & co",
                       right=(1,), notes="total: 5 < 6")
-    assert _cells(page) == [["name", "count"], ["&lt;b&gt;x&lt;/b&gt;", "1,234"], ["two<br>lines", "5"]]
+    assert _cells(page) == [["name", "count"], ["&lt;b&gt;x&lt;/b&gt;", "1,234"], ["two\nlines", "5"]]
     assert page.count("text-align:right") == 3 and page.count("text-align:left") == 3
     assert "T &amp; co" in page and "<pre style='margin:6px 0 0 0'>total: 5 &lt; 6</pre>" in page
     # readable in light and dark themes: no colour or background of its own, rules in the text's colour

@@ -10,11 +10,11 @@ from __future__ import annotations
 from html import escape
 
 _CELL = ("padding:2px 8px;border-bottom:1px solid color-mix(in srgb, currentColor 25%, transparent);"
-         "vertical-align:top;text-align:{align}")
+         "vertical-align:top;white-space:pre-wrap;text-align:{align}")
 
 
 def html_table(header, rows, *, title: str = "", right=(), notes: str = "") -> str:
-    """A table of text cells (escaped; a newline in a cell breaks the line), with a title above and notes below.
+    """A table of text cells (escaped; their newlines and leading spaces kept), a title above and notes below.
 
     ``right``: indexes of the columns to align right (numbers). ``notes``:
     preformatted text shown under the table (totals, memory, lints).
@@ -24,8 +24,7 @@ def html_table(header, rows, *, title: str = "", right=(), notes: str = "") -> s
     """
     def cell(tag, column, text):
         align = "right" if column in right else "left"
-        content = "<br>".join(escape(line) for line in str(text).split("\n"))
-        return f"<{tag} style='{_CELL.format(align=align)}'>{content}</{tag}>"
+        return f"<{tag} style='{_CELL.format(align=align)}'>{escape(str(text))}</{tag}>"
 
     head = "".join(cell("th", c, text) for c, text in enumerate(header))
     body = "".join("<tr>" + "".join(cell("td", c, text) for c, text in enumerate(row)) + "</tr>" for row in rows)

@@ -124,7 +124,7 @@ def test_the_html_table_shows_each_function_and_escapes_messages():
     assert page.count("<tr>") == 1 + len(report.functions)
     assert ">relu_backward</td>" in page and ">FAIL</td>" in page and "1 of 5 functions pass" in page
     assert "raise ValueError(&quot;mask not written yet&quot;)" in page  # escaped, not markup
-    assert "smallest failing configuration: x_shape=[1, 1]<br>raised ValueError" in page  # one line each
+    assert "smallest failing configuration: x_shape=[1, 1]\nraised ValueError" in page  # one line each
 
 
 def test_cli_exit_codes_and_json_schema(capsys, tmp_path):
