@@ -136,7 +136,8 @@ def evaluate(spec: Spec, found: dict, config: dict, path):
     except functions.ReturnError as error:
         return ("return",), _bare_failure(None, str(error)), None, inputs
     except Exception as error:  # noqa: BLE001 -- their code's error is the finding
-        return ("raised", type(error).__name__), _bare_failure(None, "raised " + learner_error(error, path)), None, inputs
+        message = "raised " + learner_error(error, path)
+        return ("raised", type(error).__name__), _bare_failure(None, message), None, inputs
     want = functions.expected(spec.family, config, inputs)
     for quantity in spec.quantities:
         failure = functions.compare(quantity, got[quantity], functions.to_learner(spec, quantity, want[quantity]))
@@ -152,7 +153,9 @@ def _bare_failure(quantity, message: str) -> dict:
 def _explain(spec: Spec, config: dict, inputs: dict, failure: dict, got) -> dict:
     """The failure with its configuration, the hint of a known mistake, the notes' formula and a float64 witness."""
     q = failure["quantity"]
-    hint = hints.diagnose(spec.family, config, inputs, q, functions.to_learner(spec, q, got, back=True)) if q else None
+    hint = None
+    if q:
+        hint = hints.diagnose(spec.family, config, inputs, q, functions.to_learner(spec, q, got, back=True))
     return {"config": functions.shown(spec, config), **failure, "hint": hint,
             "formula": functions.formula(spec, q) if q else None,
             "witness": _centred_differences(spec, config, inputs, q) if q else None}
