@@ -106,7 +106,8 @@ def test_files_that_cannot_be_checked_are_usage_errors(tmp_path, source, error):
         check(tmp_path / "missing.py")
 
 
-def test_a_module_is_checked_through_its_file_and_volnet_check_is_callable(tmp_path):
+def test_a_module_is_checked_through_its_file_and_volnet_check_is_callable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     learner = tmp_path / "mine.py"
     learner.write_text("import numpy as np\n\ndef relu_forward(x):\n    return np.maximum(x, 0), x\n")
     module = types.ModuleType("mine")
@@ -116,6 +117,7 @@ def test_a_module_is_checked_through_its_file_and_volnet_check_is_callable(tmp_p
     assert report.to_dict() == check(learner, cases=5).to_dict()  # derandomized: the same cases every run
     with pytest.raises(CheckUsageError, match="not loaded from a file"):
         volnet.check(types.ModuleType("typed_in_a_notebook"))
+    assert not (tmp_path / ".hypothesis").exists()  # Hypothesis's cache is not left in their folder
 
 
 def test_the_html_table_shows_each_function_and_escapes_messages():

@@ -94,9 +94,10 @@ def _source(path_or_module) -> Path:
 
 def _run_child(path: Path, cases: int, time_limit: float, api: str, names: list[str], results: dict):
     """One child process over ``names`` (all when empty), filling ``results``; the API and names it found."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    with tempfile.TemporaryFile() as errors:
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryDirectory() as scratch:
+        # volnet first on the path; Hypothesis's cache in a folder of ours, not a .hypothesis/ in their folder
+        env = dict(os.environ, HYPOTHESIS_STORAGE_DIRECTORY=scratch, PYTHONPATH=os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]))
         child = subprocess.Popen(
             [sys.executable, "-m", "volnet.check.runner", str(path), str(cases), str(time_limit / 2), api, *names],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env)
