@@ -38,4 +38,6 @@ def test_notebook_runs_in_a_fresh_kernel(path, tmp_path):
     assert "parameters: 138,357,544" in text  # VGG16
     shown = [output["data"]["text/html"] for output in outputs if "text/html" in output.get("data", {})]
     assert any("max_pool_backward_naive" in page and "FAIL" in page and "+=" in page for page in shown)
+    assert any(page.startswith("<div><div") and "Sequential: 9 layers" in page for page in shown)  # LeNet
+    assert any("parameters: 138,357,544" in page and "kept (train)" in page for page in shown)  # VGG16's analysis
     assert sum("image/png" in output.get("data", {}) for output in outputs) == 2  # filters and Grad-CAM

@@ -692,7 +692,7 @@ def cmd_export(args) -> int:
 def cmd_check(args) -> int:
     from .check import CheckUsageError, check
     try:
-        report = check(args.file, cases=args.cases, time_limit=args.time_limit)
+        report = check(args.file, cases=args.cases, time_limit=args.time_limit, api=args.api)
     except CheckUsageError as error:
         raise UsageError(str(error)) from None
     print(report.to_json() if args.json else report.text())
@@ -865,14 +865,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=cmd_export)
 
     check = sub.add_parser(
-        "check", help="check your own layer functions (the assignment's API) against volnet's", formatter_class=formatter,
+        "check", help="check your own layer functions (the assignment's API) against volnet's",
+        formatter_class=formatter,
         description="Run FILE (your own code: it is imported, as python FILE would) in a child process and check every "
                     "function it defines among the assignment's (affine_forward, conv_forward_naive, "
-                    "max_pool_backward_naive, softmax_loss, ...) on random configurations against volnet's kernels "
-                    "and float64 centred differences; a failure shows the smallest configuration found, the notes' "
-                    "formula and a hint for known mistakes. See docs/check.md. Exit 0: all pass, 1: one fails.")
+                    "max_pool_backward_naive, softmax_loss, ...) on random configurations against volnet's kernels; "
+                    "a failure shows the smallest configuration found, the notes' formula, a hint for known mistakes "
+                    "and volnet's own gradient held to float64 centred differences there. See docs/check.md. "
+                    "Exit 0: all pass, 1: one fails.")
     check.add_argument("file", metavar="FILE.py", help="your Python file")
     check.add_argument("--json", action="store_true", help="print the report as JSON for scripts")
+    check.add_argument("--api", choices=["auto", "assignment", "volnet"], default="auto",
+                       help="whose signatures: the assignment's (NCHW), volnet.ops's own (NHWC), or auto: volnet's "
+                            "when the file defines a name only volnet has (fc_forward, pool_forward, ...)")
     check.add_argument("--cases", type=_positive_int, default=100, help="random configurations per function")
     check.add_argument("--time-limit", type=_positive_float, default=20.0,
                        help="seconds per function: the search stops after half, a call still running is stopped")

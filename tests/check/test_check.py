@@ -106,7 +106,8 @@ def test_files_that_cannot_be_checked_are_usage_errors(tmp_path, source, error):
         check(tmp_path / "missing.py")
 
 
-def test_a_module_is_checked_through_its_file_and_volnet_check_is_callable(tmp_path):
+def test_a_module_is_checked_through_its_file_and_volnet_check_is_callable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     learner = tmp_path / "mine.py"
     learner.write_text("import numpy as np\n\ndef relu_forward(x):\n    return np.maximum(x, 0), x\n")
     module = types.ModuleType("mine")
@@ -116,15 +117,16 @@ def test_a_module_is_checked_through_its_file_and_volnet_check_is_callable(tmp_p
     assert report.to_dict() == check(learner, cases=5).to_dict()  # derandomized: the same cases every run
     with pytest.raises(CheckUsageError, match="not loaded from a file"):
         volnet.check(types.ModuleType("typed_in_a_notebook"))
+    assert not (tmp_path / ".hypothesis").exists()  # Hypothesis's cache is not left in their folder
 
 
 def test_the_html_table_shows_each_function_and_escapes_messages():
     report = check(LEARNERS / "misbehaving.py", time_limit=3, cases=10)
     page = report._repr_html_()
     assert page.count("<tr>") == 1 + len(report.functions)
-    assert "<b>FAIL</b>" in page and "<code>relu_backward</code>" in page
-    assert 'raise ValueError(&quot;mask not written yet&quot;)' in page  # escaped, not markup
-    assert "color-mix(in srgb, currentColor" in page and "background" not in page  # the theme's own colours
+    assert ">relu_backward</td>" in page and ">FAIL</td>" in page and "1 of 5 functions pass" in page
+    assert "raise ValueError(&quot;mask not written yet&quot;)" in page  # escaped, not markup
+    assert "smallest failing configuration: x_shape=[1, 1]\nraised ValueError" in page  # one line each
 
 
 def test_cli_exit_codes_and_json_schema(capsys, tmp_path):
@@ -142,6 +144,29 @@ def test_cli_exit_codes_and_json_schema(capsys, tmp_path):
     assert "1 of 1 functions pass" in capsys.readouterr().out
     assert main(["check", str(tmp_path / "missing.py")]) == 2
     assert "volnet check: error:" in capsys.readouterr().err
+
+
+def test_volnets_own_kernel_signatures_are_checked_in_their_layout_and_names():
+    report = check(LEARNERS / "volnet_api.py")  # volnet.ops itself: no false alarm through the NHWC adapter
+    assert report.api == "volnet" and report.passed
+    assert [result.name for result in report.functions] == list(volnet.check.VOLNET_NAMES)
+    assert "NHWC" in report.text()
+    (forward, backward) = check(LEARNERS / "volnet_api_overlap.py").functions
+    assert forward.passed and not backward.passed
+    failure = backward.failure
+    assert failure["config"] == dict(x_shape=[1, 3, 1, 1], F=[2, 1], S=1)  # NHWC, volnet's letters
+    assert failure["index"] == [0, 1, 0, 0] and failure["hint"] == hints.OVERLAP
+    assert failure["formula"].startswith("dx[n, where window (i, j) had its max, d] +=")
+
+
+def test_the_api_is_detected_from_a_signature_or_chosen(tmp_path):
+    learner = tmp_path / "mine.py"
+    learner.write_text("from volnet.ops import conv_forward_naive as naive\n\n"
+                       "def conv_forward_naive(x, w, b, stride=1, pad=0):\n    return naive(x, w, b, stride, pad)\n")
+    assert check(learner, cases=10).api == "volnet"
+    assert not check(learner, cases=10, api="assignment").passed  # called with a conv_param dict: it fails
+    with pytest.raises(CheckUsageError, match="in volnet's API fc_forward"):
+        check(LEARNERS / "loss_not_divided.py", api="volnet")
 
 
 def test_cli_defaults_are_the_library_defaults():

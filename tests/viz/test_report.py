@@ -74,3 +74,17 @@ def test_pictures_are_arrays(tmp_path, rng):
 def test_line_chart_is_svg_with_one_line_per_series():
     chart = line_chart({"a": [(1, 0.5), (2, 0.25)], "b": [(1, None), (2, 0.3)]}, title="loss")
     assert chart.startswith("<svg") and chart.count("<polyline") == 2
+
+
+def test_a_picture_shows_itself_in_notebooks_as_the_png_of_its_enlarged_array():
+    import io
+
+    from PIL import Image
+
+    from volnet.viz import Picture
+
+    picture = colorize(np.array([[0.0, 1.0], [0.5, 0.25]]), "grey")
+    shown = Picture(picture, scale=3)
+    assert shown.array.shape == (6, 6, 3) and (shown.array[:3, :3] == picture[0, 0]).all()
+    decoded = np.asarray(Image.open(io.BytesIO(shown._repr_png_())))
+    assert (decoded == shown.array).all()

@@ -17,12 +17,15 @@ from __future__ import annotations
 import math
 from functools import cached_property
 
+from ..display import html_table
 from ..ops import threads
 from ..shapes import as_volume_shape, format_volume
 from .lints import RULES, lint
 from .memory import Memory, memory, notes_activation_values
 from .units import bytes_per_value, cache_multiplier, dtype_name, format_bytes
 from .walk import LayerRow, Node, walk
+
+TABLE_HEADER = ("#", "layer", "output", "activations", "params", "MACs", "RF", "jump", "kept (train)")
 
 
 class Report:
@@ -109,25 +112,38 @@ class Report:
     def table(self) -> str:
         """Plain text: one line per layer (output volume, activations, params, MACs, receptive field,
         bytes kept for backprop), then totals, memory in training and inference, and lints."""
-        kept = self.train.kept_by
-        header = ("#", "layer", "output", "activations", "params", "MACs", "RF", "jump", "kept (train)")
-        rows = [header, ("", "INPUT", format_volume(self.input_shape), f"{math.prod(self.input_shape):,}",
-                         "0", "0", "1x1", "1", "")]
-        for row in self.rows:
-            rows.append((row.path, "  " * row.depth + row.name, _volume(row.output_shape), f"{row.activations:,}",
-                         f"{row.params:,}", _compact(row.macs), row.rf.describe(),
-                         _jump(row.rf.jump) if len(row.output_shape) == 3 else "",
-                         format_bytes(kept[row.path]).split(" (")[0] if kept.get(row.path) else ""))
-        widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+        rows = [TABLE_HEADER, *self._layer_rows()]
+        widths = [max(len(r[c]) for r in rows) for c in range(len(TABLE_HEADER))]
         left = (1, 2)
         lines = ["  ".join(cell.ljust(w) if c in left else cell.rjust(w) for c, (cell, w) in
                            enumerate(zip(r, widths))).rstrip() for r in rows]
         rule = "-" * max(len(line) for line in lines)
         lines[1:1] = [rule]
         lines.append(rule)
+        return "\n".join(lines + self._totals())
+
+    def _repr_html_(self) -> str:
+        """:meth:`table` for notebooks: the layer rows as a table, the totals, memory and lints under it."""
+        return html_table(TABLE_HEADER, self._layer_rows(), right=(0, *range(3, len(TABLE_HEADER))),
+                          title=f"{len(self.rows)} layers, input {format_volume(self.input_shape)}, "
+                                f"batch {self.batch}, {self.dtype}",
+                          notes="\n".join(self._totals()))
+
+    def _layer_rows(self) -> list[tuple[str, ...]]:
+        kept = self.train.kept_by
+        rows = [("", "INPUT", format_volume(self.input_shape), f"{math.prod(self.input_shape):,}",
+                 "0", "0", "1x1", "1", "")]
+        for row in self.rows:
+            rows.append((row.path, "  " * row.depth + row.name, _volume(row.output_shape), f"{row.activations:,}",
+                         f"{row.params:,}", _compact(row.macs), row.rf.describe(),
+                         _jump(row.rf.jump) if len(row.output_shape) == 3 else "",
+                         format_bytes(kept[row.path]).split(" (")[0] if kept.get(row.path) else ""))
+        return rows
+
+    def _totals(self) -> list[str]:
         b = self.bytes_per_value
         notes_values, all_values = self.notes_activation_values, self.activation_values
-        lines += [
+        lines = [
             f"parameters: {self.total_params:,}",
             f"MACs (multiply-adds, one forward pass, one volume): {self.total_macs:,} ({_compact(self.total_macs)})",
             f"FLOPs = 2 x MACs: {self.total_flops:,} ({_compact(self.total_flops)}); "
@@ -150,7 +166,7 @@ class Report:
                           for found in self.lints if found.rule == rule]
         if self.notes:
             lines += ["", "notes:"] + [f"  {note}" for note in self.notes]
-        return "\n".join(lines)
+        return lines
 
     def to_dict(self) -> dict:
         """Everything in :meth:`table` as JSON-able values (bytes as ints, shapes as lists)."""

@@ -4,7 +4,8 @@
 ``python FILE.py`` would import it, in a child process: the learner's code
 never enters this process, and a call that hangs is stopped there and
 reported. Every function it recognises by name (:data:`NAMES`, the
-assignment's NCHW API, see :mod:`.functions`) is tried on random
+assignment's NCHW API, or :data:`VOLNET_NAMES`, volnet.ops's own NHWC
+signatures; see :mod:`.functions`) is tried on random
 configurations (:mod:`.cases`) against volnet's reference kernels
 (:mod:`.reference`); the smallest failing configuration Hypothesis finds is
 reported with the quantity, index, expected and got values, the notes'
@@ -29,7 +30,7 @@ import time
 import types
 from pathlib import Path
 
-from .functions import NAMES
+from .functions import APIS, NAMES, VOLNET_NAMES, shown
 from .report import CheckReport, FunctionResult
 
 # Configurations tried per function, and seconds per function: the search stops after half of them,
@@ -42,27 +43,35 @@ class CheckUsageError(ValueError):
     """The file cannot be checked: missing, a syntax error, an error on import, or none of the names (exit 2)."""
 
 
-def check(path_or_module, *, cases: int = CASES, time_limit: float = TIME_LIMIT) -> CheckReport:
+def check(path_or_module, *, cases: int = CASES, time_limit: float = TIME_LIMIT, api: str = "auto") -> CheckReport:
     """Check every recognised function of a learner's file (a path, or a module loaded from a file).
+
+    ``api``: ``"assignment"`` (the assignment's NCHW functions), ``"volnet"``
+    (volnet.ops's NHWC signatures) or ``"auto"`` (volnet's when the file
+    defines a name only it has, see :func:`.functions.detect`).
 
     Raises CheckUsageError when the file cannot be checked, ImportError when Hypothesis is missing.
     """
-    shown = str(getattr(path_or_module, "__file__", path_or_module))
+    if api not in ("auto", *APIS):
+        raise ValueError(f"api must be 'auto', 'assignment' or 'volnet', got {api!r}")
+    file = str(getattr(path_or_module, "__file__", path_or_module))
     path = _source(path_or_module)
     if importlib.util.find_spec("hypothesis") is None:
         raise ImportError("volnet check needs hypothesis: pip install hypothesis (or pip install '.[check]')")
     results: dict[str, FunctionResult] = {}
-    found = _run_child(path, cases, time_limit, [], results)
+    chosen, found = _run_child(path, cases, time_limit, api, [], results)
     if not found:
-        raise CheckUsageError(f"{path} defines none of the functions volnet check knows: {', '.join(NAMES)}")
+        known = {"assignment": ", ".join(NAMES), "volnet": f"in volnet's API {', '.join(VOLNET_NAMES)}"}
+        looked = [known[api]] if api in known else [known["assignment"], f"or, {known['volnet']}"]
+        raise CheckUsageError(f"{file} defines none of the functions volnet check knows: {'; '.join(looked)}")
     while missing := [name for name in found if name not in results]:
         before = len(results)
-        _run_child(path, cases, time_limit, missing, results)
+        _run_child(path, cases, time_limit, chosen, missing, results)
         if len(results) == before:  # the child died before reaching a function: do not try forever
             for name in missing:
                 results[name] = FunctionResult(name, False, 0, _failure(None, "the checking process ended before "
                                                                                  "reaching this function"))
-    return CheckReport(shown, [results[name] for name in found])
+    return CheckReport(file, [results[name] for name in found], chosen)
 
 
 def _source(path_or_module) -> Path:
@@ -83,13 +92,14 @@ def _source(path_or_module) -> Path:
     return path.resolve()
 
 
-def _run_child(path: Path, cases: int, time_limit: float, names: list[str], results: dict):
-    """One child process over ``names`` (all when empty), filling ``results``; the names it found."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    with tempfile.TemporaryFile() as errors:
+def _run_child(path: Path, cases: int, time_limit: float, api: str, names: list[str], results: dict):
+    """One child process over ``names`` (all when empty), filling ``results``; the API and names it found."""
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryDirectory() as scratch:
+        # volnet first on the path; Hypothesis's cache in a folder of ours, not a .hypothesis/ in their folder
+        env = dict(os.environ, HYPOTHESIS_STORAGE_DIRECTORY=scratch, PYTHONPATH=os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]))
         child = subprocess.Popen(
-            [sys.executable, "-m", "volnet.check.runner", str(path), str(cases), str(time_limit / 2), *names],
+            [sys.executable, "-m", "volnet.check.runner", str(path), str(cases), str(time_limit / 2), api, *names],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [*map(lines.put, child.stdout), lines.put(None)], daemon=True).start()
@@ -102,7 +112,7 @@ def _run_child(path: Path, cases: int, time_limit: float, names: list[str], resu
 
 
 def _follow(lines, path, time_limit, results, child, errors):
-    found, current, config, tried, started = None, None, None, 0, time.monotonic()
+    api, found, current, config, tried, started = None, None, None, None, 0, time.monotonic()
     while True:
         try:
             line = lines.get(timeout=max(0.0, started + time_limit - time.monotonic()))
@@ -112,7 +122,7 @@ def _follow(lines, path, time_limit, results, child, errors):
             results[current] = FunctionResult(current, False, tried, _failure(
                 config, f"{current} did not return within {time_limit:g} s on this configuration "
                         "(an endless loop?), so it was stopped"))
-            return found
+            return api, found
         if line is None:
             child.wait()
             if found is None:
@@ -121,18 +131,18 @@ def _follow(lines, path, time_limit, results, child, errors):
             if current is not None:
                 results[current] = FunctionResult(current, False, tried, _failure(
                     config, f"the process checking {current} ended (exit code {child.returncode}){_tail(errors)}"))
-            return found
+            return api, found
         message = json.loads(line)
         event = message.pop("event")
         if event == "import_error":
             raise CheckUsageError(message["message"])
         if event == "names":
-            found, started = message["names"], time.monotonic()
+            api, found, started = message["api"], message["names"], time.monotonic()
         elif event == "start":
             current, config, tried, started = message["name"], None, 0, time.monotonic()
         elif event == "case":
             tried += 1
-            config = {key: value for key, value in message["config"].items() if key != "seed"}
+            config = shown(APIS[api][current], message["config"])
         elif event == "result":
             results[current] = FunctionResult(**message)
             current, started = None, time.monotonic()
@@ -158,4 +168,4 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["CASES", "NAMES", "TIME_LIMIT", "CheckReport", "CheckUsageError", "FunctionResult", "check"]
+__all__ = ["CASES", "NAMES", "VOLNET_NAMES", "TIME_LIMIT", "CheckReport", "CheckUsageError", "FunctionResult", "check"]

@@ -13,6 +13,15 @@ The contracts (NCHW, as the assignment writes them):
 * ``softmax_loss(x, y) -> (loss, dx)``, ``svm_loss(x, y) -> (loss, dx)``
 * the ``_fast`` variants of the conv and pool functions, same contracts.
 
+Or volnet's own kernel signatures (:mod:`volnet.ops`, NHWC, weights
+``(HH, WW, C, F)``), for people who rewrite volnet's kernels:
+``conv_forward_naive(x, w, b, stride, pad)``, ``conv_forward``,
+``pool_forward_naive(x, F, S)``, ``pool_forward``, ``fc_forward``,
+``relu_forward`` and their backwards, ``softmax_cross_entropy``,
+``svm_hinge`` (:data:`APIS`, :func:`detect`). They are called in their layout
+and compared there; the reference and the mistakes are worked out in NCHW
+(:func:`to_learner` moves a quantity between the two).
+
 A backward is checked through its own forward, whose cache it takes.
 """
 
@@ -34,23 +43,85 @@ class Spec:
     kind: str  # "forward" -> (out, cache); "backward" -> gradients; "loss" -> (loss, dx)
     quantities: tuple[str, ...]
     forward: str | None = None  # the forward whose cache a backward takes
+    api: str = "assignment"  # or "volnet": volnet.ops's signatures, NHWC
 
 
-def _layer(family: str, forward: str, backward: str, grads: tuple[str, ...]) -> list[Spec]:
-    return [Spec(forward, family, "forward", ("out",)), Spec(backward, family, "backward", grads, forward)]
+def _layer(api: str, family: str, forward: str, backward: str, grads: tuple[str, ...]) -> list[Spec]:
+    return [Spec(forward, family, "forward", ("out",), api=api),
+            Spec(backward, family, "backward", grads, forward, api=api)]
 
 
-SPECS = {spec.name: spec for spec in [
-    *_layer("affine", "affine_forward", "affine_backward", ("dx", "dw", "db")),
-    *_layer("relu", "relu_forward", "relu_backward", ("dx",)),
-    *_layer("conv", "conv_forward_naive", "conv_backward_naive", ("dx", "dw", "db")),
-    *_layer("conv", "conv_forward_fast", "conv_backward_fast", ("dx", "dw", "db")),
-    *_layer("pool", "max_pool_forward_naive", "max_pool_backward_naive", ("dx",)),
-    *_layer("pool", "max_pool_forward_fast", "max_pool_backward_fast", ("dx",)),
-    Spec("softmax_loss", "softmax", "loss", ("loss", "dx")),
-    Spec("svm_loss", "svm", "loss", ("loss", "dx")),
-]}
+def _specs(api: str, names: dict) -> dict:
+    """``names``: family -> (forward, backward) of a layer, or the loss's name."""
+    specs = []
+    for family, name in names.items():
+        for pair in (name if isinstance(name, list) else [name]):
+            if isinstance(pair, tuple):
+                grads = ("dx",) if family in ("relu", "pool") else ("dx", "dw", "db")
+                specs += _layer(api, family, *pair, grads)
+            else:
+                specs.append(Spec(pair, family, "loss", ("loss", "dx"), api=api))
+    return {spec.name: spec for spec in specs}
+
+
+APIS = {
+    "assignment": _specs("assignment", {
+        "affine": ("affine_forward", "affine_backward"), "relu": ("relu_forward", "relu_backward"),
+        "conv": [("conv_forward_naive", "conv_backward_naive"), ("conv_forward_fast", "conv_backward_fast")],
+        "pool": [("max_pool_forward_naive", "max_pool_backward_naive"),
+                 ("max_pool_forward_fast", "max_pool_backward_fast")],
+        "softmax": "softmax_loss", "svm": "svm_loss"}),
+    "volnet": _specs("volnet", {
+        "affine": ("fc_forward", "fc_backward"), "relu": ("relu_forward", "relu_backward"),
+        "conv": [("conv_forward_naive", "conv_backward_naive"), ("conv_forward", "conv_backward")],
+        "pool": [("pool_forward_naive", "pool_backward_naive"), ("pool_forward", "pool_backward")],
+        "softmax": "softmax_cross_entropy", "svm": "svm_hinge"}),
+}
+SPECS = APIS["assignment"]
 NAMES = tuple(SPECS)
+VOLNET_NAMES = tuple(APIS["volnet"])
+
+
+def detect(module) -> str:
+    """``"volnet"`` when the module defines a name only volnet's API has, or a conv_forward_naive taking
+    ``stride``; else ``"assignment"``."""
+    import inspect
+
+    if any(hasattr(module, name) for name in set(VOLNET_NAMES) - set(NAMES)):
+        return "volnet"
+    try:
+        return "volnet" if "stride" in inspect.signature(module.conv_forward_naive).parameters else "assignment"
+    except (AttributeError, TypeError, ValueError):
+        return "assignment"
+
+
+# Where a quantity's axes go between NCHW and volnet's NHWC (CONV weights (F, C, HH, WW) -> (HH, WW, C, F)).
+_NHWC = {"out": (0, 2, 3, 1), "dx": (0, 2, 3, 1), "dw": (2, 3, 1, 0)}
+
+
+def to_learner(spec: Spec, quantity: str, value, back: bool = False):
+    """A quantity moved from NCHW into the learner's layout (``back``: out of it); as it is where nothing moves."""
+    axes = _NHWC.get(quantity) if spec.api == "volnet" and spec.family in ("conv", "pool") else None
+    if axes is None or np.ndim(value) != 4:
+        return value
+    return np.transpose(value, np.argsort(axes) if back else axes)
+
+
+def shown(spec: Spec, config: dict) -> dict:
+    """A configuration in the learner's own parameter names and layout (no seed)."""
+    shown = {key: value for key, value in config.items() if key != "seed"}
+    if spec.api != "volnet" or spec.family not in ("conv", "pool"):
+        return shown
+    N, C, H, W = config["x_shape"]
+    if spec.family == "conv":
+        F, _, HH, WW = config["w_shape"]
+        return {"x_shape": [N, H, W, C], "w_shape": [HH, WW, C, F], "stride": config["stride"], "pad": config["pad"]}
+    return {"x_shape": [N, H, W, C], "F": _window(config), "S": config["stride"]}
+
+
+def _window(config: dict):
+    ph, pw = config["pool_height"], config["pool_width"]
+    return ph if ph == pw else [ph, pw]
 
 # The notes' formula for each quantity, in the assignment's names.
 FORMULAS = {
@@ -77,6 +148,26 @@ FORMULAS = {
     ("svm", "dx"): "dx[n, j] = (x[n, j] - x[n, y[n]] + 1 > 0) / N for j != y[n]; "
                    "dx[n, y[n]] = -(number of positive margins in row n) / N",
 }
+
+# The same in volnet's names and NHWC layout, where they differ (volnet.ops's docstrings).
+VOLNET_FORMULAS = {
+    ("conv", "out"): "out[n, i, j, k] = np.sum(xp[n, i*S : i*S+F, j*S : j*S+F, :] * w[:, :, :, k]) + b[k], "
+                     "with H2 = (H - F + 2P)/S + 1",
+    ("conv", "dx"): "dxp[n, i*S : i*S+F, j*S : j*S+F, :] += w[:, :, :, k] * dout[n, i, j, k]; "
+                    "dx = dxp[:, P:P+H, P:P+W, :]",
+    ("conv", "dw"): "dw[:, :, :, k] += xp[n, i*S : i*S+F, j*S : j*S+F, :] * dout[n, i, j, k], summed over n, i, j",
+    ("conv", "db"): "db[k] = dout[..., k].sum()",
+    ("pool", "out"): "out[n, i, j, d] = max(x[n, i*S : i*S+F, j*S : j*S+F, d]), with H2 = (H - F)/S + 1",
+    ("pool", "dx"): "dx[n, where window (i, j) had its max, d] += dout[n, i, j, d]  (the switches route the "
+                    "gradient; overlapping windows add up)",
+}
+
+
+def formula(spec: Spec, quantity: str) -> str:
+    """The notes' formula for a quantity, in the learner's API's names."""
+    if spec.api == "volnet" and (spec.family, quantity) in VOLNET_FORMULAS:
+        return VOLNET_FORMULAS[spec.family, quantity]
+    return FORMULAS[spec.family, quantity]
 
 
 class ReturnError(Exception):
@@ -112,15 +203,20 @@ def with_dout(spec: Spec, config: dict, inputs: dict) -> dict:
 
 
 def call(spec: Spec, functions: dict, config: dict, inputs: dict) -> dict:
-    """Run the learner's function (and the forward a backward needs) on copies of the inputs; its results by name."""
-    fresh = {key: value.copy() for key, value in inputs.items()}
+    """Run the learner's function (and the forward a backward needs) on copies of the inputs, in its layout;
+    its results by name, as it returned them."""
+    fresh = {key: np.ascontiguousarray(to_learner(spec, {"x": "dx", "w": "dw", "dout": "dx"}.get(key, key), value))
+             for key, value in inputs.items()}
     if spec.kind == "loss":
         return _unpack(spec.name, functions[spec.name](fresh["x"], fresh["y"]), ("loss", "dx"))
     forward = functions[spec.forward or spec.name]
-    args = [fresh["x"]] + [fresh[k] for k in ("w", "b") if k in fresh]
-    if spec.family in ("conv", "pool"):
+    args, options = [fresh["x"]] + [fresh[k] for k in ("w", "b") if k in fresh], {}
+    if spec.family in ("conv", "pool") and spec.api == "volnet":
+        options = ({"stride": config["stride"], "pad": config["pad"]} if spec.family == "conv" else
+                   {"F": _window(config), "S": config["stride"]})
+    elif spec.family in ("conv", "pool"):
         args.append(param(spec.family, config))
-    out, cache = _unpack(spec.forward or spec.name, forward(*args), ("out", "cache")).values()
+    out, cache = _unpack(spec.forward or spec.name, forward(*args, **options), ("out", "cache")).values()
     if spec.kind == "forward":
         return {"out": out}
     grads = functions[spec.name](fresh["dout"], cache)

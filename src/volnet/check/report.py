@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from dataclasses import dataclass, field
 
+from ..display import html_table
+
+_API = {"assignment": "", "volnet": " (volnet's own kernel signatures, NHWC)"}
 # The keys of a failure in --json, in order (the issue's schema).
 FAILURE_KEYS = ("config", "quantity", "index", "expected", "got", "max_abs_error", "hint", "message")
 
@@ -42,6 +44,7 @@ class CheckReport:
 
     file: str
     functions: list[FunctionResult] = field(default_factory=list)
+    api: str = "assignment"  # whose signatures the file's functions were checked with
 
     @property
     def passed(self) -> bool:
@@ -65,7 +68,8 @@ class CheckReport:
         """The terminal report: a line per function, the failures spelled out under theirs."""
         width = max(len(result.name) for result in self.functions)
         failed = sum(not result.passed for result in self.functions)
-        lines = [f"volnet check {self.file}: {len(self.functions) - failed} of {len(self.functions)} functions pass"]
+        lines = [f"volnet check {self.file}: {len(self.functions) - failed} of {len(self.functions)} functions pass"
+                 f"{_API[self.api]}"]
         for result in self.functions:
             if result.passed:
                 lines.append(f"  ok    {result.name:<{width}}  {result.cases} random cases")
@@ -78,20 +82,14 @@ class CheckReport:
         return self.text()
 
     def _repr_html_(self) -> str:
-        """A table for notebooks; colours come from the theme (currentColor), so it reads in light and dark."""
-        cell = "style='border-bottom:1px solid color-mix(in srgb, currentColor 25%, transparent);padding:2px 8px;" \
-               "text-align:left;vertical-align:top"
-        rows = []
-        for result in self.functions:
-            detail = (f"{result.cases} random cases" if result.passed else
-                      "<br>".join(html.escape(line) for line in _failure_lines(result.failure)))
-            status = "ok" if result.passed else "<b>FAIL</b>"
-            rows.append(f"<tr><td {cell}'><code>{html.escape(result.name)}</code></td><td {cell}'>{status}</td>"
-                        f"<td {cell}'>{detail}</td></tr>")
-        head = "".join(f"<th {cell}'>{name}</th>" for name in ("function", "result", "details"))
-        return (f"<div><b>volnet check</b> <code>{html.escape(self.file)}</code>"
-                f"<table style='border-collapse:collapse'><thead><tr>{head}</tr></thead>"
-                f"<tbody>{''.join(rows)}</tbody></table></div>")
+        """For notebooks: a row per function, the failure's lines in its details."""
+        rows = [(result.name, "ok" if result.passed else "FAIL",
+                 f"{result.cases} random cases" if result.passed else "\n".join(_failure_lines(result.failure)))
+                for result in self.functions]
+        failed = sum(not result.passed for result in self.functions)
+        return html_table(("function", "result", "details"), rows,
+                          title=f"volnet check {self.file}: {len(rows) - failed} of {len(rows)} functions pass"
+                                f"{_API[self.api]}")
 
 
 def _failure_lines(f: dict) -> list[str]:

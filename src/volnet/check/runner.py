@@ -1,8 +1,9 @@
 """The child process of ``volnet check``: imports the learner's file and checks its functions one at a time.
 
-Run as ``python -m volnet.check.runner FILE CASES BUDGET [NAME ...]``. It
-writes one JSON object per line to its standard output (the learner's own
-prints go to standard error): ``names`` (the recognised functions found),
+Run as ``python -m volnet.check.runner FILE CASES BUDGET API [NAME ...]``
+(API: ``assignment``, ``volnet`` or ``auto``). It writes one JSON object per
+line to its standard output (the learner's own prints go to standard
+error): ``names`` (the API and the recognised functions found),
 then per function ``start``, a ``case`` before every call (so that the
 parent can name the configuration a hung call was given) and ``result``.
 An error while importing the file is one ``import_error`` line.
@@ -23,10 +24,10 @@ import traceback
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, find, settings
-from hypothesis.errors import NoSuchExample
+from hypothesis.errors import HypothesisException, NoSuchExample
 
 from . import cases, functions, hints, reference
-from .functions import SPECS, Spec
+from .functions import Spec
 
 
 class _OutOfTime(Exception):
@@ -34,7 +35,7 @@ class _OutOfTime(Exception):
 
 
 def main(argv: list[str]) -> int:
-    path, count, budget, *names = argv
+    path, count, budget, api, *names = argv
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # print() in the learner's code must not corrupt the protocol
     sys.stdout = sys.stderr
@@ -48,12 +49,14 @@ def main(argv: list[str]) -> int:
     except BaseException as error:  # noqa: BLE001 -- SystemExit in their file too; the parent reports it
         emit(event="import_error", message=f"importing {path} failed: {learner_error(error, path)}")
         return 0
-    found = {name: getattr(module, name) for name in functions.NAMES if callable(getattr(module, name, None))}
-    todo = [name for name in (names or functions.NAMES) if name in found]
-    emit(event="names", names=todo)
+    api = functions.detect(module) if api == "auto" else api
+    specs = functions.APIS[api]
+    found = {name: getattr(module, name) for name in specs if callable(getattr(module, name, None))}
+    todo = [name for name in (names or specs) if name in found]
+    emit(event="names", api=api, names=todo)
     for name in todo:
         emit(event="start", name=name)
-        emit(event="result", **check_function(SPECS[name], found, int(count), float(budget), path, emit))
+        emit(event="result", **check_function(specs[name], found, int(count), float(budget), path, emit))
     return 0
 
 
@@ -116,6 +119,8 @@ def check_function(spec: Spec, found: dict, count: int, budget: float, path, emi
             suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet))
     except (NoSuchExample, _OutOfTime):
         pass
+    except HypothesisException:  # e.g. a function whose result changes between calls: keep what was found
+        pass
     if state["best"] is None:
         return dict(name=spec.name, passed=True, cases=state["cases"], failure=None)
     (_, failure, got, inputs), config = state["best"]
@@ -131,10 +136,11 @@ def evaluate(spec: Spec, found: dict, config: dict, path):
     except functions.ReturnError as error:
         return ("return",), _bare_failure(None, str(error)), None, inputs
     except Exception as error:  # noqa: BLE001 -- their code's error is the finding
-        return ("raised", type(error).__name__), _bare_failure(None, "raised " + learner_error(error, path)), None, inputs
+        message = "raised " + learner_error(error, path)
+        return ("raised", type(error).__name__), _bare_failure(None, message), None, inputs
     want = functions.expected(spec.family, config, inputs)
     for quantity in spec.quantities:
-        failure = functions.compare(quantity, got[quantity], want[quantity])
+        failure = functions.compare(quantity, got[quantity], functions.to_learner(spec, quantity, want[quantity]))
         if failure is not None:
             return (quantity,), failure, got[quantity], inputs
     return None
@@ -146,10 +152,12 @@ def _bare_failure(quantity, message: str) -> dict:
 
 def _explain(spec: Spec, config: dict, inputs: dict, failure: dict, got) -> dict:
     """The failure with its configuration, the hint of a known mistake, the notes' formula and a float64 witness."""
-    shown = {key: value for key, value in config.items() if key != "seed"}
     q = failure["quantity"]
-    return {"config": shown, **failure, "hint": hints.diagnose(spec.family, config, inputs, q, got) if q else None,
-            "formula": functions.FORMULAS[spec.family, q] if q else None,
+    hint = None
+    if q:
+        hint = hints.diagnose(spec.family, config, inputs, q, functions.to_learner(spec, q, got, back=True))
+    return {"config": functions.shown(spec, config), **failure, "hint": hint,
+            "formula": functions.formula(spec, q) if q else None,
             "witness": _centred_differences(spec, config, inputs, q) if q else None}
 
 

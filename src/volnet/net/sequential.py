@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.base import (Layer, Param, backward_layers, forward_layers, layer_config,
-                           layer_from_config)
+from ..display import html_table
+from ..layers.base import Layer, Param, backward_layers, forward_layers, layer_config, layer_from_config
 from ..ops import threads
 from ..resources import ResourceError, require_memory
 from ..shapes import ShapeError, as_volume_shape, format_volume
 
 
 SUMMARY_WIDTH = 60  # characters of a layer's description in summary()
+SUMMARY_HEADER = ("#", "layer", "output volume", "params")
 
 
 class Sequential:
@@ -143,13 +144,7 @@ class Sequential:
         A container's description is cut to :data:`SUMMARY_WIDTH` characters;
         ``volnet.analysis.analyze(net).table()`` lists its nested layers row by row.
         """
-        rows = [("#", "layer", "output volume", "params"), ("", "INPUT", format_volume(self.input_shape), "0")]
-        for index, (layer, shape) in enumerate(zip(self.layers, self.shapes), start=1):
-            volume = format_volume((1, 1, *shape) if len(shape) == 1 else shape)
-            text = repr(layer)
-            if len(text) > SUMMARY_WIDTH:
-                text = text[: SUMMARY_WIDTH - 3] + "..."
-            rows.append((str(index), text, volume, f"{layer.num_params:,}"))
+        rows = [SUMMARY_HEADER, *self._summary_rows()]
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = ["  ".join(cell.ljust(w) if c in (1, 2) else cell.rjust(w)
                            for c, (cell, w) in enumerate(zip(row, widths))) for row in rows]
@@ -157,6 +152,21 @@ class Sequential:
         lines.append("-" * len(lines[0]))
         lines.append(f"total parameters: {self.num_params:,}")
         return "\n".join(lines)
+
+    def _summary_rows(self) -> list[tuple[str, str, str, str]]:
+        rows = [("", "INPUT", format_volume(self.input_shape), "0")]
+        for index, (layer, shape) in enumerate(zip(self.layers, self.shapes), start=1):
+            volume = format_volume((1, 1, *shape) if len(shape) == 1 else shape)
+            text = repr(layer)
+            if len(text) > SUMMARY_WIDTH:
+                text = text[: SUMMARY_WIDTH - 3] + "..."
+            rows.append((str(index), text, volume, f"{layer.num_params:,}"))
+        return rows
+
+    def _repr_html_(self) -> str:
+        """:meth:`summary` as a table, for notebooks."""
+        return html_table(SUMMARY_HEADER, self._summary_rows(), right=(0, 3),
+                          title=f"Sequential: {len(self.layers)} layers, {self.num_params:,} parameters")
 
     def get_config(self) -> dict:
         """Everything needed to rebuild the architecture (not the weights)."""

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,12 @@ class Model:
     def __repr__(self):
         normalised = ", normalised" if self.normalizer is not None else ""
         return f"Model({self.net!r}, {len(self.classes)} classes{normalised})"
+
+    def _repr_html_(self) -> str:
+        """For notebooks: the classes and normalisation, then the network's summary table."""
+        shown = ", ".join(self.classes[:12]) + (", ..." if len(self.classes) > 12 else "")
+        normalised = "normalised per channel" if self.normalizer is not None else "not normalised"
+        return f"<div>Model: {len(self.classes)} classes ({escape(shown)}), {normalised}</div>{self.net._repr_html_()}"
 
 
 def load(path) -> Model:

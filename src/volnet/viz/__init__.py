@@ -10,7 +10,7 @@
 from .conv_demo import conv_demo
 from .explain import activations, grad_cam, occlusion, saliency, sliding_map
 from .heatmap import heatmap_overlay
-from .pictures import activation_grid, blend, colorize, filter_grid, save_png
+from .pictures import Picture, activation_grid, blend, colorize, filter_grid, save_png
 
 __all__ = ["heatmap_overlay", "activations", "saliency", "occlusion", "grad_cam", "sliding_map", "conv_demo",
-           "activation_grid", "filter_grid", "blend", "colorize", "save_png"]
+           "activation_grid", "filter_grid", "blend", "colorize", "save_png", "Picture"]

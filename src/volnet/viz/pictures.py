@@ -1,7 +1,8 @@
 """Arrays into pictures: colour maps, grids of depth slices and filters, upscaling, PNG bytes.
 
 Every function returns a NumPy array (``uint8`` RGB ``(H, W, 3)`` or grey
-``(H, W)``) or bytes; nothing is printed or shown. :func:`save_png` writes one.
+``(H, W)``) or bytes; nothing is printed or shown. :func:`save_png` writes one;
+:class:`Picture` wraps one for a notebook to show inline.
 """
 
 from __future__ import annotations
@@ -136,6 +137,20 @@ def png_bytes(picture: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(picture)).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+class Picture:
+    """A picture that a notebook shows inline as a PNG, enlarged ``scale`` times (each pixel a block).
+
+    >>> Picture(filter_grid(np.ones((5, 5, 1, 4))), scale=4).array.shape
+    (44, 44, 3)
+    """
+
+    def __init__(self, picture: np.ndarray, scale: int = 1):
+        self.array = upscale(np.asarray(picture), scale) if scale > 1 else np.asarray(picture)
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self.array)
 
 
 def data_uri(picture: np.ndarray) -> str:
