@@ -450,6 +450,18 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _refuse_writing_over_inputs(output, inputs, flag: str) -> None:
+    """Refuse an ``output`` that is one of the ``inputs``: the same file by inode, through hard or symbolic links."""
+    for given in inputs:
+        try:
+            same = os.path.samefile(output, given)
+        except OSError:  # either does not exist (yet): not the same file
+            continue
+        if same:
+            raise UsageError(f"argument {flag}: {output} is the input {given} (the same file); writing it would "
+                             f"destroy the input, so choose another {flag}")
+
+
 def cmd_predict(args) -> int:
     import numpy as np
 
@@ -464,6 +476,8 @@ def cmd_predict(args) -> int:
         raise UsageError("--heatmap needs --slide (the score map comes from sliding the net over the image)")
     if args.heatmap and len(args.images) != 1:
         raise UsageError("--heatmap draws one image; pass a single IMAGE")
+    if args.heatmap:
+        _refuse_writing_over_inputs(args.heatmap, [args.checkpoint, *args.images], "--heatmap")
     size = sliding_size(net, args.scale) if args.slide else (H, W)
     if args.slide:  # before any image is read: refuse a scale the machine cannot hold
         from .convert.sliding import require_sliding_memory
@@ -510,6 +524,10 @@ def cmd_report(args) -> int:
 
     from .viz.report import write_report
 
+    _refuse_writing_over_inputs(args.output, [args.checkpoint, *args.images], "-o/--output")
+    if os.path.lexists(args.output) and not args.overwrite:
+        raise UsageError(f"argument -o/--output: {args.output} already exists; replace it with --overwrite, or "
+                         "choose another -o")
     started = time.perf_counter()
     path = write_report(args.checkpoint, args.output, args.images, samples=args.samples, test_limit=args.test_limit)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - started:.1f}s)")
@@ -556,6 +574,7 @@ def cmd_export(args) -> int:
     from .export import input_description, to_onnx
     from .train.checkpoint import load_model
 
+    _refuse_writing_over_inputs(args.output, [args.checkpoint], "MODEL.onnx")
     net, normalizer, _, metadata = load_model(args.checkpoint)
     included = normalizer if args.raw_pixels else None
     to_onnx(net, args.output, normalizer=included, layout=args.layout,
@@ -680,7 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "the notes' CONV demo with the network's own numbers.")
     report.add_argument("checkpoint", help="a checkpoint file written by volnet train")
     report.add_argument("images", nargs="*", metavar="IMAGE", help="PNG/JPEG files to show (default: test images)")
-    report.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
+    report.add_argument("-o", "--output", default="report.html",
+                        help="the HTML file to write (never one of the inputs)")
+    report.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it already exists")
     report.add_argument("--samples", type=_positive_int, default=4, help="test images to show without IMAGEs")
     report.add_argument("--test-limit", type=_positive_int, default=1000,
                         help="test images evaluated for the results section")
