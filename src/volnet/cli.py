@@ -85,6 +85,8 @@ _non_negative_float = _number(float, "a finite number >= 0", lambda v: v >= 0)
 _fraction = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 _decay_factor = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 _scale = _number(float, "a finite number >= 1", lambda v: v >= 1)
+REPORT_MAX_SAMPLES = 32  # volnet.viz.report.MAX_SAMPLES, written out so that --help does not import NumPy
+_report_samples = _number(int, f"an integer in 1..{REPORT_MAX_SAMPLES}", lambda v: 1 <= v <= REPORT_MAX_SAMPLES)
 
 
 # -- progress ------------------------------------------------------------------
@@ -702,7 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html",
                         help="the HTML file to write (never one of the inputs)")
     report.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it already exists")
-    report.add_argument("--samples", type=_positive_int, default=4, help="test images to show without IMAGEs")
+    report.add_argument("--samples", type=_report_samples, default=4,
+                        help=f"test images to show without IMAGEs (at most {REPORT_MAX_SAMPLES} and the test split's)")
     report.add_argument("--test-limit", type=_positive_int, default=1000,
                         help="test images evaluated for the results section")
     report.set_defaults(run=cmd_report)
