@@ -497,7 +497,7 @@ def cmd_predict(args) -> int:
               f"{score_map.shape[1]}x{score_map.shape[2]} positions averaged")
     else:
         scores = net.forward(images, train=False)
-    probabilities = softmax(scores)
+    probabilities = softmax(scores.reshape(len(images), -1))  # a net ending in GAP gives N x 1 x 1 x classes
     k = min(args.top_k, probabilities.shape[1])
     for path, p in zip(args.images, probabilities):
         best = np.argsort(p)[::-1][:k]

@@ -69,3 +69,34 @@ def test_images_past_the_page_budget_are_left_out_and_said_so(nine_test_images, 
     text = report.build_report(nine_test_images, samples=6)
     assert len(page_data(text)["images"]) == 2
     assert "4 more images were left out" in text
+
+
+# -- item 10: nets that end in a volume or in GAP --------------------------------------------------
+
+def test_a_model_of_a_net_ending_in_a_volume_is_refused_before_saving(tmp_path):
+    import volnet
+    from volnet.spec import build
+
+    net = build("INPUT[8x8x1] -> CONV3-4/P1 -> POOL4", seed=0)
+    with pytest.raises(ValueError, match=r"ends in a 2x2x4 volume: end it with FC\(classes\) or GlobalAvgPool"):
+        volnet.Model(net)
+    assert not list(tmp_path.iterdir())
+
+
+def test_predict_and_report_of_a_net_ending_in_gap(tmp_path, capsys):
+    import volnet
+    from volnet.spec import build
+
+    net = build("INPUT[8x8x1] -> CONV3-3/P1 -> GAP", seed=0)
+    path = volnet.Model(net, classes=("x", "y", "z")).save(tmp_path / "gap.safetensors")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)).save(image)
+    probabilities = volnet.load(path).predict(np.asarray(Image.open(image), np.float32)[..., None] / 255)
+    assert main(["predict", str(path), str(image), "--top-k", "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    shown = dict(part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", "))
+    assert shown == {c: f"{p:.1%}" for c, p in zip("xyz", probabilities)}
+    assert main(["report", str(path), str(image), "-o", str(tmp_path / "r.html")]) == 0
+    data = page_data((tmp_path / "r.html").read_text())
+    assert data["images"][0]["probabilities"] == pytest.approx(probabilities.tolist(), rel=1e-5)
+    assert [e for e in data["images"][0]["explanations"] if e["name"].startswith("saliency")][0].get("src")

@@ -111,7 +111,7 @@ def _training(history: list[dict]) -> str:
 # -- section 3: results on the test split -----------------------------------------------------
 
 def _predict(net, images, batch=256):
-    return np.concatenate([net.forward(images[i: i + batch].astype(net.dtype), train=False)
+    return np.concatenate([explain.score_rows(net.forward(images[i: i + batch].astype(net.dtype), train=False))
                            for i in range(0, len(images), batch)])
 
 
@@ -157,7 +157,7 @@ def _results(test, predictions, classes, missing: str) -> str:
 
 def _image_data(net, sample: Sample, classes, demo_layers) -> dict:
     volumes = explain.activations(net, sample.x)
-    scores = volumes[-1]
+    scores = volumes[-1].reshape(-1)  # (classes,), also from a net ending in GAP's 1x1xK
     probabilities = softmax(scores.astype(np.float64))
     target = int(np.argmax(probabilities))
     layers = []
