@@ -7,6 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from volnet import shapes
 from volnet.shapes import (ShapeError, as_volume_shape, conv_output_size, effective_extent, fit_axis,
                            format_volume, pair, pool_output_size)
 
@@ -271,3 +272,66 @@ def test_as_volume_shape_names_the_argument():
 def test_as_volume_shape_rejects_fractional_sizes():
     with pytest.raises(ShapeError):
         as_volume_shape((32.5, 32, 3))
+
+
+# ---------------------------------------------------------------------------
+# Suggestions in constant time (issue 21): no loop over a user's number
+# ---------------------------------------------------------------------------
+
+
+def _naive_pads(W, extent, S, P):
+    valid = [p for p in range(0, max(P, extent) + S + 1) if (W - extent + 2 * p) % S == 0
+             and (W - extent + 2 * p) >= 0]
+    return sorted(valid, key=lambda p: (abs(p - P), p))[:1]
+
+
+def _naive_filters(W, F, S, P, dilation):
+    valid = [f for f in range(1, W + 2 * P + 1)
+             if (W - effective_extent(f, dilation) + 2 * P) % S == 0 and effective_extent(f, dilation) <= W + 2 * P]
+    return sorted(valid, key=lambda f: (abs(f - F), f))[:1]
+
+
+def _naive_strides(W, extent, S, P):
+    span = W - extent + 2 * P
+    if span < 0:
+        return []
+    valid = [s for s in range(1, span + 1) if span % s == 0] or [1]
+    return sorted(valid, key=lambda s: (abs(s - S), s))[:1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(W=st.integers(1, 60), F=st.integers(1, 12), S=st.integers(1, 40), P=st.integers(0, 30),
+       dilation=st.integers(1, 6))
+def test_closed_form_suggestions_equal_the_exhaustive_search(W, F, S, P, dilation):
+    extent = effective_extent(F, dilation)
+    assert shapes._nearest_valid_pads(W, extent, S, P) == _naive_pads(W, extent, S, P)
+    assert shapes._nearest_valid_filters(W, F, S, P, dilation) == _naive_filters(W, F, S, P, dilation)
+    assert shapes._nearest_valid_strides(W, extent, S, P) == _naive_strides(W, extent, S, P)
+
+
+@pytest.mark.parametrize("W, F, S, P, dilation", [(8, 2, 38217527819970, 0, 1), (8, 3, 2, 2**70, 1),
+                                                  (9, 2, 2**70 + 1, 2**69, 3), (10**30, 4, 10**29 + 7, 0, 1)])
+def test_suggestions_for_huge_numbers_are_valid(W, F, S, P, dilation):
+    """Numbers an exhaustive search never finishes with (it hung `volnet summary`, `eval` and the checkpoint fuzz)."""
+    extent = effective_extent(F, dilation)
+    for letter, found in (("P", shapes._nearest_valid_pads(W, extent, S, P)),
+                          ("F", shapes._nearest_valid_filters(W, F, S, P, dilation)),
+                          ("S", shapes._nearest_valid_strides(W, extent, S, P))):
+        setting = {"W": W, "F": F, "S": S, "P": P, "dilation": dilation}
+        for value in found:
+            setting[letter] = value
+            used = effective_extent(setting["F"], dilation)
+            assert (W - used + 2 * setting["P"]) % setting["S"] == 0 and W - used + 2 * setting["P"] >= 0
+
+
+def test_summary_of_a_huge_pooling_stride_returns_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    result = subprocess.run([sys.executable, "-m", "volnet", "summary", "INPUT[8x8x1] -> POOL2/S38217527819970 -> FC3"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("volnet summary: error: ") and "= 1 + 6/38217527819970 is not an integer" in result.stderr

@@ -165,3 +165,71 @@ def test_a_broken_test_image_does_not_stop_train_report(tmp_path, rng):
     assert "epoch 2" in result.stdout and (tmp_path / "run" / "report.html").is_file()
     page = (tmp_path / "run" / "report.html").read_text()
     assert f"{root / 'test' / 'a' / 'z.png'}: not a readable image" in page  # item 11: the page says why
+
+
+# -- item 2: an output never replaces an input ----------------------------------------------------
+
+def png(path, rng):
+    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(path)
+    return path
+
+
+def links_to(target, tmp_path):
+    """The target itself, a hard link and a symbolic link to it: the same file by three names."""
+    hard, soft = tmp_path / f"hard-{target.name}", tmp_path / f"soft-{target.name}"
+    os.link(target, hard)
+    soft.symlink_to(target)
+    return [target, hard, soft]
+
+
+@pytest.fixture
+def own_checkpoint(tiny_checkpoint, tmp_path):
+    path = tmp_path / "checkpoint.safetensors"
+    path.write_bytes(tiny_checkpoint.read_bytes())
+    return path
+
+
+def refused(result, before: dict, *needles):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    for needle in ("is the input", *needles):
+        assert needle in result.stderr, result.stderr
+    for path, content in before.items():
+        assert path.read_bytes() == content, f"{path} was changed"
+
+
+def test_report_refuses_to_write_over_its_checkpoint_or_image(own_checkpoint, tmp_path, rng):
+    image = png(tmp_path / "a.png", rng)
+    before = {own_checkpoint: own_checkpoint.read_bytes(), image: image.read_bytes()}
+    for output in links_to(own_checkpoint, tmp_path):
+        refused(volnet("report", own_checkpoint, "-o", output, "--overwrite", cwd=tmp_path), before, "-o/--output")
+    for output in links_to(image, tmp_path):
+        refused(volnet("report", own_checkpoint, image, "-o", output, "--overwrite", cwd=tmp_path), before)
+
+
+def test_export_refuses_to_write_over_its_checkpoint(own_checkpoint, tmp_path):
+    pytest.importorskip("onnx")
+    before = {own_checkpoint: own_checkpoint.read_bytes()}
+    for output in links_to(own_checkpoint, tmp_path):
+        refused(volnet("export", own_checkpoint, output, cwd=tmp_path), before, "MODEL.onnx")
+
+
+def test_predict_heatmap_refuses_to_write_over_its_image(own_checkpoint, tmp_path, rng):
+    image = png(tmp_path / "a.png", rng)
+    before = {image: image.read_bytes(), own_checkpoint: own_checkpoint.read_bytes()}
+    for output in [*links_to(image, tmp_path), own_checkpoint]:
+        refused(volnet("predict", own_checkpoint, image, "--slide", "--heatmap", output, cwd=tmp_path), before,
+                "--heatmap")
+
+
+def test_report_without_output_does_not_silently_replace_report_html(own_checkpoint, tmp_path):
+    first = volnet("report", own_checkpoint, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    page = tmp_path / "report.html"
+    page.write_text("my own notes")
+    again = volnet("report", own_checkpoint, cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "report.html already exists" in again.stderr and "--overwrite" in again.stderr
+    assert page.read_text() == "my own notes"
+    replaced = volnet("report", own_checkpoint, "--overwrite", cwd=tmp_path)
+    assert replaced.returncode == 0 and page.read_text().startswith("<!DOCTYPE html>")

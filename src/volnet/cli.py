@@ -85,6 +85,8 @@ _non_negative_float = _number(float, "a finite number >= 0", lambda v: v >= 0)
 _fraction = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 _decay_factor = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 _scale = _number(float, "a finite number >= 1", lambda v: v >= 1)
+REPORT_MAX_SAMPLES = 32  # volnet.viz.report.MAX_SAMPLES, written out so that --help does not import NumPy
+_report_samples = _number(int, f"an integer in 1..{REPORT_MAX_SAMPLES}", lambda v: 1 <= v <= REPORT_MAX_SAMPLES)
 
 
 # -- progress ------------------------------------------------------------------
@@ -492,6 +494,18 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _refuse_writing_over_inputs(output, inputs, flag: str) -> None:
+    """Refuse an ``output`` that is one of the ``inputs``: the same file by inode, through hard or symbolic links."""
+    for given in inputs:
+        try:
+            same = os.path.samefile(output, given)
+        except OSError:  # either does not exist (yet): not the same file
+            continue
+        if same:
+            raise UsageError(f"argument {flag}: {output} is the input {given} (the same file); writing it would "
+                             f"destroy the input, so choose another {flag}")
+
+
 def cmd_predict(args) -> int:
     if args.slide:
         return _predict_sliding(args)
@@ -575,6 +589,8 @@ def _predict_sliding(args) -> int:
     H, W, D = net.input_shape
     if args.heatmap and len(args.images) != 1:
         raise UsageError("--heatmap draws one image; pass a single IMAGE")
+    if args.heatmap:
+        _refuse_writing_over_inputs(args.heatmap, [args.checkpoint, *args.images], "--heatmap")
     size = sliding_size(net, args.scale)
     # before any image is read: refuse a scale the machine cannot hold
     from .convert.sliding import require_sliding_memory
@@ -589,7 +605,7 @@ def _predict_sliding(args) -> int:
     score_map, scores = slide(net, images)
     print(f"sliding the {H}x{W} net over {size[0]}x{size[1]} images: "
           f"{score_map.shape[1]}x{score_map.shape[2]} positions averaged")
-    probabilities = softmax(scores)
+    probabilities = softmax(scores.reshape(len(images), -1))  # a net ending in GAP gives N x 1 x 1 x classes
     k = min(args.top_k, probabilities.shape[1])
     for path, p in zip(args.images, probabilities):
         best = np.argsort(p)[::-1][:k]
@@ -619,6 +635,10 @@ def cmd_report(args) -> int:
     from .train.checkpoint import describe, read
     from .viz.report import write_report
 
+    _refuse_writing_over_inputs(args.output, [args.checkpoint, *args.images], "-o/--output")
+    if os.path.lexists(args.output) and not args.overwrite:
+        raise UsageError(f"argument -o/--output: {args.output} already exists; replace it with --overwrite, or "
+                         "choose another -o")
     print(f"reading {describe(args.checkpoint, read(args.checkpoint)[1])}")
     started = time.perf_counter()
     path = write_report(args.checkpoint, args.output, args.images, samples=args.samples, test_limit=args.test_limit)
@@ -666,6 +686,7 @@ def cmd_export(args) -> int:
     from .export import input_description, to_onnx
     from .train.checkpoint import describe, load_model
 
+    _refuse_writing_over_inputs(args.output, [args.checkpoint], "MODEL.onnx")
     net, normalizer, _, metadata = load_model(args.checkpoint)
     print(f"reading {describe(args.checkpoint, metadata)}")
     included = normalizer if args.raw_pixels else None
@@ -821,8 +842,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the notes' CONV demo with the network's own numbers.")
     report.add_argument("checkpoint", help="a checkpoint file written by volnet train")
     report.add_argument("images", nargs="*", metavar="IMAGE", help="PNG/JPEG files to show (default: test images)")
-    report.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
-    report.add_argument("--samples", type=_positive_int, default=4, help="test images to show without IMAGEs")
+    report.add_argument("-o", "--output", default="report.html",
+                        help="the HTML file to write (never one of the inputs)")
+    report.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it already exists")
+    report.add_argument("--samples", type=_report_samples, default=4,
+                        help=f"test images to show without IMAGEs (at most {REPORT_MAX_SAMPLES} and the test split's)")
     report.add_argument("--test-limit", type=_positive_int, default=1000,
                         help="test images evaluated for the results section")
     report.set_defaults(run=cmd_report)

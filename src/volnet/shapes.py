@@ -24,6 +24,7 @@ reaches, which is what PyTorch does silently).
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
@@ -72,24 +73,65 @@ def _describe(layer: str | None, axis: str) -> str:
     return f"{where}{axis}"
 
 
+# The suggestions below are closed forms over residues, never loops over a user's number: a stride or padding of
+# 2**70 (a typo, a hostile checkpoint header) gets its answer as fast as a stride of 2.
+DIVISOR_SEARCH = 1000  # trial divisions for a stride suggestion: exact for spans up to DIVISOR_SEARCH**2
+
+
+def _nearest(target: int, residue: int, modulus: int, low: int, high: int | None = None) -> list[int]:
+    """``[n]``: the ``n`` with ``n % modulus == residue`` and ``low <= n <= high`` nearest ``target``
+    (the smaller on a tie), or ``[]`` when there is none."""
+    below = target - (target - residue) % modulus
+    candidates = [below, below + modulus, low + (residue - low) % modulus]
+    if high is not None:
+        candidates.append(high - (high - residue) % modulus)
+    valid = [n for n in candidates if n >= low and (high is None or n <= high)]
+    return sorted(valid, key=lambda n: (abs(n - target), n))[:1]
+
+
 def _nearest_valid_pads(W: int, extent: int, S: int, P: int) -> list[int]:
-    valid = [p for p in range(0, max(P, extent) + S + 1) if (W - extent + 2 * p) % S == 0
-             and (W - extent + 2 * p) >= 0]
-    return sorted(valid, key=lambda p: (abs(p - P), p))[:1]
+    """The padding ``p >= 0`` nearest ``P`` with ``(W - extent + 2p)`` a non-negative multiple of ``S``."""
+    span = W - extent
+    if S % 2 == 0:  # 2p is even: only an even span can be completed, and p matters modulo S/2
+        if span % 2:
+            return []
+        modulus, residue = S // 2, (-span // 2) % (S // 2)
+    else:  # 2 is invertible modulo an odd S
+        modulus, residue = S, (-span * pow(2, -1, S)) % S if S > 1 else 0
+    return _nearest(P, residue, modulus, max(0, -(span // 2)))
 
 
 def _nearest_valid_filters(W: int, F: int, S: int, P: int, dilation: int) -> list[int]:
-    valid = [f for f in range(1, W + 2 * P + 1)
-             if (W - effective_extent(f, dilation) + 2 * P) % S == 0 and effective_extent(f, dilation) <= W + 2 * P]
-    return sorted(valid, key=lambda f: (abs(f - F), f))[:1]
+    """The filter size ``f >= 1`` nearest ``F`` whose extent fits ``W + 2P`` and leaves a multiple of ``S``."""
+    total = W + 2 * P  # need dilation*(f-1) + 1 <= total and dilation*(f-1) = total - 1 (mod S)
+    common = math.gcd(dilation, S)
+    if (total - 1) % common:
+        return []
+    modulus = S // common
+    residue = (1 + (total - 1) // common * pow(dilation // common, -1, modulus)) % modulus if modulus > 1 else 0
+    return _nearest(F, residue, modulus, 1, (total - 1) // dilation + 1)
 
 
 def _nearest_valid_strides(W: int, extent: int, S: int, P: int) -> list[int]:
+    """The divisor of ``W - extent + 2P`` nearest ``S`` among those found by :data:`DIVISOR_SEARCH` trial
+    divisions (all of them for smaller spans), the span itself and its common divisor with ``S``."""
     span = W - extent + 2 * P
     if span < 0:
         return []
-    valid = [s for s in range(1, span + 1) if span % s == 0] or [1]
+    if span == 0:
+        return [1]
+    valid = {1, span, math.gcd(span, S)}
+    for d in range(1, min(math.isqrt(span), DIVISOR_SEARCH) + 1):
+        if span % d == 0:
+            valid.update((d, span // d))
     return sorted(valid, key=lambda s: (abs(s - S), s))[:1]
+
+
+def _output_text(span: int, S: int) -> str:
+    """``span/S + 1`` for a message: ``"3.5"``, or ``"1 + 6/38217527819970"`` where decimals would round it to an
+    integer."""
+    text = f"{span / S + 1:g}"
+    return text if "." in text or "e" in text else f"{span // S + 1} + {span % S}/{S}"
 
 
 def fit_axis(W: int, F: int, S: int = 1, P: int = 0, dilation: int = 1, *,
@@ -135,7 +177,7 @@ def fit_axis(W: int, F: int, S: int = 1, P: int = 0, dilation: int = 1, *,
         fix = " or ".join(suggestions)
         fix = f"use {fix}, " if fix else ""
         raise ShapeError(
-            f"{where}: {formula} = {span / S + 1:g} is not an integer, so the filters do not "
+            f"{where}: {formula} = {_output_text(span, S)} is not an integer, so the filters do not "
             f"tile the input evenly; {fix}or pass fit='pad' (zero-pad bottom/right) or "
             f"fit='crop' (drop the last {span % S} row(s)/column(s))"
         )

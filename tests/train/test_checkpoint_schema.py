@@ -303,3 +303,23 @@ def test_any_edit_of_one_field_resumes_or_says_which_field(saved, tmp_path, data
         Trainer.from_checkpoint(path, toy_data(), out_dir=tmp_path / "resumed")
     except CheckpointError as error:
         assert str(error).startswith(str(path)) and "\n" not in str(error)
+
+
+@pytest.mark.parametrize("field, value", [("S", 38217527819970), ("S", 2**70), ("P", 2**70)])
+def test_cli_eval_of_a_huge_pooling_number_returns_one_line(saved, tmp_path, field, value):
+    """The numbers that hung the fuzz above (`shapes` searched every stride up to the header's): one line, at once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def huge(tensors, metadata):
+        pool = next(layer for layer in metadata["architecture"]["layers"] if layer["type"] == "MaxPool")
+        pool[field] = value
+
+    path = edited(saved, tmp_path, huge)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    result = subprocess.run([sys.executable, "-m", "volnet", "eval", str(path)], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and str(path) in result.stderr

@@ -209,6 +209,9 @@ def _check_architecture(path, metadata: dict) -> None:
         output = analyze_layers([_layer(c) for c in config["layers"]], config["input_shape"]).output_shape
     except BAD_CONFIG as error:
         raise CheckpointError(f"{path}: field 'architecture' does not fit together: {reason(error)}") from None
+    if len(output) == 3 and tuple(output[:2]) != (1, 1):
+        raise CheckpointError(f"{path}: field 'architecture' ends in a {'x'.join(map(str, output))} volume, not in "
+                              "class scores (an FC layer, or GAP's 1x1xK)")
     classes = (metadata.get("data") or {}).get("classes")
     if classes is not None and len(classes) != output[-1]:
         raise CheckpointError(f"{path}: field 'data.classes' names {len(classes)} classes but the network "

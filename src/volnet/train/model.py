@@ -68,12 +68,18 @@ class Model:
         net, normalizer, classes (a tuple of str), metadata.
 
     Raises:
-        ValueError: ``classes`` does not give one name per output score.
+        ValueError: ``classes`` does not give one name per output score, or the net ends in a volume
+            larger than 1x1xK.
     """
 
     def __init__(self, net, normalizer: Normalizer | None = None, classes=None, metadata: dict | None = None,
                  *, extra_tensors: dict[str, np.ndarray] | None = None):
-        scores = int(np.prod(net.output_shape))
+        shape = tuple(net.output_shape)
+        if len(shape) == 3 and shape[:2] != (1, 1):
+            raise ValueError(f"a Model classifies, so its net must end in class scores (an FC layer, or GAP's 1x1xK); "
+                             f"this net ends in a {'x'.join(map(str, shape))} volume: end it with FC(classes) or "
+                             "GlobalAvgPool()")
+        scores = shape[-1]
         self.net = net
         self.normalizer = normalizer
         self.classes = tuple(str(c) for c in classes) if classes is not None else tuple(map(str, range(scores)))

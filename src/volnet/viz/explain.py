@@ -40,9 +40,14 @@ def _backward_from(net, dout: np.ndarray, last: int, first: int) -> np.ndarray:
     return dout
 
 
+def score_rows(scores: np.ndarray) -> np.ndarray:
+    """A batch of class scores as ``(N, classes)``: a net ending in GAP gives them as ``(N, 1, 1, classes)``."""
+    return scores.reshape(len(scores), -1)
+
+
 def class_scores(net, x: np.ndarray) -> np.ndarray:
     """The class scores ``(classes,)`` of one input volume."""
-    return net.forward(x[None].astype(net.dtype), train=False)[0]
+    return score_rows(net.forward(x[None].astype(net.dtype), train=False))[0]
 
 
 def saliency(net, x: np.ndarray, target: int) -> np.ndarray:
@@ -52,7 +57,7 @@ def saliency(net, x: np.ndarray, target: int) -> np.ndarray:
     """
     scores = _forward_kept(net, x[None])[-1]
     dout = np.zeros_like(scores)
-    dout[0, target] = 1
+    score_rows(dout)[0, target] = 1  # a view: dout keeps the net's output shape
     return _backward_from(net, dout, len(net.layers) - 1, 0)[0]
 
 
@@ -104,7 +109,7 @@ def occlusion(net, x: np.ndarray, target: int, size: int | None = None, stride: 
     probabilities = []
     for start in range(0, len(covered), batch):
         scores = net.forward(np.stack(covered[start: start + batch]).astype(net.dtype), train=False)
-        probabilities.append(softmax(scores)[:, target])
+        probabilities.append(softmax(score_rows(scores))[:, target])
     return (base - np.concatenate(probabilities)).reshape(len(tops), len(lefts))
 
 
@@ -132,8 +137,8 @@ def parameter_gradients(net, images: np.ndarray, labels: np.ndarray) -> dict[str
     from ..ops.losses import softmax_cross_entropy
 
     scores = _forward_kept(net, images)[-1]
-    _, dscores = softmax_cross_entropy(scores, labels)
-    _backward_from(net, dscores, len(net.layers) - 1, 0)
+    _, dscores = softmax_cross_entropy(score_rows(scores), labels)
+    _backward_from(net, dscores.reshape(scores.shape), len(net.layers) - 1, 0)
     grads = {}
     for index, layer in enumerate(net.layers, start=1):
         for name, p in layer.named_params():

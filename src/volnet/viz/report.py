@@ -27,6 +27,8 @@ from .pictures import activation_grid, blend, colorbar, data_uri, filter_grid, t
 # Sizes that keep the page small: a few sample images, thumbnails of ~160 pixels.
 VIEW_PIXELS = 160
 MAX_SLICES = 64
+MAX_SAMPLES = 32  # images a page shows at most (`volnet report --samples` is refused beyond it)
+PAGE_BUDGET = 24_000_000  # bytes of the images' data after which further images are left out
 
 
 @dataclass
@@ -110,7 +112,7 @@ def _training(history: list[dict]) -> str:
 # -- section 3: results on the test split -----------------------------------------------------
 
 def _predict(net, images, batch=256):
-    return np.concatenate([net.forward(images[i: i + batch].astype(net.dtype), train=False)
+    return np.concatenate([explain.score_rows(net.forward(images[i: i + batch].astype(net.dtype), train=False))
                            for i in range(0, len(images), batch)])
 
 
@@ -155,7 +157,7 @@ def _results(test, predictions, classes, missing: str) -> str:
 
 def _image_data(net, sample: Sample, classes, demo_layers) -> dict:
     volumes = explain.activations(net, sample.x)
-    scores = volumes[-1]
+    scores = volumes[-1].reshape(-1)  # (classes,), also from a net ending in GAP's 1x1xK
     probabilities = softmax(scores.astype(np.float64))
     target = int(np.argmax(probabilities))
     layers = []
@@ -270,6 +272,33 @@ def _read_images(paths, net) -> list[tuple[str, np.ndarray, str]]:
     return [(Path(p).name, *read_image_with_note(p, size=(H, W), grayscale=D == 1)) for p in paths]
 
 
+def _sample_indices(wrong: np.ndarray, samples: int) -> list[int]:
+    """``min(samples, N)`` distinct test images: spread over the split, and the first misclassified one."""
+    count = min(samples, len(wrong))
+    first_wrong = [int(i) for i in np.flatnonzero(wrong)[:1]] if count > 1 else []
+    spread = np.linspace(0, len(wrong) - 1, count - len(first_wrong)).astype(int)
+    chosen = list(dict.fromkeys([*map(int, spread), *first_wrong]))
+    rest = (i for i in range(len(wrong)) if i not in set(chosen))
+    return chosen + [next(rest) for _ in range(count - len(chosen))]
+
+
+def _within_budget(net, samples, classes, demo_layers) -> tuple[list[dict], str]:
+    """The samples' page data while it stays within :data:`PAGE_BUDGET` bytes (the first one always), and a
+    paragraph saying how many were left out ("" when none)."""
+    shown, size = [], 0
+    for sample in samples:
+        entry = _image_data(net, sample, classes, demo_layers)
+        size += len(json.dumps(entry))
+        if shown and size > PAGE_BUDGET:
+            break
+        shown.append(entry)
+    if len(shown) == len(samples):
+        return shown, ""
+    more = len(samples) - len(shown)
+    return shown, (f"<p>{more} more image{'s were' if more > 1 else ' was'} left out to keep the page under "
+                   f"{PAGE_BUDGET / 1e6:.0f} MB.</p>")
+
+
 def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | None = 1000,
                  reload_seconds: int | None = None) -> str:
     """The report page for ``checkpoint`` as HTML text.
@@ -277,7 +306,9 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     Args:
         checkpoint: a checkpoint written by ``volnet train``.
         images: image files to show in sections 4, 6 and 7; default: ``samples`` images of the test split.
-        samples: how many test images to show when no ``images`` are given. Default: 4.
+        samples: how many test images to show when no ``images`` are given (at most the split's and
+            :data:`MAX_SAMPLES`; images past :data:`PAGE_BUDGET` bytes are left out, and the page says so).
+            Default: 4.
         test_limit: test images evaluated for section 3 (None: all). Default: 1000.
         reload_seconds: make the page reload itself this often (for a run still training). Default: None.
     """
@@ -296,23 +327,22 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
         for name, raw, note in _read_images(images, net):
             chosen.append(Sample(name, raw, prepare(raw[None])[0], notes=[note] if note else []))
     elif test is not None:
-        wrong = np.flatnonzero(predictions != test.labels)[:1]
-        spread = np.linspace(0, len(test) - 1, max(samples - len(wrong), 1)).astype(int)
-        for i in [*spread, *wrong]:
+        for i in _sample_indices(predictions != test.labels, min(samples, MAX_SAMPLES)):
             chosen.append(Sample(f"test image {i}", test.images[i], prepare(test.images[i:i + 1])[0],
                                  int(test.labels[i])))
     else:  # no data and no images: a blank input shows the architecture's arithmetic all the same
         blank = np.full(net.input_shape, 0.5, dtype=np.float32)
         chosen.append(Sample("blank image (no test data found)", blank, prepare(blank[None])[0]))
     demo_layers = [i for i, layer in enumerate(net.layers) if layer.kind == "conv"][:3]
-    data = {"classes": classes, "images": [_image_data(net, s, classes, demo_layers) for s in chosen],
+    shown, left_out = _within_budget(net, chosen, classes, demo_layers)
+    data = {"classes": classes, "images": shown,
             "layers": [f"{i + 1} {layer.kind} {escape(_hyper(layer))}" for i, layer in enumerate(net.layers)],
             "demoLayers": demo_layers, "colorbars": {c: data_uri(colorbar(c)) for c in ("heat", "signed")}}
     sections = [
         ("architecture", "1. Architecture", _architecture(net)),
         ("training", "2. Training", _training(metadata.get("history", []))),
         ("results", "3. Results on the test split", _results(test, predictions, classes, missing)),
-        ("activations", "4. One image through the net", ACTIVATIONS_HTML),
+        ("activations", "4. One image through the net", left_out + ACTIVATIONS_HTML),
         ("filters", "5. Filters and weights", _filters(net, grads or {})),
         ("explain", "6. Why this class", EXPLAIN_HTML),
         ("conv-demo", "7. The CONV demo with this net's numbers", DEMO_HTML),

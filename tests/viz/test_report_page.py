@@ -1,0 +1,102 @@
+"""The report page against what issue 21 found: unbounded --samples, nets ending in a volume or GAP, markup in
+class names, non-UTF-8 names, a finished run that kept reloading, a flat learning-rate chart and a CONV demo whose
+shown numbers did not add up."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from volnet.cli import main
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def folder_run(root, out, classes=("a", "b"), test_counts=(5, 4), arch="INPUT -> CONV3-2 -> RELU -> FC", epochs=1,
+               extra=()):
+    """A one-epoch run on root/{train,test}/<class>/ of 8x8 grey PNGs; its checkpoint path."""
+    rng = np.random.default_rng(0)
+    for split, counts in (("train", (4,) * len(classes)), ("test", test_counts)):
+        for name, count in zip(classes, counts):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
+    assert main(["train", "--data", "folder", "--root", str(root), "--grayscale", "--arch", arch, "--epochs",
+                 str(epochs), "--val-split", "0", "--batch-size", "4", "--out", str(out), *extra]) == 0
+    return out / "checkpoint.safetensors"
+
+
+def page_data(text: str) -> dict:
+    payload = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S).group(1)
+    return json.loads(payload)
+
+
+@pytest.fixture(scope="module")
+def nine_test_images(tmp_path_factory):
+    base = tmp_path_factory.mktemp("nine")
+    return folder_run(base / "pics", base / "run")
+
+
+# -- item 6: --samples is bounded by the data and the page ----------------------------------------
+
+def test_samples_beyond_the_test_split_show_each_test_image_once(nine_test_images):
+    from volnet.viz.report import build_report
+
+    shown = [image["name"] for image in page_data(build_report(nine_test_images, samples=30))["images"]]
+    assert sorted(shown) == sorted(f"test image {i}" for i in range(9))
+
+
+def test_a_huge_samples_is_a_usage_error_naming_the_limit(nine_test_images, tmp_path, capsys):
+    from volnet.viz.report import MAX_SAMPLES
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(nine_test_images), "-o", str(tmp_path / "r.html"), "--samples", "1000000"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--samples" in err and f"1..{MAX_SAMPLES}" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_images_past_the_page_budget_are_left_out_and_said_so(nine_test_images, monkeypatch):
+    from volnet.viz import report
+
+    one = len(json.dumps(page_data(report.build_report(nine_test_images, samples=1))["images"][0]))
+    monkeypatch.setattr(report, "PAGE_BUDGET", int(2.5 * one))
+    text = report.build_report(nine_test_images, samples=6)
+    assert len(page_data(text)["images"]) == 2
+    assert "4 more images were left out" in text
+
+
+# -- item 10: nets that end in a volume or in GAP --------------------------------------------------
+
+def test_a_model_of_a_net_ending_in_a_volume_is_refused_before_saving(tmp_path):
+    import volnet
+    from volnet.spec import build
+
+    net = build("INPUT[8x8x1] -> CONV3-4/P1 -> POOL4", seed=0)
+    with pytest.raises(ValueError, match=r"ends in a 2x2x4 volume: end it with FC\(classes\) or GlobalAvgPool"):
+        volnet.Model(net)
+    assert not list(tmp_path.iterdir())
+
+
+def test_predict_and_report_of_a_net_ending_in_gap(tmp_path, capsys):
+    import volnet
+    from volnet.spec import build
+
+    net = build("INPUT[8x8x1] -> CONV3-3/P1 -> GAP", seed=0)
+    path = volnet.Model(net, classes=("x", "y", "z")).save(tmp_path / "gap.safetensors")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)).save(image)
+    probabilities = volnet.load(path).predict(np.asarray(Image.open(image), np.float32)[..., None] / 255)
+    assert main(["predict", str(path), str(image), "--top-k", "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    shown = dict(part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", "))
+    assert shown == {c: f"{p:.1%}" for c, p in zip("xyz", probabilities)}
+    assert main(["report", str(path), str(image), "-o", str(tmp_path / "r.html")]) == 0
+    data = page_data((tmp_path / "r.html").read_text())
+    assert data["images"][0]["probabilities"] == pytest.approx(probabilities.tolist(), rel=1e-5)
+    assert [e for e in data["images"][0]["explanations"] if e["name"].startswith("saliency")][0].get("src")
