@@ -240,3 +240,19 @@ def test_a_killed_worker_is_one_line_from_the_launcher(tmp_path):
     assert done.returncode == 128 + signal.SIGKILL
     assert_one_line(done, "volnet train: error: worker ", "was killed by SIGKILL; the other workers were stopped")
     assert launch_folders(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_launcher_says_where_to_resume_once_without_pytorchs_log(tmp_path):
+    launcher = start(tmp_path, "--epochs", "50", "--out", "run")
+    try:
+        assert wait_for_line(launcher, "epoch 1 "), launcher.stderr.read()
+        launcher.send_signal(signal.SIGINT)
+        done = finish(launcher)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert done.returncode == 130
+    assert "torch/distributed" not in done.stderr and "death signal" not in done.stderr, done.stderr
+    assert done.stderr.count("interrupted by SIGINT") == 1 and done.stderr.count("resume with: ") == 1
+    assert launch_folders(tmp_path) == []

@@ -513,9 +513,8 @@ def launch(argv: list[str], nproc: int, program: tuple[str, ...] = ("-m", "volne
         settings["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
-    elastic_log = logging.getLogger("torch.distributed")
-    level = elastic_log.level
-    elastic_log.setLevel(logging.CRITICAL + 1)
+    silenced = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)  # PyTorch's launcher logs each step of a failure; each logger sets its level
     workers = None
     try:
         with warnings.catch_warnings():
@@ -528,7 +527,7 @@ def launch(argv: list[str], nproc: int, program: tuple[str, ...] = ("-m", "volne
     except SignalException as error:
         return Workers(128 + int(error.sigval), _read(folder / "0.err"))
     finally:
-        elastic_log.setLevel(level)
+        logging.disable(silenced)
         for name, value in saved.items():
             if value is None:
                 del os.environ[name]
