@@ -64,7 +64,8 @@ def test_workers_that_memory_cannot_hold_are_refused(machine):
         check_workers(3, "cpu", 100 * MiB)
     message = str(info.value)
     assert "at most 2 workers" in message and "64 cores" in message and "1.0 GiB" in message
-    assert "400.0 MiB" in message and "300.0 MiB (314.6 MB) for the process and 100.0 MiB (104.9 MB) for its training step" in message
+    assert "400.0 MiB" in message
+    assert "300.0 MiB (314.6 MB) for the process and 100.0 MiB (104.9 MB) for its training step" in message
     machine(cores=64, usable=100 * MiB)
     with pytest.raises(EngineError, match="at most 1 worker: .*use --nproc 1 or fewer"):
         check_workers(2, "cpu")
@@ -256,3 +257,32 @@ def test_ctrl_c_on_the_launcher_says_where_to_resume_once_without_pytorchs_log(t
     assert "torch/distributed" not in done.stderr and "death signal" not in done.stderr, done.stderr
     assert done.stderr.count("interrupted by SIGINT") == 1 and done.stderr.count("resume with: ") == 1
     assert launch_folders(tmp_path) == []
+
+
+def test_the_failure_line_names_the_cause_not_its_consequences(tmp_path):
+    """What the launcher says, from the workers' exit codes and standard error (PyTorch's ProcessFailure)."""
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from volnet.interop.torch_engine import _failure
+
+    def failures(**codes):
+        return {int(rank[1:]): ProcessFailure(int(rank[1:]), 100 + int(rank[1:]), code, str(tmp_path / "none"))
+                for rank, code in codes.items()}
+
+    lost = "Traceback (most recent call last):\n  ...\nRuntimeError: Connection closed by peer\n"
+    own = "volnet train: error: data/train has no class sub-folders\n"
+    for rank, text in ((0, lost), (1, own), (2, own)):
+        (tmp_path / f"{rank}.err").write_text(text)
+    said = _failure(failures(r0=1, r1=1, r2=1), tmp_path, 3)
+    assert (said.code, said.output, said.error, said.kept) == (1, own, None, None)  # rank 1's line, once
+
+    (tmp_path / "1.err").write_text("")
+    (tmp_path / "2.err").write_text("")
+    killed = _failure(failures(r0=-signal.SIGTERM, r1=-signal.SIGKILL, r2=1), tmp_path, 3)
+    assert (killed.code, killed.output, killed.kept) == (137, "", None)
+    assert killed.error == "worker 1 of 3 (pid 101) was killed by SIGKILL; the other workers were stopped"
+
+    crashed = _failure(failures(r0=1), tmp_path, 3)  # only a traceback: its last line, and the outputs kept
+    assert crashed.code == 1 and crashed.kept == tmp_path
+    assert crashed.error == f"worker 0 of 3 failed: RuntimeError: Connection closed by peer (every worker's " \
+                            f"output is kept in {tmp_path})"

@@ -563,8 +563,10 @@ def _failure(failures: dict, folder: Path, nproc: int) -> Workers:
     own error message (volnet's one line): that output, from the lowest such
     rank (a data error is printed by every worker alike); a worker killed by
     a signal: one line saying so (the others' tracebacks only say that they
-    lost contact with it); otherwise the last line of the first failure's
-    traceback, and the folder with every worker's output is kept and named.
+    lost contact with it; SIGTERM is the last suspect, as the launcher stops
+    the other workers with it); otherwise the last line of the first
+    failure's traceback, and the folder with every worker's output is kept
+    and named.
     """
     def code(failure):
         return 128 - failure.exitcode if failure.exitcode < 0 else failure.exitcode
@@ -574,7 +576,6 @@ def _failure(failures: dict, folder: Path, nproc: int) -> Workers:
            and "Traceback (most recent call last)" not in outputs[rank]]
     if own:
         return Workers(code(failures[own[0]]), outputs[own[0]])
-    # the launcher stops the others with SIGTERM once one has failed: another signal is the cause
     killed = sorted((rank for rank in failures if failures[rank].exitcode < 0),
                     key=lambda r: (failures[r].exitcode == -signal.SIGTERM, failures[r].timestamp, r))
     if killed:
