@@ -308,12 +308,11 @@ def _choose_engine(args):
     worker = torch_engine.is_worker()
     try:
         device = torch_engine.resolve_device(args.device)
-        notes = [] if worker else torch_engine.check_workers(args.nproc, device)
+        if not worker and args.nproc > 1:
+            torch_engine.check_workers(args.nproc, device, _worker_step_memory(args))
         torch_engine.check_sync_bn(args.sync_bn, device)
     except torch_engine.EngineError as error:
         raise UsageError(str(error)) from None
-    for note in notes:
-        print(f"volnet train: warning: {note}", file=sys.stderr)
     if not worker and args.nproc > 1:
         if not args.resume:  # refused here once, not by every worker
             from .train.run_folder import RunFolder
@@ -324,7 +323,11 @@ def _choose_engine(args):
                                  "replace it with --overwrite, or choose another --out")
         backend = "nccl" if device == "cuda" else "gloo"
         print(f"engine: torch on {device}, {args.nproc} DistributedDataParallel workers ({backend})", flush=True)
-        return torch_engine.launch(args.argv, args.nproc)
+        workers = torch_engine.launch(args.argv, args.nproc)
+        sys.stderr.write(workers.output)  # the workers' own messages, once
+        if workers.error:
+            print(f"volnet train: error: {workers.error}", file=sys.stderr)
+        return workers.code
     engine = torch_engine.TorchEngine(device, distributed=worker, sync_bn=args.sync_bn)
     if engine.rank != 0:  # one worker speaks for all; errors still reach stderr
         sys.stdout = open(os.devnull, "w")
@@ -332,6 +335,22 @@ def _choose_engine(args):
         print(f"engine: torch on {device}")
     args.engine_object = engine
     return None
+
+
+def _worker_step_memory(args) -> int:
+    """The training step's memory in one of ``--nproc`` workers, at its share of the batch (volnet.analysis),
+    where the architecture alone gives the input (a zoo name, ``INPUT[HxWxD]``); 0 where only the data would."""
+    from .analysis import analyze
+    from .zoo import build_any
+
+    if args.resume:
+        return 0
+    try:
+        net = build_any(args.arch, allocate=False)
+    except (ValueError, TypeError):  # notation without INPUT[...], unknown names: the workers will say so
+        return 0
+    memory = analyze(net, batch=-(-args.batch_size // args.nproc), optimizer=args.optimizer).memory("train")
+    return memory.total + memory.params  # the volnet net's weights beside PyTorch's
 
 
 def _new_trainer(args):

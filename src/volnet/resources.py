@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import sys
 from pathlib import Path
 
 
@@ -77,6 +78,27 @@ def _address_space_available() -> int | None:
     except (OSError, ValueError, IndexError):
         used = 0
     return max(soft - used, 0)
+
+
+def resident_memory() -> int | None:
+    """Bytes of this process in memory now (its resident set), or None where the platform does not say."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:  # the peak, not the present size: an overestimate, where the kernel gives nothing better
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ValueError, OSError, AttributeError):
+        return None
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the platform has one, else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def available_memory() -> int | None:

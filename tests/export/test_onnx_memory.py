@@ -127,6 +127,17 @@ def test_under_a_memory_limit_export_refuses_in_one_line_or_fits(tmp_path):
     assert np.count_nonzero(weights["layer2_weight"]) > 0
 
 
+def test_a_model_over_protobufs_limit_is_refused_not_written(tmp_path, monkeypatch):
+    net = reordering_net()
+    size = len(build_onnx(net).SerializeToString())
+    monkeypatch.setattr(onnx.checker, "MAXIMUM_PROTOBUF", size - 1)
+    with pytest.raises(ValueError, match=r"would be .* over protobuf's limit of 2 GiB"):
+        to_onnx(net, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(onnx.checker, "MAXIMUM_PROTOBUF", size)
+    assert to_onnx(net, tmp_path / "m.onnx").stat().st_size == size
+
+
 def test_an_exported_file_gets_the_permissions_a_checkpoint_gets(tmp_path):
     # both are written through volnet.files.atomic_write: 0666 less the umask, not mkstemp's 0600
     from volnet.train import checkpoint as ckpt

@@ -196,7 +196,7 @@ def test_two_workers_on_batch_shares_equal_one_process_on_the_whole_batch(tmp_pa
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run"), stop_at=None))
     monkeypatch.setenv("PYTHONPATH", str(SRC))
-    assert launch([], 2, program=(str(script),)) == 0
+    assert launch([], 2, program=(str(script),)).code == 0
     one = make_ddp_trainer()  # the NumPy engine, one process, batches of 8
     one.run()
     tensors, metadata = ckpt.read(tmp_path / "run" / "checkpoint.safetensors")
@@ -215,7 +215,7 @@ def test_sigterm_on_one_worker_stops_all_and_the_run_resumes_exactly(tmp_path, m
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run"), stop_at=(1, 3)))
     monkeypatch.setenv("PYTHONPATH", str(SRC))
-    assert launch([], 2, program=(str(script),)) == 143  # 128 + SIGTERM
+    assert launch([], 2, program=(str(script),)).code == 143  # 128 + SIGTERM
     tensors, metadata = ckpt.read(tmp_path / "run" / "checkpoint.safetensors")
     assert (metadata["position"]["epoch"], metadata["position"]["batch"]) == (0, 3)  # saved once, at that step
     resumed = Trainer.from_checkpoint(tmp_path / "run" / "checkpoint.safetensors", toy_data(45),

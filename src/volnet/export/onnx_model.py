@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
-from ..resources import require_memory
+from ..resources import describe_bytes, require_memory
 from .graph import GraphBuilder
 
 OPSET = 17
@@ -183,6 +183,7 @@ def _write_model(file, model, initializers: dict) -> None:
     ``raw_data``'s key and length, then the array's bytes (little-endian,
     as ONNX stores them).
     """
+    import onnx.checker
     from onnx import GraphProto, ModelProto, TensorProto, helper
 
     graph_field = ModelProto.DESCRIPTOR.fields_by_name["graph"].number
@@ -197,8 +198,14 @@ def _write_model(file, model, initializers: dict) -> None:
     rest = ModelProto()
     rest.CopyFrom(model)
     rest.ClearField("graph")
-    file.write(rest.SerializeToString())
-    file.write(_field(graph_field, len(graph) + sum(len(head) + array.nbytes for head, array in tensors)))
+    rest = rest.SerializeToString()
+    graph_bytes = len(graph) + sum(len(head) + array.nbytes for head, array in tensors)
+    size = len(rest) + len(_field(graph_field, graph_bytes)) + graph_bytes
+    if size > onnx.checker.MAXIMUM_PROTOBUF:
+        raise ValueError(f"the ONNX model would be {describe_bytes(size)}, over protobuf's limit of 2 GiB for one "
+                         "message, which no ONNX runtime reads; volnet does not write ONNX's external data files")
+    file.write(rest)
+    file.write(_field(graph_field, graph_bytes))
     file.write(graph)
     for head, array in tensors:
         file.write(head)
