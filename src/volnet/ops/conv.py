@@ -28,8 +28,8 @@ import numpy as np
 
 from ..shapes import ShapeError, effective_extent
 from . import direct, threads, winograd, winograd_general
-from .workspace import (BackwardWorkspace, ForwardWorkspace, images_per_block, padded, part_sizes, split_blocks,
-                        unpadded, windows_contiguous)
+from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
+                        split_blocks, unpadded, windows_contiguous)
 from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
                      unpad_spatial, windows)
 
@@ -115,11 +115,6 @@ def flipped_geometry(g: Geometry, filters: int) -> Geometry:
     N, H, W, _ = g.in_shape
     eh, ew = effective_extent(g.size[0], g.dilation[0]), effective_extent(g.size[1], g.dilation[1])
     return geometry((N, H + eh - 1, W + ew - 1, filters), g.size, 1, 0, g.dilation)
-
-
-def _itemsize_dtype(itemsize: int):
-    """The float dtype of values of ``itemsize`` bytes, for the memory estimates' plans."""
-    return np.dtype(f"f{itemsize}")
 
 
 def _check(x, w, b, layer):
@@ -290,7 +285,7 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     weights = (Fh * Fw * D + 1) * K * b  # dw and db in one array
     grads += 0 if dout_contiguous else N * Ho * Wo * K * b
     workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)  # the im2col kernels' threads
-    plan = plan_conv(g, K, _itemsize_dtype(b), cores, network_pass=True)
+    plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True)
     if plan.weight_gradient == "winograd":
         phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES, weight_gradient=True)]
     elif plan.weight_gradient == "winograd_general":
@@ -346,7 +341,7 @@ def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int)
     the windows are already contiguous)."""
     b, (N, _, _, D), K = itemsize, g.in_shape, filters
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    forward = plan_conv(g, K, _itemsize_dtype(b), cores, network_pass=True).forward
+    forward = plan_conv(g, K, float_dtype(b), cores, network_pass=True).forward
     if forward == "winograd":
         return winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES)
     if forward == "direct":

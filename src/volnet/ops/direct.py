@@ -44,7 +44,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import threads
-from .winograd import ENABLED
+from .winograd import ENABLED, compiled
 
 # The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
 # filters per register, so its tile has half of them. Measured on the Intel Xeon (AVX-512, LeNet's second
@@ -274,3 +274,129 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
 
     threads.split(correlate_part, N, workers)
     return out
+
+
+# -- pooling, channels innermost ---------------------------------------------------------------------------
+# Each loop over the channels is one vectorised pass over a row of D values, with Numba's default flags. The
+# backward passes gather: every input value sums the outputs of the windows that hold it (at most
+# ceil(F/S)^2 of them), written once, straight into dx (no padded buffer, no zeroing pass over it).
+
+
+def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1):
+    """``(out, switches)`` of max pooling the padded batch ``xp (N, Hp, Wp, D)`` as geometry ``g`` says:
+    ``out (N, H2, W2, D)``, and per output the tap ``u*F + v`` of the first maximum (NaN wins and stays)."""
+    out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
+    switches = np.empty(out.shape, dtype=switch_dtype)
+
+    def part(start, stop):
+        yield
+        _max_pool(xp, *g.size, *g.stride, out, switches, start, stop)
+
+    threads.split(part, len(out), workers)
+    return out, switches
+
+
+def avg_pool(xp: np.ndarray, g, workers: int = 1) -> np.ndarray:
+    """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
+    out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
+
+    def part(start, stop):
+        yield
+        _avg_pool(xp, *g.size, *g.stride, out, start, stop)
+
+    threads.split(part, len(out), workers)
+    return out
+
+
+def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1) -> np.ndarray:
+    """dx ``(N, H, W, D)`` of max pooling (``switches`` from :func:`max_pool`) or, without them, of average
+    pooling, by gathering: each input value sums the share of every window that holds it."""
+    dx = np.empty(g.in_shape, dtype=dout.dtype)
+    top, _, left, _ = g.pads
+
+    def part(start, stop):
+        yield
+        if switches is None:
+            _avg_pool_backward(dout, *g.size, *g.stride, top, left, dx, start, stop)
+        else:
+            _max_pool_backward(dout, switches, *g.size, *g.stride, top, left, dx, start, stop)
+
+    threads.split(part, len(dx), workers)
+    return dx
+
+
+@compiled
+def _max_pool(xp, Fh, Fw, Sh, Sw, out, switches, first, last):  # pragma: no cover - compiled
+    _, Ho, Wo, D = out.shape
+    for n in range(first, last):
+        for i in range(Ho):
+            for j in range(Wo):
+                for d in range(D):
+                    out[n, i, j, d] = xp[n, i * Sh, j * Sw, d]
+                    switches[n, i, j, d] = 0
+                for u in range(Fh):
+                    for v in range(Fw):
+                        k = u * Fw + v
+                        for d in range(D):
+                            best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
+                            wins = candidate > best  # strict: ties keep the first maximum, like argmax
+                            out[n, i, j, d] = candidate if wins or candidate != candidate else best
+                            switches[n, i, j, d] = k if wins else switches[n, i, j, d]
+
+
+@compiled
+def _avg_pool(xp, Fh, Fw, Sh, Sw, out, first, last):  # pragma: no cover - compiled
+    _, Ho, Wo, D = out.shape
+    count = Fh * Fw
+    for n in range(first, last):
+        for i in range(Ho):
+            for j in range(Wo):
+                for d in range(D):
+                    out[n, i, j, d] = 0
+                for u in range(Fh):
+                    for v in range(Fw):
+                        for d in range(D):
+                            out[n, i, j, d] += xp[n, i * Sh + u, j * Sw + v, d]
+                for d in range(D):
+                    out[n, i, j, d] /= count
+
+
+@compiled
+def _max_pool_backward(dout, switches, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover
+    _, Ho, Wo, D = dout.shape
+    _, H, W, _ = dx.shape
+    for n in range(first, last):
+        for h in range(H):
+            # the outputs whose windows hold padded row h + top: i0..i1
+            i0, i1 = max(0, (h + top - Fh + Sh) // Sh), min(Ho - 1, (h + top) // Sh)
+            for w in range(W):
+                j0, j1 = max(0, (w + left - Fw + Sw) // Sw), min(Wo - 1, (w + left) // Sw)
+                for d in range(D):
+                    dx[n, h, w, d] = 0
+                for i in range(i0, i1 + 1):
+                    for j in range(j0, j1 + 1):
+                        k = (h + top - i * Sh) * Fw + (w + left - j * Sw)
+                        for d in range(D):
+                            if switches[n, i, j, d] == k:
+                                dx[n, h, w, d] += dout[n, i, j, d]
+
+
+@compiled
+def _avg_pool_backward(dout, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover - compiled
+    _, Ho, Wo, D = dout.shape
+    _, H, W, _ = dx.shape
+    count = Fh * Fw
+    for n in range(first, last):
+        for h in range(H):
+            # the outputs whose windows hold padded row h + top: i0..i1
+            i0, i1 = max(0, (h + top - Fh + Sh) // Sh), min(Ho - 1, (h + top) // Sh)
+            for w in range(W):
+                j0, j1 = max(0, (w + left - Fw + Sw) // Sw), min(Wo - 1, (w + left) // Sw)
+                for d in range(D):
+                    dx[n, h, w, d] = 0
+                for i in range(i0, i1 + 1):
+                    for j in range(j0, j1 + 1):
+                        for d in range(D):
+                            dx[n, h, w, d] += dout[n, i, j, d]
+                for d in range(D):
+                    dx[n, h, w, d] /= count
