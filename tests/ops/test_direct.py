@@ -49,6 +49,22 @@ def test_correlate_equals_naive(setting):
     np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=tol, atol=tol)
 
 
+@settings(max_examples=40, deadline=None)
+@given(setting=layers())
+def test_weight_gradient_equals_naive(setting):
+    from volnet.ops.conv import conv_backward_naive
+
+    x, w, b = _layer(setting)
+    out, cache = conv_forward_naive(x, w, b, setting["S"], setting["pad"], fit="crop")
+    dout = np.random.default_rng(setting["seed"] + 1).standard_normal(out.shape).astype(setting["dtype"])
+    _, dw_naive, db_naive = conv_backward_naive(dout, cache)
+    dw, db = direct.weight_gradient(cache.xp, dout, cache.geometry, setting["workers"])
+    assert dw.dtype == db.dtype == setting["dtype"]
+    tol = 1e-3 if setting["dtype"] == np.float32 else 1e-10
+    np.testing.assert_allclose(dw, dw_naive, rtol=tol, atol=tol)
+    np.testing.assert_allclose(db, db_naive, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tile_tails_in_both_directions(dtype):
     """Output widths and filter counts one past a whole tile and one short of it, a layer of each."""
@@ -200,16 +216,56 @@ def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
 
 def test_lenet_plan_on_avx512(monkeypatch):
     """The shapes measured on the Intel Xeon take the direct forward; the others keep their kernels."""
-    from volnet.ops.conv import plan_conv
+    from volnet.ops.conv import ConvPlan, plan_conv
 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     lenet2 = geometry((64, 14, 14, 16), 5, 1, 2)
     assert plan_conv(lenet2, 32, np.float32).forward == "direct"
-    assert plan_conv(lenet2, 32, np.float32).weight_gradient == "winograd_general"
+    assert plan_conv(lenet2, 32, np.float32).weight_gradient == "direct"
     strided = geometry((32, 32, 32, 64), 3, 2, 1, fit="crop")
-    assert plan_conv(strided, 128, np.float32).forward == "direct"
-    assert plan_conv(strided, 128, np.float32).input_gradient == "col2im"
+    assert plan_conv(strided, 128, np.float32) == ConvPlan("direct", "im2col", "col2im")
     assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32).forward == "im2col"
     assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
     monkeypatch.setattr(direct, "ENABLED", False)
-    assert plan_conv(lenet2, 32, np.float32).forward == "winograd_general"
+    assert plan_conv(lenet2, 32, np.float32) == ConvPlan("winograd_general", "winograd_general", "flipped")
+
+
+def test_weight_gradient_checks_numerically(direct_everywhere, check_grad):
+    """float64 numerical gradients of a LeNet-like layer whose forward, dw and dx all run direct kernels."""
+    from volnet.ops import conv
+
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal((2, 7, 6, 9)), rng.standard_normal((3, 3, 9, 5)), rng.standard_normal(5)
+    _, cache = conv.conv_forward(x, w, b, pad=1)
+    plan = conv.plan_conv(cache.geometry, 5, np.float64)
+    assert (plan.forward, plan.weight_gradient) == ("direct", "direct")
+    dout = rng.standard_normal((2, 7, 6, 5))
+    dx, dw, db = conv.conv_backward(dout, cache)
+    check_grad(lambda: np.sum(conv.conv_forward(x, w, b, pad=1)[0] * dout), w, dw)
+    check_grad(lambda: np.sum(conv.conv_forward(x, w, b, pad=1)[0] * dout), x, dx)
+    check_grad(lambda: np.sum(conv.conv_forward(x, w, b, pad=1)[0] * dout), b, db)
+
+
+@pytest.mark.parametrize("K", [32, 20])  # whole tiles of filters, and dout padded to them
+def test_backward_workspace_estimate_matches_tracemalloc(direct_everywhere, K):
+    """conv_backward_workspace's bytes for a plan with the direct dw, against what conv_backward allocates."""
+    import tracemalloc
+
+    from volnet.ops import conv, threads
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 14, 14, 16)).astype(np.float32)
+    w = rng.standard_normal((5, 5, 16, K)).astype(np.float32)
+    _, cache = conv.conv_forward(x, w, np.zeros(K, np.float32), pad=2)
+    dout = rng.standard_normal((16, 14, 14, K)).astype(np.float32)
+    workers = threads.Workers(2, blas_held=True)
+    conv.conv_backward(dout, cache, input_grad=False, workers=workers)  # compiled and warm
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        conv.conv_backward(dout, cache, input_grad=False, workers=workers)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    estimate = conv.conv_backward_workspace(cache.geometry, K, 4, cores=2, input_grad=False).extra
+    assert 0.75 <= estimate / peak <= 1.25, (estimate, peak)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volnet.ops import pool_backward, pool_backward_naive, pool_forward, pool_forward_naive
+from volnet.ops import direct, pool_backward, pool_backward_naive, pool_forward, pool_forward_naive
 from volnet.shapes import ShapeError
 
 MODES = ("max", "avg", "l2")
@@ -180,7 +180,13 @@ def pool_settings(draw):
         F.append(f), S.append(s), hw.append((out - 1) * s + f + extra)
     N, D = draw(st.integers(1, 2)), draw(st.integers(1, 3))
     return dict(x_shape=(N, *hw, D), F=tuple(F), S=tuple(S), fit=fit, mode=draw(st.sampled_from(MODES)),
-                ties=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+                ties=draw(st.booleans()), compiled=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def _numpy_only(setting, monkeypatch):
+    """Without Numba (``compiled`` drawn False) max and average pooling take the tap-by-tap NumPy passes."""
+    if not setting["compiled"]:
+        monkeypatch.setattr(direct, "ENABLED", False)
 
 
 @settings(max_examples=60, deadline=None)
@@ -190,12 +196,17 @@ def test_fast_pool_equals_naive(setting):
     shape, F, S, fit, mode = (setting[k] for k in ("x_shape", "F", "S", "fit", "mode"))
     # Small integers make ties common: both versions must pick the same (first) maximum.
     x = rng.integers(-2, 3, shape).astype(float) if setting["ties"] else rng.standard_normal(shape)
-    out_fast, cache_fast = pool_forward(x, F, S, mode, fit=fit)
     out_naive, cache_naive = pool_forward_naive(x, F, S, mode, fit=fit)
+    dout = rng.standard_normal(out_naive.shape)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _numpy_only(setting, monkeypatch)
+        out_fast, cache_fast = pool_forward(x, F, S, mode, fit=fit)
+        dx_fast = pool_backward(dout, cache_fast)
     assert out_fast.shape == out_naive.shape
     np.testing.assert_allclose(out_fast, out_naive, rtol=0, atol=1e-12)
-    dout = rng.standard_normal(out_naive.shape)
-    dx_fast, dx_naive = pool_backward(dout, cache_fast), pool_backward_naive(dout, cache_naive)
+    if mode == "max":
+        np.testing.assert_array_equal(cache_fast.switches, cache_naive.switches)
+    dx_naive = pool_backward_naive(dout, cache_naive)
     assert dx_fast.shape == dx_naive.shape == x.shape
     np.testing.assert_allclose(dx_fast, dx_naive, rtol=0, atol=1e-12)
     # inference skips the switches: the same output
@@ -378,7 +389,8 @@ def padded_pool_settings(draw):
         F.append(f), S.append(s), P.append(p), hw.append((out - 1) * s + f - 2 * p + extra)
     N, D = draw(st.integers(1, 2)), draw(st.integers(1, 3))
     return dict(x_shape=(N, *hw, D), F=tuple(F), S=tuple(S), P=tuple(P), fit=fit,
-                mode=draw(st.sampled_from(MODES)), ties=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+                mode=draw(st.sampled_from(MODES)), ties=draw(st.booleans()), compiled=draw(st.booleans()),
+                seed=draw(st.integers(0, 2**32 - 1)))
 
 
 @settings(max_examples=60, deadline=None)
@@ -387,14 +399,16 @@ def test_fast_padded_pool_equals_naive(setting):
     rng = np.random.default_rng(setting["seed"])
     shape, F, S, P, fit, mode = (setting[k] for k in ("x_shape", "F", "S", "P", "fit", "mode"))
     x = rng.integers(-2, 3, shape).astype(float) if setting["ties"] else rng.standard_normal(shape)
-    out_fast, cache_fast = pool_forward(x, F, S, mode, pad=P, fit=fit)
     out_naive, cache_naive = pool_forward_naive(x, F, S, mode, pad=P, fit=fit)
+    dout = rng.standard_normal(out_naive.shape)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _numpy_only(setting, monkeypatch)
+        out_fast, cache_fast = pool_forward(x, F, S, mode, pad=P, fit=fit)
+        dx_fast = pool_backward(dout, cache_fast)
     assert out_fast.shape == out_naive.shape
     assert np.all(np.isfinite(out_fast))  # no window of padding only
     np.testing.assert_allclose(out_fast, out_naive, rtol=0, atol=1e-12)
-    dout = rng.standard_normal(out_naive.shape)
-    np.testing.assert_allclose(pool_backward(dout, cache_fast), pool_backward_naive(dout, cache_naive),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx_fast, pool_backward_naive(dout, cache_naive), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", PAIRS.keys())
@@ -409,3 +423,20 @@ def test_padded_window_that_does_not_tile_states_the_padded_formula(kind):
     forward, _ = PAIRS[kind]
     with pytest.raises(ShapeError, match=r"width: \(W - F \+ 2P\)/S \+ 1 = \(8 - 3 \+ 2\*1\)/2 \+ 1 = 4\.5"):
         forward(np.zeros((1, 7, 8, 1)), 3, 2, "avg", pad=1)
+
+
+@pytest.mark.skipif(not direct.ENABLED, reason="Numba not installed, or VOLNET_NUMBA=0")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_max_pool_keeps_nan_and_splits_over_threads(dtype, rng):
+    """The compiled max pool: a NaN in a window makes its output NaN (as np.maximum does), and a batch split
+    over two threads gives the same output, switches and gradient as one piece."""
+    x = rng.standard_normal((4, 9, 9, 5)).astype(dtype)
+    x[1, 4, 4, 2] = np.nan
+    g = pool_forward(x, 3, 2)[1].geometry
+    out, switches = direct.max_pool(x, g, np.uint8, 1)
+    assert np.isnan(out[1, 1:3, 1:3, 2]).all() and np.isfinite(np.delete(out, 1, axis=0)).all()
+    split_out, split_switches = direct.max_pool(x, g, np.uint8, 2)
+    np.testing.assert_array_equal(split_out, out)
+    np.testing.assert_array_equal(split_switches, switches)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    np.testing.assert_array_equal(direct.pool_backward(dout, g, switches, 2), direct.pool_backward(dout, g, switches))

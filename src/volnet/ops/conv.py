@@ -28,8 +28,8 @@ import numpy as np
 
 from ..shapes import ShapeError, effective_extent
 from . import direct, threads, winograd, winograd_general
-from .workspace import (BackwardWorkspace, ForwardWorkspace, images_per_block, padded, part_sizes, split_blocks,
-                        unpadded, windows_contiguous)
+from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
+                        split_blocks, unpadded, windows_contiguous)
 from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
                      unpad_spatial, windows)
 
@@ -67,7 +67,8 @@ class ConvPlan:
 
     ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(2x2, 3x3)), ``"direct"``
     (:func:`volnet.ops.direct.correlate`), ``"winograd_general"`` (F(4x4, 5x5)) or ``"im2col"``;
-    ``weight_gradient``: ``"winograd"``, ``"winograd_general"`` or ``"im2col"``; ``input_gradient``:
+    ``weight_gradient``: ``"winograd"``, ``"direct"`` (:func:`volnet.ops.direct.weight_gradient`),
+    ``"winograd_general"`` or ``"im2col"``; ``input_gradient``:
     ``"shallow"`` (:func:`_input_gradient_shallow`), ``"flipped"`` (:func:`conv_backward_input_flipped`, a
     correlation with its own plan) or ``"col2im"`` (:func:`_input_gradient_deep`).
     """
@@ -96,6 +97,8 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
         forward = "im2col"
     if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):
         weight_gradient = "winograd"
+    elif direct.applies_to_weight_gradient(g, D, K, dtype):
+        weight_gradient = "direct"
     elif winograd_general.applies(g, D, K, dtype):
         weight_gradient = "winograd_general"
     else:
@@ -115,11 +118,6 @@ def flipped_geometry(g: Geometry, filters: int) -> Geometry:
     N, H, W, _ = g.in_shape
     eh, ew = effective_extent(g.size[0], g.dilation[0]), effective_extent(g.size[1], g.dilation[1])
     return geometry((N, H + eh - 1, W + ew - 1, filters), g.size, 1, 0, g.dilation)
-
-
-def _itemsize_dtype(itemsize: int):
-    """The float dtype of values of ``itemsize`` bytes, for the memory estimates' plans."""
-    return np.dtype(f"f{itemsize}")
 
 
 def _check(x, w, b, layer):
@@ -240,6 +238,8 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
         # dout_rows is already a contiguous copy where dout is strided: reuse it rather than copy again
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
                                           blas_held=workers.blas_held)
+    elif plan.weight_gradient == "direct":
+        dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, _direct_workers(g, K, workers))
     elif plan.weight_gradient == "winograd_general":
         r = g.size[0]
         step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES,
@@ -290,9 +290,11 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     weights = (Fh * Fw * D + 1) * K * b  # dw and db in one array
     grads += 0 if dout_contiguous else N * Ho * Wo * K * b
     workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)  # the im2col kernels' threads
-    plan = plan_conv(g, K, _itemsize_dtype(b), cores, network_pass=True)
+    plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True)
     if plan.weight_gradient == "winograd":
         phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES, weight_gradient=True)]
+    elif plan.weight_gradient == "direct":
+        phases = [grads + direct.workspace_weight_gradient(g, K, b, _direct_workers(g, K, cores))]
     elif plan.weight_gradient == "winograd_general":
         phases = [grads + _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores, weight_gradient=True)]
     else:
@@ -346,7 +348,7 @@ def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int)
     the windows are already contiguous)."""
     b, (N, _, _, D), K = itemsize, g.in_shape, filters
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    forward = plan_conv(g, K, _itemsize_dtype(b), cores, network_pass=True).forward
+    forward = plan_conv(g, K, float_dtype(b), cores, network_pass=True).forward
     if forward == "winograd":
         return winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES)
     if forward == "direct":
@@ -387,16 +389,22 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
         step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
-    if forward == "direct":  # no BLAS: split over the cores wherever the parts are big enough
-        count = threads.workers_for(N * g.out_hw[0] * g.out_hw[1] * K * g.size[0] * g.size[1] * D, N,
-                                    workers.count())
-        return direct.correlate(xp, w, g, bias, relu, count)
+    if forward == "direct":
+        return direct.correlate(xp, w, g, bias, relu, _direct_workers(g, K, workers))
     if forward == "winograd_general":
         r = g.size[0]
         step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES)
         count = workers.for_multiply_adds(N * g.out_hw[0] * g.out_hw[1] * K * r * r * D, N)
         return winograd_general.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     return _correlate(xp, g, w.reshape(-1, K), bias, relu, workers).reshape(N, *g.out_hw, K)
+
+
+def _direct_workers(g: Geometry, filters: int, workers) -> int:
+    """Threads for :mod:`volnet.ops.direct`'s kernels, which call no BLAS: every core of ``workers`` (a
+    :class:`~volnet.ops.threads.Workers`, or a count of cores) where the parts are big enough."""
+    (N, _, _, D), (Ho, Wo), (Fh, Fw) = g.in_shape, g.out_hw, g.size
+    cores = workers if isinstance(workers, int) else workers.count()
+    return threads.workers_for(N * Ho * Wo * filters * Fh * Fw * D, N, cores)
 
 
 def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False, workers=threads.SERIAL):

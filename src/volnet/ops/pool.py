@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, pair
-from . import threads
-from .workspace import BackwardWorkspace, ForwardWorkspace, padded, unpadded
+from . import direct, threads
+from .workspace import BackwardWorkspace, ForwardWorkspace, float_dtype, padded, unpadded
 from .window import (Geometry, geometry, interleave_phases, pad_spatial, phase_buffer_shape, tap, tap_phase,
                      unpad_spatial)
 
@@ -149,8 +149,13 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
         workers.split(maximum_part, len(out), _workers(xp, out, workers))
         return out, PoolCache(mode, g, xp.shape)
     if mode == "max":
-        out, switches = _max_and_switches(xp, taps, workers)
+        if _compiled(mode, x.dtype):
+            out, switches = direct.max_pool(xp, g, _switch_code(len(taps)), _gather_workers(g, xp.dtype, workers))
+        else:
+            out, switches = _max_and_switches(xp, taps, workers)
         return out, PoolCache(mode, g, xp.shape, switches=switches)
+    if _compiled(mode, x.dtype):
+        return direct.avg_pool(xp, g, _gather_workers(g, xp.dtype, workers)), PoolCache(mode, g, xp.shape)
     out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
     for rows, cols in taps:
         window_tap = xp[:, rows, cols]
@@ -160,6 +165,18 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
         return out, PoolCache(mode, g, xp.shape)
     np.sqrt(out, out=out)
     return out, PoolCache(mode, g, xp.shape, xp=xp, out=out)
+
+
+def _compiled(mode: str, dtype) -> bool:
+    """Whether max (with switches) and average pooling of ``dtype`` values, forward and backward, take the
+    compiled gathers of :mod:`volnet.ops.direct` (Numba on) rather than the tap-by-tap NumPy passes: on
+    the Intel Xeon, max pooling 3x3/2 55x55x96 at batch 8 (docs/performance.md)."""
+    return direct.ENABLED and mode in ("max", "avg") and np.dtype(dtype) in (np.float32, np.float64)
+
+
+def _switch_code(taps: int):
+    """The switches' dtype: one byte where the window has fewer than 256 taps."""
+    return np.uint8 if taps < 256 else np.intp
 
 
 def _taps(g: Geometry):
@@ -172,11 +189,17 @@ def _workers(xp, out, workers) -> int:
     return workers.for_bytes(xp.nbytes + out.nbytes, len(out))
 
 
+def _gather_workers(g: Geometry, dtype, workers) -> int:
+    """Threads for :mod:`volnet.ops.direct`'s pooling of geometry ``g``: by the bytes of input and output."""
+    N, H, W, D = g.in_shape
+    return workers.for_bytes((H * W + g.out_hw[0] * g.out_hw[1]) * N * D * np.dtype(dtype).itemsize, N)
+
+
 def _max_and_switches(xp, taps, workers):
     """Running maximum over the taps, and the index of the first tap that reached it."""
     first_tap = xp[:, taps[0][0], taps[0][1]]
     out = np.empty(first_tap.shape, dtype=xp.dtype)
-    code = np.uint8 if len(taps) < 256 else np.intp
+    code = _switch_code(len(taps))
     switches = np.zeros(out.shape, dtype=code)
     wins = np.empty(out.shape, dtype=bool)
 
@@ -200,10 +223,13 @@ def pool_backward(dout, cache: PoolCache, *, workers=None):
     """Fast backward of :func:`pool_forward`, tap by tap (``workers`` as there)."""
     g = cache.geometry
     Fh, Fw = g.size
+    if cache.mode == "max" and cache.switches is None:
+        raise ValueError("pool_backward: this max-pool cache has no switches; "
+                         "run pool_forward with switches=True (the default) before a backward pass")
+    if _compiled(cache.mode, dout.dtype):
+        count = _gather_workers(g, dout.dtype, threads.or_alone(workers))
+        return direct.pool_backward(dout, g, cache.switches, count)
     if cache.mode == "max":
-        if cache.switches is None:
-            raise ValueError("pool_backward: this max-pool cache has no switches; "
-                             "run pool_forward with switches=True (the default) before a backward pass")
         return unpad_spatial(_route_through_switches(dout, cache.switches, g, cache.padded_shape,
                                                      threads.or_alone(workers)), g)
     dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
@@ -231,18 +257,22 @@ def pool_workspace(g: Geometry, mode: str, itemsize: int, train: bool = True) ->
     if mode == "max" and not train:
         return ForwardWorkspace(xp, n_out * b)
     if mode == "max":
-        code = 1 if math.prod(g.size) < 256 else 8
-        return ForwardWorkspace(xp + ((n_out * code, True),), n_out * b, transient=n_out * (1 + code))
+        code = np.dtype(_switch_code(math.prod(g.size))).itemsize
+        transient = 0 if _compiled(mode, float_dtype(b)) else n_out * (1 + code)  # a bool and a code per tap
+        return ForwardWorkspace(xp + ((n_out * code, True),), n_out * b, transient=transient)
     if mode == "l2":
         return ForwardWorkspace(xp, n_out * b, keeps_input=not copies, keeps_output=True, transient=n_out * b)
     return ForwardWorkspace(xp, n_out * b)
 
 
 def pool_backward_workspace(g: Geometry, mode: str, itemsize: int) -> BackwardWorkspace:
-    """The memory :func:`pool_backward` allocates on top of dout and the cache: dxp, zeros of the padded
-    input (dx is a view of it); max: a bool per output and, for overlapping windows, a share per output;
-    avg: dout / (F*F); l2: the scaled dout and a share per tap."""
+    """The memory :func:`pool_backward` allocates on top of dout and the cache: the compiled gathers (max,
+    avg) dx alone; otherwise dxp, zeros of the padded input (dx is a view of it); max: a bool per output
+    and, for overlapping windows, a share per output; avg: dout / (F*F); l2: the scaled dout and a share
+    per tap."""
     b, (N, H, W, D) = itemsize, g.in_shape
+    if _compiled(mode, float_dtype(b)):  # the gather writes dx itself
+        return BackwardWorkspace(N * H * W * D * b, N * H * W * D * b, True)
     n_out = N * g.out_hw[0] * g.out_hw[1] * D
     xp_shape, _, _ = padded(g)
     dxp = math.prod(xp_shape) * b

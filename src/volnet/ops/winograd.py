@@ -43,7 +43,7 @@ import numpy as np
 from . import threads
 
 # Whether Numba is installed, asked without importing it: importing Numba takes
-# about 0.3 s, so it happens at the first Winograd call (see _compiled), not at
+# about 0.3 s, so it happens at the first Winograd call (see compiled), not at
 # `import volnet`. Without it every CONV takes im2col.
 ENABLED = (importlib.util.find_spec("numba") is not None
            and os.environ.get("VOLNET_NUMBA", "1").strip() != "0")
@@ -257,25 +257,25 @@ def _tile_blocks(start: int, stop: int, images_per_block: int, tiles_per_image: 
     return blocks
 
 
-def _compiled(function):
+def compiled(function):
     """A kernel Numba compiles (cached on disk) at its first call, when Numba is first imported.
 
     Called only where :data:`ENABLED`; the wrapper costs one Python call per
     block of images, next to a compiled loop over the whole block.
     """
-    compiled = None
+    jitted = None
     compiling = threading.Lock()  # the parts of a split (volnet.ops.threads) may make the first call together
 
     @functools.wraps(function)
     def kernel(*args):
-        nonlocal compiled
-        if compiled is None:
+        nonlocal jitted
+        if jitted is None:
             with compiling:
-                if compiled is None:
+                if jitted is None:
                     import numba
 
-                    compiled = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(function)
-        return compiled(*args)
+                    jitted = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(function)
+        return jitted(*args)
 
     return kernel
 
@@ -285,7 +285,7 @@ def _compiled(function):
 # and it falls back to scalar code, measured 4x slower). Scratch rows come in
 # from NumPy: large allocations inside compiled code are slow on these machines.
 
-@_compiled
+@compiled
 def _input_transform(xp, first, V, Ht, Wt, rows, zero_row):  # pragma: no cover - compiled; tested via correlate
     """``V[4i+j, tile, :] = (B^T d B)[i, j]`` for every 4x4 tile d of images ``first, first+1, ...``.
 
@@ -323,7 +323,7 @@ def _input_transform(xp, first, V, Ht, Wt, rows, zero_row):  # pragma: no cover 
                         V[4 * i + 3, t, c] = rows[i, q + 1, c] - rows[i, q + 3, c]
 
 
-@_compiled
+@compiled
 def _output_transform(M, bias, floor, out, first, Ht, Wt, columns):  # pragma: no cover - compiled
     """``out[2ty+p, 2tx+q] = max((A^T M A)[p, q] + bias, floor)`` for every tile, cut at the output's edge.
 
@@ -355,7 +355,7 @@ def _output_transform(M, bias, floor, out, first, Ht, Wt, columns):  # pragma: n
                             image[y, q + 1, k] = max(s[1, tx, k] - s[2, tx, k] - s[3, tx, k] + bias[k], floor)
 
 
-@_compiled
+@compiled
 def _output_transform_backward(dout, first, dM, Ht, Wt, dout_rows, zero_dout):  # pragma: no cover - compiled
     """``dM[4i+j, tile, :] = (A dY A^T)[i, j]`` for every 2x2 tile dY of dout (zeros past its edge).
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import threads
 
 # NumPy reuses a temporary operand of ``a + b`` as the result when the
@@ -81,6 +83,11 @@ class BackwardWorkspace:
     extra: int = 0
     dx: int | None = 0
     dx_contiguous: bool = True
+
+
+def float_dtype(itemsize: int):
+    """The float dtype of values of ``itemsize`` bytes: the estimates know bytes, the kernels' plans dtypes."""
+    return np.dtype(f"f{itemsize}")
 
 
 def padded(g) -> tuple[tuple, bool, bool]:
