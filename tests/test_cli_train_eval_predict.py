@@ -190,3 +190,26 @@ def test_predicting_a_folder_shows_a_progress_bar_on_a_terminal_only(best_run, i
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
     assert main(["predict", str(best_run / "checkpoint.safetensors"), str(folder), "--json"]) == 0
     assert sys.stderr.getvalue() == ""
+
+
+def test_fine_tune_onto_a_new_head_with_a_frozen_layer(best_run, tmp_path, capsys):
+    source, _ = ckpt.read(best_run / "best.safetensors")
+    out = tmp_path / "tuned"
+    arch = "INPUT -> CONV5-12/P2 -> RELU -> POOL2 -> FC32 -> RELU -> FC"
+    assert main(["train", "--arch", arch, "--epochs", "1", "--init-from", str(best_run / "best.safetensors"),
+                 "--freeze", "CONV", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "layers 1 copied" in printed
+    assert "layer 4 (FC) initialised fresh: weight is (2352, 32) here, (2352, 10) there" in printed
+    assert "layer 6 (FC) initialised fresh: the checkpoint has 4 layers" in printed
+    assert "frozen: layers 1 " in printed and "layers 1-3 run in inference mode" in printed
+    tuned, metadata = ckpt.read(out / "checkpoint.safetensors")
+    for name in ("layers.1.weight", "layers.1.bias"):
+        assert (tuned[name] == source[name]).all(), name  # bit for bit after an epoch of training
+    assert metadata["train"]["frozen"] == [1]
+    assert not any(name.endswith((".0", ".1")) and name.startswith("optimizer.") and tuned[name].ndim == 4
+                   for name in tuned)  # no optimizer state shaped like the frozen CONV's weights
+    assert main(["train", "--resume", str(out / "checkpoint.safetensors"), "--freeze", "1-2"]) == 2
+    assert "--freeze cannot change a resumed run" in capsys.readouterr().err
+    assert main(["train", "--arch", arch, "--epochs", "1", "--freeze", "9", "--out", str(tmp_path / "x")]) == 2
+    assert "argument --freeze: layers '9' are not within 1-6" in capsys.readouterr().err

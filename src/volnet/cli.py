@@ -368,11 +368,13 @@ def _trainer_into(out, args):
                       _stream_workers(args))
     train, val = split_validation(full, args.val_split, seed=args.seed)
     net = _build_for_data(args.arch, train.images.shape[1:], len(full.classes), args.data, args.seed)
+    _fine_tune(net, args)
     if args.engine_object is None:  # the NumPy engine's memory; PyTorch manages its own
         require_fit(net, min(args.batch_size, len(train)), "train", args.optimizer, what=f"training {args.arch}",
                     batch_flag="--batch-size")  # validation runs at the same batch, in less memory
     kwargs = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
-    optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay, **kwargs)
+    optimizer = make_optimizer(args.optimizer, net.trainable_params(), lr=args.lr, weight_decay=args.weight_decay,
+                               **kwargs)
     data = {"name": args.data, "root": root, "size": args.size and list(args.size),
             "grayscale": args.grayscale, "val_split": args.val_split, "classes": list(full.classes)}
     if (args.keep_best or args.early_stop) and val is None:
@@ -394,6 +396,27 @@ def _trainer_into(out, args):
     print(net.summary())
     print(f"writing to {out.path}")
     return trainer
+
+
+def _fine_tune(net, args) -> None:
+    """--init-from: copy the matching layers' weights and list the others; --freeze: freeze layers."""
+    from .train.finetune import freeze, init_from
+
+    if args.init_from:
+        transfer = init_from(net, args.init_from)
+        copied = ", ".join(map(str, transfer.copied)) or "none"
+        print(f"initialised from {args.init_from}: layers {copied} copied")
+        for index, why in transfer.fresh:
+            print(f"  layer {index} ({type(net.layers[index - 1]).__name__}) initialised fresh: {why}")
+    if args.freeze:
+        try:
+            frozen = freeze(net, args.freeze)
+        except ValueError as error:
+            raise UsageError(f"argument --freeze: {error}") from None
+        prefix = net.frozen_prefix
+        inference = (f"; layers 1-{prefix} run in inference mode and compute no gradient" if prefix else "")
+        print(f"frozen: layers {', '.join(map(str, frozen))} (their weights stay as they are, the optimizer keeps "
+              f"no state for them{inference})")
 
 
 def _resumed_trainer(args):
@@ -742,6 +765,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "it (a cosine schedule is stretched to the new end), --root finds its data elsewhere")
     train.add_argument("--report", action="store_true",
                        help="rewrite OUT/report.html after every epoch (volnet report's page; it reloads itself)")
+    train.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="start from another run's weights: the layers that match (same place, kind and shapes) "
+                            "are copied, the others (a new classifier head...) initialised fresh and listed")
+    train.add_argument("--freeze", metavar="LAYERS",
+                       help="layers whose weights do not train: numbers and ranges as the summary numbers them "
+                            "(1-6, 1,3) or notation kinds (CONV, BN), comma-separated")
     train.add_argument("--keep-best", nargs="?", const="val_accuracy", choices=["val_accuracy", "val_loss"],
                        help="after every epoch that improves this validation figure (default: val_accuracy), write "
                             "OUT/best.safetensors, which eval, predict, report, export and --resume read")

@@ -217,6 +217,12 @@ class TorchEngine:
                 self._param_pairs[index[id(pair.param)]] = pair
         if any(pair is None for pair in self._param_pairs):
             raise ValueError("the optimizer holds parameters that are not the network's; build it on net.params()")
+        for pair in self._pairs:  # frozen layers' parameters (not the optimizer's): autograd computes no gradient
+            if pair.param is not None and id(pair.param) not in index:
+                pair.tensor.requires_grad_(False)
+        # the frozen first layers run in inference mode, as on the NumPy engine (Sequential.frozen_prefix)
+        _, tm = _import_torch()
+        self._frozen_modules = list(plain)[:sum(len(step.modules) for step in _plan(net, tm)[:net.frozen_prefix])]
         params = [pair.tensor for pair in self._param_pairs]
         self.opt = torch_optimizer(torch, params, optimizer)
         self._load_optimizer_state()
@@ -300,6 +306,8 @@ class TorchEngine:
         x, y = self._tensors(images[share], labels[share])
         self._seed_dropout()
         self.model.train()
+        for module in self._frozen_modules:
+            module.eval()
         scores = self.model(x)
         total = _per_sample_loss(self.torch, scores, y, loss)
         # DDP averages the workers' gradients: scaled so, the average is the gradient of the mean over the batch

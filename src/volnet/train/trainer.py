@@ -44,6 +44,7 @@ from . import checkpoint as ckpt
 from .best import Watch
 from .checkpoint import EpochRecord, History, Position, RunSettings, RunState
 from .engines import Engine
+from .finetune import check_frozen, check_optimizer, freeze as freeze_layers
 from .loop import check_labelled
 from .run_folder import RunExists, RunFolder
 
@@ -142,6 +143,9 @@ class Trainer:
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
         self.net, self.optimizer, self.train, self.val = net, optimizer, train, val
+        if net.frozen:
+            check_frozen(net)
+            check_optimizer(net, optimizer)
         check_labelled(net, train.images, train.labels, "training")
         if val is not None:
             check_labelled(net, val.images, val.labels, "validation")
@@ -472,14 +476,16 @@ class _Arrays:
 
 def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64, loss: str = "softmax",
         seed: int = 0, on_epoch=None, engine=None, val=None, keep_best: str | None = None,
-        early_stop: int | None = None) -> History:
+        early_stop: int | None = None, freeze=None) -> History:
     """Train ``net`` in place on arrays, without checkpoints; ``on_epoch(record)`` after each epoch.
 
     ``engine``: None (NumPy) or a :class:`volnet.interop.torch_engine.TorchEngine`.
     ``val``: ``(images, labels)`` evaluated after every epoch. ``keep_best`` (``"val_accuracy"`` or
     ``"val_loss"``): ``net`` ends with the weights of its best epoch, as Keras'
     ``EarlyStopping(restore_best_weights=True)``. ``early_stop``: stop after this many epochs
-    without improvement. The history holds every epoch trained.
+    without improvement. The history holds every epoch trained. ``freeze``: layers to freeze first
+    (``"1-6"``, ``"CONV"``, or indices; see :func:`volnet.train.finetune.freeze`); an optimizer built on
+    every parameter before any step is then rebuilt, same settings, on ``net.trainable_params()``.
     """
     callbacks = []
     if on_epoch is not None:
@@ -487,6 +493,12 @@ def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64
         callback.on_epoch = on_epoch
         callbacks.append(callback)
     val = _Arrays(np.asarray(val[0]), np.asarray(val[1])) if val is not None else None
+    if freeze is not None:
+        freeze_layers(net, freeze)
+        if len(optimizer.params) != len(net.trainable_params()) and optimizer.steps == 0:
+            from ..optim import optimizer_from_config
+
+            optimizer = optimizer_from_config(net.trainable_params(), optimizer.get_config())
     trainer = Trainer(net, optimizer, _Arrays(np.asarray(images), np.asarray(labels)), val=val, epochs=epochs,
                       batch_size=batch_size, loss=loss, seed=seed, callbacks=callbacks, engine=engine,
                       keep_best=keep_best, early_stop=early_stop)
