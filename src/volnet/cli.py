@@ -231,14 +231,20 @@ def _schedule(args):
     return schedule
 
 
+AUGMENTATIONS = ("crop", "flip", "rotate", "shift", "jitter", "cutout")
+
+
 def _augment(args):
-    from .data import Augment, HorizontalFlip, RandomCrop
+    from .data import Augment, ColorJitter, Cutout, HorizontalFlip, RandomCrop, RandomRotation, RandomTranslation
 
     names = [n for n in (args.augment or "").split(",") if n]
-    unknown = set(names) - {"crop", "flip"}
+    unknown = set(names) - set(AUGMENTATIONS)
     if unknown:
-        raise UsageError(f"unknown augmentation {', '.join(sorted(unknown))}; choose from crop, flip")
-    transforms = [RandomCrop(pad=args.crop_pad) if n == "crop" else HorizontalFlip() for n in names]
+        raise UsageError(f"unknown augmentation {', '.join(sorted(unknown))}; choose from {', '.join(AUGMENTATIONS)}")
+    made = {"crop": lambda: RandomCrop(pad=args.crop_pad), "flip": HorizontalFlip,
+            "rotate": lambda: RandomRotation(args.rotate_degrees), "shift": lambda: RandomTranslation(args.shift_pixels),
+            "jitter": lambda: ColorJitter(args.jitter_strength), "cutout": lambda: Cutout(args.cutout_size)}
+    transforms = [made[name]() for name in names]
     return Augment(transforms) if transforms else None
 
 
@@ -751,8 +757,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--step-every", type=_positive_int, default=10, help="epochs between step decays")
     train.add_argument("--gamma", type=_decay_factor, default=0.1, help="step decay factor")
     train.add_argument("--warmup", type=_count, default=0, help="epochs of linear warm-up")
-    train.add_argument("--augment", help="comma-separated: crop (random crop after zero padding), flip")
+    train.add_argument("--augment", help="comma-separated, applied in this order: crop (random crop after zero padding), "
+                                          "flip, rotate, shift (translate), jitter (brightness, contrast, saturation), "
+                                          "cutout; see docs/training.md")
     train.add_argument("--crop-pad", type=_count, default=4, help="zero padding before a random crop")
+    train.add_argument("--rotate-degrees", type=_number(float, "a number in [0, 180]", lambda v: 0 <= v <= 180),
+                       default=10.0, help="largest rotation either way for --augment rotate")
+    train.add_argument("--shift-pixels", type=_non_negative_float, default=2.0,
+                       help="largest move along each axis for --augment shift")
+    train.add_argument("--jitter-strength", type=_fraction, default=0.2,
+                       help="factors in [1 - s, 1 + s] for --augment jitter")
+    train.add_argument("--cutout-size", type=_count, default=8, help="side of the zeroed square for --augment cutout")
     train.add_argument("--no-normalize", action="store_true", help="skip per-channel normalisation")
     train.add_argument("--val-split", type=_fraction, default=0.1, help="fraction of training images held out")
     train.add_argument("--loss", choices=["softmax", "svm"], default="softmax", help="classifier loss")
