@@ -387,13 +387,14 @@ def _trainer_into(out, args):
         flag = "--keep-best" if args.keep_best else "--early-stop"
         raise UsageError(f"argument {flag}: it compares validation figures, and --val-split 0 holds out no "
                          "validation images; pass --val-split 0.1")
+    class_weight = _class_weight(args.class_weight, train.labels, full.classes)
     trainer = Trainer(net, optimizer, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
                       loss=args.loss, schedule=_schedule(args), augment=_augment(args),
                       normalizer=None if args.no_normalize else Normalizer.fit(train.images), seed=args.seed,
                       out_dir=out.path, overwrite=args.overwrite,
                       callbacks=[_progress_callback(sys.stdout), *_report_callbacks(args, out.path)],
                       extra_metadata={"data": data}, engine=args.engine_object, keep_best=args.keep_best,
-                      early_stop=args.early_stop)
+                      early_stop=args.early_stop, class_weight=class_weight)
     workers = getattr(train.images, "workers", None)
     streamed = "" if workers is None else (f", streamed from disk ({workers} reading processes)" if workers else
                                            ", streamed from disk")
@@ -402,6 +403,42 @@ def _trainer_into(out, args):
     print(net.summary())
     print(f"writing to {out.path}")
     return trainer
+
+
+def _class_weight(spec, labels, classes):
+    """--class-weight: None, "balanced" (from the training split's counts) or a JSON file, a list of C numbers
+    or an object of class name -> number; printed, so the run says what it weighs."""
+    import json
+
+    from .train import balanced_class_weight
+
+    if spec is None:
+        return None
+    if spec == "balanced":
+        try:
+            weights = balanced_class_weight(labels, len(classes)).tolist()
+        except ValueError as error:
+            raise UsageError(f"argument --class-weight: {error}") from None
+    else:
+        try:
+            given = json.loads(Path(spec).read_text())
+        except (OSError, ValueError) as error:
+            raise UsageError(f"argument --class-weight: expected 'balanced' or a JSON file of weights, and {spec} "
+                             f"cannot be read as one ({error})") from None
+        if isinstance(given, dict):
+            missing = [name for name in classes if name not in given]
+            if missing:
+                raise UsageError(f"argument --class-weight: {spec} gives no weight for class {missing[0]!r}; name "
+                                 f"every class ({', '.join(classes)})")
+            given = [given[name] for name in classes]
+        ok = isinstance(given, list) and len(given) == len(classes) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0 for w in given)
+        if not ok:
+            raise UsageError(f"argument --class-weight: {spec} must hold {len(classes)} numbers > 0, one per class "
+                             "(a JSON list, or an object of class name -> weight)")
+        weights = [float(w) for w in given]
+    print("class weights: " + ", ".join(f"{name} {w:.3g}" for name, w in zip(classes, weights)))
+    return weights
 
 
 def _fine_tune(net, args) -> None:
@@ -488,7 +525,9 @@ def cmd_eval(args) -> int:
     from .ops.losses import LOSSES
     from .train import predict
     from .train.checkpoint import describe, load_model
-    from .train.loop import check_labelled
+    import numpy as np
+
+    from .train.loop import check_labelled, class_weights
     from .train.metrics import classification
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
@@ -507,17 +546,28 @@ def cmd_eval(args) -> int:
     require_fit(net, batch, "inference", what=f"evaluating {args.checkpoint}", batch_flag="--batch-size")
     check_labelled(net, test.images, test.labels, "evaluation")
     scores = predict(net, test.images, batch, transform=normalizer).reshape(len(test), -1)
-    loss = float(LOSSES[metadata.get("train", {}).get("loss", "softmax")](scores, test.labels)[0])
+    class_weight = metadata.get("train", {}).get("class_weight")  # the run's --class-weight weighs the loss here too
+    loss = float(LOSSES[metadata.get("train", {}).get("loss", "softmax")](
+        scores, test.labels, **class_weights(class_weight, test.labels))[0])
     classes = data.get("classes") or test.classes
     figures = classification(scores, test.labels, classes, top_k=args.top_k, loss=loss)
+    weighted = {}
+    if class_weight is not None:
+        w = np.asarray(class_weight)[test.labels]
+        weighted = {"class_weight": class_weight,
+                    "weighted_accuracy": float((w * (scores.argmax(axis=1) == test.labels)).sum() / w.sum())}
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "reading": reading, "data": name, "split": args.split,
-                          **figures.to_dict()}, indent=2))
+                          **figures.to_dict(), **weighted}, indent=2))
         return 0
     epoch = f" (epoch {metadata['position']['epoch']})" if "position" in metadata else ""
     print(f"{args.checkpoint}{epoch} on {name} {args.split}: accuracy {figures.accuracy:.2%}, "
           f"loss {loss:.4f}, {len(test)} images")
     print(figures.table())
+    if weighted:
+        print(f"with the run's class weights (--class-weight): the loss above is their weighted mean; weighted "
+              f"accuracy {weighted['weighted_accuracy']:.2%} (balanced accuracy, the mean per-class recall, is "
+              f"{figures.recall.mean():.2%})")
     return 0
 
 
@@ -780,6 +830,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "it (a cosine schedule is stretched to the new end), --root finds its data elsewhere")
     train.add_argument("--report", action="store_true",
                        help="rewrite OUT/report.html after every epoch (volnet report's page; it reloads itself)")
+    train.add_argument("--class-weight", metavar="balanced|FILE",
+                       help="weigh each class in the loss: balanced (n / (classes x images of the class), for "
+                            "unbalanced folders) or a JSON file, a list or an object of class name -> weight")
     train.add_argument("--init-from", metavar="CHECKPOINT",
                        help="start from another run's weights: the layers that match (same place, kind and shapes) "
                             "are copied, the others (a new classifier head...) initialised fresh and listed")

@@ -139,8 +139,16 @@ def _pair_arrays(net, model) -> list[_Pair]:
     return pairs
 
 
-def _per_sample_loss(torch, scores, labels, loss: str):
-    """The sum over the batch of each image's loss (volnet's definitions: softmax cross-entropy, CS231n hinge)."""
+def _per_sample_loss(torch, scores, labels, loss: str, weights=None):
+    """The sum over the batch of each image's loss (volnet's definitions: softmax cross-entropy, CS231n hinge),
+    each times its weight when ``weights`` (a tensor, one per image) is given."""
+    if weights is not None:
+        if loss == "softmax":
+            each = torch.nn.functional.cross_entropy(scores, labels, reduction="none")
+        else:
+            margins = (scores - scores.gather(1, labels[:, None]) + 1.0).clamp(min=0)
+            each = margins.sum(dim=1) - 1.0  # the label's own margin (1) is not counted
+        return (each * weights).sum()
     if loss == "softmax":
         return torch.nn.functional.cross_entropy(scores, labels, reduction="sum")
     correct = scores.gather(1, labels[:, None])
@@ -198,6 +206,7 @@ class TorchEngine:
             self.device = torch.device("cpu")
         self.net = self.optimizer = self.model = self.module = None
         self._loss = None
+        self.class_weight = None  # per-class weights (C,) of the loss's mean, set by the trainer
 
     @property
     def writes_files(self) -> bool:
@@ -309,15 +318,24 @@ class TorchEngine:
         for module in self._frozen_modules:
             module.eval()
         scores = self.model(x)
-        total = _per_sample_loss(self.torch, scores, y, loss)
+        total = _per_sample_loss(self.torch, scores, y, loss, self._weights(labels[share]))
+        # the whole batch's images, or with class weights the sum of their weights: the mean's denominator
+        count = len(labels) if self.class_weight is None else float(np.asarray(self.class_weight)[labels].sum())
         # DDP averages the workers' gradients: scaled so, the average is the gradient of the mean over the batch
-        self._loss = total * (self.world / len(labels))
+        self._loss = total * (self.world / count)
         finite = self.torch.isfinite(scores).all()
         correct = (scores.argmax(dim=1) == y).sum()
         loss_sum, correct, infinite = self._all_sum([float(total.detach()), float(correct), float(not finite)])
         if infinite:
             return StepResult(float("nan"), 0, False)
-        return StepResult(float(loss_sum / len(labels)), int(correct), True)
+        return StepResult(float(loss_sum / count), int(correct), True)
+
+    def _weights(self, labels):
+        """Each image's class weight as a tensor in the net's dtype (None without class weights)."""
+        if self.class_weight is None:
+            return None
+        weights = np.asarray(self.class_weight, dtype=self.net.dtype)[np.asarray(labels)]
+        return self.torch.from_numpy(weights).to(self.device)
 
     def update(self) -> None:
         for group in self.opt.param_groups:
@@ -336,11 +354,12 @@ class TorchEngine:
                 self.dist.broadcast(buffer, 0)
 
     def _inference_sums(self, images, labels, loss: str, batch_size: int, transform=None):
-        """``[loss sum, correct, non-finite]`` of this worker's share, in inference mode."""
+        """``[loss sum, correct, non-finite, weight sum]`` of this worker's share, in inference mode (the weight
+        sum is the number of images without class weights)."""
         torch = self.torch
         share = self._share(len(labels))
         self.module.eval()
-        sums = [0.0, 0.0, 0.0]
+        sums = [0.0, 0.0, 0.0, 0.0]
         with torch.no_grad():
             for start in range(0, len(share), batch_size):
                 index = share[start:start + batch_size]
@@ -350,26 +369,29 @@ class TorchEngine:
                 if not torch.isfinite(scores).all():
                     sums[2] += 1
                     continue
-                sums[0] += float(_per_sample_loss(torch, scores, y, loss))
+                weights = self._weights(labels[index])
+                sums[0] += float(_per_sample_loss(torch, scores, y, loss, weights))
                 sums[1] += float((scores.argmax(dim=1) == y).sum())
+                sums[3] += len(index) if weights is None else float(weights.sum())
         return self._all_sum(sums)
 
     def inference_loss(self, images, labels, loss: str) -> tuple[bool, float]:
         self._sync_buffers()
-        loss_sum, _, infinite = self._inference_sums(images, labels, loss, max(len(labels), 1))
-        return (False, float("nan")) if infinite else (True, float(loss_sum / len(labels)))
+        loss_sum, _, infinite, count = self._inference_sums(images, labels, loss, max(len(labels), 1))
+        return (False, float("nan")) if infinite else (True, float(loss_sum / count))
 
     def evaluate(self, images, labels, batch_size: int, loss: str, transform=None) -> tuple[float, float]:
         if self.model is None:  # not training: the volnet network, in NumPy
             from ..train.loop import evaluate
 
-            return evaluate(self.net, images, labels, batch_size=batch_size, loss=loss, transform=transform)
+            return evaluate(self.net, images, labels, batch_size=batch_size, loss=loss, transform=transform,
+                            class_weight=self.class_weight)
         images, labels = check_labelled(self.net, images, labels, "evaluation")
         self._sync_buffers()
-        loss_sum, correct, infinite = self._inference_sums(images, labels, loss, batch_size, transform)
+        loss_sum, correct, infinite, count = self._inference_sums(images, labels, loss, batch_size, transform)
         if infinite:
             return float("nan"), float(correct / len(labels))
-        return float(loss_sum / len(labels)), float(correct / len(labels))
+        return float(loss_sum / count), float(correct / len(labels))
 
     # -- workers -----------------------------------------------------------------
     def agree(self, value: int) -> int:

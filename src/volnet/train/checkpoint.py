@@ -284,7 +284,8 @@ HEADER = Obj(
         "schedule": Nullable((NAMED, Rebuilds("a learning-rate schedule", _schedule))),
         "augment": Nullable((Obj({"transforms": ListOf(NAMED)}), Rebuilds("an augmentation", _augment))),
         "train": Obj({"epochs": POSITIVE, "batch_size": POSITIVE, "loss": one_of(*LOSSES), "seed": COUNT},
-                     optional={"frozen": ListOf(POSITIVE)}),  # --freeze: layers the optimizer leaves out
+                     # --freeze: layers the optimizer leaves out; --class-weight: one weight per class
+                     optional={"frozen": ListOf(POSITIVE), "class_weight": ListOf(POSITIVE_NUMBER)}),
         "position": Obj({"epoch": COUNT, "batch": COUNT, "loss_sum": NON_NEGATIVE, "correct": COUNT, "seen": COUNT,
                          "seconds": NON_NEGATIVE}),
         "rng": Obj({"trainer": GENERATOR, "layers": MapOf(GENERATOR)}),
@@ -735,6 +736,7 @@ class RunSettings:
     augment: Any = None
     normalizer: Any = None
     watch: Any = None  # a volnet.train.best.Watch (--keep-best, --early-stop), or None
+    class_weight: Any = None  # per-class weights of the loss (--class-weight), a list of C floats, or None
 
 
 @dataclass
@@ -781,7 +783,9 @@ def pack_run(run: RunState) -> tuple[dict[str, np.ndarray], dict]:
         "augment": _config(settings.augment),
         "normalizer": _config(settings.normalizer),
         "train": {"epochs": settings.epochs, "batch_size": settings.batch_size, "loss": settings.loss,
-                  "seed": settings.seed, **({"frozen": run.net.frozen} if run.net.frozen else {})},
+                  "seed": settings.seed, **({"frozen": run.net.frozen} if run.net.frozen else {}),
+                  **({"class_weight": [float(w) for w in settings.class_weight]}
+                     if settings.class_weight is not None else {})},
         "position": {"epoch": pos.epoch, "batch": pos.batch, "loss_sum": pos.loss_sum, "correct": pos.correct,
                      "seen": pos.seen, "seconds": pos.seconds},
         "rng": {"trainer": generator_state(run.rng),
@@ -829,7 +833,8 @@ def unpack_run(tensors: dict[str, np.ndarray], metadata: dict, source="checkpoin
                            seed=train["seed"], schedule=_schedule(schedule) if schedule else None,
                            augment=_augment(augment) if augment else None,
                            normalizer=_normalizer(normalizer) if normalizer else None,
-                           watch=_watch(metadata["best"]) if metadata.get("best") else None)
+                           watch=_watch(metadata["best"]) if metadata.get("best") else None,
+                           class_weight=train.get("class_weight"))
     extra = {key: value for key, value in metadata.items() if key not in RUN_FIELDS}
     return RunState(net, optimizer, position, restore_generator(metadata["rng"]["trainer"]),
                     History.from_list(metadata["history"]), settings, extra)
