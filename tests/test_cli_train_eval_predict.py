@@ -112,8 +112,6 @@ def image_folder(tmp_path_factory):
 
 
 def test_predict_json_equals_volnet_load_predict(best_run, image_folder, capsys):
-    import numpy as np
-
     import volnet
 
     folder, digits = image_folder

@@ -242,7 +242,8 @@ def _augment(args):
     if unknown:
         raise UsageError(f"unknown augmentation {', '.join(sorted(unknown))}; choose from {', '.join(AUGMENTATIONS)}")
     made = {"crop": lambda: RandomCrop(pad=args.crop_pad), "flip": HorizontalFlip,
-            "rotate": lambda: RandomRotation(args.rotate_degrees), "shift": lambda: RandomTranslation(args.shift_pixels),
+            "rotate": lambda: RandomRotation(args.rotate_degrees),
+            "shift": lambda: RandomTranslation(args.shift_pixels),
             "jitter": lambda: ColorJitter(args.jitter_strength), "cutout": lambda: Cutout(args.cutout_size)}
     transforms = [made[name]() for name in names]
     return Augment(transforms) if transforms else None
@@ -807,9 +808,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--step-every", type=_positive_int, default=10, help="epochs between step decays")
     train.add_argument("--gamma", type=_decay_factor, default=0.1, help="step decay factor")
     train.add_argument("--warmup", type=_count, default=0, help="epochs of linear warm-up")
-    train.add_argument("--augment", help="comma-separated, applied in this order: crop (random crop after zero padding), "
-                                          "flip, rotate, shift (translate), jitter (brightness, contrast, saturation), "
-                                          "cutout; see docs/training.md")
+    train.add_argument("--augment",
+                       help="comma-separated, applied in this order: crop (random crop after zero padding), flip, "
+                            "rotate, shift (translate), jitter (brightness, contrast, saturation), cutout; "
+                            "see docs/training.md")
     train.add_argument("--crop-pad", type=_count, default=4, help="zero padding before a random crop")
     train.add_argument("--rotate-degrees", type=_number(float, "a number in [0, 180]", lambda v: 0 <= v <= 180),
                        default=10.0, help="largest rotation either way for --augment rotate")
