@@ -3,6 +3,7 @@ evaluation with more than one number, prediction as data, exported probabilities
 
 import json
 
+import numpy as np
 import pytest
 
 from volnet.cli import main
@@ -52,6 +53,8 @@ def test_resuming_a_run_that_stopped_early_trains_nothing(best_run, capsys):
     assert last["best"]["stopped"] and "stopped early" in out and "nothing to train" in out
     assert main(["train", "--resume", str(best_run / "checkpoint.safetensors"), "--keep-best", "val_loss"]) == 2
     assert "--keep-best cannot change a resumed run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(best_run / "best.safetensors"), "--epochs", "9"]) == 2
+    assert f"continue the run with --resume {best_run / 'checkpoint.safetensors'}" in capsys.readouterr().err
 
 
 def test_keep_best_needs_validation_images(tmp_path, capsys):
@@ -62,7 +65,6 @@ def test_keep_best_needs_validation_images(tmp_path, capsys):
 
 
 def test_eval_json_equals_an_independent_count(best_run, capsys):
-    import numpy as np
 
     import volnet
     from volnet.data import load
@@ -97,7 +99,6 @@ def test_eval_prints_the_table_in_80_columns(best_run, capsys):
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
     """Five test digits as 28x28 grayscale PNGs (read back exactly) and one RGB JPEG of another size."""
-    import numpy as np
     from PIL import Image
 
     from volnet.data import load

@@ -467,13 +467,18 @@ def _resumed_trainer(args):
     """The saved run, continued or extended; None (after saying so) when it is already complete."""
     from .data.split import split_validation
     from .train import Trainer
-    from .train.checkpoint import read, require_training_state
+    from .train.checkpoint import BEST_NAME, CHECKPOINT_NAME, read, require_training_state
 
     refused = sorted(set(_given_options(args.train_parser, args.argv)) - set(RESUME_OVERRIDES))
     if refused:
         raise UsageError(f"{', '.join(refused)} cannot change a resumed run: --resume continues with the saved "
                          "run's settings; only --epochs (to extend it) and --root (to find its data elsewhere) "
                          "apply")
+    resume = Path(args.resume)
+    if resume.name == BEST_NAME and (resume.parent / CHECKPOINT_NAME).is_file():
+        raise UsageError(f"argument --resume: {resume} is the run's best epoch, kept beside its last checkpoint; "
+                         f"continue the run with --resume {resume.parent / CHECKPOINT_NAME}, or start a new run "
+                         f"from these weights with --init-from {resume}")
     tensors, metadata = read(args.resume)
     require_training_state(metadata, args.resume)
     saved_epochs, position = metadata["train"]["epochs"], metadata["position"]
