@@ -132,10 +132,12 @@ def memory(report, mode: str = "train", batch: int | None = None, optimizer: str
     train = mode == "train"
     multiplier = cache_multiplier(optimizer) if train else 0
     params = report.total_params * b
-    frozen, no_grads = _frozen_values(report)  # frozen layers (layer.trainable): no optimizer state, fewer grads
+    # frozen layers (layer.trainable): no optimizer state; the frozen first layers no gradients and no caches
+    frozen, no_grads, prefix = _frozen_values(report)
     buffers = sum(row.layer.buffer_values(row.input_shape) for row in report.rows) * b
     data = batch * math.prod(report.input_shape) * b
-    full = simulate(report.nodes, report.input_shape, batch=batch, itemsize=b, train=train, cores=cores)
+    full = simulate(report.nodes, report.input_shape, batch=batch, itemsize=b, train=train, cores=cores,
+                    frozen=prefix)
     if train:
         activations = full["kept"]
         step = step_temporaries(optimizer, b) * max((s for row in report.rows for s in row.param_sizes), default=0)
@@ -159,22 +161,24 @@ def memory(report, mode: str = "train", batch: int | None = None, optimizer: str
     )
 
 
-def _frozen_values(report) -> tuple[int, int]:
-    """``(parameters of frozen layers, parameters of the frozen first layers)``: the optimizer keeps no state
-    for the first, and backpropagation computes no gradient for the second (``Sequential.frozen_prefix``)."""
+def _frozen_values(report) -> tuple[int, int, int]:
+    """``(parameters of frozen layers, parameters of the frozen first layers, how many those are)``: the
+    optimizer keeps no state for the first, and the second run as in inference, with no gradient
+    (``Sequential.frozen_prefix``)."""
     from ..layers.base import frozen_prefix
 
     top = [row for row in report.rows if row.depth == 0]
     layers = [row.layer for row in top]
-    if None in layers or all(layer.trainable for layer in layers):
-        return 0, 0
-    prefix = {row.path for row in top[:frozen_prefix(layers)]}
+    if None in layers or all(layer.trainable for layer in layers) or len(top) != len(report.nodes):
+        return 0, 0, 0
+    count = frozen_prefix(layers)
+    prefix = {row.path for row in top[:count]}
     frozen = {row.path for row in top if not row.layer.trainable}
 
     def values(paths):
         return sum(row.params for row in report.rows if row.path.split(".")[0] in paths)
 
-    return values(frozen), values(prefix)
+    return values(frozen), values(prefix), count
 
 
 def notes_activation_values(report) -> int:
