@@ -127,8 +127,8 @@ def test_train_accepts_the_notation(tmp_path, capsys):
 
 
 def test_bad_augmentation_name_is_a_usage_error(capsys):
-    assert main(["train", "--augment", "rotate", "--epochs", "1"]) == 2
-    assert "crop, flip" in capsys.readouterr().err
+    assert main(["train", "--augment", "blur", "--epochs", "1"]) == 2
+    assert "crop, flip, rotate, shift, jitter, cutout" in capsys.readouterr().err
 
 
 def test_predict_slide_writes_a_heat_map(trained, tmp_path, capsys):

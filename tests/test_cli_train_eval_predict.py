@@ -3,6 +3,7 @@ evaluation with more than one number, prediction as data, exported probabilities
 
 import json
 
+import numpy as np
 import pytest
 
 from volnet.cli import main
@@ -52,6 +53,8 @@ def test_resuming_a_run_that_stopped_early_trains_nothing(best_run, capsys):
     assert last["best"]["stopped"] and "stopped early" in out and "nothing to train" in out
     assert main(["train", "--resume", str(best_run / "checkpoint.safetensors"), "--keep-best", "val_loss"]) == 2
     assert "--keep-best cannot change a resumed run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(best_run / "best.safetensors"), "--epochs", "9"]) == 2
+    assert f"continue the run with --resume {best_run / 'checkpoint.safetensors'}" in capsys.readouterr().err
 
 
 def test_keep_best_needs_validation_images(tmp_path, capsys):
@@ -62,7 +65,6 @@ def test_keep_best_needs_validation_images(tmp_path, capsys):
 
 
 def test_eval_json_equals_an_independent_count(best_run, capsys):
-    import numpy as np
 
     import volnet
     from volnet.data import load
@@ -97,7 +99,6 @@ def test_eval_prints_the_table_in_80_columns(best_run, capsys):
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
     """Five test digits as 28x28 grayscale PNGs (read back exactly) and one RGB JPEG of another size."""
-    import numpy as np
     from PIL import Image
 
     from volnet.data import load
@@ -112,8 +113,6 @@ def image_folder(tmp_path_factory):
 
 
 def test_predict_json_equals_volnet_load_predict(best_run, image_folder, capsys):
-    import numpy as np
-
     import volnet
 
     folder, digits = image_folder
@@ -190,3 +189,26 @@ def test_predicting_a_folder_shows_a_progress_bar_on_a_terminal_only(best_run, i
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
     assert main(["predict", str(best_run / "checkpoint.safetensors"), str(folder), "--json"]) == 0
     assert sys.stderr.getvalue() == ""
+
+
+def test_fine_tune_onto_a_new_head_with_a_frozen_layer(best_run, tmp_path, capsys):
+    source, _ = ckpt.read(best_run / "best.safetensors")
+    out = tmp_path / "tuned"
+    arch = "INPUT -> CONV5-12/P2 -> RELU -> POOL2 -> FC32 -> RELU -> FC"
+    assert main(["train", "--arch", arch, "--epochs", "1", "--init-from", str(best_run / "best.safetensors"),
+                 "--freeze", "CONV", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "layers 1 copied" in printed
+    assert "layer 4 (FC) initialised fresh: weight is (2352, 32) here, (2352, 10) there" in printed
+    assert "layer 6 (FC) initialised fresh: the checkpoint has 4 layers" in printed
+    assert "frozen: layers 1 " in printed and "layers 1-3 run in inference mode" in printed
+    tuned, metadata = ckpt.read(out / "checkpoint.safetensors")
+    for name in ("layers.1.weight", "layers.1.bias"):
+        assert (tuned[name] == source[name]).all(), name  # bit for bit after an epoch of training
+    assert metadata["train"]["frozen"] == [1]
+    assert not any(name.endswith((".0", ".1")) and name.startswith("optimizer.") and tuned[name].ndim == 4
+                   for name in tuned)  # no optimizer state shaped like the frozen CONV's weights
+    assert main(["train", "--resume", str(out / "checkpoint.safetensors"), "--freeze", "1-2"]) == 2
+    assert "--freeze cannot change a resumed run" in capsys.readouterr().err
+    assert main(["train", "--arch", arch, "--epochs", "1", "--freeze", "9", "--out", str(tmp_path / "x")]) == 2
+    assert "argument --freeze: layers '9' are not within 1-6" in capsys.readouterr().err

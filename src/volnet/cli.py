@@ -233,14 +233,21 @@ def _schedule(args):
     return schedule
 
 
+AUGMENTATIONS = ("crop", "flip", "rotate", "shift", "jitter", "cutout")
+
+
 def _augment(args):
-    from .data import Augment, HorizontalFlip, RandomCrop
+    from .data import Augment, ColorJitter, Cutout, HorizontalFlip, RandomCrop, RandomRotation, RandomTranslation
 
     names = [n for n in (args.augment or "").split(",") if n]
-    unknown = set(names) - {"crop", "flip"}
+    unknown = set(names) - set(AUGMENTATIONS)
     if unknown:
-        raise UsageError(f"unknown augmentation {', '.join(sorted(unknown))}; choose from crop, flip")
-    transforms = [RandomCrop(pad=args.crop_pad) if n == "crop" else HorizontalFlip() for n in names]
+        raise UsageError(f"unknown augmentation {', '.join(sorted(unknown))}; choose from {', '.join(AUGMENTATIONS)}")
+    made = {"crop": lambda: RandomCrop(pad=args.crop_pad), "flip": HorizontalFlip,
+            "rotate": lambda: RandomRotation(args.rotate_degrees),
+            "shift": lambda: RandomTranslation(args.shift_pixels),
+            "jitter": lambda: ColorJitter(args.jitter_strength), "cutout": lambda: Cutout(args.cutout_size)}
+    transforms = [made[name]() for name in names]
     return Augment(transforms) if transforms else None
 
 
@@ -389,24 +396,27 @@ def _trainer_into(out, args):
                       _stream_workers(args))
     train, val = split_validation(full, args.val_split, seed=args.seed)
     net = _build_for_data(args.arch, train.images.shape[1:], len(full.classes), args.data, args.seed)
+    _fine_tune(net, args)
     if args.engine_object is None:  # the NumPy engine's memory; PyTorch manages its own
         require_fit(net, min(args.batch_size, len(train)), "train", args.optimizer, what=f"training {args.arch}",
                     batch_flag="--batch-size")  # validation runs at the same batch, in less memory
     kwargs = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
-    optimizer = make_optimizer(args.optimizer, net.params(), lr=args.lr, weight_decay=args.weight_decay, **kwargs)
+    optimizer = make_optimizer(args.optimizer, net.trainable_params(), lr=args.lr, weight_decay=args.weight_decay,
+                               **kwargs)
     data = {"name": args.data, "root": root, "size": args.size and list(args.size),
             "grayscale": args.grayscale, "val_split": args.val_split, "classes": list(full.classes)}
     if (args.keep_best or args.early_stop) and val is None:
         flag = "--keep-best" if args.keep_best else "--early-stop"
         raise UsageError(f"argument {flag}: it compares validation figures, and --val-split 0 holds out no "
                          "validation images; pass --val-split 0.1")
+    class_weight = _class_weight(args.class_weight, train.labels, full.classes)
     trainer = Trainer(net, optimizer, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
                       loss=args.loss, schedule=_schedule(args), augment=_augment(args),
                       normalizer=None if args.no_normalize else Normalizer.fit(train.images), seed=args.seed,
                       out_dir=out.path, overwrite=args.overwrite,
                       callbacks=[_progress_callback(sys.stdout), *_report_callbacks(args, out.path)],
                       extra_metadata={"data": data}, engine=args.engine_object, keep_best=args.keep_best,
-                      early_stop=args.early_stop)
+                      early_stop=args.early_stop, class_weight=class_weight)
     workers = getattr(train.images, "workers", None)
     streamed = "" if workers is None else (f", streamed from disk ({workers} reading processes)" if workers else
                                            ", streamed from disk")
@@ -417,17 +427,79 @@ def _trainer_into(out, args):
     return trainer
 
 
+def _class_weight(spec, labels, classes):
+    """--class-weight: None, "balanced" (from the training split's counts) or a JSON file, a list of C numbers
+    or an object of class name -> number; printed, so the run says what it weighs."""
+    import json
+
+    from .train import balanced_class_weight
+
+    if spec is None:
+        return None
+    if spec == "balanced":
+        try:
+            weights = balanced_class_weight(labels, len(classes)).tolist()
+        except ValueError as error:
+            raise UsageError(f"argument --class-weight: {error}") from None
+    else:
+        try:
+            given = json.loads(Path(spec).read_text())
+        except (OSError, ValueError) as error:
+            raise UsageError(f"argument --class-weight: expected 'balanced' or a JSON file of weights, and {spec} "
+                             f"cannot be read as one ({error})") from None
+        if isinstance(given, dict):
+            missing = [name for name in classes if name not in given]
+            if missing:
+                raise UsageError(f"argument --class-weight: {spec} gives no weight for class {missing[0]!r}; name "
+                                 f"every class ({', '.join(classes)})")
+            given = [given[name] for name in classes]
+        ok = isinstance(given, list) and len(given) == len(classes) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0 for w in given)
+        if not ok:
+            raise UsageError(f"argument --class-weight: {spec} must hold {len(classes)} numbers > 0, one per class "
+                             "(a JSON list, or an object of class name -> weight)")
+        weights = [float(w) for w in given]
+    print("class weights: " + ", ".join(f"{name} {w:.3g}" for name, w in zip(classes, weights)))
+    return weights
+
+
+def _fine_tune(net, args) -> None:
+    """--init-from: copy the matching layers' weights and list the others; --freeze: freeze layers."""
+    from .train.finetune import freeze, init_from
+
+    if args.init_from:
+        transfer = init_from(net, args.init_from)
+        copied = ", ".join(map(str, transfer.copied)) or "none"
+        print(f"initialised from {args.init_from}: layers {copied} copied")
+        for index, why in transfer.fresh:
+            print(f"  layer {index} ({type(net.layers[index - 1]).__name__}) initialised fresh: {why}")
+    if args.freeze:
+        try:
+            frozen = freeze(net, args.freeze)
+        except ValueError as error:
+            raise UsageError(f"argument --freeze: {error}") from None
+        prefix = net.frozen_prefix
+        inference = (f"; layers 1-{prefix} run in inference mode and compute no gradient" if prefix else "")
+        print(f"frozen: layers {', '.join(map(str, frozen))} (their weights stay as they are, the optimizer keeps "
+              f"no state for them{inference})")
+
+
 def _resumed_trainer(args):
     """The saved run, continued or extended; None (after saying so) when it is already complete."""
     from .data.split import split_validation
     from .train import Trainer
-    from .train.checkpoint import read, require_training_state
+    from .train.checkpoint import BEST_NAME, CHECKPOINT_NAME, read, require_training_state
 
     refused = sorted(set(_given_options(args.train_parser, args.argv)) - set(RESUME_OVERRIDES))
     if refused:
         raise UsageError(f"{', '.join(refused)} cannot change a resumed run: --resume continues with the saved "
                          "run's settings; only --epochs (to extend it) and --root (to find its data elsewhere) "
                          "apply")
+    resume = Path(args.resume)
+    if resume.name == BEST_NAME and (resume.parent / CHECKPOINT_NAME).is_file():
+        raise UsageError(f"argument --resume: {resume} is the run's best epoch, kept beside its last checkpoint; "
+                         f"continue the run with --resume {resume.parent / CHECKPOINT_NAME}, or start a new run "
+                         f"from these weights with --init-from {resume}")
     tensors, metadata = read(args.resume)
     require_training_state(metadata, args.resume)
     saved_epochs, position = metadata["train"]["epochs"], metadata["position"]
@@ -480,7 +552,9 @@ def cmd_eval(args) -> int:
     from .ops.losses import LOSSES
     from .train import predict
     from .train.checkpoint import describe, load_model
-    from .train.loop import check_labelled
+    import numpy as np
+
+    from .train.loop import check_labelled, class_weights
     from .train.metrics import classification
 
     net, normalizer, _, metadata = load_model(args.checkpoint)
@@ -499,17 +573,28 @@ def cmd_eval(args) -> int:
     require_fit(net, batch, "inference", what=f"evaluating {args.checkpoint}", batch_flag="--batch-size")
     check_labelled(net, test.images, test.labels, "evaluation")
     scores = predict(net, test.images, batch, transform=normalizer).reshape(len(test), -1)
-    loss = float(LOSSES[metadata.get("train", {}).get("loss", "softmax")](scores, test.labels)[0])
+    class_weight = metadata.get("train", {}).get("class_weight")  # the run's --class-weight weighs the loss here too
+    loss = float(LOSSES[metadata.get("train", {}).get("loss", "softmax")](
+        scores, test.labels, **class_weights(class_weight, test.labels))[0])
     classes = data.get("classes") or test.classes
     figures = classification(scores, test.labels, classes, top_k=args.top_k, loss=loss)
+    weighted = {}
+    if class_weight is not None:
+        w = np.asarray(class_weight)[test.labels]
+        weighted = {"class_weight": class_weight,
+                    "weighted_accuracy": float((w * (scores.argmax(axis=1) == test.labels)).sum() / w.sum())}
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "reading": reading, "data": name, "split": args.split,
-                          **figures.to_dict()}, indent=2))
+                          **figures.to_dict(), **weighted}, indent=2))
         return 0
     epoch = f" (epoch {metadata['position']['epoch']})" if "position" in metadata else ""
     print(f"{args.checkpoint}{epoch} on {name} {args.split}: accuracy {figures.accuracy:.2%}, "
           f"loss {loss:.4f}, {len(test)} images")
     print(figures.table())
+    if weighted:
+        print(f"with the run's class weights (--class-weight): the loss above is their weighted mean; weighted "
+              f"accuracy {weighted['weighted_accuracy']:.2%} (balanced accuracy, the mean per-class recall, is "
+              f"{figures.recall.mean():.2%})")
     return 0
 
 
@@ -779,8 +864,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--step-every", type=_positive_int, default=10, help="epochs between step decays")
     train.add_argument("--gamma", type=_decay_factor, default=0.1, help="step decay factor")
     train.add_argument("--warmup", type=_count, default=0, help="epochs of linear warm-up")
-    train.add_argument("--augment", help="comma-separated: crop (random crop after zero padding), flip")
+    train.add_argument("--augment",
+                       help="comma-separated, applied in this order: crop (random crop after zero padding), flip, "
+                            "rotate, shift (translate), jitter (brightness, contrast, saturation), cutout; "
+                            "see docs/training.md")
     train.add_argument("--crop-pad", type=_count, default=4, help="zero padding before a random crop")
+    train.add_argument("--rotate-degrees", type=_number(float, "a number in [0, 180]", lambda v: 0 <= v <= 180),
+                       default=10.0, help="largest rotation either way for --augment rotate")
+    train.add_argument("--shift-pixels", type=_non_negative_float, default=2.0,
+                       help="largest move along each axis for --augment shift")
+    train.add_argument("--jitter-strength", type=_fraction, default=0.2,
+                       help="factors in [1 - s, 1 + s] for --augment jitter")
+    train.add_argument("--cutout-size", type=_count, default=8, help="side of the zeroed square for --augment cutout")
     train.add_argument("--no-normalize", action="store_true", help="skip per-channel normalisation")
     train.add_argument("--val-split", type=_fraction, default=0.1, help="fraction of training images held out")
     train.add_argument("--loss", choices=["softmax", "svm"], default="softmax", help="classifier loss")
@@ -793,6 +888,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "it (a cosine schedule is stretched to the new end), --root finds its data elsewhere")
     train.add_argument("--report", action="store_true",
                        help="rewrite OUT/report.html after every epoch (volnet report's page; it reloads itself)")
+    train.add_argument("--class-weight", metavar="balanced|FILE",
+                       help="weigh each class in the loss: balanced (n / (classes x images of the class), for "
+                            "unbalanced folders) or a JSON file, a list or an object of class name -> weight")
+    train.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="start from another run's weights: the layers that match (same place, kind and shapes) "
+                            "are copied, the others (a new classifier head...) initialised fresh and listed")
+    train.add_argument("--freeze", metavar="LAYERS",
+                       help="layers whose weights do not train: numbers and ranges as the summary numbers them "
+                            "(1-6, 1,3) or notation kinds (CONV, BN), comma-separated")
     train.add_argument("--keep-best", nargs="?", const="val_accuracy", choices=["val_accuracy", "val_loss"],
                        help="after every epoch that improves this validation figure (default: val_accuracy), write "
                             "OUT/best.safetensors, which eval, predict, report, export and --resume read")

@@ -70,7 +70,7 @@ def test_best_file_holds_the_best_epoch_with_epoch_and_score_in_its_header(tmp_p
     assert "best.safetensors: epoch" in ckpt.describe(tmp_path / "best.safetensors", metadata)
     last = ckpt.describe(tmp_path / "checkpoint.safetensors", ckpt.read(tmp_path / "checkpoint.safetensors")[1])
     assert ("also the last saved" if epoch == 6 else "the last saved, 6 epochs done") in last
-    # the best file is a whole run state: volnet.load reads it, and it resumes
+    # the best file is a whole checkpoint: volnet.load reads it
     import volnet
 
     model = volnet.load(tmp_path / "best.safetensors")

@@ -132,9 +132,12 @@ def memory(report, mode: str = "train", batch: int | None = None, optimizer: str
     train = mode == "train"
     multiplier = cache_multiplier(optimizer) if train else 0
     params = report.total_params * b
+    # frozen layers (layer.trainable): no optimizer state; the frozen first layers no gradients and no caches
+    frozen, no_grads, prefix = _frozen_values(report)
     buffers = sum(row.layer.buffer_values(row.input_shape) for row in report.rows) * b
     data = batch * math.prod(report.input_shape) * b
-    full = simulate(report.nodes, report.input_shape, batch=batch, itemsize=b, train=train, cores=cores)
+    full = simulate(report.nodes, report.input_shape, batch=batch, itemsize=b, train=train, cores=cores,
+                    frozen=prefix)
     if train:
         activations = full["kept"]
         step = step_temporaries(optimizer, b) * max((s for row in report.rows for s in row.param_sizes), default=0)
@@ -150,11 +153,32 @@ def memory(report, mode: str = "train", batch: int | None = None, optimizer: str
         peak, peak_at = full["forward_peak"], full["forward_peak_at"]
     return Memory(
         mode=mode, batch=batch, dtype=dtype_name(dtype), bytes_per_value=b, optimizer=optimizer if train else None,
-        params=params, grads=params if train else 0, optimizer_cache=multiplier * params, buffers=buffers,
+        params=params, grads=params - no_grads * b if train else 0,
+        optimizer_cache=multiplier * (params - frozen * b), buffers=buffers,
         data=data, activations=activations, workspace=max(0, peak - activations), peak_at=peak_at,
         forward_peak=full["forward_peak"], backward_peak=full["backward_peak"],
         kept_by={k: v for k, v in full["kept_by"].items() if v} if train else {},
     )
+
+
+def _frozen_values(report) -> tuple[int, int, int]:
+    """``(parameters of frozen layers, parameters of the frozen first layers, how many those are)``: the
+    optimizer keeps no state for the first, and the second run as in inference, with no gradient
+    (``Sequential.frozen_prefix``)."""
+    from ..layers.base import frozen_prefix
+
+    top = [row for row in report.rows if row.depth == 0]
+    layers = [row.layer for row in top]
+    if None in layers or all(layer.trainable for layer in layers) or len(top) != len(report.nodes):
+        return 0, 0, 0
+    count = frozen_prefix(layers)
+    prefix = {row.path for row in top[:count]}
+    frozen = {row.path for row in top if not row.layer.trainable}
+
+    def values(paths):
+        return sum(row.params for row in report.rows if row.path.split(".")[0] in paths)
+
+    return values(frozen), values(prefix), count
 
 
 def notes_activation_values(report) -> int:

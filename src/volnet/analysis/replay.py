@@ -174,8 +174,11 @@ class Engine:
 
 
 def simulate(nodes: list[Node], input_shape, *, batch: int, itemsize: int, train: bool, cores: int,
-             workspace: bool = True, backward: bool = True) -> dict:
+             workspace: bool = True, backward: bool = True, frozen: int = 0) -> dict:
     """Replay one forward pass (and, in training, the backward pass) of ``nodes`` on ``cores`` cores.
+
+    ``frozen``: in training, the first nodes run as in inference and backpropagation stops after them
+    (the network's frozen first layers, ``Sequential.frozen_prefix``).
 
     Returns bytes on top of the data batch (which the caller holds): ``kept``
     (alive at the end of the forward pass: caches and output), ``forward_peak``
@@ -188,7 +191,13 @@ def simulate(nodes: list[Node], input_shape, *, batch: int, itemsize: int, train
     data = heap.new(engine._bytes(input_shape))
     data_bytes = heap.size[data]
     heap.peak = heap.live
-    out = engine.forward_path(nodes, data, train, workspace)
+    if train and frozen:
+        head = engine.forward_path(nodes[:frozen], data, False, workspace)
+        out = engine.forward_path(nodes[frozen:], head, train, workspace)
+        heap.unref(head)
+    else:
+        frozen = 0
+        out = engine.forward_path(nodes, data, train, workspace)
     result = {"kept": heap.live - data_bytes, "forward_peak": heap.peak - data_bytes,
               "forward_peak_at": heap.peak_at, "kept_by": engine.kept_by, "backward_peak": 0,
               "backward_peak_at": ""}
@@ -196,7 +205,7 @@ def simulate(nodes: list[Node], input_shape, *, batch: int, itemsize: int, train
         heap.peak = 0
         heap.where = "backward"
         dscores = heap.new(heap.size[out])
-        dx, _ = engine.backward_path(nodes, dscores, input_grad=False)
+        dx, _ = engine.backward_path(nodes[frozen:], dscores, input_grad=False)
         heap.unref(dx)
         result["backward_peak"], result["backward_peak_at"] = heap.peak - data_bytes, heap.peak_at
     return result

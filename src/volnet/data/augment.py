@@ -1,4 +1,5 @@
-"""Batch augmentation: random crops, horizontal flips and per-channel normalisation.
+"""Batch augmentation: random crops, horizontal flips, small rotations and translations, colour jitter,
+cutout, and per-channel normalisation.
 
 Every transform maps a batch ``(N, H, W, D)`` to a batch of the same shape,
 takes the random generator as an explicit argument (same seed, same
@@ -112,6 +113,151 @@ class HorizontalFlip:
         return cls(**config)
 
 
+def _warp(x: np.ndarray, angles: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Rotate each image by ``angles[i]`` radians about its centre and move it by ``shifts[i] = (dy, dx)`` pixels.
+
+    Positive angles turn the image clockwise as it is shown (rows running down). Output pixel ``(r, c)``
+    of image i reads the input at the inverse map of its position, bilinearly
+    interpolated; positions outside the image read 0. ``x`` ``(N, H, W, D)``, angles ``(N,)``, shifts
+    ``(N, 2)``; the output has ``x``'s shape and dtype.
+    """
+    N, H, W, _ = x.shape
+    cy, cx = (H - 1) / 2, (W - 1) / 2
+    r = np.arange(H, dtype=np.float64)[None, :, None] - cy - shifts[:, 0, None, None]  # (N, H, 1)
+    c = np.arange(W, dtype=np.float64)[None, None, :] - cx - shifts[:, 1, None, None]  # (N, 1, W)
+    cos, sin = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
+    src_r = cos * r - sin * c + cy  # (N, H, W): the inverse rotation of the output position
+    src_c = sin * r + cos * c + cx
+    r0, c0 = np.floor(src_r).astype(np.int64), np.floor(src_c).astype(np.int64)
+    fr, fc = (src_r - r0)[..., None], (src_c - c0)[..., None]
+    n = np.arange(N)[:, None, None]
+    out = np.zeros(x.shape, np.float64)
+    for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)),
+                           (1, 1, fr * fc)):
+        rows, cols = r0 + dr, c0 + dc
+        inside = ((rows >= 0) & (rows < H) & (cols >= 0) & (cols < W))[..., None]
+        out += np.where(inside, x[n, np.clip(rows, 0, H - 1), np.clip(cols, 0, W - 1)], 0) * weight
+    return out.astype(x.dtype, copy=False)
+
+
+class RandomRotation:
+    """Rotate each image about its centre by an angle uniform in ``[-degrees, degrees]`` (bilinear, zeros
+    where the rotated image leaves the frame). ``degrees=0`` is the identity.
+
+    Args:
+        degrees: the largest rotation either way. Default: 10 (small: a 6 stays a 6).
+    """
+
+    def __init__(self, degrees: float = 10.0):
+        if not 0 <= degrees <= 180:
+            raise ValueError(f"degrees must be in [0, 180], got {degrees!r}")
+        self.degrees = float(degrees)
+
+    def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
+        x, rng = _batch(images), _generator(rng)
+        angles = np.deg2rad(rng.uniform(-self.degrees, self.degrees, size=len(x)))
+        return _warp(x, angles, np.zeros((len(x), 2)))
+
+    def get_config(self) -> dict:
+        return {"degrees": self.degrees}
+
+    @classmethod
+    def from_config(cls, config: dict) -> RandomRotation:
+        return cls(**config)
+
+
+class RandomTranslation:
+    """Move each image by ``(dy, dx)``, each uniform in ``[-pixels, pixels]`` (fractions interpolated
+    bilinearly, zeros where it leaves the frame). Unlike :class:`RandomCrop`, shifts need not be whole pixels.
+
+    Args:
+        pixels: the largest move either way, along each axis. Default: 2.
+    """
+
+    def __init__(self, pixels: float = 2.0):
+        if not pixels >= 0:
+            raise ValueError(f"pixels must be >= 0, got {pixels!r}")
+        self.pixels = float(pixels)
+
+    def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
+        x, rng = _batch(images), _generator(rng)
+        shifts = rng.uniform(-self.pixels, self.pixels, size=(len(x), 2))
+        return _warp(x, np.zeros(len(x)), shifts)
+
+    def get_config(self) -> dict:
+        return {"pixels": self.pixels}
+
+    @classmethod
+    def from_config(cls, config: dict) -> RandomTranslation:
+        return cls(**config)
+
+
+class ColorJitter:
+    """Scale each image's brightness, contrast and (for RGB) saturation by factors uniform in
+    ``[1 - strength, 1 + strength]``, in that order, then clip to [0, 1].
+
+    brightness: ``x * b``; contrast: ``(x - m) * c + m`` with ``m`` the image's mean; saturation:
+    ``(x - g) * s + g`` with ``g`` the image's gray value per pixel (``x.mean`` over the channels).
+    Three factors are drawn per image whatever the depth, so the draws do not depend on the images.
+
+    Args:
+        strength: how far the factors may stray from 1, in [0, 1). Default: 0.2.
+    """
+
+    def __init__(self, strength: float = 0.2):
+        if not 0 <= strength < 1:
+            raise ValueError(f"strength must be in [0, 1), got {strength!r}")
+        self.strength = float(strength)
+
+    def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
+        x, rng = _batch(images), _generator(rng)
+        factors = rng.uniform(1 - self.strength, 1 + self.strength, size=(3, len(x), 1, 1, 1))
+        out = x.astype(np.float64) * factors[0]
+        mean = out.mean(axis=(1, 2, 3), keepdims=True)
+        out = (out - mean) * factors[1] + mean
+        if x.shape[-1] == 3:
+            gray = out.mean(axis=3, keepdims=True)
+            out = (out - gray) * factors[2] + gray
+        return np.clip(out, 0, 1).astype(x.dtype, copy=False)
+
+    def get_config(self) -> dict:
+        return {"strength": self.strength}
+
+    @classmethod
+    def from_config(cls, config: dict) -> ColorJitter:
+        return cls(**config)
+
+
+class Cutout:
+    """Zero a ``size x size`` square at a random centre in each image (DeVries and Taylor, 2017); the square
+    may stick out of the image, so an edge loses less.
+
+    Args:
+        size: the square's side in pixels. Default: 8.
+    """
+
+    def __init__(self, size: int = 8):
+        if not (isinstance(size, (int, np.integer)) and size >= 0):
+            raise ValueError(f"size must be an integer >= 0, got {size!r}")
+        self.size = int(size)
+
+    def __call__(self, images, rng: np.random.Generator) -> np.ndarray:
+        x, rng = _batch(images), _generator(rng)
+        N, H, W, _ = x.shape
+        top = rng.integers(0, H, size=N) - self.size // 2  # the square's first row and column, maybe outside
+        left = rng.integers(0, W, size=N) - self.size // 2
+        rows = (np.arange(H) >= top[:, None]) & (np.arange(H) < top[:, None] + self.size)  # (N, H)
+        cols = (np.arange(W) >= left[:, None]) & (np.arange(W) < left[:, None] + self.size)  # (N, W)
+        return np.where((rows[:, :, None] & cols[:, None, :])[..., None], 0, x).astype(x.dtype, copy=False)
+
+    def get_config(self) -> dict:
+        return {"size": self.size}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Cutout:
+        return cls(**config)
+
+
 FIT_BATCH = 256  # images per batch when a normaliser is fitted on images streamed from disk
 
 
@@ -195,7 +341,8 @@ class Normalizer:
         return cls(**config)
 
 
-TRANSFORMS = {cls.__name__: cls for cls in (RandomCrop, HorizontalFlip, Normalizer)}
+TRANSFORMS = {cls.__name__: cls for cls in (RandomCrop, HorizontalFlip, RandomRotation, RandomTranslation, ColorJitter,
+                                            Cutout, Normalizer)}
 
 
 class Augment:

@@ -148,8 +148,16 @@ def _pair_arrays(net, model) -> list[_Pair]:
     return pairs
 
 
-def _per_sample_loss(torch, scores, labels, loss: str):
-    """The sum over the batch of each image's loss (volnet's definitions: softmax cross-entropy, CS231n hinge)."""
+def _per_sample_loss(torch, scores, labels, loss: str, weights=None):
+    """The sum over the batch of each image's loss (volnet's definitions: softmax cross-entropy, CS231n hinge),
+    each times its weight when ``weights`` (a tensor, one per image) is given."""
+    if weights is not None:
+        if loss == "softmax":
+            each = torch.nn.functional.cross_entropy(scores, labels, reduction="none")
+        else:
+            margins = (scores - scores.gather(1, labels[:, None]) + 1.0).clamp(min=0)
+            each = margins.sum(dim=1) - 1.0  # the label's own margin (1) is not counted
+        return (each * weights).sum()
     if loss == "softmax":
         return torch.nn.functional.cross_entropy(scores, labels, reduction="sum")
     correct = scores.gather(1, labels[:, None])
@@ -209,6 +217,7 @@ class TorchEngine:
             self.device = torch.device("cpu")
         self.net = self.optimizer = self.model = self.module = None
         self._loss = None
+        self.class_weight = None  # per-class weights (C,) of the loss's mean, set by the trainer
 
     @property
     def writes_files(self) -> bool:
@@ -228,6 +237,12 @@ class TorchEngine:
                 self._param_pairs[index[id(pair.param)]] = pair
         if any(pair is None for pair in self._param_pairs):
             raise ValueError("the optimizer holds parameters that are not the network's; build it on net.params()")
+        for pair in self._pairs:  # frozen layers' parameters (not the optimizer's): autograd computes no gradient
+            if pair.param is not None and id(pair.param) not in index:
+                pair.tensor.requires_grad_(False)
+        # the frozen first layers run in inference mode, as on the NumPy engine (Sequential.frozen_prefix)
+        _, tm = _import_torch()
+        self._frozen_modules = list(plain)[:sum(len(step.modules) for step in _plan(net, tm)[:net.frozen_prefix])]
         params = [pair.tensor for pair in self._param_pairs]
         self.opt = torch_optimizer(torch, params, optimizer)
         self._load_optimizer_state()
@@ -311,16 +326,27 @@ class TorchEngine:
         x, y = self._tensors(images[share], labels[share])
         self._seed_dropout()
         self.model.train()
+        for module in self._frozen_modules:
+            module.eval()
         scores = self.model(x)
-        total = _per_sample_loss(self.torch, scores, y, loss)
+        total = _per_sample_loss(self.torch, scores, y, loss, self._weights(labels[share]))
+        # the whole batch's images, or with class weights the sum of their weights: the mean's denominator
+        count = len(labels) if self.class_weight is None else float(np.asarray(self.class_weight)[labels].sum())
         # DDP averages the workers' gradients: scaled so, the average is the gradient of the mean over the batch
-        self._loss = total * (self.world / len(labels))
+        self._loss = total * (self.world / count)
         finite = self.torch.isfinite(scores).all()
         correct = (scores.argmax(dim=1) == y).sum()
         loss_sum, correct, infinite = self._all_sum([float(total.detach()), float(correct), float(not finite)])
         if infinite:
             return StepResult(float("nan"), 0, False)
-        return StepResult(float(loss_sum / len(labels)), int(correct), True)
+        return StepResult(float(loss_sum / count), int(correct), True)
+
+    def _weights(self, labels):
+        """Each image's class weight as a tensor in the net's dtype (None without class weights)."""
+        if self.class_weight is None:
+            return None
+        weights = np.asarray(self.class_weight, dtype=self.net.dtype)[np.asarray(labels)]
+        return self.torch.from_numpy(weights).to(self.device)
 
     def update(self) -> None:
         for group in self.opt.param_groups:
@@ -339,11 +365,12 @@ class TorchEngine:
                 self.dist.broadcast(buffer, 0)
 
     def _inference_sums(self, images, labels, loss: str, batch_size: int, transform=None):
-        """``[loss sum, correct, non-finite]`` of this worker's share, in inference mode."""
+        """``[loss sum, correct, non-finite, weight sum]`` of this worker's share, in inference mode (the weight
+        sum is the number of images without class weights)."""
         torch = self.torch
         share = self._share(len(labels))
         self.module.eval()
-        sums = [0.0, 0.0, 0.0]
+        sums = [0.0, 0.0, 0.0, 0.0]
         with torch.no_grad():
             for start in range(0, len(share), batch_size):
                 index = share[start:start + batch_size]
@@ -353,26 +380,29 @@ class TorchEngine:
                 if not torch.isfinite(scores).all():
                     sums[2] += 1
                     continue
-                sums[0] += float(_per_sample_loss(torch, scores, y, loss))
+                weights = self._weights(labels[index])
+                sums[0] += float(_per_sample_loss(torch, scores, y, loss, weights))
                 sums[1] += float((scores.argmax(dim=1) == y).sum())
+                sums[3] += len(index) if weights is None else float(weights.sum())
         return self._all_sum(sums)
 
     def inference_loss(self, images, labels, loss: str) -> tuple[bool, float]:
         self._sync_buffers()
-        loss_sum, _, infinite = self._inference_sums(images, labels, loss, max(len(labels), 1))
-        return (False, float("nan")) if infinite else (True, float(loss_sum / len(labels)))
+        loss_sum, _, infinite, count = self._inference_sums(images, labels, loss, max(len(labels), 1))
+        return (False, float("nan")) if infinite else (True, float(loss_sum / count))
 
     def evaluate(self, images, labels, batch_size: int, loss: str, transform=None) -> tuple[float, float]:
         if self.model is None:  # not training: the volnet network, in NumPy
             from ..train.loop import evaluate
 
-            return evaluate(self.net, images, labels, batch_size=batch_size, loss=loss, transform=transform)
+            return evaluate(self.net, images, labels, batch_size=batch_size, loss=loss, transform=transform,
+                            class_weight=self.class_weight)
         images, labels = check_labelled(self.net, images, labels, "evaluation")
         self._sync_buffers()
-        loss_sum, correct, infinite = self._inference_sums(images, labels, loss, batch_size, transform)
+        loss_sum, correct, infinite, count = self._inference_sums(images, labels, loss, batch_size, transform)
         if infinite:
             return float("nan"), float(correct / len(labels))
-        return float(loss_sum / len(labels)), float(correct / len(labels))
+        return float(loss_sum / count), float(correct / len(labels))
 
     # -- workers -----------------------------------------------------------------
     def agree(self, value: int) -> int:

@@ -133,6 +133,10 @@ class Layer:
     # fused into it by :func:`forward_layers`. A subclass of Conv2D or FC that
     # overrides forward without that argument must set it back to False.
     fuses_relu = False
+    # False freezes the layer (Keras' ``layer.trainable = False``): an optimizer built on
+    # ``Sequential.trainable_params()`` leaves its parameters out, and frozen first layers run in
+    # inference mode while training (see ``Sequential.frozen_prefix``).
+    trainable = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -402,6 +406,22 @@ def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None
             x = layer.forward(x, train, keep=keep, workers=workers)
             index += 1
     return x
+
+
+def frozen_layers(layers: list[Layer]) -> list[int]:
+    """The frozen layers (``trainable`` False, 1-based) that hold parameters or buffers."""
+    return [index for index, layer in enumerate(layers, start=1)
+            if not layer.trainable and (layer.params() or layer.named_buffers())]
+
+
+def frozen_prefix(layers: list[Layer]) -> int:
+    """How many first layers nothing trains in (see ``Sequential.frozen_prefix``): those before the first
+    layer with trainable parameters, when one of them is frozen; 0 otherwise."""
+    frozen = frozen_layers(layers)
+    for index, layer in enumerate(layers, start=1):
+        if layer.trainable and layer.params():
+            return index - 1 if frozen and frozen[0] < index else 0
+    return len(layers) if frozen else 0
 
 
 def backward_layers(layers: list[Layer], dout: np.ndarray, input_grad: bool, workers=None):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..display import html_table
-from ..layers.base import Layer, Param, backward_layers, forward_layers, layer_config, layer_from_config
+from ..layers.base import (Layer, Param, backward_layers, forward_layers, frozen_layers, frozen_prefix, layer_config,
+                           layer_from_config)
 from ..ops import threads
 from ..resources import ResourceError, require_memory
 from ..shapes import ShapeError, as_volume_shape, format_volume
@@ -117,8 +118,11 @@ class Sequential:
             raise RuntimeError("this network was built with allocate=False (shapes and parameter counts only); "
                                "build it again with allocate=True to compute with it")
         x = self._check_input(x)
+        frozen = self.frozen_prefix if train else 0
         with threads.scheduler().network_pass(len(x)) as workers:
-            return forward_layers(self.layers, x, train, workers)
+            if frozen:  # the frozen first layers as in inference: no caches, BatchNorm's averages unchanged
+                x = forward_layers(self.layers[:frozen], x, False, workers)
+            return forward_layers(self.layers[frozen:], x, train, workers)
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dout`` (gradient w.r.t. the output) through every layer.
@@ -127,12 +131,37 @@ class Sequential:
         input batch; ``input_grad=False`` (what training uses) skips that last
         gradient and returns None.
         """
+        frozen = self.frozen_prefix
+        if frozen and input_grad:
+            which = f"layers 1-{frozen} are" if frozen > 1 else "layer 1 is"
+            raise RuntimeError(f"{which} frozen and ran in inference mode, so there is no gradient to the input; "
+                               "unfreeze (layer.trainable = True) to backpropagate that far")
         with threads.scheduler().network_pass(len(dout)) as workers:
-            return backward_layers(self.layers, dout, input_grad, workers)
+            return backward_layers(self.layers[frozen:], dout, input_grad, workers)
 
     def params(self) -> list[Param]:
         """Every parameter with its gradient, first layer first."""
         return [p for layer in self.layers for p in layer.params()]
+
+    def trainable_params(self) -> list[Param]:
+        """The parameters of the layers not frozen (``layer.trainable``): what to build an optimizer on."""
+        return [p for layer in self.layers if layer.trainable for p in layer.params()]
+
+    @property
+    def frozen(self) -> list[int]:
+        """The frozen layers (1-based, as ``summary()`` numbers them) that hold parameters or buffers."""
+        return frozen_layers(self.layers)
+
+    @property
+    def frozen_prefix(self) -> int:
+        """How many first layers run in inference mode while training, because nothing in them trains.
+
+        The layers before the first one with trainable parameters, when at least one of them is frozen
+        (0 otherwise, and with nothing frozen). Like Keras' ``base_model(x, training=False)``: they keep
+        no caches, BatchNorm uses (and keeps) its running averages, Dropout passes everything, and
+        backpropagation stops at the first trainable layer, so no gradient is computed for them.
+        """
+        return frozen_prefix(self.layers)
 
     @property
     def num_params(self) -> int:

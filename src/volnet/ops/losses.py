@@ -2,7 +2,9 @@
 
 Both take class scores ``(N, C)`` and integer labels ``(N,)`` and return
 ``(loss, dscores)``: the mean loss over the batch and its gradient with
-respect to the scores.
+respect to the scores. With ``weights`` ``(N,)`` (an image's class weight,
+``--class-weight``) the mean is weighted, ``sum_i w_i L_i / sum_i w_i``, as
+PyTorch's ``cross_entropy(weight=...)`` defines it.
 """
 
 from __future__ import annotations
@@ -41,23 +43,38 @@ def softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
     return shifted / shifted.sum(axis=axis, keepdims=True)
 
 
-def softmax_cross_entropy(scores, labels):
-    """Mean of ``-log(softmax(scores)[label])``; gradient ``(softmax - onehot)/N``."""
+def _weighted(weights, N: int):
+    """Per-image weights over their sum, ``(N, 1)``; a ValueError for weights that are not positive."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (N,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(f"loss: weights must be {N} finite numbers > 0 (one per image), got shape {w.shape}")
+    return (w / w.sum())[:, None]
+
+
+def softmax_cross_entropy(scores, labels, weights=None):
+    """Mean of ``-log(softmax(scores)[label])``; gradient ``(softmax - onehot)/N``.
+
+    With ``weights`` ``(N,)``: ``sum_i w_i L_i / sum_i w_i``, gradient ``(softmax - onehot) w_i / sum w``.
+    """
     labels = check_scores_and_labels(scores, labels)
     N = scores.shape[0]
     shifted = scores - scores.max(axis=1, keepdims=True)  # exp cannot overflow
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -log_probs[np.arange(N), labels].mean()
     dscores = np.exp(log_probs)
     dscores[np.arange(N), labels] -= 1
+    if weights is not None:
+        share = _weighted(weights, N)
+        return float(-(share[:, 0] * log_probs[np.arange(N), labels]).sum()), (dscores * share).astype(
+            scores.dtype, copy=False)
+    loss = -log_probs[np.arange(N), labels].mean()
     return float(loss), dscores / N
 
 
-def svm_hinge(scores, labels, margin=1.0):
+def svm_hinge(scores, labels, margin=1.0, weights=None):
     """Multiclass SVM: mean over the batch of ``sum_{j != y} max(0, s_j - s_y + margin)``.
 
     This is the CS231n form. PyTorch's ``multi_margin_loss`` also divides by
-    the number of classes C.
+    the number of classes C. ``weights`` ``(N,)``: the weighted mean, as for the softmax.
     """
     labels = check_scores_and_labels(scores, labels)
     N = scores.shape[0]
@@ -66,6 +83,9 @@ def svm_hinge(scores, labels, margin=1.0):
     margins[np.arange(N), labels] = 0
     active = (margins > 0).astype(scores.dtype)
     active[np.arange(N), labels] = -active.sum(axis=1)
+    if weights is not None:
+        share = _weighted(weights, N)
+        return float((share[:, 0] * margins.sum(axis=1)).sum()), (active * share).astype(scores.dtype, copy=False)
     return float(margins.sum() / N), active / N
 
 

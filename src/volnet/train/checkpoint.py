@@ -160,7 +160,9 @@ HEADER = Obj(
                           "scalars": Obj({"steps": COUNT, "lr": NON_NEGATIVE})}),
         "schedule": Nullable((NAMED, Rebuilds("a learning-rate schedule", _schedule))),
         "augment": Nullable((Obj({"transforms": ListOf(NAMED)}), Rebuilds("an augmentation", _augment))),
-        "train": Obj({"epochs": POSITIVE, "batch_size": POSITIVE, "loss": one_of(*LOSSES), "seed": COUNT}),
+        "train": Obj({"epochs": POSITIVE, "batch_size": POSITIVE, "loss": one_of(*LOSSES), "seed": COUNT},
+                     # --freeze: layers the optimizer leaves out; --class-weight: one weight per class
+                     optional={"frozen": ListOf(POSITIVE), "class_weight": ListOf(POSITIVE_NUMBER)}),
         "position": Obj({"epoch": COUNT, "batch": COUNT, "loss_sum": NON_NEGATIVE, "correct": COUNT, "seen": COUNT,
                          "seconds": NON_NEGATIVE}),
         "rng": Obj({"trainer": GENERATOR, "layers": MapOf(GENERATOR)}),
@@ -363,7 +365,9 @@ def pack_run(run: RunState) -> tuple[dict[str, np.ndarray], dict]:
         "augment": _config(settings.augment),
         "normalizer": _config(settings.normalizer),
         "train": {"epochs": settings.epochs, "batch_size": settings.batch_size, "loss": settings.loss,
-                  "seed": settings.seed},
+                  "seed": settings.seed, **({"frozen": run.net.frozen} if run.net.frozen else {}),
+                  **({"class_weight": [float(w) for w in settings.class_weight]}
+                     if settings.class_weight is not None else {})},
         "position": {"epoch": pos.epoch, "batch": pos.batch, "loss_sum": pos.loss_sum, "correct": pos.correct,
                      "seen": pos.seen, "seconds": pos.seconds},
         "rng": {"trainer": generator_state(run.rng),
@@ -392,7 +396,13 @@ def unpack_run(tensors: dict[str, np.ndarray], metadata: dict, source="checkpoin
     require_training_state(metadata, source)
     net = build_network(metadata["architecture"], source)
     load_network_tensors(net, tensors, source)
-    optimizer = optimizer_from_config(net.params(), metadata["optimizer"]["config"])
+    frozen = metadata["train"].get("frozen", [])
+    if any(index > len(net.layers) for index in frozen):
+        raise CheckpointError(f"{source}: field 'train.frozen' names layer {max(frozen)} but the network has "
+                              f"{len(net.layers)}")
+    for index in frozen:
+        net.layers[index - 1].trainable = False
+    optimizer = optimizer_from_config(net.trainable_params(), metadata["optimizer"]["config"])
     load_optimizer_state(optimizer, tensors, metadata["optimizer"]["scalars"], source)
     restore_layer_generators(net, metadata["rng"]["layers"], source)
     saved = metadata["position"]
@@ -405,7 +415,8 @@ def unpack_run(tensors: dict[str, np.ndarray], metadata: dict, source="checkpoin
                            seed=train["seed"], schedule=_schedule(schedule) if schedule else None,
                            augment=_augment(augment) if augment else None,
                            normalizer=_normalizer(normalizer) if normalizer else None,
-                           watch=_watch(metadata["best"]) if metadata.get("best") else None)
+                           watch=_watch(metadata["best"]) if metadata.get("best") else None,
+                           class_weight=train.get("class_weight"))
     extra = {key: value for key, value in metadata.items() if key not in RUN_FIELDS}
     return RunState(net, optimizer, position, restore_generator(metadata["rng"]["trainer"]),
                     History.from_list(metadata["history"]), settings, extra)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ops.losses import LOSSES
-from .loop import evaluate
+from .loop import class_weights, evaluate
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Engine:
 
     name = "numpy"
     rank, world = 0, 1
+    # Per-class weights (C,) of the loss's mean (--class-weight), set by the trainer; None: a plain mean.
+    class_weight = None
 
     def __init__(self):
         self.net = self.optimizer = None
@@ -80,7 +82,7 @@ class Engine:
         scores = self.net.forward(images, train=True)
         if not np.all(np.isfinite(scores)):
             return StepResult(float("nan"), 0, False)
-        value, self._dscores = LOSSES[loss](scores, labels)
+        value, self._dscores = LOSSES[loss](scores, labels, **class_weights(self.class_weight, labels))
         return StepResult(value, int((scores.argmax(axis=1) == labels).sum()), True)
 
     def update(self) -> None:
@@ -94,11 +96,12 @@ class Engine:
         scores = self.net.forward(images, train=False)
         if not np.all(np.isfinite(scores)):
             return False, float("nan")
-        return True, LOSSES[loss](scores, labels)[0]
+        return True, LOSSES[loss](scores, labels, **class_weights(self.class_weight, labels))[0]
 
     def evaluate(self, images, labels, batch_size: int, loss: str, transform=None) -> tuple[float, float]:
         """``(mean loss, accuracy)`` on a labelled set, in inference mode."""
-        return evaluate(self.net, images, labels, batch_size=batch_size, loss=loss, transform=transform)
+        return evaluate(self.net, images, labels, batch_size=batch_size, loss=loss, transform=transform,
+                        class_weight=self.class_weight)
 
     def pull(self) -> None:
         """Write the engine's weights, buffers and optimizer state into ``net`` and ``optimizer``."""

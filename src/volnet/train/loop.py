@@ -44,9 +44,14 @@ def predict(net, images, batch_size: int = 256, transform=None) -> np.ndarray:
     return np.concatenate(scores)
 
 
-def evaluate(net, images, labels, batch_size: int = 256, loss: str = "softmax", transform=None):
-    """``(mean loss, accuracy)`` of ``net`` on a labelled set."""
+def class_weights(class_weight, labels) -> dict:
+    """The loss's keyword for per-class weights ``(C,)``: ``{"weights": class_weight[labels]}``, or {} without."""
+    return {} if class_weight is None else {"weights": np.asarray(class_weight)[np.asarray(labels)]}
+
+
+def evaluate(net, images, labels, batch_size: int = 256, loss: str = "softmax", transform=None, class_weight=None):
+    """``(mean loss, accuracy)`` of ``net`` on a labelled set; ``class_weight`` ``(C,)`` weighs the loss's mean."""
     images, labels = check_labelled(net, images, labels, "evaluation")
     scores = predict(net, images, batch_size, transform)
-    value, _ = LOSSES[loss](scores, labels)
+    value, _ = LOSSES[loss](scores, labels, **class_weights(class_weight, labels))
     return value, float((scores.argmax(axis=1) == labels).mean())

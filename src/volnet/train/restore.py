@@ -38,7 +38,8 @@ def build_network(config: dict, source="checkpoint"):
         raise CheckpointError(f"{source}: field 'architecture' does not build a network: {reason(error)}") from None
 
 
-def _check_fits(source, name: str, saved: np.ndarray, current: np.ndarray, holder: str) -> None:
+def check_fits(source, name: str, saved: np.ndarray, current: np.ndarray, holder: str) -> None:
+    """A saved float tensor that converts exactly to the dtype ``holder`` (a layer, a parameter) holds."""
     if saved.dtype.kind != "f" or not np.can_cast(saved.dtype, current.dtype, "safe"):
         raise CheckpointError(f"{source}: tensor {name!r} is {saved.dtype} but {holder} holds {current.dtype}; "
                               "only floats that convert exactly are loaded (architecture.dtype)")
@@ -63,7 +64,7 @@ def load_network_tensors(net, tensors: dict[str, np.ndarray], source="checkpoint
                 f"{source} tensor {name!r} has shape {saved.shape} but {net.layers[index - 1].label} "
                 f"expects {current.shape}: the architectures differ"
             )
-        _check_fits(source, name, saved, current, net.layers[index - 1].label)
+        check_fits(source, name, saved, current, net.layers[index - 1].label)
     extra = sorted(k for k in tensors if k.startswith("layers.") and k not in expected)
     if extra:
         raise CheckpointError(f"{source} has tensor {extra[0]!r} that this network has no place for; "
@@ -92,7 +93,7 @@ def load_optimizer_state(optimizer, tensors: dict[str, np.ndarray], scalars: dic
         if tensors[key].shape != p.value.shape:
             raise CheckpointError(f"{source}: tensor {key!r} has shape {tensors[key].shape} but parameter {j} "
                                   f"({p.name}) has shape {p.value.shape}")
-        _check_fits(source, key, tensors[key], p.value, f"parameter {j} ({p.name})")
+        check_fits(source, key, tensors[key], p.value, f"parameter {j} ({p.name})")
     try:
         optimizer.load_state_dict({"arrays": {name: [tensors[f"optimizer.{name}.{j}"] for j in range(n)]
                                               for name in names}, "scalars": scalars})

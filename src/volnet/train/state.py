@@ -44,6 +44,7 @@ class RunSettings:
     augment: Any = None
     normalizer: Any = None
     watch: Any = None  # a volnet.train.best.Watch (--keep-best, --early-stop), or None
+    class_weight: Any = None  # per-class weights of the loss (--class-weight), a list of C floats, or None
 
 
 @dataclass

@@ -46,6 +46,7 @@ from .history import EpochRecord, History
 from .restore import load_network_tensors, network_tensors
 from .state import Position, RunSettings, RunState
 from .engines import Engine
+from .finetune import check_frozen, check_optimizer, freeze as freeze_layers
 from .loop import check_labelled
 from .run_folder import RunExists, RunFolder
 
@@ -125,6 +126,9 @@ class Trainer:
         keep_best: ``"val_accuracy"`` or ``"val_loss"``: after every epoch that improves that
             figure, write ``best.safetensors`` beside the checkpoint (with ``out_dir``; without
             one, :attr:`best_weights` holds a copy of the weights). Needs ``val``.
+        class_weight: one weight per class (``C``): the loss becomes the weighted mean
+            ``sum_i w[y_i] L_i / sum_i w[y_i]`` (PyTorch's ``cross_entropy(weight=...)``), in
+            training and validation, on every engine; see :func:`balanced_class_weight`.
         early_stop: stop after this many epochs without improvement of the ``keep_best``
             figure (``val_loss`` without ``keep_best``); :attr:`watch` says which epoch was best.
             Needs ``val``.
@@ -138,12 +142,15 @@ class Trainer:
     def __init__(self, net, optimizer, train, *, val=None, epochs: int = 10, batch_size: int = 64,
                  loss: str = "softmax", schedule=None, augment=None, normalizer=None, seed: int = 0,
                  out_dir=None, overwrite: bool = False, callbacks=(), extra_metadata=None, engine=None,
-                 keep_best: str | None = None, early_stop: int | None = None):
+                 keep_best: str | None = None, early_stop: int | None = None, class_weight=None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
         self.net, self.optimizer, self.train, self.val = net, optimizer, train, val
+        if net.frozen:
+            check_frozen(net)
+            check_optimizer(net, optimizer)
         check_labelled(net, train.images, train.labels, "training")
         if val is not None:
             check_labelled(net, val.images, val.labels, "validation")
@@ -165,6 +172,15 @@ class Trainer:
                                  "give the run validation images (val=..., --val-split above 0)")
             self.watch = Watch(keep_best or "val_loss", keep=keep_best is not None, patience=early_stop)
         self.best_weights = None
+        self.class_weight = None
+        if class_weight is not None:
+            weights = np.asarray(class_weight, dtype=np.float64)
+            classes = net.output_shape[-1]
+            if weights.shape != (classes,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+                raise ValueError(f"class_weight must be {classes} finite numbers > 0, one per class, got "
+                                 f"{weights.tolist() if weights.size <= 12 else weights.shape}")
+            self.class_weight = weights
+        self.engine.class_weight = self.class_weight
         self.history = History()
         self.position = Position()
         self._stop_requested = False
@@ -387,7 +403,7 @@ class Trainer:
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """Everything needed to continue this run: ``(tensors, metadata)``, packed by the format module."""
         settings = RunSettings(self.epochs, self.batch_size, self.loss, self.seed, self.schedule, self.augment,
-                               self.normalizer, self.watch)
+                               self.normalizer, self.watch, self.class_weight)
         return ckpt.pack_run(RunState(self.net, self.optimizer, self.position, self.rng, self.history, settings,
                                       self.extra_metadata))
 
@@ -458,12 +474,24 @@ class Trainer:
             batch_size=settings.batch_size, loss=settings.loss, seed=settings.seed, schedule=settings.schedule,
             augment=settings.augment, normalizer=settings.normalizer,
             out_dir=out_dir if out_dir is not None else path.parent, callbacks=callbacks, extra_metadata=run.extra,
-            engine=engine)
+            engine=engine, class_weight=settings.class_weight)
         trainer.position, trainer.rng, trainer.history = run.position, run.rng, run.history
         trainer.watch = settings.watch
         if trainer.checkpoint_path == path:
             trainer._last_checkpoint, trainer._saved_at = path, (trainer.position.epoch, trainer.position.batch)
         return trainer
+
+
+def balanced_class_weight(labels, classes: int) -> np.ndarray:
+    """scikit-learn's "balanced" weights, ``n / (C * n_c)``: each class weighs as much in the loss as the others.
+
+    Raises:
+        ValueError: a class without images (its weight would be infinite).
+    """
+    counts = np.bincount(np.asarray(labels), minlength=classes)
+    if not counts.all():
+        raise ValueError(f"class {int(np.argmin(counts))} has no training images, so no balanced weight")
+    return len(labels) / (classes * counts)
 
 
 @dataclass(frozen=True)
@@ -474,14 +502,18 @@ class _Arrays:
 
 def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64, loss: str = "softmax",
         seed: int = 0, on_epoch=None, engine=None, val=None, keep_best: str | None = None,
-        early_stop: int | None = None) -> History:
+        early_stop: int | None = None, freeze=None, class_weight=None) -> History:
     """Train ``net`` in place on arrays, without checkpoints; ``on_epoch(record)`` after each epoch.
 
     ``engine``: None (NumPy) or a :class:`volnet.interop.torch_engine.TorchEngine`.
     ``val``: ``(images, labels)`` evaluated after every epoch. ``keep_best`` (``"val_accuracy"`` or
     ``"val_loss"``): ``net`` ends with the weights of its best epoch, as Keras'
     ``EarlyStopping(restore_best_weights=True)``. ``early_stop``: stop after this many epochs
-    without improvement. The history holds every epoch trained.
+    without improvement. The history holds every epoch trained. ``freeze``: layers to freeze first
+    (``"1-6"``, ``"CONV"``, or indices; see :func:`volnet.train.finetune.freeze`); an optimizer built on
+    every parameter before any step is then rebuilt, same settings, on ``net.trainable_params()``.
+    ``class_weight``: one weight per class for the loss's mean (Keras' ``class_weight``, as a list;
+    ``"balanced"`` for :func:`balanced_class_weight` of ``labels``).
     """
     callbacks = []
     if on_epoch is not None:
@@ -489,9 +521,17 @@ def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64
         callback.on_epoch = on_epoch
         callbacks.append(callback)
     val = _Arrays(np.asarray(val[0]), np.asarray(val[1])) if val is not None else None
+    if freeze is not None:
+        freeze_layers(net, freeze)
+        if len(optimizer.params) != len(net.trainable_params()) and optimizer.steps == 0:
+            from ..optim import optimizer_from_config
+
+            optimizer = optimizer_from_config(net.trainable_params(), optimizer.get_config())
     trainer = Trainer(net, optimizer, _Arrays(np.asarray(images), np.asarray(labels)), val=val, epochs=epochs,
                       batch_size=batch_size, loss=loss, seed=seed, callbacks=callbacks, engine=engine,
-                      keep_best=keep_best, early_stop=early_stop)
+                      keep_best=keep_best, early_stop=early_stop,
+                      class_weight=balanced_class_weight(labels, net.output_shape[-1])
+                      if isinstance(class_weight, str) and class_weight == "balanced" else class_weight)
     history = trainer.run()
     if trainer.best_weights is not None:
         load_network_tensors(net, trainer.best_weights, source="the best epoch")
