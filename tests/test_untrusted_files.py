@@ -126,7 +126,7 @@ def test_train_on_a_folder_with_eps_named_png_never_runs_ghostscript(tmp_path, r
 
 def test_open_image_decodes_only_png_and_jpeg(tmp_path, rng):
     from volnet.data import DataError
-    from volnet.data.folder import read_image
+    from volnet.data.images import read_image
 
     pixels = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
     for fmt in ("BMP", "GIF", "TIFF"):

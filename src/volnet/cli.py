@@ -683,7 +683,7 @@ def _predict_sliding(args) -> int:
 
     from .convert import slide, sliding_size
     from .ops import softmax
-    from .data.folder import read_image_with_note
+    from .data.images import read_image_with_note
     from .train.checkpoint import load_model
 
     if args.json or args.csv:

@@ -8,7 +8,7 @@ import pytest
 
 from volnet import resources
 from volnet.data import DataError, load
-from volnet.data.folder import read_image, read_image_with_note
+from volnet.data.images import read_image, read_image_with_note
 from volnet.resources import ResourceError
 
 Image = pytest.importorskip("PIL.Image")

@@ -27,7 +27,8 @@ from collections import deque
 import numpy as np
 
 from .errors import DataError
-from .folder import _pillow, read_pixels
+from .bundled import bytes_to_unit
+from .images import pillow, read_pixels
 
 # Batches each reading process keeps ready (the DataLoader's prefetch_factor).
 READ_AHEAD_PER_WORKER = 2
@@ -45,7 +46,7 @@ class _Reader:
 
     def __getitem__(self, i):
         try:
-            return read_pixels(_pillow(), self.paths[i], self.mode, self.size, self.resize, self.paths[0]), None
+            return read_pixels(pillow(), self.paths[i], self.mode, self.size, self.resize, self.paths[0]), None
         except DataError as error:
             return None, str(error)
 
@@ -62,13 +63,6 @@ def _checked(pixels, error):
     if error is not None:
         raise DataError(error)
     return pixels
-
-
-def _to_unit(pixels: np.ndarray) -> np.ndarray:
-    """uint8 to float32 in [0, 1] exactly as :func:`~volnet.data.bundled.bytes_to_unit` (same operations)."""
-    images = pixels.astype(np.float32)
-    images /= 255
-    return images
 
 
 class FolderImages:
@@ -138,7 +132,7 @@ class FolderImages:
         """``images[index]``: a batch ``(n, H, W, D)`` for an index array, slice or mask; ``(H, W, D)`` for an int."""
         if isinstance(index, (int, np.integer)):
             return self[np.array([index])][0]
-        return _to_unit(self._pixels(np.arange(len(self))[index]))
+        return bytes_to_unit(self._pixels(np.arange(len(self))[index]))
 
     def batches(self, batch_size: int):
         """Every image once, in order, as float32 batches of ``batch_size`` (read ahead by the workers)."""

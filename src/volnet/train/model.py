@@ -143,7 +143,8 @@ class Model:
         Raises:
             DataError: a file that is missing or not an image, or a folder without images.
         """
-        from ..data.folder import image_paths, read_image_with_note
+        from ..data.folder import image_paths
+        from ..data.images import read_image_with_note
 
         files = image_paths(paths)
         H, W, D = self.input_shape

@@ -266,7 +266,7 @@ def _load_test(metadata, net, limit):
 
 
 def _read_images(paths, net) -> list[tuple[str, np.ndarray, str]]:
-    from ..data.folder import read_image_with_note
+    from ..data.images import read_image_with_note
 
     H, W, D = net.input_shape
     return [(Path(p).name, *read_image_with_note(p, size=(H, W), grayscale=D == 1)) for p in paths]
