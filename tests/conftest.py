@@ -11,6 +11,9 @@ folder (``tests/ops``, ``tests/layers``, ...) reach them the same way.
 * ``check_grad``   ``check_grad(f, array, analytic)`` asserts that the analytic
                    gradient of the scalar ``f()`` w.r.t. ``array`` matches centred
                    differences (:mod:`volnet.gradcheck`) to a relative error < 1e-6.
+* ``tiny_checkpoint`` a session-wide checkpoint as ``volnet train`` writes it: a tiny CONV -> POOL ->
+                   BatchNorm -> FC net, one epoch on the bundled digits, normalisation on, the class
+                   names recorded (read it; never write beside it).
 * ``torch``        the torch module; the test is skipped when torch is missing.
 * ``nchw``         converters between volnet's layout and PyTorch's:
                    volumes ``(N, H, W, D)`` <-> ``(N, C, H, W)`` and
@@ -131,3 +134,13 @@ def nchw(torch):
 
     return types.SimpleNamespace(to_torch=to_torch_nchw, from_torch=from_torch_nchw,
                                  filters_to_torch=filters_to_torch, filters_from_torch=filters_from_torch)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    from volnet.cli import main
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(["train", "--arch", "INPUT -> CONV3-4 -> RELU -> POOL2 -> BN -> FC", "--epochs", "1",
+                 "--val-split", "0", "--out", str(out)]) == 0
+    return out / "checkpoint.safetensors"

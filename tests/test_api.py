@@ -12,15 +12,11 @@ from volnet.ops import softmax
 from volnet.data import load as load_data
 from volnet.train.checkpoint import CheckpointError
 
-TINY = "INPUT -> CONV3-4 -> RELU -> POOL2 -> FC"  # a second's training on the bundled digits
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A checkpoint as ``volnet train`` writes it (normalisation on, the data's class names recorded)."""
-    out = tmp_path_factory.mktemp("run")
-    assert main(["train", "--arch", TINY, "--epochs", "1", "--out", str(out)]) == 0
-    return out / "checkpoint.safetensors"
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +104,7 @@ def test_load_names_a_missing_file(tmp_path):
 def test_summary_of_a_checkpoint_prints_its_layer_table(checkpoint, capsys):
     assert main(["summary", str(checkpoint)]) == 0
     table = capsys.readouterr().out
-    assert "1  Conv2D(K=4, F=3, P=1)  28x28x4" in table and "parameters: 7,890" in table
+    assert "1  Conv2D(K=4, F=3, P=1)  28x28x4" in table and "parameters: 7,898" in table  # 40 + BN 8 + 7,850
     assert main(["summary", "lenet5"]) == 0  # zoo names
     assert "parameters: 61,706" in capsys.readouterr().out
     assert main(["summary", "INPUT[8x8x1] -> FC2"]) == 0  # and notation still work

@@ -181,12 +181,13 @@ def test_train_refuses_a_network_that_cannot_fit(arch, fragments, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    assert main(["train", "--arch", TINY.replace("INPUT[28x28x1]", "INPUT").replace("FC10", "FC"), "--epochs", "1",
-                 "--val-split", "0", "--out", str(folder / "run")]) == 0
+def checkpoint(tmp_path_factory, tiny_checkpoint):
+    """A folder holding a blank 28x28 digit.png, and the shared tiny checkpoint at run/checkpoint.safetensors."""
     from PIL import Image
 
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "run").mkdir()
+    (folder / "run" / "checkpoint.safetensors").symlink_to(tiny_checkpoint)
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(folder / "digit.png")
     return folder
 

@@ -256,12 +256,8 @@ def test_without_onnx_the_error_says_how_to_install(monkeypatch):
 # -- the command line ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A one-epoch tiny net on the bundled digits, trained with its normaliser."""
-    out = tmp_path_factory.mktemp("export") / "run"
-    assert main(["train", "--arch", "INPUT -> CONV3-4 -> RELU -> POOL2 -> BN -> FC", "--epochs", "1",
-                 "--val-split", "0", "--out", str(out)]) == 0
-    return out / "checkpoint.safetensors"
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])

@@ -21,11 +21,8 @@ def run_ort(model, x):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("probabilities") / "run"
-    assert main(["train", "--arch", "INPUT -> CONV3-4 -> RELU -> POOL2 -> FC", "--epochs", "1", "--out",
-                 str(out)]) == 0
-    return out / "checkpoint.safetensors"
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
