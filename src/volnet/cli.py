@@ -575,7 +575,8 @@ def cmd_export(args) -> int:
     from .export import input_description, to_onnx
     from .train.checkpoint import load_model
 
-    net, normalizer, _, metadata = load_model(args.checkpoint)
+    net, normalizer, tensors, metadata = load_model(args.checkpoint)
+    del tensors  # copied into net: the export's memory is free of them
     included = normalizer if args.raw_pixels else None
     to_onnx(net, args.output, normalizer=included, layout=args.layout,
             classes=metadata.get("data", {}).get("classes"))
