@@ -136,3 +136,11 @@ def test_a_model_over_protobufs_limit_is_refused_not_written(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(onnx.checker, "MAXIMUM_PROTOBUF", size)
     assert to_onnx(net, tmp_path / "m.onnx").stat().st_size == size
+
+
+def test_docstring_examples():
+    import doctest
+
+    from volnet.export import onnx_model
+
+    assert doctest.testmod(onnx_model).attempted > 0 and doctest.testmod(onnx_model).failed == 0
