@@ -791,7 +791,8 @@ def cmd_export(args) -> int:
     from .train.checkpoint import describe, load_model
 
     _refuse_writing_over_inputs(args.output, [args.checkpoint], "MODEL.onnx")
-    net, normalizer, _, metadata = load_model(args.checkpoint)
+    net, normalizer, tensors, metadata = load_model(args.checkpoint)
+    del tensors  # copied into net: the export's memory is free of them
     print(f"reading {describe(args.checkpoint, metadata)}")
     included = normalizer if args.raw_pixels else None
     to_onnx(net, args.output, normalizer=included, layout=args.layout,

@@ -138,6 +138,14 @@ def test_a_model_over_protobufs_limit_is_refused_not_written(tmp_path, monkeypat
     assert to_onnx(net, tmp_path / "m.onnx").stat().st_size == size
 
 
+def test_docstring_examples():
+    import doctest
+
+    from volnet.export import onnx_model
+
+    assert doctest.testmod(onnx_model).attempted > 0 and doctest.testmod(onnx_model).failed == 0
+
+
 def test_an_exported_file_gets_the_permissions_a_checkpoint_gets(tmp_path):
     # both are written through volnet.files.atomic_write: 0666 less the umask, not mkstemp's 0600
     from volnet.train import checkpoint as ckpt

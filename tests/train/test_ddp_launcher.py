@@ -282,6 +282,12 @@ def test_the_failure_line_names_the_cause_not_its_consequences(tmp_path):
     assert (killed.code, killed.output, killed.kept) == (137, "", None)
     assert killed.error == "worker 1 of 3 (pid 101) was killed by SIGKILL; the other workers were stopped"
 
+    (tmp_path / "0.err").write_text("")
+    quiet = _failure(failures(r0=143, r1=143, r2=143), tmp_path, 3)  # stopped by SIGTERM, saying nothing
+    assert (quiet.code, quiet.output, quiet.kept) == (143, "", None)
+    assert quiet.error.startswith("worker ") and quiet.error.endswith(" of 3 exited with code 143")
+
+    (tmp_path / "0.err").write_text(lost)
     crashed = _failure(failures(r0=1), tmp_path, 3)  # only a traceback: its last line, and the outputs kept
     assert crashed.code == 1 and crashed.kept == tmp_path
     assert crashed.error == f"worker 0 of 3 failed: RuntimeError: Connection closed by peer (every worker's " \

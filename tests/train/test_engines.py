@@ -215,7 +215,8 @@ def test_sigterm_on_one_worker_stops_all_and_the_run_resumes_exactly(tmp_path, m
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run"), stop_at=(1, 3)))
     monkeypatch.setenv("PYTHONPATH", str(SRC))
-    assert launch([], 2, program=(str(script),)).code == 143  # 128 + SIGTERM
+    stopped = launch([], 2, program=(str(script),))
+    assert (stopped.code, stopped.kept) == (143, None)  # 128 + SIGTERM; no folder of worker output kept
     tensors, metadata = ckpt.read(tmp_path / "run" / "checkpoint.safetensors")
     assert (metadata["position"]["epoch"], metadata["position"]["batch"]) == (0, 3)  # saved once, at that step
     resumed = Trainer.from_checkpoint(tmp_path / "run" / "checkpoint.safetensors", toy_data(45),

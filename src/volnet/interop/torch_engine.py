@@ -596,7 +596,7 @@ def _failure(failures: dict, folder: Path, nproc: int) -> Workers:
     lost contact with it; SIGTERM is the last suspect, as the launcher stops
     the other workers with it); otherwise the last line of the first
     failure's traceback, and the folder with every worker's output is kept
-    and named.
+    and named (or its exit code, where it printed nothing).
     """
     def code(failure):
         return 128 - failure.exitcode if failure.exitcode < 0 else failure.exitcode
@@ -613,7 +613,10 @@ def _failure(failures: dict, folder: Path, nproc: int) -> Workers:
         return Workers(code(failure), "", f"worker {killed[0]} of {nproc} (pid {failure.pid}) was killed by "
                        f"{failure.signal_name()}; the other workers were stopped")
     rank = min(failures, key=lambda r: failures[r].timestamp)
-    lines = outputs[rank].strip().splitlines() or [f"exit code {failures[rank].exitcode}"]
+    lines = outputs[rank].strip().splitlines()
+    if not lines:  # nothing printed (a program that stops on SIGTERM with 143 and says nothing)
+        return Workers(code(failures[rank]), "", f"worker {rank} of {nproc} exited with code "
+                       f"{failures[rank].exitcode}")
     return Workers(code(failures[rank]), "", f"worker {rank} of {nproc} failed: {lines[-1]} (every worker's output "
                    f"is kept in {folder})", kept=folder)
 
