@@ -4,31 +4,22 @@ import numpy as np
 import pytest
 
 from volnet import Sequential
-from volnet.data import Dataset
 from volnet.layers import FC, Conv2D, ReLU
 from volnet.optim import make_optimizer
 from volnet.train import Callback, Trainer, TrainingInterrupted, fit
 from volnet.train import checkpoint as ckpt
 from volnet.train.best import Watch
 from volnet.train.history import EpochRecord
+from toy import toy_data
 
-
-def toy_data(n=64, seed=0, noisy=False):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.random((n, 6, 6, 1), dtype=np.float32) * 0.3
-    images[labels == 0, :3] += 0.7
-    images[labels == 1, 3:] += 0.7
-    if noisy:  # labels unrelated to the images: the validation figures wander, so the run stops early
-        labels = rng.integers(0, 3, n)
-    return Dataset(images, labels, ("top", "bottom", "none"))
+SHAPE = (6, 6, 1)
 
 
 def make_trainer(out_dir=None, epochs=10, keep_best="val_accuracy", early_stop=None, callbacks=(), engine=None,
                  noisy=True, dtype="float32"):
     net = Sequential([Conv2D(3, 3, P=1), ReLU(), FC(3)], input_shape=(6, 6, 1), seed=1, dtype=dtype)
     optimizer = make_optimizer("momentum", net.params(), lr=0.3, momentum=0.9)
-    return Trainer(net, optimizer, toy_data(), val=toy_data(24, seed=1, noisy=noisy), epochs=epochs, batch_size=16,
+    return Trainer(net, optimizer, toy_data(64, shape=SHAPE), val=toy_data(24, seed=1, shape=SHAPE, noisy=noisy), epochs=epochs, batch_size=16,
                    seed=3, out_dir=out_dir, keep_best=keep_best, early_stop=early_stop, callbacks=callbacks,
                    engine=engine)
 
@@ -93,7 +84,7 @@ def test_early_stop_stops_after_patience_epochs_without_improvement(tmp_path):
     _, metadata = ckpt.read(tmp_path / "checkpoint.safetensors")
     assert metadata["best"] == trainer.watch.get_config()
     # resuming a run that stopped early trains nothing more
-    again = Trainer.from_checkpoint(tmp_path / "checkpoint.safetensors", toy_data(), val=toy_data(24, 1, True),
+    again = Trainer.from_checkpoint(tmp_path / "checkpoint.safetensors", toy_data(64, shape=SHAPE), val=toy_data(24, 1, SHAPE, True),
                                     epochs=20)
     again.run()
     assert len(again.history) == len(history)
@@ -118,8 +109,8 @@ def test_keep_best_and_early_stop_continue_across_resume(tmp_path, where):
     box.append(make_trainer(tmp_path / "cut", epochs=12, early_stop=2, callbacks=[StopAt(box, stop_epoch, 2)]))
     with pytest.raises(TrainingInterrupted):
         box[0].run()
-    resumed = Trainer.from_checkpoint(tmp_path / "cut" / "checkpoint.safetensors", toy_data(),
-                                      val=toy_data(24, seed=1, noisy=True))
+    resumed = Trainer.from_checkpoint(tmp_path / "cut" / "checkpoint.safetensors", toy_data(64, shape=SHAPE),
+                                      val=toy_data(24, seed=1, shape=SHAPE, noisy=True))
     assert resumed.watch.patience == 2 and resumed.watch.monitor == "val_accuracy"
     resumed.run()
     assert [r.val_accuracy for r in resumed.history] == [r.val_accuracy for r in whole.history]
@@ -135,7 +126,7 @@ def test_keep_best_and_early_stop_continue_across_resume(tmp_path, where):
 def test_fit_ends_with_the_best_weights():
     box = []
     snapshots = Snapshots(box)
-    data, val = toy_data(), toy_data(24, seed=1, noisy=True)
+    data, val = toy_data(64, shape=SHAPE), toy_data(24, seed=1, shape=SHAPE, noisy=True)
     net = Sequential([Conv2D(3, 3, P=1), ReLU(), FC(3)], input_shape=(6, 6, 1), seed=1)
     optimizer = make_optimizer("momentum", net.params(), lr=0.3, momentum=0.9)
 
@@ -170,7 +161,7 @@ def test_watch_rules_and_errors():
         Watch().update(record(1, None, None))
     net = Sequential([FC(3)], input_shape=(6, 6, 1))
     with pytest.raises(ValueError, match="validation images"):
-        Trainer(net, make_optimizer("sgd", net.params(), lr=0.1), toy_data(), keep_best="val_loss")
+        Trainer(net, make_optimizer("sgd", net.params(), lr=0.1), toy_data(64, shape=SHAPE), keep_best="val_loss")
 
 
 def test_checkpoints_without_the_field_still_read():

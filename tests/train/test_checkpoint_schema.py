@@ -19,20 +19,13 @@ from hypothesis import strategies as st
 
 from volnet import Sequential
 from volnet.cli import main
-from volnet.data import Augment, Dataset, HorizontalFlip, Normalizer, RandomCrop
+from volnet.data import Augment, HorizontalFlip, Normalizer, RandomCrop
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, MaxPool, ReLU
 from volnet.optim import CosineAnnealing, make_optimizer
 from volnet.train import Callback, CheckpointError, Trainer
 from volnet.train import checkpoint as ckpt
+from toy import CLASSES, toy_data
 
-CLASSES = ("top", "bottom", "none")
-
-
-def toy_data(n=48, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.random((n, 8, 8, 1), dtype=np.float32)
-    return Dataset(images, labels, CLASSES)
 
 
 class StopAt(Callback):
@@ -48,7 +41,7 @@ class StopAt(Callback):
 def saved(tmp_path_factory):
     """``(tensors, metadata)`` of a run stopped at epoch 2, batch 2: every field of the format is there."""
     out = tmp_path_factory.mktemp("run")
-    data = toy_data()
+    data = toy_data(48)
     net = Sequential([Conv2D(4, 3, P=1), BatchNorm(), ReLU(), MaxPool(2, 2), Dropout(0.3), FC(3)],
                      input_shape=(8, 8, 1), seed=1)
     stop = StopAt(2, 2)
@@ -216,7 +209,7 @@ STAGES = ("read", "load", "resume")
 
 def consumers(path):
     return {"read": lambda: ckpt.read(path), "load": lambda: ckpt.load_model(path),
-            "resume": lambda: Trainer.from_checkpoint(path, toy_data(), out_dir=path.parent / "resumed")}
+            "resume": lambda: Trainer.from_checkpoint(path, toy_data(48), out_dir=path.parent / "resumed")}
 
 
 @pytest.mark.parametrize("edit, stage, message", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
@@ -234,7 +227,7 @@ def test_hostile_edit_is_refused_naming_file_and_field(saved, tmp_path, edit, st
 
 def test_the_unedited_checkpoint_resumes(saved, tmp_path):
     path = edited(saved, tmp_path, lambda t, m: None)
-    trainer = Trainer.from_checkpoint(path, toy_data(), out_dir=tmp_path / "resumed")
+    trainer = Trainer.from_checkpoint(path, toy_data(48), out_dir=tmp_path / "resumed")
     assert (trainer.position.epoch, trainer.position.batch) == (1, 2)
 
 
@@ -263,7 +256,7 @@ def test_model_only_checkpoint_loads_but_does_not_resume(saved, tmp_path):
     net, normalizer, _, metadata = ckpt.load_model(path)
     assert net.output_shape == (3,) and normalizer is not None and metadata["data"]["classes"] == list(CLASSES)
     with pytest.raises(CheckpointError, match=r"model.safetensors holds a model but no training state"):
-        Trainer.from_checkpoint(path, toy_data(), out_dir=tmp_path / "resumed")
+        Trainer.from_checkpoint(path, toy_data(48), out_dir=tmp_path / "resumed")
 
 
 def test_cli_eval_of_an_edited_file_prints_one_line(saved, tmp_path, capsys):
@@ -300,7 +293,7 @@ def test_any_edit_of_one_field_resumes_or_says_which_field(saved, tmp_path, data
     target[where[-1]] = value
     path = write(tmp_path / "checkpoint.safetensors", saved[0], metadata)
     try:
-        Trainer.from_checkpoint(path, toy_data(), out_dir=tmp_path / "resumed")
+        Trainer.from_checkpoint(path, toy_data(48), out_dir=tmp_path / "resumed")
     except CheckpointError as error:
         assert str(error).startswith(str(path)) and "\n" not in str(error)
 

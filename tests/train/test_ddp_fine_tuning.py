@@ -58,7 +58,7 @@ def test_two_workers_equal_one_process(tmp_path, monkeypatch):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run")))
     monkeypatch.setenv("PYTHONPATH", str(SRC))
-    assert launch([], 2, program=(str(script),)) == 0
+    assert launch([], 2, program=(str(script),)).code == 0
     one = make_trainer(out_dir=tmp_path / "one")
     one.run()
     for name in ("checkpoint.safetensors", "best.safetensors"):

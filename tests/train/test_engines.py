@@ -27,23 +27,17 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from volnet import Sequential  # noqa: E402
-from volnet.data import Augment, Dataset, HorizontalFlip, Normalizer, RandomCrop  # noqa: E402
+from volnet.data import Augment, HorizontalFlip, Normalizer, RandomCrop  # noqa: E402
 from volnet.interop.torch_engine import EngineError, TorchEngine, launch, torch_optimizer  # noqa: E402
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, LocallyConnected, MaxPool, ReLU  # noqa: E402
 from volnet.optim import OPTIMIZERS, CosineAnnealing, LinearWarmup, make_optimizer  # noqa: E402
 from volnet.train import Callback, Trainer, TrainingInterrupted  # noqa: E402
 from volnet.train import checkpoint as ckpt  # noqa: E402
+from toy import toy_data
+
+SHAPE = (8, 8, 2)  # the images of every test here, two deep for the LocallyConnected layer
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def toy_data(n, seed=0, shape=(8, 8, 2)):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.random((n, *shape), dtype=np.float32) * 0.3
-    images[labels == 0, : shape[0] // 2] += 0.7
-    images[labels == 1, shape[0] // 2:] += 0.7
-    return Dataset(images, labels, ("top", "bottom", "none"))
 
 
 def small_net(dropout=False):
@@ -55,11 +49,11 @@ def small_net(dropout=False):
 
 
 def make_trainer(optimizer="adam", engine=None, out_dir=None, callbacks=(), dropout=False, epochs=3):
-    train = toy_data(45)
+    train = toy_data(45, shape=SHAPE)
     net = small_net(dropout)
     kwargs = {"momentum": 0.9} if optimizer in ("momentum", "nesterov") else {}
     opt = make_optimizer(optimizer, net.params(), lr=0.02, weight_decay=1e-3, **kwargs)
-    return Trainer(net, opt, train, val=toy_data(13, seed=1), epochs=epochs, batch_size=16,
+    return Trainer(net, opt, train, val=toy_data(13, seed=1, shape=SHAPE), epochs=epochs, batch_size=16,
                    schedule=LinearWarmup(CosineAnnealing(0.02, T=epochs - 1), warmup=1),
                    augment=Augment([RandomCrop(pad=1), HorizontalFlip()]), normalizer=Normalizer.fit(train.images),
                    seed=7, engine=engine, out_dir=out_dir, callbacks=callbacks)
@@ -92,7 +86,7 @@ def test_svm_loss_is_the_notes_hinge():
     runs = []
     for engine in (None, TorchEngine("cpu")):
         net = Sequential([Conv2D(3, 3), ReLU(), FC(3)], input_shape=(8, 8, 2), seed=2, dtype="float64")
-        trainer = Trainer(net, make_optimizer("sgd", net.params(), lr=0.1), toy_data(20), epochs=2, batch_size=8,
+        trainer = Trainer(net, make_optimizer("sgd", net.params(), lr=0.1), toy_data(20, shape=SHAPE), epochs=2, batch_size=8,
                           loss="svm", engine=engine)
         trainer.run()
         runs.append(trainer)
@@ -117,7 +111,7 @@ def test_a_checkpoint_resumes_on_the_other_engine(tmp_path, first, second):
     box.append(make_trainer("adam", engines[first](), tmp_path, callbacks=[StopAt(box, 2, 2)]))
     with pytest.raises(TrainingInterrupted):
         box[0].run()
-    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.safetensors", toy_data(45), val=toy_data(13, seed=1),
+    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.safetensors", toy_data(45, shape=SHAPE), val=toy_data(13, seed=1, shape=SHAPE),
                                       engine=engines[second]())
     assert (resumed.position.epoch, resumed.position.batch) == (1, 2)
     resumed.run()
@@ -132,7 +126,7 @@ def test_torch_engine_resumes_a_run_with_dropout_exactly(tmp_path):
     box.append(make_trainer("momentum", TorchEngine("cpu"), tmp_path, callbacks=[StopAt(box, 1, 2)], dropout=True))
     with pytest.raises(TrainingInterrupted):
         box[0].run()
-    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.safetensors", toy_data(45), val=toy_data(13, seed=1),
+    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.safetensors", toy_data(45, shape=SHAPE), val=toy_data(13, seed=1, shape=SHAPE),
                                       engine=TorchEngine("cpu"))
     resumed.run()
     assert_same_run(whole, resumed, tol=1e-12)
@@ -160,7 +154,7 @@ def test_clear_errors():
 
 WORKER = """
 import os, signal, sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, os.path.dirname({tests!r})]  # this folder, and tests/ for the toy data
 from test_engines import make_ddp_trainer
 from volnet.interop.torch_engine import TorchEngine
 from volnet.train import Callback, TrainingInterrupted
@@ -186,8 +180,8 @@ def make_ddp_trainer(engine=None, out_dir=None, batch_size=8):
     net = Sequential([Conv2D(4, 3, P=1), ReLU(), MaxPool(2, 2), FC(6), ReLU(), FC(3)], input_shape=(8, 8, 2), seed=1,
                      dtype="float64")
     opt = make_optimizer("momentum", net.params(), lr=0.05, momentum=0.9, weight_decay=1e-3)
-    train = toy_data(45)  # 6 batches of 8 per epoch, the last of 5 images: shares of 3 and 2
-    return Trainer(net, opt, train, val=toy_data(13, seed=1), epochs=2, batch_size=batch_size,
+    train = toy_data(45, shape=SHAPE)  # 6 batches of 8 per epoch, the last of 5 images: shares of 3 and 2
+    return Trainer(net, opt, train, val=toy_data(13, seed=1, shape=SHAPE), epochs=2, batch_size=batch_size,
                    augment=Augment([RandomCrop(pad=1), HorizontalFlip()]), normalizer=Normalizer.fit(train.images),
                    seed=7, engine=engine, out_dir=out_dir)
 
@@ -219,8 +213,8 @@ def test_sigterm_on_one_worker_stops_all_and_the_run_resumes_exactly(tmp_path, m
     assert (stopped.code, stopped.kept) == (143, None)  # 128 + SIGTERM; no folder of worker output kept
     tensors, metadata = ckpt.read(tmp_path / "run" / "checkpoint.safetensors")
     assert (metadata["position"]["epoch"], metadata["position"]["batch"]) == (0, 3)  # saved once, at that step
-    resumed = Trainer.from_checkpoint(tmp_path / "run" / "checkpoint.safetensors", toy_data(45),
-                                      val=toy_data(13, seed=1))  # on the NumPy engine, in this process
+    resumed = Trainer.from_checkpoint(tmp_path / "run" / "checkpoint.safetensors", toy_data(45, shape=SHAPE),
+                                      val=toy_data(13, seed=1, shape=SHAPE))  # on the NumPy engine, in this process
     resumed.run()
     whole = make_ddp_trainer()
     whole.run()

@@ -22,7 +22,9 @@ from volnet.train import (Callback, RunExists, RunFolder, RunFolderBusy, RunFold
                           TrainingInterrupted)
 from volnet.train import checkpoint as ckpt
 
-from .test_trainer import make_trainer, toy_data
+from toy import toy_data
+
+from .test_trainer import make_trainer
 
 # A training process for fault injection: a toy run into sys.argv[1]; the test appends what it injects.
 SCRIPT_HEAD = textwrap.dedent("""

@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 
 from volnet import Sequential, files
-from volnet.data import Augment, Dataset, HorizontalFlip, Normalizer, RandomCrop
+from volnet.data import Augment, HorizontalFlip, Normalizer, RandomCrop
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, MaxPool, ReLU
 from volnet.optim import CosineAnnealing, make_optimizer
 from volnet.train import Callback, CheckpointError, History, Trainer, TrainingDiverged
 from volnet.train import checkpoint as ckpt
-
-
-def toy_data(n=96, seed=0):
-    """Bright top half = class 0, bright bottom half = class 1, else class 2."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.random((n, 8, 8, 1), dtype=np.float32) * 0.3
-    images[labels == 0, :4] += 0.7
-    images[labels == 1, 4:] += 0.7
-    return Dataset(images, labels, ("top", "bottom", "none"))
+from toy import toy_data
 
 
 def make_trainer(out_dir, callbacks=(), epochs=3, optimizer="momentum", data=None):
