@@ -37,7 +37,7 @@ def test_commands_say_which_file_they_read(best_run, tmp_path, command, capsys):
     if command == "export":
         pytest.importorskip("onnx")
     extra = {"eval": [], "export": [str(tmp_path / "m.onnx")],
-             "report": ["-o", str(tmp_path / "r.html"), "--test-limit", "50", "--samples", "1"]}[command]
+             "report": ["-o", str(tmp_path / "r.html"), "--overwrite", "--test-limit", "50", "--samples", "1"]}[command]
     epoch = ckpt.read(best_run / "best.safetensors")[1]["best"]["epoch"]
     assert main([command, str(best_run / "best.safetensors"), *extra]) == 0
     out = capsys.readouterr().out
