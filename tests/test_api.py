@@ -24,6 +24,7 @@ def digits():
     return load_data("mnist5k", split="test").images[:7]  # (7, 28, 28, 1) floats in [0, 1]
 
 
+@pytest.mark.slow
 def test_predict_gives_the_softmax_of_the_nets_scores_on_normalised_images(checkpoint, digits):
     model = volnet.load(checkpoint)
     probabilities = model.predict(digits)

@@ -36,6 +36,7 @@ def test_fit_plan_keeps_what_was_asked_when_it_fits_and_never_goes_below_three_r
     assert fit_plan(call_seconds=0.0, budget=15, rounds=2, calls=2) == (2, 2)  # fewer rounds asked: kept
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("budget", "expected"), [(1e6, (4, 2)), (0.0, (3, 1))])
 def test_compare_within_budget_returns_a_time_for_every_call_it_planned(bench, budget, expected):
     calls_made = []
@@ -126,12 +127,14 @@ def test_report_lists_every_target_for_new_results_and_old_ones(bench, tmp_path,
     assert any(line.startswith("Fresh volnet processes:") for line in lines)
 
 
+@pytest.mark.slow
 def test_a_fresh_volnet_process_times_volnet_alone_without_torch(bench):
     run = bench._common.time_in_fresh_process("bench_infer", "volnet", ["--nets", "lenet", "--batches", 1], calls=2)
     assert len(run["seconds"]) == 2 and all(seconds > 0 for seconds in run["seconds"])
     assert run["process"]["torch_loaded"] is False
 
 
+@pytest.mark.slow
 def test_a_fresh_torch_process_leaves_volnet_settings_off_and_matches_numpys_threads(bench):
     pytest.importorskip("torch")
     run = bench._common.time_in_fresh_process("bench_infer", "torch", ["--nets", "lenet", "--batches", 1], calls=1)

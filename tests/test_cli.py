@@ -8,6 +8,7 @@ from volnet.data import load
 from volnet.ops import threads, winograd
 
 
+@pytest.mark.slow
 def test_bundled_digits_split():
     train, test = load("mnist5k", split="train"), load("mnist5k", split="test")
     assert train.images.shape == (4000, 28, 28, 1) and test.images.shape == (1000, 28, 28, 1)
@@ -24,6 +25,7 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoint_and_history(trained, capsys):
     assert (trained / "checkpoint.safetensors").is_file()
     lines = (trained / "history.csv").read_text().splitlines()
@@ -54,6 +56,7 @@ def test_predict_prints_top_k_classes(trained, tmp_path, capsys):
     assert all(line.count("%") == 2 for line in lines)
 
 
+@pytest.mark.slow
 def test_resume_extends_a_run(trained, capsys):
     assert main(["train", "--resume", str(trained / "checkpoint.safetensors"), "--epochs", "2"]) == 0
     out = capsys.readouterr().out
@@ -119,6 +122,7 @@ def test_unknown_architecture_is_a_usage_error(capsys):
     assert "neither a zoo name" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_accepts_the_notation(tmp_path, capsys):
     spec = "INPUT -> [CONV -> RELU -> POOL]*2 -> FC"
     assert main(["train", "--arch", spec, "--epochs", "1", "--val-split", "0", "--out", str(tmp_path)]) == 0

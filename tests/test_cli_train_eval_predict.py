@@ -20,6 +20,7 @@ def best_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_keep_best_and_early_stop_from_the_command_line(best_run, capsys):
     _, best = ckpt.read(best_run / "best.safetensors")
     _, last = ckpt.read(best_run / "checkpoint.safetensors")
@@ -32,6 +33,7 @@ def test_keep_best_and_early_stop_from_the_command_line(best_run, capsys):
     assert last["best"]["stopped"] and len(history) == best["best"]["epoch"] + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["eval", "export", "report"])
 def test_commands_say_which_file_they_read(best_run, tmp_path, command, capsys):
     if command == "export":
@@ -64,6 +66,7 @@ def test_keep_best_needs_validation_images(tmp_path, capsys):
     assert "--keep-best" in err and "--val-split" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_eval_json_equals_an_independent_count(best_run, capsys):
 
     import volnet
@@ -191,6 +194,7 @@ def test_predicting_a_folder_shows_a_progress_bar_on_a_terminal_only(best_run, i
     assert sys.stderr.getvalue() == ""
 
 
+@pytest.mark.slow
 def test_fine_tune_onto_a_new_head_with_a_frozen_layer(best_run, tmp_path, capsys):
     source, _ = ckpt.read(best_run / "best.safetensors")
     out = tmp_path / "tuned"

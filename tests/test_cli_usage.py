@@ -82,6 +82,7 @@ def history(out):
     return json.loads((out / "history.json").read_text())
 
 
+@pytest.mark.slow
 def test_extending_a_cosine_run_stretches_the_schedule(run, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run / "checkpoint.safetensors"), "--epochs", "4"]) == 0
@@ -95,6 +96,7 @@ def test_extending_a_cosine_run_stretches_the_schedule(run, capsys):
     assert metadata["train"]["epochs"] == 4 and metadata["schedule"]["T"] == 4
 
 
+@pytest.mark.slow
 def test_a_complete_run_says_so_and_trains_nothing(run, capsys):
     capsys.readouterr()
     before = (run / "checkpoint.safetensors").read_bytes()
@@ -104,17 +106,20 @@ def test_a_complete_run_says_so_and_trains_nothing(run, capsys):
     assert (run / "checkpoint.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_fewer_epochs_than_done_is_a_usage_error(run, capsys):
     err = usage_error(["train", "--resume", str(run / "checkpoint.safetensors"), "--epochs", "1"], capsys)
     assert "argument --epochs: the run has already trained 2 epochs; pass more than 2 to extend it" in err
 
 
+@pytest.mark.slow
 def test_options_that_resume_cannot_apply_are_refused_not_ignored(run, capsys):
     err = usage_error(["train", "--resume", str(run / "checkpoint.safetensors"), "--epochs", "3", "--lr", "0.1",
                        "--schedule", "step", "--arch", "lenet"], capsys)
     assert "--arch, --lr, --schedule cannot change a resumed run" in err
 
 
+@pytest.mark.slow
 def test_a_fresh_run_never_overwrites_a_run_silently(run, capsys):
     before = (run / "checkpoint.safetensors").read_bytes()
     err = usage_error(["train", "--arch", TINY, "--epochs", "1", "--out", str(run)], capsys)
@@ -134,6 +139,7 @@ def test_an_out_that_is_a_file_fails_before_reading_data(tmp_path, capsys):
     assert err == f"volnet train: error: the output folder {out} is a file; choose another --out"
 
 
+@pytest.mark.slow
 def test_the_default_out_of_a_notation_is_one_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--arch", TINY, "--epochs", "1", "--val-split", "0"]) == 0

@@ -68,6 +68,7 @@ def test_a_layer_too_large_for_any_machine_is_refused_before_allocating():
     assert message.endswith("make layer 1 (FC) smaller or choose a smaller network (--arch)")
 
 
+@pytest.mark.slow
 def test_building_counts_the_weights_and_their_float64_draw(machine):
     spec = "INPUT[100x100x1] -> FC2000 -> FC10"  # 20,022,010 parameters: 80 MB, drawn as 160 MB of float64
     needed = 20_022_010 * 4 + 8 * 20_000_000
@@ -199,6 +200,7 @@ def test_predict_refuses_an_absurd_scale(checkpoint):
                           "lower --scale (the largest that fits is about")
 
 
+@pytest.mark.slow
 def test_predict_slides_at_a_scale_that_fits(checkpoint):
     result = run_volnet("predict", str(checkpoint / "run" / "checkpoint.safetensors"), "digit.png", "--slide",
                         "--scale", "20", cwd=checkpoint)

@@ -48,6 +48,7 @@ def test_configure_keeps_freed_memory_so_a_second_large_array_does_not_fault():
 CLI = "from volnet.cli import main; assert main(['summary', 'lenet', '--input', '28x28x1']) == 0"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_the_volnet_command_turns_it_on_unless_the_environment_says_0():
     assert faults_of_a_reused_array(CLI)[1] == "True"

@@ -113,6 +113,7 @@ def test_report_refuses_eps_named_png_without_running_ghostscript(tiny_checkpoin
     assert not called.exists() and not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True])
 def test_train_on_a_folder_with_eps_named_png_never_runs_ghostscript(tmp_path, rng, fake_gs, stream):
     folder, called = fake_gs
@@ -156,6 +157,7 @@ def test_train_on_a_folder_with_a_broken_png_is_one_line(tmp_path, rng, stream):
     one_error_line(result, f"{root / 'train' / 'a' / 'z.png'}: not a readable image")
 
 
+@pytest.mark.slow
 def test_a_broken_test_image_does_not_stop_train_report(tmp_path, rng):
     root = image_folder(tmp_path / "pics", rng, broken_png(), bad_split="test")
     result = volnet("train", "--data", "folder", "--root", root, "--arch", "INPUT -> FC", "--epochs", "2",
@@ -198,6 +200,7 @@ def refused(result, before: dict, *needles):
         assert path.read_bytes() == content, f"{path} was changed"
 
 
+@pytest.mark.slow
 def test_report_refuses_to_write_over_its_checkpoint_or_image(own_checkpoint, tmp_path, rng):
     image = png(tmp_path / "a.png", rng)
     before = {own_checkpoint: own_checkpoint.read_bytes(), image: image.read_bytes()}
@@ -207,6 +210,7 @@ def test_report_refuses_to_write_over_its_checkpoint_or_image(own_checkpoint, tm
         refused(volnet("report", own_checkpoint, image, "-o", output, "--overwrite", cwd=tmp_path), before)
 
 
+@pytest.mark.slow
 def test_export_refuses_to_write_over_its_checkpoint(own_checkpoint, tmp_path):
     pytest.importorskip("onnx")
     before = {own_checkpoint: own_checkpoint.read_bytes()}
@@ -214,6 +218,7 @@ def test_export_refuses_to_write_over_its_checkpoint(own_checkpoint, tmp_path):
         refused(volnet("export", own_checkpoint, output, cwd=tmp_path), before, "MODEL.onnx")
 
 
+@pytest.mark.slow
 def test_predict_heatmap_refuses_to_write_over_its_image(own_checkpoint, tmp_path, rng):
     image = png(tmp_path / "a.png", rng)
     before = {image: image.read_bytes(), own_checkpoint: own_checkpoint.read_bytes()}
@@ -222,6 +227,7 @@ def test_predict_heatmap_refuses_to_write_over_its_image(own_checkpoint, tmp_pat
                 "--heatmap")
 
 
+@pytest.mark.slow
 def test_report_without_output_does_not_silently_replace_report_html(own_checkpoint, tmp_path):
     first = volnet("report", own_checkpoint, cwd=tmp_path)
     assert first.returncode == 0, first.stderr

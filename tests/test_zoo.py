@@ -150,6 +150,7 @@ def one_blas_thread():
         yield
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CIFAR_VARIANTS)
 def test_cifar_variant_trains_on_a_batch(name, one_blas_thread):
     net = build_named(name, seed=1)

@@ -143,6 +143,7 @@ def test_max_batch_size_takes_a_network_or_layers(small_layers):
 
 # -- estimates against measurement ----------------------------------------------------
 
+@pytest.mark.slow
 def test_small_net_estimate_matches_measurement(small_layers, measure):
     """The brief's net at batch 64: training (caches kept + output, peaks) and inference."""
     net = Sequential(small_layers(), (32, 32, 3))
@@ -188,6 +189,7 @@ def _nets():
     return nets
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(_nets()))
 def test_estimates_match_measurement_for_every_layer_kind(name, measure):
     layers, shape, optimizer = _nets()[name]

@@ -21,6 +21,7 @@ def correct():
     return check(LEARNERS / "correct.py")
 
 
+@pytest.mark.slow
 def test_correct_implementations_pass_every_function_on_every_case(correct):
     assert [result.name for result in correct.functions] == list(NAMES)
     assert all(result.passed and result.failure is None and result.cases == 100 for result in correct.functions)
@@ -50,6 +51,7 @@ MISTAKES = [
 
 @pytest.mark.parametrize(("file", "name", "quantity", "hint", "smallest"), MISTAKES,
                          ids=[f"{m[0]}:{m[1]}" for m in MISTAKES])
+@pytest.mark.slow
 def test_each_known_mistake_is_caught_shrunk_and_named(file, name, quantity, hint, smallest):
     report = check(LEARNERS / file)
     result = next(result for result in report.functions if result.name == name)
@@ -65,6 +67,7 @@ def test_each_known_mistake_is_caught_shrunk_and_named(file, name, quantity, hin
     assert f"hint: {hint}" in report.text()
 
 
+@pytest.mark.slow
 def test_functions_that_raise_return_the_wrong_form_or_hang_are_reported_and_the_rest_still_checked():
     report = check(LEARNERS / "misbehaving.py", time_limit=3)
     results = {result.name: result for result in report.functions}
@@ -106,6 +109,7 @@ def test_files_that_cannot_be_checked_are_usage_errors(tmp_path, source, error):
         check(tmp_path / "missing.py")
 
 
+@pytest.mark.slow
 def test_a_module_is_checked_through_its_file_and_volnet_check_is_callable(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     learner = tmp_path / "mine.py"
@@ -120,6 +124,7 @@ def test_a_module_is_checked_through_its_file_and_volnet_check_is_callable(tmp_p
     assert not (tmp_path / ".hypothesis").exists()  # Hypothesis's cache is not left in their folder
 
 
+@pytest.mark.slow
 def test_the_html_table_shows_each_function_and_escapes_messages():
     report = check(LEARNERS / "misbehaving.py", time_limit=3, cases=10)
     page = report._repr_html_()
@@ -129,6 +134,7 @@ def test_the_html_table_shows_each_function_and_escapes_messages():
     assert "smallest failing configuration: x_shape=[1, 1]\nraised ValueError" in page  # one line each
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_and_json_schema(capsys, tmp_path):
     assert main(["check", str(LEARNERS / "loss_not_divided.py"), "--json", "--cases", "30"]) == 1
     document = json.loads(capsys.readouterr().out)
@@ -146,6 +152,7 @@ def test_cli_exit_codes_and_json_schema(capsys, tmp_path):
     assert "volnet check: error:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_volnets_own_kernel_signatures_are_checked_in_their_layout_and_names():
     report = check(LEARNERS / "volnet_api.py")  # volnet.ops itself: no false alarm through the NHWC adapter
     assert report.api == "volnet" and report.passed
@@ -159,6 +166,7 @@ def test_volnets_own_kernel_signatures_are_checked_in_their_layout_and_names():
     assert failure["formula"].startswith("dx[n, where window (i, j) had its max, d] +=")
 
 
+@pytest.mark.slow
 def test_the_api_is_detected_from_a_signature_or_chosen(tmp_path):
     learner = tmp_path / "mine.py"
     learner.write_text("from volnet.ops import conv_forward_naive as naive\n\n"

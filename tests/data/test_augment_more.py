@@ -160,6 +160,7 @@ def test_augmented_batches_are_the_same_on_resume(tmp_path):
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_augmented_batches_are_the_same_on_both_engines():
     torch_engine = pytest.importorskip("volnet.interop.torch_engine")
     runs = []

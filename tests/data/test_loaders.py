@@ -30,6 +30,7 @@ def test_the_bundled_digits(split, images):
     assert data.classes == tuple("0123456789") and sorted(set(data.labels.tolist())) == list(range(10))
 
 
+@pytest.mark.slow
 def test_the_bundled_digits_take_the_split_as_the_second_argument():
     positional, named = load("mnist5k", "test"), load("mnist5k", split="test")
     np.testing.assert_array_equal(positional.images, named.images)

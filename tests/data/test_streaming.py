@@ -129,6 +129,7 @@ def _train(tmp_path, root, name, *extra):
     return read(out / "checkpoint.safetensors")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
 def test_a_streamed_run_equals_the_run_in_memory(tmp_path, capsys, engine):
     if engine == "torch":

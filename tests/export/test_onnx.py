@@ -95,6 +95,7 @@ def check_export(net, *, layout="nhwc", normalizer=None, batch=2, reference=True
 
 # -- the zoo -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SMALL)
 def test_every_small_zoo_net_exports_and_computes_the_same_scores(name):
     check_export(random_buffers(build_named(name, seed=1)), reference=name not in REFERENCE_SMALL_SKIP)
@@ -189,6 +190,7 @@ def test_random_pooling_geometry_matches(mode, F, S, P, fit, H, W):
 
 # -- the model's form ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_opset_ir_version_dynamic_batch_and_readable_names():
     net = random_buffers(build_named("resnet18-cifar", seed=1))
     model = build_onnx(net)
@@ -260,6 +262,7 @@ def checkpoint(tiny_checkpoint):
     return tiny_checkpoint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
 def test_cli_export_with_raw_pixels_matches_the_checkpoint(checkpoint, tmp_path, capsys, layout):
     from volnet.train.checkpoint import load_model

@@ -105,6 +105,7 @@ LIMITED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_under_a_memory_limit_export_refuses_in_one_line_or_fits(tmp_path):
     """A limit below the estimate: one line, nothing written (this segfaulted or raised EncodeError). A

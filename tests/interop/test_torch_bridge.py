@@ -103,6 +103,7 @@ def net_arrays(net: Sequential) -> list[np.ndarray]:
     return [p.value for p in net.params()] + [b for layer in net.layers for b in layer.named_buffers().values()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", [*ZOO, *SPECIAL])
 def test_eval_outputs_equal(name, dtype, rng):
@@ -137,6 +138,7 @@ def test_volume_output_comes_back_nchw(rng):
     np.testing.assert_allclose(theirs.transpose(0, 2, 3, 1), net.forward(x), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*ZOO, *SPECIAL])
 def test_round_trip_gives_identical_weights(name, rng):
     original = build(name, np.float32, seed=0)

@@ -174,6 +174,7 @@ GRAD_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", PAIRS.keys())
 @pytest.mark.parametrize("x_shape, F, stride, pad, dilation, fit", GRAD_CASES)
 def test_conv_gradients(kind, x_shape, F, stride, pad, dilation, fit, rng, check_kernel_grad):

@@ -49,6 +49,7 @@ def test_correlate_equals_naive(setting):
     np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=tol, atol=tol)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(setting=layers())
 def test_weight_gradient_equals_naive(setting):
@@ -100,6 +101,7 @@ def test_keeps_nan():
         assert np.isnan(direct.correlate(x, w, g, None, relu)).all()
 
 
+@pytest.mark.slow
 def test_compile_flags_set_for_the_compile_and_restored_after(monkeypatch):
     from numba.core import config
 

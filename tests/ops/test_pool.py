@@ -152,6 +152,7 @@ GRAD_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", PAIRS.keys())
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("x_shape, F, S, fit", GRAD_CASES)

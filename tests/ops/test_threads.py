@@ -281,6 +281,7 @@ def test_a_forked_child_makes_its_own_threads(two_blas_threads):
     assert child.exitcode == 0 and queue.get(timeout=5) == (True, [3, 3], True)
 
 
+@pytest.mark.slow
 def test_without_threadpoolctl_everything_runs_on_one_thread():
     code = ("import sys; sys.modules['threadpoolctl'] = None\n"
             "import numpy as np; from volnet import Sequential; from volnet.layers import Conv2D, FC\n"

@@ -32,6 +32,7 @@ def winograd_settings(draw):
                 block=draw(st.integers(1, 3)), workers=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)))
 
 
+@pytest.mark.slow
 @needs_numba
 @settings(max_examples=50, deadline=None)
 @given(setting=winograd_settings())

@@ -173,6 +173,7 @@ any_layers = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(any_layers, max_size=5), st.tuples(st.integers(4, 9), st.integers(4, 9), st.integers(1, 3)))
 def test_random_networks_round_trip(layers, input_shape):

@@ -436,6 +436,7 @@ def mutated_specs(draw):
     return text
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated_specs())
 def test_fuzz_mutated_valid_specs(text):

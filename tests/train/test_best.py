@@ -173,6 +173,7 @@ def test_checkpoints_without_the_field_still_read():
     assert ckpt.unpack_run(*ckpt.read(old)).settings.watch is None
 
 
+@pytest.mark.slow
 def test_the_torch_engine_keeps_the_same_best_epoch_and_stops_at_the_same_epoch(tmp_path):
     torch_engine = pytest.importorskip("volnet.interop.torch_engine")
     runs = []

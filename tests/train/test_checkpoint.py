@@ -108,6 +108,7 @@ def test_from_checkpoint_takes_what_was_already_read_and_reads_nothing(tmp_path,
     assert (trainer.position.epoch, trainer.position.batch) == (1, 3)
 
 
+@pytest.mark.slow
 def test_volnet_train_resume_reads_the_checkpoint_once(tmp_path, monkeypatch, capsys):
     from volnet.cli import main
 

@@ -280,6 +280,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.
                     max_leaves=5)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), value=JSON)
 def test_any_edit_of_one_field_resumes_or_says_which_field(saved, tmp_path, data, value):
@@ -298,6 +299,7 @@ def test_any_edit_of_one_field_resumes_or_says_which_field(saved, tmp_path, data
         assert str(error).startswith(str(path)) and "\n" not in str(error)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field, value", [("S", 38217527819970), ("S", 2**70), ("P", 2**70)])
 def test_cli_eval_of_a_huge_pooling_number_returns_one_line(saved, tmp_path, field, value):
     """The numbers that hung the fuzz above (`shapes` searched every stride up to the header's): one line, at once."""

@@ -116,6 +116,7 @@ def test_class_weights_are_part_of_the_run(tmp_path):
     assert resumed.class_weight.tolist() == [1.0, 2.0, 0.5] and resumed.engine.class_weight is resumed.class_weight
 
 
+@pytest.mark.slow
 def test_cli_class_weight_file_and_eval(tmp_path, capsys):
     from volnet.cli import main
     from volnet.data import load

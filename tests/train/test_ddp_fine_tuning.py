@@ -54,6 +54,7 @@ def make_trainer(engine=None, out_dir=None):
                    out_dir=out_dir, class_weight=[1.0, 2.0, 0.5], keep_best="val_loss", early_stop=2)
 
 
+@pytest.mark.slow
 def test_two_workers_equal_one_process(tmp_path, monkeypatch):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run")))

@@ -73,6 +73,7 @@ def assert_same_run(a: Trainer, b: Trainer, tol=1e-9):
             assert getattr(y, field) == (None if expected is None else pytest.approx(expected, rel=tol, abs=tol))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_torch_engine_trains_what_the_numpy_engine_trains(optimizer):
     numpy_run, torch_run = make_trainer(optimizer), make_trainer(optimizer, TorchEngine("cpu"))
@@ -102,6 +103,7 @@ class StopAt(Callback):
             self.box[0].request_stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first, second", [("numpy", "torch"), ("torch", "numpy")])
 def test_a_checkpoint_resumes_on_the_other_engine(tmp_path, first, second):
     engines = {"numpy": lambda: None, "torch": lambda: TorchEngine("cpu")}
@@ -118,6 +120,7 @@ def test_a_checkpoint_resumes_on_the_other_engine(tmp_path, first, second):
     assert_same_run(whole, resumed)
 
 
+@pytest.mark.slow
 def test_torch_engine_resumes_a_run_with_dropout_exactly(tmp_path):
     """Dropout masks come from torch's generator, seeded from the volnet layers' saved generators."""
     whole = make_trainer("momentum", TorchEngine("cpu"), dropout=True)
@@ -186,6 +189,7 @@ def make_ddp_trainer(engine=None, out_dir=None, batch_size=8):
                    seed=7, engine=engine, out_dir=out_dir)
 
 
+@pytest.mark.slow
 def test_two_workers_on_batch_shares_equal_one_process_on_the_whole_batch(tmp_path, monkeypatch):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run"), stop_at=None))
@@ -205,6 +209,7 @@ def test_two_workers_on_batch_shares_equal_one_process_on_the_whole_batch(tmp_pa
                                                                               x.val_loss), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_sigterm_on_one_worker_stops_all_and_the_run_resumes_exactly(tmp_path, monkeypatch):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run"), stop_at=(1, 3)))
@@ -280,6 +285,7 @@ def test_importing_the_engines_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the message is for machines without a CUDA GPU")
 def test_gpu_benchmark_says_when_there_is_no_gpu():
     script = SRC.parent / "benchmarks" / "bench_gpu.py"

@@ -83,6 +83,7 @@ def test_frozen_layers_stay_bit_for_bit_and_hold_no_optimizer_state(tmp_path, en
         assert all(p.grad is None for layer in net.layers[:7] for p in layer.params())
 
 
+@pytest.mark.slow
 def test_both_engines_fine_tune_alike(tmp_path):
     pytest.importorskip("torch")
     from volnet.interop.torch_engine import TorchEngine

@@ -119,6 +119,7 @@ def test_divergence_in_the_first_epoch_names_no_checkpoint(tmp_path):
 
 # -- signals ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_saves_like_ctrl_c_and_exits_143_from_the_command_line(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "volnet", "train", "--arch", "notes", "--epochs", "40",
                                 "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -135,6 +136,7 @@ def test_sigterm_saves_like_ctrl_c_and_exits_143_from_the_command_line(tmp_path)
     assert f"{epoch} epochs done" in err
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_during_the_save_lets_the_save_complete(tmp_path):
     result = run_script(tmp_path, textwrap.dedent("""
         real_write = ckpt.atomic_write_bytes
@@ -148,6 +150,7 @@ def test_second_ctrl_c_during_the_save_lets_the_save_complete(tmp_path):
     assert saved_position(tmp_path / "checkpoint.safetensors") == (0, 3)
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_during_a_step_stops_at_once_and_says_nothing_new_was_saved(tmp_path):
     result = run_script(tmp_path, CTRL_C_AT.format(epoch=2, batch=2, times=2))  # the second before the step ends
     assert result.returncode == 0, result.stderr
@@ -156,6 +159,7 @@ def test_second_ctrl_c_during_a_step_stops_at_once_and_says_nothing_new_was_save
     assert saved_position(tmp_path / "checkpoint.safetensors") == (1, 0)
 
 
+@pytest.mark.slow
 def test_kill_9_during_saves_leaves_temp_files_that_the_next_run_removes_and_history_follows_the_checkpoint(
         tmp_path):
     # epoch 2's checkpoint is written, then the process dies before the history files follow it

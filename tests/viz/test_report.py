@@ -20,6 +20,7 @@ def page_text(digits_checkpoint, tmp_path_factory):
     return out.read_text()
 
 
+@pytest.mark.slow
 def test_the_page_is_self_contained(page_text):
     assert page_text.startswith("<!DOCTYPE html>")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page_text), "an outside address"

@@ -77,11 +77,13 @@ def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
 
 
+@pytest.mark.slow
 def test_the_page_loads_offline_with_no_console_errors(page):
     assert page.title().startswith("volnet report")
     assert page.errors == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("section", SECTIONS)
 def test_every_section_renders_something(page, section):
     element = page.locator(f"section#{section}")
@@ -113,6 +115,7 @@ def test_switching_image_and_layer_updates_the_views(page):
     assert page.errors == []
 
 
+@pytest.mark.slow
 def test_the_conv_demo_steps_and_its_sum_is_volnets_output(page):
     demo = page.locator("#demo-sum")
     for expected in ("0,0", "0,1", "0,2"):
