@@ -139,9 +139,15 @@ def _report_callbacks(args, out_dir) -> list:
     folder = RunFolder(out_dir)
 
     class Report(Callback):
+        epochs = None
+
+        def on_epoch_start(self, epoch, epochs, batches):
+            self.epochs = epochs
+
         def on_epoch(self, record):
+            reload = 15 if record.epoch != self.epochs else None  # the last epoch's page is final: it stays still
             try:
-                path = write_report(folder.checkpoint, folder.path / "report.html", reload_seconds=15)
+                path = write_report(folder.checkpoint, folder.path / "report.html", reload_seconds=reload)
             except (ValueError, OSError) as error:  # a report that fails never stops the training
                 print(f"report not written: {error}", file=sys.stderr)
             else:

@@ -217,9 +217,17 @@ def _filters(net, grads: dict) -> str:
                 w = sub._params[0].value
                 picture = filter_grid(w, max_filters=32)
                 picture = upscale(picture, max(1, 384 // max(picture.shape[:2])))
-                what = ("colour tiles" if w.shape[2] == 3 else "grey tiles" if w.shape[2] == 1 else
-                        f"rows: filters; columns: input depth slices (first {min(w.shape[2], 16)} of {w.shape[2]})")
-                pictures.append(f'<figure><img src="{data_uri(picture)}" alt="filters of layer {index}{path}">'
+                m = float(np.abs(w).max())
+                legend = ""
+                if w.shape[2] == 3:
+                    what = f"colour tiles: each pixel the filter's R, G, B weights, mid-grey 0, full colour +-{m:.3g}"
+                else:
+                    what = ("one tile per filter" if w.shape[2] == 1 else f"rows: filters; columns: input depth "
+                            f"slices (first {min(w.shape[2], 16)} of {w.shape[2]})") + \
+                        ", red positive, blue negative, white 0"
+                    legend = (f'<div class="legend"><img src="{data_uri(colorbar("signed"))}" alt="colour scale">'
+                              f"<span><i>{-m:.3g}</i><i>0</i><i>{m:.3g}</i></span></div>")
+                pictures.append(f'<figure><img src="{data_uri(picture)}" alt="filters of layer {index}{path}">{legend}'
                                 f"<figcaption>layer {index}{'.' + path if path else ''} ({type(sub).__name__}): "
                                 f"{w.shape[3]} filters {w.shape[0]}x{w.shape[1]}x{w.shape[2]}, {what}"
                                 "</figcaption></figure>")
@@ -352,12 +360,23 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     refresh = f'<meta http-equiv="refresh" content="{int(reload_seconds)}">' if reload_seconds else ""
     body = "".join(f'<section id="{key}"><h2>{heading}</h2>{html}</section>' for key, heading, html in sections)
     nav = " ".join(f'<a href="#{key}">{heading}</a>' for key, heading, _ in sections)
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}<title>{escape(title)}</title>'
+    # no "<" or ">" in the inline JSON: a name such as "<!--<script>" would otherwise change how the page parses
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e")
+    return _valid_utf8(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}<title>{escape(title)}</title>'
             f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><nav>{nav}</nav>"
             f'<div id="chooser" class="chooser"></div>{body}'
             f'<script type="application/json" id="report-data">{payload}</script><script>{SCRIPT}</script>'
             "</body></html>")
+
+
+def _valid_utf8(text: str) -> str:
+    """``text`` with the undecodable bytes of file and folder names (held as surrogate escapes) as U+FFFD, so that
+    the page can be written as UTF-8."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def write_report(checkpoint, out, images=(), **options) -> Path:
