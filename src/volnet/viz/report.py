@@ -497,7 +497,9 @@ function heat(v, m){ const t = m > 0 ? Math.max(-1, Math.min(1, v / m)) : 0;
   return t >= 0 ? 'rgb(255,' + Math.round(255 - 180 * t) + ',' + Math.round(255 - 180 * t) + ')' : 'rgb(' + Math.round(255 + 180 * t) + ',' + Math.round(255 + 180 * t) + ',255)'; }
 
 function numbers(title, grid){ const w = el('div'); w.appendChild(el('h4', {}, title)); const t = el('table', {'class': 'numbers'});
-  grid.forEach(r => { const tr = el('tr'); r.forEach(v => tr.appendChild(el('td', {}, v.toFixed(2)))); t.appendChild(tr); }); w.appendChild(t); return w; }
+  grid.forEach(r => { const tr = el('tr'); r.forEach(v => tr.appendChild(el('td', {title: v.toFixed(6)}, v.toFixed(2)))); t.appendChild(tr); }); w.appendChild(t); return w; }
+// The demo's sums in millionths, as integers: every sum shown is the exact sum of the figures shown beside it.
+const micro = v => Math.round(v * 1e6), shown = n => (n / 1e6).toFixed(6);
 
 function step(delta){ const d = D.images[current].demos[demoLayer]; if (!d) return;
   const n = d.out_hw[0] * d.out_hw[1]; let k = (demoPos[0] * d.out_hw[1] + demoPos[1] + delta + n) % n;
@@ -517,7 +519,7 @@ function renderDemo(){
   for (let s = 0; s < d.depth; s++) {
     const X = d.input[s], Wt = d.weights[s];
     const win = rows.map(r => cols.map(c => X[r][c])), prod = win.map((r, a) => r.map((v, c) => v * Wt[a][c]));
-    const part = prod.flat().reduce((p, q) => p + q, 0); total += part; terms.push(part);
+    const part = micro(prod.flat().reduce((p, q) => p + q, 0)); total += part; terms.push(part);
     if (s >= d.shown_depth) continue;
     const m = Math.max(...X.flat().map(Math.abs)) || 1;
     const wrap = el('div'); wrap.appendChild(el('h4', {}, 'input slice ' + s + ' (padded ' + X.length + 'x' + X[0].length + ')'));
@@ -527,17 +529,17 @@ function renderDemo(){
     wrap.appendChild(t); box.appendChild(wrap);
     box.appendChild(numbers('receptive field, slice ' + s, win));
     box.appendChild(numbers('filter ' + d.k + ', slice ' + s, Wt));
-    box.appendChild(numbers('products (sum ' + part.toFixed(4) + ')', prod));
+    box.appendChild(numbers('products (sum ' + shown(part) + ')', prod));
   }
   const outWrap = el('div'); outWrap.appendChild(el('h4', {}, 'output slice ' + d.k));
   const om = Math.max(...d.output.flat().map(Math.abs)) || 1, ot = el('table', {'class': 'output-slice'});
   d.output.forEach((r, ri) => { const tr = el('tr'); r.forEach((v, ci) => { const td = el('td', {title: v.toFixed(4)}); td.style.background = heat(v, om);
     if (ri === i && ci === j) td.className = 'out'; tr.appendChild(td); }); ot.appendChild(tr); });
   outWrap.appendChild(ot); box.appendChild(outWrap);
-  const value = total + d.bias, expected = d.output[i][j];
-  const hidden = d.depth > d.shown_depth ? ' (' + (d.depth - d.shown_depth) + ' more depth slices not drawn: ' + terms.slice(d.shown_depth).reduce((p, q) => p + q, 0).toFixed(4) + ')' : '';
-  const p = $('demo-sum'); p.textContent = 'sum of products over ' + d.depth + ' depth slice' + (d.depth > 1 ? 's' : '') + hidden + ' = ' + total.toFixed(4) + ', plus bias ' + d.bias.toFixed(4) + ' = ' + value.toFixed(4) + '; volnet\'s output: ' + expected.toFixed(4);
-  p.setAttribute('data-sum', value); p.setAttribute('data-output', expected); p.setAttribute('data-position', i + ',' + j);
+  const bias = micro(d.bias), value = total + bias, expected = d.output[i][j];
+  const hidden = d.depth > d.shown_depth ? ' (' + (d.depth - d.shown_depth) + ' more depth slice' + (d.depth - d.shown_depth > 1 ? 's' : '') + ' not drawn: ' + shown(terms.slice(d.shown_depth).reduce((p, q) => p + q, 0)) + ')' : '';
+  const p = $('demo-sum'); p.textContent = 'sum of products over ' + d.depth + ' depth slice' + (d.depth > 1 ? 's' : '') + hidden + ' = ' + shown(total) + ', plus bias ' + shown(bias) + ' = ' + shown(value) + '; volnet\'s output: ' + expected.toFixed(6) + ' (difference ' + (value / 1e6 - expected).toExponential(1) + ': the figures are rounded to 6 decimals, volnet adds in float32)';
+  p.setAttribute('data-sum', value / 1e6); p.setAttribute('data-output', expected); p.setAttribute('data-position', i + ',' + j);
 }
 
 function render(){
