@@ -224,6 +224,11 @@ def _shape(shape) -> str:
     return "x".join(map(str, shape))
 
 
+def _counted(n: int, noun: str) -> str:
+    """``"1 epoch"``, ``"8 epochs"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _schedule(args):
     from .optim import CosineAnnealing, LinearWarmup, StepDecay
 
@@ -329,7 +334,8 @@ def _new_trainer(args):
 
     args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     if args.warmup >= args.epochs:
-        raise UsageError(f"argument --warmup: {args.warmup} epochs of warm-up leave none of the {args.epochs} "
+        raise UsageError(f"argument --warmup: {_counted(args.warmup, 'epoch')} of warm-up leave none of the "
+                         f"{args.epochs} "
                          "--epochs; use a smaller --warmup")
     out = RunFolder(args.out or _default_out(args.arch, args.data))
     if out.holds_run() and not args.overwrite:
@@ -400,11 +406,13 @@ def _resumed_trainer(args):
     done, batch = position["epoch"], position["batch"]
     epochs = saved_epochs if args.epochs is None else args.epochs
     if epochs < done or (epochs == done and batch):
-        raise UsageError(f"argument --epochs: the run has already trained {done} epochs; pass more than {done} "
+        raise UsageError(f"argument --epochs: the run has already trained {_counted(done, 'epoch')}; pass more "
+                         f"than {done} "
                          "to extend it, or leave --epochs out to finish it")
     if epochs == done:
         extend = f"; pass --epochs N (more than {done}) to extend it" if args.epochs is None else ""
-        print(f"{args.resume}: the run is complete ({done} of {saved_epochs} epochs), nothing to train{extend}")
+        print(f"{args.resume}: the run is complete ({done} of {_counted(saved_epochs, 'epoch')}), nothing to "
+              f"train{extend}")
         return None
     data = metadata["data"]
     root = args.root and str(Path(args.root).resolve())
@@ -416,14 +424,15 @@ def _resumed_trainer(args):
                                       state=(tensors, metadata), engine=args.engine_object)
     if root:
         trainer.extra_metadata["data"] = {**data, "root": root}
-    print(f"resuming {args.resume} at epoch {done + 1}, batch {batch + 1} of a {saved_epochs}-epoch run")
+    print(f"resuming {args.resume} at epoch {done + 1}, batch {batch + 1} of a run of "
+          f"{_counted(saved_epochs, 'epoch')}")
     if epochs != saved_epochs:
         trainer.extend(epochs)
         schedule = trainer.schedule
         follows = "" if schedule is None else (
-            f"; the {schedule.get_config()['name']} schedule is fitted to {epochs} epochs "
+            f"; the {schedule.get_config()['name']} schedule is fitted to {_counted(epochs, 'epoch')} "
             f"(learning rate {schedule.lr_at(done):.3g} in epoch {done + 1})")
-        print(f"extending the run from {saved_epochs} to {epochs} epochs{follows}")
+        print(f"extending the run from {saved_epochs} to {_counted(epochs, 'epoch')}{follows}")
     return trainer
 
 
@@ -547,10 +556,15 @@ def cmd_summary(args) -> int:
     from dataclasses import asdict
 
     from .analysis import analyze, batch_fit
+    from .shapes import ShapeError
     from .spec import SpecError
     from .zoo import UnknownArchitecture, build_any
 
-    if Path(args.arch).is_file():  # a checkpoint: the architecture its metadata records, built without weights
+    try:
+        is_file = Path(args.arch).is_file()
+    except OSError:  # a notation longer than a file name may be ("File name too long")
+        is_file = False
+    if is_file:  # a checkpoint: the architecture its metadata records, built without weights
         from .net import Sequential
         from .train.checkpoint import read
 
@@ -562,6 +576,12 @@ def cmd_summary(args) -> int:
             net = build_any(args.arch, args.input and tuple(args.input), args.classes, allocate=False)
         except (UnknownArchitecture, SpecError) as error:
             raise UsageError(f"argument NAME|NOTATION: {error}") from None
+        except ShapeError as error:
+            H, W, D = args.input or (0, 0, 0)
+            if H <= 4 < D:  # 1x28x28 or 3x32x32: written channels first
+                raise ShapeError(f"{error}; volnet volumes are H x W x D (depth last): for {H} channels of {W}x{D} "
+                                 f"pass --input {W}x{D}x{H}") from None
+            raise
     optimizer = None if args.optimizer == "none" else args.optimizer
     report = analyze(net, batch=args.batch, dtype=args.dtype, optimizer=optimizer)
     fits = {mode: batch_fit(net, args.budget, optimizer=optimizer, dtype=args.dtype, mode=mode)

@@ -131,7 +131,8 @@ def test_the_conv_demo_steps_and_its_sum_is_volnets_output(page):
     assert page.errors == []
 
 
-SUM = re.compile(r"sum of products over (\d+) depth slices?(?: \((\d+) more depth slices? not drawn: (-?\d+\.\d{6})\))? = "
+SUM = re.compile(r"sum of products over (\d+) depth slices?"
+                 r"(?: \((\d+) more depth slices? not drawn: (-?\d+\.\d{6})\))? = "
                  r"(-?\d+\.\d{6}), plus bias (-?\d+\.\d{6}) = (-?\d+\.\d{6}); volnet's output: (-?\d+\.\d{6}) "
                  r"\(difference (\S+): ")
 

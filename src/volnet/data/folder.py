@@ -153,7 +153,8 @@ def folder_files(root, split: str = "train") -> tuple[list[tuple[Path, int]], tu
         DataError: as :func:`load_folder`, for everything but the images' contents.
     """
     if root is None:
-        raise DataError('the "folder" data set needs root=<folder with one sub-folder of images per class>')
+        raise DataError('the "folder" data set needs --root FOLDER (root=FOLDER), laid out as '
+                        "FOLDER/train/<class>/*.png and FOLDER/test/<class>/*.png (or FOLDER/<class>/*.png for a train split only)")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; expected {root}/<class>/*.png|jpg|jpeg")
@@ -185,7 +186,7 @@ def read_pixels(Image, path, mode: str, target: tuple[int, int], resize: bool, f
     if (image.height, image.width) != target:
         if not resize:
             raise DataError(f"{path} is {image.height}x{image.width} but {first} is {target[0]}x{target[1]} "
-                            f"(H x W); pass size=(H, W) to resize every image")
+                            f"(H x W); pass --size HxW (size=(H, W)) to resize every image")
         image = image.resize((target[1], target[0]), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8).reshape(*target, len(mode))  # D = 1 for "L", 3 for "RGB"
 

@@ -104,7 +104,8 @@ def _training(history: list[dict]) -> str:
     ]
     last = history[-1]
     val = f", validation accuracy {last['val_accuracy']:.2%}" if last.get("val_accuracy") is not None else ""
-    return (f'<div class="charts">{"".join(charts)}</div><p>{len(history)} epochs; last: train loss '
+    epochs = f'{len(history)} epoch{"" if len(history) == 1 else "s"}'
+    return (f'<div class="charts">{"".join(charts)}</div><p>{epochs}; last: train loss '
             f"{last['train_loss']:.4f}, train accuracy {last['train_accuracy']:.2%}{val}.</p>")
 
 
@@ -145,7 +146,8 @@ def _results(test, predictions, classes, missing: str) -> str:
         where = np.flatnonzero((labels == t) & (predictions == p))[:4]
         thumbs = "".join(f'<img class="thumb" src="{data_uri(upscale_to(to_rgb(test.images[i]), 56))}" '
                          f'alt="test image {i}" title="test image {i}">' for i in where)
-        pairs.append(f"<li>{escape(classes[t])} taken for {escape(classes[p])}: {off[t, p]} times {thumbs}</li>")
+        times = f"{off[t, p]} time{'' if off[t, p] == 1 else 's'}"
+        pairs.append(f"<li>{escape(classes[t])} taken for {escape(classes[p])}: {times} {thumbs}</li>")
     bars = "".join(f'<div class="bar"><span>{escape(c)}</span><i style="width:{200 * a:.1f}px"></i>'
                    f"<b>{a:.1%}</b></div>" for c, a in zip(classes, per_class))
     return (f'<p class="big">accuracy {accuracy:.2%} on {len(labels):,} test images</p>'
