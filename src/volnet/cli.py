@@ -393,12 +393,13 @@ def _resumed_trainer(args):
     """The saved run, continued or extended; None (after saying so) when it is already complete."""
     from .data.split import split_validation
     from .train import Trainer
-    from .train.checkpoint import read, require_training_state
+    from .train.checkpoint import read, require_training_state, unpack_run
 
     refused = sorted(set(_given_options(args.train_parser, args.argv)) - set(RESUME_OVERRIDES))
     if refused:
         raise UsageError(f"{', '.join(refused)} cannot change a resumed run: --resume continues with the saved "
-                         "run's settings; only --epochs (to extend it) and --root (to find its data elsewhere) "
+                         "run's settings; only --epochs (to extend it), --root (to find its data elsewhere) and "
+                         f"{', '.join(f for f in RESUME_OVERRIDES if f not in ('--epochs', '--root', '--resume'))} "
                          "apply")
     tensors, metadata = read(args.resume)
     require_training_state(metadata, args.resume)
@@ -410,6 +411,7 @@ def _resumed_trainer(args):
                          f"than {done} "
                          "to extend it, or leave --epochs out to finish it")
     if epochs == done:
+        unpack_run(tensors, metadata, args.resume)  # nothing to train, but a damaged file is still said to be one
         extend = f"; pass --epochs N (more than {done}) to extend it" if args.epochs is None else ""
         print(f"{args.resume}: the run is complete ({done} of {_counted(saved_epochs, 'epoch')}), nothing to "
               f"train{extend}")
@@ -570,7 +572,10 @@ def cmd_summary(args) -> int:
 
         if args.input or args.classes:
             raise UsageError("--input and --classes do not apply to a checkpoint, whose architecture is fixed")
-        net = Sequential.from_config(read(args.arch)[1]["architecture"], allocate=False)
+        metadata = read(args.arch)[1]
+        net = Sequential.from_config(metadata["architecture"], allocate=False)
+        if args.optimizer is None and "optimizer" in metadata:
+            args.optimizer = metadata["optimizer"]["config"]["name"]
     else:
         try:
             net = build_any(args.arch, args.input and tuple(args.input), args.classes, allocate=False)
@@ -582,7 +587,7 @@ def cmd_summary(args) -> int:
                 raise ShapeError(f"{error}; volnet volumes are H x W x D (depth last): for {H} channels of {W}x{D} "
                                  f"pass --input {W}x{D}x{H}") from None
             raise
-    optimizer = None if args.optimizer == "none" else args.optimizer
+    optimizer = {"none": None, None: "momentum"}.get(args.optimizer, args.optimizer)
     report = analyze(net, batch=args.batch, dtype=args.dtype, optimizer=optimizer)
     fits = {mode: batch_fit(net, args.budget, optimizer=optimizer, dtype=args.dtype, mode=mode)
             for mode in ("train", "inference")} if args.budget else {}
@@ -748,8 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--input", type=_size(3, "28x28x1"), help="input volume HxWxD (default: the net's own)")
     summary.add_argument("--classes", type=_positive_int, help="number of classes (default: the net's own)")
     summary.add_argument("--batch", type=_positive_int, default=1, help="images per batch for the memory figures")
-    summary.add_argument("--optimizer", choices=["none", *OPTIMIZER_NAMES], default="momentum",
-                         help="optimizer whose step cache counts in training memory")
+    summary.add_argument("--optimizer", choices=["none", *OPTIMIZER_NAMES],
+                         help="optimizer whose step cache counts in training memory (default: a checkpoint's own, "
+                              "else momentum)")
     summary.add_argument("--dtype", choices=["float32", "float64", "float16"], default="float32",
                          help="bytes per value: 4, 8 or 2")
     summary.add_argument("--budget", help="memory budget such as 12GB, 8GiB or 512MB: print the largest batch "

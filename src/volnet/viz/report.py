@@ -56,10 +56,11 @@ def _hyper(layer) -> str:
 
 # -- section 1: the architecture ------------------------------------------------------------
 
-def _architecture(net) -> str:
+def _architecture(net, optimizer: str) -> str:
+    """The boxes and the table; training memory counts ``optimizer``'s step cache (the one the run used)."""
     from ..spec import to_notation
 
-    report = analyze(net)
+    report = analyze(net, optimizer=optimizer)
     kept = report.train.kept_by
     rows = [row for row in report.rows]
     boxes = [{"shape": tuple(net.input_shape), "label": "input", "kind": "input",
@@ -80,7 +81,7 @@ def _architecture(net) -> str:
     return (f'<p class="notation"><code>{escape(to_notation(net))}</code></p>'
             f'<div class="scroll">{svg.architecture(boxes)}</div>'
             f"<p>{report.total_params:,} parameters, {_format_count(report.total_macs)} multiply-adds per image, "
-            f"{format_bytes(report.train.total)} to train one image (batch 1, momentum). Hover a box for its "
+            f"{format_bytes(report.train.total)} to train one image (batch 1, {optimizer}). Hover a box for its "
             "numbers.</p>"
             '<details><summary>every layer</summary><table class="rows"><tr><th>path</th><th>layer</th>'
             "<th>K/F/S/P</th><th>output</th><th>parameters</th><th>multiply-adds</th><th>kept for backprop</th>"
@@ -349,7 +350,8 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
             "layers": [f"{i + 1} {layer.kind} {escape(_hyper(layer))}" for i, layer in enumerate(net.layers)],
             "demoLayers": demo_layers, "colorbars": {c: data_uri(colorbar(c)) for c in ("heat", "signed")}}
     sections = [
-        ("architecture", "1. Architecture", _architecture(net)),
+        ("architecture", "1. Architecture",
+         _architecture(net, metadata.get("optimizer", {}).get("config", {}).get("name", "momentum"))),
         ("training", "2. Training", _training(metadata.get("history", []))),
         ("results", "3. Results on the test split", _results(test, predictions, classes, missing)),
         ("activations", "4. One image through the net", left_out + ACTIVATIONS_HTML),
@@ -365,7 +367,8 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     # no "<" or ">" in the inline JSON: a name such as "<!--<script>" would otherwise change how the page parses
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     payload = payload.replace("<", "\\u003c").replace(">", "\\u003e")
-    return _valid_utf8(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}<title>{escape(title)}</title>'
+    return _valid_utf8(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}'
+            f"<title>{escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><nav>{nav}</nav>"
             f'<div id="chooser" class="chooser"></div>{body}'
             f'<script type="application/json" id="report-data">{payload}</script><script>{SCRIPT}</script>'
