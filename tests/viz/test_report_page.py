@@ -100,6 +100,11 @@ def test_predict_and_report_of_a_net_ending_in_gap(tmp_path, capsys):
     data = page_data((tmp_path / "r.html").read_text())
     assert data["images"][0]["probabilities"] == pytest.approx(probabilities.tolist(), rel=1e-5)
     assert [e for e in data["images"][0]["explanations"] if e["name"].startswith("saliency")][0].get("src")
+    from volnet.train import evaluate
+
+    images = np.random.default_rng(1).random((6, 8, 8, 1), dtype=np.float32)
+    _, accuracy = evaluate(net, images, np.arange(6) % 3)  # `volnet eval`'s numbers
+    assert accuracy == np.mean(volnet.Model(net).predict(images).argmax(axis=1) == np.arange(6) % 3)
 
 
 # -- item 11: the page ---------------------------------------------------------------------------
