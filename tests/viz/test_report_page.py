@@ -163,3 +163,17 @@ def test_first_layer_filters_say_how_their_colours_read(nine_test_images):
     caption = re.search(r"<figcaption>layer 1 \(Conv2D\)[^<]*</figcaption>", text)[0]
     assert "grey tiles" not in caption and "red positive, blue negative" in caption
     assert re.search(r'filters of layer 1.*?class="legend"', text, re.S)
+
+
+def test_the_occlusion_overlay_reads_as_its_legend():
+    """Zero (no effect) leaves the image as it is and the ends are the legend's full blue and red: the map was
+    shifted to [0, 1] and then stretched again over its own range, so white was not at zero."""
+    from volnet.viz.pictures import COLORMAPS, blend
+
+    image = np.full((4, 4, 1), 0.5)
+    values = np.array([[0.0, 0.3], [0.0, -0.1]])  # occlusion: mostly a rise in probability
+    picture = blend(image, values, "signed", alpha=0.6, fade=True).astype(int)
+    assert (picture[:2, :2] == 128).all()  # no effect: the image's own grey
+    red = (0.4 * 0.5 + 0.6 * COLORMAPS["signed"][2]) * 255
+    assert np.abs(picture[0, 2:] - red).max() <= 1  # the largest magnitude: the legend's end
+    assert picture[2, 2, 2] > picture[2, 2, 0]  # a drop: bluish, a third as strong

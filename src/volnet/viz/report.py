@@ -192,11 +192,8 @@ def _image_data(net, sample: Sample, classes, demo_layers) -> dict:
         except (ValueError, NotImplementedError) as error:
             explanations.append({"name": name, "error": str(error)})
             continue
-        if cmap == "signed":
-            m = float(np.abs(values).max()) or 1.0
-            picture = blend(base, (values + m) / (2 * m), "signed", alpha=0.6)
-        else:
-            picture = blend(base, values, cmap, alpha=0.6)
+        # signed (occlusion): white at zero as in its legend, and drawn only where the occlusion changed something
+        picture = blend(base, values, cmap, alpha=0.7 if cmap == "signed" else 0.6, fade=cmap == "signed")
         explanations.append({"name": name, "src": data_uri(upscale_to(picture, VIEW_PIXELS)), "cmap": cmap,
                              "low": float(values.min()), "high": float(values.max())})
     demos = {}
