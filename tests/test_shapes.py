@@ -334,4 +334,5 @@ def test_summary_of_a_huge_pooling_stride_returns_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "volnet", "summary", "INPUT[8x8x1] -> POOL2/S38217527819970 -> FC3"],
                             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("volnet summary: error: ") and "= 1 + 6/38217527819970 is not an integer" in result.stderr
+    assert result.stderr.startswith("volnet summary: error: ")
+    assert "= 1 + 6/38217527819970 is not an integer" in result.stderr

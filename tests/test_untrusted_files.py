@@ -149,11 +149,14 @@ def test_predict_on_a_png_broken_after_its_first_chunk_is_one_line(tiny_checkpoi
                    "broken PNG")
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_train_on_a_folder_with_a_broken_png_is_one_line(tmp_path, rng, stream):
+@pytest.mark.parametrize("engine, stream", [("numpy", False), ("numpy", True), ("torch", False), ("torch", True)])
+def test_train_on_a_folder_with_a_broken_png_is_one_line(tmp_path, rng, engine, stream):
+    if engine == "torch":
+        pytest.importorskip("torch")
     root = image_folder(tmp_path / "pics", rng, broken_png())
     result = volnet("train", "--data", "folder", "--root", root, "--arch", "INPUT -> FC", "--epochs", "1",
-                    "--val-split", "0", "--out", tmp_path / "run", *(["--stream"] if stream else []), cwd=tmp_path)
+                    "--val-split", "0", "--out", tmp_path / "run", "--engine", engine,
+                    *(["--stream"] if stream else []), cwd=tmp_path)
     one_error_line(result, f"{root / 'train' / 'a' / 'z.png'}: not a readable image")
 
 

@@ -139,9 +139,15 @@ def _report_callbacks(args, out_dir) -> list:
     folder = RunFolder(out_dir)
 
     class Report(Callback):
+        epochs = None
+
+        def on_epoch_start(self, epoch, epochs, batches):
+            self.epochs = epochs
+
         def on_epoch(self, record):
+            reload = 15 if record.epoch != self.epochs else None  # the last epoch's page is final: it stays still
             try:
-                path = write_report(folder.checkpoint, folder.path / "report.html", reload_seconds=15)
+                path = write_report(folder.checkpoint, folder.path / "report.html", reload_seconds=reload)
             except (ValueError, OSError) as error:  # a report that fails never stops the training
                 print(f"report not written: {error}", file=sys.stderr)
             else:
@@ -216,6 +222,11 @@ def _build_for_data(arch: str, image_shape, classes: int, data: str, seed: int):
 
 def _shape(shape) -> str:
     return "x".join(map(str, shape))
+
+
+def _counted(n: int, noun: str) -> str:
+    """``"1 epoch"``, ``"8 epochs"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _schedule(args):
@@ -365,7 +376,8 @@ def _new_trainer(args):
 
     args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     if args.warmup >= args.epochs:
-        raise UsageError(f"argument --warmup: {args.warmup} epochs of warm-up leave none of the {args.epochs} "
+        raise UsageError(f"argument --warmup: {_counted(args.warmup, 'epoch')} of warm-up leave none of the "
+                         f"{args.epochs} "
                          "--epochs; use a smaller --warmup")
     out = RunFolder(args.out or _default_out(args.arch, args.data))
     if out.holds_run() and not args.overwrite:
@@ -488,12 +500,13 @@ def _resumed_trainer(args):
     """The saved run, continued or extended; None (after saying so) when it is already complete."""
     from .data.split import split_validation
     from .train import Trainer
-    from .train.checkpoint import BEST_NAME, CHECKPOINT_NAME, read, require_training_state
+    from .train.checkpoint import BEST_NAME, CHECKPOINT_NAME, read, require_training_state, unpack_run
 
     refused = sorted(set(_given_options(args.train_parser, args.argv)) - set(RESUME_OVERRIDES))
     if refused:
         raise UsageError(f"{', '.join(refused)} cannot change a resumed run: --resume continues with the saved "
-                         "run's settings; only --epochs (to extend it) and --root (to find its data elsewhere) "
+                         "run's settings; only --epochs (to extend it), --root (to find its data elsewhere) and "
+                         f"{', '.join(f for f in RESUME_OVERRIDES if f not in ('--epochs', '--root', '--resume'))} "
                          "apply")
     resume = Path(args.resume)
     if resume.name == BEST_NAME and (resume.parent / CHECKPOINT_NAME).is_file():
@@ -506,7 +519,8 @@ def _resumed_trainer(args):
     done, batch = position["epoch"], position["batch"]
     epochs = saved_epochs if args.epochs is None else args.epochs
     if epochs < done or (epochs == done and batch):
-        raise UsageError(f"argument --epochs: the run has already trained {done} epochs; pass more than {done} "
+        raise UsageError(f"argument --epochs: the run has already trained {_counted(done, 'epoch')}; pass more "
+                         f"than {done} "
                          "to extend it, or leave --epochs out to finish it")
     best = metadata.get("best") or {}
     if best.get("stopped"):
@@ -514,8 +528,10 @@ def _resumed_trainer(args):
               f"for {_epochs(best['patience'])} since epoch {best['epoch']}), nothing to train")
         return None
     if epochs == done:
+        unpack_run(tensors, metadata, args.resume)  # nothing to train, but a damaged file is still said to be one
         extend = f"; pass --epochs N (more than {done}) to extend it" if args.epochs is None else ""
-        print(f"{args.resume}: the run is complete ({done} of {saved_epochs} epochs), nothing to train{extend}")
+        print(f"{args.resume}: the run is complete ({done} of {_counted(saved_epochs, 'epoch')}), nothing to "
+              f"train{extend}")
         return None
     data = metadata["data"]
     root = args.root and str(Path(args.root).resolve())
@@ -527,14 +543,15 @@ def _resumed_trainer(args):
                                       state=(tensors, metadata), engine=args.engine_object)
     if root:
         trainer.extra_metadata["data"] = {**data, "root": root}
-    print(f"resuming {args.resume} at epoch {done + 1}, batch {batch + 1} of a {saved_epochs}-epoch run")
+    print(f"resuming {args.resume} at epoch {done + 1}, batch {batch + 1} of a run of "
+          f"{_counted(saved_epochs, 'epoch')}")
     if epochs != saved_epochs:
         trainer.extend(epochs)
         schedule = trainer.schedule
         follows = "" if schedule is None else (
-            f"; the {schedule.get_config()['name']} schedule is fitted to {epochs} epochs "
+            f"; the {schedule.get_config()['name']} schedule is fitted to {_counted(epochs, 'epoch')} "
             f"(learning rate {schedule.lr_at(done):.3g} in epoch {done + 1})")
-        print(f"extending the run from {saved_epochs} to {epochs} epochs{follows}")
+        print(f"extending the run from {saved_epochs} to {_counted(epochs, 'epoch')}{follows}")
     return trainer
 
 
@@ -755,22 +772,36 @@ def cmd_summary(args) -> int:
     from dataclasses import asdict
 
     from .analysis import analyze, batch_fit
+    from .shapes import ShapeError
     from .spec import SpecError
     from .zoo import UnknownArchitecture, build_any
 
-    if Path(args.arch).is_file():  # a checkpoint: the architecture its metadata records, built without weights
+    try:
+        is_file = Path(args.arch).is_file()
+    except OSError:  # a notation longer than a file name may be ("File name too long")
+        is_file = False
+    if is_file:  # a checkpoint: the architecture its metadata records, built without weights
         from .net import Sequential
         from .train.checkpoint import read
 
         if args.input or args.classes:
             raise UsageError("--input and --classes do not apply to a checkpoint, whose architecture is fixed")
-        net = Sequential.from_config(read(args.arch)[1]["architecture"], allocate=False)
+        metadata = read(args.arch)[1]
+        net = Sequential.from_config(metadata["architecture"], allocate=False)
+        if args.optimizer is None and "optimizer" in metadata:
+            args.optimizer = metadata["optimizer"]["config"]["name"]
     else:
         try:
             net = build_any(args.arch, args.input and tuple(args.input), args.classes, allocate=False)
         except (UnknownArchitecture, SpecError) as error:
             raise UsageError(f"argument NAME|NOTATION: {error}") from None
-    optimizer = None if args.optimizer == "none" else args.optimizer
+        except ShapeError as error:
+            H, W, D = args.input or (0, 0, 0)
+            if H <= 4 < D:  # 1x28x28 or 3x32x32: written channels first
+                raise ShapeError(f"{error}; volnet volumes are H x W x D (depth last): for {H} channels of {W}x{D} "
+                                 f"pass --input {W}x{D}x{H}") from None
+            raise
+    optimizer = {"none": None, None: "momentum"}.get(args.optimizer, args.optimizer)
     report = analyze(net, batch=args.batch, dtype=args.dtype, optimizer=optimizer)
     fits = {mode: batch_fit(net, args.budget, optimizer=optimizer, dtype=args.dtype, mode=mode)
             for mode in ("train", "inference")} if args.budget else {}
@@ -987,8 +1018,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--input", type=_size(3, "28x28x1"), help="input volume HxWxD (default: the net's own)")
     summary.add_argument("--classes", type=_positive_int, help="number of classes (default: the net's own)")
     summary.add_argument("--batch", type=_positive_int, default=1, help="images per batch for the memory figures")
-    summary.add_argument("--optimizer", choices=["none", *OPTIMIZER_NAMES], default="momentum",
-                         help="optimizer whose step cache counts in training memory")
+    summary.add_argument("--optimizer", choices=["none", *OPTIMIZER_NAMES],
+                         help="optimizer whose step cache counts in training memory (default: a checkpoint's own, "
+                              "else momentum)")
     summary.add_argument("--dtype", choices=["float32", "float64", "float16"], default="float32",
                          help="bytes per value: 4, 8 or 2")
     summary.add_argument("--budget", help="memory budget such as 12GB, 8GiB or 512MB: print the largest batch "

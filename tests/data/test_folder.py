@@ -59,7 +59,7 @@ def test_grayscale(tmp_path):
 def test_different_sizes_need_size(tmp_path, rng):
     save(tmp_path / "a" / "x.png", random_image(rng, 5, 6))
     save(tmp_path / "b" / "y.png", random_image(rng, 7, 3))
-    with pytest.raises(DataError, match=r"y.png is 7x3 but .*x.png is 5x6 \(H x W\); pass size=\(H, W\)"):
+    with pytest.raises(DataError, match=r"y.png is 7x3 but .*x.png is 5x6 \(H x W\); pass --size HxW \(size=\(H, W\)\)"):
         load("folder", tmp_path)
     data = load("folder", tmp_path, size=(4, 8))
     assert data.images.shape == (2, 4, 8, 3)
@@ -89,7 +89,7 @@ def test_test_split_without_layout_is_explained(tmp_path, rng):
 
 
 def test_layout_errors(tmp_path, rng):
-    with pytest.raises(DataError, match="needs root="):
+    with pytest.raises(DataError, match=r"needs --root FOLDER \(root=FOLDER\), laid out as FOLDER/train/<class>/"):
         load("folder")
     with pytest.raises(DataError, match="is not a folder"):
         load("folder", tmp_path / "missing")

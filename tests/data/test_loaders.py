@@ -38,8 +38,8 @@ def test_the_bundled_digits_take_the_split_as_the_second_argument():
 
 
 def test_the_bundled_digits_take_no_root(tmp_path):
-    with pytest.raises(DataError, match=r"mnist5k is bundled .* takes no root; for the full MNIST use "
-                                         r"load\(\"mnist\", root=\.\.\.\)"):
+    with pytest.raises(DataError, match=r"mnist5k is bundled .* takes no --root \(root=\); for your own images pass "
+                                         r"--data folder --root FOLDER .* for the full MNIST --data mnist"):
         load("mnist5k", tmp_path)
 
 

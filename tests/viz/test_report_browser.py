@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 
 import numpy as np
@@ -130,4 +131,38 @@ def test_the_conv_demo_steps_and_its_sum_is_volnets_output(page):
     assert "6 depth slices" in demo.text_content()
     total, output = float(demo.get_attribute("data-sum")), float(demo.get_attribute("data-output"))
     assert abs(total - output) < 1e-3 * max(1.0, abs(output))
+    assert page.errors == []
+
+
+SUM = re.compile(r"sum of products over (\d+) depth slices?"
+                 r"(?: \((\d+) more depth slices? not drawn: (-?\d+\.\d{6})\))? = "
+                 r"(-?\d+\.\d{6}), plus bias (-?\d+\.\d{6}) = (-?\d+\.\d{6}); volnet's output: (-?\d+\.\d{6}) "
+                 r"\(difference (\S+): ")
+
+
+def _millionths(text: str) -> int:
+    return round(float(text) * 1e6)
+
+
+@pytest.mark.parametrize("layer", ["0", "3"])
+def test_the_conv_demo_adds_up_exactly_to_what_it_shows_at_every_position(page, layer):
+    """Issue 21: the page rounded inputs and weights to 4 digits before adding, so its sum disagreed with volnet's
+    output in 115 of 200 positions. Every figure of the sentence is now the exact sum of the figures it names."""
+    page.select_option("#demo-layer", layer)
+    seen = page.evaluate("""() => { const out = [], n = document.querySelectorAll('table.output-slice td').length;
+        for (let k = 0; k < n; k++) { const slices = [...document.querySelectorAll('#demo-grids h4')]
+              .map(h => h.textContent).filter(t => t.startsWith('products (sum '));
+            out.push([document.getElementById('demo-sum').textContent, slices]);
+            document.getElementById('demo-next').click(); }
+        return out; }""")
+    assert len(seen) == (28 * 28 if layer == "0" else 14 * 14)
+    for sentence, slices in seen:
+        match = SUM.search(sentence)
+        assert match, sentence
+        depth, _, hidden, total, bias, value, output, difference = match.groups()
+        parts = [_millionths(re.search(r"sum (-?\d+\.\d{6})\)", title)[1]) for title in slices]
+        assert sum(parts) + (_millionths(hidden) if hidden else 0) == _millionths(total), sentence
+        assert _millionths(total) + _millionths(bias) == _millionths(value), sentence
+        assert abs(float(value) - float(output)) <= 5e-5, sentence
+        assert float(difference) == pytest.approx(float(value) - float(output), abs=2e-6)
     assert page.errors == []

@@ -100,3 +100,80 @@ def test_predict_and_report_of_a_net_ending_in_gap(tmp_path, capsys):
     data = page_data((tmp_path / "r.html").read_text())
     assert data["images"][0]["probabilities"] == pytest.approx(probabilities.tolist(), rel=1e-5)
     assert [e for e in data["images"][0]["explanations"] if e["name"].startswith("saliency")][0].get("src")
+    from volnet.train import evaluate
+
+    images = np.random.default_rng(1).random((6, 8, 8, 1), dtype=np.float32)
+    _, accuracy = evaluate(net, images, np.arange(6) % 3)  # `volnet eval`'s numbers
+    assert accuracy == np.mean(volnet.Model(net).predict(images).argmax(axis=1) == np.arange(6) % 3)
+
+
+# -- item 11: the page ---------------------------------------------------------------------------
+
+def test_markup_in_class_names_cannot_end_the_pages_script(tmp_path):
+    from volnet.viz.report import build_report
+
+    classes = ("<!--<script>", "<script>b")  # a folder name cannot hold "/", so no "</script>" here
+    text = build_report(folder_run(tmp_path / "pics", tmp_path / "run", classes=classes))
+    payload = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S).group(1)
+    assert "<" not in payload and ">" not in payload
+    assert page_data(text)["classes"] == sorted(classes)
+
+
+def test_a_non_utf8_class_folder_is_reported(tmp_path, capsys):
+    import os
+
+    name = os.fsdecode(b"caf\xe9")  # Latin-1 bytes: not UTF-8, so Python holds them as a surrogate escape
+    checkpoint = folder_run(tmp_path / "pics", tmp_path / "run", classes=("b", name))
+    assert main(["report", str(checkpoint), "-o", str(tmp_path / "r.html")]) == 0
+    text = (tmp_path / "r.html").read_bytes().decode("utf-8")  # valid UTF-8
+    assert page_data(text)["classes"] == ["b", "caf\ufffd"] and "caf\ufffd" in text
+
+
+def test_a_finished_runs_report_stops_reloading(tmp_path, capsys):
+    checkpoint = folder_run(tmp_path / "pics", tmp_path / "run", epochs=2, extra=["--report"])
+    assert capsys.readouterr().out.count(f"wrote {checkpoint.parent / 'report.html'}") == 2
+    text = (checkpoint.parent / "report.html").read_text()
+    assert "(epoch 2)" in text and 'http-equiv="refresh"' not in text
+
+
+def test_a_constant_learning_rate_is_drawn_around_its_value():
+    from volnet.viz.svg import line_chart
+
+    chart = line_chart({"learning rate": [(1, 0.002), (2, 0.002), (3, 0.002)]}, title="learning rate")
+    labels = [float(t) for t in re.findall(r'text-anchor="end" font-size="10">([^<]+)</text>', chart)]
+    assert min(labels) > 0 and min(labels) <= 0.002 <= max(labels) and max(labels) < 0.01
+    top, bottom = 26, 240 - 34
+    ys = {float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', chart)}
+    assert len(ys) == 1 and abs(ys.pop() - (top + bottom) / 2) < 30
+
+
+def test_legends_sit_above_the_plot_not_on_the_curves():
+    from volnet.viz.svg import line_chart
+
+    chart = line_chart({"train": [(1, 1.0), (2, 0.5)], "validation": [(1, 1.1), (2, 0.6)]}, title="loss")
+    plot_top = float(re.search(r'<rect x="\d+" y="([\d.]+)" width="\d+" height="[\d.]+" fill="#fafafa"', chart)[1])
+    legend_ys = [float(y) for y in re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="10" height="3"', chart)]
+    assert len(legend_ys) == 2 and max(legend_ys) + 3 <= plot_top
+
+
+def test_first_layer_filters_say_how_their_colours_read(nine_test_images):
+    from volnet.viz.report import build_report
+
+    text = build_report(nine_test_images, samples=1)
+    caption = re.search(r"<figcaption>layer 1 \(Conv2D\)[^<]*</figcaption>", text)[0]
+    assert "grey tiles" not in caption and "red positive, blue negative" in caption
+    assert re.search(r'filters of layer 1.*?class="legend"', text, re.S)
+
+
+def test_the_occlusion_overlay_reads_as_its_legend():
+    """Zero (no effect) leaves the image as it is and the ends are the legend's full blue and red: the map was
+    shifted to [0, 1] and then stretched again over its own range, so white was not at zero."""
+    from volnet.viz.pictures import COLORMAPS, blend
+
+    image = np.full((4, 4, 1), 0.5)
+    values = np.array([[0.0, 0.3], [0.0, -0.1]])  # occlusion: mostly a rise in probability
+    picture = blend(image, values, "signed", alpha=0.6, fade=True).astype(int)
+    assert (picture[:2, :2] == 128).all()  # no effect: the image's own grey
+    red = (0.4 * 0.5 + 0.6 * COLORMAPS["signed"][2]) * 255
+    assert np.abs(picture[0, 2:] - red).max() <= 1  # the largest magnitude: the legend's end
+    assert picture[2, 2, 2] > picture[2, 2, 0]  # a drop: bluish, a third as strong

@@ -109,7 +109,7 @@ class Memory:
     def to_dict(self) -> dict:
         out = {name: value for name, value, _ in self.terms()}
         out.update(mode=self.mode, batch=self.batch, dtype=self.dtype, bytes_per_value=self.bytes_per_value,
-                   optimizer=self.optimizer, total=self.total, peak_at=self.peak_at,
+                   optimizer_name=self.optimizer, total=self.total, peak_at=self.peak_at,
                    forward_peak=self.forward_peak, backward_peak=self.backward_peak,
                    kept_by=dict(self.kept_by), units="bytes")
         return out

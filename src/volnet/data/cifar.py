@@ -158,7 +158,8 @@ def extract(tarball: Path, folder: Path, member_dir: str) -> Path:
             raise DataError(f"{tarball}: has no {member_dir}/ folder; not the official CIFAR-10 archive")
         os.replace(tmp / member_dir, folder / member_dir)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise DataError(f"{tarball}: bad or corrupt archive ({type(error).__name__}: {error}); "
+        reason = "; ".join(line.strip("- ") for line in str(error).splitlines())  # tarfile's: a line per method
+        raise DataError(f"{tarball}: bad or corrupt archive ({type(error).__name__}: {reason}); "
                         f"delete it and download it again") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

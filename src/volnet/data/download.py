@@ -71,9 +71,9 @@ def fetch_hint(name: str, root=None) -> str:
 
 def missing_files_error(name: str, root, expected) -> DataError:
     """A :class:`DataError` listing the files ``load`` looked for and how to get them."""
-    paths = "\n  ".join(str(p) for p in expected)
+    paths = ", ".join(str(p) for p in expected)
     return DataError(
-        f"{name}: data files not found; expected\n  {paths}\n"
+        f"{name}: data files not found; expected {paths}; "
         f"download them with {fetch_hint(name, root)} (or load(..., download=True)), "
         f"or place the files there by hand"
     )
@@ -139,7 +139,7 @@ def fetch(name: str, root=None) -> Path:
             except (DataError, urllib.error.URLError, OSError, ValueError) as error:
                 failures.append(f"{url}: {getattr(error, 'reason', error)}")
         else:
-            tried = "\n  ".join(failures)
-            raise DataError(f"could not download {filename}:\n  {tried}\n"
+            tried = "; ".join(failures)
+            raise DataError(f"could not download {filename} ({tried}); "
                             f"download it by hand and place it at {dest}")
     return folder

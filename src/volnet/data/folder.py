@@ -80,7 +80,8 @@ def folder_files(root, split: str = "train") -> tuple[list[tuple[Path, int]], tu
         DataError: as :func:`load_folder`, for everything but the images' contents.
     """
     if root is None:
-        raise DataError('the "folder" data set needs root=<folder with one sub-folder of images per class>')
+        raise DataError('the "folder" data set needs --root FOLDER (root=FOLDER), laid out as '
+                        "FOLDER/train/<class>/*.png and FOLDER/test/<class>/*.png (or FOLDER/<class>/*.png for a train split only)")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; expected {root}/<class>/*.png|jpg|jpeg")

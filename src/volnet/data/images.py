@@ -125,6 +125,6 @@ def read_pixels(Image, path, mode: str, target: tuple[int, int], resize: bool, f
     if (image.height, image.width) != target:
         if not resize:
             raise DataError(f"{path} is {image.height}x{image.width} but {first} is {target[0]}x{target[1]} "
-                            f"(H x W); pass size=(H, W) to resize every image")
+                            f"(H x W); pass --size HxW (size=(H, W)) to resize every image")
         image = image.resize((target[1], target[0]), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8).reshape(*target, len(mode))  # D = 1 for "L", 3 for "RGB"

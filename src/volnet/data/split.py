@@ -24,8 +24,14 @@ def split_validation(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dat
     ])
     mask = np.zeros(len(data.labels), dtype=bool)
     mask[held] = True
-    if mask.all() or not mask.any():
-        raise DataError(f"a validation fraction of {fraction} of {len(data.labels)} images leaves one side empty")
+    if not mask.any():
+        smallest = int(np.bincount(data.labels).max())
+        raise DataError(f"--val-split {fraction} (val_split) holds out no image: {fraction} of each class's images "
+                        f"rounds to 0 (the largest class has {smallest}); pass a larger --val-split, or 0 to train "
+                        "without validation")
+    if mask.all():
+        raise DataError(f"--val-split {fraction} (val_split) holds out all {len(data.labels)} images, leaving none "
+                        "to train on; pass a smaller --val-split")
 
     def subset(m):
         if hasattr(data.images, "subset"):  # images on disk (FolderImages): keep the file names only

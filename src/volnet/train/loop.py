@@ -33,14 +33,15 @@ def check_labelled(net, images, labels, what="training"):
 
 
 def predict(net, images, batch_size: int = 256, transform=None) -> np.ndarray:
-    """Class scores for every image, in inference mode (no caches kept).
+    """Class scores ``(N, classes)`` for every image, in inference mode (no caches kept); a net ending in GAP's
+    ``1 x 1 x classes`` gives them as rows all the same.
 
     ``transform`` (e.g. a normaliser) is applied to each batch first.
     """
     scores = []
     for index in iterate_minibatches(len(images), batch_size):
         batch = images[index] if transform is None else transform(images[index])
-        scores.append(net.forward(batch, train=False))
+        scores.append(net.forward(batch, train=False).reshape(len(batch), -1))
     return np.concatenate(scores)
 
 

@@ -56,7 +56,7 @@ def conv_demo(layer, volume: np.ndarray, position: tuple[int, int], k: int = 0) 
 
 
 def conv_demo_data(layer, volume: np.ndarray, output: np.ndarray, k: int = 0, max_depth: int = 3,
-                   digits: int = 4) -> dict:
+                   digits: int = 6) -> dict:
     """JSON-able data for the page's demo: the padded input (first ``max_depth`` depth slices shown, all
     summed), filter ``k``, its bias, the geometry, and volnet's output slice ``output[:, :, k]`` to check against."""
     g = _layer_geometry(layer, volume)

@@ -71,17 +71,24 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
-def blend(image: np.ndarray, values: np.ndarray, cmap: str = "heat", alpha: float = 0.5) -> np.ndarray:
+def blend(image: np.ndarray, values: np.ndarray, cmap: str = "heat", alpha: float = 0.5, *,
+          fade: bool = False) -> np.ndarray:
     """An image ``(H, W, D)`` in [0, 1] with the map ``values`` (h, w) coloured over it.
 
     The map is stretched to the image size (each value covering its block of
-    pixels) and scaled over its own min and max.
+    pixels) and coloured as :func:`colorize` does (``"signed"``: white at zero,
+    -m to m). ``fade``: each pixel's opacity is ``alpha * |value| / m``, so
+    where the map is zero the image shows as it is.
     """
     H, W = image.shape[:2]
     h, w = values.shape
     rows = np.minimum(np.arange(H) * h // H, h - 1)
     cols = np.minimum(np.arange(W) * w // W, w - 1)
-    heat = colorize(values[rows][:, cols], cmap).astype(np.float64)
+    stretched = np.asarray(values, dtype=np.float64)[rows][:, cols]
+    heat = colorize(stretched, cmap).astype(np.float64)
+    if fade:
+        m = float(np.abs(stretched).max()) or 1.0
+        alpha = alpha * (np.abs(stretched) / m)[..., None]
     return ((1 - alpha) * to_rgb(image) + alpha * heat + 0.5).astype(np.uint8)
 
 

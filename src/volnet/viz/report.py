@@ -57,10 +57,11 @@ def _hyper(layer) -> str:
 
 # -- section 1: the architecture ------------------------------------------------------------
 
-def _architecture(net) -> str:
+def _architecture(net, optimizer: str) -> str:
+    """The boxes and the table; training memory counts ``optimizer``'s step cache (the one the run used)."""
     from ..spec import to_notation
 
-    report = analyze(net)
+    report = analyze(net, optimizer=optimizer)
     kept = report.train.kept_by
     rows = [row for row in report.rows]
     boxes = [{"shape": tuple(net.input_shape), "label": "input", "kind": "input",
@@ -81,7 +82,7 @@ def _architecture(net) -> str:
     return (f'<p class="notation"><code>{escape(to_notation(net))}</code></p>'
             f'<div class="scroll">{svg.architecture(boxes)}</div>'
             f"<p>{report.total_params:,} parameters, {_format_count(report.total_macs)} multiply-adds per image, "
-            f"{format_bytes(report.train.total)} to train one image (batch 1, momentum). Hover a box for its "
+            f"{format_bytes(report.train.total)} to train one image (batch 1, {optimizer}). Hover a box for its "
             "numbers.</p>"
             '<details><summary>every layer</summary><table class="rows"><tr><th>path</th><th>layer</th>'
             "<th>K/F/S/P</th><th>output</th><th>parameters</th><th>multiply-adds</th><th>kept for backprop</th>"
@@ -105,7 +106,8 @@ def _training(history: list[dict]) -> str:
     ]
     last = history[-1]
     val = f", validation accuracy {last['val_accuracy']:.2%}" if last.get("val_accuracy") is not None else ""
-    return (f'<div class="charts">{"".join(charts)}</div><p>{len(history)} epochs; last: train loss '
+    epochs = f'{len(history)} epoch{"" if len(history) == 1 else "s"}'
+    return (f'<div class="charts">{"".join(charts)}</div><p>{epochs}; last: train loss '
             f"{last['train_loss']:.4f}, train accuracy {last['train_accuracy']:.2%}{val}.</p>")
 
 
@@ -145,7 +147,8 @@ def _results(test, predictions, classes, missing: str) -> str:
         where = np.flatnonzero((labels == t) & (predictions == p))[:4]
         thumbs = "".join(f'<img class="thumb" src="{data_uri(upscale_to(to_rgb(test.images[i]), 56))}" '
                          f'alt="test image {i}" title="test image {i}">' for i in where)
-        pairs.append(f"<li>{escape(classes[t])} taken for {escape(classes[p])}: {off[t, p]} times {thumbs}</li>")
+        times = f"{off[t, p]} time{'' if off[t, p] == 1 else 's'}"
+        pairs.append(f"<li>{escape(classes[t])} taken for {escape(classes[p])}: {times} {thumbs}</li>")
     bars = "".join(f'<div class="bar"><span>{escape(c)}</span><i style="width:{200 * a:.1f}px"></i>'
                    f"<b>{a:.1%}</b></div>" for c, a in zip(classes, per_class))
     return (f'<p class="big">accuracy {accuracy:.2%} on {len(labels):,} test images</p>'
@@ -189,11 +192,8 @@ def _image_data(net, sample: Sample, classes, demo_layers) -> dict:
         except (ValueError, NotImplementedError) as error:
             explanations.append({"name": name, "error": str(error)})
             continue
-        if cmap == "signed":
-            m = float(np.abs(values).max()) or 1.0
-            picture = blend(base, (values + m) / (2 * m), "signed", alpha=0.6)
-        else:
-            picture = blend(base, values, cmap, alpha=0.6)
+        # signed (occlusion): white at zero as in its legend, and drawn only where the occlusion changed something
+        picture = blend(base, values, cmap, alpha=0.7 if cmap == "signed" else 0.6, fade=cmap == "signed")
         explanations.append({"name": name, "src": data_uri(upscale_to(picture, VIEW_PIXELS)), "cmap": cmap,
                              "low": float(values.min()), "high": float(values.max())})
     demos = {}
@@ -217,9 +217,17 @@ def _filters(net, grads: dict) -> str:
                 w = sub.weight
                 picture = filter_grid(w, max_filters=32)
                 picture = upscale(picture, max(1, 384 // max(picture.shape[:2])))
-                what = ("colour tiles" if w.shape[2] == 3 else "grey tiles" if w.shape[2] == 1 else
-                        f"rows: filters; columns: input depth slices (first {min(w.shape[2], 16)} of {w.shape[2]})")
-                pictures.append(f'<figure><img src="{data_uri(picture)}" alt="filters of layer {index}{path}">'
+                m = float(np.abs(w).max())
+                legend = ""
+                if w.shape[2] == 3:
+                    what = f"colour tiles: each pixel the filter's R, G, B weights, mid-grey 0, full colour +-{m:.3g}"
+                else:
+                    what = ("one tile per filter" if w.shape[2] == 1 else f"rows: filters; columns: input depth "
+                            f"slices (first {min(w.shape[2], 16)} of {w.shape[2]})") + \
+                        ", red positive, blue negative, white 0"
+                    legend = (f'<div class="legend"><img src="{data_uri(colorbar("signed"))}" alt="colour scale">'
+                              f"<span><i>{-m:.3g}</i><i>0</i><i>{m:.3g}</i></span></div>")
+                pictures.append(f'<figure><img src="{data_uri(picture)}" alt="filters of layer {index}{path}">{legend}'
                                 f"<figcaption>layer {index}{'.' + path if path else ''} ({type(sub).__name__}): "
                                 f"{w.shape[3]} filters {w.shape[0]}x{w.shape[1]}x{w.shape[2]}, {what}"
                                 "</figcaption></figure>")
@@ -339,7 +347,8 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
             "layers": [f"{i + 1} {layer.kind} {escape(_hyper(layer))}" for i, layer in enumerate(net.layers)],
             "demoLayers": demo_layers, "colorbars": {c: data_uri(colorbar(c)) for c in ("heat", "signed")}}
     sections = [
-        ("architecture", "1. Architecture", _architecture(net)),
+        ("architecture", "1. Architecture",
+         _architecture(net, metadata.get("optimizer", {}).get("config", {}).get("name", "momentum"))),
         ("training", "2. Training", _training(metadata.get("history", []))),
         ("results", "3. Results on the test split", _results(test, predictions, classes, missing)),
         ("activations", "4. One image through the net", left_out + ACTIVATIONS_HTML),
@@ -352,12 +361,24 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     refresh = f'<meta http-equiv="refresh" content="{int(reload_seconds)}">' if reload_seconds else ""
     body = "".join(f'<section id="{key}"><h2>{heading}</h2>{html}</section>' for key, heading, html in sections)
     nav = " ".join(f'<a href="#{key}">{heading}</a>' for key, heading, _ in sections)
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}<title>{escape(title)}</title>'
+    # no "<" or ">" in the inline JSON: a name such as "<!--<script>" would otherwise change how the page parses
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e")
+    return _valid_utf8(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}'
+            f"<title>{escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><nav>{nav}</nav>"
             f'<div id="chooser" class="chooser"></div>{body}'
             f'<script type="application/json" id="report-data">{payload}</script><script>{SCRIPT}</script>'
             "</body></html>")
+
+
+def _valid_utf8(text: str) -> str:
+    """``text`` with the undecodable bytes of file and folder names (held as surrogate escapes) as U+FFFD, so that
+    the page can be written as UTF-8."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def write_report(checkpoint, out, images=(), **options) -> Path:
@@ -478,7 +499,9 @@ function heat(v, m){ const t = m > 0 ? Math.max(-1, Math.min(1, v / m)) : 0;
   return t >= 0 ? 'rgb(255,' + Math.round(255 - 180 * t) + ',' + Math.round(255 - 180 * t) + ')' : 'rgb(' + Math.round(255 + 180 * t) + ',' + Math.round(255 + 180 * t) + ',255)'; }
 
 function numbers(title, grid){ const w = el('div'); w.appendChild(el('h4', {}, title)); const t = el('table', {'class': 'numbers'});
-  grid.forEach(r => { const tr = el('tr'); r.forEach(v => tr.appendChild(el('td', {}, v.toFixed(2)))); t.appendChild(tr); }); w.appendChild(t); return w; }
+  grid.forEach(r => { const tr = el('tr'); r.forEach(v => tr.appendChild(el('td', {title: v.toFixed(6)}, v.toFixed(2)))); t.appendChild(tr); }); w.appendChild(t); return w; }
+// The demo's sums in millionths, as integers: every sum shown is the exact sum of the figures shown beside it.
+const micro = v => Math.round(v * 1e6), shown = n => (n / 1e6).toFixed(6);
 
 function step(delta){ const d = D.images[current].demos[demoLayer]; if (!d) return;
   const n = d.out_hw[0] * d.out_hw[1]; let k = (demoPos[0] * d.out_hw[1] + demoPos[1] + delta + n) % n;
@@ -498,7 +521,7 @@ function renderDemo(){
   for (let s = 0; s < d.depth; s++) {
     const X = d.input[s], Wt = d.weights[s];
     const win = rows.map(r => cols.map(c => X[r][c])), prod = win.map((r, a) => r.map((v, c) => v * Wt[a][c]));
-    const part = prod.flat().reduce((p, q) => p + q, 0); total += part; terms.push(part);
+    const part = micro(prod.flat().reduce((p, q) => p + q, 0)); total += part; terms.push(part);
     if (s >= d.shown_depth) continue;
     const m = Math.max(...X.flat().map(Math.abs)) || 1;
     const wrap = el('div'); wrap.appendChild(el('h4', {}, 'input slice ' + s + ' (padded ' + X.length + 'x' + X[0].length + ')'));
@@ -508,17 +531,17 @@ function renderDemo(){
     wrap.appendChild(t); box.appendChild(wrap);
     box.appendChild(numbers('receptive field, slice ' + s, win));
     box.appendChild(numbers('filter ' + d.k + ', slice ' + s, Wt));
-    box.appendChild(numbers('products (sum ' + part.toFixed(4) + ')', prod));
+    box.appendChild(numbers('products (sum ' + shown(part) + ')', prod));
   }
   const outWrap = el('div'); outWrap.appendChild(el('h4', {}, 'output slice ' + d.k));
   const om = Math.max(...d.output.flat().map(Math.abs)) || 1, ot = el('table', {'class': 'output-slice'});
   d.output.forEach((r, ri) => { const tr = el('tr'); r.forEach((v, ci) => { const td = el('td', {title: v.toFixed(4)}); td.style.background = heat(v, om);
     if (ri === i && ci === j) td.className = 'out'; tr.appendChild(td); }); ot.appendChild(tr); });
   outWrap.appendChild(ot); box.appendChild(outWrap);
-  const value = total + d.bias, expected = d.output[i][j];
-  const hidden = d.depth > d.shown_depth ? ' (' + (d.depth - d.shown_depth) + ' more depth slices not drawn: ' + terms.slice(d.shown_depth).reduce((p, q) => p + q, 0).toFixed(4) + ')' : '';
-  const p = $('demo-sum'); p.textContent = 'sum of products over ' + d.depth + ' depth slice' + (d.depth > 1 ? 's' : '') + hidden + ' = ' + total.toFixed(4) + ', plus bias ' + d.bias.toFixed(4) + ' = ' + value.toFixed(4) + '; volnet\'s output: ' + expected.toFixed(4);
-  p.setAttribute('data-sum', value); p.setAttribute('data-output', expected); p.setAttribute('data-position', i + ',' + j);
+  const bias = micro(d.bias), value = total + bias, expected = d.output[i][j];
+  const hidden = d.depth > d.shown_depth ? ' (' + (d.depth - d.shown_depth) + ' more depth slice' + (d.depth - d.shown_depth > 1 ? 's' : '') + ' not drawn: ' + shown(terms.slice(d.shown_depth).reduce((p, q) => p + q, 0)) + ')' : '';
+  const p = $('demo-sum'); p.textContent = 'sum of products over ' + d.depth + ' depth slice' + (d.depth > 1 ? 's' : '') + hidden + ' = ' + shown(total) + ', plus bias ' + shown(bias) + ' = ' + shown(value) + '; volnet\'s output: ' + expected.toFixed(6) + ' (difference ' + (value / 1e6 - expected).toExponential(1) + ': the figures are rounded to 6 decimals, volnet adds in float32)';
+  p.setAttribute('data-sum', value / 1e6); p.setAttribute('data-output', expected); p.setAttribute('data-position', i + ',' + j);
 }
 
 function render(){

@@ -35,7 +35,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, xlab
     points = [(x, y) for values in series.values() for x, y in values if y is not None and math.isfinite(y)]
     if log_y:
         points = [(x, y) for x, y in points if y > 0]
-    left, right, top, bottom = 52, 12, 26, 34
+    left, right, top, bottom = 52, 12, 26 + 14 * len(series), 34  # the legend above the plot, one row a series
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
              f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{escape(title)}</text>']
@@ -46,8 +46,9 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, xlab
     xs, ys = [p[0] for p in points], [f(p[1]) for p in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(ys), max(ys)
-    if y1 - y0 < 1e-12:
-        y0, y1 = y0 - 0.5, y1 + 0.5
+    if y1 - y0 < 1e-12:  # a flat series (a constant learning rate): half its size either side
+        half = abs(y0) / 2 or 0.5
+        y0, y1 = y0 - half, y1 + half
     pad = (y1 - y0) * 0.05
     y0, y1 = y0 - pad, y1 + pad
 
@@ -78,8 +79,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, xlab
         for x, y in kept:
             parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}">'
                          f'<title>{escape(name)} at {_label(x)}: {_label(10 ** y if log_y else y)}</title></circle>')
-        parts.append(f'<rect x="{left + 8}" y="{top + 6 + 14 * n}" width="10" height="3" fill="{colour}"/>'
-                     f'<text x="{left + 22}" y="{top + 11 + 14 * n}" font-size="10">{escape(name)}</text>')
+        parts.append(f'<rect x="{left + 8}" y="{26 + 14 * n}" width="10" height="3" fill="{colour}"/>'
+                     f'<text x="{left + 22}" y="{31 + 14 * n}" font-size="10">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
