@@ -108,27 +108,31 @@ def batchnorm_inference_forward(x, gamma, beta, mean, var, eps: float):
 class FixedStatsCache:
     """What :func:`batchnorm_fixed_backward` needs from :func:`batchnorm_fixed_forward`."""
 
-    x_hat: np.ndarray  # (x - mean) / sqrt(var + eps), shape of x
-    scale: np.ndarray  # gamma / sqrt(var + eps), shape (D,)
+    x: np.ndarray      # the input
+    gamma: np.ndarray  # the scale, shape (D,)
+    mean: np.ndarray   # the fixed statistics, shape (D,)
+    var: np.ndarray
+    eps: float
 
 
 def batchnorm_fixed_forward(x, gamma, beta, mean, var, eps: float):
-    """:func:`batchnorm_inference_forward` that also returns a cache, ``(out, cache)``, for a backward pass
-    through the fixed statistics (saliency and Grad-CAM explain the scores inference gives)."""
-    _check_depth(x, gamma, beta)
-    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
-    x_hat = (x - mean.astype(x.dtype, copy=False)) * inv_std
-    return gamma * x_hat + beta, FixedStatsCache(x_hat, gamma * inv_std)
+    """:func:`batchnorm_inference_forward` (the same numbers) that also returns a cache, ``(out, cache)``, for a
+    backward pass through the fixed statistics (saliency and Grad-CAM explain the scores inference gives)."""
+    return batchnorm_inference_forward(x, gamma, beta, mean, var, eps), FixedStatsCache(x, gamma, mean, var, eps)
 
 
 def batchnorm_fixed_backward(dout, cache: FixedStatsCache, input_grad: bool = True):
     """Backward of :func:`batchnorm_fixed_forward`, a per-slice affine map: ``(dx, dgamma, dbeta)``::
 
         dx = dout * gamma / sqrt(var + eps)    dgamma = sum(dout * x_hat)    dbeta = sum(dout)
+
+    with ``x_hat = (x - mean) / sqrt(var + eps)``.
     """
     axes = _slice_axes(dout)
-    dx = dout * cache.scale if input_grad else None
-    return dx, (dout * cache.x_hat).sum(axis=axes), dout.sum(axis=axes)
+    std = np.sqrt(cache.var + cache.eps)
+    dx = dout * (cache.gamma / std) if input_grad else None
+    x_hat = (cache.x - cache.mean) / std
+    return dx, (dout * x_hat).sum(axis=axes), dout.sum(axis=axes)
 
 
 def check_dropout_probability(p) -> float:
