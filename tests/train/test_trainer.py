@@ -7,7 +7,7 @@ import pytest
 
 from volnet import Sequential, files
 from volnet.data import Augment, HorizontalFlip, Normalizer, RandomCrop
-from volnet.layers import FC, BatchNorm, Conv2D, Dropout, MaxPool, ReLU
+from volnet.layers import FC, BatchNorm, Conv2D, Dropout, GlobalAvgPool, MaxPool, ReLU
 from volnet.optim import CosineAnnealing, make_optimizer
 from volnet.train import Callback, CheckpointError, History, Trainer, TrainingDiverged
 from volnet.train import checkpoint as ckpt
@@ -146,3 +146,17 @@ def test_bad_trainer_arguments(tmp_path):
         Trainer(net, opt, data, loss="mse")
     with pytest.raises(ValueError, match=r"images are \(8, 8, 1\) but the network expects \(4, 4, 1\)"):
         Trainer(Sequential([FC(3)], input_shape=(4, 4, 1)), opt, data)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_a_net_ending_in_global_average_pooling_trains(tmp_path, engine):
+    """GAP's 1 x 1 x classes output is the class scores: the loss reads it as N x classes (issue 21's note)."""
+    if engine == "torch":
+        pytest.importorskip("torch")
+        from volnet.interop.torch_engine import TorchEngine
+    net = Sequential([Conv2D(4, 3, P=1), ReLU(), Conv2D(3, 1), GlobalAvgPool()], input_shape=(8, 8, 1), seed=1)
+    trainer = Trainer(net, make_optimizer("sgd", net.params(), lr=0.1), toy_data(), val=toy_data(24, seed=1),
+                      epochs=2, batch_size=16, seed=3, out_dir=tmp_path,
+                      engine=TorchEngine("cpu") if engine == "torch" else None)
+    history = trainer.run()
+    assert len(history) == 2 and all(np.isfinite(r.train_loss) and np.isfinite(r.val_loss) for r in history)

@@ -328,7 +328,7 @@ class TorchEngine:
         self.model.train()
         for module in self._frozen_modules:
             module.eval()
-        scores = self.model(x)
+        scores = self.model(x).flatten(1)  # a net ending in GAP gives N x classes x 1 x 1
         total = _per_sample_loss(self.torch, scores, y, loss, self._weights(labels[share]))
         # the whole batch's images, or with class weights the sum of their weights: the mean's denominator
         count = len(labels) if self.class_weight is None else float(np.asarray(self.class_weight)[labels].sum())
@@ -376,7 +376,7 @@ class TorchEngine:
                 index = share[start:start + batch_size]
                 batch = images[index] if transform is None else transform(images[index])
                 x, y = self._tensors(batch, labels[index])
-                scores = self.module(x)
+                scores = self.module(x).flatten(1)
                 if not torch.isfinite(scores).all():
                     sums[2] += 1
                     continue

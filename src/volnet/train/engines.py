@@ -79,10 +79,12 @@ class Engine:
 
     def forward(self, images: np.ndarray, labels: np.ndarray, loss: str) -> StepResult:
         """Forward the batch in training mode and score it; keeps what :meth:`update` needs."""
-        scores = self.net.forward(images, train=True)
+        volume = self.net.forward(images, train=True)
+        scores = volume.reshape(len(volume), -1)  # a net ending in GAP gives N x 1 x 1 x classes
         if not np.all(np.isfinite(scores)):
             return StepResult(float("nan"), 0, False)
-        value, self._dscores = LOSSES[loss](scores, labels, **class_weights(self.class_weight, labels))
+        value, dscores = LOSSES[loss](scores, labels, **class_weights(self.class_weight, labels))
+        self._dscores = dscores.reshape(volume.shape)
         return StepResult(value, int((scores.argmax(axis=1) == labels).sum()), True)
 
     def update(self) -> None:
@@ -93,7 +95,7 @@ class Engine:
 
     def inference_loss(self, images: np.ndarray, labels: np.ndarray, loss: str) -> tuple[bool, float]:
         """``(every score finite, mean loss)`` of the batch in inference mode."""
-        scores = self.net.forward(images, train=False)
+        scores = self.net.forward(images, train=False).reshape(len(images), -1)
         if not np.all(np.isfinite(scores)):
             return False, float("nan")
         return True, LOSSES[loss](scores, labels, **class_weights(self.class_weight, labels))[0]
