@@ -14,6 +14,8 @@ folder (``tests/ops``, ``tests/layers``, ...) reach them the same way.
 * ``tiny_checkpoint`` a session-wide checkpoint as ``volnet train`` writes it: a tiny CONV -> POOL ->
                    BatchNorm -> FC net, one epoch on the bundled digits, normalisation on, the class
                    names recorded (read it; never write beside it).
+* ``fc_checkpoint`` a session-wide checkpoint of one FC layer on 8x8x1 volumes of two classes ("even",
+                   "odd"), one epoch in a second: for the tests of hostile and damaged files.
 * ``torch``        the torch module; the test is skipped when torch is missing.
 * ``nchw``         converters between volnet's layout and PyTorch's:
                    volumes ``(N, H, W, D)`` <-> ``(N, C, H, W)`` and
@@ -144,3 +146,20 @@ def tiny_checkpoint(tmp_path_factory):
     assert main(["train", "--arch", "INPUT -> CONV3-4 -> RELU -> POOL2 -> BN -> FC", "--epochs", "1",
                  "--val-split", "0", "--out", str(out)]) == 0
     return out / "checkpoint.safetensors"
+
+
+@pytest.fixture(scope="session")
+def fc_checkpoint(tmp_path_factory):
+    from volnet import Sequential
+    from volnet.data import Dataset
+    from volnet.layers import FC
+    from volnet.optim import make_optimizer
+    from volnet.train import Trainer
+
+    rng = np.random.default_rng(0)
+    data = Dataset(rng.random((8, 8, 8, 1), dtype=np.float32), np.arange(8) % 2, ("even", "odd"))
+    net = Sequential([FC(2)], input_shape=(8, 8, 1), seed=0)
+    trainer = Trainer(net, make_optimizer("sgd", net.params(), lr=0.1), data, epochs=1, batch_size=4,
+                      out_dir=tmp_path_factory.mktemp("fc"), extra_metadata={"data": {"classes": list(data.classes)}})
+    trainer.run()
+    return trainer.checkpoint_path

@@ -12,11 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from volnet import Sequential
-from volnet.data import Dataset
-from volnet.layers import FC
-from volnet.optim import make_optimizer
-from volnet.train import Trainer
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -57,19 +52,6 @@ def fake_gs(tmp_path):
     return folder, called
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A one-epoch FC net on 8x8 grayscale volumes of two classes."""
-    out = tmp_path_factory.mktemp("run")
-    rng = np.random.default_rng(0)
-    data = Dataset(rng.random((8, 8, 8, 1), dtype=np.float32), np.arange(8) % 2, ("even", "odd"))
-    net = Sequential([FC(2)], input_shape=(8, 8, 1), seed=0)
-    trainer = Trainer(net, make_optimizer("sgd", net.params(), lr=0.1), data, epochs=1, batch_size=4, out_dir=out,
-                      extra_metadata={"data": {"classes": list(data.classes)}})
-    trainer.run()
-    return trainer.checkpoint_path
-
-
 def image_folder(root, rng, bad: bytes | None = None, bad_split="train"):
     """root/{train,test}/{a,b}/ with four 8x8 grey PNGs each; ``bad`` is written as one more `.png` of class a."""
     for split in ("train", "test"):
@@ -94,21 +76,21 @@ def one_error_line(result, *needles):
 
 # -- item 1: only the documented formats are decoded -----------------------------------------------
 
-def test_predict_refuses_eps_named_png_without_running_ghostscript(tiny_checkpoint, tmp_path, fake_gs):
+def test_predict_refuses_eps_named_png_without_running_ghostscript(fc_checkpoint, tmp_path, fake_gs):
     folder, called = fake_gs
     fake = tmp_path / "x.png"
     fake.write_bytes(EPS)
-    line = one_error_line(volnet("predict", tiny_checkpoint, fake, cwd=tmp_path, path_prefix=folder),
+    line = one_error_line(volnet("predict", fc_checkpoint, fake, cwd=tmp_path, path_prefix=folder),
                           str(fake), "PNG or JPEG")
     assert line.startswith("volnet predict: error: ")
     assert not called.exists()
 
 
-def test_report_refuses_eps_named_png_without_running_ghostscript(tiny_checkpoint, tmp_path, fake_gs):
+def test_report_refuses_eps_named_png_without_running_ghostscript(fc_checkpoint, tmp_path, fake_gs):
     folder, called = fake_gs
     fake = tmp_path / "x.png"
     fake.write_bytes(EPS)
-    one_error_line(volnet("report", tiny_checkpoint, fake, "-o", tmp_path / "r.html", cwd=tmp_path,
+    one_error_line(volnet("report", fc_checkpoint, fake, "-o", tmp_path / "r.html", cwd=tmp_path,
                           path_prefix=folder), str(fake), "PNG or JPEG")
     assert not called.exists() and not (tmp_path / "r.html").exists()
 
@@ -142,10 +124,10 @@ def test_open_image_decodes_only_png_and_jpeg(tmp_path, rng):
 
 # -- item 7: every decoder error is one line naming the file ---------------------------------------
 
-def test_predict_on_a_png_broken_after_its_first_chunk_is_one_line(tiny_checkpoint, tmp_path):
+def test_predict_on_a_png_broken_after_its_first_chunk_is_one_line(fc_checkpoint, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(broken_png())
-    one_error_line(volnet("predict", tiny_checkpoint, bad, cwd=tmp_path), f"{bad}: not a readable image",
+    one_error_line(volnet("predict", fc_checkpoint, bad, cwd=tmp_path), f"{bad}: not a readable image",
                    "broken PNG")
 
 
@@ -188,9 +170,9 @@ def links_to(target, tmp_path):
 
 
 @pytest.fixture
-def own_checkpoint(tiny_checkpoint, tmp_path):
+def own_checkpoint(fc_checkpoint, tmp_path):
     path = tmp_path / "checkpoint.safetensors"
-    path.write_bytes(tiny_checkpoint.read_bytes())
+    path.write_bytes(fc_checkpoint.read_bytes())
     return path
 
 

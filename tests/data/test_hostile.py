@@ -3,27 +3,9 @@
 import numpy as np
 import pytest
 
-from volnet import Sequential
 from volnet.cli import main
-from volnet.data import Dataset
-from volnet.layers import FC
-from volnet.optim import make_optimizer
-from volnet.train import Trainer
 
 Image = pytest.importorskip("PIL.Image")
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A one-epoch FC net on 8x8 grayscale volumes of two classes."""
-    out = tmp_path_factory.mktemp("run")
-    rng = np.random.default_rng(0)
-    data = Dataset(rng.random((8, 8, 8, 1), dtype=np.float32), np.arange(8) % 2, ("even", "odd"))
-    net = Sequential([FC(2)], input_shape=(8, 8, 1), seed=0)
-    trainer = Trainer(net, make_optimizer("sgd", net.params(), lr=0.1), data, epochs=1, batch_size=4, out_dir=out,
-                      extra_metadata={"data": {"classes": list(data.classes)}})
-    trainer.run()
-    return trainer.checkpoint_path
 
 
 def two_class_folder(root, rng, *classes):
@@ -33,11 +15,11 @@ def two_class_folder(root, rng, *classes):
     return root
 
 
-def test_predict_says_how_each_image_was_converted(tiny_checkpoint, tmp_path, capsys):
+def test_predict_says_how_each_image_was_converted(fc_checkpoint, tmp_path, capsys):
     rgba, gray = tmp_path / "rgba.png", tmp_path / "gray.png"
     Image.new("RGBA", (16, 12), (10, 20, 30, 255)).save(rgba)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(gray)  # already the net's 8x8x1: nothing to say
-    assert main(["predict", str(tiny_checkpoint), str(rgba), str(gray)]) == 0
+    assert main(["predict", str(fc_checkpoint), str(rgba), str(gray)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == f"{rgba}: converted RGBA to grayscale, resized 12x16 to 8x8 (H x W)"
     assert len(lines) == 3
