@@ -321,15 +321,15 @@ def _choose_engine(args):
             raise UsageError("argument --engine: this process is one of several workers (torchrun); the NumPy "
                              "engine trains in one process, so pass --engine torch")
         return None
-    from .interop import torch_engine
+    from .interop import ddp, torch_engine, torch_setup
 
     worker = torch_engine.is_worker()
     try:
         device = torch_engine.resolve_device(args.device)
         if not worker and args.nproc > 1:
-            torch_engine.check_workers(args.nproc, device, _worker_step_memory(args))
+            ddp.check_workers(args.nproc, device, _worker_step_memory(args))
         torch_engine.check_sync_bn(args.sync_bn, device)
-    except torch_engine.EngineError as error:
+    except torch_setup.EngineError as error:
         raise UsageError(str(error)) from None
     if not worker and args.nproc > 1:
         if not args.resume:  # refused here once, not by every worker
@@ -341,7 +341,7 @@ def _choose_engine(args):
                                  "replace it with --overwrite, or choose another --out")
         backend = "nccl" if device == "cuda" else "gloo"
         print(f"engine: torch on {device}, {args.nproc} DistributedDataParallel workers ({backend})", flush=True)
-        workers = torch_engine.launch(args.argv, args.nproc)
+        workers = ddp.launch(args.argv, args.nproc)
         sys.stderr.write(workers.output)  # the workers' own messages, once
         if workers.error:
             print(f"volnet train: error: {workers.error}", file=sys.stderr)

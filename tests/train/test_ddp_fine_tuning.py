@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 
 from volnet import Sequential  # noqa: E402
 from volnet.data import Dataset  # noqa: E402
-from volnet.interop.torch_engine import launch  # noqa: E402
+from volnet.interop.ddp import launch  # noqa: E402
 from volnet.layers import FC, BatchNorm, Conv2D, MaxPool, ReLU  # noqa: E402
 from volnet.optim import make_optimizer  # noqa: E402
 from volnet.train import Trainer  # noqa: E402

@@ -1,6 +1,7 @@
 """Bridges to other frameworks: :func:`to_torch` and :func:`from_torch` move a network to PyTorch and back.
 
-:mod:`volnet.interop.torch_engine` trains through that bridge (``volnet train --engine torch``).
+:mod:`volnet.interop.torch_engine` trains through that bridge (``volnet train --engine torch``), and
+:mod:`volnet.interop.ddp` launches its DistributedDataParallel workers (``--nproc N``).
 PyTorch is imported only when a bridge function is called or an engine made.
 """
 

@@ -221,6 +221,27 @@ def _holders(steps: list[_Step], modules: list):
         offset += len(step.modules)
 
 
+def paired_arrays(net: Sequential, model) -> list[tuple]:
+    """``(layer, name, array, tensor, forward, backward)`` for every parameter and buffer of ``net``: the
+    volnet layer, the array's name there and the live array, the tensor that holds it in ``model`` (what
+    :func:`to_torch` built from ``net``), and the maps volnet -> torch and torch -> volnet between their layouts."""
+    torch, tm = _import_torch()
+    with torch.device("meta"):  # the plan only, no weights allocated
+        steps = _plan(net, tm)
+    pairs = []
+    for step, module in _holders(steps, list(model)):
+        ours, theirs = _volnet_arrays(step.layer), _torch_tensors(module)
+        for name, torch_name, forward, backward in _mapping(step):
+            pairs.append((step.layer, name, ours[name], theirs[torch_name], forward, backward))
+    return pairs
+
+
+def modules_per_layer(net: Sequential) -> list[int]:
+    """How many modules of :func:`to_torch`'s ``nn.Sequential`` each of ``net``'s layers becomes, in order."""
+    _, tm = _import_torch()
+    return [len(step.modules) for step in _plan(net, tm)]
+
+
 def to_torch(net: Sequential):
     """The PyTorch model equivalent to ``net`` (NCHW input), with ``net``'s weights copied exactly.
 

@@ -28,7 +28,9 @@ torch = pytest.importorskip("torch")
 
 from volnet import Sequential  # noqa: E402
 from volnet.data import Augment, HorizontalFlip, Normalizer, RandomCrop  # noqa: E402
-from volnet.interop.torch_engine import EngineError, TorchEngine, launch, torch_optimizer  # noqa: E402
+from volnet.interop.ddp import launch  # noqa: E402
+from volnet.interop.torch_engine import TorchEngine, torch_optimizer  # noqa: E402
+from volnet.interop.torch_setup import EngineError  # noqa: E402
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, LocallyConnected, MaxPool, ReLU  # noqa: E402
 from volnet.optim import OPTIMIZERS, CosineAnnealing, LinearWarmup, make_optimizer  # noqa: E402
 from volnet.train import Callback, Trainer, TrainingInterrupted  # noqa: E402
@@ -158,7 +160,7 @@ def test_clear_errors():
 WORKER = """
 import os, signal, sys
 sys.path[:0] = [{tests!r}, os.path.dirname({tests!r})]  # this folder, and tests/ for the toy data
-from test_engines import make_ddp_trainer
+from test_torch_engine import make_ddp_trainer
 from volnet.interop.torch_engine import TorchEngine
 from volnet.train import Callback, TrainingInterrupted
 

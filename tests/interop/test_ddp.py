@@ -23,8 +23,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from volnet.cli import main  # noqa: E402
-from volnet.interop import torch_engine  # noqa: E402
-from volnet.interop.torch_engine import EngineError, check_workers  # noqa: E402
+from volnet.interop import ddp  # noqa: E402
+from volnet.interop.ddp import check_workers  # noqa: E402
+from volnet.interop.torch_setup import EngineError  # noqa: E402
 from volnet.train.run_folder import RunFolder  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -40,9 +41,9 @@ linux_proc = pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()
 def machine(monkeypatch):
     """A machine of 4 cores and 64 GiB usable, where a process is 300 MiB."""
     def make(cores=4, usable=64 * 1024 * MiB, resident=300 * MiB):
-        monkeypatch.setattr(torch_engine, "usable_cores", lambda: cores)
-        monkeypatch.setattr(torch_engine, "usable_memory", lambda: usable)
-        monkeypatch.setattr(torch_engine, "resident_memory", lambda: resident)
+        monkeypatch.setattr(ddp, "usable_cores", lambda: cores)
+        monkeypatch.setattr(ddp, "usable_memory", lambda: usable)
+        monkeypatch.setattr(ddp, "resident_memory", lambda: resident)
     return make
 
 
@@ -75,7 +76,7 @@ def test_cli_refuses_nproc_1000_before_starting_any_worker(tmp_path, capsys, mon
     def started(*args):
         raise AssertionError("workers were started")
 
-    monkeypatch.setattr(torch_engine, "launch", started)
+    monkeypatch.setattr(ddp, "launch", started)
     assert main(["train", "--arch", "lenet", "--engine", "torch", "--device", "cpu", "--nproc", "1000",
                  "--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
@@ -263,7 +264,7 @@ def test_the_failure_line_names_the_cause_not_its_consequences(tmp_path):
     """What the launcher says, from the workers' exit codes and standard error (PyTorch's ProcessFailure)."""
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
 
-    from volnet.interop.torch_engine import _failure
+    from volnet.interop.ddp import _failure
 
     def failures(**codes):
         return {int(rank[1:]): ProcessFailure(int(rank[1:]), 100 + int(rank[1:]), code, str(tmp_path / "none"))
