@@ -33,9 +33,9 @@ from volnet.interop.torch_engine import TorchEngine, torch_optimizer  # noqa: E4
 from volnet.interop.torch_setup import EngineError  # noqa: E402
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, LocallyConnected, MaxPool, ReLU  # noqa: E402
 from volnet.optim import OPTIMIZERS, CosineAnnealing, LinearWarmup, make_optimizer  # noqa: E402
-from volnet.train import Callback, Trainer, TrainingInterrupted  # noqa: E402
+from volnet.train import Trainer, TrainingInterrupted  # noqa: E402
 from volnet.train import checkpoint as ckpt  # noqa: E402
-from toy import toy_data
+from toy import StopAt, toy_data
 
 SHAPE = (8, 8, 2)  # the images of every test here, two deep for the LocallyConnected layer
 
@@ -94,15 +94,6 @@ def test_svm_loss_is_the_notes_hinge():
         trainer.run()
         runs.append(trainer)
     assert_same_run(*runs)
-
-
-class StopAt(Callback):
-    def __init__(self, box, epoch, batch):
-        self.box, self.epoch, self.batch = box, epoch, batch
-
-    def on_batch(self, progress):
-        if (progress.epoch, progress.batch) == (self.epoch, self.batch):
-            self.box[0].request_stop()
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from volnet.train import Callback, Trainer, TrainingInterrupted, fit
 from volnet.train import checkpoint as ckpt
 from volnet.train.best import Watch
 from volnet.train.history import EpochRecord
-from toy import toy_data
+from toy import StopAt, toy_data
 
 SHAPE = (6, 6, 1)
 
@@ -88,15 +88,6 @@ def test_early_stop_stops_after_patience_epochs_without_improvement(tmp_path):
                                     epochs=20)
     again.run()
     assert len(again.history) == len(history)
-
-
-class StopAt(Callback):
-    def __init__(self, box, epoch, batch):
-        self.box, self.epoch, self.batch = box, epoch, batch
-
-    def on_batch(self, progress):
-        if (progress.epoch, progress.batch) == (self.epoch, self.batch):
-            self.box[0].request_stop()
 
 
 @pytest.mark.parametrize("where", ["second epoch", "last epoch"])

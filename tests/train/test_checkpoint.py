@@ -18,9 +18,9 @@ from volnet.train import CheckpointError, RunFolder, Trainer
 from volnet.train import checkpoint as ckpt
 from volnet.train import run_folder
 
-from toy import toy_data
+from toy import StopAt, toy_data
 
-from .test_trainer import StopAt, make_trainer
+from .test_trainer import make_trainer
 
 VERSION_1 = Path(__file__).parent / "data" / "version1_mid_epoch.safetensors"
 

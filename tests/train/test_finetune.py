@@ -8,9 +8,10 @@ from volnet.analysis import analyze
 from volnet.data import Dataset
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, MaxPool, ReLU
 from volnet.optim import make_optimizer
-from volnet.train import Callback, Trainer, TrainingInterrupted, fit
+from volnet.train import Trainer, TrainingInterrupted, fit
 from volnet.train import checkpoint as ckpt
 from volnet.train.finetune import freeze, init_from, parse_layers
+from toy import StopAt
 
 
 def toy_data(n=48, seed=0, classes=3):
@@ -99,15 +100,6 @@ def test_both_engines_fine_tune_alike(tmp_path):
         runs.append(arrays(net))
     for name in runs[0]:
         np.testing.assert_allclose(runs[1][name], runs[0][name], rtol=1e-9, atol=1e-9, err_msg=name)
-
-
-class StopAt(Callback):
-    def __init__(self, box, epoch, batch):
-        self.box, self.epoch, self.batch = box, epoch, batch
-
-    def on_batch(self, progress):
-        if (progress.epoch, progress.batch) == (self.epoch, self.batch):
-            self.box[0].request_stop()
 
 
 def test_a_frozen_run_resumes_exactly(tmp_path):

@@ -18,8 +18,7 @@ import pytest
 from volnet import Sequential
 from volnet.layers import FC, Conv2D, ReLU
 from volnet.optim import make_optimizer
-from volnet.train import (Callback, RunExists, RunFolder, RunFolderBusy, RunFolderError, Trainer, TrainingDiverged,
-                          TrainingInterrupted)
+from volnet.train import Callback, RunExists, RunFolder, RunFolderBusy, RunFolderError, Trainer, TrainingDiverged
 from volnet.train import checkpoint as ckpt
 
 from toy import toy_data

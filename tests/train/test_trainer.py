@@ -9,9 +9,9 @@ from volnet import Sequential, files
 from volnet.data import Augment, HorizontalFlip, Normalizer, RandomCrop
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, GlobalAvgPool, MaxPool, ReLU
 from volnet.optim import CosineAnnealing, make_optimizer
-from volnet.train import Callback, CheckpointError, History, Trainer, TrainingDiverged
+from volnet.train import CheckpointError, History, Trainer, TrainingDiverged
 from volnet.train import checkpoint as ckpt
-from toy import toy_data
+from toy import StopAt, toy_data
 
 
 def make_trainer(out_dir, callbacks=(), epochs=3, optimizer="momentum", data=None):
@@ -23,15 +23,6 @@ def make_trainer(out_dir, callbacks=(), epochs=3, optimizer="momentum", data=Non
     return Trainer(net, opt, data, val=toy_data(32, seed=1), epochs=epochs, batch_size=16,
                    schedule=CosineAnnealing(0.05, T=epochs), augment=Augment([RandomCrop(pad=1), HorizontalFlip()]),
                    normalizer=Normalizer.fit(data.images), seed=7, out_dir=out_dir, callbacks=callbacks)
-
-
-class StopAt(Callback):
-    def __init__(self, trainer_box, epoch, batch):
-        self.box, self.epoch, self.batch = trainer_box, epoch, batch
-
-    def on_batch(self, progress):
-        if (progress.epoch, progress.batch) == (self.epoch, self.batch):
-            self.box[0].request_stop()
 
 
 def final_tensors(trainer):
