@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 from .run_folder import RunFolder
@@ -98,8 +99,6 @@ def checkpoint_data(metadata: dict, split: str, *, name: str | None = None, root
 def stream_workers(engine) -> int:
     """Processes reading streamed batches ahead: on the PyTorch engine half the cores, at most 4; the NumPy
     engine (``engine=None``) reads in its own process (PyTorch's DataLoader is what starts the readers)."""
-    import os
-
     return 0 if engine is None else max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
