@@ -48,11 +48,11 @@ def test_usage_errors_are_one_line_naming_the_flag_and_exit_2(argv, message, cap
 
 
 def test_the_parser_offers_every_optimizer_and_architecture():
-    from volnet import cli
+    from volnet.cli import args
     from volnet.optim import OPTIMIZERS
     from volnet.zoo import ARCHITECTURES
 
-    assert cli.OPTIMIZER_NAMES == tuple(OPTIMIZERS) and cli.ARCHITECTURE_NAMES == tuple(ARCHITECTURES)
+    assert args.OPTIMIZER_NAMES == tuple(OPTIMIZERS) and args.ARCHITECTURE_NAMES == tuple(ARCHITECTURES)
 
 
 def test_a_bad_notation_is_a_usage_error_pointing_at_the_column(capsys):

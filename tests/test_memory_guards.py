@@ -215,7 +215,7 @@ def test_main_prints_memory_errors_as_one_line(monkeypatch, capsys, error, what)
     def cmd_summary(args):
         raise error
 
-    monkeypatch.setattr("volnet.cli.cmd_summary", cmd_summary)
+    monkeypatch.setattr("volnet.cli.parser.cmd_summary", cmd_summary)
     assert main(["summary", "notes"]) == 1
     err = capsys.readouterr().err
     assert err == (f"volnet summary: error: {what} while running summary ({type(error).__name__}: {error}); "

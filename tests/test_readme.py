@@ -43,7 +43,8 @@ def _train_outs(text: str):
     or --overwrite), in order, the default --out as the command computes it."""
     import shlex
 
-    from volnet.cli import _default_out, build_parser
+    from volnet.cli import build_parser
+    from volnet.train.setup import default_out
 
     parser = build_parser()
     for language, code in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S):
@@ -56,7 +57,7 @@ def _train_outs(text: str):
             args = parser.parse_args(words[words.index("volnet") + 1:])
             if args.resume or args.overwrite:
                 continue
-            yield line.strip(), Path(args.out or _default_out(args.arch, args.data))
+            yield line.strip(), Path(args.out or default_out(args.arch, args.data))
 
 
 @pytest.mark.parametrize("name", ["README.md", "docs/cli.md", "docs/engines.md", "docs/report.md", "docs/training.md"])

@@ -251,16 +251,13 @@ def _filters(net, grads: dict) -> str:
 def _load_test(metadata, net, limit):
     """``(test split, "")``, or ``(None, why there is none)``: no data set recorded, or its error (an unreadable
     image names the file), or images of another shape than the net's."""
-    from ..data import load
+    from ..train.setup import checkpoint_data
 
-    data = metadata.get("data", {})
-    name = data.get("name")
+    name = metadata.get("data", {}).get("name")
     if name is None:
         return None, "This checkpoint does not record its data set"
-    options = {"size": data.get("size") and tuple(data["size"]), "grayscale": data.get("grayscale", False)} \
-        if name == "folder" else {}
     try:
-        test = load(name, root=data.get("root"), split="test", **options)
+        test = checkpoint_data(metadata, "test")
     except (OSError, ValueError) as error:
         return None, f"The test split of {name} could not be read ({error})"
     if test.images.shape[1:] != tuple(net.input_shape):
