@@ -63,3 +63,15 @@ def test_resuming_a_complete_run_validates_its_tensors(adam_run, tmp_path, capsy
     code = main(["train", "--resume", str(broken)])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and name in err and str(broken) in err
+
+
+def test_summary_of_a_checkpoint_counts_its_frozen_layers(tmp_path, capsys):
+    """A run trained with --freeze: no optimizer state for the frozen layers (issue 25), as the run holds them."""
+    out = tmp_path / "frozen"
+    assert main(["train", "--arch", "INPUT -> CONV3-4 -> RELU -> POOL2 -> FC", "--epochs", "1", "--batch-size", "512",
+                 "--optimizer", "adam", "--freeze", "1", "--val-split", "0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["summary", str(out / "checkpoint.safetensors"), "--json"]) == 0
+    train = json.loads(capsys.readouterr().out)["memory"]["train"]
+    conv = 3 * 3 * 1 * 4 + 4
+    assert train["optimizer"] == 2 * (train["params"] - 4 * conv)  # Adam's two caches, none for the CONV

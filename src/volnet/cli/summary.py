@@ -28,6 +28,8 @@ def cmd_summary(args) -> int:
             raise UsageError("--input and --classes do not apply to a checkpoint, whose architecture is fixed")
         metadata = read(args.arch)[1]
         net = Sequential.from_config(metadata["architecture"], allocate=False)
+        for index in metadata.get("train", {}).get("frozen", []):  # --freeze: no optimizer state, no gradients
+            net.layers[index - 1].trainable = False
         if args.optimizer is None and "optimizer" in metadata:
             args.optimizer = metadata["optimizer"]["config"]["name"]
     else:
