@@ -51,6 +51,7 @@ from .loop import check_labelled
 from .run_folder import RunExists, RunFolder
 from .stops import EXPLODED_LOSS_FACTOR, TrainingDiverged, TrainingInterrupted, chance_loss
 
+
 class Trainer:
     """Train ``net`` with ``optimizer`` on a labelled data set.
 
