@@ -31,6 +31,24 @@ def test_the_page_is_self_contained(page_text):
     assert "accuracy" in page_text and "data:image/png;base64," in page_text
 
 
+def test_the_page_assets_ship_as_package_data():
+    """report.py reads its skeleton, style and script from viz/assets/; a wheel carries them only if
+    pyproject.toml's package-data names them."""
+    import fnmatch
+    import pathlib
+
+    tomllib = pytest.importorskip("tomllib")
+    import volnet
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["volnet"]
+    package = pathlib.Path(volnet.__file__).parent
+    assets = [path.relative_to(package).as_posix() for path in (package / "viz" / "assets").rglob("*")]
+    assert {"viz/assets/report.html", "viz/assets/report.css", "viz/assets/report.js"} <= set(assets)
+    # setuptools' "*" does not reach into subfolders, so the assets stay in one folder
+    assert all(name.count("/") == 2 and any(fnmatch.fnmatch(name, p) for p in patterns) for name in assets)
+
+
 def test_report_command_says_what_it_wrote(digits_checkpoint, tmp_path, capsys):
     out = tmp_path / "sub" / "r.html"
     assert main(["report", str(digits_checkpoint), "-o", str(out), "--samples", "1", "--test-limit", "50"]) == 0

@@ -5,7 +5,7 @@ loss, backpropagate, update every parameter. Around it the trainer keeps
 what a long CPU run needs:
 
 * per-epoch train/validation loss and accuracy, images/s (:class:`History`);
-* progress events for a progress bar (:class:`Callback`; the trainer itself
+* progress events for a progress bar (:class:`~volnet.train.callbacks.Callback`; the trainer itself
   never prints);
 * a checkpoint after every epoch and on Ctrl-C or SIGTERM, written
   atomically, into a run folder that one run at a time holds
@@ -29,12 +29,10 @@ What a checkpoint holds and how is the format module's
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,61 +40,16 @@ import numpy as np
 from ..ops.losses import LOSSES
 from . import checkpoint as ckpt
 from .best import Watch
+from .callbacks import BatchProgress
+from .class_weight import checked_class_weight
 from .history import EpochRecord, History
-from .restore import load_network_tensors, network_tensors
+from .restore import network_tensors
 from .state import Position, RunSettings, RunState
 from .engines import Engine
-from .finetune import check_frozen, check_optimizer, freeze as freeze_layers
+from .finetune import check_frozen, check_optimizer
 from .loop import check_labelled
 from .run_folder import RunExists, RunFolder
-
-# A loss this many times that of guessing at chance has exploded, even while it is still finite.
-EXPLODED_LOSS_FACTOR = 1000
-
-
-class TrainingDiverged(ValueError):
-    """The loss or the parameters became NaN/Inf, or the loss exploded; nothing diverged was saved."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped a run; says what was really kept.
-
-    Attributes:
-        signal: the signal number (``signal.SIGINT`` or ``signal.SIGTERM``).
-        saved: True when this stop wrote a checkpoint of the position it stopped at.
-        checkpoint: the newest checkpoint on disk of this run (None if it has none).
-        epoch, batch: the position that checkpoint holds (epochs completed, batches into the next).
-    """
-
-    def __init__(self, message, *, signal, saved, checkpoint, epoch=0, batch=0):
-        super().__init__(message)
-        self.signal, self.saved, self.checkpoint, self.epoch, self.batch = signal, saved, checkpoint, epoch, batch
-
-
-def chance_loss(loss: str, classes: int) -> float:
-    """The loss of scores that say nothing (all equal): ln(C) for softmax, (C - 1) * margin for the SVM."""
-    return math.log(classes) if loss == "softmax" else float(classes - 1)
-
-
-@dataclass(frozen=True)
-class BatchProgress:
-    epoch: int
-    epochs: int
-    batch: int  # batches done in this epoch
-    batches: int
-    loss: float  # running mean over the epoch so far
-    accuracy: float
-    images_per_second: float
-
-
-class Callback:
-    """Progress hooks; override what you need."""
-
-    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
-
-    def on_batch(self, progress: BatchProgress) -> None: ...
-
-    def on_epoch(self, record: EpochRecord) -> None: ...
+from .stops import EXPLODED_LOSS_FACTOR, TrainingDiverged, TrainingInterrupted, chance_loss
 
 
 class Trainer:
@@ -128,7 +81,7 @@ class Trainer:
             one, :attr:`best_weights` holds a copy of the weights). Needs ``val``.
         class_weight: one weight per class (``C``): the loss becomes the weighted mean
             ``sum_i w[y_i] L_i / sum_i w[y_i]`` (PyTorch's ``cross_entropy(weight=...)``), in
-            training and validation, on every engine; see :func:`balanced_class_weight`.
+            training and validation, on every engine; see :func:`~volnet.train.class_weight.balanced_class_weight`.
         early_stop: stop after this many epochs without improvement of the ``keep_best``
             figure (``val_loss`` without ``keep_best``); :attr:`watch` says which epoch was best.
             Needs ``val``.
@@ -172,14 +125,7 @@ class Trainer:
                                  "give the run validation images (val=..., --val-split above 0)")
             self.watch = Watch(keep_best or "val_loss", keep=keep_best is not None, patience=early_stop)
         self.best_weights = None
-        self.class_weight = None
-        if class_weight is not None:
-            weights = np.asarray(class_weight, dtype=np.float64)
-            classes = net.output_shape[-1]
-            if weights.shape != (classes,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
-                raise ValueError(f"class_weight must be {classes} finite numbers > 0, one per class, got "
-                                 f"{weights.tolist() if weights.size <= 12 else weights.shape}")
-            self.class_weight = weights
+        self.class_weight = checked_class_weight(class_weight, net.output_shape[-1])
         self.engine.class_weight = self.class_weight
         self.history = History()
         self.position = Position()
@@ -480,59 +426,3 @@ class Trainer:
         if trainer.checkpoint_path == path:
             trainer._last_checkpoint, trainer._saved_at = path, (trainer.position.epoch, trainer.position.batch)
         return trainer
-
-
-def balanced_class_weight(labels, classes: int) -> np.ndarray:
-    """scikit-learn's "balanced" weights, ``n / (C * n_c)``: each class weighs as much in the loss as the others.
-
-    Raises:
-        ValueError: a class without images (its weight would be infinite).
-    """
-    counts = np.bincount(np.asarray(labels), minlength=classes)
-    if not counts.all():
-        raise ValueError(f"class {int(np.argmin(counts))} has no training images, so no balanced weight")
-    return len(labels) / (classes * counts)
-
-
-@dataclass(frozen=True)
-class _Arrays:
-    images: np.ndarray
-    labels: np.ndarray
-
-
-def fit(net, images, labels, optimizer, *, epochs: int = 1, batch_size: int = 64, loss: str = "softmax",
-        seed: int = 0, on_epoch=None, engine=None, val=None, keep_best: str | None = None,
-        early_stop: int | None = None, freeze=None, class_weight=None) -> History:
-    """Train ``net`` in place on arrays, without checkpoints; ``on_epoch(record)`` after each epoch.
-
-    ``engine``: None (NumPy) or a :class:`volnet.interop.torch_engine.TorchEngine`.
-    ``val``: ``(images, labels)`` evaluated after every epoch. ``keep_best`` (``"val_accuracy"`` or
-    ``"val_loss"``): ``net`` ends with the weights of its best epoch, as Keras'
-    ``EarlyStopping(restore_best_weights=True)``. ``early_stop``: stop after this many epochs
-    without improvement. The history holds every epoch trained. ``freeze``: layers to freeze first
-    (``"1-6"``, ``"CONV"``, or indices; see :func:`volnet.train.finetune.freeze`); an optimizer built on
-    every parameter before any step is then rebuilt, same settings, on ``net.trainable_params()``.
-    ``class_weight``: one weight per class for the loss's mean (Keras' ``class_weight``, as a list;
-    ``"balanced"`` for :func:`balanced_class_weight` of ``labels``).
-    """
-    callbacks = []
-    if on_epoch is not None:
-        callback = Callback()
-        callback.on_epoch = on_epoch
-        callbacks.append(callback)
-    val = _Arrays(np.asarray(val[0]), np.asarray(val[1])) if val is not None else None
-    if freeze is not None:
-        freeze_layers(net, freeze)
-        if len(optimizer.params) != len(net.trainable_params()) and optimizer.steps == 0:
-            from ..optim import optimizer_from_config
-
-            optimizer = optimizer_from_config(net.trainable_params(), optimizer.get_config())
-    trainer = Trainer(net, optimizer, _Arrays(np.asarray(images), np.asarray(labels)), val=val, epochs=epochs,
-                      batch_size=batch_size, loss=loss, seed=seed, callbacks=callbacks, engine=engine,
-                      keep_best=keep_best, early_stop=early_stop,
-                      class_weight=balanced_class_weight(labels, net.output_shape[-1])
-                      if isinstance(class_weight, str) and class_weight == "balanced" else class_weight)
-    history = trainer.run()
-    if trainer.best_weights is not None:
-        load_network_tensors(net, trainer.best_weights, source="the best epoch")
-    return history

@@ -4,7 +4,8 @@ filters, explanations and the notes' CONV demo.
 :func:`build_report` returns the page as a string; :func:`write_report` writes it atomically.
 Scripts, styles and images are inline (images as ``data:`` addresses), so the file opens
 offline and can be mailed. The pictures come from :mod:`volnet.viz` as arrays; this module
-only lays them out.
+only lays them out. The page's skeleton (``assets/report.html``, a :class:`string.Template`),
+its style and script, and the fixed text of sections 4, 6 and 7 are package data in ``assets/``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from html import escape
+from importlib.resources import files
 from pathlib import Path
+from string import Template
 
 import numpy as np
 
 from ..analysis import analyze
 from ..resources import format_bytes
 from ..ops import softmax
+from ..train.loop import predict
 from ..train.metrics import confusion_matrix
 from . import explain, svg
 from .conv_demo import conv_demo_data
@@ -53,6 +57,11 @@ def _hyper(layer) -> str:
     config = layer.get_config() if hasattr(layer, "get_config") else {}
     keys = [k for k in ("K", "F", "S", "P", "dilation", "p") if k in config and config[k] is not None]
     return ", ".join(f"{k}={config[k]}" for k in keys)
+
+
+def _asset(name: str) -> str:
+    """The text of ``assets/name``, the page's skeleton, style, script and fixed sections, inserted as it is."""
+    return (files(__package__) / "assets" / name).read_text(encoding="utf-8")
 
 
 # -- section 1: the architecture ------------------------------------------------------------
@@ -112,11 +121,6 @@ def _training(history: list[dict]) -> str:
 
 
 # -- section 3: results on the test split -----------------------------------------------------
-
-def _predict(net, images, batch=256):
-    return np.concatenate([explain.score_rows(net.forward(images[i: i + batch].astype(net.dtype), train=False))
-                           for i in range(0, len(images), batch)])
-
 
 def _results(test, predictions, classes, missing: str) -> str:
     if test is None:
@@ -325,7 +329,7 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     test, missing = _load_test(metadata, net, test_limit)
     predictions = grads = None
     if test is not None:
-        predictions = _predict(net, prepare(test.images)).argmax(axis=1)
+        predictions = predict(net, prepare(test.images)).argmax(axis=1)
         grads = explain.parameter_gradients(net, prepare(test.images[:64]), test.labels[:64])
     chosen: list[Sample] = []
     if images:
@@ -348,10 +352,10 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
          _architecture(net, metadata.get("optimizer", {}).get("config", {}).get("name", "momentum"))),
         ("training", "2. Training", _training(metadata.get("history", []))),
         ("results", "3. Results on the test split", _results(test, predictions, classes, missing)),
-        ("activations", "4. One image through the net", left_out + ACTIVATIONS_HTML),
+        ("activations", "4. One image through the net", left_out + _asset("activations.html")),
         ("filters", "5. Filters and weights", _filters(net, grads or {})),
-        ("explain", "6. Why this class", EXPLAIN_HTML),
-        ("conv-demo", "7. The CONV demo with this net's numbers", DEMO_HTML),
+        ("explain", "6. Why this class", _asset("explain.html")),
+        ("conv-demo", "7. The CONV demo with this net's numbers", _asset("conv-demo.html")),
     ]
     epoch = metadata.get("position", {}).get("epoch")
     title = f"volnet report: {Path(checkpoint).name}" + (f" (epoch {epoch})" if epoch else "")
@@ -361,12 +365,10 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     # no "<" or ">" in the inline JSON: a name such as "<!--<script>" would otherwise change how the page parses
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     payload = payload.replace("<", "\\u003c").replace(">", "\\u003e")
-    return _valid_utf8(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}'
-            f"<title>{escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><nav>{nav}</nav>"
-            f'<div id="chooser" class="chooser"></div>{body}'
-            f'<script type="application/json" id="report-data">{payload}</script><script>{SCRIPT}</script>'
-            "</body></html>")
+    page = Template(_asset("report.html").removesuffix("\n")).substitute(
+        refresh=refresh, title=escape(title), style=_asset("report.css"), nav=nav, body=body, payload=payload,
+        script=_asset("report.js"))
+    return _valid_utf8(page)
 
 
 def _valid_utf8(text: str) -> str:
@@ -384,167 +386,3 @@ def write_report(checkpoint, out, images=(), **options) -> Path:
 
     return atomic_write_bytes(Path(out), build_report(checkpoint, images, **options).encode("utf-8"))
 
-
-ACTIVATIONS_HTML = """
-<div class="cols"><div><img id="act-original" class="pixelated" alt="input image"><p id="act-caption"></p></div>
-<div><label>layer <select id="layer-select"></select></label>
-<p id="act-stats"></p><img id="act-view" class="pixelated" alt="activation volume"></div>
-<div><h3>class scores</h3><div id="scores"></div></div></div>
-<p>Each tile is one depth slice of the layer's output volume (one scale for the whole volume: black the
-minimum, white the maximum); a vector is one row of cells. "Dead" is the fraction of a RELU's outputs that are
-zero for this image.</p>
-"""
-
-EXPLAIN_HTML = """
-<p>Evidence for the predicted class <b id="explain-class"></b> of the image chosen above, each map over the image
-with its colour scale.</p><div id="explanations" class="explanations"></div>
-"""
-
-DEMO_HTML = """
-<p>As in the notes' animation: the filter slides over the zero-padded input; at each output position the values
-under it (the receptive field) are multiplied element-wise by the filter's weights, summed over every depth slice,
-and the bias is added. The numbers are this network's, on the image chosen above.</p>
-<div class="demo-controls"><label>CONV layer <select id="demo-layer"></select></label>
-<button id="demo-prev">&#9664; previous</button><button id="demo-next">next &#9654;</button>
-<button id="demo-play">play</button> <span id="demo-position"></span></div>
-<div id="demo-grids" class="demo-grids"></div>
-<p id="demo-sum" class="big"></p>
-"""
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#222}
-h1{font-size:22px}h2{border-bottom:2px solid #4c78a8;padding-bottom:3px;margin-top:28px}
-nav a{margin-right:10px;font-size:13px}section{padding:4px 0}
-.chooser{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #ddd;z-index:2}
-.chooser button{margin-right:6px}.chooser button.on{background:#4c78a8;color:#fff}
-.scroll{overflow-x:auto}.charts svg{margin-right:12px}.cols{display:flex;gap:28px;flex-wrap:wrap}
-table.rows,table.confusion{border-collapse:collapse;font-size:12px}
-table.rows td,table.rows th,table.confusion td,table.confusion th{border:1px solid #ccc;padding:2px 6px;text-align:right}
-.pixelated,img.thumb{image-rendering:pixelated}.thumb{margin:0 3px;vertical-align:middle;border:1px solid #ccc}
-.bar{display:flex;align-items:center;font-size:12px;margin:2px 0}.bar span{width:70px}
-.bar i{display:inline-block;height:10px;background:#4c78a8;max-width:200px}.bar b{font-weight:normal;margin-left:6px}
-.scorebar i{background:#f58518}.scorebar.top i{background:#e45756}
-.big{font-size:18px}.filters{display:flex;flex-wrap:wrap;gap:16px}.filters figure{margin:0;max-width:420px}
-.filters img{image-rendering:pixelated;max-width:400px}figcaption{font-size:12px}
-.explanations{display:flex;flex-wrap:wrap;gap:18px}.explanations figure{margin:0;width:180px;font-size:12px}
-.explanations img{image-rendering:pixelated;width:160px}.legend img{width:160px;height:10px;display:block}
-.legend span{display:flex;justify-content:space-between;width:160px}
-.demo-grids{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}.demo-grids table{border-collapse:collapse}
-.demo-grids td{width:9px;height:9px;padding:0;border:1px solid #eee}
-.demo-grids table.numbers td{width:auto;height:auto;padding:1px 4px;font-size:11px;text-align:right;border:1px solid #ccc}
-.demo-grids td.rf{outline:2px solid #e45756}.demo-grids h4{margin:2px 0;font-size:12px}
-.demo-grids td.out{outline:2px solid #4c78a8}
-"""
-
-SCRIPT = r"""
-(function(){
-'use strict';
-const D = JSON.parse(document.getElementById('report-data').textContent);
-let current = 0, layer = 0, demoLayer = D.demoLayers.length ? D.demoLayers[0] : null;
-let demoPos = [0, 0], timer = null;
-const $ = id => document.getElementById(id);
-const fmt = v => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.001 && v !== 0)) ? v.toExponential(2) : v.toFixed(3);
-function el(tag, attrs, text){ const e = document.createElement(tag); for (const k in (attrs||{})) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; return e; }
-
-function buildChooser(){
-  const c = $('chooser'); c.appendChild(el('span', {}, 'image: '));
-  D.images.forEach((im, i) => { const b = el('button', {'class': 'image-choice', 'data-image': i}, im.name + (im.label !== null ? ' (' + im.label + ')' : ''));
-    b.addEventListener('click', () => { current = i; render(); }); c.appendChild(b); });
-  const s = $('layer-select');
-  D.layers.forEach((name, i) => { s.appendChild(el('option', {value: i}, name)); });
-  s.addEventListener('change', () => { layer = +s.value; renderActivations(); });
-  const d = $('demo-layer');
-  D.demoLayers.forEach(i => d.appendChild(el('option', {value: i}, D.layers[i])));
-  d.addEventListener('change', () => { demoLayer = +d.value; demoPos = [0, 0]; renderDemo(); });
-  $('demo-next').addEventListener('click', () => step(1));
-  $('demo-prev').addEventListener('click', () => step(-1));
-  $('demo-play').addEventListener('click', () => {
-    if (timer) { clearInterval(timer); timer = null; $('demo-play').textContent = 'play'; }
-    else { timer = setInterval(() => step(1), 600); $('demo-play').textContent = 'pause'; } });
-}
-
-function renderActivations(){
-  const im = D.images[current], L = im.layers[layer];
-  $('act-original').src = im.original;
-  $('act-caption').textContent = im.name + (im.label !== null ? ', label ' + im.label : '') + ', predicted ' + im.predicted + (im.notes.length ? ' (' + im.notes.join('; ') + ')' : '');
-  $('act-view').src = L.src;
-  $('act-view').setAttribute('data-layer', layer); $('act-view').setAttribute('data-image', current);
-  let text = 'volume ' + L.shape.join('x') + (L.shape.length === 3 && L.shown < L.shape[2] ? ' (first ' + L.shown + ' slices shown)' : '') +
-    '; min ' + fmt(L.min) + ', max ' + fmt(L.max) + ', mean ' + fmt(L.mean);
-  if (L.dead !== undefined) text += '; dead ReLUs ' + (100 * L.dead).toFixed(1) + '%';
-  $('act-stats').textContent = text;
-  const s = $('scores'); s.textContent = '';
-  const order = im.probabilities.map((p, i) => i).sort((a, b) => im.probabilities[b] - im.probabilities[a]).slice(0, 10);
-  order.forEach((c, n) => { const row = el('div', {'class': 'bar scorebar' + (n === 0 ? ' top' : '')});
-    row.appendChild(el('span', {}, D.classes[c])); const bar = el('i'); bar.style.width = (200 * im.probabilities[c]).toFixed(1) + 'px';
-    row.appendChild(bar); row.appendChild(el('b', {}, (100 * im.probabilities[c]).toFixed(1) + '% (score ' + fmt(im.scores[c]) + ')')); s.appendChild(row); });
-}
-
-function renderExplanations(){
-  const im = D.images[current], box = $('explanations'); box.textContent = '';
-  $('explain-class').textContent = im.predicted;
-  im.explanations.forEach(e => { const f = el('figure');
-    if (e.error) { f.appendChild(el('p', {}, e.name + ': not available (' + e.error + ')')); }
-    else { f.appendChild(el('img', {src: e.src, alt: e.name, 'class': 'explanation'}));
-      const lg = el('div', {'class': 'legend'}); lg.appendChild(el('img', {src: D.colorbars[e.cmap], alt: 'colour scale'}));
-      const ends = el('span'); ends.appendChild(el('i', {}, fmt(e.cmap === 'signed' ? -Math.max(Math.abs(e.low), Math.abs(e.high)) : e.low)));
-      ends.appendChild(el('i', {}, fmt(e.cmap === 'signed' ? Math.max(Math.abs(e.low), Math.abs(e.high)) : e.high))); lg.appendChild(ends); f.appendChild(lg); }
-    f.appendChild(el('figcaption', {}, e.name)); box.appendChild(f); });
-}
-
-function heat(v, m){ const t = m > 0 ? Math.max(-1, Math.min(1, v / m)) : 0;
-  return t >= 0 ? 'rgb(255,' + Math.round(255 - 180 * t) + ',' + Math.round(255 - 180 * t) + ')' : 'rgb(' + Math.round(255 + 180 * t) + ',' + Math.round(255 + 180 * t) + ',255)'; }
-
-function numbers(title, grid){ const w = el('div'); w.appendChild(el('h4', {}, title)); const t = el('table', {'class': 'numbers'});
-  grid.forEach(r => { const tr = el('tr'); r.forEach(v => tr.appendChild(el('td', {title: v.toFixed(6)}, v.toFixed(2)))); t.appendChild(tr); }); w.appendChild(t); return w; }
-// The demo's sums in millionths, as integers: every sum shown is the exact sum of the figures shown beside it.
-const micro = v => Math.round(v * 1e6), shown = n => (n / 1e6).toFixed(6);
-
-function step(delta){ const d = D.images[current].demos[demoLayer]; if (!d) return;
-  const n = d.out_hw[0] * d.out_hw[1]; let k = (demoPos[0] * d.out_hw[1] + demoPos[1] + delta + n) % n;
-  demoPos = [Math.floor(k / d.out_hw[1]), k % d.out_hw[1]]; renderDemo(); }
-
-function renderDemo(){
-  const box = $('demo-grids'); box.textContent = '';
-  if (demoLayer === null) { $('demo-sum').textContent = 'This network has no top-level CONV layer.'; return; }
-  const d = D.images[current].demos[demoLayer];
-  $('demo-layer').value = demoLayer;
-  const [i, j] = demoPos, rows = [], cols = [];
-  for (let a = 0; a < d.F[0]; a++) rows.push(i * d.S[0] + a * d.dilation[0]);
-  for (let c = 0; c < d.F[1]; c++) cols.push(j * d.S[1] + c * d.dilation[1]);
-  $('demo-position').textContent = 'output position (' + i + ', ' + j + ') of ' + d.out_hw[0] + 'x' + d.out_hw[1] + ', filter ' + d.k;
-  let total = 0;
-  const terms = [];
-  for (let s = 0; s < d.depth; s++) {
-    const X = d.input[s], Wt = d.weights[s];
-    const win = rows.map(r => cols.map(c => X[r][c])), prod = win.map((r, a) => r.map((v, c) => v * Wt[a][c]));
-    const part = micro(prod.flat().reduce((p, q) => p + q, 0)); total += part; terms.push(part);
-    if (s >= d.shown_depth) continue;
-    const m = Math.max(...X.flat().map(Math.abs)) || 1;
-    const wrap = el('div'); wrap.appendChild(el('h4', {}, 'input slice ' + s + ' (padded ' + X.length + 'x' + X[0].length + ')'));
-    const t = el('table', {'class': 'input-slice'});
-    X.forEach((r, ri) => { const tr = el('tr'); r.forEach((v, ci) => { const td = el('td', {title: v.toFixed(4)}); td.style.background = heat(v, m);
-      if (rows.includes(ri) && cols.includes(ci)) td.className = 'rf'; tr.appendChild(td); }); t.appendChild(tr); });
-    wrap.appendChild(t); box.appendChild(wrap);
-    box.appendChild(numbers('receptive field, slice ' + s, win));
-    box.appendChild(numbers('filter ' + d.k + ', slice ' + s, Wt));
-    box.appendChild(numbers('products (sum ' + shown(part) + ')', prod));
-  }
-  const outWrap = el('div'); outWrap.appendChild(el('h4', {}, 'output slice ' + d.k));
-  const om = Math.max(...d.output.flat().map(Math.abs)) || 1, ot = el('table', {'class': 'output-slice'});
-  d.output.forEach((r, ri) => { const tr = el('tr'); r.forEach((v, ci) => { const td = el('td', {title: v.toFixed(4)}); td.style.background = heat(v, om);
-    if (ri === i && ci === j) td.className = 'out'; tr.appendChild(td); }); ot.appendChild(tr); });
-  outWrap.appendChild(ot); box.appendChild(outWrap);
-  const bias = micro(d.bias), value = total + bias, expected = d.output[i][j];
-  const hidden = d.depth > d.shown_depth ? ' (' + (d.depth - d.shown_depth) + ' more depth slice' + (d.depth - d.shown_depth > 1 ? 's' : '') + ' not drawn: ' + shown(terms.slice(d.shown_depth).reduce((p, q) => p + q, 0)) + ')' : '';
-  const p = $('demo-sum'); p.textContent = 'sum of products over ' + d.depth + ' depth slice' + (d.depth > 1 ? 's' : '') + hidden + ' = ' + shown(total) + ', plus bias ' + shown(bias) + ' = ' + shown(value) + '; volnet\'s output: ' + expected.toFixed(6) + ' (difference ' + (value / 1e6 - expected).toExponential(1) + ': the figures are rounded to 6 decimals, volnet adds in float32)';
-  p.setAttribute('data-sum', value / 1e6); p.setAttribute('data-output', expected); p.setAttribute('data-position', i + ',' + j);
-}
-
-function render(){
-  document.querySelectorAll('.image-choice').forEach((b, i) => b.classList.toggle('on', i === current));
-  renderActivations(); renderExplanations(); renderDemo();
-}
-buildChooser(); render();
-})();
-"""
