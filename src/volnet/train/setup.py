@@ -164,7 +164,7 @@ def make_augment(names: str | None, *, crop_pad: int = 4, rotate_degrees: float 
 def weigh_classes(spec: str | None, labels, classes) -> list[float] | None:
     """``--class-weight``: None, ``"balanced"`` (from the training split's counts) or a JSON file, a list of C
     numbers or an object of class name -> number."""
-    from .trainer import balanced_class_weight
+    from .class_weight import balanced_class_weight
 
     if spec is None:
         return None
