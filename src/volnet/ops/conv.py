@@ -97,7 +97,7 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
         forward = "im2col"
     if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):
         weight_gradient = "winograd"
-    elif direct.applies_to_weight_gradient(g, D, K, dtype):
+    elif direct.applies(g, D, K, dtype):
         weight_gradient = "direct"
     elif winograd_general.applies(g, D, K, dtype):
         weight_gradient = "winograd_general"
@@ -377,7 +377,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
     :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
     than im2col (its measured gain: docs/performance.md), unless Numba is not
-    installed; strided and LeNet-sized 5x5 layers :func:`volnet.ops.direct.correlate`, register-blocked;
+    installed; LeNet-sized 5x5 layers :func:`volnet.ops.direct.correlate`, register-blocked;
     other 5x5 stride-1 layers :func:`volnet.ops.winograd_general.correlate`
     (6.25x fewer: F(4x4, 5x5)); both Winograds where the batch has enough output tiles. The rest take
     :func:`_correlate`.

@@ -1,9 +1,10 @@
 """Direct convolution with the output tile held in registers (register blocking), compiled with Numba.
 
-im2col turns a CONV into one matrix multiply, but for few input channels
-(first layers, LeNet) or strided layers its copy of the receptive fields
+im2col turns a CONV into one matrix multiply, but for a layer with few
+channels and filters (LeNet's 16 -> 32) its copy of the receptive fields
 costs as much as the multiply, and the multiply is too thin for BLAS to
-run fast. A direct kernel computes each output tile where it lies, as
+run fast (Winograd F(4x4, 5x5) too: its 64 multiplies are thinner still).
+A direct kernel computes each output tile where it lies, as
 oneDNN's JIT kernels do: a tile of ``PW`` output pixels of one row x ``KB``
 filters is accumulated in registers; per (filter tap, input channel) step
 it loads ``KB`` weights (contiguous: the weights are ``(F, F, D, K)``,
@@ -23,6 +24,11 @@ What that takes in Numba (each point measured, docs/performance.md):
   (:func:`_compile_flags`);
 * a tile that fits the register file of the CPU that runs it, chosen at run
   time from the host's instruction set (:func:`tile`).
+
+The weight gradient (:func:`weight_gradient`) is the same kernel turned
+around: a tile of filter taps x filters accumulates over the positions of
+each image. Which layers take them is :func:`applies`, decided by
+measurement (:data:`MIN_DEPTH`); :mod:`volnet.ops.conv` reads it in its plan.
 
 Tails: filter counts that are not a multiple of ``KB`` run on weights
 padded with zero filters; output rows not a multiple of ``PW`` end with a
@@ -55,13 +61,14 @@ TILES = {"avx512": (7, 32), "avx2": (2, 32), "portable": (2, 16)}
 # The instruction sets whose tiles were measured against volnet's other kernels: only there does
 # volnet.ops.conv plan direct convolutions.
 MEASURED = ("avx512",)
-# Which layers take the direct forward (see applies), measured on the Intel Xeon against the kernels they
-# replace, one thread: LeNet's 5x5 14x14x16->32 2.9 ms against F(4x4, 5x5)'s 5.1; the 3x3/2 32x32x64->128
-# 13.5 ms against im2col's 19.7. Shallower inputs lost (5x5 32x32x3->64: 9.2 against im2col's 6.9 ms) or
-# tied (LeNet's first CONV, 28x28x1->16: 0.87 against 0.91 ms).
+# Which layers take the direct kernels (see applies), measured on the Intel Xeon against the kernels they
+# replace, one thread, interleaved, best of 60 (docs/performance.md): LeNet's 5x5 14x14x16->32 forward 3.1
+# ms against F(4x4, 5x5)'s 4.9, forward and backward 11.9 against 13.8. They lost elsewhere: the strided
+# 3x3/2 32x32x64->128 forward 12.9 ms against im2col's 9.3 (its weights, 9 x 64 x 32 per tile of
+# filters, are read from L2 for every 7 pixels), its dw 30 against 15; the 3-channel 5x5 32x32x3->64 9.2
+# against 6.9; LeNet's first CONV (1 channel) tied, 0.87 against 0.91.
 MIN_DEPTH = 8
-MAX_FILTERS = 128
-MAX_STRIDE1_MULTIPLY = 32 * 32  # depth x filters of the stride-1 layers measured (LeNet's, both directions)
+MAX_MULTIPLY = 32 * 32  # depth x filters of the layers measured (LeNet's second CONV, and its flipped dx)
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,24 +97,13 @@ def tile(filters: int, dtype) -> tuple[int, int]:
 
 
 def applies(g, depth: int, filters: int, dtype) -> bool:
-    """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
-    set in :data:`MEASURED`, an undilated float layer larger than 1x1 at least :data:`MIN_DEPTH` deep into
-    at most :data:`MAX_FILTERS` filters, strided or (stride 1) with ``depth * filters`` at most
-    :data:`MAX_STRIDE1_MULTIPLY` and no 3x3 filter (those keep Winograd F(2x2, 3x3) or im2col)."""
-    if not (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
-            and g.size != (1, 1) and MIN_DEPTH <= depth and filters <= MAX_FILTERS):
-        return False
-    if g.stride == (1, 1) and (g.size == (3, 3) or depth * filters > MAX_STRIDE1_MULTIPLY):
-        return False
-    return isa() in MEASURED
-
-
-def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
-    """Whether the weight gradient takes :func:`weight_gradient`: where :func:`applies`, stride 1 only.
-    Measured on the Intel Xeon, one thread: LeNet's 5x5 14x14x16->32 3.5 ms against F(5x5, 4x4)'s 4.9;
-    the 3x3/2 32x32x64->128 30 ms against im2col's 15 (its dout tile of 16x16x128 per image no longer
-    stays in L1 across the tiles of taps)."""
-    return g.stride == (1, 1) and applies(g, depth, filters, dtype)
+    """Whether :mod:`volnet.ops.conv` plans the direct forward and weight gradient for geometry ``g``: Numba
+    on, an instruction set in :data:`MEASURED`, an undilated stride-1 float layer with filters larger than
+    1x1 and other than 3x3 (those keep im2col or Winograd F(2x2, 3x3)), at least :data:`MIN_DEPTH` deep
+    and ``depth * filters`` at most :data:`MAX_MULTIPLY`."""
+    return (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
+            and g.stride == (1, 1) and g.size not in ((1, 1), (3, 3))
+            and MIN_DEPTH <= depth and depth * filters <= MAX_MULTIPLY and isa() in MEASURED)
 
 
 def workspace(g, filters: int, itemsize: int) -> int:
@@ -380,24 +376,14 @@ def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1):
     ``out (N, H2, W2, D)``, and per output the tap ``u*F + v`` of the first maximum (NaN wins and stays)."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
     switches = np.empty(out.shape, dtype=switch_dtype)
-
-    def part(start, stop):
-        yield
-        _max_pool(xp, *g.size, *g.stride, out, switches, start, stop)
-
-    threads.split(part, len(out), workers)
+    _split(_pool_forward, (xp, *g.size, *g.stride, True, out, switches), len(out), workers)
     return out, switches
 
 
 def avg_pool(xp: np.ndarray, g, workers: int = 1) -> np.ndarray:
     """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-
-    def part(start, stop):
-        yield
-        _avg_pool(xp, *g.size, *g.stride, out, start, stop)
-
-    threads.split(part, len(out), workers)
+    _split(_pool_forward, (xp, *g.size, *g.stride, False, out, _NO_SWITCHES), len(out), workers)
     return out
 
 
@@ -405,59 +391,62 @@ def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1) -> np.nd
     """dx ``(N, H, W, D)`` of max pooling (``switches`` from :func:`max_pool`) or, without them, of average
     pooling, by gathering: each input value sums the share of every window that holds it."""
     dx = np.empty(g.in_shape, dtype=dout.dtype)
-    top, _, left, _ = g.pads
-
-    def part(start, stop):
-        yield
-        if switches is None:
-            _avg_pool_backward(dout, *g.size, *g.stride, top, left, dx, start, stop)
-        else:
-            _max_pool_backward(dout, switches, *g.size, *g.stride, top, left, dx, start, stop)
-
-    threads.split(part, len(dx), workers)
+    maximum = switches is not None
+    arguments = (dout, _NO_SWITCHES if switches is None else switches, maximum, *g.size, *g.stride, g.pads[0],
+                 g.pads[2], dx)
+    _split(_pool_backward, arguments, len(dx), workers)
     return dx
 
 
+# Average pooling passes these for the switches, so that it runs the kernels max pooling compiled (uint8
+# switches): one compile per dtype for both modes, which happens in a network's first step.
+_NO_SWITCHES = np.zeros((1, 1, 1, 1), dtype=np.uint8)
+
+
+def _split(kernel, arguments, count: int, workers: int):
+    """``kernel(*arguments, start, stop)`` for each part of ``range(count)`` (:func:`volnet.ops.threads.split`)."""
+    def part(start, stop):
+        yield
+        kernel(*arguments, start, stop)
+
+    threads.split(part, count, workers)
+
+
 @compiled
-def _max_pool(xp, Fh, Fw, Sh, Sw, out, switches, first, last):  # pragma: no cover - compiled
+def _pool_forward(xp, Fh, Fw, Sh, Sw, maximum, out, switches, first, last):  # pragma: no cover - compiled
     _, Ho, Wo, D = out.shape
+    count = Fh * Fw
     for n in range(first, last):
         for i in range(Ho):
             for j in range(Wo):
                 for d in range(D):
                     out[n, i, j, d] = xp[n, i * Sh, j * Sw, d]
-                    switches[n, i, j, d] = 0
+                    if maximum:
+                        switches[n, i, j, d] = 0
                 for u in range(Fh):
                     for v in range(Fw):
+                        if u == 0 and v == 0:
+                            continue
                         k = u * Fw + v
-                        for d in range(D):
-                            best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
-                            wins = candidate > best  # strict: ties keep the first maximum, like argmax
-                            out[n, i, j, d] = candidate if wins or candidate != candidate else best
-                            switches[n, i, j, d] = k if wins else switches[n, i, j, d]
+                        if maximum:
+                            for d in range(D):
+                                best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
+                                wins = candidate > best  # strict: ties keep the first maximum, like argmax
+                                out[n, i, j, d] = candidate if wins or candidate != candidate else best
+                                switches[n, i, j, d] = k if wins else switches[n, i, j, d]
+                        else:
+                            for d in range(D):
+                                out[n, i, j, d] += xp[n, i * Sh + u, j * Sw + v, d]
+                if not maximum:
+                    for d in range(D):
+                        out[n, i, j, d] /= count
 
 
 @compiled
-def _avg_pool(xp, Fh, Fw, Sh, Sw, out, first, last):  # pragma: no cover - compiled
-    _, Ho, Wo, D = out.shape
-    count = Fh * Fw
-    for n in range(first, last):
-        for i in range(Ho):
-            for j in range(Wo):
-                for d in range(D):
-                    out[n, i, j, d] = 0
-                for u in range(Fh):
-                    for v in range(Fw):
-                        for d in range(D):
-                            out[n, i, j, d] += xp[n, i * Sh + u, j * Sw + v, d]
-                for d in range(D):
-                    out[n, i, j, d] /= count
-
-
-@compiled
-def _max_pool_backward(dout, switches, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover
+def _pool_backward(dout, switches, maximum, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover
     _, Ho, Wo, D = dout.shape
     _, H, W, _ = dx.shape
+    count = Fh * Fw
     for n in range(first, last):
         for h in range(H):
             # the outputs whose windows hold padded row h + top: i0..i1
@@ -468,28 +457,14 @@ def _max_pool_backward(dout, switches, Fh, Fw, Sh, Sw, top, left, dx, first, las
                     dx[n, h, w, d] = 0
                 for i in range(i0, i1 + 1):
                     for j in range(j0, j1 + 1):
-                        k = (h + top - i * Sh) * Fw + (w + left - j * Sw)
-                        for d in range(D):
-                            if switches[n, i, j, d] == k:
+                        if maximum:
+                            k = (h + top - i * Sh) * Fw + (w + left - j * Sw)
+                            for d in range(D):
+                                if switches[n, i, j, d] == k:
+                                    dx[n, h, w, d] += dout[n, i, j, d]
+                        else:
+                            for d in range(D):
                                 dx[n, h, w, d] += dout[n, i, j, d]
-
-
-@compiled
-def _avg_pool_backward(dout, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover - compiled
-    _, Ho, Wo, D = dout.shape
-    _, H, W, _ = dx.shape
-    count = Fh * Fw
-    for n in range(first, last):
-        for h in range(H):
-            # the outputs whose windows hold padded row h + top: i0..i1
-            i0, i1 = max(0, (h + top - Fh + Sh) // Sh), min(Ho - 1, (h + top) // Sh)
-            for w in range(W):
-                j0, j1 = max(0, (w + left - Fw + Sw) // Sw), min(Wo - 1, (w + left) // Sw)
-                for d in range(D):
-                    dx[n, h, w, d] = 0
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        for d in range(D):
-                            dx[n, h, w, d] += dout[n, i, j, d]
-                for d in range(D):
-                    dx[n, h, w, d] /= count
+                if not maximum:
+                    for d in range(D):
+                        dx[n, h, w, d] /= count

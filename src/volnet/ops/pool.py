@@ -150,12 +150,13 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
         return out, PoolCache(mode, g, xp.shape)
     if mode == "max":
         if _compiled(mode, x.dtype):
-            out, switches = direct.max_pool(xp, g, _switch_code(len(taps)), _gather_workers(g, xp.dtype, workers))
+            out, switches = direct.max_pool(_whole(x, xp), g, _switch_code(len(taps)),
+                                            _gather_workers(g, xp.dtype, workers))
         else:
             out, switches = _max_and_switches(xp, taps, workers)
         return out, PoolCache(mode, g, xp.shape, switches=switches)
     if _compiled(mode, x.dtype):
-        return direct.avg_pool(xp, g, _gather_workers(g, xp.dtype, workers)), PoolCache(mode, g, xp.shape)
+        return direct.avg_pool(_whole(x, xp), g, _gather_workers(g, xp.dtype, workers)), PoolCache(mode, g, xp.shape)
     out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
     for rows, cols in taps:
         window_tap = xp[:, rows, cols]
@@ -172,6 +173,13 @@ def _compiled(mode: str, dtype) -> bool:
     compiled gathers of :mod:`volnet.ops.direct` (Numba on) rather than the tap-by-tap NumPy passes: on
     the Intel Xeon, max pooling 3x3/2 55x55x96 at batch 8 (docs/performance.md)."""
     return direct.ENABLED and mode in ("max", "avg") and np.dtype(dtype) in (np.float32, np.float64)
+
+
+def _whole(x, xp):
+    """What the compiled kernels read: xp, or where padding only cropped x (a strided view of it), x itself,
+    whose first rows and columns are the view's (the kernels read no further): no copy, and one compiled
+    kernel for every layout."""
+    return x if xp.base is x and xp.shape[1:] != x.shape[1:] else xp
 
 
 def _switch_code(taps: int):
@@ -228,7 +236,8 @@ def pool_backward(dout, cache: PoolCache, *, workers=None):
                          "run pool_forward with switches=True (the default) before a backward pass")
     if _compiled(cache.mode, dout.dtype):
         count = _gather_workers(g, dout.dtype, threads.or_alone(workers))
-        return direct.pool_backward(dout, g, cache.switches, count)
+        # (a strided dout, the gradient of a padded CONV above, is copied: one compiled kernel for every layout)
+        return direct.pool_backward(np.ascontiguousarray(dout), g, cache.switches, count)
     if cache.mode == "max":
         return unpad_spatial(_route_through_switches(dout, cache.switches, g, cache.padded_shape,
                                                      threads.or_alone(workers)), g)
