@@ -271,3 +271,11 @@ def test_backward_workspace_estimate_matches_tracemalloc(direct_everywhere, K):
         tracemalloc.stop()
     estimate = conv.conv_backward_workspace(cache.geometry, K, 4, cores=2, input_grad=False).extra
     assert 0.75 <= estimate / peak <= 1.25, (estimate, peak)
+
+
+def test_kernel_closures_hold_only_tile_sizes():
+    """Numba keys its disk cache of a closure by the closure's values: objects there (a dispatcher, a module)
+    made every process compile again. Only ints may be closed over."""
+    for make in (direct._forward_source, direct._weight_gradient_source):
+        kernel = make(7, 32)
+        assert kernel.__closure__ and all(type(cell.cell_contents) is int for cell in kernel.__closure__)

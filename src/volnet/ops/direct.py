@@ -15,7 +15,7 @@ filters innermost) and broadcasts one input value per pixel against them::
 What that takes in Numba (each point measured, docs/performance.md):
 
 * the accumulators in a local array of compile-time-constant size
-  (:func:`_stack_array`, on the stack, which LLVM then keeps in
+  (``_stack_array``, on the stack, which LLVM then keeps in
   registers) and every tile loop of constant trip count, so LLVM unrolls
   them fully; the tile sizes are closure constants of each compiled kernel;
 * LLVM's SLP vectoriser on and its loop vectoriser off while these kernels
@@ -154,14 +154,26 @@ def _compile_flags():
         config.SLP_VECTORIZE, config.LOOP_VECTORIZE = saved
 
 
-@functools.lru_cache(maxsize=None)
-def _stack_array():
-    """An intrinsic ``stack_array(size, dtype)``: a pointer to ``size`` values on the stack (size a literal),
-    which LLVM keeps in registers where every index into it is a constant after unrolling.
+# The compiled helpers the kernels call, set by _numba_helpers at the first compile (Numba is imported only
+# then). The kernels read them as globals, so that their closures hold only the tile sizes: Numba keys its
+# disk cache of a closure by the closure's values, and a closure over these objects missed it every time.
+_stack_array = _carray = _at_least = None
 
-    On AVX-512 hosts it also marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for
-    Intel's AVX-512 CPUs prefers 256-bit ones, which halved the tile's width (LeNet's second CONV: 7 x 16 of
-    256-bit vectors 81-97 GFLOP/s, 7 x 32 of 512-bit ones 106-112)."""
+
+def _numba_helpers() -> None:
+    """Set :data:`_stack_array`, :data:`_carray` and :data:`_at_least` (once).
+
+    ``_stack_array(size, dtype)``: a pointer to ``size`` values on the stack (size a literal), which LLVM
+    keeps in registers where every index into it is a constant after unrolling. On AVX-512 hosts it also
+    marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for Intel's AVX-512 CPUs prefers
+    256-bit ones, which halved the tile's width (LeNet's second CONV: 7 x 16 of 256-bit vectors 81-97
+    GFLOP/s, 7 x 32 of 512-bit ones 106-112). ``_at_least(value, floor)``: ``max(value, floor)`` that keeps
+    NaN (a diverging network shows NaN, not the ReLU's floor).
+    """
+    global _stack_array, _carray, _at_least
+    if _stack_array is not None:
+        return
+    import numba
     from numba.core import cgutils, errors, types
     from numba.extending import intrinsic
 
@@ -178,20 +190,15 @@ def _stack_array():
 
         return types.CPointer(element)(size, dtype), codegen
 
-    return stack_array
+    @numba.njit(inline="always")
+    def at_least(value, floor):  # pragma: no cover - compiled
+        return floor if value < floor else value
 
-
-def _at_least(value, floor):
-    """``max(value, floor)`` that keeps NaN (a diverging network shows NaN, not the floor)."""
-    return floor if value < floor else value
+    _carray, _at_least, _stack_array = numba.carray, at_least, stack_array
 
 
 def _forward_source(PW: int, KB: int):
     """The forward kernel with a ``PW x KB`` tile (closure constants)."""
-    import numba
-
-    stack_array = _stack_array()
-    _floored = numba.njit(inline="always")(_at_least)
     T = PW * KB
     KH = max(1, KB // 16)
 
@@ -200,7 +207,7 @@ def _forward_source(PW: int, KB: int):
         # pixel j's run starts at j*Sw*D = j*SD
         Fh, taps, Kp = w.shape
         _, Ho, Wo, K = out.shape
-        acc = numba.carray(stack_array(T, xp.dtype), T)
+        acc = _carray(_stack_array(T, xp.dtype), T)
         for n in range(first, last):
             for i in range(Ho):
                 for j0 in range(0, Wo, PW):
@@ -222,20 +229,17 @@ def _forward_source(PW: int, KB: int):
                         if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
                             for p in range(PW):
                                 for q in range(KB):
-                                    out[n, i, j0 + p, k0 + q] = _floored(acc[p * KB + q] + bias[k0 + q], floor)
+                                    out[n, i, j0 + p, k0 + q] = _at_least(acc[p * KB + q] + bias[k0 + q], floor)
                         else:
                             for p in range(min(PW, Wo - j0)):
                                 for q in range(min(KB, K - k0)):
-                                    out[n, i, j0 + p, k0 + q] = _floored(acc[p * KB + q] + bias[k0 + q], floor)
+                                    out[n, i, j0 + p, k0 + q] = _at_least(acc[p * KB + q] + bias[k0 + q], floor)
 
     return forward
 
 
 def _weight_gradient_source(PE: int, KB: int):
     """The weight-gradient kernel with a tile of ``PE`` filter taps (one row's (v, d) run) x ``KB`` filters."""
-    import numba
-
-    stack_array = _stack_array()
     T = PE * KB
     KH = max(1, KB // 16)
 
@@ -244,7 +248,7 @@ def _weight_gradient_source(PE: int, KB: int):
         # row i*Sh + u, and its run of taps from j*SD
         Fh, taps, Kp = dw.shape
         _, Ho, Wo, _ = dout.shape
-        acc = numba.carray(stack_array(T, xp.dtype), T)
+        acc = _carray(_stack_array(T, xp.dtype), T)
         for n in range(first, last):
             for u in range(Fh):
                 for e0 in range(0, taps, PE):
@@ -285,6 +289,7 @@ def _kernel(make, PW: int, KB: int):
             if compiled is None:
                 import numba
 
+                _numba_helpers()
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                                         fastmath={"contract"})(make(PW, KB))
                 compiled = _KERNELS[key] = _FlagCompiled(dispatcher)

@@ -168,6 +168,13 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
     return out, PoolCache(mode, g, xp.shape, xp=xp, out=out)
 
 
+def pool_plan(mode: str, dtype) -> str:
+    """Which kernels pool values of ``dtype`` in ``mode``, forward and backward: ``"compiled"``
+    (:mod:`volnet.ops.direct`, channels innermost, backward as a gather) or ``"taps"`` (a NumPy pass per
+    tap of the window)."""
+    return "compiled" if _compiled(mode, dtype) else "taps"
+
+
 def _compiled(mode: str, dtype) -> bool:
     """Whether max (with switches) and average pooling of ``dtype`` values, forward and backward, take the
     compiled gathers of :mod:`volnet.ops.direct` (Numba on) rather than the tap-by-tap NumPy passes: on
