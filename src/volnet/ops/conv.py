@@ -259,14 +259,15 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> 
     xp = pad_spatial(x), a copy when padded, kept in the cache (the input
     itself is kept when P = 0); the im2col rows of each thread's block of
     images with their column of ones (none where the windows are already
-    contiguous), or Winograd's tiles; the output, a view of the result.
+    contiguous), or Winograd's tiles, or the direct kernel's padded weights; the output.
     """
     b, (N, _, _, D), K = itemsize, g.in_shape, filters
     xp_shape, copies, _ = padded(g)
-    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    Ho, Wo = g.out_hw
     rows = _correlation_workspace(g, K, b, cores)
     private = ((math.prod(xp_shape) * b, True),) if copies else ()
-    return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=False, keeps_input=not copies, transient=rows)
+    owns = plan_conv(g, K, float_dtype(b), cores, network_pass=True).forward == "direct"  # (im2col's: a view)
+    return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=owns, keeps_input=not copies, transient=rows)
 
 
 def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1, *, grads: int = 0,
