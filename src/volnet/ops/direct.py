@@ -157,7 +157,7 @@ def _compile_flags():
 # The compiled helpers the kernels call, set by _numba_helpers at the first compile (Numba is imported only
 # then). The kernels read them as globals, so that their closures hold only the tile sizes: Numba keys its
 # disk cache of a closure by the closure's values, and a closure over these objects missed it every time.
-_stack_array = _carray = _at_least = None
+_stack_array = _carray = _at_least = _unsigned = None
 
 
 def _numba_helpers() -> None:
@@ -170,7 +170,7 @@ def _numba_helpers() -> None:
     GFLOP/s, 7 x 32 of 512-bit ones 106-112). ``_at_least(value, floor)``: ``max(value, floor)`` that keeps
     NaN (a diverging network shows NaN, not the ReLU's floor).
     """
-    global _stack_array, _carray, _at_least
+    global _stack_array, _carray, _at_least, _unsigned
     if _stack_array is not None:
         return
     import numba
@@ -194,7 +194,7 @@ def _numba_helpers() -> None:
     def at_least(value, floor):  # pragma: no cover - compiled
         return floor if value < floor else value
 
-    _carray, _at_least, _stack_array = numba.carray, at_least, stack_array
+    _carray, _at_least, _stack_array, _unsigned = numba.carray, at_least, stack_array, numba.uint64
 
 
 def _forward_source(PW: int, KB: int):
@@ -218,7 +218,7 @@ def _forward_source(PW: int, KB: int):
                             row = i * Sh + u
                             for e in range(taps):
                                 for p in range(PW):
-                                    x = xp[n, row, min(j0 + p, Wo - 1) * SD + e]
+                                    x = xp[n, row, _unsigned(min(j0 + p, Wo - 1) * SD + e)]
                                     if KH == 1:
                                         for q in range(KB):
                                             acc[p * KB + q] += x * w[u, e, k0 + q]
@@ -260,7 +260,7 @@ def _weight_gradient_source(PE: int, KB: int):
                             row = i * Sh + u
                             for j in range(Wo):
                                 for p in range(PE):
-                                    x = xp[n, row, j * SD + min(e0 + p, taps - 1)]
+                                    x = xp[n, row, _unsigned(j * SD + min(e0 + p, taps - 1))]
                                     if KH == 1:
                                         for q in range(KB):
                                             acc[p * KB + q] += x * dout[n, i, j, k0 + q]
