@@ -97,7 +97,7 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
         forward = "im2col"
     if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):
         weight_gradient = "winograd"
-    elif direct.applies(g, D, K, dtype):
+    elif direct.applies_to_weight_gradient(g, D, K, dtype):
         weight_gradient = "direct"
     elif winograd_general.applies(g, D, K, dtype):
         weight_gradient = "winograd_general"
@@ -239,7 +239,8 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
                                           blas_held=workers.blas_held)
     elif plan.weight_gradient == "direct":
-        dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, _direct_workers(g, K, workers))
+        dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, _direct_workers(g, K, workers),
+                                        blas_held=workers.blas_held)
     elif plan.weight_gradient == "winograd_general":
         r = g.size[0]
         step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES,
@@ -378,7 +379,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
     :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
     than im2col (its measured gain: docs/performance.md), unless Numba is not
-    installed; LeNet-sized 5x5 layers :func:`volnet.ops.direct.correlate`, register-blocked;
+    installed; first layers and LeNet-sized 5x5 ones :func:`volnet.ops.direct.correlate`, register-blocked;
     other 5x5 stride-1 layers :func:`volnet.ops.winograd_general.correlate`
     (6.25x fewer: F(4x4, 5x5)); both Winograds where the batch has enough output tiles. The rest take
     :func:`_correlate`.
@@ -391,7 +392,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     if forward == "direct":
-        return direct.correlate(xp, w, g, bias, relu, _direct_workers(g, K, workers))
+        return direct.correlate(xp, w, g, bias, relu, _direct_workers(g, K, workers), blas_held=workers.blas_held)
     if forward == "winograd_general":
         r = g.size[0]
         step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES)

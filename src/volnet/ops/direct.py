@@ -62,13 +62,16 @@ TILES = {"avx512": (7, 32), "avx2": (2, 32), "portable": (2, 16)}
 # volnet.ops.conv plan direct convolutions.
 MEASURED = ("avx512",)
 # Which layers take the direct kernels (see applies), measured on the Intel Xeon against the kernels they
-# replace, one thread, interleaved, best of 60 (docs/performance.md): LeNet's 5x5 14x14x16->32 forward 3.1
-# ms against F(4x4, 5x5)'s 4.9, forward and backward 11.9 against 13.8. They lost elsewhere: the strided
-# 3x3/2 32x32x64->128 forward 12.9 ms against im2col's 9.3 (its weights, 9 x 64 x 32 per tile of
-# filters, are read from L2 for every 7 pixels), its dw 30 against 15; the 3-channel 5x5 32x32x3->64 9.2
-# against 6.9; LeNet's first CONV (1 channel) tied, 0.87 against 0.91.
+# replace, one thread, interleaved, best of 40-60 (docs/performance.md), with unsigned indexes: LeNet's 5x5
+# 14x14x16->32 forward 1.9-2.4 ms against F(4x4, 5x5)'s 2.0-3.8 (before unsigned indexes 3.1 against
+# 4.9), dw 2.3-2.5 against 2.3-4.9; first layers' forward through conv_forward: 28x28x1->16 0.77 against
+# im2col's 0.91, 3x3 32x32x3->32 2.18 / 2.56, 5x5 32x32x3->64 6.39 / 6.74, 7x7/2 224x224x3->64 17.4 / 20.0,
+# 11x11/4 224x224x3->64 9.6 / 10.8; a tie at 11x11/4 227x227x3->96 (14.15 / 14.18). They lost: the strided
+# 3x3/2 32x32x64->128 forward (12.4 against im2col's 10.2), the first layers' dw (5x5 32x32x3->64 14.8
+# against 9.2, 7x7/2 63 against 25), the deep 3x3 layers against Winograd (16x16x64->64 17.4 / 11.7).
 MIN_DEPTH = 8
-MAX_MULTIPLY = 32 * 32  # depth x filters of the layers measured (LeNet's second CONV, and its flipped dx)
+MAX_MULTIPLY = 32 * 32  # depth x filters of the deeper layers measured (LeNet's second CONV, and its flipped dx)
+SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,13 +100,29 @@ def tile(filters: int, dtype) -> tuple[int, int]:
 
 
 def applies(g, depth: int, filters: int, dtype) -> bool:
-    """Whether :mod:`volnet.ops.conv` plans the direct forward and weight gradient for geometry ``g``: Numba
-    on, an instruction set in :data:`MEASURED`, an undilated stride-1 float layer with filters larger than
-    1x1 and other than 3x3 (those keep im2col or Winograd F(2x2, 3x3)), at least :data:`MIN_DEPTH` deep
-    and ``depth * filters`` at most :data:`MAX_MULTIPLY`."""
+    """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
+    set in :data:`MEASURED`, an undilated float layer with filters larger than 1x1, and either a first
+    layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS` filters) or
+    LeNet-sized (:func:`applies_to_weight_gradient`)."""
+    shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
+    return (shallow or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
+
+
+def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
+    """Whether the weight gradient takes :func:`weight_gradient`: stride-1 layers with filters other than 3x3,
+    at least :data:`MIN_DEPTH` deep and ``depth * filters`` at most :data:`MAX_MULTIPLY`, where
+    :func:`applies`' conditions on the host and dtype hold."""
+    return _lenet_sized(g, depth, filters) and _measured(g, dtype)
+
+
+def _lenet_sized(g, depth: int, filters: int) -> bool:
+    return (g.stride == (1, 1) and g.size != (3, 3) and MIN_DEPTH <= depth
+            and depth * filters <= MAX_MULTIPLY)
+
+
+def _measured(g, dtype) -> bool:
     return (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
-            and g.stride == (1, 1) and g.size not in ((1, 1), (3, 3))
-            and MIN_DEPTH <= depth and depth * filters <= MAX_MULTIPLY and isa() in MEASURED)
+            and g.size != (1, 1) and isa() in MEASURED)
 
 
 def workspace(g, filters: int, itemsize: int) -> int:
@@ -292,27 +311,40 @@ def _kernel(make, PW: int, KB: int):
                 _numba_helpers()
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                                         fastmath={"contract"})(make(PW, KB))
-                compiled = _KERNELS[key] = _FlagCompiled(dispatcher)
+                compiled = _KERNELS[key] = _FlagCompiled(make, dispatcher)
     return compiled
 
 
 class _FlagCompiled:
-    """A dispatcher whose compiles for new argument types run under :func:`_compile_flags`."""
+    """A dispatcher whose compiles for new argument types run under :func:`_compile_flags`.
 
-    def __init__(self, dispatcher):
-        self.dispatcher = dispatcher
+    The first call for a dtype compiles (or loads from Numba's disk cache) every tile width that dtype
+    takes (:func:`tile`: for few filters and for many) with the same argument types, so that a network's
+    first step compiles all it will need, whatever its layers' filter counts: a compile retains a few MB,
+    which a later step would show as its own memory (``tests/analysis`` measures steps after the first).
+    """
+
+    def __init__(self, make, dispatcher):
+        self.make, self.dispatcher = make, dispatcher
         self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
 
     def __call__(self, *args):
         dtype = args[0].dtype
         if dtype not in self.compiled:
-            with _COMPILING, _compile_flags():
-                self.dispatcher.compile(tuple(self.dispatcher.typeof_pyval(a) for a in args))
-            self.compiled.add(dtype)
+            types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
+            for sibling in {_kernel(self.make, *tile(filters, dtype)) for filters in (1, 2**20)}:
+                sibling.compile(types, dtype)
         return self.dispatcher(*args)
 
+    def compile(self, types, dtype) -> None:
+        if dtype not in self.compiled:
+            with _COMPILING, _compile_flags():
+                self.dispatcher.compile(types)
+            self.compiled.add(dtype)
 
-def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1) -> np.ndarray:
+
+def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
+              blas_held: bool = False) -> np.ndarray:
     """``(N, H2, W2, K)``: the padded batch ``xp (N, Hp, Wp, D)`` correlated with ``w (F, F, D, K)`` as
     geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
     where ``relu``; the batch split over ``workers`` threads. ``H2 = (Hp - F)//S + 1``."""
@@ -337,11 +369,11 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
         yield  # allocated (see threads.split)
         kernel(rows, taps, padded_weights[-1], floor, Sh, Sw * D, out, start, stop)
 
-    threads.split(correlate_part, N, workers)
+    threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out
 
 
-def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1):
+def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):
     """``(dw, db)`` of the CONV of geometry ``g`` (undilated) on the padded batch ``xp (N, Hp, Wp, D)``:
     ``dw[u, v, d, k] = sum over (n, i, j) of xp[n, i*Sh + u, j*Sw + v, d] * dout[n, i, j, k]``, accumulated
     in a register tile of filter taps x filters per image; each of ``workers`` threads sums its own images
@@ -364,7 +396,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1):
         kernel(rows, dout, Sh, Sw * D, dw, start, stop)
         return dw
 
-    dw, *others = threads.split(weight_gradient_part, N, workers)
+    dw, *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
     for part in others:
         dw += part
     return dw[..., :K].reshape(Fh, Fw, D, K), dout[..., :K].sum(axis=(0, 1, 2))
@@ -376,30 +408,30 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1):
 # ceil(F/S)^2 of them), written once, straight into dx (no padded buffer, no zeroing pass over it).
 
 
-def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1):
+def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1, *, blas_held: bool = False):
     """``(out, switches)`` of max pooling the padded batch ``xp (N, Hp, Wp, D)`` as geometry ``g`` says:
     ``out (N, H2, W2, D)``, and per output the tap ``u*F + v`` of the first maximum (NaN wins and stays)."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
     switches = np.empty(out.shape, dtype=switch_dtype)
-    _split(_pool_forward, (xp, *g.size, *g.stride, True, out, switches), len(out), workers)
+    _split(_pool_forward, (xp, *g.size, *g.stride, True, out, switches), len(out), workers, blas_held)
     return out, switches
 
 
-def avg_pool(xp: np.ndarray, g, workers: int = 1) -> np.ndarray:
+def avg_pool(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-    _split(_pool_forward, (xp, *g.size, *g.stride, False, out, _NO_SWITCHES), len(out), workers)
+    _split(_pool_forward, (xp, *g.size, *g.stride, False, out, _NO_SWITCHES), len(out), workers, blas_held)
     return out
 
 
-def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1) -> np.ndarray:
+def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """dx ``(N, H, W, D)`` of max pooling (``switches`` from :func:`max_pool`) or, without them, of average
     pooling, by gathering: each input value sums the share of every window that holds it."""
     dx = np.empty(g.in_shape, dtype=dout.dtype)
     maximum = switches is not None
     arguments = (dout, _NO_SWITCHES if switches is None else switches, maximum, *g.size, *g.stride, g.pads[0],
                  g.pads[2], dx)
-    _split(_pool_backward, arguments, len(dx), workers)
+    _split(_pool_backward, arguments, len(dx), workers, blas_held)
     return dx
 
 
@@ -408,13 +440,14 @@ def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1) -> np.nd
 _NO_SWITCHES = np.zeros((1, 1, 1, 1), dtype=np.uint8)
 
 
-def _split(kernel, arguments, count: int, workers: int):
-    """``kernel(*arguments, start, stop)`` for each part of ``range(count)`` (:func:`volnet.ops.threads.split`)."""
+def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
+    """``kernel(*arguments, start, stop)`` for each part of ``range(count)`` (:func:`volnet.ops.threads.split`;
+    ``blas_held``: within a network pass, which already holds BLAS to one thread)."""
     def part(start, stop):
         yield
         kernel(*arguments, start, stop)
 
-    threads.split(part, count, workers)
+    threads.split(part, count, workers, blas_held=blas_held)
 
 
 @compiled

@@ -151,12 +151,13 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
     if mode == "max":
         if _compiled(mode, x.dtype):
             out, switches = direct.max_pool(_whole(x, xp), g, _switch_code(len(taps)),
-                                            _gather_workers(g, xp.dtype, workers))
+                                            _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
         else:
             out, switches = _max_and_switches(xp, taps, workers)
         return out, PoolCache(mode, g, xp.shape, switches=switches)
     if _compiled(mode, x.dtype):
-        return direct.avg_pool(_whole(x, xp), g, _gather_workers(g, xp.dtype, workers)), PoolCache(mode, g, xp.shape)
+        out = direct.avg_pool(_whole(x, xp), g, _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
+        return out, PoolCache(mode, g, xp.shape)
     out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
     for rows, cols in taps:
         window_tap = xp[:, rows, cols]
@@ -242,9 +243,10 @@ def pool_backward(dout, cache: PoolCache, *, workers=None):
         raise ValueError("pool_backward: this max-pool cache has no switches; "
                          "run pool_forward with switches=True (the default) before a backward pass")
     if _compiled(cache.mode, dout.dtype):
-        count = _gather_workers(g, dout.dtype, threads.or_alone(workers))
+        workers = threads.or_alone(workers)
+        count = _gather_workers(g, dout.dtype, workers)
         # (a strided dout, the gradient of a padded CONV above, is copied: one compiled kernel for every layout)
-        return direct.pool_backward(np.ascontiguousarray(dout), g, cache.switches, count)
+        return direct.pool_backward(np.ascontiguousarray(dout), g, cache.switches, count, blas_held=workers.blas_held)
     if cache.mode == "max":
         return unpad_spatial(_route_through_switches(dout, cache.switches, g, cache.padded_shape,
                                                      threads.or_alone(workers)), g)
