@@ -54,6 +54,9 @@ import numpy as np
 
 import volnet
 from volnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
+from volnet.ops.conv import plan_conv
+from volnet.ops.pool import pool_plan
+from volnet.ops.window import geometry
 from volnet.shapes import conv_output_size, pool_output_size
 
 # this folder's shared helpers
@@ -227,6 +230,15 @@ def gflops(flops: float, ms: float | None) -> float | None:
     return None if ms is None else flops / ms / 1e6
 
 
+def plan_label(wl: Workload) -> str:
+    """The algorithms volnet runs the workload with, as its kernels choose them (called on their own, with
+    NumPy's BLAS threads): a CONV's forward/dw/dx (:func:`volnet.ops.conv.plan_conv`), a pool's kernel."""
+    if not wl.is_conv:
+        return pool_plan("max", DTYPE)
+    plan = plan_conv(geometry((wl.N, wl.H, wl.W, wl.D), wl.F, wl.S, wl.P, fit=wl.fit), wl.K, DTYPE)
+    return f"{plan.forward}/{plan.weight_gradient}/{plan.input_gradient}"
+
+
 def pass_flops(wl: Workload, name: str) -> int:
     """FLOPs of one pass: a conv's fwd+bwd is 3x its forward, a pool's 2x."""
     return wl.forward_flops() * ((3 if wl.is_conv else 2) if name == "fwd+bwd" else 1)
@@ -242,8 +254,8 @@ def compare(wl: Workload, name: str, fns: dict, args, gemm: float) -> tuple[dict
     and the fresh processes' views (empty with ``--no-fresh``)."""
     times, rounds, calls = compare_within_budget(fns, args.budget, args.rounds, args.calls)
     flops = pass_flops(wl, name)
-    row = {"workload": wl.name, "batch": wl.N, "pass": name, "flops": flops, "rounds": rounds, "calls": calls,
-           **timing_row(times)}
+    row = {"workload": wl.name, "batch": wl.N, "pass": name, "plan": plan_label(wl), "flops": flops,
+           "rounds": rounds, "calls": calls, **timing_row(times)}
     fresh, views = (compare_fresh("bench_ops", child_case(wl, name, args.quick), rounds * calls, list(fns))
                     if args.fresh else ({}, {}))
     row.update(timing_row(fresh, way="_fresh"))
@@ -260,6 +272,7 @@ def workload_label(name: str, batch: int) -> str:
 TABLE = Table((  # the first column is widened to fit the labels of the run's workloads
     ("workload", 0, lambda r: workload_label(r["workload"], r["batch"])),
     ("pass", 7, lambda r: r["pass"]),
+    ("volnet fwd/dw/dx", 16, lambda r: r.get("plan", "-")),
     ("volnet ms", 9, lambda r: cell(r["volnet_ms"], ".2f")),
     ("torch ms", 8, lambda r: cell(r["torch_ms"], ".2f")),
     ("volnet GFLOP/s", 14, lambda r: cell(r["volnet_gflops"], ".3g")),

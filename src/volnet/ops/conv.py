@@ -239,7 +239,8 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
                                           blas_held=workers.blas_held)
     elif plan.weight_gradient == "direct":
-        dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, _direct_workers(g, K, workers))
+        dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, _direct_workers(g, K, workers),
+                                        blas_held=workers.blas_held)
     elif plan.weight_gradient == "winograd_general":
         r = g.size[0]
         step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES,
@@ -259,14 +260,15 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> 
     xp = pad_spatial(x), a copy when padded, kept in the cache (the input
     itself is kept when P = 0); the im2col rows of each thread's block of
     images with their column of ones (none where the windows are already
-    contiguous), or Winograd's tiles; the output, a view of the result.
+    contiguous), or Winograd's tiles, or the direct kernel's padded weights; the output.
     """
     b, (N, _, _, D), K = itemsize, g.in_shape, filters
     xp_shape, copies, _ = padded(g)
-    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    Ho, Wo = g.out_hw
     rows = _correlation_workspace(g, K, b, cores)
     private = ((math.prod(xp_shape) * b, True),) if copies else ()
-    return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=False, keeps_input=not copies, transient=rows)
+    owns = plan_conv(g, K, float_dtype(b), cores, network_pass=True).forward == "direct"  # (im2col's: a view)
+    return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=owns, keeps_input=not copies, transient=rows)
 
 
 def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1, *, grads: int = 0,
@@ -377,7 +379,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
     :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
     than im2col (its measured gain: docs/performance.md), unless Numba is not
-    installed; strided and LeNet-sized 5x5 layers :func:`volnet.ops.direct.correlate`, register-blocked;
+    installed; first layers and LeNet-sized 5x5 ones :func:`volnet.ops.direct.correlate`, register-blocked;
     other 5x5 stride-1 layers :func:`volnet.ops.winograd_general.correlate`
     (6.25x fewer: F(4x4, 5x5)); both Winograds where the batch has enough output tiles. The rest take
     :func:`_correlate`.
@@ -390,7 +392,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     if forward == "direct":
-        return direct.correlate(xp, w, g, bias, relu, _direct_workers(g, K, workers))
+        return direct.correlate(xp, w, g, bias, relu, _direct_workers(g, K, workers), blas_held=workers.blas_held)
     if forward == "winograd_general":
         r = g.size[0]
         step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES)

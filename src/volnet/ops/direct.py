@@ -1,9 +1,10 @@
 """Direct convolution with the output tile held in registers (register blocking), compiled with Numba.
 
-im2col turns a CONV into one matrix multiply, but for few input channels
-(first layers, LeNet) or strided layers its copy of the receptive fields
+im2col turns a CONV into one matrix multiply, but for a layer with few
+channels and filters (LeNet's 16 -> 32) its copy of the receptive fields
 costs as much as the multiply, and the multiply is too thin for BLAS to
-run fast. A direct kernel computes each output tile where it lies, as
+run fast (Winograd F(4x4, 5x5) too: its 64 multiplies are thinner still).
+A direct kernel computes each output tile where it lies, as
 oneDNN's JIT kernels do: a tile of ``PW`` output pixels of one row x ``KB``
 filters is accumulated in registers; per (filter tap, input channel) step
 it loads ``KB`` weights (contiguous: the weights are ``(F, F, D, K)``,
@@ -14,7 +15,7 @@ filters innermost) and broadcasts one input value per pixel against them::
 What that takes in Numba (each point measured, docs/performance.md):
 
 * the accumulators in a local array of compile-time-constant size
-  (:func:`_stack_array`, on the stack, which LLVM then keeps in
+  (``_stack_array``, on the stack, which LLVM then keeps in
   registers) and every tile loop of constant trip count, so LLVM unrolls
   them fully; the tile sizes are closure constants of each compiled kernel;
 * LLVM's SLP vectoriser on and its loop vectoriser off while these kernels
@@ -23,6 +24,11 @@ What that takes in Numba (each point measured, docs/performance.md):
   (:func:`_compile_flags`);
 * a tile that fits the register file of the CPU that runs it, chosen at run
   time from the host's instruction set (:func:`tile`).
+
+The weight gradient (:func:`weight_gradient`) is the same kernel turned
+around: a tile of filter taps x filters accumulates over the positions of
+each image. Which layers take them is :func:`applies`, decided by
+measurement (:data:`MIN_DEPTH`); :mod:`volnet.ops.conv` reads it in its plan.
 
 Tails: filter counts that are not a multiple of ``KB`` run on weights
 padded with zero filters; output rows not a multiple of ``PW`` end with a
@@ -55,13 +61,17 @@ TILES = {"avx512": (7, 32), "avx2": (2, 32), "portable": (2, 16)}
 # The instruction sets whose tiles were measured against volnet's other kernels: only there does
 # volnet.ops.conv plan direct convolutions.
 MEASURED = ("avx512",)
-# Which layers take the direct forward (see applies), measured on the Intel Xeon against the kernels they
-# replace, one thread: LeNet's 5x5 14x14x16->32 2.9 ms against F(4x4, 5x5)'s 5.1; the 3x3/2 32x32x64->128
-# 13.5 ms against im2col's 19.7. Shallower inputs lost (5x5 32x32x3->64: 9.2 against im2col's 6.9 ms) or
-# tied (LeNet's first CONV, 28x28x1->16: 0.87 against 0.91 ms).
+# Which layers take the direct kernels (see applies), measured on the Intel Xeon against the kernels they
+# replace, one thread, interleaved, best of 40-60 (docs/performance.md), with unsigned indexes: LeNet's 5x5
+# 14x14x16->32 forward 1.9-2.4 ms against F(4x4, 5x5)'s 2.0-3.8 (before unsigned indexes 3.1 against
+# 4.9), dw 2.3-2.5 against 2.3-4.9; first layers' forward through conv_forward: 28x28x1->16 0.77 against
+# im2col's 0.91, 3x3 32x32x3->32 2.18 / 2.56, 5x5 32x32x3->64 6.39 / 6.74, 7x7/2 224x224x3->64 17.4 / 20.0,
+# 11x11/4 224x224x3->64 9.6 / 10.8; a tie at 11x11/4 227x227x3->96 (14.15 / 14.18). They lost: the strided
+# 3x3/2 32x32x64->128 forward (12.4 against im2col's 10.2), the first layers' dw (5x5 32x32x3->64 14.8
+# against 9.2, 7x7/2 63 against 25), the deep 3x3 layers against Winograd (16x16x64->64 17.4 / 11.7).
 MIN_DEPTH = 8
-MAX_FILTERS = 128
-MAX_STRIDE1_MULTIPLY = 32 * 32  # depth x filters of the stride-1 layers measured (LeNet's, both directions)
+MAX_MULTIPLY = 32 * 32  # depth x filters of the deeper layers measured (LeNet's second CONV, and its flipped dx)
+SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,23 +101,28 @@ def tile(filters: int, dtype) -> tuple[int, int]:
 
 def applies(g, depth: int, filters: int, dtype) -> bool:
     """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
-    set in :data:`MEASURED`, an undilated float layer larger than 1x1 at least :data:`MIN_DEPTH` deep into
-    at most :data:`MAX_FILTERS` filters, strided or (stride 1) with ``depth * filters`` at most
-    :data:`MAX_STRIDE1_MULTIPLY` and no 3x3 filter (those keep Winograd F(2x2, 3x3) or im2col)."""
-    if not (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
-            and g.size != (1, 1) and MIN_DEPTH <= depth and filters <= MAX_FILTERS):
-        return False
-    if g.stride == (1, 1) and (g.size == (3, 3) or depth * filters > MAX_STRIDE1_MULTIPLY):
-        return False
-    return isa() in MEASURED
+    set in :data:`MEASURED`, an undilated float layer with filters larger than 1x1, and either a first
+    layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS` filters) or
+    LeNet-sized (:func:`applies_to_weight_gradient`)."""
+    shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
+    return (shallow or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
-    """Whether the weight gradient takes :func:`weight_gradient`: where :func:`applies`, stride 1 only.
-    Measured on the Intel Xeon, one thread: LeNet's 5x5 14x14x16->32 3.5 ms against F(5x5, 4x4)'s 4.9;
-    the 3x3/2 32x32x64->128 30 ms against im2col's 15 (its dout tile of 16x16x128 per image no longer
-    stays in L1 across the tiles of taps)."""
-    return g.stride == (1, 1) and applies(g, depth, filters, dtype)
+    """Whether the weight gradient takes :func:`weight_gradient`: stride-1 layers with filters other than 3x3,
+    at least :data:`MIN_DEPTH` deep and ``depth * filters`` at most :data:`MAX_MULTIPLY`, where
+    :func:`applies`' conditions on the host and dtype hold."""
+    return _lenet_sized(g, depth, filters) and _measured(g, dtype)
+
+
+def _lenet_sized(g, depth: int, filters: int) -> bool:
+    return (g.stride == (1, 1) and g.size != (3, 3) and MIN_DEPTH <= depth
+            and depth * filters <= MAX_MULTIPLY)
+
+
+def _measured(g, dtype) -> bool:
+    return (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
+            and g.size != (1, 1) and isa() in MEASURED)
 
 
 def workspace(g, filters: int, itemsize: int) -> int:
@@ -158,14 +173,26 @@ def _compile_flags():
         config.SLP_VECTORIZE, config.LOOP_VECTORIZE = saved
 
 
-@functools.lru_cache(maxsize=None)
-def _stack_array():
-    """An intrinsic ``stack_array(size, dtype)``: a pointer to ``size`` values on the stack (size a literal),
-    which LLVM keeps in registers where every index into it is a constant after unrolling.
+# The compiled helpers the kernels call, set by _numba_helpers at the first compile (Numba is imported only
+# then). The kernels read them as globals, so that their closures hold only the tile sizes: Numba keys its
+# disk cache of a closure by the closure's values, and a closure over these objects missed it every time.
+_stack_array = _carray = _at_least = _unsigned = None
 
-    On AVX-512 hosts it also marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for
-    Intel's AVX-512 CPUs prefers 256-bit ones, which halved the tile's width (LeNet's second CONV: 7 x 16 of
-    256-bit vectors 81-97 GFLOP/s, 7 x 32 of 512-bit ones 106-112)."""
+
+def _numba_helpers() -> None:
+    """Set :data:`_stack_array`, :data:`_carray` and :data:`_at_least` (once).
+
+    ``_stack_array(size, dtype)``: a pointer to ``size`` values on the stack (size a literal), which LLVM
+    keeps in registers where every index into it is a constant after unrolling. On AVX-512 hosts it also
+    marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for Intel's AVX-512 CPUs prefers
+    256-bit ones, which halved the tile's width (LeNet's second CONV: 7 x 16 of 256-bit vectors 81-97
+    GFLOP/s, 7 x 32 of 512-bit ones 106-112). ``_at_least(value, floor)``: ``max(value, floor)`` that keeps
+    NaN (a diverging network shows NaN, not the ReLU's floor).
+    """
+    global _stack_array, _carray, _at_least, _unsigned
+    if _stack_array is not None:
+        return
+    import numba
     from numba.core import cgutils, errors, types
     from numba.extending import intrinsic
 
@@ -182,20 +209,15 @@ def _stack_array():
 
         return types.CPointer(element)(size, dtype), codegen
 
-    return stack_array
+    @numba.njit(inline="always")
+    def at_least(value, floor):  # pragma: no cover - compiled
+        return floor if value < floor else value
 
-
-def _at_least(value, floor):
-    """``max(value, floor)`` that keeps NaN (a diverging network shows NaN, not the floor)."""
-    return floor if value < floor else value
+    _carray, _at_least, _stack_array, _unsigned = numba.carray, at_least, stack_array, numba.uint64
 
 
 def _forward_source(PW: int, KB: int):
     """The forward kernel with a ``PW x KB`` tile (closure constants)."""
-    import numba
-
-    stack_array = _stack_array()
-    _floored = numba.njit(inline="always")(_at_least)
     T = PW * KB
     KH = max(1, KB // 16)
 
@@ -204,7 +226,7 @@ def _forward_source(PW: int, KB: int):
         # pixel j's run starts at j*Sw*D = j*SD
         Fh, taps, Kp = w.shape
         _, Ho, Wo, K = out.shape
-        acc = numba.carray(stack_array(T, xp.dtype), T)
+        acc = _carray(_stack_array(T, xp.dtype), T)
         for n in range(first, last):
             for i in range(Ho):
                 for j0 in range(0, Wo, PW):
@@ -215,7 +237,7 @@ def _forward_source(PW: int, KB: int):
                             row = i * Sh + u
                             for e in range(taps):
                                 for p in range(PW):
-                                    x = xp[n, row, min(j0 + p, Wo - 1) * SD + e]
+                                    x = xp[n, row, _unsigned(min(j0 + p, Wo - 1) * SD + e)]
                                     if KH == 1:
                                         for q in range(KB):
                                             acc[p * KB + q] += x * w[u, e, k0 + q]
@@ -226,20 +248,17 @@ def _forward_source(PW: int, KB: int):
                         if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
                             for p in range(PW):
                                 for q in range(KB):
-                                    out[n, i, j0 + p, k0 + q] = _floored(acc[p * KB + q] + bias[k0 + q], floor)
+                                    out[n, i, j0 + p, k0 + q] = _at_least(acc[p * KB + q] + bias[k0 + q], floor)
                         else:
                             for p in range(min(PW, Wo - j0)):
                                 for q in range(min(KB, K - k0)):
-                                    out[n, i, j0 + p, k0 + q] = _floored(acc[p * KB + q] + bias[k0 + q], floor)
+                                    out[n, i, j0 + p, k0 + q] = _at_least(acc[p * KB + q] + bias[k0 + q], floor)
 
     return forward
 
 
 def _weight_gradient_source(PE: int, KB: int):
     """The weight-gradient kernel with a tile of ``PE`` filter taps (one row's (v, d) run) x ``KB`` filters."""
-    import numba
-
-    stack_array = _stack_array()
     T = PE * KB
     KH = max(1, KB // 16)
 
@@ -248,7 +267,7 @@ def _weight_gradient_source(PE: int, KB: int):
         # row i*Sh + u, and its run of taps from j*SD
         Fh, taps, Kp = dw.shape
         _, Ho, Wo, _ = dout.shape
-        acc = numba.carray(stack_array(T, xp.dtype), T)
+        acc = _carray(_stack_array(T, xp.dtype), T)
         for n in range(first, last):
             for u in range(Fh):
                 for e0 in range(0, taps, PE):
@@ -260,7 +279,7 @@ def _weight_gradient_source(PE: int, KB: int):
                             row = i * Sh + u
                             for j in range(Wo):
                                 for p in range(PE):
-                                    x = xp[n, row, j * SD + min(e0 + p, taps - 1)]
+                                    x = xp[n, row, _unsigned(j * SD + min(e0 + p, taps - 1))]
                                     if KH == 1:
                                         for q in range(KB):
                                             acc[p * KB + q] += x * dout[n, i, j, k0 + q]
@@ -289,29 +308,43 @@ def _kernel(make, PW: int, KB: int):
             if compiled is None:
                 import numba
 
+                _numba_helpers()
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                                         fastmath={"contract"})(make(PW, KB))
-                compiled = _KERNELS[key] = _FlagCompiled(dispatcher)
+                compiled = _KERNELS[key] = _FlagCompiled(make, dispatcher)
     return compiled
 
 
 class _FlagCompiled:
-    """A dispatcher whose compiles for new argument types run under :func:`_compile_flags`."""
+    """A dispatcher whose compiles for new argument types run under :func:`_compile_flags`.
 
-    def __init__(self, dispatcher):
-        self.dispatcher = dispatcher
+    The first call for a dtype compiles (or loads from Numba's disk cache) every tile width that dtype
+    takes (:func:`tile`: for few filters and for many) with the same argument types, so that a network's
+    first step compiles all it will need, whatever its layers' filter counts: a compile retains a few MB,
+    which a later step would show as its own memory (``tests/analysis`` measures steps after the first).
+    """
+
+    def __init__(self, make, dispatcher):
+        self.make, self.dispatcher = make, dispatcher
         self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
 
     def __call__(self, *args):
         dtype = args[0].dtype
         if dtype not in self.compiled:
-            with _COMPILING, _compile_flags():
-                self.dispatcher.compile(tuple(self.dispatcher.typeof_pyval(a) for a in args))
-            self.compiled.add(dtype)
+            types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
+            for sibling in {_kernel(self.make, *tile(filters, dtype)) for filters in (1, 2**20)}:
+                sibling.compile(types, dtype)
         return self.dispatcher(*args)
 
+    def compile(self, types, dtype) -> None:
+        if dtype not in self.compiled:
+            with _COMPILING, _compile_flags():
+                self.dispatcher.compile(types)
+            self.compiled.add(dtype)
 
-def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1) -> np.ndarray:
+
+def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
+              blas_held: bool = False) -> np.ndarray:
     """``(N, H2, W2, K)``: the padded batch ``xp (N, Hp, Wp, D)`` correlated with ``w (F, F, D, K)`` as
     geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
     where ``relu``; the batch split over ``workers`` threads. ``H2 = (Hp - F)//S + 1``."""
@@ -336,11 +369,11 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
         yield  # allocated (see threads.split)
         kernel(rows, taps, padded_weights[-1], floor, Sh, Sw * D, out, start, stop)
 
-    threads.split(correlate_part, N, workers)
+    threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out
 
 
-def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1):
+def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):
     """``(dw, db)`` of the CONV of geometry ``g`` (undilated) on the padded batch ``xp (N, Hp, Wp, D)``:
     ``dw[u, v, d, k] = sum over (n, i, j) of xp[n, i*Sh + u, j*Sw + v, d] * dout[n, i, j, k]``, accumulated
     in a register tile of filter taps x filters per image; each of ``workers`` threads sums its own images
@@ -363,7 +396,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1):
         kernel(rows, dout, Sh, Sw * D, dw, start, stop)
         return dw
 
-    dw, *others = threads.split(weight_gradient_part, N, workers)
+    dw, *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
     for part in others:
         dw += part
     return dw[..., :K].reshape(Fh, Fw, D, K), dout[..., :K].sum(axis=(0, 1, 2))
@@ -375,89 +408,83 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1):
 # ceil(F/S)^2 of them), written once, straight into dx (no padded buffer, no zeroing pass over it).
 
 
-def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1):
+def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1, *, blas_held: bool = False):
     """``(out, switches)`` of max pooling the padded batch ``xp (N, Hp, Wp, D)`` as geometry ``g`` says:
     ``out (N, H2, W2, D)``, and per output the tap ``u*F + v`` of the first maximum (NaN wins and stays)."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
     switches = np.empty(out.shape, dtype=switch_dtype)
-
-    def part(start, stop):
-        yield
-        _max_pool(xp, *g.size, *g.stride, out, switches, start, stop)
-
-    threads.split(part, len(out), workers)
+    _split(_pool_forward, (xp, *g.size, *g.stride, True, out, switches), len(out), workers, blas_held)
     return out, switches
 
 
-def avg_pool(xp: np.ndarray, g, workers: int = 1) -> np.ndarray:
+def avg_pool(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-
-    def part(start, stop):
-        yield
-        _avg_pool(xp, *g.size, *g.stride, out, start, stop)
-
-    threads.split(part, len(out), workers)
+    _split(_pool_forward, (xp, *g.size, *g.stride, False, out, _NO_SWITCHES), len(out), workers, blas_held)
     return out
 
 
-def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1) -> np.ndarray:
+def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """dx ``(N, H, W, D)`` of max pooling (``switches`` from :func:`max_pool`) or, without them, of average
     pooling, by gathering: each input value sums the share of every window that holds it."""
     dx = np.empty(g.in_shape, dtype=dout.dtype)
-    top, _, left, _ = g.pads
-
-    def part(start, stop):
-        yield
-        if switches is None:
-            _avg_pool_backward(dout, *g.size, *g.stride, top, left, dx, start, stop)
-        else:
-            _max_pool_backward(dout, switches, *g.size, *g.stride, top, left, dx, start, stop)
-
-    threads.split(part, len(dx), workers)
+    maximum = switches is not None
+    arguments = (dout, _NO_SWITCHES if switches is None else switches, maximum, *g.size, *g.stride, g.pads[0],
+                 g.pads[2], dx)
+    _split(_pool_backward, arguments, len(dx), workers, blas_held)
     return dx
 
 
+# Average pooling passes these for the switches, so that it runs the kernels max pooling compiled (uint8
+# switches): one compile per dtype for both modes, which happens in a network's first step.
+_NO_SWITCHES = np.zeros((1, 1, 1, 1), dtype=np.uint8)
+
+
+def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
+    """``kernel(*arguments, start, stop)`` for each part of ``range(count)`` (:func:`volnet.ops.threads.split`;
+    ``blas_held``: within a network pass, which already holds BLAS to one thread)."""
+    def part(start, stop):
+        yield
+        kernel(*arguments, start, stop)
+
+    threads.split(part, count, workers, blas_held=blas_held)
+
+
 @compiled
-def _max_pool(xp, Fh, Fw, Sh, Sw, out, switches, first, last):  # pragma: no cover - compiled
+def _pool_forward(xp, Fh, Fw, Sh, Sw, maximum, out, switches, first, last):  # pragma: no cover - compiled
     _, Ho, Wo, D = out.shape
+    count = Fh * Fw
     for n in range(first, last):
         for i in range(Ho):
             for j in range(Wo):
                 for d in range(D):
                     out[n, i, j, d] = xp[n, i * Sh, j * Sw, d]
-                    switches[n, i, j, d] = 0
+                    if maximum:
+                        switches[n, i, j, d] = 0
                 for u in range(Fh):
                     for v in range(Fw):
+                        if u == 0 and v == 0:
+                            continue
                         k = u * Fw + v
-                        for d in range(D):
-                            best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
-                            wins = candidate > best  # strict: ties keep the first maximum, like argmax
-                            out[n, i, j, d] = candidate if wins or candidate != candidate else best
-                            switches[n, i, j, d] = k if wins else switches[n, i, j, d]
+                        if maximum:
+                            for d in range(D):
+                                best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
+                                wins = candidate > best  # strict: ties keep the first maximum, like argmax
+                                out[n, i, j, d] = candidate if wins or candidate != candidate else best
+                                switches[n, i, j, d] = k if wins else switches[n, i, j, d]
+                        else:
+                            for d in range(D):
+                                out[n, i, j, d] += xp[n, i * Sh + u, j * Sw + v, d]
+                if not maximum:
+                    for d in range(D):
+                        out[n, i, j, d] /= count
 
 
 @compiled
-def _avg_pool(xp, Fh, Fw, Sh, Sw, out, first, last):  # pragma: no cover - compiled
-    _, Ho, Wo, D = out.shape
-    count = Fh * Fw
-    for n in range(first, last):
-        for i in range(Ho):
-            for j in range(Wo):
-                for d in range(D):
-                    out[n, i, j, d] = 0
-                for u in range(Fh):
-                    for v in range(Fw):
-                        for d in range(D):
-                            out[n, i, j, d] += xp[n, i * Sh + u, j * Sw + v, d]
-                for d in range(D):
-                    out[n, i, j, d] /= count
-
-
-@compiled
-def _max_pool_backward(dout, switches, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover
+def _pool_backward(dout, switches, maximum, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover
     _, Ho, Wo, D = dout.shape
     _, H, W, _ = dx.shape
+    count = Fh * Fw
     for n in range(first, last):
         for h in range(H):
             # the outputs whose windows hold padded row h + top: i0..i1
@@ -468,28 +495,14 @@ def _max_pool_backward(dout, switches, Fh, Fw, Sh, Sw, top, left, dx, first, las
                     dx[n, h, w, d] = 0
                 for i in range(i0, i1 + 1):
                     for j in range(j0, j1 + 1):
-                        k = (h + top - i * Sh) * Fw + (w + left - j * Sw)
-                        for d in range(D):
-                            if switches[n, i, j, d] == k:
+                        if maximum:
+                            k = (h + top - i * Sh) * Fw + (w + left - j * Sw)
+                            for d in range(D):
+                                if switches[n, i, j, d] == k:
+                                    dx[n, h, w, d] += dout[n, i, j, d]
+                        else:
+                            for d in range(D):
                                 dx[n, h, w, d] += dout[n, i, j, d]
-
-
-@compiled
-def _avg_pool_backward(dout, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover - compiled
-    _, Ho, Wo, D = dout.shape
-    _, H, W, _ = dx.shape
-    count = Fh * Fw
-    for n in range(first, last):
-        for h in range(H):
-            # the outputs whose windows hold padded row h + top: i0..i1
-            i0, i1 = max(0, (h + top - Fh + Sh) // Sh), min(Ho - 1, (h + top) // Sh)
-            for w in range(W):
-                j0, j1 = max(0, (w + left - Fw + Sw) // Sw), min(Wo - 1, (w + left) // Sw)
-                for d in range(D):
-                    dx[n, h, w, d] = 0
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        for d in range(D):
-                            dx[n, h, w, d] += dout[n, i, j, d]
-                for d in range(D):
-                    dx[n, h, w, d] /= count
+                if not maximum:
+                    for d in range(D):
+                        dx[n, h, w, d] /= count

@@ -150,12 +150,14 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
         return out, PoolCache(mode, g, xp.shape)
     if mode == "max":
         if _compiled(mode, x.dtype):
-            out, switches = direct.max_pool(xp, g, _switch_code(len(taps)), _gather_workers(g, xp.dtype, workers))
+            out, switches = direct.max_pool(_whole(x, xp), g, _switch_code(len(taps)),
+                                            _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
         else:
             out, switches = _max_and_switches(xp, taps, workers)
         return out, PoolCache(mode, g, xp.shape, switches=switches)
     if _compiled(mode, x.dtype):
-        return direct.avg_pool(xp, g, _gather_workers(g, xp.dtype, workers)), PoolCache(mode, g, xp.shape)
+        out = direct.avg_pool(_whole(x, xp), g, _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
+        return out, PoolCache(mode, g, xp.shape)
     out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
     for rows, cols in taps:
         window_tap = xp[:, rows, cols]
@@ -167,11 +169,25 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
     return out, PoolCache(mode, g, xp.shape, xp=xp, out=out)
 
 
+def pool_plan(mode: str, dtype) -> str:
+    """Which kernels pool values of ``dtype`` in ``mode``, forward and backward: ``"compiled"``
+    (:mod:`volnet.ops.direct`, channels innermost, backward as a gather) or ``"taps"`` (a NumPy pass per
+    tap of the window)."""
+    return "compiled" if _compiled(mode, dtype) else "taps"
+
+
 def _compiled(mode: str, dtype) -> bool:
     """Whether max (with switches) and average pooling of ``dtype`` values, forward and backward, take the
     compiled gathers of :mod:`volnet.ops.direct` (Numba on) rather than the tap-by-tap NumPy passes: on
     the Intel Xeon, max pooling 3x3/2 55x55x96 at batch 8 (docs/performance.md)."""
     return direct.ENABLED and mode in ("max", "avg") and np.dtype(dtype) in (np.float32, np.float64)
+
+
+def _whole(x, xp):
+    """What the compiled kernels read: xp, or where padding only cropped x (a strided view of it), x itself,
+    whose first rows and columns are the view's (the kernels read no further): no copy, and one compiled
+    kernel for every layout."""
+    return x if xp.base is x and xp.shape[1:] != x.shape[1:] else xp
 
 
 def _switch_code(taps: int):
@@ -227,8 +243,10 @@ def pool_backward(dout, cache: PoolCache, *, workers=None):
         raise ValueError("pool_backward: this max-pool cache has no switches; "
                          "run pool_forward with switches=True (the default) before a backward pass")
     if _compiled(cache.mode, dout.dtype):
-        count = _gather_workers(g, dout.dtype, threads.or_alone(workers))
-        return direct.pool_backward(dout, g, cache.switches, count)
+        workers = threads.or_alone(workers)
+        count = _gather_workers(g, dout.dtype, workers)
+        # (a strided dout, the gradient of a padded CONV above, is copied: one compiled kernel for every layout)
+        return direct.pool_backward(np.ascontiguousarray(dout), g, cache.switches, count, blas_held=workers.blas_held)
     if cache.mode == "max":
         return unpad_spatial(_route_through_switches(dout, cache.switches, g, cache.padded_shape,
                                                      threads.or_alone(workers)), g)
