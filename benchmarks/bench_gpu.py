@@ -83,7 +83,7 @@ def parity(arch: str, device: str, batch: int = 8) -> tuple[float, float]:
 
     from volnet.interop.torch_engine import TorchEngine
     from volnet.train.engines import Engine
-    from volnet.train.checkpoint import network_tensors
+    from volnet.train.restore import network_tensors
 
     if device == "cuda":  # full-precision products on the GPU, as on the CPU
         torch.backends.cuda.matmul.allow_tf32 = False

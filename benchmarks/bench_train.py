@@ -115,7 +115,7 @@ def step_parts(net, optimizer, images, labels) -> dict:
     with network_pass(len(images)) as workers:
         for index, layer in enumerate(net.layers):
             start = time.perf_counter()
-            x = layer.forward(x, train=True, **pass_workers(layer, workers))
+            x = layer.forward(x, train=True, workers=workers)
             seconds[index, "fwd"] = time.perf_counter() - start
     start = time.perf_counter()
     _, dout = softmax_cross_entropy(x, labels)
@@ -123,17 +123,12 @@ def step_parts(net, optimizer, images, labels) -> dict:
     with network_pass(len(images)) as workers:
         for index in range(len(net.layers) - 1, -1, -1):  # the first layer skips its input gradient, as in training
             start = time.perf_counter()
-            dout = net.layers[index].backward(dout, input_grad=index > 0, **pass_workers(net.layers[index], workers))
+            dout = net.layers[index].backward(dout, input_grad=index > 0, workers=workers)
             seconds[index, "bwd"] = time.perf_counter() - start
     start = time.perf_counter()
     optimizer.step()
     seconds["update"] = time.perf_counter() - start
     return seconds
-
-
-def pass_workers(layer, workers) -> dict:
-    """The ``workers=`` keyword for a layer that takes it, as ``volnet.layers.base.forward_layers`` hands it."""
-    return {"workers": workers} if layer.takes_workers else {}
 
 
 def layer_breakdown(net, images, labels, steps: int) -> list:

@@ -142,3 +142,19 @@ def test_a_fresh_torch_process_leaves_volnet_settings_off_and_matches_numpys_thr
     assert len(run["seconds"]) == 1
     assert view["torch_loaded"] and not any(view["volnet_settings"].values())
     assert view["torch_threads"] == view["blas"]["num_threads"]
+
+
+def test_the_per_layer_breakdown_takes_a_training_step_apart(bench):
+    """bench_train's layer-by-layer timing calls every layer as a network pass does (its ``workers`` keyword):
+    one row per layer, each part timed, and the weights moved as one momentum step moves them."""
+    import numpy as np
+
+    from volnet.spec import build
+
+    net = build("INPUT[8x8x1] -> CONV3-2 -> RELU -> POOL2 -> FC3", seed=0)
+    before = net.layers[0].weight.copy()
+    rng = np.random.default_rng(0)
+    rows = bench.bench_train.layer_breakdown(net, rng.random((4, 8, 8, 1), dtype=np.float32), np.arange(4) % 3, 1)
+    assert [row["index"] for row in rows] == [1, 2, 3, 4, None, None]
+    assert all(row["fwd_ms"] >= 0 and row["bwd_ms"] >= 0 for row in rows)
+    assert not np.array_equal(net.layers[0].weight, before)
