@@ -5,7 +5,7 @@ backward its gradient) afresh, tens of megabytes each at batch 256. glibc
 hands allocations above its mmap threshold (at most 32 MiB by default)
 straight back to the kernel when they are freed, so the next call's array
 of the same size page-faults again, 4 KiB at a time (what that costs:
-docs/performance.md).
+docs/performance-log.md).
 
 ``configure(keep_freed_memory=True)`` raises the threshold and turns off
 trimming, so freed blocks stay in the process and are reused without

@@ -8,7 +8,7 @@ from strategies import assert_fast_equals_naive, torch_conv, window_settings, wi
 
 from volnet.ops import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
                         conv_forward_naive, fc_forward, im2col)
-from volnet.ops.conv import SHALLOW_DEPTH
+from volnet.ops.conv_rows import SHALLOW_DEPTH
 from volnet.shapes import ShapeError
 
 FORWARDS = {"naive": conv_forward_naive, "fast": conv_forward}

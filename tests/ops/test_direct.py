@@ -237,7 +237,7 @@ def test_lenet_plan_on_avx512(monkeypatch):
     assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32) == ConvPlan("direct", "im2col", "shallow")
     assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
     monkeypatch.setattr(direct, "ENABLED", False)
-    assert plan_conv(lenet2, 32, np.float32) == ConvPlan("winograd_general", "winograd_general", "flipped")
+    assert plan_conv(lenet2, 32, np.float32) == ConvPlan("winograd_5x5", "winograd_5x5", "flipped")
 
 
 def test_weight_gradient_checks_numerically(direct_everywhere, check_grad):

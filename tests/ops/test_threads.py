@@ -18,7 +18,7 @@ from volnet import Sequential
 from volnet.layers import FC, Conv2D, ReLU
 from volnet import ops
 from volnet.layers import MaxPool
-from volnet.ops import conv, dense, threads
+from volnet.ops import conv_rows, dense, threads
 from volnet.ops.pool import pool_backward, pool_backward_naive, pool_forward, pool_forward_naive
 from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 
@@ -158,7 +158,7 @@ def test_a_split_in_another_thread_during_a_pass_leaves_blas_alone(two_blas_thre
 @needs_threadpoolctl
 @pytest.mark.parametrize("use_winograd", [True, False], ids=["winograd", "im2col"])
 @settings(max_examples=40, deadline=None)
-@given(setting=window_settings(depths=st.sampled_from([2, conv.SHALLOW_DEPTH + 1]), batches=st.integers(2, 5)))
+@given(setting=window_settings(depths=st.sampled_from([2, conv_rows.SHALLOW_DEPTH + 1]), batches=st.integers(2, 5)))
 def test_conv_split_over_threads_equals_naive(use_winograd, setting):
     rng = np.random.default_rng(setting["seed"])
     N, H, W, D = setting["x_shape"]

@@ -387,7 +387,7 @@ def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None
     other, but the ReLU touches each block of the CONV's output while it is
     still in cache instead of reading and writing the whole volume again:
     one pass over memory fewer per pair, and in inference one volume fewer
-    held (the measured gain, small: docs/performance.md). The ReLU layer
+    held (the measured gain, small: docs/performance-log.md). The ReLU layer
     still keeps its output for its backward pass, so backward runs layer by
     layer as usual.
 

@@ -27,25 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import direct, threads, winograd, winograd_general
+from . import conv_rows, direct, threads, winograd, winograd_5x5
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
                         split_blocks, unpadded, windows_contiguous)
-from .window import (Geometry, geometry, im2row, interleave_phases, pad_spatial, phase_buffer_shape, tap_phase,
-                     unpad_spatial, windows)
+from .window import Geometry, geometry, im2row, pad_spatial, unpad_spatial
 
-# The fast kernels build im2col rows for a block of images at a time, about
-# this many bytes of them, so that the copy is still in cache when the matrix
-# multiply reads it and the F*F-times-larger matrix never exists in full.
-# 4 MiB measured best on the 2-core development machine (1 MiB L2 per core,
-# 32 MiB L3); 2-8 MiB were within noise of it, the whole batch at once up to
-# 1.8x slower.
-BLOCK_BYTES = 4 * 2**20
-
-# Inputs shallower than this get their gradient through the depth-first
-# scatter of :func:`_input_gradient_shallow`, deeper ones tap by tap through
-# :func:`_input_gradient_deep`. Measured: for D=1..4 the depth-first one is
-# 1.4-3.4x faster, for D=16..128 the tap-by-tap one up to 1.7x; D=8 is a tie.
-SHALLOW_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -66,11 +52,11 @@ class ConvPlan:
     """How one CONV runs, for its kernels and their memory estimates alike (:func:`plan_conv`).
 
     ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(2x2, 3x3)), ``"direct"``
-    (:func:`volnet.ops.direct.correlate`), ``"winograd_general"`` (F(4x4, 5x5)) or ``"im2col"``;
+    (:func:`volnet.ops.direct.correlate`), ``"winograd_5x5"`` (F(4x4, 5x5)) or ``"im2col"``;
     ``weight_gradient``: ``"winograd"``, ``"direct"`` (:func:`volnet.ops.direct.weight_gradient`),
-    ``"winograd_general"`` or ``"im2col"``; ``input_gradient``:
-    ``"shallow"`` (:func:`_input_gradient_shallow`), ``"flipped"`` (:func:`conv_backward_input_flipped`, a
-    correlation with its own plan) or ``"col2im"`` (:func:`_input_gradient_deep`).
+    ``"winograd_5x5"`` or ``"im2col"``; ``input_gradient``:
+    ``"shallow"`` (:func:`~volnet.ops.conv_rows.input_gradient_shallow`), ``"flipped"`` (:func:`conv_backward_input_flipped`, a
+    correlation with its own plan) or ``"col2im"`` (:func:`~volnet.ops.conv_rows.input_gradient_deep`).
     """
 
     forward: str
@@ -84,26 +70,26 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
     ``cores`` and ``network_pass`` are the kernel's workers (``Workers.cores``, ``Workers.blas_held``):
     thin Winograd weight gradients pay only when split over the cores. Each rule and its measurement
     lives beside its kernel (:func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`,
-    :func:`volnet.ops.winograd_general.applies`); the order here is which wins where several apply.
+    :func:`volnet.ops.winograd_5x5.applies`); the order here is which wins where several apply.
     """
     (N, _, _, D), K, dtype = g.in_shape, filters, np.dtype(dtype)
     if winograd.applies(g, D, dtype):
         forward = "winograd"
     elif direct.applies(g, D, K, dtype):
         forward = "direct"
-    elif winograd_general.applies(g, D, K, dtype):
-        forward = "winograd_general"
+    elif winograd_5x5.applies(g, D, K, dtype):
+        forward = "winograd_5x5"
     else:
         forward = "im2col"
     if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):
         weight_gradient = "winograd"
     elif direct.applies_to_weight_gradient(g, D, K, dtype):
         weight_gradient = "direct"
-    elif winograd_general.applies(g, D, K, dtype):
-        weight_gradient = "winograd_general"
+    elif winograd_5x5.applies(g, D, K, dtype):
+        weight_gradient = "winograd_5x5"
     else:
         weight_gradient = "im2col"
-    if D < SHALLOW_DEPTH:
+    if D < conv_rows.SHALLOW_DEPTH:
         input_gradient = "shallow"
     elif g.stride == (1, 1):
         input_gradient = "flipped"
@@ -218,13 +204,13 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
     rows rebuilt block by block, or for 3x3 stride-1 layers where
     :func:`volnet.ops.winograd.applies_to_weight_gradient` (enough filters, or
     the batch split over the cores) :func:`volnet.ops.winograd.weight_gradient`,
-    and for 5x5 stride-1 ones :func:`volnet.ops.winograd_general.weight_gradient`.
+    and for 5x5 stride-1 ones :func:`volnet.ops.winograd_5x5.weight_gradient`.
     dx is, for stride 1, a convolution of dout with the flipped filters
     (:func:`conv_backward_input_flipped`); for
     larger strides it sends ``dout @ W.T`` back to where each column was
     read from (col2im), one filter tap at a time (see
-    :func:`_input_gradient_deep`). Inputs only a few channels deep take
-    :func:`_input_gradient_shallow`. ``workers`` as in :func:`conv_forward`.
+    :func:`~volnet.ops.conv_rows.input_gradient_deep`). Inputs only a few channels deep take
+    :func:`~volnet.ops.conv_rows.input_gradient_shallow`. ``workers`` as in :func:`conv_forward`.
     """
     workers = threads.or_alone(workers)
     g, xp, w = cache.geometry, cache.xp, cache.w
@@ -233,7 +219,7 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
     dtype = np.result_type(xp, dout)
     plan = plan_conv(g, K, dtype, workers.cores, workers.blas_held)
     if plan.weight_gradient == "winograd":
-        step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
+        step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         # dout_rows is already a contiguous copy where dout is strided: reuse it rather than copy again
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
@@ -241,15 +227,15 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
     elif plan.weight_gradient == "direct":
         dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, _direct_workers(g, K, workers),
                                         blas_held=workers.blas_held)
-    elif plan.weight_gradient == "winograd_general":
+    elif plan.weight_gradient == "winograd_5x5":
         r = g.size[0]
-        step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES,
+        step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES,
                                                  weight_gradient=True)
         count = workers.for_multiply_adds(dout_rows.size * r * r * D, N)
-        dw, db = winograd_general.weight_gradient(xp, dout_rows.reshape(dout.shape), r, step, count,
+        dw, db = winograd_5x5.weight_gradient(xp, dout_rows.reshape(dout.shape), r, step, count,
                                                   blas_held=workers.blas_held)
     else:
-        dw, db = _weight_gradient(dout_rows, xp, g, workers)
+        dw, db = conv_rows.weight_gradient(dout_rows, xp, g, workers)
     dx = _input_gradient(dout, w, g, xp.shape, plan.input_gradient, workers) if input_grad else None
     return dx, dw.reshape(w.shape), db
 
@@ -262,7 +248,7 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> 
     images with their column of ones (none where the windows are already
     contiguous), or Winograd's tiles, or the direct kernel's padded weights; the output.
     """
-    b, (N, _, _, D), K = itemsize, g.in_shape, filters
+    b, N, K = itemsize, g.in_shape[0], filters
     xp_shape, copies, _ = padded(g)
     Ho, Wo = g.out_hw
     rows = _correlation_workspace(g, K, b, cores)
@@ -294,10 +280,10 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)  # the im2col kernels' threads
     plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True)
     if plan.weight_gradient == "winograd":
-        phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES, weight_gradient=True)]
+        phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, conv_rows.BLOCK_BYTES, weight_gradient=True)]
     elif plan.weight_gradient == "direct":
         phases = [grads + direct.workspace_weight_gradient(g, K, b, _direct_workers(g, K, cores))]
-    elif plan.weight_gradient == "winograd_general":
+    elif plan.weight_gradient == "winograd_5x5":
         phases = [grads + _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores, weight_gradient=True)]
     else:
         # each thread's part of the batch: its rows, its dw (and db), and one block's share of it
@@ -307,7 +293,7 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
             blocks = 1
             if not contiguous:
                 per_image = Ho * Wo * (Fh * Fw * D + 1) * b
-                step = images_per_block(n, per_image, BLOCK_BYTES)
+                step = images_per_block(n, per_image, conv_rows.BLOCK_BYTES)
                 rows, blocks = rows + step * per_image, -(-n // step)
             partials += weights * (2 if blocks > 1 else 1)  # np.add(dw, part, out=dw)
         phases = [grads + rows + partials - weights, grads + N * Ho * Wo * b]
@@ -317,7 +303,7 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     Hs, Ws = -(-Hp // Sh), -(-Wp // Sw)
     if plan.input_gradient == "shallow":  # _input_gradient_shallow
         dx = math.prod(xp_shape) * b
-        blocks = split_blocks(N, Ho * Wo * Fh * Fw * D * b, BLOCK_BYTES, workers)  # a block per thread
+        blocks = split_blocks(N, Ho * Wo * Fh * Fw * D * b, conv_rows.BLOCK_BYTES, workers)  # a block per thread
         # per block: the shares (W @ dout.T), the phase buffers, their interleaved copy, dout's block copy
         per_image = Ho * Wo * Fh * Fw * D + 2 * Sh * Sw * Hs * Ws * D + (0 if dout_contiguous else Ho * Wo * K)
         phases.append(grads + dx + blocks * per_image * b)
@@ -334,7 +320,7 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
         return BackwardWorkspace(max(phases), dx, True)
     else:  # _input_gradient_deep, strided: each thread's share buffer, then interleave_phases copies
         buffers = Sh * Sw * N * Hs * Ws * D * b
-        blocks = split_blocks(N, Ho * Wo * (K + D) * b, BLOCK_BYTES, workers)
+        blocks = split_blocks(N, Ho * Wo * (K + D) * b, conv_rows.BLOCK_BYTES, workers)
         phases.append(grads + buffers + blocks * Ho * Wo * (D + (0 if dout_contiguous else K)) * b)
         dx = N * Hs * Sh * Ws * Sw * D * b
         phases.append(grads + buffers + dx)
@@ -352,24 +338,24 @@ def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int)
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
     forward = plan_conv(g, K, float_dtype(b), cores, network_pass=True).forward
     if forward == "winograd":
-        return winograd.workspace(g.out_hw, D, K, N, b, cores, BLOCK_BYTES)
+        return winograd.workspace(g.out_hw, D, K, N, b, cores, conv_rows.BLOCK_BYTES)
     if forward == "direct":
         return direct.workspace(g, K, b)
-    if forward == "winograd_general":
+    if forward == "winograd_5x5":
         return _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores)
     if windows_contiguous(g):
         return 0
     per_image = Ho * Wo * (Fh * Fw * D + 1) * b
     workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)
-    return per_image * split_blocks(N, per_image, BLOCK_BYTES, workers)
+    return per_image * split_blocks(N, per_image, conv_rows.BLOCK_BYTES, workers)
 
 
 def _general_winograd_workspace(out_hw, depth: int, filters: int, images: int, r: int, itemsize: int,
                                 cores: int, weight_gradient: bool = False) -> int:
-    """:func:`volnet.ops.winograd_general.workspace` with the threads :func:`_convolve` (or the weight
+    """:func:`volnet.ops.winograd_5x5.workspace` with the threads :func:`_convolve` (or the weight
     gradient of :func:`conv_backward`) gives it in a pass."""
     workers = threads.workers_for(images * out_hw[0] * out_hw[1] * filters * r * r * depth, images, cores)
-    return winograd_general.workspace(out_hw, depth, filters, r, images, itemsize, workers, BLOCK_BYTES,
+    return winograd_5x5.workspace(out_hw, depth, filters, r, images, itemsize, workers, conv_rows.BLOCK_BYTES,
                                       weight_gradient)
 
 
@@ -378,27 +364,27 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
 
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
     :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
-    than im2col (its measured gain: docs/performance.md), unless Numba is not
+    than im2col (its measured gain: docs/performance-log.md), unless Numba is not
     installed; first layers and LeNet-sized 5x5 ones :func:`volnet.ops.direct.correlate`, register-blocked;
-    other 5x5 stride-1 layers :func:`volnet.ops.winograd_general.correlate`
+    other 5x5 stride-1 layers :func:`volnet.ops.winograd_5x5.correlate`
     (6.25x fewer: F(4x4, 5x5)); both Winograds where the batch has enough output tiles. The rest take
-    :func:`_correlate`.
+    :func:`~volnet.ops.conv_rows.correlate`.
     """
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dtype = np.result_type(xp, w)
     forward = plan_conv(g, K, dtype, workers.cores, workers.blas_held).forward
     if forward == "winograd":
-        step = _images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
+        step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     if forward == "direct":
         return direct.correlate(xp, w, g, bias, relu, _direct_workers(g, K, workers), blas_held=workers.blas_held)
-    if forward == "winograd_general":
+    if forward == "winograd_5x5":
         r = g.size[0]
-        step = winograd_general.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, BLOCK_BYTES)
+        step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES)
         count = workers.for_multiply_adds(N * g.out_hw[0] * g.out_hw[1] * K * r * r * D, N)
-        return winograd_general.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
-    return _correlate(xp, g, w.reshape(-1, K), bias, relu, workers).reshape(N, *g.out_hw, K)
+        return winograd_5x5.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
+    return conv_rows.correlate(xp, g, w.reshape(-1, K), bias, relu, workers).reshape(N, *g.out_hw, K)
 
 
 def _direct_workers(g: Geometry, filters: int, workers) -> int:
@@ -409,229 +395,19 @@ def _direct_workers(g: Geometry, filters: int, workers) -> int:
     return threads.workers_for(N * Ho * Wo * filters * Fh * Fw * D, N, cores)
 
 
-def _correlate(xp, g: Geometry, w_rows, bias=None, relu=False, workers=threads.SERIAL):
-    """``im2row(xp) @ w_rows (+ bias)`` as ``(N*H2*W2, K)``, a block of images at a time.
-
-    Where the rows are copied anyway, they get a last column of ones and
-    the bias becomes that column's weight, so the multiply adds it for free,
-    saving a pass over each block (docs/performance.md). Each
-    block's output is rectified (``relu``) while it is still in cache.
-    """
-    N, (Ho, Wo), K = xp.shape[0], g.out_hw, w_rows.shape[1]
-    out = np.empty((N * Ho * Wo, K), dtype=np.result_type(xp, w_rows))
-    # the weights with the biases as one more row: a copy of the weights, worth it only where the batch has
-    # more output positions than the weights have rows (not so at batch 1 on ResNet's 4x4x512 layers,
-    # where the copy took as long as the multiply)
-    ones = bias is not None and N * Ho * Wo > w_rows.shape[0]
-    with_bias = np.concatenate([w_rows, bias[None].astype(w_rows.dtype)]) if ones else None
-
-    def correlate_part(start, stop):
-        blocks = _row_blocks(xp, g, ones_column=ones, part=(start, stop))
-        yield  # allocated (see threads.split)
-        for images, rows in blocks:
-            block = out[_positions(images, g)]
-            if rows.shape[1] > w_rows.shape[0]:
-                np.matmul(rows, with_bias, out=block)
-            else:
-                np.matmul(rows, w_rows, out=block)
-                if bias is not None:
-                    block += bias
-            if relu:
-                np.maximum(block, 0, out=block)
-
-    workers.split(correlate_part, N, workers.for_multiply_adds(out.size * w_rows.shape[0], N))
-    return out
-
-
-def _images_per_block(N: int, bytes_per_image: int) -> int:
-    """How many images make about :data:`BLOCK_BYTES` (at least one, at most N)."""
-    return max(1, min(N, BLOCK_BYTES // max(1, bytes_per_image)))
-
-
-def _image_blocks(start: int, stop: int, step: int) -> list[slice]:
-    """Consecutive blocks of ``step`` of the images ``start..stop-1`` (the last may be shorter)."""
-    return [slice(n, min(stop, n + step)) for n in range(start, stop, step)]
-
-
-def _positions(images: slice, g: Geometry) -> slice:
-    """The rows of ``(N*H2*W2, ...)`` matrices that belong to a block of images."""
-    per_image = g.out_hw[0] * g.out_hw[1]
-    return slice(images.start * per_image, images.stop * per_image)
-
-
-def _row_blocks(xp: np.ndarray, g: Geometry, ones_column: bool = False, part: tuple[int, int] | None = None):
-    """An iterator of ``(images, rows)``: the im2col rows (:func:`~volnet.ops.window.im2row`) of each block.
-
-    ``part=(start, stop)`` takes only those images (a thread's part of the
-    batch, see :func:`volnet.ops.threads.split`); the image slices are the
-    batch's. The rows of every block are copied into the same buffer,
-    allocated now, so each must be used before the next is asked for;
-    ``ones_column=True`` gives the copied rows one more column, all ones.
-    Where the receptive fields already lie in memory as rows (1x1 filters,
-    or filters the size of the input) the input itself is yielded, without
-    a copy (and without the ones).
-    """
-    start, stop = part or (0, xp.shape[0])
-    view = windows(xp[start:stop], g)
-    N, Ho, Wo, Fh, Fw, D = view.shape
-    columns = Fh * Fw * D
-    if view.flags.c_contiguous:
-        return iter([(slice(start, stop), view.reshape(N * Ho * Wo, columns))])
-    width = columns + ones_column
-    step = _images_per_block(N, Ho * Wo * width * view.itemsize)
-    if D == 1:
-        buffer = np.empty((width, step, Ho, Wo), dtype=xp.dtype)
-        buffer[columns:] = 1
-        return _tap_blocks(xp, g, buffer, _image_blocks(start, stop, step))
-    buffer = np.empty((step * Ho * Wo, width), dtype=xp.dtype)
-    buffer[:, columns:] = 1
-    return _copied_blocks(view, start, buffer, _image_blocks(start, stop, step))
-
-
-def _tap_blocks(xp, g: Geometry, buffer, blocks):
-    """:func:`_copied_blocks` for an input one channel deep: the rows' transpose, the notes' ``X_col``, built
-    one filter tap at a time, each tap a row of ``buffer (columns, images, H2, W2)`` copied from runs of W2
-    numbers; the rows are its transposed view, which BLAS reads as it is.
-
-    Copying the windows themselves moves runs of only F numbers here: for LeNet's first CONV at batch
-    256 that took 14.5 ms, the taps 3.9 ms (docs/performance.md).
-    """
-    (Fh, Fw), (Sh, Sw), (dh, dw) = g.size, g.stride, g.dilation
-    Ho, Wo = g.out_hw
-    for images in blocks:
-        n = images.stop - images.start
-        columns = buffer[:, :n]
-        for u in range(Fh):
-            for v in range(Fw):
-                np.copyto(columns[u * Fw + v], xp[images, u * dh: u * dh + (Ho - 1) * Sh + 1: Sh,
-                                                  v * dw: v * dw + (Wo - 1) * Sw + 1: Sw, 0])
-        yield images, columns.reshape(len(buffer), n * Ho * Wo).T
-
-
-def _copied_blocks(view, first: int, buffer, blocks):
-    """Copy each block's receptive fields into the buffer's leading columns; yield ``(images, rows)``.
-
-    ``view`` holds the fields of the part's images, the first of which is image ``first`` of the batch.
-    """
-    _, Ho, Wo, Fh, Fw, D = view.shape
-    for images in blocks:
-        rows = buffer[: (images.stop - images.start) * Ho * Wo]
-        np.copyto(rows[:, : Fh * Fw * D].reshape(-1, Ho, Wo, Fh, Fw, D),
-                  view[images.start - first: images.stop - first])
-        yield images, rows
-
-
-def _weight_gradient(dout_rows, xp, g: Geometry, workers=threads.SERIAL):
-    """``(dw, db)``: ``dw = rows.T @ dout`` ``(F*F*D, K)``, accumulated over blocks of images, and db.
-
-    db, the column sums of dout, comes out of the same multiply as the last
-    row, from the im2col rows' column of ones (where the rows are copied).
-    """
-    (Fh, Fw), D, K = g.size, xp.shape[3], dout_rows.shape[1]
-    columns = Fh * Fw * D
-
-    def weight_gradient_part(start, stop):
-        grads = np.zeros((columns + 1, K), dtype=np.result_type(xp, dout_rows))
-        blocks = _row_blocks(xp, g, ones_column=True, part=(start, stop))
-        yield  # allocated (see threads.split)
-        with_ones = False
-        for images, rows in blocks:
-            grads[: rows.shape[1]] += rows.T @ dout_rows[_positions(images, g)]
-            with_ones = rows.shape[1] > columns
-        if not with_ones:
-            positions = dout_rows[_positions(slice(start, stop), g)]
-            grads[columns] = np.ones(len(positions), dtype=positions.dtype) @ positions  # a column sum, in BLAS
-        return grads
-
-    count = workers.for_multiply_adds(dout_rows.size * columns, xp.shape[0])
-    grads, *others = workers.split(weight_gradient_part, xp.shape[0], count)
-    for part in others:
-        grads += part
-    return grads[:columns], grads[columns]
-
-
 def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=threads.SERIAL):
     """Gradient w.r.t. the (unpadded) input by ``scheme``, the plan's ``input_gradient`` (:func:`plan_conv`).
 
     For stride 1 the flipped-filter convolution, blocked like the forward
     pass, beats the tap-by-tap col2im, except for inputs shallower than
-    :data:`SHALLOW_DEPTH`, where its matrix multiplies have only D output
-    columns, too thin for BLAS (the figures: docs/performance.md).
+    :data:`~volnet.ops.conv_rows.SHALLOW_DEPTH`, where its matrix multiplies have only D output
+    columns, too thin for BLAS (the figures: docs/performance-log.md).
     """
     if scheme == "shallow":
-        return unpad_spatial(_input_gradient_shallow(dout, w, g, padded_shape, workers), g)
+        return unpad_spatial(conv_rows.input_gradient_shallow(dout, w, g, padded_shape, workers), g)
     if scheme == "flipped":
         return conv_backward_input_flipped(dout, w, g, workers=workers)
-    return unpad_spatial(_input_gradient_deep(dout, w, g, padded_shape, workers), g)
-
-
-def _input_gradient_deep(dout, w, g: Geometry, padded_shape, workers=threads.SERIAL):
-    """Gradient w.r.t. the padded input: col2im of ``dout @ W.T``, never built whole.
-
-    Tap (u, v) of output position (i, j) read input row ``i*S + u*dilation``.
-    Split the input rows by their remainder mod S (the stride's *phases*):
-    then every tap writes one shifted, unstrided block of one phase buffer
-    (:func:`~volnet.ops.window.tap_phase`), so the scatter is F*F plain
-    block additions, and the phases are interleaved once at the end. Tap
-    (u, v)'s share is ``dout @ w[u, v].T``, added as one block.
-
-    Phase buffers are ``(Sh, Sw, N, Hp/Sh, Wp/Sw, D)``, depth last: every
-    addition streams whole rows of W2*D numbers.
-    """
-    N, D, K = padded_shape[0], padded_shape[3], w.shape[3]
-    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    dtype = np.result_type(dout, w)
-    phases = np.zeros(phase_buffer_shape(g, padded_shape), dtype=dtype)
-
-    def scatter_part(start, stop):  # each part adds to its own images' phases only
-        step = _images_per_block(stop - start, Ho * Wo * (K + D) * dtype.itemsize)
-        share = np.empty((step * Ho * Wo, D), dtype=dtype)
-        yield  # allocated (see threads.split)
-        for images in _image_blocks(start, stop, step):
-            n = images.stop - images.start
-            dout_rows = dout[images].reshape(-1, K)
-            share_rows = share[: n * Ho * Wo]
-            for u in range(Fh):
-                for v in range(Fw):
-                    np.matmul(dout_rows, w[u, v].T, out=share_rows)
-                    a, b, rows, cols = tap_phase(g, u, v)
-                    phases[a, b, images, rows, cols] += share_rows.reshape(n, Ho, Wo, D)
-
-    workers.split(scatter_part, N, workers.for_multiply_adds(dout.size * Fh * Fw * D, N))
-    return interleave_phases(phases, padded_shape)
-
-
-def _input_gradient_shallow(dout, w, g: Geometry, padded_shape, workers=threads.SERIAL):
-    """col2im for a shallow input (D < :data:`SHALLOW_DEPTH`, e.g. RGB images), depth first.
-
-    One multiply per block gives ``W @ dout.T``, every tap's share laid out
-    ``(D, n, H2, W2)``; phase buffers ``(Sh, Sw, D, n, Hp/Sh, Wp/Sw)`` put the
-    depth first too, so each addition streams rows of W2 numbers rather
-    than D. (Per-tap multiplies with only D output columns, and additions
-    D numbers long, are what make the deep version slow here.)
-    """
-    N, D, K = padded_shape[0], padded_shape[3], w.shape[3]
-    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    dtype = np.result_type(dout, w)
-    w_rows = w.reshape(-1, K)
-    dxp = np.empty(padded_shape, dtype=dtype)
-
-    def scatter_part(start, stop):  # each block allocates its own shares and phases
-        yield
-        step = _images_per_block(stop - start, Ho * Wo * Fh * Fw * D * dtype.itemsize)
-        for images in _image_blocks(start, stop, step):
-            n = images.stop - images.start
-            shares = (w_rows @ dout[images].reshape(-1, K).T).reshape(Fh, Fw, D, n, Ho, Wo)
-            Sh, Sw, _, Hs, Ws, _ = phase_buffer_shape(g, (n, *padded_shape[1:]))
-            phases = np.zeros((Sh, Sw, D, n, Hs, Ws), dtype=dtype)
-            for u in range(Fh):
-                for v in range(Fw):
-                    a, b, rows, cols = tap_phase(g, u, v)
-                    phases[a, b, :, :, rows, cols] += shares[u, v]
-            dxp[images] = interleave_phases(phases.transpose(0, 1, 3, 4, 5, 2), dxp[images].shape)
-
-    workers.split(scatter_part, N, workers.for_multiply_adds(dout.size * Fh * Fw * D, N))
-    return dxp
+    return unpad_spatial(conv_rows.input_gradient_deep(dout, w, g, padded_shape, workers), g)
 
 
 def conv_backward_input_flipped(dout, w, g: Geometry, *, workers=None):

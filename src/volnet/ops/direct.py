@@ -12,7 +12,7 @@ filters innermost) and broadcasts one input value per pixel against them::
 
     acc[p, q] += xp[n, i*S + u, (j+p)*S + v, d] * w[u, v, d, k+q]
 
-What that takes in Numba (each point measured, docs/performance.md):
+What that takes in Numba (each point measured, docs/performance-log.md):
 
 * the accumulators in a local array of compile-time-constant size
   (``_stack_array``, on the stack, which LLVM then keeps in
@@ -50,25 +50,21 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import threads
-from .winograd import ENABLED, compiled
+from .winograd import ENABLED
 
 # The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
-# filters per register, so its tile has half of them. Measured on the Intel Xeon (AVX-512, LeNet's second
-# CONV, one thread, docs/performance.md): 7 x 32 ran at 106-112 GFLOP/s, 4 x 32 at 93-98, 8 x 32 at 92,
-# 10 x 32 spilled (48), 14 x 32 passed LLVM's unroll limit (31). AVX2 (16 registers of 8 floats) holds
-# 2 x 32 (issue 23's measurement on AMD Zen 4 compiled for AVX2: 93 GFLOP/s, 7 x 16 spilled); SSE2 half that.
+# filters per register, so its tile has half of them. The tile must fit the register file: larger ones
+# spill or pass LLVM's unroll limit and run several times slower. AVX-512 (32 registers of 16 floats)
+# holds 7 x 32, AVX2 (16 registers of 8 floats) 2 x 32, SSE2 half that (the figures of each tile:
+# docs/performance-log.md, issue 23).
 TILES = {"avx512": (7, 32), "avx2": (2, 32), "portable": (2, 16)}
 # The instruction sets whose tiles were measured against volnet's other kernels: only there does
 # volnet.ops.conv plan direct convolutions.
 MEASURED = ("avx512",)
-# Which layers take the direct kernels (see applies), measured on the Intel Xeon against the kernels they
-# replace, one thread, interleaved, best of 40-60 (docs/performance.md), with unsigned indexes: LeNet's 5x5
-# 14x14x16->32 forward 1.9-2.4 ms against F(4x4, 5x5)'s 2.0-3.8 (before unsigned indexes 3.1 against
-# 4.9), dw 2.3-2.5 against 2.3-4.9; first layers' forward through conv_forward: 28x28x1->16 0.77 against
-# im2col's 0.91, 3x3 32x32x3->32 2.18 / 2.56, 5x5 32x32x3->64 6.39 / 6.74, 7x7/2 224x224x3->64 17.4 / 20.0,
-# 11x11/4 224x224x3->64 9.6 / 10.8; a tie at 11x11/4 227x227x3->96 (14.15 / 14.18). They lost: the strided
-# 3x3/2 32x32x64->128 forward (12.4 against im2col's 10.2), the first layers' dw (5x5 32x32x3->64 14.8
-# against 9.2, 7x7/2 63 against 25), the deep 3x3 layers against Winograd (16x16x64->64 17.4 / 11.7).
+# Which layers take the direct kernels (see applies): those where they beat the kernels they replace on
+# the machine measured (the Intel Xeon, one thread, interleaved): first layers' forward, and LeNet-sized
+# stride-1 layers' forward and dw; the strided 3x3/2 layers, the first layers' dw and the deep 3x3 layers
+# (against Winograd) lost (every figure: docs/performance-log.md, issue 23).
 MIN_DEPTH = 8
 MAX_MULTIPLY = 32 * 32  # depth x filters of the deeper layers measured (LeNet's second CONV, and its flipped dx)
 SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
@@ -185,8 +181,8 @@ def _numba_helpers() -> None:
     ``_stack_array(size, dtype)``: a pointer to ``size`` values on the stack (size a literal), which LLVM
     keeps in registers where every index into it is a constant after unrolling. On AVX-512 hosts it also
     marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for Intel's AVX-512 CPUs prefers
-    256-bit ones, which halved the tile's width (LeNet's second CONV: 7 x 16 of 256-bit vectors 81-97
-    GFLOP/s, 7 x 32 of 512-bit ones 106-112). ``_at_least(value, floor)``: ``max(value, floor)`` that keeps
+    256-bit ones, which halves the tile's width and slows it (docs/performance-log.md, issue 23).
+    ``_at_least(value, floor)``: ``max(value, floor)`` that keeps
     NaN (a diverging network shows NaN, not the ReLU's floor).
     """
     global _stack_array, _carray, _at_least, _unsigned
@@ -400,109 +396,3 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
     for part in others:
         dw += part
     return dw[..., :K].reshape(Fh, Fw, D, K), dout[..., :K].sum(axis=(0, 1, 2))
-
-
-# -- pooling, channels innermost ---------------------------------------------------------------------------
-# Each loop over the channels is one vectorised pass over a row of D values, with Numba's default flags. The
-# backward passes gather: every input value sums the outputs of the windows that hold it (at most
-# ceil(F/S)^2 of them), written once, straight into dx (no padded buffer, no zeroing pass over it).
-
-
-def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1, *, blas_held: bool = False):
-    """``(out, switches)`` of max pooling the padded batch ``xp (N, Hp, Wp, D)`` as geometry ``g`` says:
-    ``out (N, H2, W2, D)``, and per output the tap ``u*F + v`` of the first maximum (NaN wins and stays)."""
-    out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-    switches = np.empty(out.shape, dtype=switch_dtype)
-    _split(_pool_forward, (xp, *g.size, *g.stride, True, out, switches), len(out), workers, blas_held)
-    return out, switches
-
-
-def avg_pool(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
-    """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
-    out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-    _split(_pool_forward, (xp, *g.size, *g.stride, False, out, _NO_SWITCHES), len(out), workers, blas_held)
-    return out
-
-
-def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
-    """dx ``(N, H, W, D)`` of max pooling (``switches`` from :func:`max_pool`) or, without them, of average
-    pooling, by gathering: each input value sums the share of every window that holds it."""
-    dx = np.empty(g.in_shape, dtype=dout.dtype)
-    maximum = switches is not None
-    arguments = (dout, _NO_SWITCHES if switches is None else switches, maximum, *g.size, *g.stride, g.pads[0],
-                 g.pads[2], dx)
-    _split(_pool_backward, arguments, len(dx), workers, blas_held)
-    return dx
-
-
-# Average pooling passes these for the switches, so that it runs the kernels max pooling compiled (uint8
-# switches): one compile per dtype for both modes, which happens in a network's first step.
-_NO_SWITCHES = np.zeros((1, 1, 1, 1), dtype=np.uint8)
-
-
-def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
-    """``kernel(*arguments, start, stop)`` for each part of ``range(count)`` (:func:`volnet.ops.threads.split`;
-    ``blas_held``: within a network pass, which already holds BLAS to one thread)."""
-    def part(start, stop):
-        yield
-        kernel(*arguments, start, stop)
-
-    threads.split(part, count, workers, blas_held=blas_held)
-
-
-@compiled
-def _pool_forward(xp, Fh, Fw, Sh, Sw, maximum, out, switches, first, last):  # pragma: no cover - compiled
-    _, Ho, Wo, D = out.shape
-    count = Fh * Fw
-    for n in range(first, last):
-        for i in range(Ho):
-            for j in range(Wo):
-                for d in range(D):
-                    out[n, i, j, d] = xp[n, i * Sh, j * Sw, d]
-                    if maximum:
-                        switches[n, i, j, d] = 0
-                for u in range(Fh):
-                    for v in range(Fw):
-                        if u == 0 and v == 0:
-                            continue
-                        k = u * Fw + v
-                        if maximum:
-                            for d in range(D):
-                                best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
-                                wins = candidate > best  # strict: ties keep the first maximum, like argmax
-                                out[n, i, j, d] = candidate if wins or candidate != candidate else best
-                                switches[n, i, j, d] = k if wins else switches[n, i, j, d]
-                        else:
-                            for d in range(D):
-                                out[n, i, j, d] += xp[n, i * Sh + u, j * Sw + v, d]
-                if not maximum:
-                    for d in range(D):
-                        out[n, i, j, d] /= count
-
-
-@compiled
-def _pool_backward(dout, switches, maximum, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover
-    _, Ho, Wo, D = dout.shape
-    _, H, W, _ = dx.shape
-    count = Fh * Fw
-    for n in range(first, last):
-        for h in range(H):
-            # the outputs whose windows hold padded row h + top: i0..i1
-            i0, i1 = max(0, (h + top - Fh + Sh) // Sh), min(Ho - 1, (h + top) // Sh)
-            for w in range(W):
-                j0, j1 = max(0, (w + left - Fw + Sw) // Sw), min(Wo - 1, (w + left) // Sw)
-                for d in range(D):
-                    dx[n, h, w, d] = 0
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        if maximum:
-                            k = (h + top - i * Sh) * Fw + (w + left - j * Sw)
-                            for d in range(D):
-                                if switches[n, i, j, d] == k:
-                                    dx[n, h, w, d] += dout[n, i, j, d]
-                        else:
-                            for d in range(D):
-                                dx[n, h, w, d] += dout[n, i, j, d]
-                if not maximum:
-                    for d in range(D):
-                        dx[n, h, w, d] /= count

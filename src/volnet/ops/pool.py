@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, pair
-from . import direct, threads
+from . import direct, pool_kernels, threads
 from .workspace import BackwardWorkspace, ForwardWorkspace, float_dtype, padded, unpadded
 from .window import (Geometry, geometry, interleave_phases, pad_spatial, phase_buffer_shape, tap, tap_phase,
                      unpad_spatial)
@@ -150,13 +150,13 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
         return out, PoolCache(mode, g, xp.shape)
     if mode == "max":
         if _compiled(mode, x.dtype):
-            out, switches = direct.max_pool(_whole(x, xp), g, _switch_code(len(taps)),
+            out, switches = pool_kernels.max_pool(_whole(x, xp), g, _switch_code(len(taps)),
                                             _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
         else:
             out, switches = _max_and_switches(xp, taps, workers)
         return out, PoolCache(mode, g, xp.shape, switches=switches)
     if _compiled(mode, x.dtype):
-        out = direct.avg_pool(_whole(x, xp), g, _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
+        out = pool_kernels.avg_pool(_whole(x, xp), g, _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
         return out, PoolCache(mode, g, xp.shape)
     out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
     for rows, cols in taps:
@@ -171,15 +171,15 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
 
 def pool_plan(mode: str, dtype) -> str:
     """Which kernels pool values of ``dtype`` in ``mode``, forward and backward: ``"compiled"``
-    (:mod:`volnet.ops.direct`, channels innermost, backward as a gather) or ``"taps"`` (a NumPy pass per
+    (:mod:`volnet.ops.pool_kernels`, channels innermost, backward as a gather) or ``"taps"`` (a NumPy pass per
     tap of the window)."""
     return "compiled" if _compiled(mode, dtype) else "taps"
 
 
 def _compiled(mode: str, dtype) -> bool:
     """Whether max (with switches) and average pooling of ``dtype`` values, forward and backward, take the
-    compiled gathers of :mod:`volnet.ops.direct` (Numba on) rather than the tap-by-tap NumPy passes: on
-    the Intel Xeon, max pooling 3x3/2 55x55x96 at batch 8 (docs/performance.md)."""
+    compiled gathers of :mod:`volnet.ops.pool_kernels` (Numba on) rather than the tap-by-tap NumPy passes: on
+    the Intel Xeon, max pooling 3x3/2 55x55x96 at batch 8 (docs/performance-log.md)."""
     return direct.ENABLED and mode in ("max", "avg") and np.dtype(dtype) in (np.float32, np.float64)
 
 
@@ -206,7 +206,7 @@ def _workers(xp, out, workers) -> int:
 
 
 def _gather_workers(g: Geometry, dtype, workers) -> int:
-    """Threads for :mod:`volnet.ops.direct`'s pooling of geometry ``g``: by the bytes of input and output."""
+    """Threads for :mod:`volnet.ops.pool_kernels`' pooling of geometry ``g``: by the bytes of input and output."""
     N, H, W, D = g.in_shape
     return workers.for_bytes((H * W + g.out_hw[0] * g.out_hw[1]) * N * D * np.dtype(dtype).itemsize, N)
 
@@ -246,7 +246,7 @@ def pool_backward(dout, cache: PoolCache, *, workers=None):
         workers = threads.or_alone(workers)
         count = _gather_workers(g, dout.dtype, workers)
         # (a strided dout, the gradient of a padded CONV above, is copied: one compiled kernel for every layout)
-        return direct.pool_backward(np.ascontiguousarray(dout), g, cache.switches, count, blas_held=workers.blas_held)
+        return pool_kernels.pool_backward(np.ascontiguousarray(dout), g, cache.switches, count, blas_held=workers.blas_held)
     if cache.mode == "max":
         return unpad_spatial(_route_through_switches(dout, cache.switches, g, cache.padded_shape,
                                                      threads.or_alone(workers)), g)
@@ -314,7 +314,7 @@ def _route_through_switches(dout, switches, g: Geometry, padded_shape, workers):
     the stride's phase buffers (:func:`~volnet.ops.window.tap_phase`), where
     each tap is one unstrided block, and the phases are interleaved once at
     the end. (Multiplying by the mask is faster than ``np.where``, see
-    docs/performance.md; the price is that an inf or NaN in ``dout`` makes
+    docs/performance-log.md; the price is that an inf or NaN in ``dout`` makes
     the other inputs of its window NaN, where the naive version leaves them
     0.)
     """

@@ -73,7 +73,7 @@ def workers_for(multiply_adds: int, count: int, cores: int) -> int:
 def memory_workers_for(nbytes: int, count: int, cores: int) -> int:
     """Threads for a kernel that streams ``nbytes`` of memory over ``count`` images and calls no BLAS (pooling,
     ReLU): every core, for parts of at least :data:`MIN_PART_BYTES`: such kernels are bound by memory
-    bandwidth, which one core does not saturate (the gain: docs/performance.md)."""
+    bandwidth, which one core does not saturate (the gain: docs/performance-log.md)."""
     parts = min(count, nbytes // MIN_PART_BYTES)
     return 1 if parts < 2 else min(cores, parts)
 
@@ -170,14 +170,13 @@ class Scheduler:
         """Once per process, before BLAS's first real work: from each of :meth:`cores` threads at once, a
         few multiplies on two (or more) BLAS threads, so that every part of a split finds BLAS warm.
 
-        OpenBLAS (0.3.31, measured on AMD EPYC) runs a one-thread GEMM about 3x slower (11 GFLOP/s
-        against 32 on a 4096 x 576 x 128 multiply) unless the work buffer it is given was first used by a
-        GEMM on more than one thread. It keeps one such buffer per GEMM running at the same time: warmed
+        OpenBLAS (0.3.31) runs a one-thread GEMM several times slower unless the work buffer it is given
+        was first used by a GEMM on more than one thread (the figures: docs/threads.md). It keeps one such buffer per GEMM running at the same time: warmed
         by a single multiply, a lone one-thread GEMM ran fast, but of two running side by side (the two
         parts of a split in a network pass) one ran slow and held up the layer; warmed from two threads
         at once, both ran fast, and a third at once ran slow again. Unwarmed, it happens in a network
         pass that is the process's first BLAS work, under ``OPENBLAS_NUM_THREADS=1`` and on one core.
-        The warm-up costs 15-25 ms, once (docs/threads.md).
+        The warm-up costs tens of milliseconds, once (docs/threads.md).
         """
         if self._blas_warmed:
             return
@@ -376,7 +375,7 @@ def split(work, count: int, workers: int, *, blas_held: bool = False) -> list:
 
 def _threadpoolctl():
     """The threadpoolctl module, imported at the first split rather than with volnet, whose own
-    import it would slow noticeably (docs/performance.md); None where it is not installed: kernels then run
+    import it would slow noticeably (docs/performance-log.md); None where it is not installed: kernels then run
     their blocks one after another."""
     try:
         import threadpoolctl

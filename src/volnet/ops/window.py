@@ -67,7 +67,7 @@ def pad_spatial(x: np.ndarray, pads, value=0.0) -> np.ndarray:
     """Zero-pad (or, for negative amounts, crop) the H and W axes of ``(N, H, W, D)``.
 
     Written out rather than ``np.pad``, whose per-call bookkeeping is as
-    costly as a batch-1 convolution's arithmetic (docs/performance.md).
+    costly as a batch-1 convolution's arithmetic (docs/performance-log.md).
     """
     top, bottom, left, right = pads
     if min(pads) < 0:

@@ -16,11 +16,11 @@ are cut off.
 The transforms of the tiles (``B^T d B``, ``A^T M A``) are sums and
 differences of whole depth columns. NumPy needs about twenty strided passes
 for them, so they are compiled with Numba, which vectorises each loop over
-the depth (the gain: docs/performance.md). Numba is an
+the depth (the gain: docs/performance-log.md). Numba is an
 optional dependency (``pip install numba``, or the ``fast`` extra): without it, or with
 ``VOLNET_NUMBA=0``, :func:`applies` is False and ``volnet.ops.conv`` takes
 im2col for every 3x3 layer, with the same results up to float rounding.
-(5x5 layers have :mod:`volnet.ops.winograd_general`, whose transforms are
+(5x5 layers have :mod:`volnet.ops.winograd_5x5`, whose transforms are
 NumPy multiplies.)
 
 :mod:`volnet.ops.conv` uses this for 3x3 stride-1 undilated layers at least
@@ -49,16 +49,15 @@ ENABLED = (importlib.util.find_spec("numba") is not None
            and os.environ.get("VOLNET_NUMBA", "1").strip() != "0")
 
 # The multiplies have D (forward) or K (input gradient) as their inner size;
-# for shallow inputs they are too thin for BLAS and im2col is faster (measured
-# 1.8x slower on the 32x32x3 first layer of the CIFAR-10 reference net; the
-# bound is conv's SHALLOW_DEPTH, where its own schemes switch for the same reason).
+# for shallow inputs they are too thin for BLAS and im2col is faster (the
+# bound is conv's SHALLOW_DEPTH, where its own schemes switch for the same
+# reason; the figures: docs/performance-log.md).
 MIN_DEPTH = 8
 # Every call transforms the filters, 16 numbers per (input channel, filter) where im2col reads 9, and a
 # call with few output tiles has little multiply-add work to save against that: its sixteen multiplies
-# have only a few rows each (tiles), and are bound by reading the transformed filters. Measured on batch-1
-# ResNet stages (4x4x512 and 8x8x256, docs/performance.md): im2col was 2.3x faster at 4 tiles, 1.1-1.2x
-# at 16; Winograd 1.1-1.4x faster from 32 tiles on. The break-even is a count of tiles over which the
-# transform is shared, not a machine's speed.
+# have only a few rows each (tiles), and are bound by reading the transformed filters (measured on batch-1
+# ResNet stages: docs/performance-log.md). The break-even is a count of tiles over which the transform is
+# shared, not a machine's speed.
 MIN_TILES = 32
 # Layers whose multiplies give results smaller than this (D*K numbers) are "thin":
 # BLAS runs them at about half its rate and cannot spread them over the cores, so
@@ -95,7 +94,7 @@ def applies_to_weight_gradient(g, depth: int, filters: int, dtype, workers: int)
     Its multiplies give D x K results. Thin ones (under :data:`THIN_MULTIPLY`)
     on one thread lose to im2col's dw, whose one multiply per block beats
     sixteen thin ones; split over the cores they win, and wider ones win on
-    one thread too (the figures: docs/performance.md).
+    one thread too (the figures: docs/performance-log.md).
     """
     return applies(g, depth, dtype) and (depth * filters >= THIN_MULTIPLY or workers > 1)
 
@@ -110,7 +109,7 @@ def workers(images: int, out_hw, depth: int, filters: int, network_pass: bool = 
     smaller than :func:`volnet.ops.threads.workers_for` allows. Otherwise one:
     deep layers called on their own keep BLAS's threads, which already use
     the cores, and splitting them as well only adds contention (the figures:
-    docs/performance.md).
+    docs/performance-log.md).
     """
     if not (network_pass or depth * filters < THIN_MULTIPLY):
         return 1
@@ -138,7 +137,7 @@ def workspace(out_hw, depth: int, filters: int, images: int, itemsize: int, core
     Each thread's block of transformed tiles (V and M, or V and dM) and
     scratch rows of the transforms; the transformed filters U (correlate), or
     each thread's dU and one block's share of it, and the ones that sum db
-    (weight_gradient). ``block_bytes`` is ``volnet.ops.conv.BLOCK_BYTES``.
+    (weight_gradient). ``block_bytes`` is ``volnet.ops.conv_rows.BLOCK_BYTES``.
     """
     from .workspace import part_sizes, split_blocks
 
@@ -159,7 +158,7 @@ def filter_transform(w: np.ndarray, dtype) -> np.ndarray:
     """``U[a, b] = G w G^T`` for every (input channel, filter): ``(3, 3, D, K)`` -> ``(16, D, K)``.
 
     Both sides at once: with the 3x3 taps as one axis, ``U = (G kron G) w``, a
-    (16, 9) matrix times w (one multiply instead of G on each side in turn: docs/performance.md).
+    (16, 9) matrix times w (one multiply instead of G on each side in turn: docs/performance-log.md).
     """
     D, K = w.shape[2:]
     return (G_KRON_G.astype(dtype) @ w.astype(dtype, copy=False).reshape(9, D * K)).reshape(16, D, K)
@@ -282,7 +281,7 @@ def compiled(function):
 
 # The kernels loop over the depth innermost, one output array per loop, so that
 # LLVM vectorises every loop (more arrays per loop exceed its alias-check budget
-# and it falls back to scalar code, measured 4x slower). Scratch rows come in
+# and it falls back to scalar code, several times slower). Scratch rows come in
 # from NumPy: large allocations inside compiled code are slow on these machines.
 
 @compiled

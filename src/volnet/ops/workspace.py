@@ -130,7 +130,7 @@ def windows_contiguous(g) -> bool:
 
 
 def images_per_block(N: int, per_image: int, block_bytes: int) -> int:
-    """Images per block of ``block_bytes`` (``volnet.ops.conv._images_per_block``), at least one."""
+    """Images per block of ``block_bytes`` (``volnet.ops.conv_rows.images_per_block``), at least one."""
     return max(1, min(N, block_bytes // max(1, per_image)))
 
 

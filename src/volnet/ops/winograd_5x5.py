@@ -25,8 +25,8 @@ Kronecker products, so that BLAS does them on whole blocks of tiles, and
 no compiler is needed (this module works without Numba). Its float32
 results differ from direct correlation by about 1e-5 of their largest
 value (the larger points round more), as cuDNN's and oneDNN's Winograd
-do. F(2x2, 5x5) rounds a little less but ran 1.4-2.5x slower on the
-zoo's 5x5 layers (docs/performance.md).
+do. F(2x2, 5x5) rounds a little less but ran slower on every 5x5 layer
+of the zoo (docs/performance-log.md).
 
 :mod:`volnet.ops.conv` uses it for 5x5 stride-1 undilated float layers
 (:func:`applies`): their forward pass and their input gradient (a
@@ -56,12 +56,11 @@ POINTS = (0, 1, -1, 2, -2, 0.5, -0.5)
 MIN_DEPTH = 8
 MIN_TILES = 32
 # Layers whose multiplies give results smaller than this (D*K numbers) run them too thin for BLAS to
-# gain from doing fewer of them. Measured in network passes at batch 64 (docs/performance.md): 8 -> 8,
-# 8 -> 16 and 16 -> 8 channels 1.1-1.15x slower than im2col; LeNet's 16 -> 32 even (0.9-1.0x); 16 -> 32
-# at 32x32 0.75-0.86x, 32 -> 96 0.42x, 48 -> 128 0.27-0.33x.
+# gain from doing fewer of them: below it im2col was faster in network passes, above it Winograd, more
+# so the deeper the layer (the figures: docs/performance-log.md).
 MIN_MULTIPLY = 16 * 32
 # Each block of images holds at least this many tiles, so that its n*n multiplies have rows enough for
-# BLAS: with F(2x2, 5x5), one 16x16 image (64 tiles) a block ran 1.5x slower than two or more.
+# BLAS: one 16x16 image (64 tiles) a block ran slower than two or more (docs/performance-log.md).
 MIN_BLOCK_TILES = 128
 
 
@@ -145,7 +144,7 @@ def weight_gradient_bytes_per_image(out_hw, depth: int, filters: int, r: int, it
 def images_per_block(out_hw, depth: int, filters: int, r: int, images: int, itemsize: int, base_block_bytes: int,
                      weight_gradient: bool = False) -> int:
     """Images per block of :func:`correlate` (or :func:`weight_gradient`) on a batch of ``images``: about
-    ``base_block_bytes`` (``volnet.ops.conv.BLOCK_BYTES``) of :func:`bytes_per_image` each, at least
+    ``base_block_bytes`` (``volnet.ops.conv_rows.BLOCK_BYTES``) of :func:`bytes_per_image` each, at least
     :data:`MIN_BLOCK_TILES` tiles (:func:`block_bytes`)."""
     per_image = _bytes_per_image(out_hw, depth, filters, r, itemsize, weight_gradient)
     return images_in_blocks_of(images, per_image, block_bytes(out_hw, per_image, base_block_bytes))
@@ -158,7 +157,7 @@ def _bytes_per_image(out_hw, depth: int, filters: int, r: int, itemsize: int, we
 
 
 def block_bytes(out_hw, per_image: int, base: int) -> int:
-    """The bytes of a block of images of ``per_image`` bytes each: ``base`` (``volnet.ops.conv.BLOCK_BYTES``),
+    """The bytes of a block of images of ``per_image`` bytes each: ``base`` (``volnet.ops.conv_rows.BLOCK_BYTES``),
     or more where that holds fewer than :data:`MIN_BLOCK_TILES` tiles."""
     Ht, Wt = tiles(out_hw)
     return max(base, -(-MIN_BLOCK_TILES // (Ht * Wt)) * per_image)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import torch_conv
 
-from volnet.ops import conv, direct, winograd_general
+from volnet.ops import conv, direct, winograd_5x5
 from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 from volnet.ops.window import geometry, pad_spatial
 
@@ -18,14 +18,14 @@ def every_layer_takes_it(monkeypatch):
     """Small test layers take the general Winograd too: no depth, width or tile minimum (and no direct
     kernels, which the plan puts first for first layers)."""
     for name in ("MIN_DEPTH", "MIN_MULTIPLY", "MIN_TILES"):
-        monkeypatch.setattr(winograd_general, name, 1)
+        monkeypatch.setattr(winograd_5x5, name, 1)
     monkeypatch.setattr(direct, "applies", lambda *args: False)
 
 
 @pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 5), (4, 5), (5, 2), (5, 4)])
 @given(seed=st.integers(0, 2**32 - 1))
 def test_transforms_compute_the_1d_correlation(m, r, seed):
-    AT, G, BT = winograd_general.transforms(m, r)
+    AT, G, BT = winograd_5x5.transforms(m, r)
     rng = np.random.default_rng(seed)
     d, g = rng.standard_normal(m + r - 1), rng.standard_normal(r)
     direct = np.array([d[i: i + r] @ g for i in range(m)])
@@ -53,11 +53,11 @@ def test_correlate_and_weight_gradient_equal_naive(setting):
     xp = pad_spatial(x, cache.geometry.pads)
     split = dict(images_per_block=setting["block"], workers=setting["workers"])
 
-    out = winograd_general.correlate(xp, w, b, relu=setting["relu"], **split)
+    out = winograd_5x5.correlate(xp, w, b, relu=setting["relu"], **split)
     np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=0, atol=1e-9)
     dout = rng.standard_normal(expected.shape)
     _, dw_naive, db_naive = conv_backward_naive(dout, cache)
-    dw, db = winograd_general.weight_gradient(xp, dout, 5, **split)
+    dw, db = winograd_5x5.weight_gradient(xp, dout, 5, **split)
     np.testing.assert_allclose(dw, dw_naive, rtol=0, atol=1e-9)
     np.testing.assert_allclose(db, db_naive, rtol=0, atol=1e-10)
 
@@ -66,8 +66,8 @@ def test_conv_takes_it_forward_and_backward_and_its_gradients_check(rng, check_k
                                                                      every_layer_takes_it):
     calls = []
     for name in ("correlate", "weight_gradient"):
-        real = getattr(winograd_general, name)
-        monkeypatch.setattr(winograd_general, name, lambda *a, real=real, name=name, **k: calls.append(name)
+        real = getattr(winograd_5x5, name)
+        monkeypatch.setattr(winograd_5x5, name, lambda *a, real=real, name=name, **k: calls.append(name)
                             or real(*a, **k))
     x, w, b = rng.standard_normal((2, 6, 5, 3)), rng.standard_normal((5, 5, 3, 4)), rng.standard_normal(4)
     check_kernel_grad(conv_forward, conv_backward, (x, w, b), dict(pad=2), rng)
@@ -80,7 +80,7 @@ def test_a_real_layer_equals_pytorch_in_float32(rng, torch, nchw):
     x = rng.standard_normal((4, 12, 12, 64)).astype(np.float32)
     w = (rng.standard_normal((5, 5, 64, 64)) / 40).astype(np.float32)
     b = rng.standard_normal(64).astype(np.float32)
-    assert winograd_general.applies(geometry(x.shape, 5, 1, 2), 64, 64, np.float32)
+    assert winograd_5x5.applies(geometry(x.shape, 5, 1, 2), 64, 64, np.float32)
     out, cache = conv_forward(x, w, b, pad=2)
     dout = rng.standard_normal(out.shape).astype(np.float32)
     ours = (out, *conv_backward(dout, cache))
@@ -105,13 +105,13 @@ def test_a_real_layer_equals_pytorch_in_float32(rng, torch, nchw):
 def test_it_applies_to_deep_5x5_stride_1_float_layers_with_enough_tiles(F, stride, depth, filters, images, dtype,
                                                                          expected):
     g = geometry((images, 12, 12, depth), F, stride, F // 2, fit="crop")
-    assert winograd_general.applies(g, depth, filters, dtype) is expected
+    assert winograd_5x5.applies(g, depth, filters, dtype) is expected
 
 
 def test_the_memory_estimate_counts_its_blocks(monkeypatch):
     # one thread: a block of images (at least MIN_BLOCK_TILES tiles) and the transformed filters
     g = geometry((64, 16, 16, 64), 5, 1, 2)
-    per_image = winograd_general.bytes_per_image((16, 16), 64, 192, 5, 4)
-    images = -(-winograd_general.MIN_BLOCK_TILES // 16)  # 16 tiles of 4x4 per 16x16 image
-    n = winograd_general.OUTPUT_TILE + 4
+    per_image = winograd_5x5.bytes_per_image((16, 16), 64, 192, 5, 4)
+    images = -(-winograd_5x5.MIN_BLOCK_TILES // 16)  # 16 tiles of 4x4 per 16x16 image
+    n = winograd_5x5.OUTPUT_TILE + 4
     assert conv.conv_workspace(g, 192, 4, cores=1).transient == images * per_image + n * n * 64 * 192 * 4

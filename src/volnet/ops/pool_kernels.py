@@ -1,0 +1,114 @@
+"""Compiled max and average pooling on NHWC batches, channels innermost: the fast path of
+:mod:`volnet.ops.pool` (its plan, ``pool_plan``, says where it runs; without Numba the NumPy tap passes do).
+
+Each loop over the channels is one vectorised pass over a row of D values, with Numba's default flags. The
+backward passes gather: every input value sums the outputs of the windows that hold it (at most
+ceil(F/S)^2 of them), written once, straight into dx (no padded buffer, no zeroing pass over it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import threads
+from .winograd import compiled
+
+
+def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1, *, blas_held: bool = False):
+    """``(out, switches)`` of max pooling the padded batch ``xp (N, Hp, Wp, D)`` as geometry ``g`` says:
+    ``out (N, H2, W2, D)``, and per output the tap ``u*F + v`` of the first maximum (NaN wins and stays)."""
+    out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
+    switches = np.empty(out.shape, dtype=switch_dtype)
+    _split(_pool_forward, (xp, *g.size, *g.stride, True, out, switches), len(out), workers, blas_held)
+    return out, switches
+
+
+def avg_pool(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
+    """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
+    out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
+    _split(_pool_forward, (xp, *g.size, *g.stride, False, out, _NO_SWITCHES), len(out), workers, blas_held)
+    return out
+
+
+def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
+    """dx ``(N, H, W, D)`` of max pooling (``switches`` from :func:`max_pool`) or, without them, of average
+    pooling, by gathering: each input value sums the share of every window that holds it."""
+    dx = np.empty(g.in_shape, dtype=dout.dtype)
+    maximum = switches is not None
+    arguments = (dout, _NO_SWITCHES if switches is None else switches, maximum, *g.size, *g.stride, g.pads[0],
+                 g.pads[2], dx)
+    _split(_pool_backward, arguments, len(dx), workers, blas_held)
+    return dx
+
+
+# Average pooling passes these for the switches, so that it runs the kernels max pooling compiled (uint8
+# switches): one compile per dtype for both modes, which happens in a network's first step.
+_NO_SWITCHES = np.zeros((1, 1, 1, 1), dtype=np.uint8)
+
+
+def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
+    """``kernel(*arguments, start, stop)`` for each part of ``range(count)`` (:func:`volnet.ops.threads.split`;
+    ``blas_held``: within a network pass, which already holds BLAS to one thread)."""
+    def part(start, stop):
+        yield
+        kernel(*arguments, start, stop)
+
+    threads.split(part, count, workers, blas_held=blas_held)
+
+
+@compiled
+def _pool_forward(xp, Fh, Fw, Sh, Sw, maximum, out, switches, first, last):  # pragma: no cover - compiled
+    _, Ho, Wo, D = out.shape
+    count = Fh * Fw
+    for n in range(first, last):
+        for i in range(Ho):
+            for j in range(Wo):
+                for d in range(D):
+                    out[n, i, j, d] = xp[n, i * Sh, j * Sw, d]
+                    if maximum:
+                        switches[n, i, j, d] = 0
+                for u in range(Fh):
+                    for v in range(Fw):
+                        if u == 0 and v == 0:
+                            continue
+                        k = u * Fw + v
+                        if maximum:
+                            for d in range(D):
+                                best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
+                                wins = candidate > best  # strict: ties keep the first maximum, like argmax
+                                out[n, i, j, d] = candidate if wins or candidate != candidate else best
+                                switches[n, i, j, d] = k if wins else switches[n, i, j, d]
+                        else:
+                            for d in range(D):
+                                out[n, i, j, d] += xp[n, i * Sh + u, j * Sw + v, d]
+                if not maximum:
+                    for d in range(D):
+                        out[n, i, j, d] /= count
+
+
+@compiled
+def _pool_backward(dout, switches, maximum, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover
+    _, Ho, Wo, D = dout.shape
+    _, H, W, _ = dx.shape
+    count = Fh * Fw
+    for n in range(first, last):
+        for h in range(H):
+            # the outputs whose windows hold padded row h + top: i0..i1
+            i0, i1 = max(0, (h + top - Fh + Sh) // Sh), min(Ho - 1, (h + top) // Sh)
+            for w in range(W):
+                j0, j1 = max(0, (w + left - Fw + Sw) // Sw), min(Wo - 1, (w + left) // Sw)
+                for d in range(D):
+                    dx[n, h, w, d] = 0
+                for i in range(i0, i1 + 1):
+                    for j in range(j0, j1 + 1):
+                        if maximum:
+                            k = (h + top - i * Sh) * Fw + (w + left - j * Sw)
+                            for d in range(D):
+                                if switches[n, i, j, d] == k:
+                                    dx[n, h, w, d] += dout[n, i, j, d]
+                        else:
+                            for d in range(D):
+                                dx[n, h, w, d] += dout[n, i, j, d]
+                if not maximum:
+                    for d in range(D):
+                        dx[n, h, w, d] /= count
