@@ -177,3 +177,20 @@ def test_the_occlusion_overlay_reads_as_its_legend():
     red = (0.4 * 0.5 + 0.6 * COLORMAPS["signed"][2]) * 255
     assert np.abs(picture[0, 2:] - red).max() <= 1  # the largest magnitude: the legend's end
     assert picture[2, 2, 2] > picture[2, 2, 0]  # a drop: bluish, a third as strong
+
+
+def test_the_results_section_shows_the_figures_volnet_eval_prints(tmp_path, capsys):
+    """Issue 25: the page's precision, recall, F1 and top-k are eval's, on the same test split."""
+    from volnet.viz.report import build_report
+
+    checkpoint = folder_run(tmp_path / "pics", tmp_path / "run", classes=("a", "b", "c"), test_counts=(5, 4, 3))
+    capsys.readouterr()
+    assert main(["eval", str(checkpoint), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    page = build_report(checkpoint, samples=1)
+    section = page.split('id="results"', 1)[1].split("</section>", 1)[0]
+    cells = re.findall(r"<td class='acc'>([0-9.]+)</td>", section)
+    expected = [f"{figures['per_class'][c][q]:.3f}" for c in ("a", "b", "c") for q in ("precision", "recall", "f1")]
+    expected += [f"{figures['macro'][q]:.3f}" for q in ("precision", "recall", "f1")]
+    assert cells == expected
+    assert f"top-1 {figures['top_k']['1']:.2%}" in section and f"top-3 {figures['top_k']['3']:.2%}" in section

@@ -2,7 +2,7 @@
 
 What ``torchmetrics`` or scikit-learn's ``classification_report`` give, from the
 class scores of a labelled set. ``volnet eval`` prints them and ``volnet report``
-draws the same confusion matrix.
+shows the same figures on its page.
 
 Definitions (C classes, ``confusion[t, p]`` = images of true class t predicted as p):
 

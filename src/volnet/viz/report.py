@@ -23,7 +23,7 @@ from ..analysis import analyze
 from ..resources import format_bytes
 from ..ops import softmax
 from ..train.loop import predict
-from ..train.metrics import confusion_matrix
+from ..train.metrics import classification
 from . import explain, svg
 from .conv_demo import conv_demo_data
 from .pictures import activation_grid, blend, colorbar, data_uri, filter_grid, to_rgb, upscale, upscale_to
@@ -122,14 +122,16 @@ def _training(history: list[dict]) -> str:
 
 # -- section 3: results on the test split -----------------------------------------------------
 
-def _results(test, predictions, classes, missing: str) -> str:
+def _results(test, scores, classes, missing: str) -> str:
+    """The confusion matrix with each class's precision, recall and F1, top-k accuracy and the most confused
+    pairs: the figures ``volnet eval`` prints (:func:`volnet.train.metrics.classification`)."""
     if test is None:
         return f"<p>{escape(missing)}, so there are no results to show.</p>"
     labels = test.labels
     C = len(classes)
-    confusion = confusion_matrix(labels, predictions, C)  # what volnet eval prints
-    accuracy = float((labels == predictions).mean())
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    figures = classification(scores, labels, classes)
+    confusion, predictions, accuracy = figures.confusion, scores.argmax(axis=1), figures.accuracy
+    per_class = figures.recall  # the share of each true class predicted right
     top = confusion.max() or 1
     head = "".join(f"<th>{escape(c)}</th>" for c in classes)
     body = []
@@ -138,9 +140,12 @@ def _results(test, predictions, classes, missing: str) -> str:
             f'<td style="background:rgba(76,120,168,{0.1 + 0.9 * confusion[t, p] / top if confusion[t, p] else 0:.2f})"'
             f' title="true {escape(classes[t])}, predicted {escape(classes[p])}: {confusion[t, p]}">'
             f"{confusion[t, p] or ''}</td>" for p in range(C))
-        body.append(f"<tr><th>{escape(classes[t])}</th>{cells}<td class='acc'>{per_class[t]:.1%}</td></tr>")
-    matrix = (f'<table class="confusion"><tr><th>true \\ predicted</th>{head}<th>accuracy</th></tr>'
-              + "".join(body) + "</table>")
+        body.append(f"<tr><th>{escape(classes[t])}</th>{cells}<td class='acc'>{figures.precision[t]:.3f}</td>"
+                    f"<td class='acc'>{figures.recall[t]:.3f}</td><td class='acc'>{figures.f1[t]:.3f}</td></tr>")
+    macro = "".join(f"<td class='acc'>{values.mean():.3f}</td>"
+                    for values in (figures.precision, figures.recall, figures.f1))
+    matrix = (f'<table class="confusion"><tr><th>true \\ predicted</th>{head}<th>precision</th><th>recall</th>'
+              f"<th>F1</th></tr>" + "".join(body) + f"<tr><th>macro</th><td colspan='{C}'></td>{macro}</tr></table>")
     off = confusion.copy()
     np.fill_diagonal(off, 0)
     pairs = []
@@ -155,7 +160,8 @@ def _results(test, predictions, classes, missing: str) -> str:
         pairs.append(f"<li>{escape(classes[t])} taken for {escape(classes[p])}: {times} {thumbs}</li>")
     bars = "".join(f'<div class="bar"><span>{escape(c)}</span><i style="width:{200 * a:.1f}px"></i>'
                    f"<b>{a:.1%}</b></div>" for c, a in zip(classes, per_class))
-    return (f'<p class="big">accuracy {accuracy:.2%} on {len(labels):,} test images</p>'
+    top_k = "; ".join(f"top-{k} {v:.2%}" for k, v in figures.top_k.items())
+    return (f'<p class="big">accuracy {accuracy:.2%} on {len(labels):,} test images</p><p>{top_k}</p>'
             f'<div class="cols"><div>{matrix}</div><div><h3>per class</h3>{bars}</div></div>'
             f"<h3>most confused pairs</h3><ul class='pairs'>{''.join(pairs) or '<li>none</li>'}</ul>")
 
@@ -327,9 +333,10 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
     classes = list(metadata.get("data", {}).get("classes") or [str(i) for i in range(net.output_shape[-1])])
     prepare = normalizer if normalizer is not None else (lambda a: a)
     test, missing = _load_test(metadata, net, test_limit)
-    predictions = grads = None
+    scores = predictions = grads = None
     if test is not None:
-        predictions = predict(net, prepare(test.images)).argmax(axis=1)
+        scores = predict(net, prepare(test.images))
+        predictions = scores.argmax(axis=1)
         grads = explain.parameter_gradients(net, prepare(test.images[:64]), test.labels[:64])
     chosen: list[Sample] = []
     if images:
@@ -351,7 +358,7 @@ def build_report(checkpoint, images=(), *, samples: int = 4, test_limit: int | N
         ("architecture", "1. Architecture",
          _architecture(net, metadata.get("optimizer", {}).get("config", {}).get("name", "momentum"))),
         ("training", "2. Training", _training(metadata.get("history", []))),
-        ("results", "3. Results on the test split", _results(test, predictions, classes, missing)),
+        ("results", "3. Results on the test split", _results(test, scores, classes, missing)),
         ("activations", "4. One image through the net", left_out + _asset("activations.html")),
         ("filters", "5. Filters and weights", _filters(net, grads or {})),
         ("explain", "6. Why this class", _asset("explain.html")),
