@@ -97,3 +97,9 @@ def test_the_scan_sees_every_form_of_import_inside_functions_too():
               "def f():\n    from .stream import FolderImages\n    from .. import layers\n")
     assert imported_modules("volnet.data.folder", source) == {
         "volnet.shapes", "volnet.data.bundled", "volnet.ops.conv", "volnet.data.stream", "volnet.layers"}
+
+
+def test_every_module_does_one_job_in_at_most_450_lines():
+    """A module past this has become several (docs/architecture.md); split it by job rather than raise the bar."""
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 450}
+    assert not long, f"modules over 450 lines: {long}"
