@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import torch_conv, winograd_enabled
 
-from volnet.ops import conv, winograd
+from volnet.ops import conv_rows, winograd
 from volnet.ops.conv import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
                              conv_forward_naive)
 from volnet.ops.window import geometry, pad_spatial
@@ -181,6 +181,6 @@ def test_blocks_of_images_follow_the_block_size(monkeypatch, rng):
     monkeypatch.setattr(winograd, "correlate", lambda *a, **k: seen.append(a[4]) or real(*a, **k))
     x = rng.standard_normal((10, 8, 8, 8))
     per_image = winograd.bytes_per_image((8, 8), 8, 4, 8)
-    monkeypatch.setattr(conv, "BLOCK_BYTES", 3 * per_image)
+    monkeypatch.setattr(conv_rows, "BLOCK_BYTES", 3 * per_image)
     conv_forward(x, rng.standard_normal((3, 3, 8, 4)), np.zeros(4), pad=1)
     assert seen == [3]
