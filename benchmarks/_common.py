@@ -53,6 +53,12 @@ MIN_ROUNDS = 3
 # OpenBLAS's idle threads spin for about 0.1 s after a multiply (docs/threads.md), on the cores the
 # next library wants: compare_interleaved pauses this long before each library's block.
 SETTLE_SECONDS = 0.2
+# After the pause, each library's block warms up with calls for at least this long before its timed calls: on a
+# 2-core KVM machine (the Intel Xeon kind) a second core idle for the pause woke slowly, and volnet's calls split
+# over both cores ran at one core's speed for about 45 ms (some 20 calls of LeNet's second CONV: 2.4 ms against
+# 1.4 ms once awake), where torch's OpenMP threads, spinning, kept theirs awake. A training loop runs in the
+# awake state; one warm-up call measured the waking.
+WARMUP_SECONDS = 0.1
 # A fresh process's first calls pay once for what later calls reuse (Numba's compilation, first page
 # faults, BLAS's buffers): volnet's resnet18-cifar forward at batch 1 took 2.9 s, 0.26 s, then 0.07 s.
 FRESH_WARMUP_CALLS = 3
@@ -87,7 +93,8 @@ def compare_interleaved(fns: dict, rounds: int, calls: int) -> dict:
     """``{name: [seconds of every timed call]}`` of several functions, timed in blocks that take turns.
 
     Each round runs every function in turn: a pause of :data:`SETTLE_SECONDS`,
-    one untimed warm-up call, then ``calls`` timed calls. Blocks, not single
+    untimed warm-up calls for at least :data:`WARMUP_SECONDS` (one at least),
+    then ``calls`` timed calls. Blocks, not single
     alternating calls: after a call, torch's OpenMP threads and OpenBLAS's
     threads spin-wait for more work and take the CPU from whatever runs next
     (on 2 cores that slowed the second library 2-5x). The warm-up call
@@ -101,7 +108,10 @@ def compare_interleaved(fns: dict, rounds: int, calls: int) -> dict:
     for _ in range(rounds):
         for name, fn in fns.items():
             time.sleep(SETTLE_SECONDS)
+            warm = time.perf_counter() + WARMUP_SECONDS
             fn()
+            while time.perf_counter() < warm:
+                fn()
             for _ in range(calls):
                 start = time.perf_counter()
                 fn()

@@ -46,7 +46,8 @@ from volnet.interop import to_torch  # imports torch only when called
 # this folder's shared helpers, and the training benchmark's nets and fixed random batch
 from _common import (Results, Table, add_comparison_arguments, cell, child_settings, compare_fresh,
                      compare_within_budget, configure_volnet, fresh_columns, installed_version, optional_torch,
-                     print_fresh_processes, print_load, report_alone, start, timing_row, to_nchw)
+                     print_fresh_processes, print_load, report_alone, start, timing_row, to_nchw,
+                     WARMUP_SECONDS)
 from bench_train import NETS, build, make_batch
 
 
@@ -154,7 +155,7 @@ def main(argv=None) -> None:
     results = Results("bench_infer")
     blas, threads = start(torch)
     print(f"inference, float32; in turn: median of up to {args.rounds} rounds x {args.calls} forward passes, each "
-          f"round after 1 warm-up, about {args.budget:g} s per row; fresh processes: "
+          f"round after {WARMUP_SECONDS:g} s of warm-up passes, about {args.budget:g} s per row; fresh processes: "
           f"{'1 warm-up, then as many passes' if args.fresh else 'skipped'}; "
           f"onnxruntime {onnxruntime.__version__ if onnxruntime else 'not installed'}\n")
     TABLE.print_heading()
@@ -178,7 +179,8 @@ def main(argv=None) -> None:
     print_fresh_processes(views)
     print_load()
     results.write({"rounds": args.rounds, "calls": args.calls, "budget_s": args.budget, "fresh": args.fresh,
-                   "warmup_calls_per_round": 1, "threads": threads, "dtype": "float32",
+                   "warmup_s": WARMUP_SECONDS,
+                   "threads": threads, "dtype": "float32",
                    "statistic": "median of all timed calls (min kept as *_min_ms); rounds and calls per row",
                    "networks": {name: f"build_named({name!r}, classes=10, seed=0)" for name in args.nets},
                    "onnxruntime": installed_version("onnxruntime"),

@@ -62,7 +62,8 @@ from volnet.shapes import conv_output_size, pool_output_size
 # this folder's shared helpers
 from _common import (Results, Table, add_comparison_arguments, cell, child_settings, compare_fresh, compare_interleaved,
                      compare_within_budget, configure_volnet, fresh_columns, match_threads, optional_torch,
-                     print_environment, print_fresh_processes, print_load, report_alone, timing_row, to_nchw)
+                     print_environment, print_fresh_processes, print_load, report_alone, timing_row, to_nchw,
+                     WARMUP_SECONDS)
 
 DTYPE = np.float32
 GEMM_SIZE = 2048
@@ -220,7 +221,7 @@ def print_header(blas: dict, threads: int, args, gemm: float, torch) -> None:
     print_load()
     print(f"NumPy float32 GEMM {GEMM_SIZE}^3: {gemm:.1f} GFLOP/s")
     print(f"dtype float32; in turn: median of up to {args.rounds} rounds x {args.calls} calls, each round after "
-          f"1 warm-up, about {args.budget:g} s per row; fresh processes: "
+          f"{WARMUP_SECONDS:g} s of warm-up calls, about {args.budget:g} s per row; fresh processes: "
           f"{'1 warm-up, then as many calls' if args.fresh else 'skipped'}; FLOPs = 2 * multiply-adds "
           f"(conv backward = 2x forward; max-pool: F*F compares per output, backward = 1x forward)")
     print()
@@ -339,7 +340,8 @@ def main(argv=None) -> None:
     print_fresh_processes(views)
     print_load()
     results.write({"rounds": args.rounds, "calls": args.calls, "budget_s": args.budget, "fresh": args.fresh,
-                   "warmup_calls_per_round": 1, "threads": threads, "quick": args.quick, "dtype": "float32",
+                   "warmup_s": WARMUP_SECONDS,
+                   "threads": threads, "quick": args.quick, "dtype": "float32",
                    "statistic": "median of all timed calls (min kept as *_min_ms); rounds and calls per row"},
                   rows, gemm={"size": GEMM_SIZE, "calls": gemm_calls, "gflops": gemm}, fresh_processes=views)
 

@@ -59,7 +59,8 @@ from volnet.zoo import build_named
 # this folder's shared helpers
 from _common import (Results, Table, add_comparison_arguments, cell, child_settings, compare_fresh,
                      compare_within_budget, configure_volnet, fresh_columns, optional_torch, print_fresh_processes,
-                     print_load, report_alone, start, timing_row, to_nchw)
+                     print_load, report_alone, start, timing_row, to_nchw,
+                     WARMUP_SECONDS)
 
 LR, MOMENTUM, CLASSES = 1e-3, 0.9, 10
 NETS = {"cifar-ref": 64, "lenet": 64, "resnet18-cifar": 32, "alexnet-cifar": 64}  # net -> batch of its target
@@ -213,7 +214,7 @@ def main(argv=None) -> None:
     results = Results("bench_train")
     blas, threads = start(torch)
     print(f"float32, momentum SGD; in turn: median of up to {args.rounds} rounds x {args.calls} steps, each round "
-          f"after 1 warm-up step, about {args.budget:g} s per net; fresh processes: "
+          f"after {WARMUP_SECONDS:g} s of warm-up steps, about {args.budget:g} s per net; fresh processes: "
           f"{'1 warm-up, then as many steps' if args.fresh else 'skipped'}\n")
     TABLE.print_heading()
     rows, views, layers = [], {}, {}
@@ -228,7 +229,8 @@ def main(argv=None) -> None:
     print_fresh_processes(views)
     print_load()
     results.write({"rounds": args.rounds, "calls": args.calls, "budget_s": args.budget, "fresh": args.fresh,
-                   "warmup_calls_per_round": 1, "threads": threads, "dtype": "float32",
+                   "warmup_s": WARMUP_SECONDS,
+                   "threads": threads, "dtype": "float32",
                    "statistic": "median of all timed steps (min kept as *_min_ms); rounds and calls per row",
                    "networks": {name: f"build_named({name!r}, classes={CLASSES}, seed=0)" for name in args.nets},
                    "optimizer": f"momentum (lr {LR}, momentum {MOMENTUM})"},

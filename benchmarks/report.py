@@ -174,8 +174,9 @@ def timing_text(method: dict, calls: str, call: str) -> str:
     """How a record's times were taken, in a sentence; ``calls`` and ``call`` name what was timed ("steps",
     "step"). Records from before issue 16 ran fixed rounds x calls in one process; later ones cut them per
     row to a time budget (the "rounds x calls" column) and also time each library in a fresh process."""
+    warm_up = (f"{method['warmup_s']:g} s of warm-up {calls}" if "warmup_s" in method else f"a warm-up {call}")
     taking_turns = (f"median of {method['rounds']} rounds x {method['calls']} {calls} per library, each round "
-                    f"after a warm-up {call}")
+                    f"after {warm_up}")
     if "budget_s" not in method:
         return taking_turns[0].upper() + taking_turns[1:] + "."
     fresh = (f" Fresh: each library alone in a new process (without the other's settings), a warm-up {call}, then "
