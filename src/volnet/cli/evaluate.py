@@ -31,7 +31,7 @@ def cmd_eval(args) -> int:
     batch = min(args.batch_size, len(test))
     require_fit(net, batch, "inference", what=f"evaluating {args.checkpoint}", batch_flag="--batch-size")
     check_labelled(net, test.images, test.labels, "evaluation")
-    scores = predict(net, test.images, batch, transform=normalizer).reshape(len(test), -1)
+    scores = predict(net, test.images, batch, transform=normalizer)  # (N, classes), a net ending in GAP too
     class_weight = metadata.get("train", {}).get("class_weight")  # the run's --class-weight weighs the loss here too
     loss = float(LOSSES[metadata.get("train", {}).get("loss", "softmax")](
         scores, test.labels, **class_weights(class_weight, test.labels))[0])

@@ -103,7 +103,7 @@ class Model:
         batch, single = self._batch(images)
         if len(batch) == 0:
             return np.empty((0, len(self.classes)), self.net.dtype)
-        scores = predict_scores(self.net, batch, batch_size, transform=self.normalizer).reshape(len(batch), -1)
+        scores = predict_scores(self.net, batch, batch_size, transform=self.normalizer)  # (N, classes), GAP too
         return scores[0] if single else scores
 
     def predict(self, images, batch_size: int = 256) -> np.ndarray:
