@@ -318,3 +318,12 @@ def test_cli_eval_of_a_huge_pooling_number_returns_one_line(saved, tmp_path, fie
                             cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and str(path) in result.stderr
+
+
+def test_an_augmentation_that_does_not_fit_the_data_names_its_field(saved, tmp_path):
+    """Found by the fuzz above: a crop pad as large as the images resumed into a bare ValueError."""
+    metadata = copy.deepcopy(saved[1])
+    metadata["augment"] = {"transforms": [{"name": "RandomCrop", "pad": 8}]}
+    path = write(tmp_path / "checkpoint.safetensors", saved[0], metadata)
+    with pytest.raises(CheckpointError, match=r"field 'augment' does not fit the training data: --crop-pad 8"):
+        Trainer.from_checkpoint(path, toy_data(48), out_dir=tmp_path / "resumed")

@@ -415,6 +415,14 @@ class Trainer:
         tensors, metadata = state if state is not None else ckpt.read(path)
         run = ckpt.unpack_run(tensors, metadata, str(path), images=len(train.labels))
         settings = run.settings
+        # what the header says of the data must fit the data the run continues on: a field that does not, named
+        for field, check in (("augment", lambda: settings.augment and settings.augment.check(train.images.shape[1:])),
+                             ("train.class_weight",
+                              lambda: checked_class_weight(settings.class_weight, run.net.output_shape[-1]))):
+            try:
+                check()
+            except ValueError as error:
+                raise ckpt.CheckpointError(f"{path}: field {field!r} does not fit the training data: {error}") from None
         trainer = cls(
             run.net, run.optimizer, train, val=val, epochs=epochs or settings.epochs,
             batch_size=settings.batch_size, loss=settings.loss, seed=settings.seed, schedule=settings.schedule,
