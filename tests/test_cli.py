@@ -78,7 +78,7 @@ def test_summary_of_vgg16_with_a_budget(capsys, monkeypatch):
     assert "parameters: 138,357,544" in out
     assert "15,237,608 values" in out  # the notes' activation count: input + every CONV/POOL/FC output
     # Winograd's workspace (with Numba) is smaller than im2col's on VGG's widest layers
-    inference = 285 if winograd.ENABLED else 284
+    inference = 287 if winograd.ENABLED else 284
     assert "largest train batch within 12GB: 104" in out
     assert f"largest inference batch within 12GB: {inference}" in out
     assert "[fc-params]" in out

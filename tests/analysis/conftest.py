@@ -107,7 +107,9 @@ def _measure(net: Sequential, batch: int, *, optimizer: str | None = None, seed:
 @pytest.fixture(scope="session")
 def measure():
     # A throwaway step first: the first use of some code paths in a process
-    # allocates module-level objects once (about 1 MB), which is no layer's memory.
+    # allocates module-level objects once (about 1 MB), which is no layer's memory;
+    # and at the batch the tests measure, so that every compiled kernel those steps
+    # take has been compiled (Numba compiles at a kernel's first call, per dtype).
     warm = Sequential(_small_layers(), (32, 32, 3))
-    _measure(warm, 2, optimizer="adam")
+    _measure(warm, 64, optimizer="adam")
     return _measure

@@ -1,8 +1,15 @@
 """BatchNorm and dropout kernels: statistics per depth slice, identities, gradient checks, PyTorch."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from volnet.ops import jit
+from volnet.ops.norm import batchnorm_plan
+from volnet.ops.threads import Workers
 from volnet.ops import (batchnorm_backward, batchnorm_fixed_backward, batchnorm_fixed_forward,
                         batchnorm_inference_forward, batchnorm_train_forward, dropout_backward, dropout_forward)
 from volnet.shapes import ShapeError
@@ -232,3 +239,50 @@ def test_dropout_gradient_with_a_fixed_mask(rng, check_grad):
 def test_dropout_probability_is_validated(p):
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         dropout_forward(np.ones((2, 3)), p, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------
+# BatchNorm: the compiled kernels against the NumPy expressions (their twin)
+# ---------------------------------------------------------------------------
+
+@contextmanager
+def numpy_batchnorm():
+    """The NumPy expressions of volnet.ops.norm instead of the compiled kernels, for the duration."""
+    before = jit.ENABLED
+    jit.ENABLED = False
+    try:
+        yield
+    finally:
+        jit.ENABLED = before
+
+
+@pytest.mark.skipif(not jit.ENABLED, reason="Numba is not installed (or VOLNET_NUMBA=0)")
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=2, max_size=4).filter(lambda s: np.prod(s[:-1]) >= 2),
+       dtype=st.sampled_from([np.float32, np.float64]), workers=st.integers(1, 3), strided=st.booleans(),
+       input_grad=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_compiled_batchnorm_equals_the_numpy_expressions(shape, dtype, workers, strided, input_grad, seed):
+    rng = np.random.default_rng(seed)
+    x, gamma, beta = random_batchnorm(rng, shape, dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    if strided:  # a strided dout, as a Residual's branch hands on
+        dout = np.repeat(dout, 2, axis=-1)[..., ::2]
+    split = Workers(cores=workers, blas_held=True)
+    assert batchnorm_plan(dtype) == "compiled"
+    got = batchnorm_train_forward(x, gamma, beta, EPS, workers=split)
+    got_grads = batchnorm_backward(dout, got[1], input_grad, workers=split)
+    got_inference = batchnorm_inference_forward(x, gamma, beta, got[2], got[3], EPS, workers=split)
+    with numpy_batchnorm():
+        assert batchnorm_plan(dtype) == "numpy"
+        expected = batchnorm_train_forward(x, gamma, beta, EPS)
+        expected_grads = batchnorm_backward(dout, expected[1], input_grad)
+        expected_inference = batchnorm_inference_forward(x, gamma, beta, expected[2], expected[3], EPS)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    for a, b in [(got[0], expected[0]), (got[1].x_hat, expected[1].x_hat), (got[2], expected[2]),
+                 (got[3], expected[3]), (got_inference, expected_inference), *zip(got_grads[1:], expected_grads[1:])]:
+        assert a.dtype == dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, **tol)
+    if input_grad:
+        np.testing.assert_allclose(got_grads[0], expected_grads[0], **tol)
+    else:
+        assert got_grads[0] is None and expected_grads[0] is None

@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3): equal to the naive loops on random shapes, gradient-checked, equal to PyTorch,
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3): equal to the naive loops on random shapes, gradient-checked, equal to PyTorch,
 and chosen by conv only where it applies (with im2col, the same numbers, where Numba is absent or off)."""
 
 import os
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import torch_conv, winograd_enabled
 
-from volnet.ops import conv_rows, winograd
+from volnet.ops import conv_rows, winograd, winograd_tiles
 from volnet.ops.conv import (conv_backward, conv_backward_input_flipped, conv_backward_naive, conv_forward,
                              conv_forward_naive)
 from volnet.ops.window import geometry, pad_spatial
@@ -26,7 +26,7 @@ def winograd_settings(draw):
     K is sometimes deep enough too, so that dx (a correlation over K channels) takes Winograd.
     """
     pad = draw(st.integers(0, 2))
-    H, W = (draw(st.integers(max(1, 3 - 2 * pad), 9)) for _ in range(2))
+    H, W = (draw(st.integers(max(1, 3 - 2 * pad), 13)) for _ in range(2))  # both tilings
     return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(winograd.MIN_DEPTH, 12))), pad=pad,
                 K=draw(st.sampled_from([1, 3, 5, winograd.MIN_DEPTH, 10])), relu=draw(st.booleans()),
                 block=draw(st.integers(1, 3)), workers=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)))
@@ -99,7 +99,7 @@ def test_conv_backward_takes_winograd_for_dw_and_its_gradients_check(rng, check_
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-4), (np.float64, 1e-10)], ids=["float32", "float64"])
 def test_winograd_layer_matches_torch(dtype, tol, rng, torch, nchw):
     # 64 -> 64 filters: forward, dx and dw all take Winograd.
-    x = rng.standard_normal((2, 8, 7, 64)).astype(dtype)
+    x = rng.standard_normal((8, 8, 7, 64)).astype(dtype)  # 32 tiles
     w = (rng.standard_normal((3, 3, 64, 64)) / 24).astype(dtype)
     b = rng.standard_normal(64).astype(dtype)
     g = geometry(x.shape, 3, 1, 1)
@@ -125,22 +125,22 @@ def test_winograd_layer_matches_torch(dtype, tol, rng, torch, nchw):
     (3, 1, 1, 16, np.int64, False),
 ])
 def test_winograd_applies_only_to_3x3_stride1_undilated_float_layers(F, stride, dilation, depth, dtype, expected):
-    g = geometry((2, 9, 9, depth), F, stride, 1, dilation, fit="crop")  # 2 x 5 x 5 tiles
+    g = geometry((4, 9, 9, depth), F, stride, 1, dilation, fit="crop")  # 4 x 3 x 3 tiles
     assert winograd.applies(g, depth, dtype) is (expected and winograd.ENABLED)
 
 
 @needs_numba
-@pytest.mark.parametrize("images, size, expected", [(1, 4, False), (4, 4, False), (8, 4, True), (1, 12, True),
-                                                    (1, 10, False)])
+@pytest.mark.parametrize("images, size, expected", [(1, 4, False), (4, 4, False), (8, 4, True), (1, 24, True),
+                                                    (1, 20, False), (2, 20, True)])
 def test_winograd_waits_for_enough_tiles_to_share_the_filter_transform(images, size, expected):
     g = geometry((images, size, size, 64), 3, 1, 1)
-    assert winograd.tile_count(g) == images * (-(-size // 2)) ** 2
+    assert winograd.tile_count(g) == images * (-(-size // winograd.tiling((size, size)).tile)) ** 2
     assert winograd.applies(g, 64, np.float32) is expected
 
 
 @needs_numba
 def test_a_conv_with_few_tiles_takes_im2col_with_the_same_numbers(rng, monkeypatch):
-    # ResNet's last stage at batch 1: 4x4x512 gives 4 tiles, too few for Winograd
+    # ResNet's last stage at batch 1: 4x4x512 gives one tile, too few for Winograd
     x, w, b = rng.standard_normal((1, 4, 4, 16)), rng.standard_normal((3, 3, 16, 16)), rng.standard_normal(16)
     calls = []
     monkeypatch.setattr(winograd, "correlate", lambda *a, **k: calls.append(1))
@@ -184,3 +184,17 @@ def test_blocks_of_images_follow_the_block_size(monkeypatch, rng):
     monkeypatch.setattr(conv_rows, "BLOCK_BYTES", 3 * per_image)
     conv_forward(x, rng.standard_normal((3, 3, 8, 4)), np.zeros(4), pad=1)
     assert seen == [3]
+
+
+@pytest.mark.parametrize("tiling", [winograd_tiles.F2, winograd_tiles.F4], ids=["F2", "F4"])
+def test_the_transform_matrices_compute_a_correlation_with_three_taps(tiling, rng):
+    # Winograd's identity in one dimension: A^T [(G g) * (B^T d)] is the m outputs of d (m + 2) correlated with g
+    d, g = rng.standard_normal(tiling.span), rng.standard_normal(3)
+    expected = [d[i:i + 3] @ g for i in range(tiling.tile)]
+    np.testing.assert_allclose(tiling.A_T @ ((tiling.G @ g) * (tiling.B_T @ d)), expected, rtol=0, atol=1e-12)
+    assert tiling.G_kron_G.shape == (tiling.points, 9)
+
+
+@pytest.mark.parametrize("out_hw, tile", [((4, 4), 2), ((7, 30), 2), ((8, 8), 4), ((32, 9), 4)])
+def test_outputs_from_eight_on_each_side_take_four_by_four_tiles(out_hw, tile):
+    assert winograd.tiling(out_hw).tile == tile

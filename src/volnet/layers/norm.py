@@ -89,7 +89,7 @@ class BatchNorm(Layer):
             if not keeps(train, keep):
                 self._keep(None, False)
                 return ops.batchnorm_inference_forward(x, gamma, beta, self.running_mean, self.running_var,
-                                                       self.eps)
+                                                       self.eps, workers=workers)
             out, cache = ops.batchnorm_fixed_forward(x, gamma, beta, self.running_mean, self.running_var, self.eps)
             self._keep(cache, True)
             return out
@@ -97,7 +97,7 @@ class BatchNorm(Layer):
         if m < 2:
             raise ValueError(f"{self.label}: training needs more than one value per depth slice, got input "
                              f"{x.shape}; use a batch of at least 2, or train=False")
-        out, cache, mean, var = ops.batchnorm_train_forward(x, gamma, beta, self.eps)
+        out, cache, mean, var = ops.batchnorm_train_forward(x, gamma, beta, self.eps, workers=workers)
         self._update_running(mean, var * (m / (m - 1)))
         self._keep(cache, train, keep)
         return out
@@ -111,7 +111,10 @@ class BatchNorm(Layer):
     def backward(self, dout, input_grad=True, *, workers=None):
         cache = self._take_cache()
         fixed = isinstance(cache, ops.norm.FixedStatsCache)
-        dx, dgamma, dbeta = (ops.batchnorm_fixed_backward if fixed else ops.batchnorm_backward)(dout, cache, input_grad)
+        if fixed:
+            dx, dgamma, dbeta = ops.batchnorm_fixed_backward(dout, cache, input_grad)
+        else:
+            dx, dgamma, dbeta = ops.batchnorm_backward(dout, cache, input_grad, workers=workers)
         self._params[0].grad, self._params[1].grad = dgamma, dbeta
         return dx
 
@@ -137,7 +140,8 @@ class BatchNorm(Layer):
         return batchnorm_workspace(work.n_in, work.itemsize, work.train)
 
     def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
-        return batchnorm_backward_workspace(work.n_in, work.itemsize, grads=work.grads)
+        return batchnorm_backward_workspace(work.n_in, work.itemsize, grads=work.grads,
+                                            dout_contiguous=dout_contiguous)
 
     def to_torch(self, bridge, order):
         """``BatchNorm2d`` on volumes, ``BatchNorm1d`` on vectors (PyTorch's momentum convention)."""

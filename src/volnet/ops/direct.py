@@ -50,7 +50,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import threads
-from .winograd import ENABLED
+from .jit import ENABLED
 
 # The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
 # filters per register, so its tile has half of them. The tile must fit the register file: larger ones

@@ -19,6 +19,9 @@ the kept ones by ``1 / (1 - p)``, so every activation keeps its expected value
 and inference is the identity, with nothing to rescale.
 
 Every kernel works in the input's float dtype (float32 stays float32).
+BatchNorm of float32 and float64 values runs compiled (:mod:`volnet.ops.norm_kernels`,
+:func:`batchnorm_plan`), split over the cores, where Numba is on; the NumPy
+expressions below are its reference and the path without Numba.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError
-from .workspace import ELIDE_BYTES, BackwardWorkspace, ForwardWorkspace
+from . import jit, norm_kernels, threads
+from .workspace import ELIDE_BYTES, BackwardWorkspace, ForwardWorkspace, float_dtype
 
 
 def _slice_axes(x: np.ndarray) -> tuple[int, ...]:
@@ -43,6 +47,23 @@ def _check_depth(x, gamma, beta):
                          f"and beta {beta.shape}; both must be ({D},)")
 
 
+def batchnorm_plan(dtype) -> str:
+    """Which kernels normalise values of ``dtype``: ``"compiled"`` (:mod:`volnet.ops.norm_kernels`: float32
+    and float64, Numba on) or ``"numpy"`` (the expressions in this module)."""
+    return "compiled" if jit.ENABLED and np.dtype(dtype) in (np.float32, np.float64) else "numpy"
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``a`` as contiguous ``(m, D)`` rows, the compiled kernels' layout (a copy only where a is strided)."""
+    return np.ascontiguousarray(a).reshape(-1, a.shape[-1])
+
+
+def _workers(x: np.ndarray, workers) -> tuple[int, bool]:
+    """Threads for a pass over ``x``'s rows, and whether BLAS is held (:class:`volnet.ops.threads.Workers`)."""
+    workers = threads.or_alone(workers)
+    return workers.for_bytes(x.nbytes, x.size // x.shape[-1]), workers.blas_held
+
+
 @dataclass(frozen=True)
 class BatchNormCache:
     """What :func:`batchnorm_backward` needs from a training forward pass."""
@@ -52,14 +73,20 @@ class BatchNormCache:
     gamma: np.ndarray    # the scale, shape (D,)
 
 
-def batchnorm_train_forward(x, gamma, beta, eps: float):
+def batchnorm_train_forward(x, gamma, beta, eps: float, *, workers=None):
     """BatchNorm with the batch's statistics; returns ``(out, cache, batch_mean, batch_var)``.
 
     ``batch_var`` is the biased variance (divided by m) that normalised the
     batch; a running average of the unbiased one is ``batch_var * m / (m - 1)``
-    with ``m = x.size // x.shape[-1]``.
+    with ``m = x.size // x.shape[-1]``. ``workers``: a :class:`volnet.ops.threads.Workers`, or None.
     """
     _check_depth(x, gamma, beta)
+    if batchnorm_plan(x.dtype) == "compiled":
+        count, blas_held = _workers(x, workers)
+        out, x_hat, mean, var = norm_kernels.train_forward(_rows(x), gamma, beta, eps, count, blas_held=blas_held)
+        inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+        cache = BatchNormCache(x_hat.reshape(x.shape), inv_std, gamma)
+        return out.reshape(x.shape), cache, mean.astype(x.dtype), var.astype(x.dtype)
     axes = _slice_axes(x)
     mean = x.mean(axis=axes)
     x_hat = x - mean
@@ -70,7 +97,7 @@ def batchnorm_train_forward(x, gamma, beta, eps: float):
     return out, BatchNormCache(x_hat, inv_std, gamma), mean, var
 
 
-def batchnorm_backward(dout, cache: BatchNormCache, input_grad: bool = True):
+def batchnorm_backward(dout, cache: BatchNormCache, input_grad: bool = True, *, workers=None):
     """Backward of :func:`batchnorm_train_forward`: ``(dx, dgamma, dbeta)`` (dx None if not ``input_grad``).
 
     The compact closed form, with sums over the m values of each slice::
@@ -81,6 +108,11 @@ def batchnorm_backward(dout, cache: BatchNormCache, input_grad: bool = True):
     (dx is dout's part through x_hat minus its projections onto the two
     directions the batch statistics remove: the mean and x_hat itself.)
     """
+    if batchnorm_plan(dout.dtype) == "compiled" and cache.x_hat.dtype == dout.dtype:
+        count, blas_held = _workers(dout, workers)
+        dx, dgamma, dbeta = norm_kernels.backward(_rows(dout), _rows(cache.x_hat), cache.gamma, cache.inv_std,
+                                                  input_grad, count, blas_held=blas_held)
+        return (None if dx is None else dx.reshape(dout.shape)), dgamma, dbeta
     axes = _slice_axes(dout)
     dbeta = dout.sum(axis=axes)
     dgamma = (dout * cache.x_hat).sum(axis=axes)
@@ -91,7 +123,7 @@ def batchnorm_backward(dout, cache: BatchNormCache, input_grad: bool = True):
     return dx, dgamma, dbeta
 
 
-def batchnorm_inference_forward(x, gamma, beta, mean, var, eps: float):
+def batchnorm_inference_forward(x, gamma, beta, mean, var, eps: float, *, workers=None):
     """BatchNorm with fixed statistics (the running averages): ``gamma * (x - mean) / sqrt(var + eps) + beta``.
 
     Computed as one per-slice affine map ``x * scale + shift``, the same fold
@@ -101,6 +133,9 @@ def batchnorm_inference_forward(x, gamma, beta, mean, var, eps: float):
     _check_depth(x, gamma, beta)
     scale = gamma / np.sqrt(var + eps)
     shift = beta - mean * scale
+    if batchnorm_plan(x.dtype) == "compiled":
+        count, blas_held = _workers(x, workers)
+        return norm_kernels.affine(_rows(x), scale, shift, count, blas_held=blas_held).reshape(x.shape)
     return x * scale.astype(x.dtype, copy=False) + shift.astype(x.dtype, copy=False)
 
 
@@ -170,17 +205,23 @@ def dropout_backward(dout, mask):
 def batchnorm_workspace(n: int, itemsize: int, train: bool = True) -> ForwardWorkspace:
     """Training (:func:`batchnorm_train_forward`): x_hat = x - mean (kept), x_hat * x_hat for the variance,
     then gamma * x_hat + beta: a temporary and the output (broadcast operands are not elided). Inference
-    (:func:`batchnorm_inference_forward`): x * scale + shift."""
+    (:func:`batchnorm_inference_forward`): x * scale + shift. Compiled: x_hat (kept) and the output alone."""
     b = itemsize
+    if batchnorm_plan(float_dtype(b)) == "compiled":
+        return ForwardWorkspace(((n * b, True),) if train else (), n * b)
     if train:
         return ForwardWorkspace(((n * b, True),), n * b, transient=n * b)
     return ForwardWorkspace((), n * b, transient=n * b)
 
 
-def batchnorm_backward_workspace(n: int, itemsize: int, *, grads: int = 0) -> BackwardWorkspace:
+def batchnorm_backward_workspace(n: int, itemsize: int, *, grads: int = 0,
+                                 dout_contiguous: bool = True) -> BackwardWorkspace:
     """:func:`batchnorm_backward`: dout * x_hat for dgamma; then m * dout - dbeta, x_hat * dgamma, their
-    difference (NumPy reuses the first temporary when it is large) and dx = coef * (...)."""
+    difference (NumPy reuses the first temporary when it is large) and dx = coef * (...). Compiled: dx
+    alone (and a contiguous copy of a strided dout)."""
     b = itemsize
+    if batchnorm_plan(float_dtype(b)) == "compiled":
+        return BackwardWorkspace(grads + (1 if dout_contiguous else 2) * n * b, n * b)
     volumes = 2 if n * b >= ELIDE_BYTES else 3
     return BackwardWorkspace(grads + volumes * n * b, n * b)
 

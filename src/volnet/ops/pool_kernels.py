@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import threads
-from .winograd import compiled
+from .jit import compiled
 
 
 def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1, *, blas_held: bool = False):
