@@ -234,20 +234,24 @@ def _kernel_spy(kernel, name, given):
 
 
 @needs_threadpoolctl
-def test_a_kernel_splits_by_its_workers_argument_not_by_who_calls_it(rng, two_blas_threads, split_everything):
+def test_a_kernel_without_workers_holds_the_cores_for_its_own_call(rng, two_blas_threads, split_everything):
+    # workers=None: a network pass of the call alone (BLAS on one thread, the batch split), or inside a pass
+    # this thread holds, that pass's workers; given workers are taken as they are
     x, w, b = rng.standard_normal((4, 6, 6, 3)), rng.standard_normal((3, 3, 3, 5)), rng.standard_normal(5)
     splits = []
     SCHEDULER._run = lambda prepared: splits.append(len(prepared)) or threads.Scheduler._run(SCHEDULER, prepared)
     try:
+        alone, _ = conv_forward(x, w, b, pad=1)
+        assert splits == [2] and threads.cores() == 2  # and BLAS given back its two threads
         with threads.network_pass(4):
-            inside, _ = conv_forward(x, w, b, pad=1)  # no workers given: as if alone, BLAS's threads
-        assert splits == []
-        split, _ = conv_forward(x, w, b, pad=1, workers=threads.Workers(2, blas_held=True))
-        assert splits == [2]
+            inside, _ = conv_forward(x, w, b, pad=1)
+        assert splits == [2, 2]
+        serial, _ = conv_forward(x, w, b, pad=1, workers=threads.SERIAL)
+        assert splits == [2, 2]
     finally:
         del SCHEDULER._run
-    np.testing.assert_array_equal(inside, conv_forward(x, w, b, pad=1, workers=threads.SERIAL)[0])
-    np.testing.assert_allclose(split, inside, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(alone, serial, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(inside, serial, rtol=0, atol=1e-12)
 
 
 @needs_threadpoolctl

@@ -186,12 +186,14 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
     a layer without biases (nothing is added); ``relu=True``
     also rectifies each block of the output while it is in cache (a
     following ReLU, fused). ``workers`` (a :class:`volnet.ops.threads.Workers`;
-    None: :func:`volnet.ops.threads.alone`) are the threads it may split the batch over.
+    None: a network pass of this call alone, :func:`volnet.ops.threads.kernel_workers`) are the threads it
+    may split the batch over.
     """
     _check(x, w, b, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     xp = pad_spatial(x, g.pads)
-    return _convolve(xp, g, w, b, relu, threads.or_alone(workers)), ConvCache(xp=xp, w=w, geometry=g)
+    with threads.kernel_workers(workers, x.shape[0]) as held:
+        return _convolve(xp, g, w, b, relu, held), ConvCache(xp=xp, w=w, geometry=g)
 
 
 def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=None):
@@ -212,7 +214,12 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
     :func:`~volnet.ops.conv_rows.input_gradient_deep`). Inputs only a few channels deep take
     :func:`~volnet.ops.conv_rows.input_gradient_shallow`. ``workers`` as in :func:`conv_forward`.
     """
-    workers = threads.or_alone(workers)
+    with threads.kernel_workers(workers, len(dout)) as held:
+        return _backward(dout, cache, input_grad, held)
+
+
+def _backward(dout, cache: ConvCache, input_grad: bool, workers):
+    """:func:`conv_backward` with its workers."""
     g, xp, w = cache.geometry, cache.xp, cache.w
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dout_rows = dout.reshape(-1, K)

@@ -357,6 +357,20 @@ def network_pass(images: int):
     return _SCHEDULER.network_pass(images)
 
 
+@contextmanager
+def kernel_workers(workers: Workers | None, images: int):
+    """The workers of one kernel call: ``workers`` as given (within a network pass), or for a kernel called
+    on its own (None) those of a :func:`network_pass` over its ``images`` alone, so that it splits its batch
+    over the cores with BLAS on one thread as it does in a network. (Left to BLAS's own threads, a deep 3x3
+    CONV's forward took 1.6x as long on the Intel Xeon: OpenBLAS's threads, left spinning after one call,
+    took the cores the next call's parts needed; docs/performance-log.md.)"""
+    if workers is not None:
+        yield workers
+        return
+    with network_pass(images) as held:
+        yield held
+
+
 def split(work, count: int, workers: int, *, blas_held: bool = False) -> list:
     """The results of ``work(start, stop)`` for each of ``parts(count, workers)``, each part on its own thread.
 
