@@ -29,7 +29,8 @@ def winograd_settings(draw):
     H, W = (draw(st.integers(max(1, 3 - 2 * pad), 13)) for _ in range(2))  # both tilings
     return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(winograd.MIN_DEPTH, 12))), pad=pad,
                 K=draw(st.sampled_from([1, 3, 5, winograd.MIN_DEPTH, 10])), relu=draw(st.booleans()),
-                block=draw(st.integers(1, 3)), workers=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)))
+                block=draw(st.integers(1, 3)), workers=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)),
+                by_points=draw(st.booleans()))
 
 
 @pytest.mark.slow
@@ -50,7 +51,12 @@ def test_winograd_equals_naive(setting):
 
     dout = rng.standard_normal(expected.shape)
     dx_naive, dw_naive, db_naive = conv_backward_naive(dout, cache)
-    dw, db = winograd.weight_gradient(xp, dout, **split)
+    before = winograd.POINT_SPLIT_BYTES
+    winograd.POINT_SPLIT_BYTES = 0 if setting["by_points"] else before  # dw's split by point where workers > 1
+    try:
+        dw, db = winograd.weight_gradient(xp, dout, **split)
+    finally:
+        winograd.POINT_SPLIT_BYTES = before
     np.testing.assert_allclose(dw, dw_naive, rtol=0, atol=1e-10)
     np.testing.assert_allclose(db, db_naive, rtol=0, atol=1e-10)
     # dx: dout correlated with the flipped filters, by Winograd too where K >= MIN_DEPTH

@@ -59,6 +59,13 @@ MIN_TILES = 32
 # below: on 4x4 outputs F(4x4) ran ResNet's 4x4x512 layer 1.7x slower than F(2x2), on 8x8 ones it was even
 # or faster (docs/performance-log.md).
 MIN_F4_SIDE = 8
+# Where dU (the weight gradient's transformed filters) passes this many bytes, its split over the cores
+# divides the multiplies by transformed point (each core sums its share of the points of dU over every
+# image of a round) rather than by image (each core sums all of dU over its own images, and the cores'
+# sums are added after): one dU, each part of it in one core's cache, and no sum of the cores' copies.
+# Deep layers' backward passes took 0.5-0.95x the time (the figures: docs/performance-log.md); forward
+# passes split by point ran no faster, so they split by image.
+POINT_SPLIT_BYTES = 4 * 2**20
 # Layers whose multiplies give results smaller than this (D*K numbers) are "thin":
 # BLAS runs them at about half its rate and cannot spread them over the cores, so
 # the batch is split over the cores instead (volnet.ops.threads); where only one
@@ -148,8 +155,12 @@ def workspace(out_hw, depth: int, filters: int, images: int, itemsize: int, core
     blocks = split_blocks(images, per_image, block_bytes, threads_used) * per_image
     rows = t.span * (t.tile * Wt + 2) * depth + (out_hw[1] + 2) * depth  # _input_scratch
     if weight_gradient:
-        scratch = rows + t.span * t.tile * Wt * filters + out_hw[1] * filters + 2 * t.points * depth * filters
-        return blocks + (threads_used * scratch + images * out_hw[0] * out_hw[1]) * b
+        scratch = rows + t.span * t.tile * Wt * filters + out_hw[1] * filters
+        if _by_points(t.points * depth * filters * b, threads_used):  # one dU, and each thread's product
+            sums = (t.points + threads_used) * depth * filters
+        else:  # each thread's dU and product
+            sums = threads_used * 2 * t.points * depth * filters
+        return blocks + (threads_used * scratch + sums + images * out_hw[0] * out_hw[1]) * b
     return blocks + (threads_used * (rows + t.tile * t.span * Wt * filters) + t.points * depth * filters) * b
 
 
@@ -217,6 +228,23 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1,
     K = dout.shape[3]
     t = tiling(dout.shape[1:3])
     Ht, Wt = tiles(dout.shape[1:3])
+    if _by_points(t.points * D * K * dtype.itemsize, workers):
+        dU = np.zeros((t.points, D, K), dtype)
+        parts = [_Part(t, images_per_block, Ht, Wt, Wp, D, K, dout.shape[2], dtype) for _ in range(workers)]
+
+        def transform(p):
+            t.input_transform(xp, p.first, p.V, Ht, Wt, p.rows, p.zero_row)
+            t.output_transform_backward(dout, p.first, p.M, Ht, Wt, p.dout_rows, p.zero_dout)
+
+        def multiply(a):
+            for p in work:
+                dU[a] += p.V[a].T @ p.M[a]
+
+        for work in _rounds(parts, N, images_per_block):
+            _each(transform, work, blas_held)
+            _each(multiply, range(t.points), blas_held, workers)
+        positions = dout.reshape(-1, K)
+        return _filter_gradient(t, dU), np.ones(len(positions), dtype) @ positions
 
     def weight_gradient_part(start, stop):
         rows, zero_row = _input_scratch(t, Wp, Wt, D, dtype)
@@ -235,8 +263,64 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1,
     for part_dU, part_db in others:
         dU += part_dU
         db += part_db
-    dw = t.G_kron_G.astype(dtype).T @ dU.reshape(t.points, D * K)  # the filter transform's transpose
-    return dw.reshape(3, 3, D, K), db
+    return _filter_gradient(t, dU), db
+
+
+def _filter_gradient(t: Tiling, dU: np.ndarray) -> np.ndarray:
+    """dw ``(3, 3, D, K)`` from dU ``(points, D, K)``: the filter transform's transpose."""
+    points, D, K = dU.shape
+    return (t.G_kron_G.astype(dU.dtype).T @ dU.reshape(points, D * K)).reshape(3, 3, D, K)
+
+
+# -- the weight gradient's split by transformed point (POINT_SPLIT_BYTES) --------------------------------
+
+def _by_points(dU_bytes: int, workers: int) -> bool:
+    """Whether the weight gradient's split over ``workers`` threads divides its multiplies by point."""
+    return workers > 1 and dU_bytes > POINT_SPLIT_BYTES
+
+
+class _Part:
+    """One thread's share of a round in the weight gradient's split by point: V and dM (``M``) for up to
+    ``images`` images, which that thread transforms, and the two transforms' scratch."""
+
+    def __init__(self, t: Tiling, images: int, Ht: int, Wt: int, Wp: int, depth: int, filters: int,
+                 dout_width: int, dtype):
+        (_, self._V, self._M), = _tile_blocks(t, 0, images, images, Ht * Wt, depth, filters, dtype)
+        self._tiles_per_image = Ht * Wt
+        self.rows, self.zero_row = _input_scratch(t, Wp, Wt, depth, dtype)
+        self.dout_rows = np.zeros((t.span, t.tile * Wt, filters), dtype)
+        self.zero_dout = np.zeros((dout_width, filters), dtype)
+        self.first, self.V, self.M = 0, self._V, self._M
+
+    def take(self, first: int, images: int) -> "_Part":
+        """This part for ``images`` images from image ``first`` on: V and M are views of its buffers."""
+        tiles = images * self._tiles_per_image
+        points = self._V.shape[0]
+        self.first = first
+        self.V = self._V.reshape(-1)[: points * tiles * self._V.shape[2]].reshape(points, tiles, -1)
+        self.M = self._M.reshape(-1)[: points * tiles * self._M.shape[2]].reshape(points, tiles, -1)
+        return self
+
+
+def _rounds(parts: list, N: int, images_per_block: int):
+    """For each round of the batch, the parts that work in it, each taken for its images (up to
+    ``images_per_block`` each, as many parts as there are images)."""
+    size = images_per_block * len(parts)
+    for first in range(0, N, size):
+        spans = threads.parts(min(size, N - first), len(parts))
+        yield [part.take(first + a, b - a) for part, (a, b) in zip(parts, spans)]
+
+
+def _each(work, items, blas_held: bool, workers: int | None = None):
+    """``work(item)`` for every item, the items split over ``workers`` threads (one item each by default)."""
+    items = list(items)
+
+    def part(start, stop):
+        yield
+        for item in items[start:stop]:
+            work(item)
+
+    threads.split(part, len(items), workers or len(items), blas_held=blas_held)
 
 
 def _input_scratch(t: Tiling, Wp: int, Wt: int, depth: int, dtype):
