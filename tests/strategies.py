@@ -58,17 +58,19 @@ def assert_fast_equals_naive(fast, naive, arrays, hyper, rng, names=("dx", "dw",
 @contextmanager
 def winograd_enabled(enabled: bool):
     """Let 3x3 stride-1 CONV layers take Winograd (where Numba is installed) or not, for the duration;
-    enabled, on batches of any number of tiles (``winograd.MIN_TILES`` = 1), so that small test shapes take it.
+    enabled, on batches of any number of images and tiles (``winograd.MIN_IMAGES`` and ``MIN_TILES`` = 1), so
+    that small test shapes take it.
 
     A context manager rather than monkeypatch, which hypothesis tests cannot take.
     """
-    before = winograd.ENABLED, winograd.MIN_TILES
+    before = winograd.ENABLED, winograd.MIN_TILES, winograd.MIN_IMAGES
     winograd.ENABLED = enabled and before[0]
     winograd.MIN_TILES = 1 if enabled else before[1]
+    winograd.MIN_IMAGES = 1 if enabled else before[2]
     try:
         yield
     finally:
-        winograd.ENABLED, winograd.MIN_TILES = before
+        winograd.ENABLED, winograd.MIN_TILES, winograd.MIN_IMAGES = before
 
 
 def torch_conv(torch, nchw, x, w, b, dout, **hyper):

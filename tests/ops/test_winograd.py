@@ -80,6 +80,7 @@ def _winograd_kernels(pad):
 @pytest.mark.parametrize("x_shape, K, pad", [((2, 5, 7, 8), 8, 1), ((1, 4, 3, 9), 10, 2), ((2, 6, 6, 8), 3, 0)])
 def test_winograd_gradients(x_shape, K, pad, rng, check_kernel_grad, monkeypatch):
     monkeypatch.setattr(winograd, "MIN_TILES", 1)
+    monkeypatch.setattr(winograd, "MIN_IMAGES", 1)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((3, 3, x_shape[3], K))
     b = rng.standard_normal(K)
@@ -105,7 +106,7 @@ def test_conv_backward_takes_winograd_for_dw_and_its_gradients_check(rng, check_
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-4), (np.float64, 1e-10)], ids=["float32", "float64"])
 def test_winograd_layer_matches_torch(dtype, tol, rng, torch, nchw):
     # 64 -> 64 filters: forward, dx and dw all take Winograd.
-    x = rng.standard_normal((8, 8, 7, 64)).astype(dtype)  # 32 tiles
+    x = rng.standard_normal((32, 8, 7, 64)).astype(dtype)  # 128 tiles
     w = (rng.standard_normal((3, 3, 64, 64)) / 24).astype(dtype)
     b = rng.standard_normal(64).astype(dtype)
     g = geometry(x.shape, 3, 1, 1)
@@ -131,22 +132,22 @@ def test_winograd_layer_matches_torch(dtype, tol, rng, torch, nchw):
     (3, 1, 1, 16, np.int64, False),
 ])
 def test_winograd_applies_only_to_3x3_stride1_undilated_float_layers(F, stride, dilation, depth, dtype, expected):
-    g = geometry((4, 9, 9, depth), F, stride, 1, dilation, fit="crop")  # 4 x 3 x 3 tiles
+    g = geometry((16, 9, 9, depth), F, stride, 1, dilation, fit="crop")  # 16 x 3 x 3 tiles
     assert winograd.applies(g, depth, dtype) is (expected and winograd.ENABLED)
 
 
 @needs_numba
-@pytest.mark.parametrize("images, size, expected", [(1, 4, False), (4, 4, False), (8, 4, True), (1, 24, True),
-                                                    (1, 20, False), (2, 20, True)])
-def test_winograd_waits_for_enough_tiles_to_share_the_filter_transform(images, size, expected):
+@pytest.mark.parametrize("images, size, expected", [(1, 32, False), (2, 8, False), (8, 8, True), (32, 4, True),
+                                                    (16, 4, False), (2, 24, True), (2, 14, False)])
+def test_winograd_waits_for_two_images_and_enough_tiles_to_share_the_filter_transform(images, size, expected):
     g = geometry((images, size, size, 64), 3, 1, 1)
-    assert winograd.tile_count(g) == images * (-(-size // winograd.tiling((size, size)).tile)) ** 2
+    assert winograd.tile_count(g) == images * (-(-size // winograd.tiling((size, size), images).tile)) ** 2
     assert winograd.applies(g, 64, np.float32) is expected
 
 
 @needs_numba
 def test_a_conv_with_few_tiles_takes_im2col_with_the_same_numbers(rng, monkeypatch):
-    # ResNet's last stage at batch 1: 4x4x512 gives one tile, too few for Winograd
+    # ResNet's last stage at batch 1: 4x4x512, one image of 4 tiles, too few for Winograd
     x, w, b = rng.standard_normal((1, 4, 4, 16)), rng.standard_normal((3, 3, 16, 16)), rng.standard_normal(16)
     calls = []
     monkeypatch.setattr(winograd, "correlate", lambda *a, **k: calls.append(1))
@@ -186,7 +187,7 @@ def test_blocks_of_images_follow_the_block_size(monkeypatch, rng):
     real = winograd.correlate
     monkeypatch.setattr(winograd, "correlate", lambda *a, **k: seen.append(a[4]) or real(*a, **k))
     x = rng.standard_normal((10, 8, 8, 8))
-    per_image = winograd.bytes_per_image((8, 8), 8, 4, 8)
+    per_image = winograd.bytes_per_image((8, 8), 10, 8, 4, 8)
     monkeypatch.setattr(conv_rows, "BLOCK_BYTES", 3 * per_image)
     conv_forward(x, rng.standard_normal((3, 3, 8, 4)), np.zeros(4), pad=1)
     assert seen == [3]
@@ -201,6 +202,8 @@ def test_the_transform_matrices_compute_a_correlation_with_three_taps(tiling, rn
     assert tiling.G_kron_G.shape == (tiling.points, 9)
 
 
-@pytest.mark.parametrize("out_hw, tile", [((4, 4), 2), ((7, 30), 2), ((8, 8), 4), ((32, 9), 4)])
-def test_outputs_from_eight_on_each_side_take_four_by_four_tiles(out_hw, tile):
-    assert winograd.tiling(out_hw).tile == tile
+@pytest.mark.parametrize("out_hw, images, tile", [((4, 4), 200, 2), ((7, 30), 64, 2), ((8, 8), 32, 4),
+                                                   ((8, 8), 16, 2), ((32, 9), 8, 4), ((32, 32), 1, 2)])
+def test_outputs_from_eight_on_each_side_take_four_by_four_tiles_in_batches_with_enough_of_them(out_hw, images,
+                                                                                                 tile):
+    assert winograd.tiling(out_hw, images).tile == tile

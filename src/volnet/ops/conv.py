@@ -226,7 +226,7 @@ def _backward(dout, cache: ConvCache, input_grad: bool, workers):
     dtype = np.result_type(xp, dout)
     plan = plan_conv(g, K, dtype, workers.cores, workers.blas_held)
     if plan.weight_gradient == "winograd":
-        step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
+        step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, N, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         # dout_rows is already a contiguous copy where dout is strided: reuse it rather than copy again
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
@@ -381,7 +381,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
     dtype = np.result_type(xp, w)
     forward = plan_conv(g, K, dtype, workers.cores, workers.blas_held).forward
     if forward == "winograd":
-        step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, D, K, dtype.itemsize))
+        step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, N, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     if forward == "direct":

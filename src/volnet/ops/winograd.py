@@ -15,9 +15,9 @@ output's edge read zeros and are cut off.
 
 Two tile sizes (:func:`tiling`): F(4x4, 3x3), 36 multiply-adds per input
 channel for 16 outputs where im2col does 144, for outputs at least
-:data:`MIN_F4_SIDE` on each side; F(2x2, 3x3), 16 for 4, for smaller ones,
-where F(4x4)'s 2.25x larger transformed filters would be read for a few
-tiles each. F(4x4)'s larger coefficients leave float32 results about 1e-6 of
+:data:`MIN_F4_SIDE` on each side in batches with enough of its tiles;
+F(2x2, 3x3), 16 for 4, for the others, where F(4x4)'s 2.25x larger
+transformed filters would be read for a few tiles each. F(4x4)'s larger coefficients leave float32 results about 1e-6 of
 the largest output off, F(2x2)'s 1e-7 (the measurements behind both
 choices: docs/performance-log.md).
 
@@ -28,8 +28,8 @@ up to float rounding. (5x5 layers have :mod:`volnet.ops.winograd_5x5`, whose
 transforms are NumPy multiplies.)
 
 :mod:`volnet.ops.conv` uses this for 3x3 stride-1 undilated layers at least
-:data:`MIN_DEPTH` deep, on batches of at least :data:`MIN_TILES` output
-tiles: the forward pass, the input gradient (a convolution of dout with the
+:data:`MIN_DEPTH` deep, on batches of at least :data:`MIN_IMAGES` images and
+:data:`MIN_TILES` output tiles: the forward pass, the input gradient (a convolution of dout with the
 flipped filters, which is again 3x3 stride 1) and the weight gradient. Every
 function here works a block of images at a time, so the transformed tiles
 stay in cache between transform and multiply, and can split the batch over
@@ -49,15 +49,17 @@ from .winograd_tiles import F2, F4, Tiling
 # bound is conv's SHALLOW_DEPTH, where its own schemes switch for the same
 # reason; the figures: docs/performance-log.md).
 MIN_DEPTH = 8
-# Every call transforms the filters, (m+2)^2 numbers per (input channel, filter) where im2col reads 9, and
-# a call with few output tiles has little multiply-add work to save against that: its multiplies have
-# only a few rows each (tiles), and are bound by reading the transformed filters (measured on batch-1
-# ResNet stages: docs/performance-log.md). The break-even is a count of tiles over which the transform
-# is shared, not a machine's speed.
-MIN_TILES = 32
+# Every call transforms the filters, (m+2)^2 numbers per (input channel, filter) where im2col reads 9, and a
+# batch with few output tiles has little multiply-add work to save against that; each algorithm needs at
+# least this many of its tiles in the batch. The break-even is a count of tiles over which the transform is
+# shared, not a machine's speed: on the Intel Xeon F(2x2) passed im2col between 256 and 512 outputs (64-128
+# tiles), F(4x4) passed F(2x2) between 1024 and 2048 (64-128 tiles), on every depth measured.
+MIN_TILES = 128
+# A batch of one image runs Winograd on one core, where im2col's multiply runs on all of BLAS's: at batch 1
+# im2col was 1.3-3x faster on every ResNet layer measured (docs/performance-log.md).
+MIN_IMAGES = 2
 # F(4x4, 3x3) for outputs at least this many values on each side (4 tiles an image at least), F(2x2, 3x3)
-# below: on 4x4 outputs F(4x4) ran ResNet's 4x4x512 layer 1.7x slower than F(2x2), on 8x8 ones it was even
-# or faster (docs/performance-log.md).
+# below: on 4x4 outputs F(4x4) was no faster than F(2x2) at any batch (docs/performance-log.md).
 MIN_F4_SIDE = 8
 # Where dU (the weight gradient's transformed filters) passes this many bytes, its split over the cores
 # divides the multiplies by transformed point (each core sums its share of the points of dU over every
@@ -74,24 +76,33 @@ POINT_SPLIT_BYTES = 4 * 2**20
 THIN_MULTIPLY = 64 * 64
 
 
-def tiling(out_hw) -> Tiling:
-    """The algorithm for an output of ``(H2, W2)``: F(4x4, 3x3) from :data:`MIN_F4_SIDE` on, else F(2x2, 3x3)."""
-    return F4 if min(out_hw) >= MIN_F4_SIDE else F2
+def tiling(out_hw, images: int) -> Tiling:
+    """The algorithm for ``images`` outputs of ``(H2, W2)``: F(4x4, 3x3) from :data:`MIN_F4_SIDE` on where the
+    batch has :data:`MIN_TILES` of its tiles, else F(2x2, 3x3)."""
+    if min(out_hw) >= MIN_F4_SIDE and images * _tiles(out_hw, F4.tile) >= MIN_TILES:
+        return F4
+    return F2
+
+
+def _tiles(out_hw, m: int) -> int:
+    return -(-out_hw[0] // m) * -(-out_hw[1] // m)
 
 
 def applies(g, depth: int, dtype) -> bool:
     """Whether the correlation with geometry ``g`` over ``depth`` input channels takes Winograd: a 3x3
-    stride-1 undilated float layer at least :data:`MIN_DEPTH` deep, whose batch has at least :data:`MIN_TILES`
-    output tiles (:func:`tile_count`) to share the cost of transforming the filters."""
+    stride-1 undilated float layer at least :data:`MIN_DEPTH` deep, whose batch of at least :data:`MIN_IMAGES`
+    images has at least :data:`MIN_TILES` output tiles (:func:`tile_count`) to share the cost of transforming
+    the filters."""
     return (ENABLED and g.size == (3, 3) and g.stride == (1, 1) and g.dilation == (1, 1)
             and depth >= MIN_DEPTH and np.dtype(dtype) in (np.float32, np.float64)
-            and tile_count(g) >= MIN_TILES)
+            and g.in_shape[0] >= MIN_IMAGES and tile_count(g) >= MIN_TILES)
 
 
 def tile_count(g) -> int:
     """The output tiles of a whole batch: ``N * ceil(H2/m) * ceil(W2/m)``, m the :func:`tiling`'s tile."""
-    Ht, Wt = tiles(g.out_hw)
-    return g.in_shape[0] * Ht * Wt
+    N = g.in_shape[0]
+    Ht, Wt = tiles(g.out_hw, N)
+    return N * Ht * Wt
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype, workers: int) -> bool:
@@ -123,16 +134,18 @@ def workers(images: int, out_hw, depth: int, filters: int, network_pass: bool = 
     return threads.workers_for(multiply_adds, images, threads.cores() if cores is None else cores)
 
 
-def tiles(out_hw) -> tuple[int, int]:
-    """How many m x m output tiles cover an output of ``(H2, W2)``: ``(ceil(H2/m), ceil(W2/m))``."""
-    m = tiling(out_hw).tile
+def tiles(out_hw, images: int) -> tuple[int, int]:
+    """How many m x m output tiles cover an output of ``(H2, W2)`` (in a batch of ``images``, whose
+    :func:`tiling` gives m): ``(ceil(H2/m), ceil(W2/m))``."""
+    m = tiling(out_hw, images).tile
     return -(-out_hw[0] // m), -(-out_hw[1] // m)
 
 
-def bytes_per_image(out_hw, depth: int, filters: int, itemsize: int) -> int:
-    """The transformed tiles of one image: V ``((m+2)^2, tiles, D)`` and M ``((m+2)^2, tiles, K)``."""
-    Ht, Wt = tiles(out_hw)
-    return tiling(out_hw).points * Ht * Wt * (depth + filters) * itemsize
+def bytes_per_image(out_hw, images: int, depth: int, filters: int, itemsize: int) -> int:
+    """The transformed tiles of one image of a batch of ``images``: V ``((m+2)^2, tiles, D)`` and M
+    ``((m+2)^2, tiles, K)``."""
+    Ht, Wt = tiles(out_hw, images)
+    return tiling(out_hw, images).points * Ht * Wt * (depth + filters) * itemsize
 
 
 # -- the memory these kernels allocate (volnet.ops.workspace; volnet.analysis replays it) --------------
@@ -148,9 +161,9 @@ def workspace(out_hw, depth: int, filters: int, images: int, itemsize: int, core
     """
     from .workspace import part_sizes, split_blocks
 
-    b, t = itemsize, tiling(out_hw)
-    Ht, Wt = tiles(out_hw)
-    per_image = bytes_per_image(out_hw, depth, filters, b)
+    b, t = itemsize, tiling(out_hw, images)
+    Ht, Wt = tiles(out_hw, images)
+    per_image = bytes_per_image(out_hw, images, depth, filters, b)
     threads_used = len(part_sizes(images, workers(images, out_hw, depth, filters, network_pass=True, cores=cores)))
     blocks = split_blocks(images, per_image, block_bytes, threads_used) * per_image
     rows = t.span * (t.tile * Wt + 2) * depth + (out_hw[1] + 2) * depth  # _input_scratch
@@ -188,8 +201,8 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
     N, Hp, Wp, D = xp.shape
     K = w.shape[3]
     Ho, Wo = Hp - 2, Wp - 2
-    t = tiling((Ho, Wo))
-    Ht, Wt = tiles((Ho, Wo))
+    t = tiling((Ho, Wo), N)
+    Ht, Wt = tiles((Ho, Wo), N)
     U = filter_transform(w, dtype, t)
     b = np.zeros(K, dtype) if bias is None else np.asarray(bias, dtype=dtype)
     floor = dtype.type(0 if relu else -np.inf)  # max(y, floor): the ReLU, or nothing
@@ -226,8 +239,8 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1,
     dout = np.ascontiguousarray(dout, dtype=dtype)
     N, Hp, Wp, D = xp.shape
     K = dout.shape[3]
-    t = tiling(dout.shape[1:3])
-    Ht, Wt = tiles(dout.shape[1:3])
+    t = tiling(dout.shape[1:3], N)
+    Ht, Wt = tiles(dout.shape[1:3], N)
     if _by_points(t.points * D * K * dtype.itemsize, workers):
         dU = np.zeros((t.points, D, K), dtype)
         parts = [_Part(t, images_per_block, Ht, Wt, Wp, D, K, dout.shape[2], dtype) for _ in range(workers)]
