@@ -6,10 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import volnet.optim
 import volnet.optim.schedules
 from volnet.layers import Param
+from volnet.ops import jit
 from volnet.optim import (SGD, Adagrad, Adam, Constant, CosineAnnealing, LinearWarmup, RMSProp, StepDecay,
                           cache_multiplier, make_optimizer, optimizer_from_config, schedule_from_config)
 
@@ -360,3 +363,29 @@ def test_schedule_errors(make, message):
 def test_docstring_examples():
     for module in (volnet.optim, volnet.optim.schedules):
         assert doctest.testmod(module).failed == 0
+
+
+@pytest.mark.skipif(not jit.ENABLED, reason="Numba is not installed (or VOLNET_NUMBA=0)")
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(1, 5000), dtype=st.sampled_from([np.float32, np.float64]), nesterov=st.booleans(),
+       weight_decay=st.sampled_from([0.0, 1e-3]), steps=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_compiled_momentum_step_gives_the_numpy_expressions_bit_for_bit(size, dtype, nesterov, weight_decay, steps,
+                                                                       seed):
+    rng = np.random.default_rng(seed)
+    start = rng.standard_normal(size).astype(dtype)
+    grads = [rng.standard_normal(size).astype(dtype) for _ in range(steps)]
+    results = []
+    for compiled in (True, False):
+        before, jit.ENABLED = jit.ENABLED, compiled and jit.ENABLED
+        try:
+            p = Param("w", start.copy())
+            opt = SGD([p], lr=0.05, momentum=0.9, nesterov=nesterov, weight_decay=weight_decay)
+            for g in grads:
+                p.grad = g
+                opt.step()
+            results.append((p.value, opt.state()["velocity"][0]))
+        finally:
+            jit.ENABLED = before
+    for got, expected in zip(*results):
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == dtype

@@ -1,9 +1,14 @@
 """FC and ReLU kernels: values on volume batches, gradient checks, PyTorch."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from volnet.ops import fc_backward, fc_forward, relu_backward, relu_forward
+from volnet.ops import fc_backward, fc_forward, jit, relu_backward, relu_forward
+from volnet.ops.threads import Workers
 from volnet.shapes import ShapeError
 
 
@@ -132,3 +137,33 @@ def test_fc_with_relu_rectifies_the_output_in_place(rng):
     fused, _ = fc_forward(x, w, b, relu=True)
     assert (plain < 0).any()
     np.testing.assert_array_equal(fused, np.maximum(plain, 0))
+
+
+@contextmanager
+def numba_off():
+    """The NumPy expressions instead of the compiled kernels, for the duration (hypothesis takes no fixtures)."""
+    before = jit.ENABLED
+    jit.ENABLED = False
+    try:
+        yield
+    finally:
+        jit.ENABLED = before
+
+
+@pytest.mark.skipif(not jit.ENABLED, reason="Numba is not installed (or VOLNET_NUMBA=0)")
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), dtype=st.sampled_from([np.float32, np.float64]),
+       workers=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_compiled_relu_backward_equals_the_numpy_expression(shape, dtype, workers, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[::3] = 0  # the boundary: no gradient where the output is 0
+    dout = rng.standard_normal(shape).astype(dtype)
+    dout.flat[::5] = np.nan  # NaN passes where the output is positive and multiplies by 0 elsewhere, in both
+    out, cache = relu_forward(x)
+    split = Workers(cores=workers, blas_held=True)
+    got = relu_backward(dout, cache, workers=split)
+    with numba_off():
+        expected = relu_backward(dout, cache, workers=split)
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == dtype

@@ -149,7 +149,7 @@ class ReLU(Layer):
         return relu_fused_workspace() if fused else relu_workspace(work.n_out, work.itemsize)
 
     def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
-        return relu_backward_workspace(work.n_in, work.itemsize)
+        return relu_backward_workspace(work.n_in, work.itemsize, dout_contiguous)
 
     def to_torch(self, bridge, order):
         return bridge.step(self, [bridge.nn.ReLU()]), order

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from ..ops import sgd
 from .base import Optimizer, check_hyperparameter
 
 
@@ -58,6 +59,9 @@ class SGD(Optimizer):
             w -= self.lr * g
             return
         (v,) = velocity
+        if sgd.applies(w, g, v):  # one compiled pass, the same numbers
+            sgd.momentum_step(w, g, v, self.lr, self.momentum, self.nesterov)
+            return
         v *= self.momentum
         v += g
         w -= self.lr * (g + self.momentum * v if self.nesterov else v)
