@@ -195,14 +195,18 @@ def ops_section(record: dict, tally: list) -> list:
     lines = ["### Kernels: `benchmarks/bench_ops.py`", "",
              f"float32. {timing_text(method, 'calls', 'call')} FLOPs = 2 x the multiply-adds of the direct "
              f"convolution; NumPy's own float32 GEMM {record['gemm']['size']}^3: {record['gemm']['gflops']:.1f} "
-             "GFLOP/s. The 3x3 layers with at least 8 input channels run Winograd F(2x2, 3x3), which does 2.25x "
-             "fewer multiply-adds, so their GFLOP/s (and % of GEMM) are effective rates and can pass 100%.", ""]
+             "GFLOP/s. The 3x3 stride-1 layers with at least 8 input channels run Winograd (F(2x2, 3x3), 2.25x "
+             "fewer multiply-adds; since issue 23, F(4x4, 3x3), 4x fewer, where the batch has enough of its tiles), "
+             "and the 5x5 ones with at least 16 F(4x4, 5x5) (6.25x fewer), so their GFLOP/s (and % of GEMM) are "
+             "effective rates and can pass 100%. The plan names each CONV's forward/dw/dx algorithms "
+             "(`volnet.ops.conv.plan_conv`) and each pool's kernels, where the results record them.", ""]
     if method.get("quick"):
         lines += ["**A `--quick` run (batches 8x smaller): not comparable with the targets.**", ""]
-    lines += table(["workload", "pass", "volnet ms", "torch ms", "volnet/torch", "volnet % of GEMM",
+    lines += table(["workload", "pass", "volnet plan", "volnet ms", "torch ms", "volnet/torch", "volnet % of GEMM",
                     "fresh volnet ms", "fresh torch ms", "fresh volnet/torch", "rounds x calls", "target met",
                     "target met (fresh)"], [
-        (f"{r['workload']}, N={r['batch']}", r["pass"], cell(r["volnet_ms"], ".2f"), cell(r["torch_ms"], ".2f"),
+        (f"{r['workload']}, N={r['batch']}", r["pass"], r.get("plan", "-"), cell(r["volnet_ms"], ".2f"),
+         cell(r["torch_ms"], ".2f"),
          cell(r["ratio"], ".2f"), cell(r["gemm_percent"], ".0f"), cell(r.get("volnet_fresh_ms"), ".2f"),
          cell(r.get("torch_fresh_ms"), ".2f"), cell(r.get("ratio_fresh"), ".2f"), rounds_calls(r, method),
          verdict("bench_ops", r, tally), verdict("bench_ops", r, tally, fresh=True))

@@ -51,7 +51,7 @@ class ConvCache:
 class ConvPlan:
     """How one CONV runs, for its kernels and their memory estimates alike (:func:`plan_conv`).
 
-    ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(2x2, 3x3)), ``"direct"``
+    ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(4x4, 3x3) or F(2x2, 3x3)), ``"direct"``
     (:func:`volnet.ops.direct.correlate`), ``"winograd_5x5"`` (F(4x4, 5x5)) or ``"im2col"``;
     ``weight_gradient``: ``"winograd"``, ``"direct"`` (:func:`volnet.ops.direct.weight_gradient`),
     ``"winograd_5x5"`` or ``"im2col"``; ``input_gradient``:
@@ -370,7 +370,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
     """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)`` as :func:`plan_conv` says.
 
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
-    :func:`volnet.ops.winograd.correlate`, which does 2.25x fewer multiply-adds
+    :func:`volnet.ops.winograd.correlate`, which does 2.25-4x fewer multiply-adds
     than im2col (its measured gain: docs/performance-log.md), unless Numba is not
     installed; first layers and LeNet-sized 5x5 ones :func:`volnet.ops.direct.correlate`, register-blocked;
     other 5x5 stride-1 layers :func:`volnet.ops.winograd_5x5.correlate`

@@ -1,7 +1,7 @@
 """Winograd F(4x4, 5x5): the 5x5 stride-1 CONV with 6.25x fewer multiply-adds, its transforms as NumPy multiplies.
 
-:mod:`volnet.ops.winograd` does 3x3 layers with F(2x2, 3x3), its transforms
-written out and compiled with Numba. This module builds F(m x m, r x r) for
+:mod:`volnet.ops.winograd` does 3x3 layers with F(4x4, 3x3) and F(2x2, 3x3),
+their transforms written out and compiled with Numba. This module builds F(m x m, r x r) for
 any sizes from the Toom-Cook construction (Lavin & Gray, 2015, section 4):
 pick ``m + r - 2`` interpolation points plus the point at infinity, and the
 three matrices follow from Lagrange interpolation:
@@ -47,7 +47,7 @@ from . import threads
 from .workspace import images_per_block as images_in_blocks_of, part_sizes, split_blocks
 
 OUTPUT_TILE = 4  # m: each tile gives 4 x 4 output values
-FILTER_SIZES = (5,)  # r: the filter sizes that take it (3x3 has volnet.ops.winograd's compiled F(2x2, 3x3))
+FILTER_SIZES = (5,)  # r: the filter sizes that take it (3x3 has volnet.ops.winograd's compiled transforms)
 # The finite interpolation points, m + r - 2 of them used: small numbers, for float32 transforms that round little.
 POINTS = (0, 1, -1, 2, -2, 0.5, -0.5)
 # As in volnet.ops.winograd: shallower inputs give multiplies too thin for BLAS, and a batch with
