@@ -151,23 +151,25 @@ def test_tile_per_instruction_set(monkeypatch):
         assert direct.tile(width // 2, np.float32) == (pixels, width // 2)
 
 
-@pytest.mark.parametrize("F, S, D, K, expected", [
-    (5, 1, 16, 32, True),  # LeNet's second CONV
-    (5, 1, 32, 16, True),  # its input gradient (flipped filters)
-    (3, 2, 64, 128, False),  # ResNet's strided 3x3: im2col measured faster
-    (5, 2, 16, 32, False),  # strided
-    (3, 1, 32, 32, False),  # 3x3 stride 1: Winograd or im2col
-    (5, 1, 64, 192, False),  # too many filters
-    (7, 1, 8, 64, True),
-    (5, 1, 3, 64, True),  # a first layer
-    (11, 4, 3, 96, False),  # a first layer with more filters: a tie
-    (1, 2, 64, 128, False),  # 1x1: im2col copies nothing
+@pytest.mark.parametrize("F, S, D, K, size, expected, expected_dw", [
+    (5, 1, 16, 32, 40, True, True),  # LeNet's second CONV
+    (5, 1, 32, 16, 40, True, True),  # its input gradient (flipped filters)
+    (3, 2, 64, 128, 40, False, False),  # ResNet's strided 3x3: im2col measured faster
+    (5, 2, 16, 32, 40, False, False),  # strided
+    (3, 1, 32, 32, 40, False, False),  # 3x3 stride 1: Winograd or im2col
+    (5, 1, 64, 192, 40, False, False),  # too many filters
+    (7, 1, 8, 64, 40, True, True),
+    (5, 1, 3, 64, 40, True, True),  # a first layer; its dout, 40x40x64 an image, stays in cache for dw
+    (5, 1, 1, 16, 40, True, False),  # LeNet's first: one channel, dw by im2col
+    (7, 2, 3, 64, 224, True, False),  # the ImageNet stem: 112x112x64 of dout an image, dw by im2col
+    (11, 4, 3, 96, 40, False, False),  # a first layer with more filters: a tie
+    (1, 2, 64, 128, 40, False, False),  # 1x1: im2col copies nothing
 ])
-def test_applies_where_measured_faster(monkeypatch, F, S, D, K, expected):
+def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, expected_dw):
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
-    g = geometry((8, 40, 40, D), F, S, F // 2, fit="crop")
+    g = geometry((8, size, size, D), F, S, F // 2, fit="crop")
     assert direct.applies(g, D, K, np.float32) is expected
-    assert direct.applies_to_weight_gradient(g, D, K, np.float32) is (expected and D >= direct.MIN_DEPTH)
+    assert direct.applies_to_weight_gradient(g, D, K, np.float32) is expected_dw
     assert not direct.applies(g, D, K, np.int32)
     monkeypatch.setattr(direct, "isa", lambda: "avx2")  # not measured there: never planned
     assert not direct.applies(g, D, K, np.float32)
@@ -224,8 +226,8 @@ def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
 
 
 def test_lenet_plan_on_avx512(monkeypatch):
-    """LeNet's second CONV takes the direct forward and dw on AVX-512, first layers the direct forward; the
-    others keep their kernels."""
+    """LeNet's second CONV takes the direct forward and dw on AVX-512, colour first layers the direct forward
+    and dw, LeNet's first the direct forward; the others keep their kernels."""
     from volnet.ops.conv import ConvPlan, plan_conv
 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
@@ -234,7 +236,8 @@ def test_lenet_plan_on_avx512(monkeypatch):
     assert plan_conv(lenet2, 32, np.float32).weight_gradient == "direct"
     strided = geometry((32, 32, 32, 64), 3, 2, 1, fit="crop")
     assert plan_conv(strided, 128, np.float32) == ConvPlan("im2col", "im2col", "col2im")
-    assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32) == ConvPlan("direct", "im2col", "shallow")
+    assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32) == ConvPlan("direct", "direct", "shallow")
+    assert plan_conv(geometry((64, 28, 28, 1), 5, 1, 2), 16, np.float32) == ConvPlan("direct", "im2col", "shallow")
     assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
     monkeypatch.setattr(direct, "ENABLED", False)
     assert plan_conv(lenet2, 32, np.float32) == ConvPlan("winograd_5x5", "winograd_5x5", "flipped")

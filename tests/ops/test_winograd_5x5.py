@@ -20,6 +20,7 @@ def every_layer_takes_it(monkeypatch):
     for name in ("MIN_DEPTH", "MIN_MULTIPLY", "MIN_TILES"):
         monkeypatch.setattr(winograd_5x5, name, 1)
     monkeypatch.setattr(direct, "applies", lambda *args: False)
+    monkeypatch.setattr(direct, "applies_to_weight_gradient", lambda *args: False)
 
 
 @pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 5), (4, 5), (5, 2), (5, 4)])

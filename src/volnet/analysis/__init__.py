@@ -80,8 +80,8 @@ def max_batch_size(net, budget="12GB", optimizer: str | None = "momentum", dtype
     Same arguments as :func:`batch_fit`, which also says why.
 
     >>> from volnet.layers import Conv2D, FC
-    >>> max_batch_size([Conv2D(8, 3, P=1), FC(10)], "4MiB", input_shape=(32, 32, 3))   # 963 KiB fixed
-    18
+    >>> max_batch_size([Conv2D(8, 1), FC(10)], "4MiB", input_shape=(32, 32, 3))   # 960 KiB fixed
+    37
     """
     return batch_fit(net, budget, optimizer, dtype, mode, input_shape=input_shape, cores=cores).batch
 

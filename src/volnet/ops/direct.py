@@ -58,16 +58,24 @@ from .jit import ENABLED
 # holds 7 x 32, AVX2 (16 registers of 8 floats) 2 x 32, SSE2 half that (the figures of each tile:
 # docs/performance-log.md, issue 23).
 TILES = {"avx512": (7, 32), "avx2": (2, 32), "portable": (2, 16)}
+# The weight gradient's tile: this many filter taps (of the whole filter, (u, v, d) flattened) x the
+# forward's filters. 14 x 32 float32 fills 28 of AVX-512's 32 registers; 25 and 27 taps (5x5x1, 3x3x3 first
+# layers) take two passes over the positions.
+TAP_TILES = {"avx512": 14, "avx2": 3, "portable": 2}
 # The instruction sets whose tiles were measured against volnet's other kernels: only there does
 # volnet.ops.conv plan direct convolutions.
 MEASURED = ("avx512",)
 # Which layers take the direct kernels (see applies): those where they beat the kernels they replace on
-# the machine measured (the Intel Xeon, one thread, interleaved): first layers' forward, and LeNet-sized
-# stride-1 layers' forward and dw; the strided 3x3/2 layers, the first layers' dw and the deep 3x3 layers
+# the machine measured (the Intel Xeon, one thread, interleaved): first layers' forward and (most of) their
+# dw, and LeNet-sized stride-1 layers' forward and dw; the strided 3x3/2 layers and the deep 3x3 layers
 # (against Winograd) lost (every figure: docs/performance-log.md, issue 23).
 MIN_DEPTH = 8
 MAX_MULTIPLY = 32 * 32  # depth x filters of the deeper layers measured (LeNet's second CONV, and its flipped dx)
 SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
+# First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
+# and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads), im2col where it does
+# not (the 7x7/2 stem's 3.2 MB an image, 1.3x) and for one-channel inputs (LeNet's, 1.26x).
+SHALLOW_DW_IMAGE_BYTES = 2**20
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,6 +90,11 @@ def isa() -> str:
     if features.get("avx2") and features.get("fma"):
         return "avx2"
     return "portable"
+
+
+def tap_tile(filters: int, dtype) -> tuple[int, int]:
+    """``(taps, filters)`` of :func:`weight_gradient`'s register tile (:data:`TAP_TILES`, :func:`tile`'s filters)."""
+    return TAP_TILES[isa()], tile(filters, dtype)[1]
 
 
 def tile(filters: int, dtype) -> tuple[int, int]:
@@ -105,10 +118,14 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
-    """Whether the weight gradient takes :func:`weight_gradient`: stride-1 layers with filters other than 3x3,
-    at least :data:`MIN_DEPTH` deep and ``depth * filters`` at most :data:`MAX_MULTIPLY`, where
-    :func:`applies`' conditions on the host and dtype hold."""
-    return _lenet_sized(g, depth, filters) and _measured(g, dtype)
+    """Whether the weight gradient takes :func:`weight_gradient`, where :func:`applies`' conditions on the
+    host and dtype hold: stride-1 layers with filters other than 3x3, at least :data:`MIN_DEPTH` deep and
+    ``depth * filters`` at most :data:`MAX_MULTIPLY`; and first layers of 2 to 7 channels into at most
+    :data:`SHALLOW_MAX_FILTERS` filters whose dout is at most :data:`SHALLOW_DW_IMAGE_BYTES` an image."""
+    (Ho, Wo), itemsize = g.out_hw, np.dtype(dtype).itemsize
+    shallow = (2 <= depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
+               and Ho * Wo * _padded_filters(filters, itemsize) * itemsize <= SHALLOW_DW_IMAGE_BYTES)
+    return (shallow or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
 
 
 def _lenet_sized(g, depth: int, filters: int) -> bool:
@@ -254,38 +271,38 @@ def _forward_source(PW: int, KB: int):
 
 
 def _weight_gradient_source(PE: int, KB: int):
-    """The weight-gradient kernel with a tile of ``PE`` filter taps (one row's (v, d) run) x ``KB`` filters."""
+    """The weight-gradient kernel with a tile of ``PE`` filter taps (anywhere in the filter) x ``KB`` filters."""
     T = PE * KB
     KH = max(1, KB // 16)
 
-    def weight_gradient(xp, dout, Sh, SD, dw, first, last):  # pragma: no cover - compiled
-        # xp (N, Hp, Wp*D), dout (N, H2, W2, Kp), dw (F, F*D, Kp) += this part's share; output (i, j) read
-        # row i*Sh + u, and its run of taps from j*SD
-        Fh, taps, Kp = dw.shape
+    def weight_gradient(x, dout, offsets, row, Sh, SD, dw, first, last):  # pragma: no cover - compiled
+        # x (N, Hp*Wp*D): each image flat; dout (N, H2, W2, Kp); offsets (taps,): where each tap (u, v, d) lies
+        # from a receptive field's first value, u*row + v*D + d; dw (taps, Kp) += this part's share. Output
+        # (i, j)'s field starts at i*Sh*row + j*SD.
+        taps, Kp = dw.shape
         _, Ho, Wo, _ = dout.shape
-        acc = _carray(_stack_array(T, xp.dtype), T)
+        acc = _carray(_stack_array(T, x.dtype), T)
         for n in range(first, last):
-            for u in range(Fh):
-                for e0 in range(0, taps, PE):
-                    for k0 in range(0, Kp, KB):
-                        for p in range(PE):
-                            for q in range(KB):
-                                acc[p * KB + q] = dw[u, min(e0 + p, taps - 1), k0 + q]
-                        for i in range(Ho):
-                            row = i * Sh + u
-                            for j in range(Wo):
-                                for p in range(PE):
-                                    x = xp[n, row, _unsigned(j * SD + min(e0 + p, taps - 1))]
-                                    if KH == 1:
-                                        for q in range(KB):
-                                            acc[p * KB + q] += x * dout[n, i, j, k0 + q]
-                                    else:  # LLVM unrolls 16 iterations fully, not 32
-                                        for h in range(KH):
-                                            for q in range(16):
-                                                acc[p * KB + h * 16 + q] += x * dout[n, i, j, k0 + h * 16 + q]
-                        for p in range(min(PE, taps - e0)):
-                            for q in range(KB):
-                                dw[u, e0 + p, k0 + q] = acc[p * KB + q]
+            for t0 in range(0, taps, PE):
+                for k0 in range(0, Kp, KB):
+                    for p in range(PE):
+                        for q in range(KB):
+                            acc[p * KB + q] = dw[min(t0 + p, taps - 1), k0 + q]
+                    for i in range(Ho):
+                        for j in range(Wo):
+                            start = i * Sh * row + j * SD
+                            for p in range(PE):
+                                value = x[n, _unsigned(start + offsets[min(t0 + p, taps - 1)])]
+                                if KH == 1:
+                                    for q in range(KB):
+                                        acc[p * KB + q] += value * dout[n, i, j, k0 + q]
+                                else:  # LLVM unrolls 16 iterations fully, not 32
+                                    for h in range(KH):
+                                        for q in range(16):
+                                            acc[p * KB + h * 16 + q] += value * dout[n, i, j, k0 + h * 16 + q]
+                    for p in range(min(PE, taps - t0)):
+                        for q in range(KB):
+                            dw[t0 + p, k0 + q] = acc[p * KB + q]
 
     return weight_gradient
 
@@ -293,9 +310,9 @@ def _weight_gradient_source(PE: int, KB: int):
 _KERNELS: dict = {}
 
 
-def _kernel(make, PW: int, KB: int):
+def _kernel(make, PW: int, KB: int, tile_of=None):
     """The compiled kernel ``make(PW, KB)`` (compiled and cached on disk at its first call, under
-    :func:`_compile_flags`)."""
+    :func:`_compile_flags`); ``tile_of(filters, dtype)`` gives its tiles (default :func:`tile`)."""
     key = (make, PW, KB)
     compiled = _KERNELS.get(key)
     if compiled is None:
@@ -307,7 +324,7 @@ def _kernel(make, PW: int, KB: int):
                 _numba_helpers()
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                                         fastmath={"contract"})(make(PW, KB))
-                compiled = _KERNELS[key] = _FlagCompiled(make, dispatcher)
+                compiled = _KERNELS[key] = _FlagCompiled(make, dispatcher, tile_of or tile)
     return compiled
 
 
@@ -320,15 +337,16 @@ class _FlagCompiled:
     which a later step would show as its own memory (``tests/analysis`` measures steps after the first).
     """
 
-    def __init__(self, make, dispatcher):
-        self.make, self.dispatcher = make, dispatcher
+    def __init__(self, make, dispatcher, tile_of):
+        self.make, self.dispatcher, self.tile_of = make, dispatcher, tile_of
         self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
 
     def __call__(self, *args):
         dtype = args[0].dtype
         if dtype not in self.compiled:
             types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
-            for sibling in {_kernel(self.make, *tile(filters, dtype)) for filters in (1, 2**20)}:
+            for sibling in {_kernel(self.make, *self.tile_of(filters, dtype), self.tile_of)
+                            for filters in (1, 2**20)}:
                 sibling.compile(types, dtype)
         return self.dispatcher(*args)
 
@@ -377,19 +395,20 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
     N, Hp, Wp, D = xp.shape
     (Fh, Fw), K = g.size, dout.shape[3]
     dtype = np.result_type(xp, dout)
-    PE, KB = tile(K, dtype)
+    PE, KB = tap_tile(K, dtype)
     Kp = _padded_filters(K, dtype.itemsize)
     if Kp != K:  # zero filters up to whole tiles
         dout = np.concatenate([dout, np.zeros((*dout.shape[:3], Kp - K), dtype=dtype)], axis=3)
     dout = np.ascontiguousarray(dout, dtype=dtype)
-    rows = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp, Wp * D)
-    kernel = _kernel(_weight_gradient_source, PE, KB)
+    flat = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp * Wp * D)
+    kernel = _kernel(_weight_gradient_source, PE, KB, tap_tile)
     Sh, Sw = g.stride
+    offsets = (np.arange(Fh)[:, None] * (Wp * D) + np.arange(Fw * D)).reshape(-1)  # taps in (u, v, d) order
 
     def weight_gradient_part(start, stop):
-        dw = np.zeros((Fh, Fw * D, Kp), dtype=dtype)
+        dw = np.zeros((Fh * Fw * D, Kp), dtype=dtype)
         yield  # allocated (see threads.split)
-        kernel(rows, dout, Sh, Sw * D, dw, start, stop)
+        kernel(flat, dout, offsets, Wp * D, Sh, Sw * D, dw, start, stop)
         return dw
 
     dw, *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
