@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from volnet.ops import fc_backward, fc_forward, jit, relu_backward, relu_forward
+from volnet.ops import threads
 from volnet.ops.threads import Workers
 from volnet.shapes import ShapeError
 
@@ -167,3 +168,17 @@ def test_compiled_relu_backward_equals_the_numpy_expression(shape, dtype, worker
         expected = relu_backward(dout, cache, workers=split)
     np.testing.assert_array_equal(got, expected)
     assert got.dtype == dtype
+
+
+@pytest.mark.parametrize("rows, inputs, outputs", [(64, 300, 40), (40, 8, 300)], ids=["by columns", "by rows"])
+def test_fc_split_over_the_cores_equals_one_multiply(rows, inputs, outputs, rng, monkeypatch):
+    # a batch smaller than the weights splits the weights' columns, a larger one the batch's rows
+    monkeypatch.setattr(threads, "MIN_PART_MULTIPLY_ADDS", 1)  # split however small the multiply
+    x, w, b = rng.standard_normal((rows, inputs)), rng.standard_normal((inputs, outputs)), rng.standard_normal(outputs)
+    dout = rng.standard_normal((rows, outputs))
+    split = Workers(cores=3, blas_held=True)
+    out, cache = fc_forward(x, w, b, workers=split)
+    np.testing.assert_allclose(out, x @ w + b, rtol=1e-12, atol=1e-12)
+    dx, dw, db = fc_backward(dout, cache, workers=split)
+    np.testing.assert_allclose(dx, dout @ w.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, x.T @ dout, rtol=1e-12, atol=1e-12)
