@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 from hypothesis import strategies as st
 
-from volnet.ops import winograd
+from volnet.ops import jit, winograd
 
 
 @st.composite
@@ -53,6 +53,18 @@ def assert_fast_equals_naive(fast, naive, arrays, hyper, rng, names=("dx", "dw",
         assert got.shape == expected.shape, name
         np.testing.assert_allclose(got, expected, rtol=0, atol=atol, err_msg=name)
     return out_fast
+
+
+@contextmanager
+def numba_off():
+    """The NumPy expressions instead of the compiled kernels (``volnet.ops.jit.ENABLED`` off), for the duration:
+    the twin that a compiled kernel is held to. A context manager: hypothesis tests take no fixtures."""
+    before = jit.ENABLED
+    jit.ENABLED = False
+    try:
+        yield
+    finally:
+        jit.ENABLED = before
 
 
 @contextmanager

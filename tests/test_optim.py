@@ -1,5 +1,6 @@
 """Optimizers and learning-rate schedules: hand-computed steps, torch.optim, state round-trips."""
 
+import contextlib
 import doctest
 import json
 import math
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import numba_off
 
 import volnet.optim
 import volnet.optim.schedules
@@ -376,16 +378,13 @@ def test_compiled_momentum_step_gives_the_numpy_expressions_bit_for_bit(size, dt
     grads = [rng.standard_normal(size).astype(dtype) for _ in range(steps)]
     results = []
     for compiled in (True, False):
-        before, jit.ENABLED = jit.ENABLED, compiled and jit.ENABLED
-        try:
+        with contextlib.nullcontext() if compiled else numba_off():
             p = Param("w", start.copy())
             opt = SGD([p], lr=0.05, momentum=0.9, nesterov=nesterov, weight_decay=weight_decay)
             for g in grads:
                 p.grad = g
                 opt.step()
             results.append((p.value, opt.state()["velocity"][0]))
-        finally:
-            jit.ENABLED = before
     for got, expected in zip(*results):
         np.testing.assert_array_equal(got, expected)
         assert got.dtype == dtype

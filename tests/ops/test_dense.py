@@ -1,11 +1,10 @@
 """FC and ReLU kernels: values on volume batches, gradient checks, PyTorch."""
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import numba_off
 
 from volnet.ops import fc_backward, fc_forward, jit, relu_backward, relu_forward
 from volnet.ops import threads
@@ -138,17 +137,6 @@ def test_fc_with_relu_rectifies_the_output_in_place(rng):
     fused, _ = fc_forward(x, w, b, relu=True)
     assert (plain < 0).any()
     np.testing.assert_array_equal(fused, np.maximum(plain, 0))
-
-
-@contextmanager
-def numba_off():
-    """The NumPy expressions instead of the compiled kernels, for the duration (hypothesis takes no fixtures)."""
-    before = jit.ENABLED
-    jit.ENABLED = False
-    try:
-        yield
-    finally:
-        jit.ENABLED = before
 
 
 @pytest.mark.skipif(not jit.ENABLED, reason="Numba is not installed (or VOLNET_NUMBA=0)")

@@ -1,11 +1,10 @@
 """BatchNorm and dropout kernels: statistics per depth slice, identities, gradient checks, PyTorch."""
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import numba_off
 
 from volnet.ops import jit
 from volnet.ops.norm import batchnorm_plan
@@ -245,17 +244,6 @@ def test_dropout_probability_is_validated(p):
 # BatchNorm: the compiled kernels against the NumPy expressions (their twin)
 # ---------------------------------------------------------------------------
 
-@contextmanager
-def numpy_batchnorm():
-    """The NumPy expressions of volnet.ops.norm instead of the compiled kernels, for the duration."""
-    before = jit.ENABLED
-    jit.ENABLED = False
-    try:
-        yield
-    finally:
-        jit.ENABLED = before
-
-
 @pytest.mark.skipif(not jit.ENABLED, reason="Numba is not installed (or VOLNET_NUMBA=0)")
 @settings(max_examples=40, deadline=None)
 @given(shape=st.lists(st.integers(1, 9), min_size=2, max_size=4).filter(lambda s: np.prod(s[:-1]) >= 2),
@@ -272,7 +260,7 @@ def test_compiled_batchnorm_equals_the_numpy_expressions(shape, dtype, workers, 
     got = batchnorm_train_forward(x, gamma, beta, EPS, workers=split)
     got_grads = batchnorm_backward(dout, got[1], input_grad, workers=split)
     got_inference = batchnorm_inference_forward(x, gamma, beta, got[2], got[3], EPS, workers=split)
-    with numpy_batchnorm():
+    with numba_off():
         assert batchnorm_plan(dtype) == "numpy"
         expected = batchnorm_train_forward(x, gamma, beta, EPS)
         expected_grads = batchnorm_backward(dout, expected[1], input_grad)
