@@ -124,9 +124,11 @@ def workers(images: int, out_hw, depth: int, filters: int, network_pass: bool = 
     network pass (``network_pass``: BLAS held to one thread, see
     :class:`volnet.ops.threads.Workers`), and for thin multiplies; but no part
     smaller than :func:`volnet.ops.threads.workers_for` allows. Otherwise one:
-    deep layers called on their own keep BLAS's threads, which already use
-    the cores, and splitting them as well only adds contention (the figures:
-    docs/performance-log.md).
+    where BLAS keeps its own threads (workers that do not hold it, as a call
+    from a thread that could not hold the cores gets), those threads already
+    use the cores, and splitting the batch as well only adds contention (the
+    figures: docs/performance-log.md). ``conv_forward`` called on its own holds
+    them (:func:`volnet.ops.threads.kernel_workers`).
     """
     if not (network_pass or depth * filters < THIN_MULTIPLY):
         return 1
