@@ -163,3 +163,21 @@ def fc_checkpoint(tmp_path_factory):
                       out_dir=tmp_path_factory.mktemp("fc"), extra_metadata={"data": {"classes": list(data.classes)}})
     trainer.run()
     return trainer.checkpoint_path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_conv_plans(monkeypatch):
+    """CONV plans are remembered per geometry (``volnet.ops.conv._plan``): a test that monkeypatches a rule
+    (``direct.applies``, ``winograd.MIN_TILES``, ``direct.ENABLED``, ...) sees plans made after each change."""
+    from volnet.ops import conv
+
+    conv._plan.cache_clear()
+    patch = monkeypatch.setattr
+
+    def patch_and_forget_plans(*args, **kwargs):
+        patch(*args, **kwargs)
+        conv._plan.cache_clear()
+
+    monkeypatch.setattr = patch_and_forget_plans
+    yield
+    conv._plan.cache_clear()

@@ -410,6 +410,9 @@ def test_fast_padded_pool_equals_naive(setting):
     assert np.all(np.isfinite(out_fast))  # no window of padding only
     np.testing.assert_allclose(out_fast, out_naive, rtol=0, atol=1e-12)
     np.testing.assert_allclose(dx_fast, pool_backward_naive(dout, cache_naive), rtol=0, atol=1e-12)
+    with pytest.MonkeyPatch.context() as monkeypatch:  # inference: no switches, the same output
+        _numpy_only(setting, monkeypatch)
+        np.testing.assert_array_equal(pool_forward(x, F, S, mode, pad=P, fit=fit, switches=False)[0], out_fast)
 
 
 @pytest.mark.parametrize("kind", PAIRS.keys())
@@ -438,6 +441,8 @@ def test_compiled_max_pool_keeps_nan_and_splits_over_threads(dtype, rng):
     assert np.isnan(out[1, 1:3, 1:3, 2]).all() and np.isfinite(np.delete(out, 1, axis=0)).all()
     split_out, split_switches = pool_kernels.max_pool(x, g, np.uint8, 2)
     np.testing.assert_array_equal(split_out, out)
+    for workers in (1, 2):  # inference's kernel, without switches
+        np.testing.assert_array_equal(pool_kernels.max_pool_values(x, g, workers), out)
     np.testing.assert_array_equal(split_switches, switches)
     dout = rng.standard_normal(out.shape).astype(dtype)
     np.testing.assert_array_equal(pool_kernels.pool_backward(dout, g, switches, 2), pool_kernels.pool_backward(dout, g, switches))

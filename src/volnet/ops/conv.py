@@ -21,6 +21,7 @@ backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -31,7 +32,6 @@ from . import conv_rows, direct, threads, winograd, winograd_5x5
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
                         split_blocks, unpadded, windows_contiguous)
 from .window import Geometry, geometry, im2row, pad_spatial, unpad_spatial
-
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,15 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
     thin Winograd weight gradients pay only when split over the cores. Each rule and its measurement
     lives beside its kernel (:func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`,
     :func:`volnet.ops.winograd_5x5.applies`); the order here is which wins where several apply.
+    A layer asks for the same plan on every call, so plans are remembered (:func:`_plan`: working one out
+    cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule clears them
+    (``_plan.cache_clear()``, tests/conftest.py).
     """
+    return _plan(g, filters, np.dtype(dtype), cores, network_pass)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network_pass: bool) -> ConvPlan:
     (N, _, _, D), K, dtype = g.in_shape, filters, np.dtype(dtype)
     if winograd.applies(g, D, dtype):
         forward = "winograd"

@@ -140,13 +140,15 @@ def _measured(g, dtype) -> bool:
 
 def workspace(g, filters: int, itemsize: int) -> int:
     """Bytes :func:`correlate` allocates beside its output: the weights and biases padded to whole tiles of
-    filters, and a contiguous copy of an input that padding only cropped (a strided view)."""
+    filters (where the filters are not whole tiles; else at most the K biases), and a contiguous copy of an
+    input that padding only cropped (a strided view)."""
     from .workspace import padded
 
     (N, _, _, D), (Fh, Fw) = g.in_shape, g.size
     shape, _, cropped = padded(g)
     Kp = _padded_filters(filters, itemsize)
-    return (Fh * Fw * D + 1) * Kp * itemsize + (N * shape[1] * shape[2] * D * itemsize if cropped else 0)
+    weights = (Fh * Fw * D + 1) * Kp * itemsize if Kp != filters else filters * itemsize
+    return weights + (N * shape[1] * shape[2] * D * itemsize if cropped else 0)
 
 
 def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> int:
@@ -367,12 +369,15 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     dtype = np.result_type(xp, w)
     PW, KB = tile(K, dtype)
     Kp = _padded_filters(K, dtype.itemsize)
-    # the weights and biases as one array with zero filters up to whole tiles
-    padded_weights = np.zeros((w[..., 0].size + 1, Kp), dtype=dtype)
-    padded_weights[:-1, :K] = w.reshape(-1, K)
-    if bias is not None:
-        padded_weights[-1, :K] = bias
-    taps = padded_weights[:-1].reshape(w.shape[0], -1, Kp)
+    if Kp == K:  # whole tiles of filters: the weights as they are (a copy only to change their dtype)
+        taps = np.ascontiguousarray(w, dtype=dtype).reshape(w.shape[0], -1, K)
+        bias = np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype=dtype)
+    else:  # the weights and biases as one array with zero filters up to whole tiles
+        padded_weights = np.zeros((w[..., 0].size + 1, Kp), dtype=dtype)
+        padded_weights[:-1, :K] = w.reshape(-1, K)
+        if bias is not None:
+            padded_weights[-1, :K] = bias
+        taps, bias = padded_weights[:-1].reshape(w.shape[0], -1, Kp), padded_weights[-1]
     rows = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
     kernel = _kernel(_forward_source, PW, KB)
@@ -381,7 +386,7 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
 
     def correlate_part(start, stop):
         yield  # allocated (see threads.split)
-        kernel(rows, taps, padded_weights[-1], floor, Sh, Sw * D, out, start, stop)
+        kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop)
 
     threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out

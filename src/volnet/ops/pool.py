@@ -123,18 +123,27 @@ def pool_backward_naive(dout, cache: PoolCache):
 
 
 def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, switches=True, workers=None):
-    """Fast pooling: combine the F*F strided slices of the batch, one tap at a time.
+    """Fast pooling: the compiled kernels of :mod:`volnet.ops.pool_kernels` where :func:`pool_plan` says
+    so, else the F*F strided slices of the batch combined one tap at a time.
 
     Same arguments and result as :func:`pool_forward_naive`. For max pooling
     the switches record, per output neuron, which tap (``u*F + v``) won;
     ``switches=False`` (inference, where no backward pass follows) skips
     them, which is about half the work, and returns a cache without them.
-    Max pooling splits the batch over ``workers`` (a
+    Max and average pooling split the batch over ``workers`` (a
     :class:`volnet.ops.threads.Workers`; None: :func:`volnet.ops.threads.alone`).
     """
     workers = threads.or_alone(workers)
     g, xp = _setup(x, F, S, mode, fit, layer, pad)
     Fh, Fw = g.size
+    if _compiled(mode, x.dtype):
+        source, count, held = _whole(x, xp), _gather_workers(g, xp.dtype, workers), workers.blas_held
+        if mode == "avg":
+            return pool_kernels.avg_pool(source, g, count, blas_held=held), PoolCache(mode, g, xp.shape)
+        if not switches:
+            return pool_kernels.max_pool_values(source, g, count, blas_held=held), PoolCache(mode, g, xp.shape)
+        out, switches = pool_kernels.max_pool(source, g, _switch_code(Fh * Fw), count, blas_held=held)
+        return out, PoolCache(mode, g, xp.shape, switches=switches)
     taps = _taps(g)
     if mode == "max" and not switches:
         out = np.empty((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
@@ -149,15 +158,8 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
         workers.split(maximum_part, len(out), _workers(xp, out, workers))
         return out, PoolCache(mode, g, xp.shape)
     if mode == "max":
-        if _compiled(mode, x.dtype):
-            out, switches = pool_kernels.max_pool(_whole(x, xp), g, _switch_code(len(taps)),
-                                            _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
-        else:
-            out, switches = _max_and_switches(xp, taps, workers)
+        out, switches = _max_and_switches(xp, taps, workers)
         return out, PoolCache(mode, g, xp.shape, switches=switches)
-    if _compiled(mode, x.dtype):
-        out = pool_kernels.avg_pool(_whole(x, xp), g, _gather_workers(g, xp.dtype, workers), blas_held=workers.blas_held)
-        return out, PoolCache(mode, g, xp.shape)
     out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
     for rows, cols in taps:
         window_tap = xp[:, rows, cols]
@@ -177,9 +179,10 @@ def pool_plan(mode: str, dtype) -> str:
 
 
 def _compiled(mode: str, dtype) -> bool:
-    """Whether max (with switches) and average pooling of ``dtype`` values, forward and backward, take the
-    compiled gathers of :mod:`volnet.ops.pool_kernels` (Numba on) rather than the tap-by-tap NumPy passes: on
-    the Intel Xeon, max pooling 3x3/2 55x55x96 at batch 8 (docs/performance-log.md)."""
+    """Whether max (with switches or, in inference, without) and average pooling of ``dtype`` values, forward
+    and backward, take the compiled kernels of :mod:`volnet.ops.pool_kernels` (Numba on) rather than the
+    tap-by-tap NumPy passes: faster on the Intel Xeon, max pooling 3x3/2 55x55x96 at batch 8 and (inference)
+    LeNet's 2x2 pools at batches 1 and 256 (docs/performance-log.md)."""
     return direct.ENABLED and mode in ("max", "avg") and np.dtype(dtype) in (np.float32, np.float64)
 
 

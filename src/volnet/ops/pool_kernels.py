@@ -23,6 +23,13 @@ def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1, *, blas_held: bo
     return out, switches
 
 
+def max_pool_values(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
+    """:func:`max_pool`'s ``out`` alone, without switches (inference, where no backward pass follows)."""
+    out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
+    _split(_max_values, (xp, *g.size, *g.stride, out), len(out), workers, blas_held)
+    return out
+
+
 def avg_pool(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
@@ -84,6 +91,21 @@ def _pool_forward(xp, Fh, Fw, Sh, Sw, maximum, out, switches, first, last):  # p
                 if not maximum:
                     for d in range(D):
                         out[n, i, j, d] /= count
+
+
+@compiled
+def _max_values(xp, Fh, Fw, Sh, Sw, out, first, last):  # pragma: no cover - compiled
+    _, Ho, Wo, D = out.shape
+    for n in range(first, last):
+        for i in range(Ho):
+            for j in range(Wo):
+                for d in range(D):
+                    out[n, i, j, d] = xp[n, i * Sh, j * Sw, d]
+                for u in range(Fh):
+                    for v in range(Fw):
+                        for d in range(D):
+                            best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
+                            out[n, i, j, d] = candidate if candidate > best or candidate != candidate else best
 
 
 @compiled
