@@ -167,17 +167,17 @@ def fc_checkpoint(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _fresh_conv_plans(monkeypatch):
-    """CONV plans are remembered per geometry (``volnet.ops.conv._plan``): a test that monkeypatches a rule
+    """CONV plans are remembered per geometry (``volnet.ops.conv_plan._plan``): a test that monkeypatches a rule
     (``direct.applies``, ``winograd.MIN_TILES``, ``direct.ENABLED``, ...) sees plans made after each change."""
-    from volnet.ops import conv
+    from volnet.ops import conv_plan
 
-    conv._plan.cache_clear()
+    conv_plan._plan.cache_clear()
     patch = monkeypatch.setattr
 
     def patch_and_forget_plans(*args, **kwargs):
         patch(*args, **kwargs)
-        conv._plan.cache_clear()
+        conv_plan._plan.cache_clear()
 
     monkeypatch.setattr = patch_and_forget_plans
     yield
-    conv._plan.cache_clear()
+    conv_plan._plan.cache_clear()

@@ -69,9 +69,9 @@ def test_weight_gradient_equals_naive(setting):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tile_tails_in_both_directions(dtype):
     """Output widths and filter counts one past a whole tile and one short of it, a layer of each."""
-    pixels, width = direct.tile(40, dtype)
-    for W_out, K in ((pixels + 1, width + 1), (2 * pixels - 1, 2 * width - 1)):
-        assert W_out % pixels and K % width
+    _, width = direct.tile(40, dtype)
+    for W_out, K in ((9, width + 1), (13, 2 * width - 1), (23, width - 1)):  # 23: a tile of 8 on AVX-512
+        assert W_out % direct.tile(K, dtype, W_out)[0] and K % width
         setting = dict(x_shape=(2, 4, W_out + 2, 3), F=3, S=1, pad=0, K=K, dtype=dtype, seed=W_out)
         x, w, b = _layer(setting)
         expected, cache = conv_forward_naive(x, w, b)
@@ -144,11 +144,19 @@ def test_compile_flags_restored_on_error():
 
 def test_tile_per_instruction_set(monkeypatch):
     assert direct.isa() in direct.TILES
-    for isa, (pixels, width) in direct.TILES.items():
+    for isa, (counts, width) in direct.TILES.items():
         monkeypatch.setattr(direct, "isa", lambda isa=isa: isa)
+        pixels = counts[0]
         assert direct.tile(64, np.float32) == (pixels, width)
         assert direct.tile(64, np.float64) == (pixels, width // 2)
         assert direct.tile(width // 2, np.float32) == (pixels, width // 2)
+        # the pixel count whose tiles cover a row with the fewest to spare; the first where they tie
+        for out_width in (1, 7, 14, 16, 28, 32, 55, 112):
+            covered = {p: -(-out_width // p) * p for p in counts}
+            chosen = direct.tile(64, np.float32, out_width)[0]
+            assert chosen == next(p for p in counts if covered[p] == min(covered.values()))
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    assert [direct.tile(32, np.float32, w)[0] for w in (14, 28, 32, 16, 8, 4)] == [7, 7, 8, 8, 8, 7]
 
 
 @pytest.mark.parametrize("F, S, D, K, size, expected, expected_dw", [
@@ -236,8 +244,8 @@ def test_lenet_plan_on_avx512(monkeypatch):
     assert plan_conv(lenet2, 32, np.float32).weight_gradient == "direct"
     strided = geometry((32, 32, 32, 64), 3, 2, 1, fit="crop")
     assert plan_conv(strided, 128, np.float32) == ConvPlan("im2col", "im2col", "col2im")
-    assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32) == ConvPlan("direct", "direct", "shallow")
-    assert plan_conv(geometry((64, 28, 28, 1), 5, 1, 2), 16, np.float32) == ConvPlan("direct", "im2col", "shallow")
+    assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32) == ConvPlan("direct", "direct", "direct")
+    assert plan_conv(geometry((64, 28, 28, 1), 5, 1, 2), 16, np.float32) == ConvPlan("direct", "im2col", "direct")
     assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
     monkeypatch.setattr(direct, "ENABLED", False)
     assert plan_conv(lenet2, 32, np.float32) == ConvPlan("winograd_5x5", "winograd_5x5", "flipped")
@@ -290,3 +298,21 @@ def test_kernel_closures_hold_only_tile_sizes():
     for make in (direct._forward_source, direct._weight_gradient_source):
         kernel = make(7, 32)
         assert kernel.__closure__ and all(type(cell.cell_contents) is int for cell in kernel.__closure__)
+
+
+@pytest.mark.parametrize("offset", [0, 4, 16])
+def test_forward_reads_weights_at_any_alignment(offset):
+    """Weights whole tiles of filters are read where they lie when 64-byte aligned, else from an aligned copy:
+    the same numbers either way, and the layer's weights untouched."""
+    rng = np.random.default_rng(offset)
+    x = rng.standard_normal((2, 9, 9, 3)).astype(np.float32)
+    K = direct.tile(32, np.float32)[1]
+    buffer = np.zeros(5 * 5 * 3 * K * 4 + 128, dtype=np.uint8)
+    start = -buffer.ctypes.data % direct.ALIGNMENT + offset
+    w = buffer[start:start + 5 * 5 * 3 * K * 4].view(np.float32).reshape(5, 5, 3, K)
+    w[...] = rng.standard_normal(w.shape)
+    before = w.copy()
+    expected, cache = conv_forward_naive(x, w, np.ones(K, np.float32), pad=2)
+    got = direct.correlate(cache.xp, w, cache.geometry, np.ones(K, np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(w, before)

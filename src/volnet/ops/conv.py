@@ -21,14 +21,14 @@ backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import conv_rows, direct, threads, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, threads, winograd, winograd_5x5
+from .conv_plan import ConvPlan, plan_conv
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
                         split_blocks, unpadded, windows_contiguous)
 from .window import Geometry, geometry, im2row, pad_spatial, unpad_spatial
@@ -45,65 +45,6 @@ class ConvCache:
     xp: np.ndarray
     w: np.ndarray
     geometry: Geometry
-
-
-@dataclass(frozen=True)
-class ConvPlan:
-    """How one CONV runs, for its kernels and their memory estimates alike (:func:`plan_conv`).
-
-    ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(4x4, 3x3) or F(2x2, 3x3)), ``"direct"``
-    (:func:`volnet.ops.direct.correlate`), ``"winograd_5x5"`` (F(4x4, 5x5)) or ``"im2col"``;
-    ``weight_gradient``: ``"winograd"``, ``"direct"`` (:func:`volnet.ops.direct.weight_gradient`),
-    ``"winograd_5x5"`` or ``"im2col"``; ``input_gradient``:
-    ``"shallow"`` (:func:`~volnet.ops.conv_rows.input_gradient_shallow`), ``"flipped"`` (:func:`conv_backward_input_flipped`, a
-    correlation with its own plan) or ``"col2im"`` (:func:`~volnet.ops.conv_rows.input_gradient_deep`).
-    """
-
-    forward: str
-    weight_gradient: str
-    input_gradient: str
-
-
-def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, network_pass: bool = False) -> ConvPlan:
-    """The algorithms of a CONV of geometry ``g`` into ``filters`` filters on values of ``dtype``.
-
-    ``cores`` and ``network_pass`` are the kernel's workers (``Workers.cores``, ``Workers.blas_held``):
-    thin Winograd weight gradients pay only when split over the cores. Each rule and its measurement
-    lives beside its kernel (:func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`,
-    :func:`volnet.ops.winograd_5x5.applies`); the order here is which wins where several apply.
-    A layer asks for the same plan on every call, so plans are remembered (:func:`_plan`: working one out
-    cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule clears them
-    (``_plan.cache_clear()``, tests/conftest.py).
-    """
-    return _plan(g, filters, np.dtype(dtype), cores, network_pass)
-
-
-@functools.lru_cache(maxsize=1024)
-def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network_pass: bool) -> ConvPlan:
-    (N, _, _, D), K, dtype = g.in_shape, filters, np.dtype(dtype)
-    if winograd.applies(g, D, dtype):
-        forward = "winograd"
-    elif direct.applies(g, D, K, dtype):
-        forward = "direct"
-    elif winograd_5x5.applies(g, D, K, dtype):
-        forward = "winograd_5x5"
-    else:
-        forward = "im2col"
-    if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):
-        weight_gradient = "winograd"
-    elif direct.applies_to_weight_gradient(g, D, K, dtype):
-        weight_gradient = "direct"
-    elif winograd_5x5.applies(g, D, K, dtype):
-        weight_gradient = "winograd_5x5"
-    else:
-        weight_gradient = "im2col"
-    if D < conv_rows.SHALLOW_DEPTH:
-        input_gradient = "shallow"
-    elif g.stride == (1, 1):
-        input_gradient = "flipped"
-    else:
-        input_gradient = "col2im"
-    return ConvPlan(forward, weight_gradient, input_gradient)
 
 
 def flipped_geometry(g: Geometry, filters: int) -> Geometry:
@@ -316,6 +257,10 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
         return BackwardWorkspace(max(phases), 0)
     _, Hp, Wp, _ = xp_shape
     Hs, Ws = -(-Hp // Sh), -(-Wp // Sw)
+    if plan.input_gradient == "direct":  # direct_input.input_gradient: dx, and dout's rows where it is strided
+        dx = N * H * W * D * b
+        phases.append(grads + dx + (0 if dout_contiguous else N * Ho * Wo * K * b) + Fh * Fw * D * K * b)
+        return BackwardWorkspace(max(phases), dx, True)
     if plan.input_gradient == "shallow":  # _input_gradient_shallow
         dx = math.prod(xp_shape) * b
         blocks = split_blocks(N, Ho * Wo * Fh * Fw * D * b, conv_rows.BLOCK_BYTES, workers)  # a block per thread
@@ -416,8 +361,12 @@ def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=thr
     For stride 1 the flipped-filter convolution, blocked like the forward
     pass, beats the tap-by-tap col2im, except for inputs shallower than
     :data:`~volnet.ops.conv_rows.SHALLOW_DEPTH`, where its matrix multiplies have only D output
-    columns, too thin for BLAS (the figures: docs/performance-log.md).
+    columns, too thin for BLAS: those take the compiled gather of :mod:`volnet.ops.direct_input` where it
+    applies, else im2col's shares (the figures: docs/performance-log.md).
     """
+    if scheme == "direct":
+        return direct_input.input_gradient(dout, w, g, direct_input.workers(g, w.shape[3], workers.count()),
+                                           blas_held=workers.blas_held)
     if scheme == "shallow":
         return unpad_spatial(conv_rows.input_gradient_shallow(dout, w, g, padded_shape, workers), g)
     if scheme == "flipped":

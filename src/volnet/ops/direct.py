@@ -55,9 +55,10 @@ from .jit import ENABLED
 # The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
 # filters per register, so its tile has half of them. The tile must fit the register file: larger ones
 # spill or pass LLVM's unroll limit and run several times slower. AVX-512 (32 registers of 16 floats)
-# holds 7 x 32, AVX2 (16 registers of 8 floats) 2 x 32, SSE2 half that (the figures of each tile:
-# docs/performance-log.md, issue 23).
-TILES = {"avx512": (7, 32), "avx2": (2, 32), "portable": (2, 16)}
+# holds 7 or 8 x 32 (of the pixel counts, each layer takes the one that computes the fewest pixels past its
+# rows' ends: 8 for rows of 32, 7 for rows of 14 or 28), AVX2 (16 registers of 8 floats) 2 x 32, SSE2 half
+# that (the figures of each tile: docs/performance-log.md, issue 23).
+TILES = {"avx512": ((7, 8), 32), "avx2": ((2,), 32), "portable": ((2,), 16)}
 # The weight gradient's tile: this many filter taps (of the whole filter, (u, v, d) flattened) x the
 # forward's filters. 14 x 32 float32 fills 28 of AVX-512's 32 registers; 25 and 27 taps (5x5x1, 3x3x3 first
 # layers) take two passes over the positions.
@@ -76,6 +77,9 @@ SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
 # and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads), im2col where it does
 # not (the 7x7/2 stem's 3.2 MB an image, 1.3x) and for one-channel inputs (LeNet's, 1.26x).
 SHALLOW_DW_IMAGE_BYTES = 2**20
+# The forward reads its weights a vector of filters at a time: on a cache-line boundary, a line each. Weights
+# NumPy placed 16 bytes off one ran LeNet's second CONV at 134 GFLOP/s, aligned at 153 (the Intel Xeon).
+ALIGNMENT = 64
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,10 +101,13 @@ def tap_tile(filters: int, dtype) -> tuple[int, int]:
     return TAP_TILES[isa()], tile(filters, dtype)[1]
 
 
-def tile(filters: int, dtype) -> tuple[int, int]:
+def tile(filters: int, dtype, out_width: int | None = None) -> tuple[int, int]:
     """``(pixels, filters)`` of the register tile for ``filters`` output channels of ``dtype`` on this host
-    (:data:`TILES`); layers with at most half the tile's filters take a tile half as wide."""
-    pixels, width = TILES[isa()]
+    (:data:`TILES`): of its pixel counts the one whose whole tiles cover ``out_width`` output pixels with the
+    fewest to spare (the first where they tie, or where no width is given); layers with at most half the
+    tile's filters take a tile half as wide."""
+    counts, width = TILES[isa()]
+    pixels = counts[0] if out_width is None else min(counts, key=lambda p: -(-out_width // p) * p)
     if np.dtype(dtype).itemsize == 8:
         width //= 2
     if filters <= width // 2:
@@ -139,15 +146,14 @@ def _measured(g, dtype) -> bool:
 
 
 def workspace(g, filters: int, itemsize: int) -> int:
-    """Bytes :func:`correlate` allocates beside its output: the weights and biases padded to whole tiles of
-    filters (where the filters are not whole tiles; else at most the K biases), and a contiguous copy of an
-    input that padding only cropped (a strided view)."""
+    """Bytes :func:`correlate` allocates beside its output: the weights and biases, aligned and padded to
+    whole tiles of filters (a copy unless the weights already are both), and a contiguous copy of an input
+    that padding only cropped (a strided view)."""
     from .workspace import padded
 
     (N, _, _, D), (Fh, Fw) = g.in_shape, g.size
     shape, _, cropped = padded(g)
-    Kp = _padded_filters(filters, itemsize)
-    weights = (Fh * Fw * D + 1) * Kp * itemsize if Kp != filters else filters * itemsize
+    weights = (Fh * Fw * D + 1) * _padded_filters(filters, itemsize) * itemsize + ALIGNMENT
     return weights + (N * shape[1] * shape[2] * D * itemsize if cropped else 0)
 
 
@@ -326,7 +332,7 @@ def _kernel(make, PW: int, KB: int, tile_of=None):
                 _numba_helpers()
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                                         fastmath={"contract"})(make(PW, KB))
-                compiled = _KERNELS[key] = _FlagCompiled(make, dispatcher, tile_of or tile)
+                compiled = _KERNELS[key] = _FlagCompiled(make, PW, dispatcher, tile_of or tile)
     return compiled
 
 
@@ -334,20 +340,21 @@ class _FlagCompiled:
     """A dispatcher whose compiles for new argument types run under :func:`_compile_flags`.
 
     The first call for a dtype compiles (or loads from Numba's disk cache) every tile width that dtype
-    takes (:func:`tile`: for few filters and for many) with the same argument types, so that a network's
-    first step compiles all it will need, whatever its layers' filter counts: a compile retains a few MB,
-    which a later step would show as its own memory (``tests/analysis`` measures steps after the first).
+    takes with its pixel count (:func:`tile`: for few filters and for many) with the same argument types, so
+    that a network's first step compiles all it will need, whatever its layers' filter counts: a compile
+    retains a few MB, which a later step would show as its own memory (``tests/analysis`` measures steps
+    after the first).
     """
 
-    def __init__(self, make, dispatcher, tile_of):
-        self.make, self.dispatcher, self.tile_of = make, dispatcher, tile_of
+    def __init__(self, make, pixels: int, dispatcher, tile_of):
+        self.make, self.pixels, self.dispatcher, self.tile_of = make, pixels, dispatcher, tile_of
         self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
 
     def __call__(self, *args):
         dtype = args[0].dtype
         if dtype not in self.compiled:
             types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
-            for sibling in {_kernel(self.make, *self.tile_of(filters, dtype), self.tile_of)
+            for sibling in {_kernel(self.make, self.pixels, self.tile_of(filters, dtype)[1], self.tile_of)
                             for filters in (1, 2**20)}:
                 sibling.compile(types, dtype)
         return self.dispatcher(*args)
@@ -367,13 +374,13 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     N, Hp, Wp, D = xp.shape
     K = w.shape[3]
     dtype = np.result_type(xp, w)
-    PW, KB = tile(K, dtype)
+    PW, KB = tile(K, dtype, g.out_hw[1])
     Kp = _padded_filters(K, dtype.itemsize)
-    if Kp == K:  # whole tiles of filters: the weights as they are (a copy only to change their dtype)
-        taps = np.ascontiguousarray(w, dtype=dtype).reshape(w.shape[0], -1, K)
+    if Kp == K and w.dtype == dtype and w.flags.c_contiguous and w.ctypes.data % ALIGNMENT == 0:
+        taps = w.reshape(w.shape[0], -1, K)  # the weights as they are
         bias = np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype=dtype)
-    else:  # the weights and biases as one array with zero filters up to whole tiles
-        padded_weights = np.zeros((w[..., 0].size + 1, Kp), dtype=dtype)
+    else:  # the weights and biases in one aligned array, with zero filters up to whole tiles
+        padded_weights = _aligned_zeros((w[..., 0].size + 1, Kp), dtype)
         padded_weights[:-1, :K] = w.reshape(-1, K)
         if bias is not None:
             padded_weights[-1, :K] = bias
@@ -390,6 +397,14 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
 
     threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out
+
+
+def _aligned_zeros(shape, dtype) -> np.ndarray:
+    """Zeros of ``shape`` whose first byte is :data:`ALIGNMENT`-aligned (NumPy aligns to 16 bytes)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = np.zeros(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -buffer.ctypes.data % ALIGNMENT
+    return buffer[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):

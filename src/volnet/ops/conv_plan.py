@@ -1,0 +1,76 @@
+"""Which algorithms run a CONV: the one place that chooses, read by the kernels of :mod:`volnet.ops.conv`,
+their memory estimates and the benchmarks' labels alike."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import conv_rows, direct, direct_input, winograd, winograd_5x5
+from .window import Geometry
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """How one CONV runs, for its kernels and their memory estimates alike (:func:`plan_conv`).
+
+    ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(4x4, 3x3) or F(2x2, 3x3)), ``"direct"``
+    (:func:`volnet.ops.direct.correlate`), ``"winograd_5x5"`` (F(4x4, 5x5)) or ``"im2col"``;
+    ``weight_gradient``: ``"winograd"``, ``"direct"`` (:func:`volnet.ops.direct.weight_gradient`),
+    ``"winograd_5x5"`` or ``"im2col"``; ``input_gradient``:
+    ``"direct"`` (:func:`volnet.ops.direct_input.input_gradient`), ``"shallow"``
+    (:func:`~volnet.ops.conv_rows.input_gradient_shallow`), ``"flipped"``
+    (:func:`volnet.ops.conv.conv_backward_input_flipped`, a correlation with its own plan) or ``"col2im"``
+    (:func:`~volnet.ops.conv_rows.input_gradient_deep`).
+    """
+
+    forward: str
+    weight_gradient: str
+    input_gradient: str
+
+
+def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, network_pass: bool = False) -> ConvPlan:
+    """The algorithms of a CONV of geometry ``g`` into ``filters`` filters on values of ``dtype``.
+
+    ``cores`` and ``network_pass`` are the kernel's workers (``Workers.cores``, ``Workers.blas_held``):
+    thin Winograd weight gradients pay only when split over the cores. Each rule and its measurement
+    lives beside its kernel (:func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`,
+    :func:`volnet.ops.winograd_5x5.applies`, :func:`volnet.ops.direct_input.applies`); the order here is
+    which wins where several apply.
+    A layer asks for the same plan on every call, so plans are remembered (:func:`_plan`: working one out
+    cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule clears them
+    (``_plan.cache_clear()``, tests/conftest.py).
+    """
+    return _plan(g, filters, np.dtype(dtype), cores, network_pass)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network_pass: bool) -> ConvPlan:
+    (N, _, _, D), K, dtype = g.in_shape, filters, np.dtype(dtype)
+    if winograd.applies(g, D, dtype):
+        forward = "winograd"
+    elif direct.applies(g, D, K, dtype):
+        forward = "direct"
+    elif winograd_5x5.applies(g, D, K, dtype):
+        forward = "winograd_5x5"
+    else:
+        forward = "im2col"
+    if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):
+        weight_gradient = "winograd"
+    elif direct.applies_to_weight_gradient(g, D, K, dtype):
+        weight_gradient = "direct"
+    elif winograd_5x5.applies(g, D, K, dtype):
+        weight_gradient = "winograd_5x5"
+    else:
+        weight_gradient = "im2col"
+    if direct_input.applies(g, D, K, dtype):
+        input_gradient = "direct"
+    elif D < conv_rows.SHALLOW_DEPTH:
+        input_gradient = "shallow"
+    elif g.stride == (1, 1):
+        input_gradient = "flipped"
+    else:
+        input_gradient = "col2im"
+    return ConvPlan(forward, weight_gradient, input_gradient)

@@ -1,0 +1,143 @@
+"""The input gradient of a shallow stride-1 CONV (an RGB or grey first layer), compiled and register-blocked.
+
+im2col's input gradient for an input only D channels deep (``conv_rows.input_gradient_shallow``) multiplies
+``W @ dout.T`` into every tap's share of dx, ``F*F*D`` values per output position, and then adds the shares
+up tap by tap: for a 5x5 layer of 3 channels that is 75 numbers written and read again per position, for
+3 kept. This kernel gathers instead: each dx value sums, over the taps ``(u, v)`` whose window holds it
+and over the K filters, dout times the weight that carried it forward::
+
+    dx[n, h, w, d] = sum over (u, v, k) of dout[n, h + P - u, w + P - v, k] * w[u, v, d, k]
+
+(the notes' "convolution with spatially-flipped filters", read where dout lies: no padded copy of dout).
+The sum over k runs along the filters, contiguous in both dout and the weights, in vectors of
+:data:`LANES`; a tile of ``PW`` dx pixels x all D channels is accumulated in registers (as
+:mod:`volnet.ops.direct` does, with its compile flags), each lane vector summed at the end. Away from the
+borders one filter row's taps of every column and filter meet one contiguous run of a dout row (the
+weights' columns flipped, a small copy); at the borders, taps whose dout row or column lies outside dout
+are skipped, so dout needs no padding. On the Intel Xeon, against im2col's shares: 5x5 32x32x3->64 at
+batch 64 3.9 against 6.5 ms, LeNet's first layer 1.0 against 1.8, 3x3 32x32x3->32 1.1 against 2.2.
+
+Which layers take it is :func:`applies` (in :func:`volnet.ops.conv.plan_conv`); the batch splits over the
+cores, each image's dx written by one thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import direct, threads
+from .conv_rows import SHALLOW_DEPTH
+
+LANES = 16  # the filters summed per vector step: one AVX-512 register of float32 (two of float64)
+# Accumulators (vectors of LANES) in the tile, pixels x channels: LLVM unrolls a tile of 14 x 16 values fully
+# (as the forward's 7 x 32), and keeps it in registers; at 8 x 3 x 16 it left the loops rolled and ran 6x slower.
+TILE_VECTORS = 14
+# Multiply-adds a thread's part needs before the batch splits: a quarter of what the BLAS-rate kernels need
+# (volnet.ops.threads.MIN_PART_MULTIPLY_ADDS), this kernel running at a quarter of their rate on one channel.
+MIN_PART_MULTIPLY_ADDS = 2**22
+
+
+def applies(g, depth: int, filters: int, dtype) -> bool:
+    """Whether the input gradient takes :func:`input_gradient`: where :func:`volnet.ops.direct.applies`'
+    conditions on the host and dtype hold, an input of fewer than :data:`volnet.ops.conv_rows.SHALLOW_DEPTH`
+    channels, stride 1, and filters a whole number of :data:`LANES`."""
+    return (depth < SHALLOW_DEPTH and g.stride == (1, 1) and filters % LANES == 0
+            and direct._measured(g, dtype))
+
+
+def workers(g, filters: int, cores: int) -> int:
+    """Threads for :func:`input_gradient`: every core where each part has at least
+    :data:`MIN_PART_MULTIPLY_ADDS` (LeNet's first layer, 20 million in all, took 2.0 ms on one thread of the
+    Intel Xeon and 1.0 on two)."""
+    (N, H, W, D), (Fh, Fw) = g.in_shape, g.size
+    return max(1, min(cores, N, N * H * W * D * Fh * Fw * filters // MIN_PART_MULTIPLY_ADDS))
+
+
+def tile(depth: int, dtype) -> int:
+    """Pixels in the register tile of :func:`input_gradient` for ``depth`` input channels of ``dtype``."""
+    return max(1, TILE_VECTORS // depth)
+
+
+def _input_gradient_source(PW: int, DB: int):
+    """The gather kernel with a tile of ``PW`` pixels x ``DB`` channels (closure constants; DB = D)."""
+    T = PW * DB * LANES
+
+    def gather(dout, w, runs, top, left, dx, first, last):  # pragma: no cover - compiled
+        # dout (N, Ho, Wo*K): each row's (column, filter) values in one run; w (Fh, Fw, D, K); runs (Fh, D, Fw*K):
+        # runs[u, d] is w[u, ::-1, d, :] flattened, so that a dx pixel's taps of filter row u, all columns v
+        # and filters k, meet one contiguous run of a dout row. Output (i, j) read input (i - top + u, ...).
+        Fh, Fw, _, K = w.shape
+        _, H, W, _ = dx.shape
+        Ho, Wo = dout.shape[1], dout.shape[2] // K
+        run = Fw * K
+        acc = direct._carray(direct._stack_array(T, dx.dtype), T)
+        for n in range(first, last):
+            for h in range(H):
+                # the taps u whose dout row i = h + top - u lies in dout
+                u_first, u_stop = max(0, h + top - Ho + 1), min(Fh, h + top + 1)
+                for w0 in range(0, W, PW):
+                    for t in range(T):
+                        acc[t] = 0
+                    start = w0 + left - (Fw - 1)  # the dout column where the tile's first pixel's taps start
+                    if start >= 0 and start + PW - 1 + Fw <= Wo and w0 + PW <= W:  # no tap past dout
+                        for u in range(u_first, u_stop):
+                            i = h + top - u
+                            for e in range(0, run, LANES):
+                                for p in range(PW):
+                                    for d in range(DB):
+                                        for q in range(LANES):
+                                            acc[(p * DB + d) * LANES + q] += (
+                                                dout[n, i, direct._unsigned((start + p) * K + e + q)]
+                                                * runs[u, d, e + q])
+                    else:  # a border tile, or a row's last: taps past dout (and pixels past dx) are skipped
+                        for u in range(u_first, u_stop):
+                            i = h + top - u
+                            for v in range(Fw):
+                                j0 = w0 + left - v  # the dout column of the tile's first pixel
+                                if j0 >= 0 and j0 + PW <= Wo and w0 + PW <= W:  # this tap: every pixel
+                                    for k0 in range(0, K, LANES):
+                                        for p in range(PW):
+                                            for d in range(DB):
+                                                for q in range(LANES):
+                                                    acc[(p * DB + d) * LANES + q] += (
+                                                        dout[n, i, direct._unsigned((j0 + p) * K + k0 + q)]
+                                                        * w[u, v, d, k0 + q])
+                                    continue
+                                for k0 in range(0, K, LANES):
+                                    for p in range(PW):
+                                        if 0 <= j0 + p < Wo and w0 + p < W:
+                                            for d in range(DB):
+                                                for q in range(LANES):
+                                                    acc[(p * DB + d) * LANES + q] += (
+                                                        dout[n, i, direct._unsigned((j0 + p) * K + k0 + q)]
+                                                        * w[u, v, d, k0 + q])
+                    for p in range(min(PW, W - w0)):
+                        for d in range(DB):
+                            total = acc[(p * DB + d) * LANES]
+                            for q in range(1, LANES):
+                                total += acc[(p * DB + d) * LANES + q]
+                            dx[n, h, w0 + p, d] = total
+
+    return gather
+
+
+def input_gradient(dout: np.ndarray, w: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):
+    """dx ``(N, H, W, D)`` of the stride-1 CONV of geometry ``g`` with weights ``w (F, F, D, K)``, from
+    ``dout (N, H2, W2, K)``; the batch split over ``workers`` threads."""
+    N, H, W, D = g.in_shape
+    dtype = np.result_type(dout, w)
+    PW = tile(D, dtype)
+    kernel = direct._kernel(_input_gradient_source, PW, D, lambda filters, dtype_: (PW, D))
+    Fh, Fw, _, K = w.shape
+    rows = np.ascontiguousarray(dout, dtype=dtype).reshape(N, dout.shape[1], -1)
+    weights = np.ascontiguousarray(w, dtype=dtype)
+    runs = np.ascontiguousarray(weights[:, ::-1].transpose(0, 2, 1, 3)).reshape(Fh, D, Fw * K)
+    dx = np.empty((N, H, W, D), dtype=dtype)
+    top, _, left, _ = g.pads
+
+    def gather_part(start, stop):
+        yield  # allocated (see threads.split)
+        kernel(rows, weights, runs, top, left, dx, start, stop)
+
+    threads.split(gather_part, N, workers, blas_held=blas_held)
+    return dx
