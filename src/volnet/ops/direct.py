@@ -50,6 +50,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import threads
+from .dense import batch_sums
 from .jit import ENABLED
 
 # The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
@@ -434,4 +435,4 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
     dw, *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
     for part in others:
         dw += part
-    return dw[..., :K].reshape(Fh, Fw, D, K), dout[..., :K].sum(axis=(0, 1, 2))
+    return dw[..., :K].reshape(Fh, Fw, D, K), batch_sums(dout, 3)[:K]

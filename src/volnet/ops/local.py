@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError
+from .dense import batch_sums
 from .window import Geometry, col2im, geometry, im2row, pad_spatial, unpad_spatial
 from .workspace import BackwardWorkspace, ForwardWorkspace, padded, unpadded, windows_contiguous
 
@@ -142,7 +143,7 @@ def local_backward(dout, cache: LocalCache, input_grad: bool = True):
     w_pos = w.reshape(Ho * Wo, -1, K)  # (H2*W2, F*F*D, K)
     dout_pos = dout.reshape(N, Ho * Wo, K).transpose(1, 0, 2)  # (H2*W2, N, K)
     dw = np.matmul(_position_rows(xp, g).transpose(0, 2, 1), dout_pos).reshape(w.shape)
-    db = dout.sum(axis=0)
+    db = batch_sums(dout, 1)
     if not input_grad:
         return None, dw, db
     drows = np.empty((N, Ho * Wo, w_pos.shape[1]), dtype=np.result_type(dout, w))

@@ -44,6 +44,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import threads
+from .dense import batch_sums
 from .workspace import images_per_block as images_in_blocks_of, part_sizes, split_blocks
 
 OUTPUT_TILE = 4  # m: each tile gives 4 x 4 output values
@@ -296,4 +297,4 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, r: int, images_per_block: 
     for other in others:
         products += other
     dw = (output_transform @ products.reshape(n * n, D * K)).reshape(r, r, D, K)
-    return dw, dout.sum(axis=(0, 1, 2), dtype=dtype)
+    return dw, batch_sums(np.asarray(dout, dtype=dtype), 3)
