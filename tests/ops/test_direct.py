@@ -168,7 +168,7 @@ def test_tile_per_instruction_set(monkeypatch):
     (5, 1, 64, 192, 40, False, False),  # too many filters
     (7, 1, 8, 64, 40, True, True),
     (5, 1, 3, 64, 40, True, True),  # a first layer; its dout, 40x40x64 an image, stays in cache for dw
-    (5, 1, 1, 16, 40, True, False),  # LeNet's first: one channel, dw by im2col
+    (5, 1, 1, 16, 40, True, True),  # LeNet's first: one channel
     (7, 2, 3, 64, 224, True, False),  # the ImageNet stem: 112x112x64 of dout an image, dw by im2col
     (11, 4, 3, 96, 40, False, False),  # a first layer with more filters: a tie
     (1, 2, 64, 128, 40, False, False),  # 1x1: im2col copies nothing
@@ -235,7 +235,7 @@ def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
 
 def test_lenet_plan_on_avx512(monkeypatch):
     """LeNet's second CONV takes the direct forward and dw on AVX-512, colour first layers the direct forward
-    and dw, LeNet's first the direct forward; the others keep their kernels."""
+    and dw, LeNet's first the direct forward, dw and dx; the others keep their kernels."""
     from volnet.ops.conv import ConvPlan, plan_conv
 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
@@ -245,7 +245,7 @@ def test_lenet_plan_on_avx512(monkeypatch):
     strided = geometry((32, 32, 32, 64), 3, 2, 1, fit="crop")
     assert plan_conv(strided, 128, np.float32) == ConvPlan("im2col", "im2col", "col2im")
     assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32) == ConvPlan("direct", "direct", "direct")
-    assert plan_conv(geometry((64, 28, 28, 1), 5, 1, 2), 16, np.float32) == ConvPlan("direct", "im2col", "direct")
+    assert plan_conv(geometry((64, 28, 28, 1), 5, 1, 2), 16, np.float32) == ConvPlan("direct", "direct", "direct")
     assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
     monkeypatch.setattr(direct, "ENABLED", False)
     assert plan_conv(lenet2, 32, np.float32) == ConvPlan("winograd_5x5", "winograd_5x5", "flipped")

@@ -18,7 +18,7 @@ from volnet import Sequential
 from volnet.layers import FC, Conv2D, ReLU
 from volnet import ops
 from volnet.layers import MaxPool
-from volnet.ops import conv_rows, dense, threads
+from volnet.ops import conv_rows, dense, direct, threads
 from volnet.ops.pool import pool_backward, pool_backward_naive, pool_forward, pool_forward_naive
 from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 
@@ -45,6 +45,7 @@ def two_blas_threads():
 def split_everything(monkeypatch):
     """Split even the tiny layers of the tests, which are far below MIN_PART_MULTIPLY_ADDS."""
     monkeypatch.setattr(threads, "MIN_PART_MULTIPLY_ADDS", 1)
+    monkeypatch.setattr(direct, "MIN_PART_MULTIPLY_ADDS", 1)
 
 
 @given(count=st.integers(0, 50), workers=st.integers(1, 8))
@@ -168,9 +169,9 @@ def test_conv_split_over_threads_equals_naive(use_winograd, setting):
     expected, cache_naive = conv_forward_naive(x, w, b, **setting["hyper"])
     dout = rng.standard_normal(expected.shape)
     splits = []
-    original = threads.MIN_PART_MULTIPLY_ADDS
+    original = threads.MIN_PART_MULTIPLY_ADDS, direct.MIN_PART_MULTIPLY_ADDS
     # split even these tiny layers (a hypothesis test cannot take the monkeypatch fixture per example)
-    threads.MIN_PART_MULTIPLY_ADDS = 1
+    threads.MIN_PART_MULTIPLY_ADDS = direct.MIN_PART_MULTIPLY_ADDS = 1
     SCHEDULER._run = lambda prepared: splits.append(len(prepared)) or threads.Scheduler._run(SCHEDULER, prepared)
     try:
         with SCHEDULER.blas().limit(limits=2), winograd_enabled(use_winograd), threads.network_pass(N) as workers:
@@ -178,7 +179,7 @@ def test_conv_split_over_threads_equals_naive(use_winograd, setting):
             out, cache = conv_forward(x, w, b, **setting["hyper"], workers=workers)
             grads = conv_backward(dout, cache, workers=workers)
     finally:
-        threads.MIN_PART_MULTIPLY_ADDS = original
+        threads.MIN_PART_MULTIPLY_ADDS, direct.MIN_PART_MULTIPLY_ADDS = original
         del SCHEDULER._run
     assert splits and set(splits) == {2}  # every kernel (forward, dw, dx) split the batch in two
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-10)

@@ -181,7 +181,7 @@ def _backward(dout, cache: ConvCache, input_grad: bool, workers):
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
                                           blas_held=workers.blas_held)
     elif plan.weight_gradient == "direct":
-        dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, _direct_workers(g, K, workers),
+        dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, direct.workers(g, K, workers),
                                         blas_held=workers.blas_held)
     elif plan.weight_gradient == "winograd_5x5":
         r = g.size[0]
@@ -238,7 +238,7 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     if plan.weight_gradient == "winograd":
         phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, conv_rows.BLOCK_BYTES, weight_gradient=True)]
     elif plan.weight_gradient == "direct":
-        phases = [grads + direct.workspace_weight_gradient(g, K, b, _direct_workers(g, K, cores))]
+        phases = [grads + direct.workspace_weight_gradient(g, K, b, direct.workers(g, K, cores))]
     elif plan.weight_gradient == "winograd_5x5":
         phases = [grads + _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores, weight_gradient=True)]
     else:
@@ -338,21 +338,13 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     if forward == "direct":
-        return direct.correlate(xp, w, g, bias, relu, _direct_workers(g, K, workers), blas_held=workers.blas_held)
+        return direct.correlate(xp, w, g, bias, relu, direct.workers(g, K, workers), blas_held=workers.blas_held)
     if forward == "winograd_5x5":
         r = g.size[0]
         step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES)
         count = workers.for_multiply_adds(N * g.out_hw[0] * g.out_hw[1] * K * r * r * D, N)
         return winograd_5x5.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
     return conv_rows.correlate(xp, g, w.reshape(-1, K), bias, relu, workers).reshape(N, *g.out_hw, K)
-
-
-def _direct_workers(g: Geometry, filters: int, workers) -> int:
-    """Threads for :mod:`volnet.ops.direct`'s kernels, which call no BLAS: every core of ``workers`` (a
-    :class:`~volnet.ops.threads.Workers`, or a count of cores) where the parts are big enough."""
-    (N, _, _, D), (Ho, Wo), (Fh, Fw) = g.in_shape, g.out_hw, g.size
-    cores = workers if isinstance(workers, int) else workers.count()
-    return threads.workers_for(N * Ho * Wo * filters * Fh * Fw * D, N, cores)
 
 
 def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=threads.SERIAL):
@@ -365,7 +357,7 @@ def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=thr
     applies, else im2col's shares (the figures: docs/performance-log.md).
     """
     if scheme == "direct":
-        return direct_input.input_gradient(dout, w, g, direct_input.workers(g, w.shape[3], workers.count()),
+        return direct_input.input_gradient(dout, w, g, direct.workers(g, w.shape[3], workers),
                                            blas_held=workers.blas_held)
     if scheme == "shallow":
         return unpad_spatial(conv_rows.input_gradient_shallow(dout, w, g, padded_shape, workers), g)

@@ -36,9 +36,8 @@ tile whose pixels past the row read the row's last pixel and are not
 stored. Every kernel takes a range of images, releases the GIL, and so
 splits over the cores (:mod:`volnet.ops.threads`).
 
-Numba is optional: without it, or with ``VOLNET_NUMBA=0``,
-:data:`ENABLED` is False and :mod:`volnet.ops.conv` never plans a direct
-convolution.
+Numba is optional: without it, or with ``VOLNET_NUMBA=0``, :data:`ENABLED`
+is False and :mod:`volnet.ops.conv` never plans a direct convolution.
 """
 
 from __future__ import annotations
@@ -75,12 +74,17 @@ MIN_DEPTH = 8
 MAX_MULTIPLY = 32 * 32  # depth x filters of the deeper layers measured (LeNet's second CONV, and its flipped dx)
 SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
 # First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
-# and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads), im2col where it does
-# not (the 7x7/2 stem's 3.2 MB an image, 1.3x) and for one-channel inputs (LeNet's, 1.26x).
+# and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads; LeNet's one channel 0.63x,
+# once db no longer took NumPy's slow column sum), im2col where it does not (the 7x7/2 stem's 3.2 MB an
+# image, 1.2x).
 SHALLOW_DW_IMAGE_BYTES = 2**20
 # The forward reads its weights a vector of filters at a time: on a cache-line boundary, a line each. Weights
 # NumPy placed 16 bytes off one ran LeNet's second CONV at 134 GFLOP/s, aligned at 153 (the Intel Xeon).
 ALIGNMENT = 64
+# A part of a split batch holds this many multiply-adds, a quarter of threads.MIN_PART_MULTIPLY_ADDS: on few
+# channels these kernels run at a third of BLAS's rate (LeNet's first layer, 20 million multiply-adds in all:
+# forward 0.73 ms on one thread, 0.49 on two; input gradient 2.0 and 1.0).
+MIN_PART_MULTIPLY_ADDS = 2**22
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,12 +132,20 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
     """Whether the weight gradient takes :func:`weight_gradient`, where :func:`applies`' conditions on the
     host and dtype hold: stride-1 layers with filters other than 3x3, at least :data:`MIN_DEPTH` deep and
-    ``depth * filters`` at most :data:`MAX_MULTIPLY`; and first layers of 2 to 7 channels into at most
+    ``depth * filters`` at most :data:`MAX_MULTIPLY`; and first layers of 1 to 7 channels into at most
     :data:`SHALLOW_MAX_FILTERS` filters whose dout is at most :data:`SHALLOW_DW_IMAGE_BYTES` an image."""
     (Ho, Wo), itemsize = g.out_hw, np.dtype(dtype).itemsize
-    shallow = (2 <= depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
+    shallow = (depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
                and Ho * Wo * _padded_filters(filters, itemsize) * itemsize <= SHALLOW_DW_IMAGE_BYTES)
     return (shallow or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
+
+
+def workers(g, filters: int, workers) -> int:
+    """Threads for this module's kernels and :mod:`volnet.ops.direct_input`'s: every core of ``workers`` (a
+    :class:`~volnet.ops.threads.Workers`, or a count) where each part holds :data:`MIN_PART_MULTIPLY_ADDS`."""
+    (N, _, _, D), (Ho, Wo), (Fh, Fw) = g.in_shape, g.out_hw, g.size
+    cores = workers if isinstance(workers, int) else workers.count()
+    return threads.workers_for(N * Ho * Wo * filters * Fh * Fw * D, N, cores, MIN_PART_MULTIPLY_ADDS)
 
 
 def _lenet_sized(g, depth: int, filters: int) -> bool:

@@ -18,7 +18,7 @@ are skipped, so dout needs no padding. On the Intel Xeon, against im2col's share
 batch 64 3.9 against 6.5 ms, LeNet's first layer 1.0 against 1.8, 3x3 32x32x3->32 1.1 against 2.2.
 
 Which layers take it is :func:`applies` (in :func:`volnet.ops.conv.plan_conv`); the batch splits over the
-cores, each image's dx written by one thread.
+cores (:func:`volnet.ops.direct.workers`), each image's dx written by one thread.
 """
 
 from __future__ import annotations
@@ -32,9 +32,6 @@ LANES = 16  # the filters summed per vector step: one AVX-512 register of float3
 # Accumulators (vectors of LANES) in the tile, pixels x channels: LLVM unrolls a tile of 14 x 16 values fully
 # (as the forward's 7 x 32), and keeps it in registers; at 8 x 3 x 16 it left the loops rolled and ran 6x slower.
 TILE_VECTORS = 14
-# Multiply-adds a thread's part needs before the batch splits: a quarter of what the BLAS-rate kernels need
-# (volnet.ops.threads.MIN_PART_MULTIPLY_ADDS), this kernel running at a quarter of their rate on one channel.
-MIN_PART_MULTIPLY_ADDS = 2**22
 
 
 def applies(g, depth: int, filters: int, dtype) -> bool:
@@ -43,14 +40,6 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
     channels, stride 1, and filters a whole number of :data:`LANES`."""
     return (depth < SHALLOW_DEPTH and g.stride == (1, 1) and filters % LANES == 0
             and direct._measured(g, dtype))
-
-
-def workers(g, filters: int, cores: int) -> int:
-    """Threads for :func:`input_gradient`: every core where each part has at least
-    :data:`MIN_PART_MULTIPLY_ADDS` (LeNet's first layer, 20 million in all, took 2.0 ms on one thread of the
-    Intel Xeon and 1.0 on two)."""
-    (N, H, W, D), (Fh, Fw) = g.in_shape, g.size
-    return max(1, min(cores, N, N * H * W * D * Fh * Fw * filters // MIN_PART_MULTIPLY_ADDS))
 
 
 def tile(depth: int, dtype) -> int:

@@ -64,10 +64,11 @@ WARM_REPEATS = 2
 # -- the rules: worker counts from explicit numbers ----------------------------------------------------------
 
 
-def workers_for(multiply_adds: int, count: int, cores: int) -> int:
+def workers_for(multiply_adds: int, count: int, cores: int, minimum: int | None = None) -> int:
     """Threads for ``count`` images (or rows) holding ``multiply_adds`` in all, on ``cores`` cores: no more
-    than ``count`` parts, nor parts under :data:`MIN_PART_MULTIPLY_ADDS` each."""
-    return max(1, min(cores, count, multiply_adds // MIN_PART_MULTIPLY_ADDS))
+    than ``count`` parts, nor parts under ``minimum`` multiply-adds each (default
+    :data:`MIN_PART_MULTIPLY_ADDS`)."""
+    return max(1, min(cores, count, multiply_adds // (minimum or MIN_PART_MULTIPLY_ADDS)))
 
 
 def memory_workers_for(nbytes: int, count: int, cores: int) -> int:
