@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from volnet import Sequential, ShapeError
-from volnet.layers import FC, Conv2D, MaxPool, ReLU
+from volnet.layers import FC, AvgPool, Conv2D, MaxPool, ReLU
 from volnet.ops import threads
 
 
@@ -104,7 +104,10 @@ def layer_by_layer(net, x, dout):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_relu_gives_the_same_output_and_gradients_as_layer_by_layer(dtype, rng):
-    layers = lambda: [Conv2D(6, 3, P=1), ReLU(), MaxPool(2), Conv2D(5, 2, S=2), ReLU(), FC(7), ReLU(), FC(3)]
+    """CONV -> RELU and FC -> RELU fused forward, RELU -> POOL (max and average) fused backward: the numbers
+    of the layers run one by one, bit for bit."""
+    layers = lambda: [Conv2D(6, 3, P=1), ReLU(), MaxPool(2), Conv2D(5, 2, S=2), ReLU(), AvgPool(2), FC(7), ReLU(),
+                      FC(3)]
     fused, plain = Sequential(layers(), (8, 8, 3), dtype=dtype), Sequential(layers(), (8, 8, 3), dtype=dtype)
     x = rng.standard_normal((4, 8, 8, 3)).astype(dtype)
     dout = rng.standard_normal((4, 3)).astype(dtype)

@@ -446,3 +446,22 @@ def test_compiled_max_pool_keeps_nan_and_splits_over_threads(dtype, rng):
     np.testing.assert_array_equal(split_switches, switches)
     dout = rng.standard_normal(out.shape).astype(dtype)
     np.testing.assert_array_equal(pool_kernels.pool_backward(dout, g, switches, 2), pool_kernels.pool_backward(dout, g, switches))
+
+
+@settings(max_examples=60, deadline=None)
+@given(setting=padded_pool_settings())
+def test_backward_through_the_relu_below_equals_the_two_passes(setting):
+    """pool_backward(rectified=relu_out) gives relu_backward(pool_backward(...), relu_out) bit for bit, compiled
+    or tap by tap, every mode: zeros, negatives and NaN in the ReLU's output (dout * (out > 0))."""
+    from volnet.ops import relu_backward
+
+    rng = np.random.default_rng(setting["seed"])
+    shape, F, S, P, fit, mode = (setting[k] for k in ("x_shape", "F", "S", "P", "fit", "mode"))
+    rectified = np.maximum(rng.integers(-2, 3, shape).astype(float), 0)  # many zeros, as after a ReLU
+    rectified.flat[rng.integers(0, rectified.size)] = np.nan
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _numpy_only(setting, monkeypatch)
+        out, cache = pool_forward(rectified, F, S, mode, pad=P, fit=fit)
+        dout = rng.standard_normal(out.shape)
+        expected = relu_backward(pool_backward(dout, cache), rectified)
+        np.testing.assert_array_equal(pool_backward(dout, cache, rectified=rectified), expected)

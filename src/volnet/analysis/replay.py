@@ -9,7 +9,8 @@ function beside its kernel in ``volnet.ops``. Only what the containers do
 is written here: Residual adds its paths (NumPy reusing a temporary), Concat
 stacks its branches. A ReLU fused into the CONV or FC before it
 (:func:`volnet.layers.base.fused_pair`, as ``forward_layers`` fuses them)
-allocates nothing of its own.
+allocates nothing of its own, nor in backward one whose backward the POOL
+above it runs (:func:`volnet.layers.base.fused_backward_pair`).
 
 ``tests/analysis/test_memory.py`` holds the results to tracemalloc's
 measurement of real forward and backward passes.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from ..layers.base import fused_pair
+from ..layers.base import fused_backward_pair, fused_pair
 from ..ops.workspace import ELIDE_BYTES, Workload
 from .walk import Node
 
@@ -138,12 +139,14 @@ class Engine:
         """Gradient w.r.t. the path's input: ``(array id or None, whether the view is contiguous)``."""
         d = self.heap.ref(dout)
         for index in range(len(nodes) - 1, -1, -1):
-            dx, dx_contiguous = self.backward_node(nodes[index], d, input_grad or index > 0, contiguous)
+            above = nodes[index + 1].row.layer if index + 1 < len(nodes) else None
+            fused = above is not None and fused_backward_pair(nodes[index].row.layer, above)
+            dx, dx_contiguous = self.backward_node(nodes[index], d, input_grad or index > 0, contiguous, fused)
             self.heap.unref(d)
             d, contiguous = dx, dx_contiguous
         return d, contiguous
 
-    def backward_node(self, node: Node, dout: int, input_grad: bool, contiguous: bool = True):
+    def backward_node(self, node: Node, dout: int, input_grad: bool, contiguous: bool = True, fused: bool = False):
         heap, row = self.heap, node.row
         heap.where = f"backward {row.path} ({row.kind})"
         if node.paths:
@@ -157,7 +160,9 @@ class Engine:
             for d, _ in grads:
                 heap.unref(d)
             return dx, True
-        plan = row.layer.backward_workspace(self._work(row, True), input_grad, contiguous)
+        work = self._work(row, True)
+        plan = (row.layer.backward_workspace(work, input_grad, contiguous, fused=True) if fused
+                else row.layer.backward_workspace(work, input_grad, contiguous))
         heap.touch(plan.extra)
         if not input_grad:
             dx = None

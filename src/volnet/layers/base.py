@@ -379,6 +379,13 @@ def fused_pair(layer: Layer, following) -> bool:
     return layer.fuses_relu and bool(getattr(following, "adopt_rectified", None))
 
 
+def fused_backward_pair(layer: Layer, following) -> bool:
+    """Whether :func:`backward_layers` runs ``layer``'s backward (a ReLU's) inside ``following``'s (a POOL's,
+    which masks its dx where the ReLU's output is not positive as it writes it: one pass over memory fewer);
+    the memory analysis asks the same."""
+    return bool(getattr(layer, "take_rectified", None)) and getattr(following, "passes_back_rectified", False)
+
+
 def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None,
                    keep: bool | None = None) -> np.ndarray:
     """Run a path of layers, first to last, fusing every CONV -> RELU and FC -> RELU pair.
@@ -427,8 +434,15 @@ def frozen_prefix(layers: list[Layer]) -> int:
 def backward_layers(layers: list[Layer], dout: np.ndarray, input_grad: bool, workers=None):
     """Last layer first; only the first layer may skip its input gradient (when ``input_grad`` is false).
 
-    ``workers`` as in :func:`forward_layers`.
+    A ReLU -> POOL pair runs as one (:func:`fused_backward_pair`): the same numbers. ``workers`` as in
+    :func:`forward_layers`.
     """
-    for j in range(len(layers) - 1, -1, -1):
-        dout = layers[j].backward(dout, input_grad=input_grad or j > 0, workers=workers)
+    j = len(layers) - 1
+    while j >= 0:
+        if j > 0 and fused_backward_pair(layers[j - 1], layers[j]):
+            dout = layers[j].backward(dout, workers=workers, rectified=layers[j - 1].take_rectified())
+            j -= 2
+        else:
+            dout = layers[j].backward(dout, input_grad=input_grad or j > 0, workers=workers)
+            j -= 1
     return dout

@@ -9,7 +9,8 @@ import numpy as np
 from .. import ops
 from ..ops.dense import (fc_backward_workspace, fc_workspace, relu_backward_workspace, relu_fused_workspace,
                          relu_workspace)
-from ..ops.workspace import BackwardWorkspace, ForwardWorkspace
+from ..ops.pool import pool_plan
+from ..ops.workspace import BackwardWorkspace, ForwardWorkspace, float_dtype
 from .base import Costs, Keyword, Layer, Param, ParamArray, he_normal, zeros
 
 
@@ -140,6 +141,11 @@ class ReLU(Layer):
     def backward(self, dout, input_grad=True, *, workers=None):
         return ops.relu_backward(dout, self._take_cache(), workers=workers)
 
+    def take_rectified(self):
+        """The output this ReLU kept for its backward pass, handed to the POOL above it, whose backward runs
+        this one's (:func:`volnet.layers.base.backward_layers`); the cache is dropped as backward drops it."""
+        return self._take_cache()
+
     # -- the description of the kind ---------------------------------------------
     def costs(self, input_shape, output_shape):
         return Costs(0, 0, math.prod(output_shape))  # a max per value
@@ -148,7 +154,11 @@ class ReLU(Layer):
         """``fused``: it follows a CONV or FC that rectified in place (:meth:`adopt_rectified`)."""
         return relu_fused_workspace() if fused else relu_workspace(work.n_out, work.itemsize)
 
-    def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
+    def backward_workspace(self, work, input_grad=True, dout_contiguous=True, fused: bool = False):
+        """``fused``: the POOL above ran this backward (:meth:`take_rectified`): nothing of its own where the
+        pool's gather is compiled (dx is the pool's), else what :func:`relu_backward` allocates."""
+        if fused and pool_plan("max", float_dtype(work.itemsize)) == "compiled":
+            return BackwardWorkspace(0, None)
         return relu_backward_workspace(work.n_in, work.itemsize, dout_contiguous)
 
     def to_torch(self, bridge, order):

@@ -16,6 +16,7 @@ class _Pool(Layer):
     mode = "max"
     kind = "pool"
     counted_in_notes = True
+    passes_back_rectified = True  # backward takes a ReLU's output and runs its backward too (see backward)
     _ARGS = ("F", "S", "P", "fit")
     # other ops per output: max pooling's comparisons, average pooling's adds and divide, L2's squares,
     # adds and root, for windows of ``taps`` values
@@ -37,8 +38,10 @@ class _Pool(Layer):
         self._keep(cache, keeping)
         return out
 
-    def backward(self, dout, input_grad=True, *, workers=None):
-        return ops.pool_backward(dout, self._take_cache(), workers=workers)
+    def backward(self, dout, input_grad=True, *, workers=None, rectified=None):
+        """``rectified``: the output of the ReLU below, whose backward this one then runs too
+        (:func:`volnet.layers.base.backward_layers` fuses the pair)."""
+        return ops.pool_backward(dout, self._take_cache(), workers=workers, rectified=rectified)
 
     def get_config(self):
         return {"F": self.F, "S": self.S, "P": self.P, "fit": self.fit}

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..shapes import ShapeError, pair
 from . import direct, pool_kernels, threads
+from .dense import relu_backward
 from .workspace import BackwardWorkspace, ForwardWorkspace, float_dtype, padded, unpadded
 from .window import (Geometry, geometry, interleave_phases, pad_spatial, phase_buffer_shape, tap, tap_phase,
                      unpad_spatial)
@@ -238,8 +239,14 @@ def _max_and_switches(xp, taps, workers):
     return out, switches
 
 
-def pool_backward(dout, cache: PoolCache, *, workers=None):
-    """Fast backward of :func:`pool_forward`, tap by tap (``workers`` as there)."""
+def pool_backward(dout, cache: PoolCache, *, workers=None, rectified=None):
+    """Fast backward of :func:`pool_forward` (``workers`` as there): the compiled gathers, or tap by tap.
+
+    ``rectified``: the pool's input was a ReLU's output, and dx goes back through that ReLU too
+    (:func:`volnet.ops.dense.relu_backward`'s numbers; in the compiled gather, as each value is written).
+    """
+    if rectified is not None and not _compiled(cache.mode, dout.dtype):
+        return relu_backward(pool_backward(dout, cache, workers=workers), rectified, workers=workers)
     g = cache.geometry
     Fh, Fw = g.size
     if cache.mode == "max" and cache.switches is None:
@@ -249,7 +256,8 @@ def pool_backward(dout, cache: PoolCache, *, workers=None):
         workers = threads.or_alone(workers)
         count = _gather_workers(g, dout.dtype, workers)
         # (a strided dout, the gradient of a padded CONV above, is copied: one compiled kernel for every layout)
-        return pool_kernels.pool_backward(np.ascontiguousarray(dout), g, cache.switches, count, blas_held=workers.blas_held)
+        return pool_kernels.pool_backward(np.ascontiguousarray(dout), g, cache.switches, count,
+                                          blas_held=workers.blas_held, rectified=rectified)
     if cache.mode == "max":
         return unpad_spatial(_route_through_switches(dout, cache.switches, g, cache.padded_shape,
                                                      threads.or_alone(workers)), g)

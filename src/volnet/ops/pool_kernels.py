@@ -37,13 +37,17 @@ def avg_pool(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) ->
     return out
 
 
-def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
+def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1, *, blas_held: bool = False,
+                  rectified=None) -> np.ndarray:
     """dx ``(N, H, W, D)`` of max pooling (``switches`` from :func:`max_pool`) or, without them, of average
-    pooling, by gathering: each input value sums the share of every window that holds it."""
+    pooling, by gathering: each input value sums the share of every window that holds it. ``rectified``
+    (the pool's input, a ReLU's output): dx is also passed back through that ReLU, zero wherever
+    ``rectified`` is not positive (``relu_backward``'s numbers, without its pass over memory)."""
     dx = np.empty(g.in_shape, dtype=dout.dtype)
-    maximum = switches is not None
+    maximum, masked = switches is not None, rectified is not None
+    mask = np.ascontiguousarray(rectified, dtype=dx.dtype) if masked else np.zeros((1, 1, 1, 1), dx.dtype)
     arguments = (dout, _NO_SWITCHES if switches is None else switches, maximum, *g.size, *g.stride, g.pads[0],
-                 g.pads[2], dx)
+                 g.pads[2], masked, mask, dx)
     _split(_pool_backward, arguments, len(dx), workers, blas_held)
     return dx
 
@@ -109,7 +113,8 @@ def _max_values(xp, Fh, Fw, Sh, Sw, out, first, last):  # pragma: no cover - com
 
 
 @compiled
-def _pool_backward(dout, switches, maximum, Fh, Fw, Sh, Sw, top, left, dx, first, last):  # pragma: no cover
+def _pool_backward(dout, switches, maximum, Fh, Fw, Sh, Sw, top, left, masked, rectified, dx, first,
+                   last):  # pragma: no cover - compiled
     _, Ho, Wo, D = dout.shape
     _, H, W, _ = dx.shape
     count = Fh * Fw
@@ -134,3 +139,6 @@ def _pool_backward(dout, switches, maximum, Fh, Fw, Sh, Sw, top, left, dx, first
                 if not maximum:
                     for d in range(D):
                         dx[n, h, w, d] /= count
+                if masked:  # through the ReLU below: relu_backward's dout * (out > 0)
+                    for d in range(D):
+                        dx[n, h, w, d] = dx[n, h, w, d] * (rectified[n, h, w, d] > 0)
