@@ -159,7 +159,7 @@ class ReLU(Layer):
         pool's gather is compiled (dx is the pool's), else what :func:`relu_backward` allocates."""
         if fused and pool_plan("max", float_dtype(work.itemsize)) == "compiled":
             return BackwardWorkspace(0, None)
-        return relu_backward_workspace(work.n_in, work.itemsize, dout_contiguous)
+        return relu_backward_workspace(work.n_in, work.itemsize)
 
     def to_torch(self, bridge, order):
         return bridge.step(self, [bridge.nn.ReLU()]), order
