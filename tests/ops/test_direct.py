@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volnet.ops import direct
+from volnet.ops import direct, tiled
 from volnet.ops.conv import conv_forward_naive
 from volnet.ops.window import geometry, pad_spatial
 
@@ -108,7 +108,7 @@ def test_compile_flags_set_for_the_compile_and_restored_after(monkeypatch):
     monkeypatch.setattr(config, "SLP_VECTORIZE", 0)
     monkeypatch.setattr(config, "LOOP_VECTORIZE", 1)
     seen = []
-    real = direct._compile_flags
+    real = tiled.compile_flags
 
     def recording():
         context = real()
@@ -123,8 +123,8 @@ def test_compile_flags_set_for_the_compile_and_restored_after(monkeypatch):
 
         return Spy()
 
-    monkeypatch.setattr(direct, "_compile_flags", recording)
-    monkeypatch.setattr(direct, "_KERNELS", {})  # a fresh dispatcher: its first call compiles (or loads)
+    monkeypatch.setattr(tiled, "compile_flags", recording)
+    monkeypatch.setattr(tiled, "KERNELS", {})  # a fresh dispatcher: its first call compiles (or loads)
     x = np.ones((1, 4, 4, 2), dtype=np.float32)
     w = np.ones((2, 2, 2, 3), dtype=np.float32)
     np.testing.assert_array_equal(direct.correlate(x, w, geometry(x.shape, 2, 1, 0)), 8)
@@ -137,7 +137,7 @@ def test_compile_flags_restored_on_error():
 
     before = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
     with pytest.raises(RuntimeError):
-        with direct._compile_flags():
+        with tiled.compile_flags():
             raise RuntimeError("compile failed")
     assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == before
 
@@ -316,3 +316,16 @@ def test_forward_reads_weights_at_any_alignment(offset):
     got = direct.correlate(cache.xp, w, cache.geometry, np.ones(K, np.float32))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(w, before)
+
+
+def test_one_image_takes_the_direct_forward_where_measured_faster(monkeypatch):
+    """At batch 1 (no Winograd) the 3x3 layers of up to SINGLE_IMAGE_MULTIPLY depth x filters run direct;
+    deeper ones, strided ones and batches keep their kernels."""
+    from volnet.ops.conv import plan_conv
+
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    assert plan_conv(geometry((1, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "direct"
+    assert plan_conv(geometry((1, 8, 8, 64), 3, 1, 1), 192, np.float32).forward == "direct"
+    assert plan_conv(geometry((1, 16, 16, 128), 3, 1, 1), 128, np.float32).forward == "im2col"
+    assert plan_conv(geometry((1, 32, 32, 64), 3, 2, 1, fit="crop"), 128, np.float32).forward == "im2col"
+    assert plan_conv(geometry((2, 32, 32, 32), 3, 1, 1), 32, np.float32).forward != "direct"

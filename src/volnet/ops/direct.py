@@ -15,13 +15,13 @@ filters innermost) and broadcasts one input value per pixel against them::
 What that takes in Numba (each point measured, docs/performance-log.md):
 
 * the accumulators in a local array of compile-time-constant size
-  (``_stack_array``, on the stack, which LLVM then keeps in
+  (``tiled.stack_array``, on the stack, which LLVM then keeps in
   registers) and every tile loop of constant trip count, so LLVM unrolls
   them fully; the tile sizes are closure constants of each compiled kernel;
 * LLVM's SLP vectoriser on and its loop vectoriser off while these kernels
   compile (Numba's defaults are the reverse; with them the tile became
   gathers and scatters), set around the compile and restored after
-  (:func:`_compile_flags`);
+  (:func:`volnet.ops.tiled.compile_flags`);
 * a tile that fits the register file of the CPU that runs it, chosen at run
   time from the host's instruction set (:func:`tile`).
 
@@ -42,15 +42,12 @@ is False and :mod:`volnet.ops.conv` never plans a direct convolution.
 
 from __future__ import annotations
 
-import functools
-import threading
-from contextlib import contextmanager
-
 import numpy as np
 
-from . import threads
+from . import threads, tiled
 from .dense import batch_sums
 from .jit import ENABLED
+from .tiled import isa
 
 # The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
 # filters per register, so its tile has half of them. The tile must fit the register file: larger ones
@@ -73,6 +70,10 @@ MEASURED = ("avx512",)
 MIN_DEPTH = 8
 MAX_MULTIPLY = 32 * 32  # depth x filters of the deeper layers measured (LeNet's second CONV, and its flipped dx)
 SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
+# One image (inference at batch 1, where Winograd does not apply): the direct forward on one core against
+# im2col's rows and BLAS's two threads, 3x3: 32x32x32->32 155 against 225 us, 16x16x64->64 150 / 158,
+# 32x32x64->64 510 / 575, 8x8x64->192 107 / 119; 16x16x128->128 (16384) lost, 511 / 426.
+SINGLE_IMAGE_MULTIPLY = 64 * 192
 # First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
 # and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads; LeNet's one channel 0.63x,
 # once db no longer took NumPy's slow column sum), im2col where it does not (the 7x7/2 stem's 3.2 MB an
@@ -85,20 +86,6 @@ ALIGNMENT = 64
 # channels these kernels run at a third of BLAS's rate (LeNet's first layer, 20 million multiply-adds in all:
 # forward 0.73 ms on one thread, 0.49 on two; input gradient 2.0 and 1.0).
 MIN_PART_MULTIPLY_ADDS = 2**22
-
-
-@functools.lru_cache(maxsize=1)
-def isa() -> str:
-    """The host's vector instruction set as the kernels' tiles know it: ``"avx512"``, ``"avx2"`` or
-    ``"portable"``, from the features llvmlite reports for the host CPU (what Numba compiles for)."""
-    import llvmlite.binding as llvm
-
-    features = llvm.get_host_cpu_features()
-    if features.get("avx512f"):
-        return "avx512"
-    if features.get("avx2") and features.get("fma"):
-        return "avx2"
-    return "portable"
 
 
 def tap_tile(filters: int, dtype) -> tuple[int, int]:
@@ -123,10 +110,12 @@ def tile(filters: int, dtype, out_width: int | None = None) -> tuple[int, int]:
 def applies(g, depth: int, filters: int, dtype) -> bool:
     """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
     set in :data:`MEASURED`, an undilated float layer with filters larger than 1x1, and either a first
-    layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS` filters) or
-    LeNet-sized (:func:`applies_to_weight_gradient`)."""
+    layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS` filters),
+    LeNet-sized (:func:`applies_to_weight_gradient`), or one image through a stride-1 layer of at most
+    :data:`SINGLE_IMAGE_MULTIPLY` depth x filters."""
     shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
-    return (shallow or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
+    single = g.in_shape[0] == 1 and g.stride == (1, 1) and depth * filters <= SINGLE_IMAGE_MULTIPLY
+    return (shallow or single or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
@@ -191,65 +180,6 @@ def _padded_filters(filters: int, itemsize: int) -> int:
     return -(-filters // width) * width
 
 
-_COMPILING = threading.Lock()  # one compile at a time: the vectoriser flags are process-wide
-
-
-@contextmanager
-def _compile_flags():
-    """Numba's SLP vectoriser on and loop vectoriser off, restored afterwards (read when a kernel compiles)."""
-    from numba.core import config
-
-    saved = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
-    config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
-    try:
-        yield
-    finally:
-        config.SLP_VECTORIZE, config.LOOP_VECTORIZE = saved
-
-
-# The compiled helpers the kernels call, set by _numba_helpers at the first compile (Numba is imported only
-# then). The kernels read them as globals, so that their closures hold only the tile sizes: Numba keys its
-# disk cache of a closure by the closure's values, and a closure over these objects missed it every time.
-_stack_array = _carray = _at_least = _unsigned = None
-
-
-def _numba_helpers() -> None:
-    """Set :data:`_stack_array`, :data:`_carray` and :data:`_at_least` (once).
-
-    ``_stack_array(size, dtype)``: a pointer to ``size`` values on the stack (size a literal), which LLVM
-    keeps in registers where every index into it is a constant after unrolling. On AVX-512 hosts it also
-    marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for Intel's AVX-512 CPUs prefers
-    256-bit ones, which halves the tile's width and slows it (docs/performance-log.md, issue 23).
-    ``_at_least(value, floor)``: ``max(value, floor)`` that keeps
-    NaN (a diverging network shows NaN, not the ReLU's floor).
-    """
-    global _stack_array, _carray, _at_least, _unsigned
-    if _stack_array is not None:
-        return
-    import numba
-    from numba.core import cgutils, errors, types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def stack_array(typingctx, size, dtype):
-        if not isinstance(size, types.IntegerLiteral):
-            raise errors.RequireLiteralValue(size)
-        element = dtype.dtype
-
-        def codegen(context, builder, signature, args):
-            if isa() == "avx512":  # LLVM prefers 256-bit vectors on these CPUs; the tile is sized for 512
-                set.add(builder.function.attributes, '"prefer-vector-width"="512"')
-            return cgutils.alloca_once(builder, context.get_value_type(element), size=size.literal_value)
-
-        return types.CPointer(element)(size, dtype), codegen
-
-    @numba.njit(inline="always")
-    def at_least(value, floor):  # pragma: no cover - compiled
-        return floor if value < floor else value
-
-    _carray, _at_least, _stack_array, _unsigned = numba.carray, at_least, stack_array, numba.uint64
-
-
 def _forward_source(PW: int, KB: int):
     """The forward kernel with a ``PW x KB`` tile (closure constants)."""
     T = PW * KB
@@ -260,7 +190,7 @@ def _forward_source(PW: int, KB: int):
         # pixel j's run starts at j*Sw*D = j*SD
         Fh, taps, Kp = w.shape
         _, Ho, Wo, K = out.shape
-        acc = _carray(_stack_array(T, xp.dtype), T)
+        acc = tiled.carray(tiled.stack_array(T, xp.dtype), T)
         for n in range(first, last):
             for i in range(Ho):
                 for j0 in range(0, Wo, PW):
@@ -271,7 +201,7 @@ def _forward_source(PW: int, KB: int):
                             row = i * Sh + u
                             for e in range(taps):
                                 for p in range(PW):
-                                    x = xp[n, row, _unsigned(min(j0 + p, Wo - 1) * SD + e)]
+                                    x = xp[n, row, tiled.unsigned(min(j0 + p, Wo - 1) * SD + e)]
                                     if KH == 1:
                                         for q in range(KB):
                                             acc[p * KB + q] += x * w[u, e, k0 + q]
@@ -282,11 +212,11 @@ def _forward_source(PW: int, KB: int):
                         if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
                             for p in range(PW):
                                 for q in range(KB):
-                                    out[n, i, j0 + p, k0 + q] = _at_least(acc[p * KB + q] + bias[k0 + q], floor)
+                                    out[n, i, j0 + p, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q], floor)
                         else:
                             for p in range(min(PW, Wo - j0)):
                                 for q in range(min(KB, K - k0)):
-                                    out[n, i, j0 + p, k0 + q] = _at_least(acc[p * KB + q] + bias[k0 + q], floor)
+                                    out[n, i, j0 + p, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q], floor)
 
     return forward
 
@@ -302,7 +232,7 @@ def _weight_gradient_source(PE: int, KB: int):
         # (i, j)'s field starts at i*Sh*row + j*SD.
         taps, Kp = dw.shape
         _, Ho, Wo, _ = dout.shape
-        acc = _carray(_stack_array(T, x.dtype), T)
+        acc = tiled.carray(tiled.stack_array(T, x.dtype), T)
         for n in range(first, last):
             for t0 in range(0, taps, PE):
                 for k0 in range(0, Kp, KB):
@@ -313,7 +243,7 @@ def _weight_gradient_source(PE: int, KB: int):
                         for j in range(Wo):
                             start = i * Sh * row + j * SD
                             for p in range(PE):
-                                value = x[n, _unsigned(start + offsets[min(t0 + p, taps - 1)])]
+                                value = x[n, tiled.unsigned(start + offsets[min(t0 + p, taps - 1)])]
                                 if KH == 1:
                                     for q in range(KB):
                                         acc[p * KB + q] += value * dout[n, i, j, k0 + q]
@@ -326,57 +256,6 @@ def _weight_gradient_source(PE: int, KB: int):
                             dw[t0 + p, k0 + q] = acc[p * KB + q]
 
     return weight_gradient
-
-
-_KERNELS: dict = {}
-
-
-def _kernel(make, PW: int, KB: int, tile_of=None):
-    """The compiled kernel ``make(PW, KB)`` (compiled and cached on disk at its first call, under
-    :func:`_compile_flags`); ``tile_of(filters, dtype)`` gives its tiles (default :func:`tile`)."""
-    key = (make, PW, KB)
-    compiled = _KERNELS.get(key)
-    if compiled is None:
-        with _COMPILING:
-            compiled = _KERNELS.get(key)
-            if compiled is None:
-                import numba
-
-                _numba_helpers()
-                dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
-                                        fastmath={"contract"})(make(PW, KB))
-                compiled = _KERNELS[key] = _FlagCompiled(make, PW, dispatcher, tile_of or tile)
-    return compiled
-
-
-class _FlagCompiled:
-    """A dispatcher whose compiles for new argument types run under :func:`_compile_flags`.
-
-    The first call for a dtype compiles (or loads from Numba's disk cache) every tile width that dtype
-    takes with its pixel count (:func:`tile`: for few filters and for many) with the same argument types, so
-    that a network's first step compiles all it will need, whatever its layers' filter counts: a compile
-    retains a few MB, which a later step would show as its own memory (``tests/analysis`` measures steps
-    after the first).
-    """
-
-    def __init__(self, make, pixels: int, dispatcher, tile_of):
-        self.make, self.pixels, self.dispatcher, self.tile_of = make, pixels, dispatcher, tile_of
-        self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
-
-    def __call__(self, *args):
-        dtype = args[0].dtype
-        if dtype not in self.compiled:
-            types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
-            for sibling in {_kernel(self.make, self.pixels, self.tile_of(filters, dtype)[1], self.tile_of)
-                            for filters in (1, 2**20)}:
-                sibling.compile(types, dtype)
-        return self.dispatcher(*args)
-
-    def compile(self, types, dtype) -> None:
-        if dtype not in self.compiled:
-            with _COMPILING, _compile_flags():
-                self.dispatcher.compile(types)
-            self.compiled.add(dtype)
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
@@ -400,7 +279,7 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
         taps, bias = padded_weights[:-1].reshape(w.shape[0], -1, Kp), padded_weights[-1]
     rows = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
-    kernel = _kernel(_forward_source, PW, KB)
+    kernel = tiled.kernel(_forward_source, PW, KB, tile)
     floor = dtype.type(0 if relu else -np.inf)
     Sh, Sw = g.stride
 
@@ -434,7 +313,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
         dout = np.concatenate([dout, np.zeros((*dout.shape[:3], Kp - K), dtype=dtype)], axis=3)
     dout = np.ascontiguousarray(dout, dtype=dtype)
     flat = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp * Wp * D)
-    kernel = _kernel(_weight_gradient_source, PE, KB, tap_tile)
+    kernel = tiled.kernel(_weight_gradient_source, PE, KB, tap_tile)
     Sh, Sw = g.stride
     offsets = (np.arange(Fh)[:, None] * (Wp * D) + np.arange(Fw * D)).reshape(-1)  # taps in (u, v, d) order
 

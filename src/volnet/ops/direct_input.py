@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import direct, threads
+from . import direct, threads, tiled
 from .conv_rows import SHALLOW_DEPTH
 
 LANES = 16  # the filters summed per vector step: one AVX-512 register of float32 (two of float64)
@@ -59,7 +59,7 @@ def _input_gradient_source(PW: int, DB: int):
         _, H, W, _ = dx.shape
         Ho, Wo = dout.shape[1], dout.shape[2] // K
         run = Fw * K
-        acc = direct._carray(direct._stack_array(T, dx.dtype), T)
+        acc = tiled.carray(tiled.stack_array(T, dx.dtype), T)
         for n in range(first, last):
             for h in range(H):
                 # the taps u whose dout row i = h + top - u lies in dout
@@ -76,7 +76,7 @@ def _input_gradient_source(PW: int, DB: int):
                                     for d in range(DB):
                                         for q in range(LANES):
                                             acc[(p * DB + d) * LANES + q] += (
-                                                dout[n, i, direct._unsigned((start + p) * K + e + q)]
+                                                dout[n, i, tiled.unsigned((start + p) * K + e + q)]
                                                 * runs[u, d, e + q])
                     else:  # a border tile, or a row's last: taps past dout (and pixels past dx) are skipped
                         for u in range(u_first, u_stop):
@@ -89,7 +89,7 @@ def _input_gradient_source(PW: int, DB: int):
                                             for d in range(DB):
                                                 for q in range(LANES):
                                                     acc[(p * DB + d) * LANES + q] += (
-                                                        dout[n, i, direct._unsigned((j0 + p) * K + k0 + q)]
+                                                        dout[n, i, tiled.unsigned((j0 + p) * K + k0 + q)]
                                                         * w[u, v, d, k0 + q])
                                     continue
                                 for k0 in range(0, K, LANES):
@@ -98,7 +98,7 @@ def _input_gradient_source(PW: int, DB: int):
                                             for d in range(DB):
                                                 for q in range(LANES):
                                                     acc[(p * DB + d) * LANES + q] += (
-                                                        dout[n, i, direct._unsigned((j0 + p) * K + k0 + q)]
+                                                        dout[n, i, tiled.unsigned((j0 + p) * K + k0 + q)]
                                                         * w[u, v, d, k0 + q])
                     for p in range(min(PW, W - w0)):
                         for d in range(DB):
@@ -116,7 +116,7 @@ def input_gradient(dout: np.ndarray, w: np.ndarray, g, workers: int = 1, *, blas
     N, H, W, D = g.in_shape
     dtype = np.result_type(dout, w)
     PW = tile(D, dtype)
-    kernel = direct._kernel(_input_gradient_source, PW, D, lambda filters, dtype_: (PW, D))
+    kernel = tiled.kernel(_input_gradient_source, PW, D, lambda filters, dtype_: (PW, D))
     Fh, Fw, _, K = w.shape
     rows = np.ascontiguousarray(dout, dtype=dtype).reshape(N, dout.shape[1], -1)
     weights = np.ascontiguousarray(w, dtype=dtype)

@@ -1,0 +1,138 @@
+"""Compiling register-tiled kernels with Numba: the host's instruction set, LLVM's vectoriser flags, the
+helpers a kernel keeps its tile in, and one compiled dispatcher per tile.
+
+:mod:`volnet.ops.direct` and :mod:`volnet.ops.direct_input` write their kernels as factories
+``make(PW, KB)`` of plain Python loops over a tile whose sizes are closure constants; :func:`kernel` compiles
+each (on first use, cached on disk) with the flags those loops need (:func:`compile_flags`; why each is
+needed: the module docstring of :mod:`volnet.ops.direct`). Numba is imported at the first compile, not here.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from contextlib import contextmanager
+
+
+@functools.lru_cache(maxsize=1)
+def isa() -> str:
+    """The host's vector instruction set as the kernels' tiles know it: ``"avx512"``, ``"avx2"`` or
+    ``"portable"``, from the features llvmlite reports for the host CPU (what Numba compiles for)."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f"):
+        return "avx512"
+    if features.get("avx2") and features.get("fma"):
+        return "avx2"
+    return "portable"
+
+
+COMPILING = threading.Lock()  # one compile at a time: the vectoriser flags are process-wide
+
+
+@contextmanager
+def compile_flags():
+    """Numba's SLP vectoriser on and loop vectoriser off, restored afterwards (read when a kernel compiles)."""
+    from numba.core import config
+
+    saved = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
+    config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
+    try:
+        yield
+    finally:
+        config.SLP_VECTORIZE, config.LOOP_VECTORIZE = saved
+
+
+# The compiled helpers the kernels call, set by numba_helpers at the first compile (Numba is imported only
+# then). The kernels read them as globals, so that their closures hold only the tile sizes: Numba keys its
+# disk cache of a closure by the closure's values, and a closure over these objects missed it every time.
+stack_array = carray = at_least = unsigned = None
+
+
+def numba_helpers() -> None:
+    """Set :data:`stack_array`, :data:`carray`, :data:`at_least` and :data:`unsigned` (once).
+
+    ``stack_array(size, dtype)``: a pointer to ``size`` values on the stack (size a literal), which LLVM
+    keeps in registers where every index into it is a constant after unrolling. On AVX-512 hosts it also
+    marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for Intel's AVX-512 CPUs prefers
+    256-bit ones, which halves the tile's width and slows it (docs/performance-log.md, issue 23).
+    ``at_least(value, floor)``: ``max(value, floor)`` that keeps
+    NaN (a diverging network shows NaN, not the ReLU's floor).
+    """
+    global stack_array, carray, at_least, unsigned
+    if stack_array is not None:
+        return
+    import numba
+    from numba.core import cgutils, errors, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def stack_array_(typingctx, size, dtype):
+        if not isinstance(size, types.IntegerLiteral):
+            raise errors.RequireLiteralValue(size)
+        element = dtype.dtype
+
+        def codegen(context, builder, signature, args):
+            if isa() == "avx512":  # LLVM prefers 256-bit vectors on these CPUs; the tile is sized for 512
+                set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+            return cgutils.alloca_once(builder, context.get_value_type(element), size=size.literal_value)
+
+        return types.CPointer(element)(size, dtype), codegen
+
+    @numba.njit(inline="always")
+    def at_least_(value, floor):  # pragma: no cover - compiled
+        return floor if value < floor else value
+
+    carray, at_least, stack_array, unsigned = numba.carray, at_least_, stack_array_, numba.uint64
+
+
+KERNELS: dict = {}  # (make, PW, KB) -> its FlagCompiled
+
+
+def kernel(make, PW: int, KB: int, tile_of):
+    """The compiled kernel ``make(PW, KB)`` (compiled and cached on disk at its first call, under
+    :func:`compile_flags`); ``tile_of(filters, dtype)`` gives its tiles (default :func:`tile`)."""
+    key = (make, PW, KB)
+    compiled = KERNELS.get(key)
+    if compiled is None:
+        with COMPILING:
+            compiled = KERNELS.get(key)
+            if compiled is None:
+                import numba
+
+                numba_helpers()
+                dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
+                                        fastmath={"contract"})(make(PW, KB))
+                compiled = KERNELS[key] = FlagCompiled(make, PW, dispatcher, tile_of)
+    return compiled
+
+
+class FlagCompiled:
+    """A dispatcher whose compiles for new argument types run under :func:`compile_flags`.
+
+    The first call for a dtype compiles (or loads from Numba's disk cache) every tile width that dtype
+    takes with its pixel count (``tile_of``: for few filters and for many) with the same argument types, so
+    that a network's first step compiles all it will need, whatever its layers' filter counts: a compile
+    retains a few MB, which a later step would show as its own memory (``tests/analysis`` measures steps
+    after the first).
+    """
+
+    def __init__(self, make, pixels: int, dispatcher, tile_of):
+        self.make, self.pixels, self.dispatcher, self.tile_of = make, pixels, dispatcher, tile_of
+        self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
+
+    def __call__(self, *args):
+        dtype = args[0].dtype
+        if dtype not in self.compiled:
+            types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
+            for sibling in {kernel(self.make, self.pixels, self.tile_of(filters, dtype)[1], self.tile_of)
+                            for filters in (1, 2**20)}:
+                sibling.compile(types, dtype)
+        return self.dispatcher(*args)
+
+    def compile(self, types, dtype) -> None:
+        if dtype not in self.compiled:
+            with COMPILING, compile_flags():
+                self.dispatcher.compile(types)
+            self.compiled.add(dtype)
