@@ -329,3 +329,4 @@ def test_one_image_takes_the_direct_forward_where_measured_faster(monkeypatch):
     assert plan_conv(geometry((1, 16, 16, 128), 3, 1, 1), 128, np.float32).forward == "im2col"
     assert plan_conv(geometry((1, 32, 32, 64), 3, 2, 1, fit="crop"), 128, np.float32).forward == "im2col"
     assert plan_conv(geometry((2, 32, 32, 32), 3, 1, 1), 32, np.float32).forward != "direct"
+    assert plan_conv(geometry((1, 16, 16, 64), 5, 1, 2), 192, np.float32).forward != "direct"  # 5x5: slower

@@ -72,7 +72,8 @@ MAX_MULTIPLY = 32 * 32  # depth x filters of the deeper layers measured (LeNet's
 SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
 # One image (inference at batch 1, where Winograd does not apply): the direct forward on one core against
 # im2col's rows and BLAS's two threads, 3x3: 32x32x32->32 155 against 225 us, 16x16x64->64 150 / 158,
-# 32x32x64->64 510 / 575, 8x8x64->192 107 / 119; 16x16x128->128 (16384) lost, 511 / 426.
+# 32x32x64->64 510 / 575, 8x8x64->192 107 / 119; 16x16x128->128 (16384) lost, 511 / 426, and so did 5x5
+# 16x16x64->192 (1441 / 730).
 SINGLE_IMAGE_MULTIPLY = 64 * 192
 # First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
 # and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads; LeNet's one channel 0.63x,
@@ -111,10 +112,11 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
     """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
     set in :data:`MEASURED`, an undilated float layer with filters larger than 1x1, and either a first
     layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS` filters),
-    LeNet-sized (:func:`applies_to_weight_gradient`), or one image through a stride-1 layer of at most
+    LeNet-sized (:func:`applies_to_weight_gradient`), or one image through a stride-1 3x3 layer of at most
     :data:`SINGLE_IMAGE_MULTIPLY` depth x filters."""
     shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
-    single = g.in_shape[0] == 1 and g.stride == (1, 1) and depth * filters <= SINGLE_IMAGE_MULTIPLY
+    single = (g.in_shape[0] == 1 and g.stride == (1, 1) and g.size == (3, 3)
+              and depth * filters <= SINGLE_IMAGE_MULTIPLY)
     return (shallow or single or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
 
 
