@@ -164,7 +164,8 @@ def workspace(g, filters: int, itemsize: int) -> int:
 def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> int:
     """Bytes :func:`weight_gradient` allocates beside a contiguous dout, split over ``workers`` threads:
     dout with zero filters up to whole tiles (where it has none), a contiguous copy of a cropped input, each
-    thread's dw, and the result cut from the padded filters (db: K values)."""
+    thread's dw, the result cut from the padded filters, and db (K values, from a column of ones per output
+    position, :func:`volnet.ops.dense.batch_sums`)."""
     from .workspace import padded, part_sizes
 
     (N, _, _, D), (Fh, Fw), (Ho, Wo), K, b = g.in_shape, g.size, g.out_hw, filters, itemsize
@@ -174,7 +175,7 @@ def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> i
     xp = N * shape[1] * shape[2] * D * b if cropped else 0
     partials = len(part_sizes(N, workers)) * Fh * Fw * D * Kp * b
     result = (Fh * Fw * D * K * b if Kp != K else 0) + K * b
-    return dout + xp + partials + result
+    return dout + xp + partials + result + N * Ho * Wo * b
 
 
 def _padded_filters(filters: int, itemsize: int) -> int:

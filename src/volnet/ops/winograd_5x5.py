@@ -168,12 +168,13 @@ def workspace(out_hw, depth: int, filters: int, r: int, images: int, itemsize: i
               base_block_bytes: int, weight_gradient: bool = False) -> int:
     """Bytes :func:`correlate` (or :func:`weight_gradient`) allocates beside its result: each of ``workers``
     threads' block buffers (:func:`bytes_per_image` times its images per block, :func:`block_bytes`) and the
-    transformed filters U (or each thread's two sums of products)."""
+    transformed filters U (or each thread's two sums of products, and db's column of ones)."""
     n = OUTPUT_TILE + r - 1
     per_image = _bytes_per_image(out_hw, depth, filters, r, itemsize, weight_gradient)
     blocks = split_blocks(images, per_image, block_bytes(out_hw, per_image, base_block_bytes), workers) * per_image
     sums = 2 * len(part_sizes(images, workers)) if weight_gradient else 1
-    return blocks + sums * n * n * depth * filters * itemsize
+    ones = images * out_hw[0] * out_hw[1] * itemsize if weight_gradient else 0  # db's (batch_sums)
+    return blocks + sums * n * n * depth * filters * itemsize + ones
 
 
 def _input_tiles(images: np.ndarray, extended, gathered, V, input_transform, tile_grid) -> np.ndarray:
