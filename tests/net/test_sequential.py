@@ -127,3 +127,10 @@ def test_fused_relu_keeps_nothing_in_inference(rng):
     out = net.forward(rng.standard_normal((2, 6, 6, 2)))
     assert (out >= 0).all()
     assert all(layer._cache is None for layer in net.layers)
+
+
+def test_a_fused_relu_pool_pair_first_returns_no_input_gradient_when_none_is_asked(rng):
+    net = Sequential([ReLU(), MaxPool(2), FC(3)], (4, 4, 2))
+    scores = net.forward(rng.standard_normal((2, 4, 4, 2)).astype(np.float32), train=True)
+    assert net.backward(np.ones_like(scores), input_grad=False) is None
+    assert all(layer._cache is None for layer in net.layers)

@@ -441,6 +441,8 @@ def backward_layers(layers: list[Layer], dout: np.ndarray, input_grad: bool, wor
     while j >= 0:
         if j > 0 and fused_backward_pair(layers[j - 1], layers[j]):
             dout = layers[j].backward(dout, workers=workers, rectified=layers[j - 1].take_rectified())
+            if j == 1 and not input_grad:
+                dout = None  # the pair began the path, and its input gradient was not asked for
             j -= 2
         else:
             dout = layers[j].backward(dout, input_grad=input_grad or j > 0, workers=workers)
