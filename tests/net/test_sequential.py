@@ -134,3 +134,11 @@ def test_a_fused_relu_pool_pair_first_returns_no_input_gradient_when_none_is_ask
     scores = net.forward(rng.standard_normal((2, 4, 4, 2)).astype(np.float32), train=True)
     assert net.backward(np.ones_like(scores), input_grad=False) is None
     assert all(layer._cache is None for layer in net.layers)
+
+
+def test_relu_fuses_into_the_compiled_pools_backward_only():
+    from volnet.layers import L2Pool
+    from volnet.layers.base import fused_backward_pair
+
+    assert fused_backward_pair(ReLU(), MaxPool(2)) and fused_backward_pair(ReLU(), AvgPool(2))
+    assert not fused_backward_pair(ReLU(), L2Pool(2)) and not fused_backward_pair(MaxPool(2), ReLU())

@@ -155,8 +155,8 @@ class ReLU(Layer):
         return relu_fused_workspace() if fused else relu_workspace(work.n_out, work.itemsize)
 
     def backward_workspace(self, work, input_grad=True, dout_contiguous=True, fused: bool = False):
-        """``fused``: the POOL above ran this backward (:meth:`take_rectified`): nothing of its own where the
-        pool's gather is compiled (dx is the pool's), else what :func:`relu_backward` allocates."""
+        """``fused``: the max or average POOL above ran this backward (:meth:`take_rectified`): nothing of its
+        own where that pool's gather is compiled (dx is the pool's), else what :func:`relu_backward` allocates."""
         if fused and pool_plan("max", float_dtype(work.itemsize)) == "compiled":
             return BackwardWorkspace(0, None)
         return relu_backward_workspace(work.n_in, work.itemsize)

@@ -148,6 +148,7 @@ class L2Pool(_Pool):
     """
 
     mode = "l2"
+    passes_back_rectified = False  # its backward runs tap by tap in NumPy: fusing the ReLU in would save nothing
     keyword = Keyword("L2POOL", _Pool._ARGS, positional=2, compact="F", modifiers="SP", pool=True)
 
 
