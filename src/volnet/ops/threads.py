@@ -46,6 +46,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .placement import Placement
+
 if TYPE_CHECKING:  # the module itself is imported at the first split (Scheduler._threads): volnet imports quicker
     from concurrent.futures import ThreadPoolExecutor
 
@@ -299,11 +301,12 @@ class Scheduler:
         from concurrent.futures import wait
 
         pool = self._threads(len(prepared) - 1)
-        others = [pool.submit(_finish, part) for part in prepared[1:]]
-        try:
-            first = _finish(prepared[0])
-        finally:  # the other parts must finish before BLAS gets its threads back
-            wait(others)
+        with _PLACEMENT.pinned(len(prepared)) as cpus:  # side by side, not one after the other (placement.py)
+            others = [pool.submit(_finish_on, cpu, part) for cpu, part in zip(cpus, prepared[1:])]
+            try:
+                first = _finish(prepared[0])
+            finally:  # the other parts must finish before BLAS gets its threads back
+                wait(others)
         return [first] + [future.result() for future in others]
 
     def close(self) -> None:
@@ -323,6 +326,7 @@ class Scheduler:
 
 
 _SCHEDULER = Scheduler()
+_PLACEMENT = Placement()
 
 
 def scheduler() -> Scheduler:
@@ -409,6 +413,11 @@ def _prepare(work, start: int, stop: int):
     part = work(start, stop)
     next(part)  # up to its yield: the part's buffers
     return part
+
+
+def _finish_on(cpu: int | None, part):
+    _PLACEMENT.hold(cpu)
+    return _finish(part)
 
 
 def _finish(part):
