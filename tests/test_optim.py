@@ -388,3 +388,32 @@ def test_compiled_momentum_step_gives_the_numpy_expressions_bit_for_bit(size, dt
     for got, expected in zip(*results):
         np.testing.assert_array_equal(got, expected)
         assert got.dtype == dtype
+
+
+@pytest.mark.skipif(not jit.ENABLED, reason="Numba is not installed (or VOLNET_NUMBA=0)")
+@settings(max_examples=20, deadline=None)
+@given(size=st.integers(2, 3000), nesterov=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_a_momentum_step_split_over_threads_equals_the_one_piece_bit_for_bit(size, nesterov, seed):
+    from volnet.ops import sgd, threads
+
+    rng = np.random.default_rng(seed)
+    w, g, v = (rng.standard_normal(size).astype(np.float32) for _ in range(3))
+    one = [a.copy() for a in (w, g, v)]
+    sgd.momentum_step(*one, 0.05, 0.9, nesterov, workers=threads.SERIAL)
+    split = [a.copy() for a in (w, g, v)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sgd, "MIN_PART_BYTES", 1)  # the second part starts mid-array
+        sgd.momentum_step(*split, 0.05, 0.9, nesterov, workers=threads.Workers(2, blas_held=True))
+    for got, expected in zip(split, one):
+        np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(one[0], w)  # the step changed the weights
+
+
+def test_an_update_splits_only_parts_of_its_own_minimum():
+    from volnet.ops import sgd, threads
+
+    held = threads.Workers(2, blas_held=True)
+    assert held.for_bytes(5 * 4 * 500_000, 500_000, sgd.MIN_PART_BYTES) == 1  # 9.5 MiB: one piece
+    assert held.for_bytes(5 * 4 * 1_000_000, 1_000_000, sgd.MIN_PART_BYTES) == 2
+    assert threads.memory_workers_for(10 * 2**20, 64, 2, minimum=2**22) == 2
+    assert threads.memory_workers_for(10 * 2**20, 64, 2, minimum=2**24) == 1

@@ -73,11 +73,11 @@ def workers_for(multiply_adds: int, count: int, cores: int, minimum: int | None 
     return max(1, min(cores, count, multiply_adds // (minimum or MIN_PART_MULTIPLY_ADDS)))
 
 
-def memory_workers_for(nbytes: int, count: int, cores: int) -> int:
+def memory_workers_for(nbytes: int, count: int, cores: int, minimum: int | None = None) -> int:
     """Threads for a kernel that streams ``nbytes`` of memory over ``count`` images and calls no BLAS (pooling,
-    ReLU): every core, for parts of at least :data:`MIN_PART_BYTES`: such kernels are bound by memory
-    bandwidth, which one core does not saturate (the gain: docs/performance-log.md)."""
-    parts = min(count, nbytes // MIN_PART_BYTES)
+    ReLU): every core, for parts of at least ``minimum`` bytes (default :data:`MIN_PART_BYTES`): such kernels
+    are bound by memory bandwidth, which one core does not saturate (the gain: docs/performance-log.md)."""
+    parts = min(count, nbytes // (minimum or MIN_PART_BYTES))
     return 1 if parts < 2 else min(cores, parts)
 
 
@@ -119,9 +119,9 @@ class Workers:
         """Threads for a kernel that multiplies through BLAS: :func:`workers_for` with BLAS held, else one."""
         return workers_for(multiply_adds, count, self.count()) if self.blas_held else 1
 
-    def for_bytes(self, nbytes: int, count: int) -> int:
+    def for_bytes(self, nbytes: int, count: int, minimum: int | None = None) -> int:
         """Threads for a kernel that streams memory (pooling, ReLU): :func:`memory_workers_for`."""
-        parts = memory_workers_for(nbytes, count, count)  # (BLAS asked only where parts are worth it)
+        parts = memory_workers_for(nbytes, count, count, minimum)  # (BLAS asked only where parts are worth it)
         return parts if parts < 2 else min(parts, self.count())
 
     def split(self, work, count: int, workers: int) -> list:
