@@ -49,6 +49,31 @@ def test_correlate_equals_naive(setting):
     np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=tol, atol=tol)
 
 
+@settings(max_examples=40, deadline=None)
+@given(setting=layers(), threads=st.integers(1, 3))
+def test_padding_in_the_parts_gives_the_padded_copy_and_correlate_bit_for_bit(setting, threads):
+    """pad_and_correlate (each part pads its own images) against pad_spatial then correlate, however the
+    batch is split; layers that crop as well as pad included (fit="crop" on strides that do not fit)."""
+    x, w, b = _layer(setting)
+    g = geometry(x.shape, setting["F"], setting["S"], setting["pad"], fit="crop")
+    bias = b if setting["bias"] else None
+    expected_xp = pad_spatial(x, g.pads)
+    expected = direct.correlate(expected_xp, w, g, bias, setting["relu"], 1)
+    assert direct.pads_in_parts(x, w, g) == any(p > 0 for p in g.pads)
+    xp, out = direct.pad_and_correlate(x, w, g, bias, setting["relu"], threads)
+    np.testing.assert_array_equal(xp, expected_xp)
+    np.testing.assert_array_equal(out, expected)
+    assert xp.flags.c_contiguous and out.dtype == x.dtype
+
+
+def test_inputs_in_another_dtype_than_the_weights_are_not_padded_in_parts():
+    g = geometry((2, 8, 8, 3), 3, 1, 1)
+    x, w = np.ones((2, 8, 8, 3), np.float32), np.ones((3, 3, 3, 8), np.float64)
+    assert not direct.pads_in_parts(x, w, g)
+    assert direct.pads_in_parts(x, w.astype(np.float32), g)
+    assert not direct.pads_in_parts(x, w.astype(np.float32), geometry((2, 8, 8, 3), 3, 1, 0))  # nothing to pad
+
+
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(setting=layers())
@@ -162,15 +187,20 @@ def test_tile_per_instruction_set(monkeypatch):
 @pytest.mark.parametrize("F, S, D, K, size, expected, expected_dw", [
     (5, 1, 16, 32, 40, True, True),  # LeNet's second CONV
     (5, 1, 32, 16, 40, True, True),  # its input gradient (flipped filters)
-    (3, 2, 64, 128, 40, False, False),  # ResNet's strided 3x3: im2col measured faster
-    (5, 2, 16, 32, 40, False, False),  # strided
+    (3, 2, 64, 128, 40, True, False),  # ResNet's strided 3x3: the direct forward, im2col's dw (a tie)
+    (3, 2, 128, 256, 16, True, False),  # out 8x8: a whole tile a row
+    (3, 2, 128, 256, 8, False, False),  # out 4x4: half of each tile wasted
+    (3, 2, 256, 512, 16, False, False),  # too many filters
+    (5, 2, 16, 32, 40, False, False),  # strided 5x5: not measured
     (3, 1, 32, 32, 40, False, False),  # 3x3 stride 1: Winograd or im2col
     (5, 1, 64, 192, 40, False, False),  # too many filters
     (7, 1, 8, 64, 40, True, True),
     (5, 1, 3, 64, 40, True, True),  # a first layer; its dout, 40x40x64 an image, stays in cache for dw
     (5, 1, 1, 16, 40, True, True),  # LeNet's first: one channel
     (7, 2, 3, 64, 224, True, False),  # the ImageNet stem: 112x112x64 of dout an image, dw by im2col
-    (11, 4, 3, 96, 40, False, False),  # a first layer with more filters: a tie
+    (11, 4, 3, 96, 56, True, True),  # AlexNet's first layer: 96 filters
+    (11, 4, 3, 128, 56, False, False),  # more filters than measured
+    (7, 2, 3, 96, 112, True, True),  # 56x56x96 of dout an image (1.2 MB): direct dw too
     (1, 2, 64, 128, 40, False, False),  # 1x1: im2col copies nothing
 ])
 def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, expected_dw):
@@ -222,8 +252,8 @@ def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
     from volnet.ops import conv
 
     calls = []
-    real = direct.correlate
-    monkeypatch.setattr(direct, "correlate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    real = direct._correlate  # behind correlate and pad_and_correlate
+    monkeypatch.setattr(direct, "_correlate", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 16))
     w = np.random.default_rng(1).standard_normal((5, 5, 16, 8))
     _, cache = conv.conv_forward(x, w, np.zeros(8), pad=2)
@@ -243,7 +273,8 @@ def test_lenet_plan_on_avx512(monkeypatch):
     assert plan_conv(lenet2, 32, np.float32).forward == "direct"
     assert plan_conv(lenet2, 32, np.float32).weight_gradient == "direct"
     strided = geometry((32, 32, 32, 64), 3, 2, 1, fit="crop")
-    assert plan_conv(strided, 128, np.float32) == ConvPlan("im2col", "im2col", "col2im")
+    assert plan_conv(strided, 128, np.float32) == ConvPlan("direct", "im2col", "col2im")
+    assert plan_conv(geometry((4, 32, 32, 64), 3, 2, 1, fit="crop"), 128, np.float32).forward == "im2col"  # batch
     assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32) == ConvPlan("direct", "direct", "direct")
     assert plan_conv(geometry((64, 28, 28, 1), 5, 1, 2), 16, np.float32) == ConvPlan("direct", "direct", "direct")
     assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"

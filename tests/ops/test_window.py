@@ -139,3 +139,12 @@ def test_col2im_counts_how_many_windows_read_each_input():
     g = window.geometry((1, 3, 3, 1), 2, 1)
     counts = window.col2im(np.ones((4, 4)), g, (1, 3, 3, 1))[0, :, :, 0]
     np.testing.assert_array_equal(counts, np.outer([1, 2, 1], [1, 2, 1]))
+
+
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (2, 0, 0, 3), (1, -1, -2, 1), (0, 0, 0, 0), (-1, 0, 0, -1)])
+def test_pad_spatial_into_a_given_array_equals_a_new_one(pads):
+    x = np.arange(2 * 5 * 6 * 3, dtype=np.float32).reshape(2, 5, 6, 3)
+    expected = window.pad_spatial(x, pads, value=-1.0)
+    out = np.full(expected.shape, 7.0, np.float32)
+    assert window.pad_spatial(x, pads, value=-1.0, out=out) is out
+    np.testing.assert_array_equal(out, expected)

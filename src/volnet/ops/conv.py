@@ -140,8 +140,13 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
     """
     _check(x, w, b, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
-    xp = pad_spatial(x, g.pads)
     with threads.kernel_workers(workers, x.shape[0]) as held:
+        K = w.shape[3]
+        if (plan_conv(g, K, np.result_type(x, w), held.cores, held.blas_held).forward == "direct"
+                and direct.pads_in_parts(x, w, g)):  # each part pads the images it convolves
+            xp, out = direct.pad_and_correlate(x, w, g, b, relu, direct.workers(g, K, held), blas_held=held.blas_held)
+            return out, ConvCache(xp=xp, w=w, geometry=g)
+        xp = pad_spatial(x, g.pads)
         return _convolve(xp, g, w, b, relu, held), ConvCache(xp=xp, w=w, geometry=g)
 
 

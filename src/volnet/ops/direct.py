@@ -48,6 +48,7 @@ from . import threads, tiled
 from .dense import batch_sums
 from .jit import ENABLED
 from .tiled import isa
+from .window import pad_spatial
 
 # The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
 # filters per register, so its tile has half of them. The tile must fit the register file: larger ones
@@ -69,17 +70,29 @@ MEASURED = ("avx512",)
 # (against Winograd) lost (every figure: docs/performance-log.md, issue 23).
 MIN_DEPTH = 8
 MAX_MULTIPLY = 32 * 32  # depth x filters of the deeper layers measured (LeNet's second CONV, and its flipped dx)
-SHALLOW_MAX_FILTERS = 64  # the first layers measured (96 filters: a tie)
+# The first layers measured: up to AlexNet's 96 filters (11x11/4, 227x227x3, batch 8, two threads: forward
+# 6.95 -> 5.79 ms against im2col, dw 7.45 -> 6.39).
+SHALLOW_MAX_FILTERS = 96
+# Stride-2 3x3 layers (ResNet's downsampling CONVs) take the direct forward for batches of STRIDED_MIN_IMAGES
+# and more, up to STRIDED_MAX_MULTIPLY depth x filters, and output rows at least STRIDED_MIN_WIDTH wide (a
+# tile of 7 or 8 pixels on a row of 4 computes twice the pixels). Measured against im2col (the Intel Xeon,
+# two threads, padding included): 32x32x64->128 batch 32 5.86 -> 4.82 ms, 16x16x128->256 4.95 -> 4.08,
+# 56x56x64->128 batch 8 4.49 -> 3.84, 28x28x128->256 batch 8 3.84 -> 3.74; lost: 8x8x128->256 (4x4 out)
+# 1.48 -> 2.12, 8x8x256->512 4.6 -> 18.2, and every one at batch 1 (1.14-3.7x; im2col's rows keep BLAS's
+# two threads busy), 16x16x128->256 at batch 2 (1.14x). The dw stays im2col's (a tie, 5.02 / 4.90 ms).
+STRIDED_MAX_MULTIPLY = 128 * 256
+STRIDED_MIN_IMAGES = 8
+STRIDED_MIN_WIDTH = 8
 # One image (inference at batch 1, where Winograd does not apply): the direct forward on one core against
 # im2col's rows and BLAS's two threads, 3x3: 32x32x32->32 155 against 225 us, 16x16x64->64 150 / 158,
 # 32x32x64->64 510 / 575, 8x8x64->192 107 / 119; 16x16x128->128 (16384) lost, 511 / 426, and so did 5x5
 # 16x16x64->192 (1441 / 730).
 SINGLE_IMAGE_MULTIPLY = 64 * 192
 # First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
-# and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads; LeNet's one channel 0.63x,
-# once db no longer took NumPy's slow column sum), im2col where it does not (the 7x7/2 stem's 3.2 MB an
-# image, 1.2x).
-SHALLOW_DW_IMAGE_BYTES = 2**20
+# and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads, AlexNet's 55x55x96, 1.2 MB
+# an image, 0.86x; LeNet's one channel 0.63x, once db no longer took NumPy's slow column sum), im2col where it
+# does not (the 7x7/2 stem's 3.2 MB an image, 1.1-1.2x).
+SHALLOW_DW_IMAGE_BYTES = 2**21
 # The forward reads its weights a vector of filters at a time: on a cache-line boundary, a line each. Weights
 # NumPy placed 16 bytes off one ran LeNet's second CONV at 134 GFLOP/s, aligned at 153 (the Intel Xeon).
 ALIGNMENT = 64
@@ -112,12 +125,15 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
     """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
     set in :data:`MEASURED`, an undilated float layer with filters larger than 1x1, and either a first
     layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS` filters),
-    LeNet-sized (:func:`applies_to_weight_gradient`), or one image through a stride-1 3x3 layer of at most
-    :data:`SINGLE_IMAGE_MULTIPLY` depth x filters."""
+    LeNet-sized (:func:`applies_to_weight_gradient`), one image through a stride-1 3x3 layer of at most
+    :data:`SINGLE_IMAGE_MULTIPLY` depth x filters, or a stride-2 3x3 layer (:data:`STRIDED_MAX_MULTIPLY`)."""
     shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
     single = (g.in_shape[0] == 1 and g.stride == (1, 1) and g.size == (3, 3)
               and depth * filters <= SINGLE_IMAGE_MULTIPLY)
-    return (shallow or single or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
+    strided = (g.stride == (2, 2) and g.size == (3, 3) and MIN_DEPTH <= depth
+               and depth * filters <= STRIDED_MAX_MULTIPLY and g.in_shape[0] >= STRIDED_MIN_IMAGES
+               and g.out_hw[1] >= STRIDED_MIN_WIDTH)
+    return (shallow or single or strided or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
@@ -266,6 +282,31 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     """``(N, H2, W2, K)``: the padded batch ``xp (N, Hp, Wp, D)`` correlated with ``w (F, F, D, K)`` as
     geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
     where ``relu``; the batch split over ``workers`` threads. ``H2 = (Hp - F)//S + 1``."""
+    return _correlate(xp, None, w, g, bias, relu, workers, blas_held)
+
+
+def pads_in_parts(x: np.ndarray, w: np.ndarray, g) -> bool:
+    """Whether :func:`pad_and_correlate` takes ``x``: a layer that pads (not only crops) its input, in the
+    weights' dtype."""
+    return any(p > 0 for p in g.pads) and x.dtype == np.result_type(x, w)
+
+
+def pad_and_correlate(x: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
+                      blas_held: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(xp, out)``: ``window.pad_spatial(x, g.pads)`` and :func:`correlate` of it, each part of the split
+    padding its own images just before it convolves them (:func:`pads_in_parts` says where it applies).
+
+    The padded copy is the same array a caller would make first, but made by every core, each image while
+    the kernel that reads it follows: a separate copy ran on one core and through memory (ResNet's
+    32x32x64 -> 128 stride-2 CONV, batch 32: 0.9 of its 4.95 ms)."""
+    N, H, W, D = x.shape
+    top, bottom, left, right = g.pads
+    xp = np.empty((N, H + top + bottom, W + left + right, D), dtype=x.dtype)
+    return xp, _correlate(xp, x, w, g, bias, relu, workers, blas_held)
+
+
+def _correlate(xp, x, w, g, bias, relu, workers, blas_held) -> np.ndarray:
+    """:func:`correlate`; where ``x`` is given, each part first fills its images of ``xp`` from it."""
     N, Hp, Wp, D = xp.shape
     K = w.shape[3]
     dtype = np.result_type(xp, w)
@@ -280,7 +321,7 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
         if bias is not None:
             padded_weights[-1, :K] = bias
         taps, bias = padded_weights[:-1].reshape(w.shape[0], -1, Kp), padded_weights[-1]
-    rows = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp, Wp * D)
+    rows = (np.ascontiguousarray(xp, dtype=dtype) if x is None else xp).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
     kernel = tiled.kernel(_forward_source, PW, KB, tile)
     floor = dtype.type(0 if relu else -np.inf)
@@ -288,6 +329,8 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
 
     def correlate_part(start, stop):
         yield  # allocated (see threads.split)
+        if x is not None:
+            pad_spatial(x[start:stop], g.pads, out=xp[start:stop])
         kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop)
 
     threads.split(correlate_part, N, workers, blas_held=blas_held)

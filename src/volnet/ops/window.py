@@ -63,8 +63,9 @@ def _geometry(x_shape, size, stride, pad, dilation, fit, layer, pool) -> Geometr
     )
 
 
-def pad_spatial(x: np.ndarray, pads, value=0.0) -> np.ndarray:
-    """Zero-pad (or, for negative amounts, crop) the H and W axes of ``(N, H, W, D)``.
+def pad_spatial(x: np.ndarray, pads, value=0.0, out: np.ndarray | None = None) -> np.ndarray:
+    """Zero-pad (or, for negative amounts, crop) the H and W axes of ``(N, H, W, D)``; into ``out`` where
+    given (of the padded shape; then always a copy).
 
     Written out rather than ``np.pad``, whose per-call bookkeeping is as
     costly as a batch-1 convolution's arithmetic (docs/performance-log.md).
@@ -73,10 +74,10 @@ def pad_spatial(x: np.ndarray, pads, value=0.0) -> np.ndarray:
     if min(pads) < 0:
         x = x[:, max(-top, 0): x.shape[1] - max(-bottom, 0), max(-left, 0): x.shape[2] - max(-right, 0)]
         top, bottom, left, right = (max(p, 0) for p in pads)
-    if top == bottom == left == right == 0:
+    if top == bottom == left == right == 0 and out is None:
         return x
     N, H, W, D = x.shape
-    xp = np.empty((N, top + H + bottom, left + W + right, D), dtype=x.dtype)
+    xp = np.empty((N, top + H + bottom, left + W + right, D), dtype=x.dtype) if out is None else out
     xp[:, :top] = value
     xp[:, top + H:] = value
     xp[:, top: top + H, :left] = value
