@@ -342,3 +342,38 @@ def test_conv_with_relu_is_the_rectified_convolution(setting):
     plain, _ = conv_forward(x, w, b, **setting["hyper"])
     fused, _ = conv_forward(x, w, b, **setting["hyper"], relu=True)
     np.testing.assert_array_equal(fused, np.maximum(plain, 0))
+
+
+@pytest.mark.parametrize("N, H, D, K, F, stride, pad, dilation, forward", [
+    (2, 9, 16, 8, 3, 1, 1, 1, "winograd"),
+    (3, 10, 16, 32, 5, 1, 2, 1, "direct"),
+    (2, 9, 64, 192, 5, 1, 2, 1, "winograd_5x5"),
+    (8, 16, 16, 32, 3, 2, 1, 1, "direct"),  # stride 2: direct from batch 8
+    (2, 16, 16, 32, 3, 2, 1, 1, "im2col"),
+    (2, 11, 4, 6, 3, 1, 2, 2, "im2col"),  # dilated
+    (3, 13, 3, 16, 7, 2, 3, 1, "direct"),  # crops as it pads (fit="crop")
+])
+@pytest.mark.parametrize("cores", [1, 2])
+def test_every_forward_kernel_pads_in_its_parts_the_array_a_whole_copy_gives(monkeypatch, N, H, D, K, F, stride,
+                                                                             pad, dilation, forward, cores):
+    """conv_forward hands each kernel an empty padded array and a fill (window.pad_images) that each part of
+    its split runs first: the same xp, kept for backward, and the same output bit for bit as padding first."""
+    from volnet.ops import conv, direct, jit, threads, winograd, winograd_5x5
+    from volnet.ops.window import pad_spatial
+
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    for module, name in [(threads, "MIN_PART_MULTIPLY_ADDS"), (direct, "MIN_PART_MULTIPLY_ADDS"),
+                         (winograd, "MIN_TILES"), (winograd, "MIN_IMAGES"), (winograd_5x5, "MIN_TILES")]:
+        monkeypatch.setattr(module, name, 1)  # the plan and splits of full-sized layers, on small ones
+    rng = np.random.default_rng(N * H + K)
+    x = rng.standard_normal((N, H, H, D)).astype(np.float32)
+    w = rng.standard_normal((F, F, D, K)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    workers = threads.Workers(cores, blas_held=cores > 1)
+    with threads.network_pass(N) if cores > 1 else threads.network_pass(1):
+        out, cache = conv_forward(x, w, b, stride, pad, dilation, fit="crop", relu=True, workers=workers)
+        g = cache.geometry
+        if jit.ENABLED:  # (without Numba, other plans: the same padding either way)
+            assert conv.plan_conv(g, K, np.float32, workers.cores, workers.blas_held).forward == forward
+        np.testing.assert_array_equal(out, conv._convolve(pad_spatial(x, g.pads), g, w, b, True, workers))
+    np.testing.assert_array_equal(cache.xp, pad_spatial(x, g.pads))

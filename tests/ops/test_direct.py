@@ -49,31 +49,6 @@ def test_correlate_equals_naive(setting):
     np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=tol, atol=tol)
 
 
-@settings(max_examples=40, deadline=None)
-@given(setting=layers(), threads=st.integers(1, 3))
-def test_padding_in_the_parts_gives_the_padded_copy_and_correlate_bit_for_bit(setting, threads):
-    """pad_and_correlate (each part pads its own images) against pad_spatial then correlate, however the
-    batch is split; layers that crop as well as pad included (fit="crop" on strides that do not fit)."""
-    x, w, b = _layer(setting)
-    g = geometry(x.shape, setting["F"], setting["S"], setting["pad"], fit="crop")
-    bias = b if setting["bias"] else None
-    expected_xp = pad_spatial(x, g.pads)
-    expected = direct.correlate(expected_xp, w, g, bias, setting["relu"], 1)
-    assert direct.pads_in_parts(x, w, g) == any(p > 0 for p in g.pads)
-    xp, out = direct.pad_and_correlate(x, w, g, bias, setting["relu"], threads)
-    np.testing.assert_array_equal(xp, expected_xp)
-    np.testing.assert_array_equal(out, expected)
-    assert xp.flags.c_contiguous and out.dtype == x.dtype
-
-
-def test_inputs_in_another_dtype_than_the_weights_are_not_padded_in_parts():
-    g = geometry((2, 8, 8, 3), 3, 1, 1)
-    x, w = np.ones((2, 8, 8, 3), np.float32), np.ones((3, 3, 3, 8), np.float64)
-    assert not direct.pads_in_parts(x, w, g)
-    assert direct.pads_in_parts(x, w.astype(np.float32), g)
-    assert not direct.pads_in_parts(x, w.astype(np.float32), geometry((2, 8, 8, 3), 3, 1, 0))  # nothing to pad
-
-
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(setting=layers())
@@ -252,8 +227,8 @@ def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
     from volnet.ops import conv
 
     calls = []
-    real = direct._correlate  # behind correlate and pad_and_correlate
-    monkeypatch.setattr(direct, "_correlate", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    real = direct.correlate
+    monkeypatch.setattr(direct, "correlate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 16))
     w = np.random.default_rng(1).standard_normal((5, 5, 16, 8))
     _, cache = conv.conv_forward(x, w, np.zeros(8), pad=2)

@@ -21,6 +21,7 @@ backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ from . import conv_rows, direct, direct_input, threads, winograd, winograd_5x5
 from .conv_plan import ConvPlan, plan_conv
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
                         split_blocks, unpadded, windows_contiguous)
-from .window import Geometry, geometry, im2row, pad_spatial, unpad_spatial
+from .window import Geometry, geometry, im2row, pad_images, pad_spatial, unpad_spatial
 
 
 @dataclass(frozen=True)
@@ -140,14 +141,21 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
     """
     _check(x, w, b, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
+    xp, fill = _padding(x, g.pads, w)
     with threads.kernel_workers(workers, x.shape[0]) as held:
-        K = w.shape[3]
-        if (plan_conv(g, K, np.result_type(x, w), held.cores, held.blas_held).forward == "direct"
-                and direct.pads_in_parts(x, w, g)):  # each part pads the images it convolves
-            xp, out = direct.pad_and_correlate(x, w, g, b, relu, direct.workers(g, K, held), blas_held=held.blas_held)
-            return out, ConvCache(xp=xp, w=w, geometry=g)
-        xp = pad_spatial(x, g.pads)
-        return _convolve(xp, g, w, b, relu, held), ConvCache(xp=xp, w=w, geometry=g)
+        return _convolve(xp, g, w, b, relu, held, fill), ConvCache(xp=xp, w=w, geometry=g)
+
+
+def _padding(x, pads, w):
+    """``(xp, fill)`` for :func:`_convolve`: where ``x`` is padded (not only cropped) and already in the
+    weights' dtype, xp still empty and the ``fill`` with which each part of the kernel pads its own images
+    (:func:`volnet.ops.window.pad_images`); else :func:`~volnet.ops.window.pad_spatial`'s xp and None."""
+    if any(p > 0 for p in pads) and x.dtype == np.result_type(x, w):
+        N, H, W, D = x.shape
+        top, bottom, left, right = pads
+        xp = np.empty((N, H + top + bottom, W + left + right, D), x.dtype)
+        return xp, functools.partial(pad_images, x, xp, pads)
+    return pad_spatial(x, pads), None
 
 
 def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=None):
@@ -324,8 +332,9 @@ def _general_winograd_workspace(out_hw, depth: int, filters: int, images: int, r
                                       weight_gradient)
 
 
-def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL):
-    """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)`` as :func:`plan_conv` says.
+def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL, fill=None):
+    """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)`` as :func:`plan_conv` says;
+    ``fill`` (:func:`volnet.ops.window.pad_images`), where given, first fills xp's images in each part.
 
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
     :func:`volnet.ops.winograd.correlate`, which does 2.25-4x fewer multiply-adds
@@ -341,15 +350,16 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL)
     if forward == "winograd":
         step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, N, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
-        return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
+        return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill)
     if forward == "direct":
-        return direct.correlate(xp, w, g, bias, relu, direct.workers(g, K, workers), blas_held=workers.blas_held)
+        return direct.correlate(xp, w, g, bias, relu, direct.workers(g, K, workers), blas_held=workers.blas_held,
+                                fill=fill)
     if forward == "winograd_5x5":
         r = g.size[0]
         step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES)
         count = workers.for_multiply_adds(N * g.out_hw[0] * g.out_hw[1] * K * r * r * D, N)
-        return winograd_5x5.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held)
-    return conv_rows.correlate(xp, g, w.reshape(-1, K), bias, relu, workers).reshape(N, *g.out_hw, K)
+        return winograd_5x5.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill)
+    return conv_rows.correlate(xp, g, w.reshape(-1, K), bias, relu, workers, fill).reshape(N, *g.out_hw, K)
 
 
 def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=threads.SERIAL):
@@ -393,4 +403,5 @@ def conv_backward_input_flipped(dout, w, g: Geometry, *, workers=None):
     # filters over dout padded so that output row 0 lines up with input row 0.
     pads = (eh - 1 - top, H + top - dout.shape[1], ew - 1 - left, W + left - dout.shape[2])
     flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
-    return _convolve(pad_spatial(dout, pads), flipped_geometry(g, K), flipped, workers=threads.or_alone(workers))
+    padded_dout, fill = _padding(dout, pads, flipped)
+    return _convolve(padded_dout, flipped_geometry(g, K), flipped, workers=threads.or_alone(workers), fill=fill)

@@ -28,8 +28,9 @@ BLOCK_BYTES = 4 * 2**20
 SHALLOW_DEPTH = 8
 
 
-def correlate(xp, g: Geometry, w_rows, bias=None, relu=False, workers=threads.SERIAL):
+def correlate(xp, g: Geometry, w_rows, bias=None, relu=False, workers=threads.SERIAL, fill=None):
     """``im2row(xp) @ w_rows (+ bias)`` as ``(N*H2*W2, K)``, a block of images at a time.
+    ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp`` (see :func:`volnet.ops.window.pad_images`), in each part of the split.
 
     Where the rows are copied anyway, they get a last column of ones and
     the bias becomes that column's weight, so the multiply adds it for free,
@@ -47,6 +48,8 @@ def correlate(xp, g: Geometry, w_rows, bias=None, relu=False, workers=threads.SE
     def correlate_part(start, stop):
         blocks = _row_blocks(xp, g, ones_column=ones, part=(start, stop))
         yield  # allocated (see threads.split)
+        if fill:
+            fill(start, stop)
         for images, rows in blocks:
             block = out[_positions(images, g)]
             if rows.shape[1] > w_rows.shape[0]:

@@ -48,7 +48,6 @@ from . import threads, tiled
 from .dense import batch_sums
 from .jit import ENABLED
 from .tiled import isa
-from .window import pad_spatial
 
 # The register tile, (output pixels, filters) for float32, per instruction set; float64 holds half the
 # filters per register, so its tile has half of them. The tile must fit the register file: larger ones
@@ -278,35 +277,11 @@ def _weight_gradient_source(PE: int, KB: int):
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
-              blas_held: bool = False) -> np.ndarray:
+              blas_held: bool = False, fill=None) -> np.ndarray:
     """``(N, H2, W2, K)``: the padded batch ``xp (N, Hp, Wp, D)`` correlated with ``w (F, F, D, K)`` as
     geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
-    where ``relu``; the batch split over ``workers`` threads. ``H2 = (Hp - F)//S + 1``."""
-    return _correlate(xp, None, w, g, bias, relu, workers, blas_held)
-
-
-def pads_in_parts(x: np.ndarray, w: np.ndarray, g) -> bool:
-    """Whether :func:`pad_and_correlate` takes ``x``: a layer that pads (not only crops) its input, in the
-    weights' dtype."""
-    return any(p > 0 for p in g.pads) and x.dtype == np.result_type(x, w)
-
-
-def pad_and_correlate(x: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
-                      blas_held: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(xp, out)``: ``window.pad_spatial(x, g.pads)`` and :func:`correlate` of it, each part of the split
-    padding its own images just before it convolves them (:func:`pads_in_parts` says where it applies).
-
-    The padded copy is the same array a caller would make first, but made by every core, each image while
-    the kernel that reads it follows: a separate copy ran on one core and through memory (ResNet's
-    32x32x64 -> 128 stride-2 CONV, batch 32: 0.9 of its 4.95 ms)."""
-    N, H, W, D = x.shape
-    top, bottom, left, right = g.pads
-    xp = np.empty((N, H + top + bottom, W + left + right, D), dtype=x.dtype)
-    return xp, _correlate(xp, x, w, g, bias, relu, workers, blas_held)
-
-
-def _correlate(xp, x, w, g, bias, relu, workers, blas_held) -> np.ndarray:
-    """:func:`correlate`; where ``x`` is given, each part first fills its images of ``xp`` from it."""
+    where ``relu``; the batch split over ``workers`` threads. ``H2 = (Hp - F)//S + 1``.
+    ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp`` (see :func:`volnet.ops.window.pad_images`), in each part of the split."""
     N, Hp, Wp, D = xp.shape
     K = w.shape[3]
     dtype = np.result_type(xp, w)
@@ -321,7 +296,7 @@ def _correlate(xp, x, w, g, bias, relu, workers, blas_held) -> np.ndarray:
         if bias is not None:
             padded_weights[-1, :K] = bias
         taps, bias = padded_weights[:-1].reshape(w.shape[0], -1, Kp), padded_weights[-1]
-    rows = (np.ascontiguousarray(xp, dtype=dtype) if x is None else xp).reshape(N, Hp, Wp * D)
+    rows = (xp if fill else np.ascontiguousarray(xp, dtype=dtype)).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
     kernel = tiled.kernel(_forward_source, PW, KB, tile)
     floor = dtype.type(0 if relu else -np.inf)
@@ -329,8 +304,8 @@ def _correlate(xp, x, w, g, bias, relu, workers, blas_held) -> np.ndarray:
 
     def correlate_part(start, stop):
         yield  # allocated (see threads.split)
-        if x is not None:
-            pad_spatial(x[start:stop], g.pads, out=xp[start:stop])
+        if fill:
+            fill(start, stop)
         kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop)
 
     threads.split(correlate_part, N, workers, blas_held=blas_held)

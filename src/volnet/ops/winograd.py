@@ -190,16 +190,16 @@ def filter_transform(w: np.ndarray, dtype, t: Tiling) -> np.ndarray:
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, images_per_block: int = 1,
-              workers: int = 1, *, blas_held: bool = False):
+              workers: int = 1, *, blas_held: bool = False, fill=None):
     """``(N, H2, W2, K)``: the 3x3 correlation of a padded batch ``xp (N, H2+2, W2+2, D)`` with ``w (3, 3, D, K)``.
 
     Adds ``bias (K,)`` and rectifies (``relu``) in the output transform, while
     the block is in cache. ``workers`` threads take a part of the batch each
     (:func:`volnet.ops.threads.split`; ``blas_held``: within a network pass),
-    ``images_per_block`` images at a time.
+    ``images_per_block`` images at a time. ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp`` (see :func:`volnet.ops.window.pad_images`), in each part of the split.
     """
     dtype = np.result_type(xp, w)
-    xp = np.ascontiguousarray(xp, dtype=dtype)
+    xp = xp if fill else np.ascontiguousarray(xp, dtype=dtype)
     N, Hp, Wp, D = xp.shape
     K = w.shape[3]
     Ho, Wo = Hp - 2, Wp - 2
@@ -215,6 +215,8 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
         columns = np.empty((t.tile, t.span, Wt, K), dtype)
         blocks = _tile_blocks(t, start, stop, images_per_block, Ht * Wt, D, K, dtype)
         yield  # allocated (see threads.split)
+        if fill:
+            fill(start, stop)
         for first, V, M in blocks:
             t.input_transform(xp, first, V, Ht, Wt, rows, zero_row)
             np.matmul(V, U, out=M)

@@ -196,13 +196,13 @@ def _input_tiles(images: np.ndarray, extended, gathered, V, input_transform, til
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, images_per_block: int = 1,
-              workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
+              workers: int = 1, *, blas_held: bool = False, fill=None) -> np.ndarray:
     """``(N, H2, W2, K)``: the correlation of a padded batch ``xp (N, H2+r-1, W2+r-1, D)`` with ``w (r, r, D, K)``.
 
     Adds ``bias (K,)`` and rectifies (``relu``) each block while it is in
     cache. ``workers`` threads take a part of the batch each
     (:func:`volnet.ops.threads.split`; ``blas_held``: within a network pass),
-    ``images_per_block`` images at a time.
+    ``images_per_block`` images at a time. ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp`` (see :func:`volnet.ops.window.pad_images`), in each part of the split.
     """
     dtype = np.result_type(xp, w)
     N, Hp, Wp, D = xp.shape
@@ -225,6 +225,8 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
         M = np.empty((n * n, step * Ht * Wt, K), dtype)
         Y = np.empty((m * m, step * Ht * Wt * K), dtype)
         yield  # allocated (see threads.split)
+        if fill:
+            fill(start, stop)
         for first in range(start, stop, step):
             count = min(step, stop - first)
             size = count * Ht * Wt
