@@ -324,6 +324,21 @@ def test_forward_reads_weights_at_any_alignment(offset):
     np.testing.assert_array_equal(w, before)
 
 
+def test_layers_create_their_weights_aligned_so_the_forward_reads_them_in_place(monkeypatch):
+    from volnet.zoo import build_named
+
+    net = build_named("lenet", classes=10, seed=0)
+    weights = [layer.weight for layer in net.layers if getattr(layer, "weight", None) is not None]
+    assert len(weights) == 4 and all(w.ctypes.data % direct.ALIGNMENT == 0 for w in weights)
+    assert all(w.flags.c_contiguous and w.flags.writeable for w in weights)
+    copies = []
+    real = direct.aligned_zeros
+    monkeypatch.setattr(direct, "aligned_zeros", lambda *a: copies.append(a) or real(*a))
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    net.forward(np.ones((1, 28, 28, 1), np.float32))
+    assert copies == []  # both CONVs (16 and 32 filters: whole tiles) took their weights as they are
+
+
 def test_one_image_takes_the_direct_forward_where_measured_faster(monkeypatch):
     """At batch 1 (no Winograd) the 3x3 layers of up to SINGLE_IMAGE_MULTIPLY depth x filters run direct;
     deeper ones, strided ones and batches keep their kernels."""

@@ -14,11 +14,10 @@ Grad-CAM explain. ``workers`` are the threads of the network pass (a
 :class:`volnet.ops.threads.Workers`, handed on to the kernels; None: each
 kernel's default). Every layer takes all four.
 
-Building with ``allocate=False`` checks every shape and records every
-parameter's shape without allocating the weights (VGG-16's 138M of them
-would take 553 MB in float32): each weight is a read-only, zero-memory
-placeholder of the right shape (:func:`placeholder`), so parameter counts,
-shapes and summaries work, and computing with them fails loudly.
+Building with ``allocate=False`` checks every shape and records every parameter's shape without
+allocating the weights (VGG-16's 138M of them would take 553 MB in float32): each weight is a read-only,
+zero-memory placeholder of the right shape (:func:`placeholder`), so parameter counts, shapes and
+summaries work, and computing with them fails loudly.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ops.direct import aligned_copy
 from ..ops.workspace import BackwardWorkspace, ForwardWorkspace, Workload
 from ..shapes import ShapeError, format_volume
 
@@ -362,10 +362,10 @@ def zeros(rng, shape, dtype) -> np.ndarray:
 
 
 def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
-    """He initialisation for ReLU nets: N(0, 2/fan_in); a :func:`placeholder` when building shapes only."""
+    """He initialisation for ReLU nets: N(0, 2/fan_in), cache-line aligned; a :func:`placeholder` for shapes."""
     if isinstance(rng, ShapesOnly):
         return placeholder(shape, dtype)
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+    return aligned_copy((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype))
 
 
 def keeps(train: bool, keep: bool | None) -> bool:

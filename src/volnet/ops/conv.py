@@ -147,10 +147,11 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
 
 
 def _padding(x, pads, w):
-    """``(xp, fill)`` for :func:`_convolve`: where ``x`` is padded (not only cropped) and already in the
-    weights' dtype, xp still empty and the ``fill`` with which each part of the kernel pads its own images
-    (:func:`volnet.ops.window.pad_images`); else :func:`~volnet.ops.window.pad_spatial`'s xp and None."""
-    if any(p > 0 for p in pads) and x.dtype == np.result_type(x, w):
+    """``(xp, fill)`` for :func:`_convolve`: where a batch of several images ``x`` is padded (not only
+    cropped) and already in the weights' dtype, xp still empty and the ``fill`` with which each part of the
+    kernel pads its own images (:func:`volnet.ops.window.pad_images`); else
+    :func:`~volnet.ops.window.pad_spatial`'s xp and None (one image: no split to share the copy)."""
+    if len(x) > 1 and any(p > 0 for p in pads) and x.dtype == np.result_type(x, w):
         N, H, W, D = x.shape
         top, bottom, left, right = pads
         xp = np.empty((N, H + top + bottom, W + left + right, D), x.dtype)

@@ -42,6 +42,8 @@ is False and :mod:`volnet.ops.conv` never plans a direct convolution.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import threads, tiled
@@ -291,7 +293,7 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
         taps = w.reshape(w.shape[0], -1, K)  # the weights as they are
         bias = np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype=dtype)
     else:  # the weights and biases in one aligned array, with zero filters up to whole tiles
-        padded_weights = _aligned_zeros((w[..., 0].size + 1, Kp), dtype)
+        padded_weights = aligned_zeros((w[..., 0].size + 1, Kp), dtype)
         padded_weights[:-1, :K] = w.reshape(-1, K)
         if bias is not None:
             padded_weights[-1, :K] = bias
@@ -312,12 +314,21 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     return out
 
 
-def _aligned_zeros(shape, dtype) -> np.ndarray:
+def aligned_zeros(shape, dtype) -> np.ndarray:
     """Zeros of ``shape`` whose first byte is :data:`ALIGNMENT`-aligned (NumPy aligns to 16 bytes)."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     buffer = np.zeros(nbytes + ALIGNMENT, dtype=np.uint8)
     start = -buffer.ctypes.data % ALIGNMENT
     return buffer[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_copy(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``array`` starting on an :data:`ALIGNMENT` boundary: layers create their
+    weights so, and :func:`correlate` then reads them where they lie instead of copying them on every call
+    (LeNet's batch-1 forward: two copies fewer)."""
+    copy = aligned_zeros(array.shape, array.dtype)
+    copy[...] = array
+    return copy
 
 
 def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):
