@@ -337,6 +337,11 @@ def test_layers_create_their_weights_aligned_so_the_forward_reads_them_in_place(
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     net.forward(np.ones((1, 28, 28, 1), np.float32))
     assert copies == []  # both CONVs (16 and 32 filters: whole tiles) took their weights as they are
+    large = np.ones(direct.ALIGNED_MAX_BYTES // 4 + 1, np.float32)
+    assert direct.aligned_copy(large) is large  # only BLAS reads weights that large: left where malloc put them
+    small = np.arange(10.0)[1:]
+    assert direct.aligned_copy(small).ctypes.data % direct.ALIGNMENT == 0
+    np.testing.assert_array_equal(direct.aligned_copy(small), small)
 
 
 def test_one_image_takes_the_direct_forward_where_measured_faster(monkeypatch):

@@ -362,7 +362,7 @@ def zeros(rng, shape, dtype) -> np.ndarray:
 
 
 def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
-    """He initialisation for ReLU nets: N(0, 2/fan_in), cache-line aligned; a :func:`placeholder` for shapes."""
+    """He initialisation, N(0, 2/fan_in), placed for the direct CONVs (aligned_copy); a placeholder for shapes."""
     if isinstance(rng, ShapesOnly):
         return placeholder(shape, dtype)
     return aligned_copy((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype))

@@ -29,8 +29,9 @@ SHALLOW_DEPTH = 8
 
 
 def correlate(xp, g: Geometry, w_rows, bias=None, relu=False, workers=threads.SERIAL, fill=None):
-    """``im2row(xp) @ w_rows (+ bias)`` as ``(N*H2*W2, K)``, a block of images at a time.
-    ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp`` (see :func:`volnet.ops.window.pad_images`), in each part of the split.
+    """``im2row(xp) @ w_rows (+ bias)`` as ``(N*H2*W2, K)``, a block of images at a time; ``fill``, where
+    given, ``fill(start, stop)`` first writes those images of ``xp`` (:func:`volnet.ops.window.pad_images`),
+    in each part of the split.
 
     Where the rows are copied anyway, they get a last column of ones and
     the bias becomes that column's weight, so the multiply adds it for free,

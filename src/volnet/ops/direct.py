@@ -97,6 +97,11 @@ SHALLOW_DW_IMAGE_BYTES = 2**21
 # The forward reads its weights a vector of filters at a time: on a cache-line boundary, a line each. Weights
 # NumPy placed 16 bytes off one ran LeNet's second CONV at 134 GFLOP/s, aligned at 153 (the Intel Xeon).
 ALIGNMENT = 64
+# The largest weights aligned so (the direct kernels' are smaller). BLAS read a larger matrix slower on a cache
+# line than where malloc puts it, 16 bytes into a page: a batch-1 multiply (16 x 4608) @ (4608 x 512), 9.4 MB,
+# took 650 us at that offset and 710-870 at offsets 0, 64 and 1792 (ResNet-18's 4x4x512 blocks at batch 1:
+# 2.5 -> 3.0 ms with every weight aligned).
+ALIGNED_MAX_BYTES = 2**21
 # A part of a split batch holds this many multiply-adds, a quarter of threads.MIN_PART_MULTIPLY_ADDS: on few
 # channels these kernels run at a third of BLAS's rate (LeNet's first layer, 20 million multiply-adds in all:
 # forward 0.73 ms on one thread, 0.49 on two; input gradient 2.0 and 1.0).
@@ -283,7 +288,8 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     """``(N, H2, W2, K)``: the padded batch ``xp (N, Hp, Wp, D)`` correlated with ``w (F, F, D, K)`` as
     geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
     where ``relu``; the batch split over ``workers`` threads. ``H2 = (Hp - F)//S + 1``.
-    ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp`` (see :func:`volnet.ops.window.pad_images`), in each part of the split."""
+    ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp``
+    (:func:`volnet.ops.window.pad_images`), in each part of the split."""
     N, Hp, Wp, D = xp.shape
     K = w.shape[3]
     dtype = np.result_type(xp, w)
@@ -323,9 +329,11 @@ def aligned_zeros(shape, dtype) -> np.ndarray:
 
 
 def aligned_copy(array: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of ``array`` starting on an :data:`ALIGNMENT` boundary: layers create their
-    weights so, and :func:`correlate` then reads them where they lie instead of copying them on every call
-    (LeNet's batch-1 forward: two copies fewer)."""
+    """``array`` where :func:`correlate` reads weights in place: up to :data:`ALIGNED_MAX_BYTES`, a
+    C-contiguous copy starting on an :data:`ALIGNMENT` boundary (layers create their weights so; LeNet's
+    batch-1 forward makes two weight copies fewer); larger arrays, which only BLAS reads, as they are."""
+    if array.nbytes > ALIGNED_MAX_BYTES:
+        return array
     copy = aligned_zeros(array.shape, array.dtype)
     copy[...] = array
     return copy

@@ -196,7 +196,9 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
     Adds ``bias (K,)`` and rectifies (``relu``) in the output transform, while
     the block is in cache. ``workers`` threads take a part of the batch each
     (:func:`volnet.ops.threads.split`; ``blas_held``: within a network pass),
-    ``images_per_block`` images at a time. ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp`` (see :func:`volnet.ops.window.pad_images`), in each part of the split.
+    ``images_per_block`` images at a time.
+    ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp``
+    (:func:`volnet.ops.window.pad_images`), in each part of the split.
     """
     dtype = np.result_type(xp, w)
     xp = xp if fill else np.ascontiguousarray(xp, dtype=dtype)
