@@ -6,9 +6,9 @@ with the ``sched_vcpu_pack`` option, which keeps idle virtual CPUs halted),
 a worker thread woken after its CPU had idled a few milliseconds was put on
 the CPU of the thread that woke it: the worker's part ran first and the
 caller's after it. Every split of a LeNet training step after a 20 ms pause
-took twice its time (the step 9.3 -> 16 ms), and in a benchmark that takes
-turns with PyTorch each volnet step followed such a pause (the figures:
-docs/threads.md). For the length of a split :func:`Placement.pinned`
+took twice its time (the step 9.3 -> 16 ms), as a program that pauses
+between batches (loading data, a server between requests) would (the
+figures: docs/threads.md). For the length of a split :func:`Placement.pinned`
 therefore holds the calling thread on the CPU it is on, and each worker
 holds itself on another CPU of the caller's (:meth:`Placement.hold`).
 The caller's own CPU mask comes back after the split, also on errors;
