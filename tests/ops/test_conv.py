@@ -370,7 +370,7 @@ def test_every_forward_kernel_pads_in_its_parts_the_array_a_whole_copy_gives(mon
     w = rng.standard_normal((F, F, D, K)).astype(np.float32)
     b = rng.standard_normal(K).astype(np.float32)
     workers = threads.Workers(cores, blas_held=cores > 1)
-    with threads.network_pass(N) if cores > 1 else threads.network_pass(1):
+    with threads.network_pass(N if cores > 1 else 1):
         out, cache = conv_forward(x, w, b, stride, pad, dilation, fit="crop", relu=True, workers=workers)
         g = cache.geometry
         if jit.ENABLED:  # (without Numba, other plans: the same padding either way)
