@@ -2,6 +2,8 @@
 float32 and float64, equal to PyTorch, split over threads, compiled under the vectoriser flags it needs
 and with Numba's own flags restored afterwards."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -101,8 +103,10 @@ def test_keeps_nan():
         assert np.isnan(direct.correlate(x, w, g, None, relu)).all()
 
 
-@pytest.mark.slow
-def test_compile_flags_set_for_the_compile_and_restored_after(monkeypatch):
+@pytest.fixture
+def compiles_seen(monkeypatch):
+    """The vectoriser flags (SLP, loop) in effect at each compile from now on, from fresh dispatchers, with
+    Numba's defaults (the reverse of the kernels' flags) outside them."""
     from numba.core import config
 
     monkeypatch.setattr(config, "SLP_VECTORIZE", 0)
@@ -110,26 +114,50 @@ def test_compile_flags_set_for_the_compile_and_restored_after(monkeypatch):
     seen = []
     real = tiled.compile_flags
 
+    @contextlib.contextmanager
     def recording():
-        context = real()
-
-        class Spy:
-            def __enter__(self):
-                context.__enter__()
-                seen.append((config.SLP_VECTORIZE, config.LOOP_VECTORIZE))
-
-            def __exit__(self, *exc):
-                return context.__exit__(*exc)
-
-        return Spy()
+        with real():
+            seen.append((config.SLP_VECTORIZE, config.LOOP_VECTORIZE))
+            yield
 
     monkeypatch.setattr(tiled, "compile_flags", recording)
-    monkeypatch.setattr(tiled, "KERNELS", {})  # a fresh dispatcher: its first call compiles (or loads)
+    monkeypatch.setattr(tiled, "KERNELS", {})  # fresh dispatchers: their first calls compile (or load)
+    yield seen
+    assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == (0, 1)
+
+
+@pytest.mark.slow
+def test_compile_flags_set_for_the_compile_and_restored_after(compiles_seen):
     x = np.ones((1, 4, 4, 2), dtype=np.float32)
     w = np.ones((2, 2, 2, 3), dtype=np.float32)
     np.testing.assert_array_equal(direct.correlate(x, w, geometry(x.shape, 2, 1, 0)), 8)
-    assert seen and all(flags == (1, 0) for flags in seen)  # every tile width of the dtype at once
-    assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == (0, 1)
+    assert compiles_seen and all(flags == (1, 0) for flags in compiles_seen)  # every tile width of the dtype
+
+
+@pytest.mark.slow
+def test_new_argument_types_compile_under_the_flags_too(compiles_seen):
+    """A call whose arrays differ in layout from the first call's compiles another overload: under the
+    flags as well (outside them the kernel ran 25x slower, and Numba's disk cache kept that code)."""
+    rng = np.random.default_rng(0)
+    PW, KB = direct.tile(8, np.float32)
+    kernel = tiled.kernel(direct._forward_source, PW, KB, direct.tile)
+    wide = rng.standard_normal((2, 6, 2 * 6 * 3)).astype(np.float32)
+    strided, contiguous = wide[:, :, ::2], np.ascontiguousarray(wide[:, :, ::2])
+    w = np.zeros((3, 3 * 3, KB), dtype=np.float32)
+    w[..., :8] = rng.standard_normal((3, 9, 8))
+    results, compiles = [], []
+    for rows in (strided, contiguous):
+        out = np.empty((2, 4, 4, 8), dtype=np.float32)
+        kernel(rows, w, np.zeros(KB, np.float32), np.float32(-np.inf), 1, 3, out, 0, 2)
+        results.append(out)
+        compiles.append(len(compiles_seen))
+    assert len(kernel.dispatcher.signatures) == 2
+    assert compiles[0] >= 1 and compiles[1] == compiles[0] + 1  # the second overload's compile, too
+    assert all(flags == (1, 0) for flags in compiles_seen)
+    np.testing.assert_array_equal(results[0], results[1])
+    expected = np.einsum("nhwuvd,uvdk->nhwk", np.lib.stride_tricks.sliding_window_view(
+        contiguous.reshape(2, 6, 6, 3), (3, 3), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3), w.reshape(3, 3, 3, KB))
+    np.testing.assert_allclose(results[1], expected[..., :8], rtol=1e-5, atol=1e-5)
 
 
 def test_compile_flags_restored_on_error():
