@@ -76,9 +76,14 @@ def _measure(net: Sequential, batch: int, *, optimizer: str | None = None, seed:
 
         return step, x
 
-    # One untraced step of a copy first: every kernel this net takes is compiled (or loaded from Numba's disk
-    # cache) before tracing starts, whatever ran earlier in the process; what a compile retains is no layer's.
-    stepper(Sequential.from_config(net.get_config()))[0]()
+    # One untraced step and inference pass of a copy first: every kernel this net takes is compiled (or loaded
+    # from Numba's disk cache) before tracing starts, whatever ran earlier in the process; what a compile
+    # retains is no layer's (BatchNorm's inference kernel, compiled in the traced pass from an empty cache,
+    # had counted 1.4 MB into batchnorm-dropout's inference peak).
+    copy = Sequential.from_config(net.get_config())
+    warm_step, warm_x = stepper(copy)
+    warm_step()
+    copy.forward(warm_x, train=False)
     tracemalloc.start()
     try:
         start = tracemalloc.get_traced_memory()[0]
