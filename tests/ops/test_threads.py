@@ -263,7 +263,7 @@ def test_a_pool_replaced_by_a_bigger_one_is_shut_down(two_blas_threads):
         assert scheduler.split(_recording_work([], lambda a, b: b - a), 4, 2) == [2, 2]
         small = scheduler._pool
         assert scheduler.split(_recording_work([], lambda a, b: b - a), 6, 3) == [2, 2, 2]
-        assert scheduler._pool is not small and small._shutdown
+        assert scheduler._pool is not small and small.closed
         assert scheduler.split(_recording_work([], lambda a, b: b - a), 4, 2) == [2, 2]  # big enough: kept
     finally:
         scheduler.close()

@@ -39,6 +39,7 @@ kernels do).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import weakref
@@ -49,7 +50,7 @@ from typing import TYPE_CHECKING
 from .placement import Placement
 
 if TYPE_CHECKING:  # the module itself is imported at the first split (Scheduler._threads): volnet imports quicker
-    from concurrent.futures import ThreadPoolExecutor
+    from .handoff import BlockingPool, SpinningPool
 
 # A part with fewer multiply-adds than this (about 0.1-0.2 ms on one core) is not worth
 # another thread: waking it, and its wait for the GIL, cost as much, and the parts of a
@@ -155,9 +156,10 @@ class Scheduler:
         self._single_threaded_blas = threading.Lock()
         self._holder: int | None = None  # the thread inside a network pass, if any
         self._held: Workers | None = None  # that pass's workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: SpinningPool | BlockingPool | None = None
         self._pool_size = 0
         self._pool_lock = threading.Lock()
+        self._pool_busy = threading.Lock()  # held by the split whose parts the pool's workers run
         if hasattr(os, "register_at_fork"):  # (a weak reference: the callback cannot be unregistered)
             alive = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: alive() and alive()._after_fork_in_child())
@@ -285,41 +287,47 @@ class Scheduler:
         finally:
             lock.release()
 
-    def _threads(self, count: int) -> ThreadPoolExecutor:
-        """The pool, grown to at least ``count`` threads; a pool it replaces is shut down."""
+    def _threads(self, count: int) -> SpinningPool | BlockingPool:
+        """The pool, grown to at least ``count`` threads (:mod:`volnet.ops.handoff`: spinning where Numba
+        runs); a pool it replaces is shut down."""
         with self._pool_lock:
             if self._pool is None or self._pool_size < count:
-                from concurrent.futures import ThreadPoolExecutor
+                from . import handoff
+                from .jit import ENABLED
 
-                old, self._pool = self._pool, ThreadPoolExecutor(count, thread_name_prefix="volnet")
+                old, self._pool = self._pool, (handoff.SpinningPool if ENABLED else handoff.BlockingPool)(count)
                 self._pool_size = count
                 if old is not None:
-                    old.shutdown(wait=False)  # idle: a split waits for its parts before it returns
+                    old.close()  # idle: a split waits for its parts before it returns
             return self._pool
 
     def _run(self, prepared) -> list:
-        from concurrent.futures import wait
-
-        pool = self._threads(len(prepared) - 1)
-        with _PLACEMENT.pinned(len(prepared)) as cpus:  # side by side, not one after the other (placement.py)
-            others = [pool.submit(_finish_on, cpu, part) for cpu, part in zip(cpus, prepared[1:])]
-            try:
-                first = _finish(prepared[0])
-            finally:  # the other parts must finish before BLAS gets its threads back
-                wait(others)
-        return [first] + [future.result() for future in others]
+        if not self._pool_busy.acquire(blocking=False):  # another thread's split (or a part's own) has it
+            return [_finish(part) for part in prepared]
+        try:
+            pool, others = self._threads(len(prepared) - 1), len(prepared) - 1
+            with _PLACEMENT.pinned(len(prepared)) as cpus:  # side by side, not one after the other (placement.py)
+                for worker, (cpu, part) in enumerate(zip(cpus, prepared[1:])):
+                    pool.run(worker, functools.partial(_finish_on, cpu, part))
+                try:
+                    first = _finish(prepared[0])
+                finally:  # the other parts must finish before BLAS gets its threads back
+                    rest = pool.results(others)
+            return [first] + rest
+        finally:
+            self._pool_busy.release()
 
     def close(self) -> None:
         """Shut the pool's threads down (a later split starts new ones)."""
         with self._pool_lock:
             pool, self._pool, self._pool_size = self._pool, None, 0
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.close(wait=True)
 
     def _after_fork_in_child(self) -> None:
         # The parent's threads do not exist in the child, and a lock another parent thread held stays held.
         self._pool, self._pool_size = None, 0
-        self._pool_lock = threading.Lock()
+        self._pool_lock, self._pool_busy = threading.Lock(), threading.Lock()
         self._single_threaded_blas = threading.Lock()
         if not self.holding():
             self._holder = self._held = None

@@ -1,0 +1,219 @@
+"""The worker threads of a split, which wait for their next part by spinning for a while, without the GIL.
+
+A thread that blocks (a lock, a queue) leaves its CPU idle, and on the
+virtual machines this project is measured on an idle virtual CPU halts at
+once (the kernel's ``haltpoll.guest_halt_poll_ns=0``): waking it again took
+about 30 us, and a split of the standard library's thread pool woke two
+threads (the worker at its start, the caller at its end), so that a split
+with empty parts took 90-160 us (docs/threads.md), and a LeNet training
+step splits 8 times. Here each side watches a flag instead, in a compiled
+loop that has released the GIL, as OpenMP's threads wait: a worker for its
+next part, for up to :data:`WORKER_SPIN_SECONDS` after its last, then it
+blocks; the caller for the workers' parts to end, for up to
+:data:`CALLER_SPIN_SECONDS`, then it polls with short sleeps.
+
+The flags are int64 counters in one array, each on a cache line of its
+own, read and written with atomic loads and stores (LLVM's; Numba has no
+atomics of its own). A worker reports its part finished from inside the
+compiled call that then waits for its next, so the caller that sees the
+flag finds the GIL free. Without Numba, :class:`BlockingPool` gives the
+same interface over the standard library's pool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+# A worker's wait for its next part before it blocks: longer than the layer code between two splits of a
+# network pass, short enough that an idle process stops using the CPU at once.
+WORKER_SPIN_SECONDS = 200e-6
+# The caller's wait for a worker's part before it polls: a part that runs this much longer than the caller's
+# is unbalanced anyway. The caller's CPU has nothing else to do, and the worker runs on another CPU
+# (volnet.ops.placement).
+CALLER_SPIN_SECONDS = 1e-3
+POLL_SECONDS = 50e-6  # the caller's sleep between looks at a part that runs longer still
+_LINE = 8  # int64 counters a cache line holds: each flag gets a line of its own
+_POSTED, _DONE = 0, 1  # a worker's two flags: the last part given to it, and the last it finished
+
+_spin = None  # the compiled functions (spin_functions), made at the first pool
+
+
+def spin_functions():
+    """``(wait_for, finish_and_wait)``, compiled (once, cached on disk) with atomic loads and stores.
+
+    ``wait_for(flags, index, old, spins)``: the value of ``flags[index]`` once it differs from ``old``,
+    or ``old`` after ``spins`` looks. ``finish_and_wait(flags, done, value, index, old, spins)``: store
+    ``value`` in ``flags[done]``, then ``wait_for``: a worker reports its part finished from inside the
+    compiled call, without the GIL, so the caller that sees the flag finds the GIL free.
+    """
+    global _spin
+    if _spin is not None:
+        return _spin
+    import numba
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def load(typingctx, array, index):
+        def codegen(context, builder, signature, args):
+            view = context.make_array(signature.args[0])(context, builder, args[0])
+            pointer = cgutils.get_item_pointer(context, builder, signature.args[0], view, [args[1]])
+            return builder.load_atomic(pointer, "seq_cst", 8)
+
+        return types.int64(array, index), codegen
+
+    @intrinsic
+    def store(typingctx, array, index, value):
+        def codegen(context, builder, signature, args):
+            view = context.make_array(signature.args[0])(context, builder, args[0])
+            pointer = cgutils.get_item_pointer(context, builder, signature.args[0], view, [args[1]])
+            builder.store_atomic(args[2], pointer, "seq_cst", 8)
+            return context.get_dummy_value()
+
+        return types.void(array, index, value), codegen
+
+    @numba.njit(nogil=True, cache=True)
+    def wait_for(flags, index, old, spins):  # pragma: no cover - compiled
+        for _ in range(spins):
+            value = load(flags, index)
+            if value != old:
+                return value
+        return old
+
+    @numba.njit(nogil=True, cache=True)
+    def finish_and_wait(flags, done, value, index, old, spins):  # pragma: no cover - compiled
+        store(flags, done, value)
+        return wait_for(flags, index, old, spins)
+
+    _spin = wait_for, finish_and_wait
+    return _spin
+
+
+def _spins_for(seconds: float) -> int:
+    """How many looks at a flag take about ``seconds`` on this CPU (timed once, over 200,000 looks)."""
+    wait_for, _ = spin_functions()
+    flags = np.zeros(_LINE, dtype=np.int64)
+    wait_for(flags, 0, 1, 1000)  # compiled (or loaded) before timing
+    looks = 200_000
+    start = time.perf_counter()
+    wait_for(flags, 0, 1, looks)
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    return max(1000, int(looks * seconds / elapsed))
+
+
+class SpinningPool:
+    """``count`` daemon worker threads, each given one part at a time (:meth:`run`; :meth:`results` waits)."""
+
+    def __init__(self, count: int):
+        self.count, self.closed = count, False
+        self._flags = np.zeros(2 * count * _LINE, dtype=np.int64)
+        self._posted = [0] * count  # the last ticket given to each worker (what the caller waits for)
+        self._tasks: list = [None] * count
+        self._results: list = [None] * count
+        self._wake = [threading.Event() for _ in range(count)]
+        self._sleeping = [False] * count
+        self._worker_spins = _spins_for(WORKER_SPIN_SECONDS)
+        self._caller_spins = self._worker_spins * round(CALLER_SPIN_SECONDS / WORKER_SPIN_SECONDS)
+        self._threads = [threading.Thread(target=self._serve, args=(i,), name=f"volnet-{i}", daemon=True)
+                         for i in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self, worker: int, task) -> None:
+        """Give ``task`` (a function of no arguments) to ``worker``; it starts at once if it was spinning."""
+        self._tasks[worker] = task
+        self._posted[worker] += 1
+        self._flags[self._index(worker, _POSTED)] = self._posted[worker]
+        if self._sleeping[worker]:  # (both read and written under the GIL, so no wake is lost)
+            self._wake[worker].set()
+
+    def results(self, count: int) -> list:
+        """Wait for the parts of workers ``0..count-1`` to end (spinning, then polling): their return values,
+        or, once all have ended, the first one's exception raised."""
+        wait_for, _ = spin_functions()
+        for worker in range(count):
+            done, ticket = self._index(worker, _DONE), self._posted[worker]
+            if wait_for(self._flags, done, ticket - 1, self._caller_spins) != ticket:
+                while self._flags[done] != ticket:
+                    time.sleep(POLL_SECONDS)
+        outcomes = [self._results[worker] for worker in range(count)]
+        self._results[:count] = [None] * count
+        return _raise_first(outcomes)
+
+    def close(self, wait: bool = False) -> None:
+        """Stop the workers (each ends after its current part; a caller waits for its parts first), and
+        with ``wait`` join them."""
+        self.closed = True
+        for worker in range(self.count):
+            self.run(worker, None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _index(self, worker: int, flag: int) -> int:
+        return (2 * worker + flag) * _LINE
+
+    def _serve(self, worker: int) -> None:
+        _, finish_and_wait = spin_functions()
+        posted, done = self._index(worker, _POSTED), self._index(worker, _DONE)
+        ticket = 0
+        while True:
+            seen = finish_and_wait(self._flags, done, ticket, posted, ticket, self._worker_spins)
+            if seen == ticket:  # nothing for a while: block until the caller wakes us
+                self._sleeping[worker] = True
+                while self._flags[posted] == ticket:
+                    self._wake[worker].wait()
+                    self._wake[worker].clear()
+                self._sleeping[worker] = False
+                seen = int(self._flags[posted])
+            ticket, task = seen, self._tasks[worker]
+            self._tasks[worker] = None
+            if task is None:
+                self._flags[done] = ticket
+                return
+            self._results[worker] = _failure_kept(task)  # an exception is handed to the caller, which raises it
+
+
+class BlockingPool:
+    """:class:`SpinningPool`'s interface over the standard library's thread pool (where Numba is off)."""
+
+    def __init__(self, count: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.count, self.closed = count, False
+        self._executor = ThreadPoolExecutor(count, thread_name_prefix="volnet")
+        self._futures: list = [None] * count
+
+    def run(self, worker: int, task) -> None:
+        self._futures[worker] = self._executor.submit(_failure_kept, task)
+
+    def results(self, count: int) -> list:
+        outcomes = [self._futures[worker].result() for worker in range(count)]
+        self._futures[:count] = [None] * count
+        return _raise_first(outcomes)
+
+    def close(self, wait: bool = False) -> None:
+        self.closed = True
+        self._executor.shutdown(wait=wait)
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _failure_kept(task):
+    try:
+        return task()
+    except BaseException as error:
+        return _Failure(error)
+
+
+def _raise_first(outcomes: list) -> list:
+    for outcome in outcomes:
+        if isinstance(outcome, _Failure):
+            raise outcome.error
+    return outcomes
