@@ -79,7 +79,7 @@ def test_workers_that_stopped_spinning_are_woken_and_long_parts_are_waited_for(m
 
 @pytest.mark.skipif(not ENABLED, reason="Numba is off")
 def test_spin_functions_see_a_flag_change_and_store_atomically():
-    wait_for, finish_and_wait = handoff.spin_functions()
+    wait_for, finish_and_wait, _ = handoff.spin_functions()
     flags = np.zeros(16, dtype=np.int64)
     assert wait_for(flags, 8, 0, 1000) == 0  # unchanged: gives the old value back after its looks
     flags[8] = 5
@@ -113,3 +113,17 @@ def test_splits_from_two_threads_at_once_each_get_their_own_results():
     assert not errors
     expected = [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
     assert all(result == expected for results in answers.values() for result in results)
+
+
+def test_the_pool_spins_only_where_numba_runs_on_x86_64(monkeypatch):
+    for machine, enabled, kind in (("x86_64", True, handoff.SpinningPool), ("aarch64", True, handoff.BlockingPool),
+                                   ("x86_64", False, handoff.BlockingPool)):
+        if kind is handoff.SpinningPool and not ENABLED:
+            continue
+        monkeypatch.setattr(handoff.platform, "machine", lambda machine=machine: machine)
+        monkeypatch.setattr("volnet.ops.jit.ENABLED", enabled)
+        made = handoff.pool(1)
+        try:
+            assert type(made) is kind
+        finally:
+            made.close(wait=True)

@@ -5,7 +5,7 @@ virtual machines this project is measured on an idle virtual CPU halts at
 once (the kernel's ``haltpoll.guest_halt_poll_ns=0``): waking it again took
 about 30 us, and a split of the standard library's thread pool woke two
 threads (the worker at its start, the caller at its end), so that a split
-with empty parts took 90-160 us (docs/threads.md), and a LeNet training
+with empty parts took 90-170 us (docs/threads.md), and a LeNet training
 step splits 8 times. Here each side watches a flag instead, in a compiled
 loop that has released the GIL, as OpenMP's threads wait: a worker for its
 next part, for up to :data:`WORKER_SPIN_SECONDS` after its last, then it
@@ -14,22 +14,27 @@ blocks; the caller for the workers' parts to end, for up to
 
 The flags are int64 counters in one array, each on a cache line of its
 own, read and written with atomic loads and stores (LLVM's; Numba has no
-atomics of its own). A worker reports its part finished from inside the
-compiled call that then waits for its next, so the caller that sees the
-flag finds the GIL free. Without Numba, :class:`BlockingPool` gives the
-same interface over the standard library's pool.
+atomics of its own); the waits end by the CPU's time-stamp counter. A
+worker reports its part finished from inside the compiled call that then
+waits for its next, so the caller that sees the flag finds the GIL free.
+Without Numba, or on CPUs other than x86-64 (where user code may not read
+the counter), :class:`BlockingPool` gives the same interface over the
+standard library's pool (:func:`pool`).
 """
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 
 import numpy as np
 
-# A worker's wait for its next part before it blocks: longer than the layer code between two splits of a
-# network pass, short enough that an idle process stops using the CPU at once.
-WORKER_SPIN_SECONDS = 200e-6
+# A worker's wait for its next part before it blocks: longer than the code between two splits of a training
+# step (the loss, the update, the layers' Python), short enough that an idle process stops using the CPU at
+# once. Against 200 us, 1 ms took 0.98x the time of LeNet's and cifar-ref's steps on the Intel Xeon, 2 ms
+# no less again.
+WORKER_SPIN_SECONDS = 1e-3
 # The caller's wait for a worker's part before it polls: a part that runs this much longer than the caller's
 # is unbalanced anyway. The caller's CPU has nothing else to do, and the worker runs on another CPU
 # (volnet.ops.placement).
@@ -41,18 +46,28 @@ _POSTED, _DONE = 0, 1  # a worker's two flags: the last part given to it, and th
 _spin = None  # the compiled functions (spin_functions), made at the first pool
 
 
-def spin_functions():
-    """``(wait_for, finish_and_wait)``, compiled (once, cached on disk) with atomic loads and stores.
+def pool(count: int) -> SpinningPool | BlockingPool:
+    """A pool of ``count`` workers: spinning where Numba runs on an x86-64 CPU, else blocking."""
+    from .jit import ENABLED
 
-    ``wait_for(flags, index, old, spins)``: the value of ``flags[index]`` once it differs from ``old``,
-    or ``old`` after ``spins`` looks. ``finish_and_wait(flags, done, value, index, old, spins)``: store
-    ``value`` in ``flags[done]``, then ``wait_for``: a worker reports its part finished from inside the
-    compiled call, without the GIL, so the caller that sees the flag finds the GIL free.
+    spinning = ENABLED and platform.machine().lower() in ("x86_64", "amd64")
+    return (SpinningPool if spinning else BlockingPool)(count)
+
+
+def spin_functions():
+    """``(wait_for, finish_and_wait, ticks_now)``, compiled (once, cached on disk) with atomic loads and stores.
+
+    ``wait_for(flags, index, old, ticks)``: the value of ``flags[index]`` once it differs from ``old``, or
+    ``old`` once ``ticks`` of the time-stamp counter (:func:`ticks_per_second`) have passed.
+    ``finish_and_wait(flags, done, value, index, old, ticks)``: store ``value`` in ``flags[done]``, then
+    ``wait_for``: a worker reports its part finished from inside the compiled call, without the GIL, so the
+    caller that sees the flag finds the GIL free. ``ticks_now()``: the counter.
     """
     global _spin
     if _spin is not None:
         return _spin
     import numba
+    from llvmlite import ir
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
@@ -75,33 +90,55 @@ def spin_functions():
 
         return types.void(array, index, value), codegen
 
-    @numba.njit(nogil=True, cache=True)
-    def wait_for(flags, index, old, spins):  # pragma: no cover - compiled
-        for _ in range(spins):
-            value = load(flags, index)
-            if value != old:
-                return value
-        return old
+    @intrinsic
+    def cycles(typingctx):  # the CPU's time-stamp counter (llvm.readcyclecounter; 0 where there is none)
+        def codegen(context, builder, signature, args):
+            function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                                      "llvm.readcyclecounter")
+            return builder.call(function, [])
+
+        return types.int64(), codegen
 
     @numba.njit(nogil=True, cache=True)
-    def finish_and_wait(flags, done, value, index, old, spins):  # pragma: no cover - compiled
+    def ticks_now():  # pragma: no cover - compiled
+        return cycles()
+
+    @numba.njit(nogil=True, cache=True)
+    def wait_for(flags, index, old, ticks):  # pragma: no cover - compiled
+        deadline = cycles() + ticks
+        while True:
+            for _ in range(64):
+                value = load(flags, index)
+                if value != old:
+                    return value
+            if cycles() >= deadline:
+                return old
+
+    @numba.njit(nogil=True, cache=True)
+    def finish_and_wait(flags, done, value, index, old, ticks):  # pragma: no cover - compiled
         store(flags, done, value)
-        return wait_for(flags, index, old, spins)
+        return wait_for(flags, index, old, ticks)
 
-    _spin = wait_for, finish_and_wait
+    _spin = wait_for, finish_and_wait, ticks_now
     return _spin
 
 
-def _spins_for(seconds: float) -> int:
-    """How many looks at a flag take about ``seconds`` on this CPU (timed once, over 200,000 looks)."""
-    wait_for, _ = spin_functions()
-    flags = np.zeros(_LINE, dtype=np.int64)
-    wait_for(flags, 0, 1, 1000)  # compiled (or loaded) before timing
-    looks = 200_000
-    start = time.perf_counter()
-    wait_for(flags, 0, 1, looks)
-    elapsed = max(time.perf_counter() - start, 1e-9)
-    return max(1000, int(looks * seconds / elapsed))
+def ticks_per_second() -> float:
+    """The rate of the CPU's time-stamp counter, which the spinning loops read for their deadlines, timed once
+    against ``time.perf_counter`` over 2 ms; 0 where the counter does not advance (no such counter)."""
+    global _TICKS_PER_SECOND
+    if _TICKS_PER_SECOND is None:
+        *_, ticks_now = spin_functions()
+        ticks_now()  # compiled (or loaded) before timing
+        start, ticks = time.perf_counter(), ticks_now()
+        while time.perf_counter() - start < 2e-3:
+            pass
+        elapsed, counted = time.perf_counter() - start, ticks_now() - ticks
+        _TICKS_PER_SECOND = counted / elapsed if counted > 0 else 0.0
+    return _TICKS_PER_SECOND
+
+
+_TICKS_PER_SECOND = None
 
 
 class SpinningPool:
@@ -115,8 +152,8 @@ class SpinningPool:
         self._results: list = [None] * count
         self._wake = [threading.Event() for _ in range(count)]
         self._sleeping = [False] * count
-        self._worker_spins = _spins_for(WORKER_SPIN_SECONDS)
-        self._caller_spins = self._worker_spins * round(CALLER_SPIN_SECONDS / WORKER_SPIN_SECONDS)
+        rate = ticks_per_second()  # without a counter, no spinning: the worker blocks, the caller polls
+        self._worker_ticks, self._caller_ticks = int(WORKER_SPIN_SECONDS * rate), int(CALLER_SPIN_SECONDS * rate)
         self._threads = [threading.Thread(target=self._serve, args=(i,), name=f"volnet-{i}", daemon=True)
                          for i in range(count)]
         for thread in self._threads:
@@ -133,10 +170,10 @@ class SpinningPool:
     def results(self, count: int) -> list:
         """Wait for the parts of workers ``0..count-1`` to end (spinning, then polling): their return values,
         or, once all have ended, the first one's exception raised."""
-        wait_for, _ = spin_functions()
+        wait_for, *_ = spin_functions()
         for worker in range(count):
             done, ticket = self._index(worker, _DONE), self._posted[worker]
-            if wait_for(self._flags, done, ticket - 1, self._caller_spins) != ticket:
+            if wait_for(self._flags, done, ticket - 1, self._caller_ticks) != ticket:
                 while self._flags[done] != ticket:
                     time.sleep(POLL_SECONDS)
         outcomes = [self._results[worker] for worker in range(count)]
@@ -157,11 +194,11 @@ class SpinningPool:
         return (2 * worker + flag) * _LINE
 
     def _serve(self, worker: int) -> None:
-        _, finish_and_wait = spin_functions()
+        _, finish_and_wait, _ = spin_functions()
         posted, done = self._index(worker, _POSTED), self._index(worker, _DONE)
         ticket = 0
         while True:
-            seen = finish_and_wait(self._flags, done, ticket, posted, ticket, self._worker_spins)
+            seen = finish_and_wait(self._flags, done, ticket, posted, ticket, self._worker_ticks)
             if seen == ticket:  # nothing for a while: block until the caller wakes us
                 self._sleeping[worker] = True
                 while self._flags[posted] == ticket:

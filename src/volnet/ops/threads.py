@@ -288,14 +288,13 @@ class Scheduler:
             lock.release()
 
     def _threads(self, count: int) -> SpinningPool | BlockingPool:
-        """The pool, grown to at least ``count`` threads (:mod:`volnet.ops.handoff`: spinning where Numba
-        runs); a pool it replaces is shut down."""
+        """The pool, grown to at least ``count`` threads (:func:`volnet.ops.handoff.pool`: spinning where
+        Numba runs on x86-64); a pool it replaces is shut down."""
         with self._pool_lock:
             if self._pool is None or self._pool_size < count:
                 from . import handoff
-                from .jit import ENABLED
 
-                old, self._pool = self._pool, (handoff.SpinningPool if ENABLED else handoff.BlockingPool)(count)
+                old, self._pool = self._pool, handoff.pool(count)
                 self._pool_size = count
                 if old is not None:
                     old.close()  # idle: a split waits for its parts before it returns
