@@ -44,6 +44,7 @@ _LINE = 8  # int64 counters a cache line holds: each flag gets a line of its own
 _POSTED, _DONE = 0, 1  # a worker's two flags: the last part given to it, and the last it finished
 
 _spin = None  # the compiled functions (spin_functions), made at the first pool
+_TICKS_PER_SECOND = None  # ticks_per_second, timed at the first pool
 
 
 def pool(count: int) -> SpinningPool | BlockingPool:
@@ -138,9 +139,6 @@ def ticks_per_second() -> float:
     return _TICKS_PER_SECOND
 
 
-_TICKS_PER_SECOND = None
-
-
 class SpinningPool:
     """``count`` daemon worker threads, each given one part at a time (:meth:`run`; :meth:`results` waits)."""
 
@@ -215,7 +213,8 @@ class SpinningPool:
 
 
 class BlockingPool:
-    """:class:`SpinningPool`'s interface over the standard library's thread pool (where Numba is off)."""
+    """:class:`SpinningPool`'s interface over the standard library's thread pool (without Numba, or off
+    x86-64)."""
 
     def __init__(self, count: int):
         from concurrent.futures import ThreadPoolExecutor
