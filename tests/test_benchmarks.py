@@ -22,7 +22,8 @@ def bench():
     sys.path.insert(0, str(BENCHMARKS))
     try:
         yield SimpleNamespace(**{name: importlib.import_module(name)
-                                 for name in ("_common", "report", "bench_ops", "bench_train")})
+                                 for name in ("_common", "report", "bench_ops", "bench_train",
+                                                             "compare_pools")})
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -169,3 +170,19 @@ def test_each_block_warms_up_for_the_warm_up_time_before_its_timed_calls(bench):
     times = bench._common.compare_interleaved({"f": lambda: stamps.append(time.perf_counter())}, rounds=1, calls=2)
     assert len(times["f"]) == 2 and len(stamps) > 3
     assert stamps[-2] - stamps[0] >= bench._common.WARMUP_SECONDS - 1e-3  # the first timed call after the warm-up
+
+
+def test_compare_pools_runs_each_split_on_the_pool_it_measures(bench):
+    from volnet.ops import handoff, threads
+
+    scheduler, pool = threads.scheduler(), handoff.BlockingPool(1)
+    before = scheduler._pool, scheduler._pool_size
+    ran_on = []
+    original = pool.run
+    pool.run = lambda worker, task: ran_on.append(worker) or original(worker, task)
+    try:
+        bench.compare_pools.on_pool(pool, bench.compare_pools.empty_split())()
+        assert scheduler._pool is pool and ran_on == [0]
+    finally:
+        scheduler._pool, scheduler._pool_size = before
+        pool.close(wait=True)

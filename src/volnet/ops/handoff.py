@@ -47,12 +47,16 @@ _spin = None  # the compiled functions (spin_functions), made at the first pool
 _TICKS_PER_SECOND = None  # ticks_per_second, timed at the first pool
 
 
-def pool(count: int) -> SpinningPool | BlockingPool:
-    """A pool of ``count`` workers: spinning where Numba runs on an x86-64 CPU, else blocking."""
+def spins() -> bool:
+    """Whether :func:`pool` gives spinning workers: Numba on, and an x86-64 CPU."""
     from .jit import ENABLED
 
-    spinning = ENABLED and platform.machine().lower() in ("x86_64", "amd64")
-    return (SpinningPool if spinning else BlockingPool)(count)
+    return ENABLED and platform.machine().lower() in ("x86_64", "amd64")
+
+
+def pool(count: int) -> SpinningPool | BlockingPool:
+    """A pool of ``count`` workers: spinning where :func:`spins`, else blocking."""
+    return (SpinningPool if spins() else BlockingPool)(count)
 
 
 def spin_functions():
