@@ -18,12 +18,11 @@ import argparse
 
 import numpy as np
 from _common import configure_volnet, cpu_model, print_load
-from compare_revisions import paired_ratio
+from compare_revisions import inference, paired_ratio, training_step
 
-import volnet.optim
+import volnet
 import volnet.zoo
 from volnet.ops import handoff, threads
-from volnet.ops.losses import softmax_cross_entropy
 
 
 def on_pool(pool, fn):
@@ -44,25 +43,11 @@ def empty_split():
     return lambda: threads.split(nothing, 2, 2, blas_held=True)
 
 
-def training_step(name: str, batch: int):
+def net_and_batch(name: str, batch: int):
     net = volnet.zoo.build_named(name, seed=0)
     rng = np.random.default_rng(0)
     images = rng.standard_normal((batch, *net.input_shape)).astype(net.dtype)
-    labels = rng.integers(0, net.output_shape[-1], batch)
-    optimizer = volnet.optim.make_optimizer("momentum", net.params(), lr=1e-3, momentum=0.9)
-
-    def step():
-        _, dscores = softmax_cross_entropy(net.forward(images, train=True), labels)
-        net.backward(dscores, input_grad=False)
-        optimizer.step()
-
-    return step
-
-
-def inference(name: str, batch: int):
-    net = volnet.zoo.build_named(name, seed=0)
-    images = np.random.default_rng(0).standard_normal((batch, *net.input_shape)).astype(net.dtype)
-    return lambda: net.forward(images)
+    return net, images, rng.integers(0, net.output_shape[-1], batch)
 
 
 def main(argv=None) -> None:
@@ -78,8 +63,10 @@ def main(argv=None) -> None:
     print_load()
     cases = {"split of two empty parts": empty_split()}
     for name in ("lenet", "cifar-ref"):
-        cases[f"{name} training step, batch 64"] = training_step(name, 64)
-        cases[f"{name} inference, batch 256"] = inference(name, 256)
+        net, images, labels = net_and_batch(name, 64)
+        cases[f"{name} training step, batch 64"] = training_step(volnet, images, labels, net)
+        net, images, _ = net_and_batch(name, 256)
+        cases[f"{name} inference, batch 256"] = inference(volnet, images, net)
     print(f"median of {args.rounds} rounds, each the fastest of {args.calls} calls per pool\n")
     print(f"{'case':<34}  {'spinning ms':>11}  {'blocking ms':>11}  {'ratio':>6}")
     for case, fn in cases.items():

@@ -58,8 +58,9 @@ def load_revision(revision: str, folder: Path):
     return importlib.import_module(name)
 
 
-def training_step(package, images, labels):
-    net = package.zoo.cifar_reference(seed=0)
+def training_step(package, images, labels, net=None):
+    """A momentum training step of ``net`` (default: the package's cifar-ref) on the batch, as a function."""
+    net = net or package.zoo.cifar_reference(seed=0)
     optimizer = package.optim.make_optimizer("momentum", net.params(), lr=1e-3, momentum=0.9)
 
     def step():
@@ -70,8 +71,8 @@ def training_step(package, images, labels):
     return step
 
 
-def inference(package, images):
-    net = package.zoo.cifar_reference(seed=0)
+def inference(package, images, net=None):
+    net = net or package.zoo.cifar_reference(seed=0)
     return lambda: net.forward(images)
 
 
