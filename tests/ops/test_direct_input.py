@@ -133,3 +133,111 @@ def test_kernel_closure_holds_only_tile_sizes():
     """As for volnet.ops.direct's kernels: Numba keys its disk cache of a closure by the closure's values."""
     kernel = direct_input._input_gradient_source(4, 3)
     assert kernel.__closure__ and all(type(cell.cell_contents) is int for cell in kernel.__closure__)
+
+
+# -- strided layers: the input gradient by stride phases ------------------------------------------------------
+
+
+@st.composite
+def strided_layers(draw):
+    """Layers of stride 2-4 in either direction: filters 1-6 (smaller than the stride too: phases no tap
+    reaches), padding up to F-1, fit "crop" or exact sizes, 1-40 input channels (tails of every tile of
+    dx's channels), 1-20 filters, inputs up to 17 wide (output rows of every tile tail)."""
+    Sh, Sw = draw(st.integers(2, 4)), draw(st.integers(1, 4))
+    Fh, Fw = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    pad = draw(st.integers(0, min(Fh, Fw) - 1))
+    H = draw(st.integers(max(1, Fh - 2 * pad), 13))
+    W = draw(st.integers(max(1, Fw - 2 * pad), 17))
+    return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(1, 40))), F=(Fh, Fw), S=(Sh, Sw),
+                pad=pad, K=draw(st.integers(1, 20)), dtype=draw(st.sampled_from([np.float32, np.float64])),
+                workers=draw(st.integers(1, 2)), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def _naive_strided(setting):
+    rng = np.random.default_rng(setting["seed"])
+    dtype = setting["dtype"]
+    x = rng.standard_normal(setting["x_shape"]).astype(dtype)
+    w = rng.standard_normal((*setting["F"], x.shape[3], setting["K"])).astype(dtype)
+    out, cache = conv_forward_naive(x, w, np.zeros(setting["K"], dtype), setting["S"], setting["pad"], fit="crop")
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, _, _ = conv_backward_naive(dout, cache)
+    return dout, w, cache.geometry, dx
+
+
+@settings(max_examples=80, deadline=None)
+@given(setting=strided_layers())
+def test_phases_equal_naive(setting):
+    dout, w, g, expected = _naive_strided(setting)
+    dx = direct_input.input_gradient_by_phases(dout, w, g, setting["workers"])
+    assert dx.dtype == setting["dtype"] and dx.shape == expected.shape
+    tol = 1e-4 if setting["dtype"] == np.float32 else 1e-11
+    np.testing.assert_allclose(dx, expected, rtol=tol, atol=tol)
+
+
+def test_phases_of_one_axis():
+    """3x3/2 with padding 1: even rows take the middle tap from dout row a, odd ones the first tap from
+    row a + 1 and the last from row a; a 1x1/2 layer reaches the even rows only."""
+    assert direct_input.axis_phases(8, 3, 2, 1) == [(1, 1, 0, 4), (0, 2, 1, 4)]
+    assert direct_input.axis_phases(7, 1, 2, 0) == [(0, 1, 0, 4), (1, 0, 0, 3)]
+
+
+def test_phases_equal_torch(torch, nchw, rng):
+    x = rng.standard_normal((2, 32, 32, 64)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 128)).astype(np.float32)
+    g = geometry(x.shape, 3, 2, 1, fit="crop")
+    dout = rng.standard_normal((2, *g.out_hw, 128)).astype(np.float32)
+    theirs = torch.nn.grad.conv2d_input(nchw.to_torch(x).shape, nchw.filters_to_torch(w), nchw.to_torch(dout),
+                                        stride=2, padding=1)
+    np.testing.assert_allclose(direct_input.input_gradient_by_phases(dout, w, g, 2), nchw.from_torch(theirs),
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_phases_gradient_checks_numerically_through_conv_backward(monkeypatch, check_grad):
+    """float64 numerical gradient of a strided layer whose dx conv_backward takes by phases."""
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    rng = np.random.default_rng(8)
+    x, w, b = rng.standard_normal((2, 9, 8, 8)), rng.standard_normal((3, 4, 8, 5)), rng.standard_normal(5)
+    _, cache = conv.conv_forward(x, w, b, 2, 1, fit="crop")
+    assert conv.plan_conv(cache.geometry, 5, np.float64).input_gradient == "phases"
+    dout = rng.standard_normal(conv.conv_forward(x, w, b, 2, 1, fit="crop")[0].shape)
+    dx, _, _ = conv.conv_backward(dout, cache)
+    check_grad(lambda: np.sum(conv.conv_forward(x, w, b, 2, 1, fit="crop")[0] * dout), x, dx)
+
+
+def test_phases_planned_only_where_they_apply(monkeypatch):
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+
+    def plan(shape, F, S, K, dtype=np.float32):
+        return conv.plan_conv(geometry(shape, F, S, F // 2, fit="crop"), K, dtype).input_gradient
+
+    assert plan((32, 32, 32, 64), 3, 2, 128) == "phases"  # ResNet's downsampling CONVs
+    assert plan((32, 16, 16, 128), 3, 2, 256) == "phases"
+    assert plan((32, 8, 8, 256), 3, 2, 512) == "col2im"  # deeper: its sub-filters lost (measured)
+    assert plan((32, 32, 32, 64), 1, 2, 128) == "col2im"  # 1x1/2: one phase, a plain multiply
+    assert plan((8, 224, 224, 3), 7, 2, 64) == "shallow"
+    monkeypatch.setattr(direct, "isa", lambda: "avx2")
+    assert plan((32, 32, 32, 64), 3, 2, 128) == "col2im"
+
+
+def test_phases_workspace_estimate_matches_tracemalloc(monkeypatch):
+    """conv_backward_workspace's bytes for the input gradient by phases, against what conv_backward allocates."""
+    import tracemalloc
+
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((8, 16, 16, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 32, 64)).astype(np.float32)
+    _, cache = conv.conv_forward(x, w, np.zeros(64, np.float32), 2, 1, fit="crop")
+    dout = rng.standard_normal((8, *cache.geometry.out_hw, 64)).astype(np.float32)
+    workers = threads.Workers(2, blas_held=True)
+    conv.conv_backward(dout, cache, workers=workers)  # compiled and warm
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        conv.conv_backward(dout, cache, workers=workers)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert conv.plan_conv(cache.geometry, 64, np.float32, 2, True).input_gradient == "phases"
+    estimate = conv.conv_backward_workspace(cache.geometry, 64, 4, cores=2)
+    assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)

@@ -172,7 +172,8 @@ def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=No
     and for 5x5 stride-1 ones :func:`volnet.ops.winograd_5x5.weight_gradient`.
     dx is, for stride 1, a convolution of dout with the flipped filters
     (:func:`conv_backward_input_flipped`); for
-    larger strides it sends ``dout @ W.T`` back to where each column was
+    larger strides one such convolution per stride phase (:func:`volnet.ops.direct_input.input_gradient_by_phases`)
+    where the plan says, else it sends ``dout @ W.T`` back to where each column was
     read from (col2im), one filter tap at a time (see
     :func:`~volnet.ops.conv_rows.input_gradient_deep`). Inputs only a few channels deep take
     :func:`~volnet.ops.conv_rows.input_gradient_shallow`. ``workers`` as in :func:`conv_forward`.
@@ -234,7 +235,8 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     dw (and db, from the rows' column of ones) from im2col rows rebuilt block
     by block; dx block by block (shallow inputs), as a convolution of the
     padded dout with the flipped filters (deep inputs, stride 1) or by col2im
-    into phase buffers of the padded input (deep inputs, strided). 3x3
+    into phase buffers of the padded input (deep inputs, strided; by the forward kernel per stride phase
+    where :func:`volnet.ops.direct_input.applies_by_phases`). 3x3
     stride-1 layers take Winograd for dx (deep dout) and for dw (enough
     filters) instead. ``grads`` is the bytes of the new dw and db.
 
@@ -274,6 +276,10 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     if plan.input_gradient == "direct":  # direct_input.input_gradient: dx, and dout's rows where it is strided
         dx = N * H * W * D * b
         phases.append(grads + dx + (0 if dout_contiguous else N * Ho * Wo * K * b) + Fh * Fw * D * K * b)
+        return BackwardWorkspace(max(phases), dx, True)
+    if plan.input_gradient == "phases":  # direct_input.input_gradient_by_phases: dx, padded dout, sub-filters
+        dx = N * H * W * D * b
+        phases.append(grads + dx + direct_input.workspace_by_phases(g, K, b))
         return BackwardWorkspace(max(phases), dx, True)
     if plan.input_gradient == "shallow":  # _input_gradient_shallow
         dx = math.prod(xp_shape) * b
@@ -375,6 +381,9 @@ def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=thr
     if scheme == "direct":
         return direct_input.input_gradient(dout, w, g, direct.workers(g, w.shape[3], workers),
                                            blas_held=workers.blas_held)
+    if scheme == "phases":
+        return direct_input.input_gradient_by_phases(dout, w, g, direct.workers(g, w.shape[3], workers),
+                                                     blas_held=workers.blas_held)
     if scheme == "shallow":
         return unpad_spatial(conv_rows.input_gradient_shallow(dout, w, g, padded_shape, workers), g)
     if scheme == "flipped":

@@ -22,7 +22,8 @@ class ConvPlan:
     ``"winograd_5x5"`` or ``"im2col"``; ``input_gradient``:
     ``"direct"`` (:func:`volnet.ops.direct_input.input_gradient`), ``"shallow"``
     (:func:`~volnet.ops.conv_rows.input_gradient_shallow`), ``"flipped"``
-    (:func:`volnet.ops.conv.conv_backward_input_flipped`, a correlation with its own plan) or ``"col2im"``
+    (:func:`volnet.ops.conv.conv_backward_input_flipped`, a correlation with its own plan), ``"phases"``
+    (:func:`volnet.ops.direct_input.input_gradient_by_phases`, strided layers) or ``"col2im"``
     (:func:`~volnet.ops.conv_rows.input_gradient_deep`).
     """
 
@@ -71,6 +72,8 @@ def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network
         input_gradient = "shallow"
     elif g.stride == (1, 1):
         input_gradient = "flipped"
+    elif direct_input.applies_by_phases(g, D, K, dtype):
+        input_gradient = "phases"
     else:
         input_gradient = "col2im"
     return ConvPlan(forward, weight_gradient, input_gradient)

@@ -179,7 +179,7 @@ def workspace(g, filters: int, itemsize: int) -> int:
 
     (N, _, _, D), (Fh, Fw) = g.in_shape, g.size
     shape, _, cropped = padded(g)
-    weights = (Fh * Fw * D + 1) * _padded_filters(filters, itemsize) * itemsize + ALIGNMENT
+    weights = padded_weights_bytes(Fh * Fw * D, filters, itemsize)
     return weights + (N * shape[1] * shape[2] * D * itemsize if cropped else 0)
 
 
@@ -210,11 +210,16 @@ def _forward_source(PW: int, KB: int):
     T = PW * KB
     KH = max(1, KB // 16)
 
-    def forward(xp, w, bias, floor, Sh, SD, out, first, last):  # pragma: no cover - compiled
+    def forward(xp, w, bias, floor, Sh, SD, out, first, last, window):  # pragma: no cover - compiled
         # xp (N, Hp, Wp*D), w (F, F*D, Kp): a filter row's taps and channels are one run (v, d) in both;
-        # pixel j's run starts at j*Sw*D = j*SD
+        # pixel j's run starts at j*Sw*D = j*SD. window (Ho, Wo, r0, c0, oy, ys, ox, xs): an Ho x Wo output
+        # read from xp's rows from r0 on and runs from c0 on, output pixel (i, j) written to
+        # out[n, oy + i*ys, ox + j*xs] (a layer's forward: (Ho, Wo, 0, 0, 0, 1, 0, 1); the phases of a strided
+        # input gradient write every Sh-th row of their own). Indices made of these are cast unsigned: NumPy's
+        # wrap-around of negative indices, which Numba adds to signed ones, made the loops 6x slower
+        Ho, Wo, r0, c0, oy, ys, ox, xs = window
         Fh, taps, Kp = w.shape
-        _, Ho, Wo, K = out.shape
+        K = out.shape[3]
         acc = tiled.carray(tiled.stack_array(T, xp.dtype), T)
         for n in range(first, last):
             for i in range(Ho):
@@ -223,10 +228,10 @@ def _forward_source(PW: int, KB: int):
                         for t in range(T):
                             acc[t] = 0
                         for u in range(Fh):
-                            row = i * Sh + u
+                            row = tiled.unsigned(r0 + i * Sh + u)
                             for e in range(taps):
                                 for p in range(PW):
-                                    x = xp[n, row, tiled.unsigned(min(j0 + p, Wo - 1) * SD + e)]
+                                    x = xp[n, row, tiled.unsigned(c0 + min(j0 + p, Wo - 1) * SD + e)]
                                     if KH == 1:
                                         for q in range(KB):
                                             acc[p * KB + q] += x * w[u, e, k0 + q]
@@ -234,14 +239,19 @@ def _forward_source(PW: int, KB: int):
                                         for h in range(KH):
                                             for q in range(16):
                                                 acc[p * KB + h * 16 + q] += x * w[u, e, k0 + h * 16 + q]
+                        out_row = tiled.unsigned(oy + i * ys)
                         if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
                             for p in range(PW):
+                                column = tiled.unsigned(ox + (j0 + p) * xs)
                                 for q in range(KB):
-                                    out[n, i, j0 + p, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q], floor)
+                                    out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
+                                                                                   floor)
                         else:
                             for p in range(min(PW, Wo - j0)):
+                                column = tiled.unsigned(ox + (j0 + p) * xs)
                                 for q in range(min(KB, K - k0)):
-                                    out[n, i, j0 + p, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q], floor)
+                                    out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
+                                                                                   floor)
 
     return forward
 
@@ -293,20 +303,10 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     N, Hp, Wp, D = xp.shape
     K = w.shape[3]
     dtype = np.result_type(xp, w)
-    PW, KB = tile(K, dtype, g.out_hw[1])
-    Kp = _padded_filters(K, dtype.itemsize)
-    if Kp == K and w.dtype == dtype and w.flags.c_contiguous and w.ctypes.data % ALIGNMENT == 0:
-        taps = w.reshape(w.shape[0], -1, K)  # the weights as they are
-        bias = np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype=dtype)
-    else:  # the weights and biases in one aligned array, with zero filters up to whole tiles
-        padded_weights = aligned_zeros((w[..., 0].size + 1, Kp), dtype)
-        padded_weights[:-1, :K] = w.reshape(-1, K)
-        if bias is not None:
-            padded_weights[-1, :K] = bias
-        taps, bias = padded_weights[:-1].reshape(w.shape[0], -1, Kp), padded_weights[-1]
+    taps, bias = tiled_weights(w, bias, dtype)
     rows = (xp if fill else np.ascontiguousarray(xp, dtype=dtype)).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
-    kernel = tiled.kernel(_forward_source, PW, KB, tile)
+    kernel = forward_kernel(K, dtype, g.out_hw[1])
     floor = dtype.type(0 if relu else -np.inf)
     Sh, Sw = g.stride
 
@@ -314,10 +314,44 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
         yield  # allocated (see threads.split)
         if fill:
             fill(start, stop)
-        kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop)
+        kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop, (*g.out_hw, 0, 0, 0, 1, 0, 1))
 
     threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out
+
+
+def forward_kernel(filters: int, dtype, out_width: int):
+    """The compiled forward kernel whose tile suits ``filters`` filters of ``dtype`` on output rows
+    ``out_width`` wide (:func:`tile`)."""
+    PW, KB = tile(filters, dtype, out_width)
+    return tiled.kernel(_forward_source, PW, KB, tile)
+
+
+def tiled_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``(taps (F, F*D, Kp), bias (Kp,))``: the weights ``w (F, F, D, K)`` and biases (None: zeros) as the
+    forward kernel reads them, filters padded with zeros to whole tiles: ``w`` itself where its filters fill
+    whole tiles and it lies C-contiguous and aligned, else :func:`padded_weights`."""
+    K = w.shape[3]
+    if (_padded_filters(K, dtype.itemsize) == K and w.dtype == dtype and w.flags.c_contiguous
+            and w.ctypes.data % ALIGNMENT == 0):
+        return w.reshape(w.shape[0], -1, K), np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype)
+    return padded_weights(w, bias, dtype)
+
+
+def padded_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tiled_weights` as one aligned copy of the weights (any layout) and biases, zero filters up to
+    whole tiles: ``(F*F*D + 1) * Kp`` values (:func:`padded_weights_bytes`)."""
+    (Fh, Fw, D, K), Kp = w.shape, _padded_filters(w.shape[3], dtype.itemsize)
+    both = aligned_zeros((Fh * Fw * D + 1, Kp), dtype)
+    both[:-1].reshape(Fh, Fw, D, Kp)[..., :K] = w
+    if bias is not None:
+        both[-1, :K] = bias
+    return both[:-1].reshape(Fh, -1, Kp), both[-1]
+
+
+def padded_weights_bytes(taps: int, filters: int, itemsize: int) -> int:
+    """Bytes :func:`padded_weights` allocates for ``taps`` (F*F*D) weights of each of ``filters`` filters."""
+    return (taps + 1) * _padded_filters(filters, itemsize) * itemsize + ALIGNMENT
 
 
 def aligned_zeros(shape, dtype) -> np.ndarray:

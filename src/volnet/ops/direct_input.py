@@ -27,11 +27,17 @@ import numpy as np
 
 from . import direct, threads, tiled
 from .conv_rows import SHALLOW_DEPTH
+from .window import pad_spatial
 
 LANES = 16  # the filters summed per vector step: one AVX-512 register of float32 (two of float64)
 # Accumulators (vectors of LANES) in the tile, pixels x channels: LLVM unrolls a tile of 14 x 16 values fully
 # (as the forward's 7 x 32), and keeps it in registers; at 8 x 3 x 16 it left the loops rolled and ran 6x slower.
 TILE_VECTORS = 14
+# Strided layers whose input gradient goes by phases (input_gradient_by_phases): up to this depth x filters.
+# Against col2im (the Intel Xeon, two threads, 3x3/2, batch 32): 32x32x64->128 6.96 -> 4.66 ms, 16x16x128->256
+# 5.29 -> 4.45; 8x8x256->512 lost, 5.08 -> 11.6 (each phase's sub-filters, 2 MB with rows 2 KB apart, no
+# longer stay in cache between the kernel's tiles).
+PHASES_MAX_MULTIPLY = 128 * 256
 
 
 def applies(g, depth: int, filters: int, dtype) -> bool:
@@ -129,4 +135,98 @@ def input_gradient(dout: np.ndarray, w: np.ndarray, g, workers: int = 1, *, blas
         kernel(rows, weights, runs, top, left, dx, start, stop)
 
     threads.split(gather_part, N, workers, blas_held=blas_held)
+    return dx
+
+
+def applies_by_phases(g, depth: int, filters: int, dtype) -> bool:
+    """Whether the input gradient takes :func:`input_gradient_by_phases`: where :func:`volnet.ops.direct.applies`'
+    conditions on the host and dtype hold, a strided layer at least
+    :data:`volnet.ops.conv_rows.SHALLOW_DEPTH` deep with filters larger than its stride, whose sub-filters
+    (:data:`PHASES_MAX_MULTIPLY`) the forward kernel runs faster than im2col's col2im."""
+    (Sh, Sw), (Fh, Fw) = g.stride, g.size
+    return (g.stride != (1, 1) and depth >= SHALLOW_DEPTH and Fh > Sh and Fw > Sw
+            and depth * filters <= PHASES_MAX_MULTIPLY and direct._measured(g, dtype))
+
+
+def axis_phases(size: int, filter_size: int, stride: int, pad: int) -> list[tuple[int, int, int, int]]:
+    """The stride phases of one axis of a strided CONV's input: ``(first tap, taps, offset, count)`` for each
+    phase ``p`` in ``range(stride)``: the input positions ``x = p + a*stride`` (``count`` of them) receive
+    gradient from the taps ``first + m*stride`` (``m < taps``), tap m from dout position ``a + offset - m``."""
+    phases = []
+    for phase in range(stride):
+        first = (phase + pad) % stride
+        taps = max(0, -(-(filter_size - first) // stride))
+        phases.append((first, taps, (phase + pad - first) // stride, -(-(size - phase) // stride)))
+    return phases
+
+
+def phase_layout(g):
+    """``(rows, columns, pads)`` of :func:`input_gradient_by_phases`: each axis's :func:`axis_phases`, and the
+    zero padding ``(top, bottom, left, right)`` of dout inside which every phase's window lies, from the
+    lowest position a phase reads (``offset - taps + 1``) to the highest (``count - 1 + offset``)."""
+    (N, H, W, _), (Ho, Wo), (Sh, Sw) = g.in_shape, g.out_hw, g.stride
+    top, _, left, _ = g.pads
+    rows, columns = axis_phases(H, g.size[0], Sh, top), axis_phases(W, g.size[1], Sw, left)
+    pads = []
+    for phases, size in ((rows, Ho), (columns, Wo)):
+        reached = [(offset - taps + 1, count + offset) for _, taps, offset, count in phases if taps]
+        pads += [max([0] + [-low for low, _ in reached]), max([0] + [high - size for _, high in reached])]
+    return rows, columns, tuple(pads)
+
+
+def workspace_by_phases(g, filters: int, itemsize: int) -> int:
+    """Bytes :func:`input_gradient_by_phases` allocates beside dx: the padded dout and each phase's padded
+    sub-filters."""
+    (N, _, _, D), (Ho, Wo), K = g.in_shape, g.out_hw, filters
+    rows, columns, (top, bottom, left, right) = phase_layout(g)
+    weights = sum(direct.padded_weights_bytes(taps_h * taps_w * K, D, itemsize)
+                  for _, taps_h, _, count_h in rows for _, taps_w, _, count_w in columns
+                  if taps_h and taps_w and count_h > 0 and count_w > 0)
+    return N * (Ho + top + bottom) * (Wo + left + right) * K * itemsize + weights
+
+
+def input_gradient_by_phases(dout: np.ndarray, w: np.ndarray, g, workers: int = 1, *,
+                             blas_held: bool = False) -> np.ndarray:
+    """dx ``(N, H, W, D)`` of the strided CONV of geometry ``g`` (undilated) with weights ``w (F, F, D, K)``,
+    from ``dout (N, H2, W2, K)``, as ``Sh*Sw`` stride-1 correlations of dout, one per stride phase.
+
+    With stride S an input row ``h = p + a*S`` receives gradient only from the filter rows ``u`` with
+    ``(h + top - u) % S == 0`` (:func:`axis_phases`): for each phase ``(p, q)`` of rows and columns, dx at
+    ``(p + a*S, q + b*S)`` is dout correlated (stride 1) with the sub-filter of those taps, flipped and
+    transposed to ``(taps, taps, K, D)``. The forward kernel (:mod:`volnet.ops.direct`) computes each phase
+    from one zero-padded copy of dout and writes it into every S-th row and column of dx: the S*S
+    phases together do the forward pass's multiply-adds, without col2im's ``dout @ W.T`` of F*F*D columns
+    written and added up tap by tap (the figures: docs/performance-log.md). Phases no tap reaches (a filter
+    smaller than its stride) are zero. The batch splits over ``workers`` threads, each padding its own images.
+    """
+    N, H, W, D = g.in_shape
+    (Ho, Wo), (Sh, Sw), K = g.out_hw, g.stride, w.shape[3]
+    dtype = np.result_type(dout, w)
+    rows, columns, pads = phase_layout(g)
+    padded = np.empty((N, Ho + pads[0] + pads[1], Wo + pads[2] + pads[3], K), dtype=dtype)
+    runs = padded.reshape(N, padded.shape[1], -1)
+    dx = np.empty((N, H, W, D), dtype=dtype)
+    calls = []  # (kernel, sub-filter taps, bias, window) of each phase some tap reaches
+    empty = []  # the phases none reaches, zero
+    for p, (first_row, taps_h, offset_h, count_h) in enumerate(rows):
+        for q, (first_column, taps_w, offset_w, count_w) in enumerate(columns):
+            if not (taps_h and taps_w and count_h > 0 and count_w > 0):
+                empty.append((p, q))
+                continue
+            sub = w[first_row::Sh][:taps_h][::-1, first_column::Sw][:, :taps_w][:, ::-1].transpose(0, 1, 3, 2)
+            taps, bias = direct.padded_weights(sub, None, dtype)
+            window = (count_h, count_w, offset_h - taps_h + 1 + pads[0], (offset_w - taps_w + 1 + pads[2]) * K,
+                      p, Sh, q, Sw)
+            calls.append((direct.forward_kernel(D, dtype, count_w), taps, bias, window))
+    floor = dtype.type(-np.inf)
+
+    def phases_part(start, stop):
+        yield  # allocated (see threads.split)
+        pad_spatial(dout[start:stop], pads, out=padded[start:stop])
+        for p, q in empty:
+            dx[start:stop, p::Sh, q::Sw] = 0
+        for kernel, taps, bias, window in calls:
+            kernel(runs, taps, bias, floor, 1, K, dx, start, stop, window)
+
+    threads.split(phases_part, N, workers, blas_held=blas_held)
     return dx
