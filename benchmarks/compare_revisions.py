@@ -9,7 +9,8 @@ The revision's ``src/volnet`` is exported with ``git archive`` into a
 temporary folder under another package name, so both versions load side by
 side (volnet's own imports are relative). On the CIFAR-10 reference net, a
 momentum training step at batch 64 and inference at batches 1 and 256 take
-turns between the two versions. In each round, each version makes one
+turns between the two versions (``--nets`` names other nets of the zoo: each at its
+training-step batch from ``bench_train.NETS``, inference at batches 1 and 256). In each round, each version makes one
 untimed call and then ``--calls`` timed ones, and its time for the round is
 the fastest of those. The figure printed is the median over the rounds of
 new time / old time: the machine's load drifts, and a ratio taken within one
@@ -41,6 +42,7 @@ import volnet.zoo
 from volnet.ops.losses import softmax_cross_entropy
 
 from _common import compare_interleaved, print_load  # this folder's shared helpers
+from bench_train import NETS  # net -> the batch of its training-step target
 
 volnet.configure(keep_freed_memory=True)  # (revisions before it turned this on at import)
 
@@ -71,6 +73,21 @@ def training_step(package, images, labels, net=None):
     return step
 
 
+def net_cases(package_new, package_old, name: str, batch: int, rng) -> dict:
+    """``{case: (new, old)}`` for the zoo's net ``name`` (the same weights in both versions, ``seed=0``): a
+    training step at ``batch`` and inference at batches 1 and 256."""
+    new_net, old_net = (package.zoo.build_named(name, seed=0) for package in (package_new, package_old))
+    images = rng.standard_normal((batch, *new_net.input_shape), dtype=np.float32)
+    labels = rng.integers(0, new_net.output_shape[-1], batch)
+    cases = {f"{name} training step, batch {batch}": (training_step(package_new, images, labels, new_net),
+                                                      training_step(package_old, images, labels, old_net))}
+    for size in (1, 256):
+        batch_images = rng.standard_normal((size, *new_net.input_shape), dtype=np.float32)
+        cases[f"{name} inference, batch {size}"] = (inference(package_new, batch_images, new_net),
+                                                    inference(package_old, batch_images, old_net))
+    return cases
+
+
 def inference(package, images, net=None):
     net = net or package.zoo.cifar_reference(seed=0)
     return lambda: net.forward(images)
@@ -90,23 +107,23 @@ def main(argv=None) -> None:
     parser.add_argument("revision", help="the git revision to compare against, e.g. HEAD~1 or a commit hash")
     parser.add_argument("--rounds", type=int, default=8, help="rounds in which the two versions take turns")
     parser.add_argument("--calls", type=int, default=2, help="timed calls per version and round")
+    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=["cifar-ref"], metavar="NET",
+                        help=f"the zoo's nets to time (default: cifar-ref; choices: {', '.join(NETS)})")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         old = load_revision(args.revision, Path(folder))
         print(f"volnet in {Path(volnet.__file__).parent} against {args.revision}")
         print_load()
         rng = np.random.default_rng(0)
-        images, labels = rng.standard_normal((64, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 64)
-        cases = {"training step, batch 64": (training_step(volnet, images, labels),
-                                             training_step(old, images, labels))}
-        for batch in (1, 256):
-            batch_images = rng.standard_normal((batch, 32, 32, 3), dtype=np.float32)
-            cases[f"inference, batch {batch}"] = (inference(volnet, batch_images), inference(old, batch_images))
+        cases = {}
+        for name in args.nets:
+            cases.update(net_cases(volnet, old, name, NETS[name], rng))
         print(f"median of {args.rounds} rounds, each the fastest of {args.calls} calls per version\n")
-        print(f"{'case':<24}  {'new ms':>8}  {'old ms':>8}  {'new/old':>7}")
+        width = max(map(len, cases))
+        print(f"{'case':<{width}}  {'new ms':>8}  {'old ms':>8}  {'new/old':>7}")
         for case, (new, old_fn) in cases.items():
             ratio, new_ms, old_ms = paired_ratio(new, old_fn, args.rounds, args.calls)
-            print(f"{case:<24}  {new_ms:8.2f}  {old_ms:8.2f}  {ratio:7.2f}")
+            print(f"{case:<{width}}  {new_ms:8.2f}  {old_ms:8.2f}  {ratio:7.2f}")
         print_load()
 
 
