@@ -207,3 +207,20 @@ def test_the_transform_matrices_compute_a_correlation_with_three_taps(tiling, rn
 def test_outputs_from_eight_on_each_side_take_four_by_four_tiles_in_batches_with_enough_of_them(out_hw, images,
                                                                                                  tile):
     assert winograd.tiling(out_hw, images).tile == tile
+
+
+def test_filter_transform_and_its_gradient_split_over_threads_give_the_same_numbers(rng, monkeypatch):
+    """Within a network pass the filter transform and dw's transform back split the weights' columns over
+    the cores: the same numbers as one multiply."""
+    from volnet.ops import threads
+
+    monkeypatch.setattr(threads, "MIN_PART_MULTIPLY_ADDS", 1)
+    w = rng.standard_normal((3, 3, 24, 40)).astype(np.float32)
+    t = winograd.tiling((8, 8), 64)
+    serial = winograd.filter_transform(w, np.float32, t)
+    split = winograd.filter_transform(w, np.float32, t, threads.Workers(2, blas_held=True))
+    np.testing.assert_allclose(split, serial, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(serial, np.einsum("pt,tdk->pdk", t.G_kron_G, w.reshape(9, 24, 40)), rtol=1e-5,
+                               atol=1e-5)
+    back = winograd._filter_gradient(t, serial, threads.Workers(2, blas_held=True))
+    np.testing.assert_allclose(back, winograd._filter_gradient(t, serial, threads.SERIAL), rtol=1e-6, atol=1e-6)

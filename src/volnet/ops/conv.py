@@ -30,6 +30,7 @@ import numpy as np
 from ..shapes import ShapeError, effective_extent
 from . import conv_rows, direct, direct_input, threads, winograd, winograd_5x5
 from .conv_plan import ConvPlan, plan_conv
+from .flipped import flipped_filters
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
                         split_blocks, unpadded, windows_contiguous)
 from .window import Geometry, geometry, im2row, pad_images, pad_spatial, unpad_spatial
@@ -412,6 +413,7 @@ def conv_backward_input_flipped(dout, w, g: Geometry, *, workers=None):
     # dx[h] = sum_u dout[h + top - u*dh] * w[u]: a correlation with the flipped
     # filters over dout padded so that output row 0 lines up with input row 0.
     pads = (eh - 1 - top, H + top - dout.shape[1], ew - 1 - left, W + left - dout.shape[2])
-    flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+    workers = threads.or_alone(workers)
+    flipped = flipped_filters(w, workers)
     padded_dout, fill = _padding(dout, pads, flipped)
-    return _convolve(padded_dout, flipped_geometry(g, K), flipped, workers=threads.or_alone(workers), fill=fill)
+    return _convolve(padded_dout, flipped_geometry(g, K), flipped, workers=workers, fill=fill)

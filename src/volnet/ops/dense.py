@@ -32,7 +32,7 @@ def fc_forward(x, w, b, *, layer=None, relu=False, workers=None):
             f"{layer or 'fc'}: each input holds {flat.shape[1]} values (shape {x.shape[1:]}) but the "
             f"weights expect {w.shape[0]} inputs (weights {w.shape})"
         )
-    out = _rows_times(flat, w, threads.or_alone(workers))
+    out = split_matmul(flat, w, threads.or_alone(workers))
     out += b
     if relu:
         np.maximum(out, 0, out=out)
@@ -44,8 +44,8 @@ def fc_backward(dout, cache, input_grad: bool = True, *, workers=None):
     workers = threads.or_alone(workers)
     x, w = cache
     flat = x.reshape(x.shape[0], -1)
-    dx = _rows_times(dout, w.T, workers).reshape(x.shape) if input_grad else None
-    return dx, _rows_times(flat.T, dout, workers), batch_sums(dout, 1)
+    dx = split_matmul(dout, w.T, workers).reshape(x.shape) if input_grad else None
+    return dx, split_matmul(flat.T, dout, workers), batch_sums(dout, 1)
 
 
 def batch_sums(values: np.ndarray, axes: int) -> np.ndarray:
@@ -56,10 +56,11 @@ def batch_sums(values: np.ndarray, axes: int) -> np.ndarray:
     return (np.ones(count, dtype=values.dtype) @ values.reshape(count, -1)).reshape(values.shape[axes:])
 
 
-def _rows_times(a, b, workers):
+def split_matmul(a, b, workers):
     """``a @ b``; within a network pass each core computes a part of the rows (:mod:`volnet.ops.threads`),
     or of the columns where b is the larger operand (a batch of 64 through an FC of 4096 -> 512: each core
-    then reads half the weights, not all of them; 0.85x the time on the Intel Xeon)."""
+    then reads half the weights, not all of them; 0.85x the time on the Intel Xeon; Winograd's filter
+    transforms, a small matrix times the weights, likewise)."""
     by_columns = a.size < b.size
     parts = b.shape[1] if by_columns else a.shape[0]
     count = workers.for_multiply_adds(a.shape[0] * a.shape[1] * b.shape[1], parts)
