@@ -252,7 +252,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1,
     t = tiling(dout.shape[1:3], N)
     Ht, Wt = tiles(dout.shape[1:3], N)
     if _by_points(t.points * D * K * dtype.itemsize, workers):
-        dU = np.zeros((t.points, D, K), dtype)
+        dU = np.empty((t.points, D, K), dtype)  # the first round's first product writes it (no zeroing pass)
         parts = [_Part(t, images_per_block, Ht, Wt, Wp, D, K, dout.shape[2], dtype) for _ in range(workers)]
 
         def transform(p):
@@ -260,10 +260,14 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1,
             t.output_transform_backward(dout, p.first, p.M, Ht, Wt, p.dout_rows, p.zero_dout)
 
         def multiply(a):
-            for p in work:
-                dU[a] += p.V[a].T @ p.M[a]
+            for index, p in enumerate(work):
+                if first_round and index == 0:
+                    np.matmul(p.V[a].T, p.M[a], out=dU[a])
+                else:
+                    dU[a] += p.V[a].T @ p.M[a]
 
-        for work in _rounds(parts, N, images_per_block):
+        for round_index, work in enumerate(_rounds(parts, N, images_per_block)):
+            first_round = round_index == 0
             _each(transform, work, blas_held)
             _each(multiply, range(t.points), blas_held, workers)
         positions = dout.reshape(-1, K)
