@@ -377,3 +377,69 @@ def test_every_forward_kernel_pads_in_its_parts_the_array_a_whole_copy_gives(mon
             assert conv.plan_conv(g, K, np.float32, workers.cores, workers.blas_held).forward == forward
         np.testing.assert_array_equal(out, conv._convolve(pad_spatial(x, g.pads), g, w, b, True, workers))
     np.testing.assert_array_equal(cache.xp, pad_spatial(x, g.pads))
+
+
+# ---------------------------------------------------------------------------
+# Strided 1x1 layers (ResNet's projections): dx written pixel by pixel
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12), D=st.integers(1, 20),
+       K=st.integers(1, 20), stride=st.tuples(st.integers(1, 4), st.integers(1, 4)), pad=st.integers(0, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), workers=st.integers(1, 2), seed=st.integers(0, 2**32 - 1))
+def test_pointwise_input_gradient_equals_naive(N, H, W, D, K, stride, pad, dtype, workers, seed):
+    """Padding the pixels no gradient reaches, crops of rows no window reads, every stride."""
+    from volnet.ops import conv_rows, threads
+    from volnet.ops.window import geometry
+
+    rng = np.random.default_rng(seed)
+    x, w, b = random_conv(rng, (N, H, W, D), 1, K, dtype)
+    out, cache = conv_forward_naive(x, w, b, stride, pad, fit="crop")
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    expected, _, _ = conv_backward_naive(dout, cache)
+    g = geometry(x.shape, 1, stride, pad, fit="crop")
+    dx = conv_rows.input_gradient_pointwise(dout, w, g, threads.Workers(workers, blas_held=True))
+    assert dx.dtype == dtype and dx.shape == x.shape
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dx, expected, rtol=tol, atol=tol)
+
+
+def test_strided_1x1_layers_take_the_pointwise_input_gradient_and_it_checks_numerically(rng, check_grad):
+    from volnet.ops.conv import plan_conv
+    from volnet.ops.window import geometry
+
+    assert plan_conv(geometry((32, 32, 32, 64), 1, 2, 0, fit="crop"), 128, np.float32).input_gradient == "pointwise"
+    assert plan_conv(geometry((32, 32, 32, 64), 1, 1, 0), 128, np.float32).input_gradient == "flipped"
+    x, w, b = random_conv(rng, (2, 7, 6, 9), 1, 5)
+    _, cache = conv_forward(x, w, b, 2, 1, fit="crop")
+    assert plan_conv(cache.geometry, 5, np.float64).input_gradient == "pointwise"
+    dout = rng.standard_normal(conv_forward(x, w, b, 2, 1, fit="crop")[0].shape)
+    dx, _, _ = conv_backward(dout, cache)
+    check_grad(lambda: np.sum(conv_forward(x, w, b, 2, 1, fit="crop")[0] * dout), x, dx)
+
+
+@pytest.mark.parametrize("dout_strided", [False, True])
+def test_pointwise_workspace_estimate_matches_tracemalloc(rng, dout_strided):
+    """conv_backward_workspace's bytes for the pointwise input gradient, against what conv_backward allocates."""
+    import tracemalloc
+
+    from volnet.ops import conv, threads
+
+    x = rng.standard_normal((16, 32, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 32, 64)).astype(np.float32)
+    _, cache = conv_forward(x, w, None, 2, 0, fit="crop")
+    # strided as the gradient of a padded CONV above is: its padding's rows and columns cropped
+    dout = rng.standard_normal((16, 18, 18, 64)).astype(np.float32)[:, 1:17, 1:17] if dout_strided else \
+        rng.standard_normal((16, 16, 16, 64)).astype(np.float32)
+    workers = threads.Workers(2, blas_held=True)
+    conv_backward(dout, cache, workers=workers)  # warm
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        conv_backward(dout, cache, workers=workers)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    estimate = conv.conv_backward_workspace(cache.geometry, 64, 4, cores=2, dout_contiguous=not dout_strided)
+    assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)

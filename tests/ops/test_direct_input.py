@@ -213,7 +213,7 @@ def test_phases_planned_only_where_they_apply(monkeypatch):
     assert plan((32, 32, 32, 64), 3, 2, 128) == "phases"  # ResNet's downsampling CONVs
     assert plan((32, 16, 16, 128), 3, 2, 256) == "phases"
     assert plan((32, 8, 8, 256), 3, 2, 512) == "col2im"  # deeper: its sub-filters lost (measured)
-    assert plan((32, 32, 32, 64), 1, 2, 128) == "col2im"  # 1x1/2: one phase, a plain multiply
+    assert plan((32, 32, 32, 64), 1, 2, 128) == "pointwise"  # 1x1/2: one phase, a plain multiply
     assert plan((8, 224, 224, 3), 7, 2, 64) == "shallow"
     monkeypatch.setattr(direct, "isa", lambda: "avx2")
     assert plan((32, 32, 32, 64), 3, 2, 128) == "col2im"

@@ -282,6 +282,14 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
         dx = N * H * W * D * b
         phases.append(grads + dx + direct_input.workspace_by_phases(g, K, b))
         return BackwardWorkspace(max(phases), dx, True)
+    if plan.input_gradient == "pointwise":  # conv_rows.input_gradient_pointwise: dx, each part's products
+        dx = N * H * W * D * b
+        rows, columns = conv_rows.pointwise_outputs(g)
+        h, w = rows.stop - rows.start, columns.stop - columns.start
+        images = split_blocks(N, h * w * (K + D) * b, conv_rows.BLOCK_BYTES, workers)  # in blocks at once
+        copied = 0 if dout_contiguous and (h, w) == (Ho, Wo) else K  # a block's dout rows, where strided
+        phases.append(grads + dx + images * h * w * (D + copied) * b)
+        return BackwardWorkspace(max(phases), dx, True)
     if plan.input_gradient == "shallow":  # _input_gradient_shallow
         dx = math.prod(xp_shape) * b
         blocks = split_blocks(N, Ho * Wo * Fh * Fw * D * b, conv_rows.BLOCK_BYTES, workers)  # a block per thread
@@ -385,6 +393,8 @@ def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=thr
     if scheme == "phases":
         return direct_input.input_gradient_by_phases(dout, w, g, direct.workers(g, w.shape[3], workers),
                                                      blas_held=workers.blas_held)
+    if scheme == "pointwise":
+        return conv_rows.input_gradient_pointwise(dout, w, g, workers)
     if scheme == "shallow":
         return unpad_spatial(conv_rows.input_gradient_shallow(dout, w, g, padded_shape, workers), g)
     if scheme == "flipped":

@@ -23,7 +23,8 @@ class ConvPlan:
     ``"direct"`` (:func:`volnet.ops.direct_input.input_gradient`), ``"shallow"``
     (:func:`~volnet.ops.conv_rows.input_gradient_shallow`), ``"flipped"``
     (:func:`volnet.ops.conv.conv_backward_input_flipped`, a correlation with its own plan), ``"phases"``
-    (:func:`volnet.ops.direct_input.input_gradient_by_phases`, strided layers) or ``"col2im"``
+    (:func:`volnet.ops.direct_input.input_gradient_by_phases`, strided layers), ``"pointwise"``
+    (:func:`~volnet.ops.conv_rows.input_gradient_pointwise`, strided 1x1 layers) or ``"col2im"``
     (:func:`~volnet.ops.conv_rows.input_gradient_deep`).
     """
 
@@ -74,6 +75,8 @@ def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network
         input_gradient = "flipped"
     elif direct_input.applies_by_phases(g, D, K, dtype):
         input_gradient = "phases"
+    elif g.size == (1, 1) and g.dilation == (1, 1):
+        input_gradient = "pointwise"
     else:
         input_gradient = "col2im"
     return ConvPlan(forward, weight_gradient, input_gradient)
