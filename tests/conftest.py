@@ -16,6 +16,8 @@ folder (``tests/ops``, ``tests/layers``, ...) reach them the same way.
                    names recorded (read it; never write beside it).
 * ``fc_checkpoint`` a session-wide checkpoint of one FC layer on 8x8x1 volumes of two classes ("even",
                    "odd"), one epoch in a second: for the tests of hostile and damaged files.
+* ``traced_peak``  ``traced_peak(f)``: the bytes ``f()`` allocates at its peak (tracemalloc), after one
+                   untraced call (compiled and warm): what a kernel's workspace estimate is checked against.
 * ``torch``        the torch module; the test is skipped when torch is missing.
 * ``nchw``         converters between volnet's layout and PyTorch's:
                    volumes ``(N, H, W, D)`` <-> ``(N, C, H, W)`` and
@@ -55,6 +57,25 @@ def assert_gradient(f, x: np.ndarray, analytic: np.ndarray, tol: float = GRAD_TO
 @pytest.fixture
 def check_grad():
     return assert_gradient
+
+
+def measure_traced_peak(f) -> int:
+    """Bytes ``f()`` allocates at its peak above what was allocated before, after one untraced call."""
+    import tracemalloc
+
+    f()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        f()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture
+def traced_peak():
+    return measure_traced_peak
 
 
 def assert_kernel_gradients(forward, backward, arrays, hyper, rng, names=("dx", "dw", "db")):

@@ -420,10 +420,8 @@ def test_strided_1x1_layers_take_the_pointwise_input_gradient_and_it_checks_nume
 
 
 @pytest.mark.parametrize("dout_strided", [False, True])
-def test_pointwise_workspace_estimate_matches_tracemalloc(rng, dout_strided):
+def test_pointwise_workspace_estimate_matches_tracemalloc(rng, dout_strided, traced_peak):
     """conv_backward_workspace's bytes for the pointwise input gradient, against what conv_backward allocates."""
-    import tracemalloc
-
     from volnet.ops import conv, threads
 
     x = rng.standard_normal((16, 32, 32, 32)).astype(np.float32)
@@ -433,13 +431,6 @@ def test_pointwise_workspace_estimate_matches_tracemalloc(rng, dout_strided):
     dout = rng.standard_normal((16, 18, 18, 64)).astype(np.float32)[:, 1:17, 1:17] if dout_strided else \
         rng.standard_normal((16, 16, 16, 64)).astype(np.float32)
     workers = threads.Workers(2, blas_held=True)
-    conv_backward(dout, cache, workers=workers)  # warm
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        conv_backward(dout, cache, workers=workers)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = traced_peak(lambda: conv_backward(dout, cache, workers=workers))
     estimate = conv.conv_backward_workspace(cache.geometry, 64, 4, cores=2, dout_contiguous=not dout_strided)
     assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)

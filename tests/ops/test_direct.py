@@ -302,10 +302,8 @@ def test_weight_gradient_checks_numerically(direct_everywhere, check_grad):
 
 
 @pytest.mark.parametrize("K", [32, 20])  # whole tiles of filters, and dout padded to them
-def test_backward_workspace_estimate_matches_tracemalloc(direct_everywhere, K):
+def test_backward_workspace_estimate_matches_tracemalloc(direct_everywhere, K, traced_peak):
     """conv_backward_workspace's bytes for a plan with the direct dw, against what conv_backward allocates."""
-    import tracemalloc
-
     from volnet.ops import conv, threads
 
     rng = np.random.default_rng(5)
@@ -314,14 +312,7 @@ def test_backward_workspace_estimate_matches_tracemalloc(direct_everywhere, K):
     _, cache = conv.conv_forward(x, w, np.zeros(K, np.float32), pad=2)
     dout = rng.standard_normal((16, 14, 14, K)).astype(np.float32)
     workers = threads.Workers(2, blas_held=True)
-    conv.conv_backward(dout, cache, input_grad=False, workers=workers)  # compiled and warm
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        conv.conv_backward(dout, cache, input_grad=False, workers=workers)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = traced_peak(lambda: conv.conv_backward(dout, cache, input_grad=False, workers=workers))
     estimate = conv.conv_backward_workspace(cache.geometry, K, 4, cores=2, input_grad=False).extra
     assert 0.75 <= estimate / peak <= 1.25, (estimate, peak)
 

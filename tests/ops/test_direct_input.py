@@ -33,20 +33,25 @@ def _naive(setting):
     dtype = setting["dtype"]
     x = rng.standard_normal(setting["x_shape"]).astype(dtype)
     w = rng.standard_normal((*setting["F"], x.shape[3], setting["K"])).astype(dtype)
-    out, cache = conv_forward_naive(x, w, np.zeros(setting["K"], dtype), pad=setting["pad"], fit=setting["fit"])
+    out, cache = conv_forward_naive(x, w, np.zeros(setting["K"], dtype), setting.get("S", 1), setting["pad"],
+                                    fit=setting["fit"])
     dout = rng.standard_normal(out.shape).astype(dtype)
     dx, _, _ = conv_backward_naive(dout, cache)
     return dout, w, cache.geometry, dx
 
 
-@settings(max_examples=80, deadline=None)
-@given(setting=shallow_layers())
-def test_equals_naive(setting):
+def _assert_equals_naive(kernel, setting):
     dout, w, g, expected = _naive(setting)
-    dx = direct_input.input_gradient(dout, w, g, setting["workers"])
+    dx = kernel(dout, w, g, setting["workers"])
     assert dx.dtype == setting["dtype"] and dx.shape == expected.shape
     tol = 1e-4 if setting["dtype"] == np.float32 else 1e-11
     np.testing.assert_allclose(dx, expected, rtol=tol, atol=tol)
+
+
+@settings(max_examples=80, deadline=None)
+@given(setting=shallow_layers())
+def test_equals_naive(setting):
+    _assert_equals_naive(direct_input.input_gradient, setting)
 
 
 def test_strided_dout_and_split_give_the_same_numbers(rng):
@@ -105,10 +110,8 @@ def test_tile_fits_the_unrolled_registers():
         assert pixels >= 1 and pixels * depth <= direct_input.TILE_VECTORS
 
 
-def test_backward_workspace_estimate_matches_tracemalloc(monkeypatch):
+def test_backward_workspace_estimate_matches_tracemalloc(monkeypatch, traced_peak):
     """conv_backward_workspace's bytes for the direct input gradient, against what conv_backward allocates."""
-    import tracemalloc
-
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     rng = np.random.default_rng(7)
     x = rng.standard_normal((16, 32, 32, 3)).astype(np.float32)
@@ -116,14 +119,7 @@ def test_backward_workspace_estimate_matches_tracemalloc(monkeypatch):
     _, cache = conv.conv_forward(x, w, np.zeros(32, np.float32), pad=2)
     dout = rng.standard_normal((16, 32, 32, 32)).astype(np.float32)
     workers = threads.Workers(2, blas_held=True)
-    conv.conv_backward(dout, cache, workers=workers)  # compiled and warm
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        conv.conv_backward(dout, cache, workers=workers)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = traced_peak(lambda: conv.conv_backward(dout, cache, workers=workers))
     estimate = conv.conv_backward_workspace(cache.geometry, 32, 4, cores=2)
     assert conv.plan_conv(cache.geometry, 32, np.float32, 2, True).input_gradient == "direct"
     assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)
@@ -149,29 +145,14 @@ def strided_layers(draw):
     H = draw(st.integers(max(1, Fh - 2 * pad), 13))
     W = draw(st.integers(max(1, Fw - 2 * pad), 17))
     return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(1, 40))), F=(Fh, Fw), S=(Sh, Sw),
-                pad=pad, K=draw(st.integers(1, 20)), dtype=draw(st.sampled_from([np.float32, np.float64])),
+                pad=pad, fit="crop", K=draw(st.integers(1, 20)), dtype=draw(st.sampled_from([np.float32, np.float64])),
                 workers=draw(st.integers(1, 2)), seed=draw(st.integers(0, 2**32 - 1)))
-
-
-def _naive_strided(setting):
-    rng = np.random.default_rng(setting["seed"])
-    dtype = setting["dtype"]
-    x = rng.standard_normal(setting["x_shape"]).astype(dtype)
-    w = rng.standard_normal((*setting["F"], x.shape[3], setting["K"])).astype(dtype)
-    out, cache = conv_forward_naive(x, w, np.zeros(setting["K"], dtype), setting["S"], setting["pad"], fit="crop")
-    dout = rng.standard_normal(out.shape).astype(dtype)
-    dx, _, _ = conv_backward_naive(dout, cache)
-    return dout, w, cache.geometry, dx
 
 
 @settings(max_examples=80, deadline=None)
 @given(setting=strided_layers())
 def test_phases_equal_naive(setting):
-    dout, w, g, expected = _naive_strided(setting)
-    dx = direct_input.input_gradient_by_phases(dout, w, g, setting["workers"])
-    assert dx.dtype == setting["dtype"] and dx.shape == expected.shape
-    tol = 1e-4 if setting["dtype"] == np.float32 else 1e-11
-    np.testing.assert_allclose(dx, expected, rtol=tol, atol=tol)
+    _assert_equals_naive(direct_input.input_gradient_by_phases, setting)
 
 
 def test_phases_of_one_axis():
@@ -219,10 +200,8 @@ def test_phases_planned_only_where_they_apply(monkeypatch):
     assert plan((32, 32, 32, 64), 3, 2, 128) == "col2im"
 
 
-def test_phases_workspace_estimate_matches_tracemalloc(monkeypatch):
+def test_phases_workspace_estimate_matches_tracemalloc(monkeypatch, traced_peak):
     """conv_backward_workspace's bytes for the input gradient by phases, against what conv_backward allocates."""
-    import tracemalloc
-
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     rng = np.random.default_rng(9)
     x = rng.standard_normal((8, 16, 16, 32)).astype(np.float32)
@@ -230,14 +209,7 @@ def test_phases_workspace_estimate_matches_tracemalloc(monkeypatch):
     _, cache = conv.conv_forward(x, w, np.zeros(64, np.float32), 2, 1, fit="crop")
     dout = rng.standard_normal((8, *cache.geometry.out_hw, 64)).astype(np.float32)
     workers = threads.Workers(2, blas_held=True)
-    conv.conv_backward(dout, cache, workers=workers)  # compiled and warm
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        conv.conv_backward(dout, cache, workers=workers)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = traced_peak(lambda: conv.conv_backward(dout, cache, workers=workers))
     assert conv.plan_conv(cache.geometry, 64, np.float32, 2, True).input_gradient == "phases"
     estimate = conv.conv_backward_workspace(cache.geometry, 64, 4, cores=2)
     assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)

@@ -1,4 +1,6 @@
-"""The input gradient of a shallow stride-1 CONV (an RGB or grey first layer), compiled and register-blocked.
+"""Compiled input gradients: of a shallow stride-1 CONV (an RGB or grey first layer), register-blocked
+(:func:`input_gradient`), and of a strided CONV by its stride phases (:func:`input_gradient_by_phases`, on
+:mod:`volnet.ops.direct`'s forward kernel).
 
 im2col's input gradient for an input only D channels deep (``conv_rows.input_gradient_shallow``) multiplies
 ``W @ dout.T`` into every tap's share of dx, ``F*F*D`` values per output position, and then adds the shares
@@ -17,8 +19,9 @@ weights' columns flipped, a small copy); at the borders, taps whose dout row or 
 are skipped, so dout needs no padding. On the Intel Xeon, against im2col's shares: 5x5 32x32x3->64 at
 batch 64 3.9 against 6.5 ms, LeNet's first layer 1.0 against 1.8, 3x3 32x32x3->32 1.1 against 2.2.
 
-Which layers take it is :func:`applies` (in :func:`volnet.ops.conv.plan_conv`); the batch splits over the
-cores (:func:`volnet.ops.direct.workers`), each image's dx written by one thread.
+Which layers take it is :func:`applies` (in :func:`volnet.ops.conv.plan_conv`), and
+:func:`applies_by_phases` for the phases; the batch splits over the cores (:func:`volnet.ops.direct.workers`),
+each image's dx written by one thread.
 """
 
 from __future__ import annotations
