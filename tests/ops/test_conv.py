@@ -387,18 +387,19 @@ def test_every_forward_kernel_pads_in_its_parts_the_array_a_whole_copy_gives(mon
 @settings(max_examples=50, deadline=None)
 @given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12), D=st.integers(1, 20),
        K=st.integers(1, 20), stride=st.tuples(st.integers(1, 4), st.integers(1, 4)), pad=st.integers(0, 2),
-       dtype=st.sampled_from([np.float32, np.float64]), workers=st.integers(1, 2), seed=st.integers(0, 2**32 - 1))
-def test_pointwise_input_gradient_equals_naive(N, H, W, D, K, stride, pad, dtype, workers, seed):
+       fit=st.sampled_from(["crop", "pad"]), dtype=st.sampled_from([np.float32, np.float64]),
+       workers=st.integers(1, 2), seed=st.integers(0, 2**32 - 1))
+def test_pointwise_input_gradient_equals_naive(N, H, W, D, K, stride, pad, fit, dtype, workers, seed):
     """Padding the pixels no gradient reaches, crops of rows no window reads, every stride."""
     from volnet.ops import conv_rows, threads
     from volnet.ops.window import geometry
 
     rng = np.random.default_rng(seed)
     x, w, b = random_conv(rng, (N, H, W, D), 1, K, dtype)
-    out, cache = conv_forward_naive(x, w, b, stride, pad, fit="crop")
+    out, cache = conv_forward_naive(x, w, b, stride, pad, fit=fit)
     dout = rng.standard_normal(out.shape).astype(dtype)
     expected, _, _ = conv_backward_naive(dout, cache)
-    g = geometry(x.shape, 1, stride, pad, fit="crop")
+    g = geometry(x.shape, 1, stride, pad, fit=fit)
     dx = conv_rows.input_gradient_pointwise(dout, w, g, threads.Workers(workers, blas_held=True))
     assert dx.dtype == dtype and dx.shape == x.shape
     tol = 1e-5 if dtype == np.float32 else 1e-12
