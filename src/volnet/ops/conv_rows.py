@@ -223,7 +223,7 @@ def input_gradient_pointwise(dout, w, g: Geometry, workers=threads.SERIAL):
 
     A 1x1 filter reads each input pixel at most once, so dx is ``dout @ W.T`` written to every S-th pixel
     (:func:`pointwise_outputs`) and zero elsewhere: no phase buffers, their interleaving or the crop that
-    col2im's general scatter needs (ResNet's 1x1/2 projection 32x32x64->128 at batch 32: dx 2.6 -> 0.8 ms;
+    col2im's general scatter needs (ResNet's 1x1/2 projection 32x32x64->128 at batch 32: dx 2.7 -> 1.0 ms;
     docs/performance-log.md). Each part of the batch zeroes its own images and writes its products.
     """
     N, H, W, D = g.in_shape

@@ -37,8 +37,8 @@ LANES = 16  # the filters summed per vector step: one AVX-512 register of float3
 # (as the forward's 7 x 32), and keeps it in registers; at 8 x 3 x 16 it left the loops rolled and ran 6x slower.
 TILE_VECTORS = 14
 # Strided layers whose input gradient goes by phases (input_gradient_by_phases): up to this depth x filters.
-# Against col2im (the Intel Xeon, two threads, 3x3/2, batch 32): 32x32x64->128 6.96 -> 4.66 ms, 16x16x128->256
-# 5.29 -> 4.45; 8x8x256->512 lost, 5.08 -> 11.6 (each phase's sub-filters, 2 MB with rows 2 KB apart, no
+# Against col2im (the Intel Xeon, two threads, 3x3/2, batch 32): 32x32x64->128 6.96 -> 4.21 ms, 16x16x128->256
+# 5.29 -> 4.00; 8x8x256->512 lost, 5.08 -> 10.5 (each phase's sub-filters, 2 MB with rows 2 KB apart, no
 # longer stay in cache between the kernel's tiles).
 PHASES_MAX_MULTIPLY = 128 * 256
 
