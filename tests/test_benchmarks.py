@@ -23,7 +23,7 @@ def bench():
     try:
         yield SimpleNamespace(**{name: importlib.import_module(name)
                                  for name in ("_common", "report", "bench_ops", "bench_train",
-                                                             "compare_pools")})
+                                              "compare_pools", "compare_revisions")})
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -186,3 +186,18 @@ def test_compare_pools_runs_each_split_on_the_pool_it_measures(bench):
     finally:
         scheduler._pool, scheduler._pool_size = before
         pool.close(wait=True)
+
+
+def test_compare_revisions_times_any_net_of_the_targets_on_both_versions(bench):
+    """--nets: each net's training step at its target batch and its inference at batches 1 and 256, one
+    callable per version (here the same package twice), each of which runs."""
+    import numpy as np
+
+    import volnet
+
+    cases = bench.compare_revisions.net_cases(volnet, volnet, "lenet", 4, np.random.default_rng(0))
+    assert list(cases) == ["lenet training step, batch 4", "lenet inference, batch 1", "lenet inference, batch 256"]
+    for new, old in cases.values():
+        new(), old()
+    scores = cases["lenet inference, batch 256"][0]()
+    assert scores.shape == (256, 10) and np.isfinite(scores).all()

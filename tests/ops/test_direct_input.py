@@ -137,16 +137,18 @@ def test_kernel_closure_holds_only_tile_sizes():
 @st.composite
 def strided_layers(draw):
     """Layers of stride 2-4 in either direction: filters 1-6 (smaller than the stride too: phases no tap
-    reaches), padding up to F-1, rows no window reads cropped or padded (fit "crop" or "pad"), 1-40 input channels (tails of every tile of
-    dx's channels), 1-20 filters, inputs up to 17 wide (output rows of every tile tail)."""
+    reaches), padding up to F-1, rows no window reads cropped or padded (fit "crop" or "pad"), 1-40 input
+    channels (tails of every tile of dx's channels), 1-20 filters, inputs up to 17 wide (output rows of every
+    tile tail)."""
     Sh, Sw = draw(st.integers(2, 4)), draw(st.integers(1, 4))
     Fh, Fw = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     pad = draw(st.integers(0, min(Fh, Fw) - 1))
     H = draw(st.integers(max(1, Fh - 2 * pad), 13))
     W = draw(st.integers(max(1, Fw - 2 * pad), 17))
     return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(1, 40))), F=(Fh, Fw), S=(Sh, Sw),
-                pad=pad, fit=draw(st.sampled_from(["crop", "pad"])), K=draw(st.integers(1, 20)), dtype=draw(st.sampled_from([np.float32, np.float64])),
-                workers=draw(st.integers(1, 2)), seed=draw(st.integers(0, 2**32 - 1)))
+                pad=pad, fit=draw(st.sampled_from(["crop", "pad"])), K=draw(st.integers(1, 20)),
+                dtype=draw(st.sampled_from([np.float32, np.float64])), workers=draw(st.integers(1, 2)),
+                seed=draw(st.integers(0, 2**32 - 1)))
 
 
 @settings(max_examples=80, deadline=None)
