@@ -265,7 +265,10 @@ def test_compiled_batchnorm_equals_the_numpy_expressions(shape, dtype, workers, 
         expected = batchnorm_train_forward(x, gamma, beta, EPS)
         expected_grads = batchnorm_backward(dout, expected[1], input_grad)
         expected_inference = batchnorm_inference_forward(x, gamma, beta, expected[2], expected[3], EPS)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    # float32 sums over the m = N*H*W values of a slice, taken in another order: rounding grows as sqrt(m)
+    # (dgamma 3e-5 off on a 4x9x9 batch against atol 1e-5)
+    m = int(np.prod(shape[:-1]))
+    tol = dict(rtol=1e-5, atol=1e-5 * np.sqrt(m)) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     for a, b in [(got[0], expected[0]), (got[1].x_hat, expected[1].x_hat), (got[2], expected[2]),
                  (got[3], expected[3]), (got_inference, expected_inference), *zip(got_grads[1:], expected_grads[1:])]:
         assert a.dtype == dtype and a.shape == b.shape
