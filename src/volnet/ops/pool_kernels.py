@@ -1,16 +1,18 @@
 """Compiled max and average pooling on NHWC batches, channels innermost: the fast path of
 :mod:`volnet.ops.pool` (its plan, ``pool_plan``, says where it runs; without Numba the NumPy tap passes do).
 
-Each loop over the channels is one vectorised pass over a row of D values, with Numba's default flags. The
-backward passes gather: every input value sums the outputs of the windows that hold it (at most
-ceil(F/S)^2 of them), written once, straight into dx (no padded buffer, no zeroing pass over it).
+The forward kernels hold a block of channels in registers (:data:`BLOCK_BYTES`; compiled as
+:mod:`volnet.ops.tiled` compiles the direct convolutions); the backward kernel runs each loop over the
+channels as one vectorised pass over a row of D values, with Numba's default flags. The backward passes
+gather: every input value sums the outputs of the windows that hold it (at most ceil(F/S)^2 of them),
+written once, straight into dx (no padded buffer, no zeroing pass over it).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import threads
+from . import threads, tiled
 from .jit import compiled
 
 
@@ -67,49 +69,91 @@ def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
     threads.split(part, count, workers, blas_held=blas_held)
 
 
-@compiled
-def _pool_forward(xp, Fh, Fw, Sh, Sw, maximum, out, switches, first, last):  # pragma: no cover - compiled
-    _, Ho, Wo, D = out.shape
-    count = Fh * Fw
-    for n in range(first, last):
-        for i in range(Ho):
-            for j in range(Wo):
-                for d in range(D):
-                    out[n, i, j, d] = xp[n, i * Sh, j * Sw, d]
-                    if maximum:
-                        switches[n, i, j, d] = 0
-                for u in range(Fh):
-                    for v in range(Fw):
-                        if u == 0 and v == 0:
-                            continue
-                        k = u * Fw + v
-                        if maximum:
-                            for d in range(D):
-                                best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
-                                wins = candidate > best  # strict: ties keep the first maximum, like argmax
-                                out[n, i, j, d] = candidate if wins or candidate != candidate else best
-                                switches[n, i, j, d] = k if wins else switches[n, i, j, d]
-                        else:
-                            for d in range(D):
-                                out[n, i, j, d] += xp[n, i * Sh + u, j * Sw + v, d]
-                if not maximum:
-                    for d in range(D):
-                        out[n, i, j, d] /= count
+# The forward kernels keep a block of BLOCK_BYTES of channels (one AVX-512 register of float32) in a tile whose
+# size is a compile-time constant, as volnet.ops.direct's kernels do (volnet.ops.tiled): LLVM's SLP vectoriser
+# then turns each tap into one vector load, compare and blend. The branch-free test of a window's maximum
+# (``|``, not ``or``, whose short circuit is a branch) keeps them vectorised: LeNet's first POOL 2x2/2 on
+# 8 x 28x28x16, one thread on the Intel Xeon: 30 -> 13 us (the measurements: docs/performance-log.md).
+BLOCK_BYTES = 64
 
 
-@compiled
-def _max_values(xp, Fh, Fw, Sh, Sw, out, first, last):  # pragma: no cover - compiled
-    _, Ho, Wo, D = out.shape
-    for n in range(first, last):
-        for i in range(Ho):
-            for j in range(Wo):
-                for d in range(D):
-                    out[n, i, j, d] = xp[n, i * Sh, j * Sw, d]
-                for u in range(Fh):
-                    for v in range(Fw):
-                        for d in range(D):
-                            best, candidate = out[n, i, j, d], xp[n, i * Sh + u, j * Sw + v, d]
-                            out[n, i, j, d] = candidate if candidate > best or candidate != candidate else best
+def _channel_tile(filters: int, dtype) -> tuple[int, int]:
+    """``(1, channels)``: the forward kernels' tile, :data:`BLOCK_BYTES` of channels of ``dtype`` (what
+    :func:`volnet.ops.tiled.kernel` asks of a tile, ``filters`` unused)."""
+    return 1, BLOCK_BYTES // np.dtype(dtype).itemsize
+
+
+def _forward_kernel(dtype):
+    return tiled.kernel(_pool_forward_source, *_channel_tile(1, dtype), _channel_tile)
+
+
+def _pool_forward(xp, Fh, Fw, Sh, Sw, maximum, out, switches, first, last):
+    """Max (with ``switches``) or average pooling of images ``first..last-1`` into ``out``."""
+    _forward_kernel(out.dtype)(xp, Fh, Fw, Sh, Sw, maximum, maximum, out, switches, first, last)
+
+
+def _max_values(xp, Fh, Fw, Sh, Sw, out, first, last):
+    """Max pooling of images ``first..last-1`` into ``out``, without switches."""
+    _forward_kernel(out.dtype)(xp, Fh, Fw, Sh, Sw, True, False, out, _NO_SWITCHES, first, last)
+
+
+def _pool_forward_source(_, CB: int):
+    """The forward kernel with a tile of ``CB`` channels (a closure constant)."""
+
+    def pool_forward(xp, Fh, Fw, Sh, Sw, maximum, switched, out, switches, first, last):  # pragma: no cover
+        # out[n, i, j, d]: the max (NaN wins and stays) or the mean of xp's window from (i*Sh, j*Sw); with
+        # ``switched`` the tap u*Fw + v of the first maximum in switches (a NaN does not move it). Indices
+        # are cast unsigned (Numba's wrap-around of negative ones kept the loops scalar).
+        _, Ho, Wo, D = out.shape
+        count = Fh * Fw
+        acc = tiled.carray(tiled.stack_array(CB, out.dtype), CB)
+        won = tiled.carray(tiled.stack_array(CB, switches.dtype), CB)
+        whole = D - D % CB
+        for n in range(first, last):
+            image = tiled.unsigned(n)
+            for i in range(Ho):
+                for j in range(Wo):
+                    row, column = tiled.unsigned(i * Sh), tiled.unsigned(j * Sw)
+                    for d0 in range(0, whole, CB):
+                        for q in range(CB):
+                            acc[q] = xp[image, row, column, tiled.unsigned(d0 + q)]
+                            won[q] = 0
+                        for u in range(Fh):
+                            for v in range(Fw):
+                                if u + v == 0:
+                                    continue
+                                r, c = tiled.unsigned(row + u), tiled.unsigned(column + v)
+                                tap = u * Fw + v
+                                if not maximum:
+                                    for q in range(CB):
+                                        acc[q] += xp[image, r, c, tiled.unsigned(d0 + q)]
+                                else:  # the winning taps also without switches: that ran faster
+                                    for q in range(CB):
+                                        candidate, best = xp[image, r, c, tiled.unsigned(d0 + q)], acc[q]
+                                        acc[q] = candidate if (candidate > best) | (candidate != candidate) else best
+                                        won[q] = tap if candidate > best else won[q]
+                        for q in range(CB):
+                            out[image, i, j, tiled.unsigned(d0 + q)] = acc[q] if maximum else acc[q] / count
+                        if switched:
+                            for q in range(CB):
+                                switches[image, i, j, tiled.unsigned(d0 + q)] = won[q]
+                    for d in range(whole, D):  # the channels past the last whole tile, one at a time
+                        best, first_tap = xp[image, row, column, d], 0
+                        for u in range(Fh):
+                            for v in range(Fw):
+                                if u + v == 0:
+                                    continue
+                                candidate = xp[image, tiled.unsigned(row + u), tiled.unsigned(column + v), d]
+                                if maximum:
+                                    first_tap = u * Fw + v if candidate > best else first_tap
+                                    best = candidate if (candidate > best) | (candidate != candidate) else best
+                                else:
+                                    best += candidate
+                        out[image, i, j, d] = best if maximum else best / count
+                        if switched:
+                            switches[image, i, j, d] = first_tap
+
+    return pool_forward
 
 
 @compiled
