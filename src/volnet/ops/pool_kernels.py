@@ -73,7 +73,7 @@ def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
 # size is a compile-time constant, as volnet.ops.direct's kernels do (volnet.ops.tiled): LLVM's SLP vectoriser
 # then turns each tap into one vector load, compare and blend. The branch-free test of a window's maximum
 # (``|``, not ``or``, whose short circuit is a branch) keeps them vectorised: LeNet's first POOL 2x2/2 on
-# 8 x 28x28x16, one thread on the Intel Xeon: 30 -> 13 us (the measurements: docs/performance-log.md).
+# 8 x 28x28x16, one thread on the Intel Xeon: 34 -> 19 us (the measurements: docs/performance-log.md).
 BLOCK_BYTES = 64
 
 
