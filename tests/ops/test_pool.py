@@ -454,6 +454,22 @@ def test_compiled_max_pool_keeps_nan_and_splits_over_threads(dtype, rng):
     np.testing.assert_array_equal(pool_kernels.pool_backward(dout, g, switches, 2), pool_kernels.pool_backward(dout, g, switches))
 
 
+@pytest.mark.skipif(not direct.ENABLED, reason="Numba not installed, or VOLNET_NUMBA=0")
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("F, S, size", [(2, 2, 10), (3, 2, 9), (3, 1, 9)])
+def test_compiled_float32_pool_equals_naive_over_whole_channel_blocks(mode, F, S, size, rng):
+    """float32 fills 16-channel blocks (the hypothesis tests run float64, 8-channel blocks): 37 channels are two
+    whole blocks and a tail; small integers make ties, which must go to the first maximum."""
+    x = rng.integers(-2, 3, (3, size, size, 37)).astype(np.float32)
+    out, cache = pool_forward(x, F, S, mode)
+    out_naive, cache_naive = pool_forward_naive(x.astype(np.float64), F, S, mode)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, out_naive, rtol=1e-6, atol=1e-6)
+    if mode == "max":
+        np.testing.assert_array_equal(cache.switches, cache_naive.switches)
+        np.testing.assert_array_equal(pool_forward(x, F, S, mode, switches=False)[0], out)
+
+
 @settings(max_examples=60, deadline=None)
 @given(setting=padded_pool_settings())
 def test_backward_through_the_relu_below_equals_the_two_passes(setting):
