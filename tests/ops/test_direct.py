@@ -222,7 +222,7 @@ def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, 
 def _direct_everywhere(monkeypatch):
     """Every undilated float layer plans the direct forward (and so the flipped input gradient's too), and
     every stride-1 one the direct dw."""
-    monkeypatch.setattr(direct, "applies", lambda g, depth, filters, dtype: g.dilation == (1, 1))
+    monkeypatch.setattr(direct, "applies", lambda g, depth, filters, dtype, split_rows=False: g.dilation == (1, 1))
     monkeypatch.setattr(direct, "applies_to_weight_gradient",
                         lambda g, depth, filters, dtype: g.dilation == (1, 1) and g.stride == (1, 1))
 

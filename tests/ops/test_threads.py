@@ -18,7 +18,7 @@ from volnet import Sequential
 from volnet.layers import FC, Conv2D, ReLU
 from volnet import ops
 from volnet.layers import MaxPool
-from volnet.ops import conv_rows, dense, direct, threads
+from volnet.ops import blas_warmup, conv_rows, dense, direct, threads
 from volnet.ops.pool import pool_backward, pool_backward_naive, pool_forward, pool_forward_naive
 from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 
@@ -212,7 +212,7 @@ def test_sequential_runs_forward_and_backward_in_a_network_pass_and_hands_its_wo
         monkeypatch.setattr(ops, name, _kernel_spy(getattr(ops, name), name, given))
     scores = net.forward(rng.standard_normal((3, 6, 6, 2)), train=True)
     net.backward(np.ones_like(scores))
-    assert seen == [3, 3]  # forward and backward each entered one, for the batch of 3
+    assert seen == [(3, True), (3, False)]  # forward and backward each entered one, for the batch of 3
     held = threads.Workers(2, blas_held=True)
     # ReLU fused into the CONV forward and into the POOL's backward; every other kernel, both ways, got the
     # pass's workers
@@ -222,9 +222,9 @@ def test_sequential_runs_forward_and_backward_in_a_network_pass_and_hands_its_wo
 
 
 def _spy(network_pass, seen):
-    def spied(images):
-        seen.append(images)
-        return network_pass(images)
+    def spied(images, forward=False):
+        seen.append((images, forward))
+        return network_pass(images, forward)
     return spied
 
 
@@ -372,9 +372,9 @@ def test_blas_is_warmed_once_from_every_core_at_once_on_two_threads_then_given_b
         with scheduler.network_pass(8):
             pass
         assert blas_threads() == 1
-    assert len(seen) == cores * threads.WARM_REPEATS
+    assert len(seen) == cores * blas_warmup.WARM_REPEATS
     assert len({ident for ident, _, _ in seen}) == cores
-    assert {(shape, count) for _, shape, count in seen} == {((threads.WARM_SIZE,) * 2, max(2, cores))}
+    assert {(shape, count) for _, shape, count in seen} == {((blas_warmup.WARM_SIZE,) * 2, max(2, cores))}
     assert max(overlapped) == cores
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import ops
 from ..ops.dense import (fc_backward_workspace, fc_workspace, relu_backward_workspace, relu_fused_workspace,
-                         relu_workspace)
+                         relu_workspace, split_image_threads)
 from ..ops.pool import pool_plan
 from ..ops.workspace import BackwardWorkspace, ForwardWorkspace, float_dtype
 from .base import Costs, Keyword, Layer, Param, ParamArray, he_normal, zeros
@@ -88,7 +88,8 @@ class FC(Layer):
         return Costs(fan_in * K + K, fan_in * K, K, (fan_in * K, K))
 
     def forward_workspace(self, work):
-        return fc_workspace(work.n_out, work.itemsize)
+        return fc_workspace(work.n_out, work.itemsize, split_image_threads(work.N, work.n_in * work.output_shape[-1],
+                                                                            work.cores))
 
     def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
         return fc_backward_workspace(work.n_in, work.itemsize, grads=work.grads, input_grad=input_grad)

@@ -119,7 +119,7 @@ class Sequential:
                                "build it again with allocate=True to compute with it")
         x = self._check_input(x)
         frozen = self.frozen_prefix if train else 0
-        with threads.scheduler().network_pass(len(x)) as workers:
+        with threads.scheduler().network_pass(len(x), forward=True) as workers:
             if frozen:  # the frozen first layers as in inference: no caches, BatchNorm's averages unchanged
                 x = forward_layers(self.layers[:frozen], x, False, workers)
             return forward_layers(self.layers[frozen:], x, train, workers)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import conv_rows, direct, direct_input, threads, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, native_blas, threads, winograd, winograd_5x5
 from .conv_plan import ConvPlan, plan_conv
 from .flipped import flipped_filters
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
@@ -143,7 +143,7 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
     _check(x, w, b, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     xp, fill = _padding(x, g.pads, w)
-    with threads.kernel_workers(workers, x.shape[0]) as held:
+    with threads.kernel_workers(workers, x.shape[0], forward=True) as held:
         return _convolve(xp, g, w, b, relu, held, fill), ConvCache(xp=xp, w=w, geometry=g)
 
 
@@ -223,9 +223,11 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> 
     b, N, K = itemsize, g.in_shape[0], filters
     xp_shape, copies, _ = padded(g)
     Ho, Wo = g.out_hw
-    rows = _correlation_workspace(g, K, b, cores)
+    split_rows = N == 1 and native_blas.split_threads(cores) > 1  # (as the forward pass at batch 1 runs it)
+    rows = _correlation_workspace(g, K, b, cores, split_rows)
     private = ((math.prod(xp_shape) * b, True),) if copies else ()
-    owns = plan_conv(g, K, float_dtype(b), cores, network_pass=True).forward == "direct"  # (im2col's: a view)
+    plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True, split_rows=split_rows)
+    owns = plan.forward == "direct"  # (im2col's: a view)
     return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=owns, keeps_input=not copies, transient=rows)
 
 
@@ -319,19 +321,21 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     return BackwardWorkspace(max(phases), dx, contiguous and whole)
 
 
-def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int) -> int:
+def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int, split_rows: bool = False) -> int:
     """Bytes :func:`_convolve` allocates beside its output in a network pass on ``cores``, as its plan runs it:
     Winograd's tiles, the direct kernel's padded weights, or each thread's block of im2col rows (none where
-    the windows are already contiguous)."""
+    the windows are already contiguous; ``split_rows``: each of Numba's threads' receptive fields)."""
     b, (N, _, _, D), K = itemsize, g.in_shape, filters
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    forward = plan_conv(g, K, float_dtype(b), cores, network_pass=True).forward
+    forward = plan_conv(g, K, float_dtype(b), cores, network_pass=True, split_rows=split_rows).forward
     if forward == "winograd":
         return winograd.workspace(g.out_hw, D, K, N, b, cores, conv_rows.BLOCK_BYTES)
     if forward == "direct":
         return direct.workspace(g, K, b)
     if forward == "winograd_5x5":
         return _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores)
+    if split_rows:
+        return native_blas.correlate_scratch(g.out_hw, Fh * Fw * D, native_blas.split_threads(cores), b)
     if windows_contiguous(g):
         return 0
     per_image = Ho * Wo * (Fh * Fw * D + 1) * b
@@ -362,19 +366,23 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
     """
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dtype = np.result_type(xp, w)
-    forward = plan_conv(g, K, dtype, workers.cores, workers.blas_held).forward
+    forward = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows).forward
     if forward == "winograd":
         step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, N, D, K, dtype.itemsize))
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill)
     if forward == "direct":
         return direct.correlate(xp, w, g, bias, relu, direct.workers(g, K, workers), blas_held=workers.blas_held,
-                                fill=fill)
+                                fill=fill, row_threads=workers.rows())
     if forward == "winograd_5x5":
         r = g.size[0]
         step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES)
         count = workers.for_multiply_adds(N * g.out_hw[0] * g.out_hw[1] * K * r * r * D, N)
         return winograd_5x5.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill)
+    if workers.split_rows:  # one image: its output split over Numba's threads, each calling BLAS
+        if fill:
+            fill(0, N)
+        return native_blas.correlate(xp, g, w.reshape(-1, K), bias, relu, workers.rows()).reshape(N, *g.out_hw, K)
     return conv_rows.correlate(xp, g, w.reshape(-1, K), bias, relu, workers, fill).reshape(N, *g.out_hw, K)
 
 

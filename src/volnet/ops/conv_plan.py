@@ -33,11 +33,13 @@ class ConvPlan:
     input_gradient: str
 
 
-def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, network_pass: bool = False) -> ConvPlan:
+def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, network_pass: bool = False,
+              split_rows: bool = False) -> ConvPlan:
     """The algorithms of a CONV of geometry ``g`` into ``filters`` filters on values of ``dtype``.
 
-    ``cores`` and ``network_pass`` are the kernel's workers (``Workers.cores``, ``Workers.blas_held``):
-    thin Winograd weight gradients pay only when split over the cores. Each rule and its measurement
+    ``cores``, ``network_pass`` and ``split_rows`` are the kernel's workers (``Workers.cores``,
+    ``Workers.blas_held``, ``Workers.split_rows``): thin Winograd weight gradients pay only when split over
+    the cores, and one image split over Numba's threads takes the direct forward more often. Each rule and its measurement
     lives beside its kernel (:func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`,
     :func:`volnet.ops.winograd_5x5.applies`, :func:`volnet.ops.direct_input.applies`); the order here is
     which wins where several apply.
@@ -45,15 +47,16 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
     cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule clears them
     (``_plan.cache_clear()``, tests/conftest.py).
     """
-    return _plan(g, filters, np.dtype(dtype), cores, network_pass)
+    return _plan(g, filters, np.dtype(dtype), cores, network_pass, split_rows)
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network_pass: bool) -> ConvPlan:
+def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network_pass: bool,
+          split_rows: bool) -> ConvPlan:
     (N, _, _, D), K, dtype = g.in_shape, filters, np.dtype(dtype)
     if winograd.applies(g, D, dtype):
         forward = "winograd"
-    elif direct.applies(g, D, K, dtype):
+    elif direct.applies(g, D, K, dtype, split_rows):
         forward = "direct"
     elif winograd_5x5.applies(g, D, K, dtype):
         forward = "winograd_5x5"

@@ -15,8 +15,15 @@ import math
 import numpy as np
 
 from ..shapes import ShapeError
-from . import threads
+from . import native_blas, threads
 from .workspace import BackwardWorkspace, ForwardWorkspace
+
+
+# One image in a forward pass (Workers.split_rows): an FC of at least this many multiply-adds splits its inputs
+# over Numba's threads (volnet.ops.native_blas.multiply: cifar-ref's 4096 -> 512 at batch 1, 287 us on one BLAS
+# thread, 165 on BLAS's two, 147 so; the Intel Xeon); smaller ones multiply on one thread (LeNet's 1568 -> 128,
+# 200,704: 17 us so, 21 split).
+SPLIT_IMAGE_MULTIPLY_ADDS = 2**18
 
 
 def fc_forward(x, w, b, *, layer=None, relu=False, workers=None):
@@ -32,7 +39,10 @@ def fc_forward(x, w, b, *, layer=None, relu=False, workers=None):
             f"{layer or 'fc'}: each input holds {flat.shape[1]} values (shape {x.shape[1:]}) but the "
             f"weights expect {w.shape[0]} inputs (weights {w.shape})"
         )
-    out = split_matmul(flat, w, threads.or_alone(workers))
+    workers = threads.or_alone(workers)
+    if workers.split_rows and flat.size * w.shape[1] >= SPLIT_IMAGE_MULTIPLY_ADDS:  # Numba's threads, bias and ReLU
+        return native_blas.multiply(flat, w, b, relu, workers.rows()), (x, w)
+    out = split_matmul(flat, w, workers)
     out += b
     if relu:
         np.maximum(out, 0, out=out)
@@ -117,9 +127,19 @@ def relu_backward(dout, cache, *, workers=None):
 
 # -- the memory these kernels allocate (see volnet.ops.workspace); n: values in the whole batch ------------
 
-def fc_workspace(n_out: int, itemsize: int) -> ForwardWorkspace:
-    """:func:`fc_forward`: out = flat @ w (+ b in place, rectified in place with ``relu``); the cache keeps x."""
-    return ForwardWorkspace((), n_out * itemsize, keeps_input=True)
+def fc_workspace(n_out: int, itemsize: int, split: int = 1) -> ForwardWorkspace:
+    """:func:`fc_forward`: out = flat @ w (+ b in place, rectified in place with ``relu``); the cache keeps x.
+    One image split over ``split`` threads (:func:`split_image_threads`): each thread's partial products."""
+    return ForwardWorkspace((), n_out * itemsize, keeps_input=True, transient=(split * n_out * itemsize
+                                                                                if split > 1 else 0))
+
+
+def split_image_threads(images: int, multiply_adds: int, cores: int) -> int:
+    """The threads :func:`fc_forward` splits one image's inputs over in a forward pass on ``cores``
+    (:data:`SPLIT_IMAGE_MULTIPLY_ADDS`), 1 where it does not."""
+    if images != 1 or multiply_adds < SPLIT_IMAGE_MULTIPLY_ADDS:
+        return 1
+    return native_blas.split_threads(cores)
 
 
 def fc_backward_workspace(n_in: int, itemsize: int, *, grads: int = 0, input_grad: bool = True) -> BackwardWorkspace:

@@ -102,6 +102,18 @@ ALIGNMENT = 64
 # took 650 us at that offset and 710-870 at offsets 0, 64 and 1792 (ResNet-18's 4x4x512 blocks at batch 1:
 # 2.5 -> 3.0 ms with every weight aligned).
 ALIGNED_MAX_BYTES = 2**21
+# One image's output rows split over Numba's threads (a forward pass at batch 1, volnet.ops.native_blas.split_threads):
+# parts of at least this many multiply-adds. LeNet's first CONV, 313,600 in all, took 10.4 us on one core and
+# 6.4 on two (the Intel Xeon).
+ROW_PART_MULTIPLY_ADDS = 2**16
+# Split so, the direct forward also beats im2col (a GEMM on Numba's threads, volnet.ops.native_blas) on deeper
+# layers: any filter size and stride other than 1x1, output rows at least ROWS_MIN_WIDTH wide and depth x filters
+# up to ROWS_MAX_MULTIPLY. Measured at batch 1 on two cores (the Intel Xeon; im2col then on BLAS's two threads,
+# which the split now replaces): 3x3 16x16x128->128 279 against 427 us, 3x3/2 32x32x64->128 177 / 244,
+# 16x16x128->256 184 / 255, 5x5 16x16x64->192 587 / 707; lost: 3x3 8x8x256->256 1024 / 484, 8x8x192->384
+# 1144 / 530, 3x3/2 8x8x256->512 (4x4 out) 536 / 326-400.
+ROWS_MIN_WIDTH = 8
+ROWS_MAX_MULTIPLY = 128 * 256
 # A part of a split batch holds this many multiply-adds, a quarter of threads.MIN_PART_MULTIPLY_ADDS: on few
 # channels these kernels run at a third of BLAS's rate (LeNet's first layer, 20 million multiply-adds in all:
 # forward 0.73 ms on one thread, 0.49 on two; input gradient 2.0 and 1.0).
@@ -127,19 +139,22 @@ def tile(filters: int, dtype, out_width: int | None = None) -> tuple[int, int]:
     return pixels, width
 
 
-def applies(g, depth: int, filters: int, dtype) -> bool:
+def applies(g, depth: int, filters: int, dtype, split_rows: bool = False) -> bool:
     """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
     set in :data:`MEASURED`, an undilated float layer with filters larger than 1x1, and either a first
     layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS` filters),
     LeNet-sized (:func:`applies_to_weight_gradient`), one image through a stride-1 3x3 layer of at most
-    :data:`SINGLE_IMAGE_MULTIPLY` depth x filters, or a stride-2 3x3 layer (:data:`STRIDED_MAX_MULTIPLY`)."""
+    :data:`SINGLE_IMAGE_MULTIPLY` depth x filters, or a stride-2 3x3 layer (:data:`STRIDED_MAX_MULTIPLY`);
+    with ``split_rows`` (one image's output split over Numba's threads, ``Workers.split_rows``) any layer
+    within :data:`ROWS_MIN_WIDTH` and :data:`ROWS_MAX_MULTIPLY`."""
     shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
     single = (g.in_shape[0] == 1 and g.stride == (1, 1) and g.size == (3, 3)
               and depth * filters <= SINGLE_IMAGE_MULTIPLY)
     strided = (g.stride == (2, 2) and g.size == (3, 3) and MIN_DEPTH <= depth
                and depth * filters <= STRIDED_MAX_MULTIPLY and g.in_shape[0] >= STRIDED_MIN_IMAGES
                and g.out_hw[1] >= STRIDED_MIN_WIDTH)
-    return (shallow or single or strided or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
+    rows = split_rows and g.out_hw[1] >= ROWS_MIN_WIDTH and depth * filters <= ROWS_MAX_MULTIPLY
+    return (shallow or single or strided or rows or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
@@ -220,38 +235,38 @@ def _forward_source(PW: int, KB: int):
         Ho, Wo, r0, c0, oy, ys, ox, xs = window
         Fh, taps, Kp = w.shape
         K = out.shape[3]
-        acc = tiled.carray(tiled.stack_array(T, xp.dtype), T)
-        for n in range(first, last):
-            for i in range(Ho):
-                for j0 in range(0, Wo, PW):
-                    for k0 in range(0, Kp, KB):
-                        for t in range(T):
-                            acc[t] = 0
-                        for u in range(Fh):
-                            row = tiled.unsigned(r0 + i * Sh + u)
-                            for e in range(taps):
-                                for p in range(PW):
-                                    x = xp[n, row, tiled.unsigned(c0 + min(j0 + p, Wo - 1) * SD + e)]
-                                    if KH == 1:
-                                        for q in range(KB):
-                                            acc[p * KB + q] += x * w[u, e, k0 + q]
-                                    else:  # LLVM unrolls 16 iterations fully, not 32
-                                        for h in range(KH):
-                                            for q in range(16):
-                                                acc[p * KB + h * 16 + q] += x * w[u, e, k0 + h * 16 + q]
-                        out_row = tiled.unsigned(oy + i * ys)
-                        if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
+        for row_of_batch in tiled.prange((last - first) * Ho):  # (threads over rows only where parallel)
+            n, i = first + row_of_batch // Ho, row_of_batch % Ho
+            acc = tiled.carray(tiled.stack_array(T, xp.dtype), T)
+            for j0 in range(0, Wo, PW):
+                for k0 in range(0, Kp, KB):
+                    for t in range(T):
+                        acc[t] = 0
+                    for u in range(Fh):
+                        row = tiled.unsigned(r0 + i * Sh + u)
+                        for e in range(taps):
                             for p in range(PW):
-                                column = tiled.unsigned(ox + (j0 + p) * xs)
-                                for q in range(KB):
-                                    out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
-                                                                                   floor)
-                        else:
-                            for p in range(min(PW, Wo - j0)):
-                                column = tiled.unsigned(ox + (j0 + p) * xs)
-                                for q in range(min(KB, K - k0)):
-                                    out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
-                                                                                   floor)
+                                x = xp[n, row, tiled.unsigned(c0 + min(j0 + p, Wo - 1) * SD + e)]
+                                if KH == 1:
+                                    for q in range(KB):
+                                        acc[p * KB + q] += x * w[u, e, k0 + q]
+                                else:  # LLVM unrolls 16 iterations fully, not 32
+                                    for h in range(KH):
+                                        for q in range(16):
+                                            acc[p * KB + h * 16 + q] += x * w[u, e, k0 + h * 16 + q]
+                    out_row = tiled.unsigned(oy + i * ys)
+                    if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
+                        for p in range(PW):
+                            column = tiled.unsigned(ox + (j0 + p) * xs)
+                            for q in range(KB):
+                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
+                                                                               floor)
+                    else:
+                        for p in range(min(PW, Wo - j0)):
+                            column = tiled.unsigned(ox + (j0 + p) * xs)
+                            for q in range(min(KB, K - k0)):
+                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
+                                                                               floor)
 
     return forward
 
@@ -294,10 +309,11 @@ def _weight_gradient_source(PE: int, KB: int):
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
-              blas_held: bool = False, fill=None) -> np.ndarray:
+              blas_held: bool = False, fill=None, row_threads: int = 1) -> np.ndarray:
     """``(N, H2, W2, K)``: the padded batch ``xp (N, Hp, Wp, D)`` correlated with ``w (F, F, D, K)`` as
     geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
-    where ``relu``; the batch split over ``workers`` threads. ``H2 = (Hp - F)//S + 1``.
+    where ``relu``; the batch split over ``workers`` threads, or (``row_threads`` > 1, one image) the output
+    rows over that many of Numba's threads (:data:`ROW_PART_MULTIPLY_ADDS`). ``H2 = (Hp - F)//S + 1``.
     ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp``
     (:func:`volnet.ops.window.pad_images`), in each part of the split."""
     N, Hp, Wp, D = xp.shape
@@ -306,7 +322,9 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     taps, bias = tiled_weights(w, bias, dtype)
     rows = (xp if fill else np.ascontiguousarray(xp, dtype=dtype)).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
-    kernel = forward_kernel(K, dtype, g.out_hw[1])
+    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
+    by_rows = workers == 1 and row_threads > 1 and N * Ho * Wo * K * Fh * Fw * D >= row_threads * ROW_PART_MULTIPLY_ADDS
+    kernel = forward_kernel(K, dtype, Wo, parallel=by_rows)
     floor = dtype.type(0 if relu else -np.inf)
     Sh, Sw = g.stride
 
@@ -320,11 +338,11 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     return out
 
 
-def forward_kernel(filters: int, dtype, out_width: int):
+def forward_kernel(filters: int, dtype, out_width: int, parallel: bool = False):
     """The compiled forward kernel whose tile suits ``filters`` filters of ``dtype`` on output rows
-    ``out_width`` wide (:func:`tile`)."""
+    ``out_width`` wide (:func:`tile`); ``parallel``: the one whose rows run on Numba's threads."""
     PW, KB = tile(filters, dtype, out_width)
-    return tiled.kernel(_forward_source, PW, KB, tile)
+    return tiled.kernel(_forward_source, PW, KB, tile, parallel)
 
 
 def tiled_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:

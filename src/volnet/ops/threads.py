@@ -47,6 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import blas_warmup, native_blas
 from .placement import Placement
 
 if TYPE_CHECKING:  # the module itself is imported at the first split (Scheduler._threads): volnet imports quicker
@@ -58,10 +59,6 @@ if TYPE_CHECKING:  # the module itself is imported at the first split (Scheduler
 MIN_PART_MULTIPLY_ADDS = 2**24
 # The same for kernels that stream memory rather than multiply (pooling, ReLU): bytes read and written.
 MIN_PART_BYTES = 2**20
-# Scheduler.warm_blas: each thread's multiplies, WARM_SIZE square (smaller ones run on one BLAS thread), so that
-# the threads' multiplies overlap even where one thread starts late.
-WARM_SIZE = 256
-WARM_REPEATS = 2
 
 
 # -- the rules: worker counts from explicit numbers ----------------------------------------------------------
@@ -100,7 +97,8 @@ class Workers:
     asked only where a split is worth it); ``blas_held``: BLAS already runs
     one thread (within :meth:`Scheduler.network_pass`, which is where such a
     Workers comes from), so kernels that multiply through BLAS split too.
-    Kernels given None take :func:`alone`, ``Workers()``.
+    ``split_rows``: a forward pass over one image, whose kernels split its output over Numba's threads
+    (:func:`volnet.ops.native_blas.split_threads`). Kernels given None take :func:`alone`, ``Workers()``.
 
     Example:
         >>> Workers(cores=4, blas_held=True).for_multiply_adds(10**12, 64)
@@ -111,6 +109,7 @@ class Workers:
 
     cores: int | None = None
     blas_held: bool = False
+    split_rows: bool = False
 
     def count(self) -> int:
         """``cores``, or BLAS's thread count now where it is None (asking BLAS takes about 8 us)."""
@@ -128,6 +127,10 @@ class Workers:
     def split(self, work, count: int, workers: int) -> list:
         """:func:`split` with this call's BLAS state."""
         return _SCHEDULER.split(work, count, workers, blas_held=self.blas_held)
+
+    def rows(self) -> int:
+        """Numba's threads for a kernel that splits one image's output (``split_rows``), else 1."""
+        return native_blas.split_threads(self.cores) if self.split_rows else 1
 
 
 SERIAL = Workers(1)  # one thread: every kernel in one piece
@@ -172,54 +175,12 @@ class Scheduler:
         return self._blas
 
     def warm_blas(self) -> None:
-        """Once per process, before BLAS's first real work: from each of :meth:`cores` threads at once, a
-        few multiplies on two (or more) BLAS threads, so that every part of a split finds BLAS warm.
-
-        OpenBLAS (0.3.31) runs a one-thread GEMM several times slower unless the work buffer it is given
-        was first used by a GEMM on more than one thread (the figures: docs/threads.md). It keeps one such buffer per GEMM running at the same time: warmed
-        by a single multiply, a lone one-thread GEMM ran fast, but of two running side by side (the two
-        parts of a split in a network pass) one ran slow and held up the layer; warmed from two threads
-        at once, both ran fast, and a third at once ran slow again. Unwarmed, it happens in a network
-        pass that is the process's first BLAS work, under ``OPENBLAS_NUM_THREADS=1`` and on one core.
-        The warm-up costs tens of milliseconds, once (docs/threads.md).
-        """
+        """Once per process, before BLAS's first real work: :func:`volnet.ops.blas_warmup.warm` from each of
+        :meth:`cores` threads at once, so that every part of a split finds BLAS warm."""
         if self._blas_warmed:
             return
         self._blas_warmed = True
-        import numpy as np
-
-        square = np.ones((WARM_SIZE, WARM_SIZE), dtype=np.float32)
-        blas = self.blas()
-        if not blas:
-            np.matmul(square, square)
-            return
-        count = self.cores()
-        together = threading.Barrier(count)
-
-        def multiply():
-            try:
-                together.wait()  # all start at once, so that each takes a buffer of its own
-            except threading.BrokenBarrierError:  # a thread could not start: warm what the others can
-                pass
-            for _ in range(WARM_REPEATS):
-                np.matmul(square, square)
-
-        limiter = blas.limit(limits=max(2, count))
-        started = []
-        try:
-            try:
-                for _ in range(count - 1):
-                    thread = threading.Thread(target=multiply, name="volnet-warm-blas", daemon=True)
-                    thread.start()
-                    started.append(thread)
-            except BaseException:  # no more threads: release the ones waiting, then let the error through
-                together.abort()
-                raise
-            multiply()
-        finally:
-            for thread in started:
-                thread.join()
-            limiter.restore_original_limits()
+        blas_warmup.warm(self.blas(), self.cores)
 
     def cores(self) -> int:
         """The cores a split may use: BLAS's thread count now (1 without threadpoolctl)."""
@@ -233,15 +194,15 @@ class Scheduler:
         return self._holder == threading.get_ident()
 
     @contextmanager
-    def network_pass(self, images: int):
+    def network_pass(self, images: int, forward: bool = False):
         """Hold the cores for one pass of a network over a batch of ``images``; gives the pass's :class:`Workers`.
 
-        Within it BLAS runs one thread and the workers are
-        ``Workers(cores, blas_held=True)``, ``cores`` being BLAS's thread count
-        when the pass began. A batch of one image, one core, or a pass held
-        by another thread: BLAS is left alone and the workers are
-        :func:`alone`'s (with the cores counted). A pass entered again by the thread that holds one
-        (nested networks) gives that pass's workers.
+        Within it BLAS runs one thread and the workers are ``Workers(cores, blas_held=True)``, ``cores``
+        being BLAS's thread count when the pass began; one image in a ``forward`` pass, where
+        :func:`volnet.ops.native_blas.split_threads` can split its layers' outputs: the same, with
+        ``split_rows``. Any other batch of one image, one core, or a pass held by another thread: BLAS is
+        left alone and the workers are :func:`alone`'s (with the cores counted). A pass entered again by the
+        thread that holds one (nested networks) gives that pass's workers.
 
         Example:
             >>> with scheduler().network_pass(1) as workers:   # one image: nothing to split
@@ -254,19 +215,33 @@ class Scheduler:
         self.warm_blas()
         count = self.cores()
         lock = self._single_threaded_blas  # (after a fork the child has a new one; this pass releases its own)
-        if images < 2 or count < 2 or not lock.acquire(blocking=False):
+        split_rows = images < 2 and forward and count > 1 and native_blas.split_threads(count) > 1
+        if (images < 2 and not split_rows) or count < 2 or not lock.acquire(blocking=False):
             yield Workers(count)
             return
         try:
-            limiter = self.blas().limit(limits=1)
-            self._holder, self._held = threading.get_ident(), Workers(count, blas_held=True)
-            try:
-                yield self._held
-            finally:
-                self._holder = self._held = None
-                limiter.restore_original_limits()
+            with self._one_blas_thread():
+                self._holder, self._held = threading.get_ident(), Workers(count, True, split_rows)
+                try:
+                    yield self._held
+                finally:
+                    self._holder = self._held = None
         finally:
             lock.release()
+
+    @contextmanager
+    def _one_blas_thread(self):
+        """NumPy's BLAS on one thread, each library's count restored afterwards (also on errors); set directly:
+        threadpoolctl's limiter took 4.2 us a pass, this 1.5 (the Intel Xeon; LeNet's batch 1: 150 us)."""
+        libraries = self.blas().lib_controllers
+        counts = [library.num_threads for library in libraries]
+        for library in libraries:
+            library.set_num_threads(1)
+        try:
+            yield
+        finally:
+            for library, count in zip(libraries, counts):
+                library.set_num_threads(count)
 
     def split(self, work, count: int, workers: int, *, blas_held: bool = False) -> list:
         """See :func:`split`."""
@@ -279,11 +254,8 @@ class Scheduler:
         if not self.blas() or not lock.acquire(blocking=False):
             return [_finish(part) for part in prepared]
         try:
-            limiter = self.blas().limit(limits=1)
-            try:
+            with self._one_blas_thread():
                 return self._run(prepared)
-            finally:
-                limiter.restore_original_limits()
         finally:
             lock.release()
 
@@ -364,13 +336,13 @@ def or_alone(workers: Workers | None) -> Workers:
     return workers
 
 
-def network_pass(images: int):
-    """``scheduler().network_pass(images)``: hold the cores for a network pass; gives its :class:`Workers`."""
-    return _SCHEDULER.network_pass(images)
+def network_pass(images: int, forward: bool = False):
+    """:meth:`Scheduler.network_pass` of :func:`scheduler`: hold the cores for a network pass."""
+    return _SCHEDULER.network_pass(images, forward)
 
 
 @contextmanager
-def kernel_workers(workers: Workers | None, images: int):
+def kernel_workers(workers: Workers | None, images: int, forward: bool = False):
     """The workers of one kernel call: ``workers`` as given (within a network pass), or for a kernel called
     on its own (None) those of a :func:`network_pass` over its ``images`` alone, so that it splits its batch
     over the cores with BLAS on one thread as it does in a network. (Left to BLAS's own threads, a deep 3x3
@@ -379,7 +351,7 @@ def kernel_workers(workers: Workers | None, images: int):
     if workers is not None:
         yield workers
         return
-    with network_pass(images) as held:
+    with network_pass(images, forward) as held:
         yield held
 
 

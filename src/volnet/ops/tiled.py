@@ -10,6 +10,7 @@ needed: the module docstring of :mod:`volnet.ops.direct`). Numba is imported at 
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from contextlib import contextmanager
 
@@ -47,7 +48,7 @@ def compile_flags():
 # The compiled helpers the kernels call, set by numba_helpers at the first compile (Numba is imported only
 # then). The kernels read them as globals, so that their closures hold only the tile sizes: Numba keys its
 # disk cache of a closure by the closure's values, and a closure over these objects missed it every time.
-stack_array = carray = at_least = unsigned = None
+stack_array = carray = at_least = unsigned = prange = None
 
 
 def numba_helpers() -> None:
@@ -60,7 +61,7 @@ def numba_helpers() -> None:
     ``at_least(value, floor)``: ``max(value, floor)`` that keeps
     NaN (a diverging network shows NaN, not the ReLU's floor).
     """
-    global stack_array, carray, at_least, unsigned
+    global stack_array, carray, at_least, unsigned, prange
     if stack_array is not None:
         return
     import numba
@@ -84,16 +85,73 @@ def numba_helpers() -> None:
     def at_least_(value, floor):  # pragma: no cover - compiled
         return floor if value < floor else value
 
-    carray, at_least, stack_array, unsigned = numba.carray, at_least_, stack_array_, numba.uint64
+    carray, at_least, stack_array, unsigned, prange = numba.carray, at_least_, stack_array_, numba.uint64, numba.prange
 
 
-KERNELS: dict = {}  # (make, PW, KB) -> its FlagCompiled
+# Kernels compiled ``parallel`` (Numba's prange) start their threads from compiled code, without the GIL: one
+# image's output rows split over the cores at the cost of a call (118 -> 61 us for a 32x32x32->32 3x3 forward
+# on two cores), where volnet's own threads, which need the GIL to start a kernel, lost a third of that
+# (docs/threads.md). Only Numba's OpenMP and TBB threading layers may be called from several threads at
+# once; GNU OpenMP must not be used again in a child forked after the parent used it.
+THREADSAFE_LAYERS = ("omp", "tbb")
+_parallel_process = None  # the process that ran parallel kernels first (a forked child runs them in one piece)
+_calling_thread = threading.local()  # .threads: the count this thread last gave Numba
 
 
-def kernel(make, PW: int, KB: int, tile_of):
+def parallel_threads(cores: int) -> int:
+    """Threads a ``parallel`` kernel may take for one call on ``cores`` cores: ``cores`` (at most Numba's
+    thread count) where Numba's threading layer is thread-safe (:data:`THREADSAFE_LAYERS`) and no parent
+    used it before a fork, else 1 (the caller then runs the plain kernel)."""
+    global _parallel_process
+    if cores < 2 or _threading_layer() not in THREADSAFE_LAYERS:
+        return 1
+    if _parallel_process != os.getpid():
+        if _parallel_process is not None:
+            return 1
+        _parallel_process = os.getpid()
+    threads = min(cores, _numba_threads())
+    if getattr(_calling_thread, "threads", None) != threads:  # (Numba's count is a setting of each thread)
+        import numba
+
+        numba.set_num_threads(threads)
+        _calling_thread.threads = threads
+    return threads
+
+
+@functools.lru_cache(maxsize=1)
+def _numba_threads() -> int:
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+@functools.lru_cache(maxsize=1)
+def _threading_layer() -> str | None:
+    """The threading layer Numba will start, as its own choice makes it (``NUMBA_THREADING_LAYER``, then the
+    first of its priority list whose library loads), asked without starting any threads."""
+    import importlib
+
+    from numba.core import config
+
+    requested = str(config.THREADING_LAYER).lower()
+    candidates = {"default": list(config.THREADING_LAYER_PRIORITY), "safe": ["tbb"], "threadsafe": ["tbb", "omp"],
+                  "forksafe": ["tbb", "workqueue"]}.get(requested, [requested])
+    for layer in candidates:
+        try:
+            importlib.import_module(f"numba.np.ufunc.{layer}pool" if layer != "workqueue" else "numba.np.ufunc.workqueue")
+        except ImportError:
+            continue
+        return layer
+    return None
+
+
+KERNELS: dict = {}  # (make, PW, KB, parallel) -> its FlagCompiled
+
+
+def kernel(make, PW: int, KB: int, tile_of, parallel: bool = False):
     """The compiled kernel ``make(PW, KB)`` (compiled and cached on disk at its first call, under
     :func:`compile_flags`); ``tile_of(filters, dtype)`` gives its tiles (default :func:`tile`)."""
-    key = (make, PW, KB)
+    key = (make, PW, KB, parallel)
     compiled = KERNELS.get(key)
     if compiled is None:
         with COMPILING:
@@ -102,10 +160,13 @@ def kernel(make, PW: int, KB: int, tile_of):
                 import numba
 
                 numba_helpers()
+                source = make(PW, KB)
+                if parallel:
+                    source.__qualname__ += ".parallel"  # its own entry in Numba's disk cache
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
-                                        fastmath={"contract"})(make(PW, KB))
+                                        fastmath={"contract"}, parallel=parallel)(source)
                 dispatcher.compile = _under_flags(dispatcher.compile)
-                compiled = KERNELS[key] = FlagCompiled(make, PW, dispatcher, tile_of)
+                compiled = KERNELS[key] = FlagCompiled(make, PW, dispatcher, tile_of, parallel)
     return compiled
 
 
@@ -134,15 +195,16 @@ class FlagCompiled:
     after the first).
     """
 
-    def __init__(self, make, pixels: int, dispatcher, tile_of):
+    def __init__(self, make, pixels: int, dispatcher, tile_of, parallel: bool):
         self.make, self.pixels, self.dispatcher, self.tile_of = make, pixels, dispatcher, tile_of
+        self.parallel = parallel
         self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
 
     def __call__(self, *args):
         dtype = args[0].dtype
         if dtype not in self.compiled:
             types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
-            for sibling in {kernel(self.make, self.pixels, self.tile_of(filters, dtype)[1], self.tile_of)
+            for sibling in {kernel(self.make, self.pixels, self.tile_of(filters, dtype)[1], self.tile_of, self.parallel)
                             for filters in (1, 2**20)}:
                 sibling.compile(types, dtype)
         return self.dispatcher(*args)

@@ -1,0 +1,199 @@
+"""One image split over Numba's threads (volnet.ops.native_blas, the direct kernel's row split, and the network
+pass that turns them on): equal to the naive loops on random layers, float32 and float64, by rows and by
+filters; BLAS held to one thread for such a pass and given back; a forked child and a thread-unsafe
+threading layer run it in one piece."""
+
+import multiprocessing
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from volnet.layers import FC, Conv2D, MaxPool, ReLU
+from volnet.layers.base import forward_layers
+from volnet.net import Sequential
+from volnet.ops import direct, jit, native_blas, threads, tiled
+from volnet.ops.conv import conv_forward_naive
+
+pytestmark = pytest.mark.skipif(not jit.ENABLED or native_blas.functions() is None,
+                                reason="Numba off, or NumPy's BLAS functions not found")
+SCHEDULER = threads.scheduler()
+
+
+def one_blas_thread():
+    """NumPy's BLAS on one thread, as in the network pass that calls these kernels."""
+    return SCHEDULER._one_blas_thread()
+
+
+def blas_threads() -> int:
+    return min(lib.num_threads for lib in SCHEDULER.blas().lib_controllers)
+
+
+@st.composite
+def layers(draw):
+    """Any layer: filter 1-5, stride 1-3, dilation 1-2, padding up to the filter's extent less one, 1-40
+    filters, outputs from 1x1 (split by filters) to 20x20 (split by rows), 1-2 images, 1-3 threads."""
+    F, S, dilation = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    extent = (F - 1) * dilation + 1
+    pad = draw(st.integers(0, extent - 1))
+    H, W = (draw(st.integers(max(1, extent - 2 * pad), 20)) for _ in range(2))
+    return dict(x_shape=(draw(st.integers(1, 2)), H, W, draw(st.integers(1, 9))), F=F, S=S, dilation=dilation,
+                pad=pad, K=draw(st.integers(1, 40)), dtype=draw(st.sampled_from([np.float32, np.float64])),
+                bias=draw(st.booleans()), relu=draw(st.booleans()), threads=draw(st.integers(1, 3)),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def _expected(setting):
+    rng = np.random.default_rng(setting["seed"])
+    dtype = setting["dtype"]
+    x = rng.standard_normal(setting["x_shape"]).astype(dtype)
+    w = rng.standard_normal((setting["F"], setting["F"], x.shape[3], setting["K"])).astype(dtype)
+    b = rng.standard_normal(setting["K"]).astype(dtype) if setting["bias"] else None
+    out, cache = conv_forward_naive(x, w, np.zeros(setting["K"], dtype) if b is None else b, setting["S"],
+                                    setting["pad"], setting["dilation"], fit="crop")
+    return w, b, cache, np.maximum(out, 0) if setting["relu"] else out
+
+
+def _tolerance(dtype):
+    return 1e-4 if dtype == np.float32 else 1e-11
+
+
+@settings(max_examples=60, deadline=None)
+@given(setting=layers())
+def test_correlate_equals_naive(setting):
+    w, b, cache, expected = _expected(setting)
+    with one_blas_thread():
+        out = native_blas.correlate(cache.xp, cache.geometry, w.reshape(-1, setting["K"]), b, setting["relu"],
+                                    setting["threads"])
+    assert out.dtype == setting["dtype"]
+    tol = _tolerance(setting["dtype"])
+    np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=tol, atol=tol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(setting=layers())
+def test_direct_forward_split_by_rows_equals_naive(setting):
+    if setting["dilation"] > 1:
+        setting = {**setting, "dilation": 1, "pad": min(setting["pad"], setting["F"] - 1)}
+    w, b, cache, expected = _expected(setting)
+    x = cache.xp[:1]
+    out = direct.correlate(x, w, cache.geometry, b, setting["relu"], row_threads=setting["threads"])
+    tol = _tolerance(setting["dtype"])
+    np.testing.assert_allclose(out[0], expected[0], rtol=tol, atol=tol)
+
+
+def test_direct_forward_runs_its_rows_on_numbas_threads_where_parts_are_big_enough(monkeypatch):
+    compiled = []
+    real = direct.forward_kernel
+    monkeypatch.setattr(direct, "forward_kernel", lambda *a, parallel: compiled.append(parallel) or real(*a, parallel=parallel))
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 32, 32, 16)), rng.standard_normal((3, 3, 16, 32))
+    _, cache = conv_forward_naive(x, w, np.zeros(32), 1, 1)
+    direct.correlate(cache.xp, w, cache.geometry, row_threads=2)  # 32*32*32*144: parts of 2.4 million
+    direct.correlate(cache.xp, w, cache.geometry, row_threads=1)
+    _, cache = conv_forward_naive(x[:, :2, :2, :1], w[:, :, :1], np.zeros(32), 1, 1)
+    direct.correlate(cache.xp, w[:, :, :1], cache.geometry, row_threads=2)  # 2*2*32*9: too small to split
+    assert compiled == [True, False, False]  # (the kernel compiled parallel, or the plain one)
+
+
+@settings(max_examples=50, deadline=None)
+@given(M=st.integers(1, 3), K=st.integers(1, 300), N=st.integers(1, 40), parts=st.integers(1, 3),
+       dtype=st.sampled_from([np.float32, np.float64]), relu=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_multiply_equals_numpy(M, K, N, parts, dtype, relu, seed):
+    rng = np.random.default_rng(seed)
+    a, w, b = (rng.standard_normal(shape).astype(dtype) for shape in ((M, K), (K, N), (N,)))
+    expected = a.astype(np.float64) @ w + b
+    with one_blas_thread():
+        out = native_blas.multiply(a, w, b, relu, parts)
+    assert out.dtype == dtype and out.shape == (M, N)
+    tol = _tolerance(dtype) * np.sqrt(K)
+    np.testing.assert_allclose(out, np.maximum(expected, 0) if relu else expected, rtol=tol, atol=tol)
+
+
+def test_numpys_blas_functions_are_found():
+    addresses, wide = native_blas.functions()
+    assert set(addresses) == set(native_blas.FUNCTIONS) and all(addresses.values())
+    assert isinstance(wide, bool)
+
+
+# -- the network pass ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_blas_threads():
+    if not SCHEDULER.blas() or not SCHEDULER.blas().lib_controllers:
+        pytest.skip("threadpoolctl, or a BLAS it can see, is missing")
+    with SCHEDULER.blas().limit(limits=2):
+        yield
+
+
+def test_a_forward_pass_over_one_image_splits_it_with_blas_on_one_thread(two_blas_threads):
+    if native_blas.split_threads(2) < 2:
+        pytest.skip("Numba's threading layer is not thread-safe here")
+    with SCHEDULER.network_pass(1, forward=True) as workers:
+        assert (workers.split_rows, workers.blas_held, workers.rows()) == (True, True, 2)
+        assert blas_threads() == 1
+    assert blas_threads() == 2
+    with SCHEDULER.network_pass(1) as workers:  # a backward pass keeps BLAS's threads
+        assert not workers.split_rows and not workers.blas_held and blas_threads() == 2
+    with SCHEDULER.network_pass(2, forward=True) as workers:  # two images split the batch
+        assert not workers.split_rows and workers.blas_held
+
+
+def _net():
+    """Layers that take every split kernel at batch 1: a first CONV (direct), a dilated 3x3 CONV (im2col on
+    Numba's threads, split by filters on its 6x6 outputs), and an FC of 2**18 multiply-adds or more (split
+    inputs)."""
+    return Sequential([Conv2D(16, 5, P=2), ReLU(), MaxPool(2), Conv2D(64, 3, P=2, dilation=2), FC(128), ReLU(),
+                       FC(10)],
+                      (12, 12, 3), dtype=np.float64, seed=1)
+
+
+def test_a_net_at_batch_one_equals_its_unsplit_forward(two_blas_threads, monkeypatch):
+    if native_blas.split_threads(2) < 2:
+        pytest.skip("Numba's threading layer is not thread-safe here")
+    net = _net()
+    x = np.random.default_rng(2).standard_normal((1, 12, 12, 3))
+    expected = forward_layers(net.layers, x, False, threads.SERIAL)
+    calls = []
+    for name in ("correlate", "multiply"):
+        real = getattr(native_blas, name)
+        monkeypatch.setattr(native_blas, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-12, atol=1e-12)
+    assert calls == ["correlate", "multiply"]
+
+
+def _forward_in_child(queue):
+    net = _net()
+    x = np.random.default_rng(2).standard_normal((1, 12, 12, 3))
+    queue.put((tiled.parallel_threads(2), net.forward(x)))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+def test_a_child_forked_after_the_split_ran_runs_it_in_one_piece(two_blas_threads):
+    """GNU OpenMP must not be used again in a child forked after the parent used it (it would hang or stop)."""
+    if native_blas.split_threads(2) < 2:
+        pytest.skip("Numba's threading layer is not thread-safe here")
+    net = _net()
+    x = np.random.default_rng(2).standard_normal((1, 12, 12, 3))
+    expected = net.forward(x)  # the parent splits
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)  # (what the child puts in the queue is small enough to leave before it is read)
+    assert child.exitcode == 0
+    threads_in_child, out = queue.get(timeout=10)
+    assert threads_in_child == 1
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_threading_layer_that_is_not_thread_safe_runs_it_in_one_piece(monkeypatch):
+    monkeypatch.setattr(tiled, "_threading_layer", lambda: "workqueue")
+    assert tiled.parallel_threads(2) == 1 and native_blas.split_threads(2) == 1
+    monkeypatch.setattr(native_blas, "functions", lambda: None)
+    monkeypatch.setattr(tiled, "_threading_layer", lambda: "omp")
+    assert native_blas.split_threads(2) == 1  # no BLAS to call from Numba's threads
+    with SCHEDULER.network_pass(1, forward=True) as workers:
+        assert not workers.split_rows
