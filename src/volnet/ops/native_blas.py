@@ -15,7 +15,7 @@ multiply through BLAS therefore call it from Numba's threads, one part each:
   of the weights (each reads its part of the weights once: an FC at batch 1 is bound by
   memory), the partial results added at the end.
 
-The calls go through the addresses of ``cblas_sgemm`` / ``cblas_dgemm`` in the BLAS library
+The calls go through the addresses of ``cblas_?gemm`` and ``cblas_?gemv`` in the BLAS library
 NumPy loaded (found with threadpoolctl, resolved with ctypes: :func:`functions`); where
 they cannot be found, :func:`split_threads` is 1 and batch 1 runs as before, on BLAS's threads.
 """
@@ -31,9 +31,6 @@ import numpy as np
 # OpenBLAS, MKL).
 NAMES = (("scipy_cblas_{}64_", True), ("cblas_{}64_", True), ("scipy_cblas_{}", False), ("cblas_{}", False))
 FUNCTIONS = ("sgemm", "dgemm", "sgemv", "dgemv")
-# The compiled kernels' scratch per thread, at most (the receptive fields of a part's rows, the partial
-# products of an FC); a layer that would need more runs as before.
-MAX_SCRATCH_BYTES = 2**25
 # Split a CONV's output by its filters, not its rows, where each part would get fewer output positions than
 # this. Two parts on the Intel Xeon, by rows / by filters: 3x3 8x8x256->256 442 / 396 us, 8x8x192->384 441 /
 # 401, 4x4x512->512 839 / 578, 3x3/2 8x8x256->512 407 / 286; 5x5 16x16x64->192 665 / 801.
