@@ -197,3 +197,12 @@ def test_a_threading_layer_that_is_not_thread_safe_runs_it_in_one_piece(monkeypa
     assert native_blas.split_threads(2) == 1  # no BLAS to call from Numba's threads
     with SCHEDULER.network_pass(1, forward=True) as workers:
         assert not workers.split_rows
+
+
+def test_the_kernels_close_over_nothing_so_numbas_disk_cache_keeps_them():
+    """Kernels defined inside a function, closing over their helpers, were compiled again in every process."""
+    from volnet.ops import native_blas_kernels as kernels
+
+    for kernel in (kernels.correlate_kernel, kernels.multiply_kernel, kernels.copy_fields, kernels.multiply_rows):
+        assert kernel.py_func.__closure__ is None
+        assert type(kernel._cache).__name__ == "FunctionCache"  # (cache=True; without it, a NullCache)
