@@ -86,7 +86,8 @@ def test_direct_forward_split_by_rows_equals_naive(setting):
 def test_direct_forward_runs_its_rows_on_numbas_threads_where_parts_are_big_enough(monkeypatch):
     compiled = []
     real = direct.forward_kernel
-    monkeypatch.setattr(direct, "forward_kernel", lambda *a, parallel: compiled.append(parallel) or real(*a, parallel=parallel))
+    monkeypatch.setattr(direct, "forward_kernel",
+                        lambda *a, parallel: compiled.append(parallel) or real(*a, parallel=parallel))
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((1, 32, 32, 16)), rng.standard_normal((3, 3, 16, 32))
     _, cache = conv_forward_naive(x, w, np.zeros(32), 1, 1)
@@ -131,13 +132,13 @@ def two_blas_threads():
 def test_a_forward_pass_over_one_image_splits_it_with_blas_on_one_thread(two_blas_threads):
     if native_blas.split_threads(2) < 2:
         pytest.skip("Numba's threading layer is not thread-safe here")
-    with SCHEDULER.network_pass(1, forward=True) as workers:
+    with SCHEDULER.network_pass(1, split_image=True) as workers:
         assert (workers.split_rows, workers.blas_held, workers.rows()) == (True, True, 2)
         assert blas_threads() == 1
     assert blas_threads() == 2
     with SCHEDULER.network_pass(1) as workers:  # a backward pass keeps BLAS's threads
         assert not workers.split_rows and not workers.blas_held and blas_threads() == 2
-    with SCHEDULER.network_pass(2, forward=True) as workers:  # two images split the batch
+    with SCHEDULER.network_pass(2, split_image=True) as workers:  # two images split the batch
         assert not workers.split_rows and workers.blas_held
 
 
@@ -153,6 +154,7 @@ def _net():
 def test_a_net_at_batch_one_equals_its_unsplit_forward(two_blas_threads, monkeypatch):
     if native_blas.split_threads(2) < 2:
         pytest.skip("Numba's threading layer is not thread-safe here")
+    monkeypatch.setattr(threads, "SPLIT_IMAGE_MULTIPLY_ADDS", 0)  # (a net this small is not split otherwise)
     net = _net()
     x = np.random.default_rng(2).standard_normal((1, 12, 12, 3))
     expected = forward_layers(net.layers, x, False, threads.SERIAL)
@@ -165,16 +167,18 @@ def test_a_net_at_batch_one_equals_its_unsplit_forward(two_blas_threads, monkeyp
 
 
 def _forward_in_child(queue):
+    threads.SPLIT_IMAGE_MULTIPLY_ADDS = 0
     net = _net()
     x = np.random.default_rng(2).standard_normal((1, 12, 12, 3))
     queue.put((tiled.parallel_threads(2), net.forward(x)))
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
-def test_a_child_forked_after_the_split_ran_runs_it_in_one_piece(two_blas_threads):
+def test_a_child_forked_after_the_split_ran_runs_it_in_one_piece(two_blas_threads, monkeypatch):
     """GNU OpenMP must not be used again in a child forked after the parent used it (it would hang or stop)."""
     if native_blas.split_threads(2) < 2:
         pytest.skip("Numba's threading layer is not thread-safe here")
+    monkeypatch.setattr(threads, "SPLIT_IMAGE_MULTIPLY_ADDS", 0)
     net = _net()
     x = np.random.default_rng(2).standard_normal((1, 12, 12, 3))
     expected = net.forward(x)  # the parent splits
@@ -189,13 +193,30 @@ def test_a_child_forked_after_the_split_ran_runs_it_in_one_piece(two_blas_thread
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_only_a_net_of_enough_work_an_image_splits_one_image(monkeypatch):
+    """Below SPLIT_IMAGE_MULTIPLY_ADDS an image the split costs more than it gains: the pass runs unsplit."""
+    seen = []
+    real = SCHEDULER.network_pass
+    monkeypatch.setattr(SCHEDULER, "network_pass", lambda images, split_image=False: seen.append(split_image)
+                        or real(images, split_image))
+    net = _net()
+    multiply_adds = net._multiply_adds_per_image()
+    assert multiply_adds == 12 * 12 * 16 * 25 * 3 + 6 * 6 * 64 * 9 * 16 + 6 * 6 * 64 * 128 + 128 * 10
+    x = np.random.default_rng(2).standard_normal((1, 12, 12, 3))
+    for threshold in (multiply_adds + 1, multiply_adds):
+        monkeypatch.setattr(threads, "SPLIT_IMAGE_MULTIPLY_ADDS", threshold)
+        net.forward(x)
+    net.forward(np.concatenate([x, x]))  # two images: nothing to decide
+    assert seen == [False, True, False]
+
+
 def test_a_threading_layer_that_is_not_thread_safe_runs_it_in_one_piece(monkeypatch):
     monkeypatch.setattr(tiled, "_threading_layer", lambda: "workqueue")
     assert tiled.parallel_threads(2) == 1 and native_blas.split_threads(2) == 1
     monkeypatch.setattr(native_blas, "functions", lambda: None)
     monkeypatch.setattr(tiled, "_threading_layer", lambda: "omp")
     assert native_blas.split_threads(2) == 1  # no BLAS to call from Numba's threads
-    with SCHEDULER.network_pass(1, forward=True) as workers:
+    with SCHEDULER.network_pass(1, split_image=True) as workers:
         assert not workers.split_rows
 
 

@@ -212,7 +212,7 @@ def test_sequential_runs_forward_and_backward_in_a_network_pass_and_hands_its_wo
         monkeypatch.setattr(ops, name, _kernel_spy(getattr(ops, name), name, given))
     scores = net.forward(rng.standard_normal((3, 6, 6, 2)), train=True)
     net.backward(np.ones_like(scores))
-    assert seen == [(3, True), (3, False)]  # forward and backward each entered one, for the batch of 3
+    assert seen == [(3, False), (3, False)]  # forward and backward each entered one, for the batch of 3
     held = threads.Workers(2, blas_held=True)
     # ReLU fused into the CONV forward and into the POOL's backward; every other kernel, both ways, got the
     # pass's workers
@@ -222,9 +222,9 @@ def test_sequential_runs_forward_and_backward_in_a_network_pass_and_hands_its_wo
 
 
 def _spy(network_pass, seen):
-    def spied(images, forward=False):
-        seen.append((images, forward))
-        return network_pass(images, forward)
+    def spied(images, split_image=False):
+        seen.append((images, split_image))
+        return network_pass(images, split_image)
     return spied
 
 

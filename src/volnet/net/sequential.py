@@ -119,10 +119,19 @@ class Sequential:
                                "build it again with allocate=True to compute with it")
         x = self._check_input(x)
         frozen = self.frozen_prefix if train else 0
-        with threads.scheduler().network_pass(len(x), forward=True) as workers:
+        split_image = len(x) == 1 and self._multiply_adds_per_image() >= threads.SPLIT_IMAGE_MULTIPLY_ADDS
+        with threads.scheduler().network_pass(len(x), split_image) as workers:
             if frozen:  # the frozen first layers as in inference: no caches, BatchNorm's averages unchanged
                 x = forward_layers(self.layers[:frozen], x, False, workers)
             return forward_layers(self.layers[frozen:], x, train, workers)
+
+    def _multiply_adds_per_image(self) -> int:
+        """The layers' multiply-adds for one input volume, nested ones included (worked out once per list of
+        layers: a network pass over one image asks it)."""
+        key = tuple(map(id, self.layers))
+        if getattr(self, "_multiply_adds", (None,))[0] != key:
+            self._multiply_adds = key, sum(multiply_adds(layer) for layer in self.layers)
+        return self._multiply_adds[1]
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dout`` (gradient w.r.t. the output) through every layer.
@@ -216,3 +225,9 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({len(self.layers)} layers, input {format_volume(self.input_shape)})"
+
+
+def multiply_adds(layer: Layer) -> int:
+    """A built layer's multiply-adds for one input volume, its sublayers' included (:meth:`Layer.costs`)."""
+    own = layer.costs(layer.input_shape, layer.output_shape(layer.input_shape)).macs
+    return own + sum(multiply_adds(child) for _, child in layer.sublayers())

@@ -143,7 +143,7 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
     _check(x, w, b, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     xp, fill = _padding(x, g.pads, w)
-    with threads.kernel_workers(workers, x.shape[0], forward=True) as held:
+    with threads.kernel_workers(workers, x.shape[0], split_image=True) as held:
         return _convolve(xp, g, w, b, relu, held, fill), ConvCache(xp=xp, w=w, geometry=g)
 
 

@@ -102,18 +102,20 @@ ALIGNMENT = 64
 # took 650 us at that offset and 710-870 at offsets 0, 64 and 1792 (ResNet-18's 4x4x512 blocks at batch 1:
 # 2.5 -> 3.0 ms with every weight aligned).
 ALIGNED_MAX_BYTES = 2**21
-# One image's output rows split over Numba's threads (a forward pass at batch 1, volnet.ops.native_blas.split_threads):
-# parts of at least this many multiply-adds. LeNet's first CONV, 313,600 in all, took 10.4 us on one core and
-# 6.4 on two (the Intel Xeon).
-ROW_PART_MULTIPLY_ADDS = 2**16
+# One image's output rows split over Numba's threads (a forward pass at batch 1: native_blas.split_threads): parts
+# of at least this many multiply-adds. LeNet's first CONV, 313,600 in all, took 10.4 us on one core and
+# 6.4 on two (the Intel Xeon); LeNet-5's second, 240,000, gained less than the split cost (the net 0.143 -> 0.158 ms).
+ROW_PART_MULTIPLY_ADDS = 2**17
 # Split so, the direct forward also beats im2col (a GEMM on Numba's threads, volnet.ops.native_blas) on deeper
-# layers: any filter size and stride other than 1x1, output rows at least ROWS_MIN_WIDTH wide and depth x filters
-# up to ROWS_MAX_MULTIPLY. Measured at batch 1 on two cores (the Intel Xeon; im2col then on BLAS's two threads,
-# which the split now replaces): 3x3 16x16x128->128 279 against 427 us, 3x3/2 32x32x64->128 177 / 244,
-# 16x16x128->256 184 / 255, 5x5 16x16x64->192 587 / 707; lost: 3x3 8x8x256->256 1024 / 484, 8x8x192->384
+# layers: any filter size and stride other than 1x1, output rows at least ROWS_MIN_WIDTH wide and weights of at
+# most ROWS_MAX_WEIGHT_BYTES (the kernel reads all of them for each row of output pixels: from L2 where they fit,
+# 2 MB a core here). Measured at batch 1 on two cores (the Intel Xeon; im2col then on BLAS's two threads, which
+# the split now replaces), direct against im2col: 3x3 16x16x128->128 (590 KB of weights) 279 against 427 us,
+# 3x3/2 32x32x64->128 177 / 244, 16x16x128->256 (1.2 MB) 184 / 255, 5x5 16x16x64->192 (1.2 MB) 587 / 707;
+# lost: 5x5 16x16x96->256 (ZFNet's, 2.5 MB) 2154 / 1463, 3x3 8x8x256->256 (2.4 MB) 1024 / 452, 8x8x192->384
 # 1144 / 530, 3x3/2 8x8x256->512 (4x4 out) 536 / 326-400.
 ROWS_MIN_WIDTH = 8
-ROWS_MAX_MULTIPLY = 128 * 256
+ROWS_MAX_WEIGHT_BYTES = 3 * 2**19
 # A part of a split batch holds this many multiply-adds, a quarter of threads.MIN_PART_MULTIPLY_ADDS: on few
 # channels these kernels run at a third of BLAS's rate (LeNet's first layer, 20 million multiply-adds in all:
 # forward 0.73 ms on one thread, 0.49 on two; input gradient 2.0 and 1.0).
@@ -146,14 +148,15 @@ def applies(g, depth: int, filters: int, dtype, split_rows: bool = False) -> boo
     LeNet-sized (:func:`applies_to_weight_gradient`), one image through a stride-1 3x3 layer of at most
     :data:`SINGLE_IMAGE_MULTIPLY` depth x filters, or a stride-2 3x3 layer (:data:`STRIDED_MAX_MULTIPLY`);
     with ``split_rows`` (one image's output split over Numba's threads, ``Workers.split_rows``) any layer
-    within :data:`ROWS_MIN_WIDTH` and :data:`ROWS_MAX_MULTIPLY`."""
+    within :data:`ROWS_MIN_WIDTH` and :data:`ROWS_MAX_WEIGHT_BYTES`."""
     shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
     single = (g.in_shape[0] == 1 and g.stride == (1, 1) and g.size == (3, 3)
               and depth * filters <= SINGLE_IMAGE_MULTIPLY)
     strided = (g.stride == (2, 2) and g.size == (3, 3) and MIN_DEPTH <= depth
                and depth * filters <= STRIDED_MAX_MULTIPLY and g.in_shape[0] >= STRIDED_MIN_IMAGES
                and g.out_hw[1] >= STRIDED_MIN_WIDTH)
-    rows = split_rows and g.out_hw[1] >= ROWS_MIN_WIDTH and depth * filters <= ROWS_MAX_MULTIPLY
+    weight_bytes = math.prod(g.size) * depth * filters * np.dtype(dtype).itemsize
+    rows = split_rows and g.out_hw[1] >= ROWS_MIN_WIDTH and weight_bytes <= ROWS_MAX_WEIGHT_BYTES
     return (shallow or single or strided or rows or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
 
 
@@ -323,7 +326,8 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     rows = (xp if fill else np.ascontiguousarray(xp, dtype=dtype)).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    by_rows = workers == 1 and row_threads > 1 and N * Ho * Wo * K * Fh * Fw * D >= row_threads * ROW_PART_MULTIPLY_ADDS
+    multiply_adds = N * Ho * Wo * K * Fh * Fw * D
+    by_rows = workers == 1 and row_threads > 1 and multiply_adds >= row_threads * ROW_PART_MULTIPLY_ADDS
     kernel = forward_kernel(K, dtype, Wo, parallel=by_rows)
     floor = dtype.type(0 if relu else -np.inf)
     Sh, Sw = g.stride

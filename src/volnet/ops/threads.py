@@ -61,6 +61,13 @@ MIN_PART_MULTIPLY_ADDS = 2**24
 MIN_PART_BYTES = 2**20
 
 
+# A forward pass over one image splits each layer's output over the cores (Workers.split_rows) where the network
+# does at least this many multiply-adds an image: below it the split's own cost (holding BLAS, asking whether the
+# split can run: 5 us a pass, more in its layers) outweighed what it gained (LeNet-5, 0.4 million: 0.137 ->
+# 0.152 ms; LeNet, 3 million: 0.157 -> 0.161; cifar-ref, 27 million, gained 0.76x; the Intel Xeon).
+SPLIT_IMAGE_MULTIPLY_ADDS = 2**22
+
+
 # -- the rules: worker counts from explicit numbers ----------------------------------------------------------
 
 
@@ -194,13 +201,13 @@ class Scheduler:
         return self._holder == threading.get_ident()
 
     @contextmanager
-    def network_pass(self, images: int, forward: bool = False):
+    def network_pass(self, images: int, split_image: bool = False):
         """Hold the cores for one pass of a network over a batch of ``images``; gives the pass's :class:`Workers`.
 
         Within it BLAS runs one thread and the workers are ``Workers(cores, blas_held=True)``, ``cores``
-        being BLAS's thread count when the pass began; one image in a ``forward`` pass, where
-        :func:`volnet.ops.native_blas.split_threads` can split its layers' outputs: the same, with
-        ``split_rows``. Any other batch of one image, one core, or a pass held by another thread: BLAS is
+        being BLAS's thread count when the pass began; one image with ``split_image`` (a forward pass of
+        :data:`SPLIT_IMAGE_MULTIPLY_ADDS` or more), where :func:`volnet.ops.native_blas.split_threads` can
+        split its layers' outputs: the same, with ``split_rows``. Any other batch of one image, one core, or a pass held by another thread: BLAS is
         left alone and the workers are :func:`alone`'s (with the cores counted). A pass entered again by the
         thread that holds one (nested networks) gives that pass's workers.
 
@@ -215,7 +222,7 @@ class Scheduler:
         self.warm_blas()
         count = self.cores()
         lock = self._single_threaded_blas  # (after a fork the child has a new one; this pass releases its own)
-        split_rows = images < 2 and forward and count > 1 and native_blas.split_threads(count) > 1
+        split_rows = images < 2 and split_image and count > 1 and native_blas.split_threads(count) > 1
         if (images < 2 and not split_rows) or count < 2 or not lock.acquire(blocking=False):
             yield Workers(count)
             return
@@ -336,13 +343,13 @@ def or_alone(workers: Workers | None) -> Workers:
     return workers
 
 
-def network_pass(images: int, forward: bool = False):
+def network_pass(images: int, split_image: bool = False):
     """:meth:`Scheduler.network_pass` of :func:`scheduler`: hold the cores for a network pass."""
-    return _SCHEDULER.network_pass(images, forward)
+    return _SCHEDULER.network_pass(images, split_image)
 
 
 @contextmanager
-def kernel_workers(workers: Workers | None, images: int, forward: bool = False):
+def kernel_workers(workers: Workers | None, images: int, split_image: bool = False):
     """The workers of one kernel call: ``workers`` as given (within a network pass), or for a kernel called
     on its own (None) those of a :func:`network_pass` over its ``images`` alone, so that it splits its batch
     over the cores with BLAS on one thread as it does in a network. (Left to BLAS's own threads, a deep 3x3
@@ -351,7 +358,7 @@ def kernel_workers(workers: Workers | None, images: int, forward: bool = False):
     if workers is not None:
         yield workers
         return
-    with network_pass(images, forward) as held:
+    with network_pass(images, split_image) as held:
         yield held
 
 

@@ -138,7 +138,7 @@ def _threading_layer() -> str | None:
                   "forksafe": ["tbb", "workqueue"]}.get(requested, [requested])
     for layer in candidates:
         try:
-            importlib.import_module(f"numba.np.ufunc.{layer}pool" if layer != "workqueue" else "numba.np.ufunc.workqueue")
+            importlib.import_module("numba.np.ufunc." + (f"{layer}pool" if layer != "workqueue" else layer))
         except ImportError:
             continue
         return layer
