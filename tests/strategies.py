@@ -39,6 +39,31 @@ def window_settings(draw, depths=st.integers(1, 3), batches=st.integers(1, 2)):
                 hyper=dict(stride=tuple(S), pad=tuple(P), dilation=tuple(dil), fit=fit))
 
 
+@st.composite
+def conv_layers(draw, dilations=st.just(1), batches=st.integers(1, 3), widths=16, threads=st.integers(1, 2)):
+    """A CONV for the register-blocked kernels and their naive twins: filter 1-5, stride 1-3, a dilation from
+    ``dilations``, padding up to the filter's extent less one, 1-40 filters (tails of every tile width),
+    outputs 1 to ``widths`` pixels wide (tails of every tile's pixels), float32 or float64, and a number of
+    ``threads``; draw its arrays with :func:`conv_arrays`."""
+    F, S, dilation = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(dilations)
+    extent = (F - 1) * dilation + 1
+    pad = draw(st.integers(0, extent - 1))
+    H, W = (draw(st.integers(max(1, extent - 2 * pad), widths)) for _ in range(2))
+    return dict(x_shape=(draw(batches), H, W, draw(st.integers(1, 9))), F=F, S=S, dilation=dilation, pad=pad,
+                K=draw(st.integers(1, 40)), dtype=draw(st.sampled_from([np.float32, np.float64])),
+                bias=draw(st.booleans()), relu=draw(st.booleans()), threads=draw(threads),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def conv_arrays(setting: dict) -> tuple:
+    """``(x, w, b)`` of a :func:`conv_layers` setting, standard normal in its dtype."""
+    rng = np.random.default_rng(setting["seed"])
+    dtype = setting["dtype"]
+    x = rng.standard_normal(setting["x_shape"]).astype(dtype)
+    w = rng.standard_normal((setting["F"], setting["F"], x.shape[3], setting["K"])).astype(dtype)
+    return x, w, rng.standard_normal(setting["K"]).astype(dtype)
+
+
 def assert_fast_equals_naive(fast, naive, arrays, hyper, rng, names=("dx", "dw", "db"), atol=1e-10):
     """A fast kernel pair ``(forward, backward)`` equals its naive twin: the output and every gradient.
 

@@ -7,45 +7,23 @@ import contextlib
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from volnet.ops import direct, tiled
 from volnet.ops.conv import conv_forward_naive
 from volnet.ops.window import geometry, pad_spatial
+from strategies import conv_arrays, conv_layers
 
 pytestmark = pytest.mark.skipif(not direct.ENABLED, reason="Numba not installed, or VOLNET_NUMBA=0")
 
 
-@st.composite
-def layers(draw):
-    """Any undilated layer: filter 1-5, stride 1-3, padding up to F-1, 1-40 filters (tails of every tile
-    width), outputs 1-16 pixels wide (tails of every tile's pixels)."""
-    F, S = draw(st.integers(1, 5)), draw(st.integers(1, 3))
-    pad = draw(st.integers(0, F - 1))
-    H, W = (draw(st.integers(max(1, F - 2 * pad), 16)) for _ in range(2))
-    return dict(x_shape=(draw(st.integers(1, 3)), H, W, draw(st.integers(1, 9))), F=F, S=S, pad=pad,
-                K=draw(st.integers(1, 40)), dtype=draw(st.sampled_from([np.float32, np.float64])),
-                bias=draw(st.booleans()), relu=draw(st.booleans()), workers=draw(st.integers(1, 2)),
-                seed=draw(st.integers(0, 2**32 - 1)))
-
-
-def _layer(setting):
-    rng = np.random.default_rng(setting["seed"])
-    dtype = setting["dtype"]
-    x = rng.standard_normal(setting["x_shape"]).astype(dtype)
-    w = rng.standard_normal((setting["F"], setting["F"], x.shape[3], setting["K"])).astype(dtype)
-    b = rng.standard_normal(setting["K"]).astype(dtype)
-    return x, w, b
-
-
 @settings(max_examples=60, deadline=None)
-@given(setting=layers())
+@given(setting=conv_layers())
 def test_correlate_equals_naive(setting):
-    x, w, b = _layer(setting)
+    x, w, b = conv_arrays(setting)
     expected, cache = conv_forward_naive(x, w, b if setting["bias"] else np.zeros_like(b), setting["S"],
                                          setting["pad"], fit="crop")
     g = cache.geometry
-    out = direct.correlate(cache.xp, w, g, b if setting["bias"] else None, setting["relu"], setting["workers"])
+    out = direct.correlate(cache.xp, w, g, b if setting["bias"] else None, setting["relu"], setting["threads"])
     assert out.dtype == setting["dtype"] and out.shape == expected.shape
     tol = 1e-4 if setting["dtype"] == np.float32 else 1e-11
     np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=tol, atol=tol)
@@ -53,15 +31,15 @@ def test_correlate_equals_naive(setting):
 
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None)
-@given(setting=layers())
+@given(setting=conv_layers())
 def test_weight_gradient_equals_naive(setting):
     from volnet.ops.conv import conv_backward_naive
 
-    x, w, b = _layer(setting)
+    x, w, b = conv_arrays(setting)
     out, cache = conv_forward_naive(x, w, b, setting["S"], setting["pad"], fit="crop")
     dout = np.random.default_rng(setting["seed"] + 1).standard_normal(out.shape).astype(setting["dtype"])
     _, dw_naive, db_naive = conv_backward_naive(dout, cache)
-    dw, db = direct.weight_gradient(cache.xp, dout, cache.geometry, setting["workers"])
+    dw, db = direct.weight_gradient(cache.xp, dout, cache.geometry, setting["threads"])
     assert dw.dtype == db.dtype == setting["dtype"]
     tol = 1e-3 if setting["dtype"] == np.float32 else 1e-10
     np.testing.assert_allclose(dw, dw_naive, rtol=tol, atol=tol)
@@ -75,7 +53,7 @@ def test_tile_tails_in_both_directions(dtype):
     for W_out, K in ((9, width + 1), (13, 2 * width - 1), (23, width - 1)):  # 23: a tile of 8 on AVX-512
         assert W_out % direct.tile(K, dtype, W_out)[0] and K % width
         setting = dict(x_shape=(2, 4, W_out + 2, 3), F=3, S=1, pad=0, K=K, dtype=dtype, seed=W_out)
-        x, w, b = _layer(setting)
+        x, w, b = conv_arrays(setting)
         expected, cache = conv_forward_naive(x, w, b)
         np.testing.assert_allclose(direct.correlate(cache.xp, w, cache.geometry, b), expected, rtol=1e-5,
                                    atol=1e-4 if dtype == np.float32 else 1e-11)
@@ -233,11 +211,11 @@ def direct_everywhere(monkeypatch):
 
 
 @settings(max_examples=30, deadline=None)
-@given(setting=layers())
+@given(setting=conv_layers())
 def test_conv_forward_and_backward_through_the_plan_equal_naive(setting):
     from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward
 
-    x, w, b = _layer(setting)
+    x, w, b = conv_arrays(setting)
     hyper = dict(stride=setting["S"], pad=setting["pad"], fit="crop")
     expected, naive_cache = conv_forward_naive(x, w, b, **hyper)
     with pytest.MonkeyPatch.context() as monkeypatch:

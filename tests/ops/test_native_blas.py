@@ -15,6 +15,7 @@ from volnet.layers.base import forward_layers
 from volnet.net import Sequential
 from volnet.ops import direct, jit, native_blas, threads, tiled
 from volnet.ops.conv import conv_forward_naive
+from strategies import conv_arrays, conv_layers
 
 pytestmark = pytest.mark.skipif(not jit.ENABLED or native_blas.functions() is None,
                                 reason="Numba off, or NumPy's BLAS functions not found")
@@ -30,27 +31,16 @@ def blas_threads() -> int:
     return min(lib.num_threads for lib in SCHEDULER.blas().lib_controllers)
 
 
-@st.composite
-def layers(draw):
-    """Any layer: filter 1-5, stride 1-3, dilation 1-2, padding up to the filter's extent less one, 1-40
-    filters, outputs from 1x1 (split by filters) to 20x20 (split by rows), 1-2 images, 1-3 threads."""
-    F, S, dilation = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
-    extent = (F - 1) * dilation + 1
-    pad = draw(st.integers(0, extent - 1))
-    H, W = (draw(st.integers(max(1, extent - 2 * pad), 20)) for _ in range(2))
-    return dict(x_shape=(draw(st.integers(1, 2)), H, W, draw(st.integers(1, 9))), F=F, S=S, dilation=dilation,
-                pad=pad, K=draw(st.integers(1, 40)), dtype=draw(st.sampled_from([np.float32, np.float64])),
-                bias=draw(st.booleans()), relu=draw(st.booleans()), threads=draw(st.integers(1, 3)),
-                seed=draw(st.integers(0, 2**32 - 1)))
+def layers():
+    """Any layer (:func:`strategies.conv_layers`), dilated too, outputs from 1x1 (split by filters) to 20x20
+    (split by rows), 1-2 images, 1-3 threads."""
+    return conv_layers(dilations=st.integers(1, 2), batches=st.integers(1, 2), widths=20, threads=st.integers(1, 3))
 
 
 def _expected(setting):
-    rng = np.random.default_rng(setting["seed"])
-    dtype = setting["dtype"]
-    x = rng.standard_normal(setting["x_shape"]).astype(dtype)
-    w = rng.standard_normal((setting["F"], setting["F"], x.shape[3], setting["K"])).astype(dtype)
-    b = rng.standard_normal(setting["K"]).astype(dtype) if setting["bias"] else None
-    out, cache = conv_forward_naive(x, w, np.zeros(setting["K"], dtype) if b is None else b, setting["S"],
+    x, w, b = conv_arrays(setting)
+    b = b if setting["bias"] else None
+    out, cache = conv_forward_naive(x, w, np.zeros_like(w, shape=setting["K"]) if b is None else b, setting["S"],
                                     setting["pad"], setting["dilation"], fit="crop")
     return w, b, cache, np.maximum(out, 0) if setting["relu"] else out
 
