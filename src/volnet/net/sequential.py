@@ -47,6 +47,7 @@ class Sequential:
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.allocated = bool(allocate)
+        self._multiply_adds = (None, 0)  # (the layers' ids, their multiply-adds an image): see forward
         for index, layer in enumerate(self.layers, start=1):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {index}: expected a volnet layer, got {layer!r}")
@@ -129,7 +130,7 @@ class Sequential:
         """The layers' multiply-adds for one input volume, nested ones included (worked out once per list of
         layers: a network pass over one image asks it)."""
         key = tuple(map(id, self.layers))
-        if getattr(self, "_multiply_adds", (None,))[0] != key:
+        if self._multiply_adds[0] != key:
             self._multiply_adds = key, sum(multiply_adds(layer) for layer in self.layers)
         return self._multiply_adds[1]
 
