@@ -8,7 +8,7 @@ import pytest
 from volnet import Sequential
 from volnet.gradcheck import numerical_gradient, relative_error
 from volnet.layers import FC, BatchNorm, Conv2D, Dropout, MaxPool, ReLU, layer_from_config
-from volnet.layers.base import backward_layers, forward_layers
+from volnet.layers.paths import backward_layers, forward_layers
 
 
 # ---------------------------------------------------------------------------

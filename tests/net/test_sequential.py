@@ -138,7 +138,7 @@ def test_a_fused_relu_pool_pair_first_returns_no_input_gradient_when_none_is_ask
 
 def test_relu_fuses_into_the_compiled_pools_backward_only():
     from volnet.layers import L2Pool
-    from volnet.layers.base import fused_backward_pair
+    from volnet.layers.paths import fused_backward_pair
 
     assert fused_backward_pair(ReLU(), MaxPool(2)) and fused_backward_pair(ReLU(), AvgPool(2))
     assert not fused_backward_pair(ReLU(), L2Pool(2)) and not fused_backward_pair(MaxPool(2), ReLU())

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from volnet.layers import FC, Conv2D, MaxPool, ReLU
-from volnet.layers.base import forward_layers
+from volnet.layers.paths import forward_layers
 from volnet.net import Sequential
 from volnet.ops import direct, jit, native_blas, threads, tiled
 from volnet.ops.conv import conv_forward_naive
@@ -217,3 +217,47 @@ def test_the_kernels_close_over_nothing_so_numbas_disk_cache_keeps_them():
     for kernel in (kernels.correlate_kernel, kernels.multiply_kernel, kernels.copy_fields, kernels.multiply_rows):
         assert kernel.py_func.__closure__ is None
         assert type(kernel._cache).__name__ == "FunctionCache"  # (cache=True; without it, a NullCache)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_then_batchnorm_in_inference_runs_fused_and_equals_the_layers_one_by_one(batch, dtype, monkeypatch):
+    """CONV -> BatchNorm (-> RELU) in inference: the BatchNorm's map applied in the CONV's output pass (the
+    direct forward's and im2col's at batch 1, on every other plan after it), equal to the layers run apart."""
+    from volnet.layers import BatchNorm, Residual
+
+    monkeypatch.setattr(threads, "SPLIT_IMAGE_MULTIPLY_ADDS", 0)
+    rng = np.random.default_rng(7)
+    layers = [Conv2D(16, 5, P=2), BatchNorm(), ReLU(),                                # direct (a first layer)
+              Residual([Conv2D(32, 3, P=2, dilation=2), BatchNorm(), ReLU(),          # im2col
+                        Conv2D(32, 3, P=1), BatchNorm()],                             # Winograd at batch 3
+                       shortcut=[Conv2D(32, 1), BatchNorm()]),
+              ReLU(), MaxPool(2), FC(10)]
+    net = Sequential(layers, (12, 12, 3), dtype=dtype, seed=3)
+    for layer in (nested for top in net.layers for _, nested in top.named_layers()):
+        if isinstance(layer, BatchNorm):  # statistics other than the initial zeros and ones
+            layer.running_mean[...] = rng.standard_normal(layer.running_mean.shape)
+            layer.running_var[...] = rng.uniform(0.5, 2.0, layer.running_var.shape)
+            layer.gamma[...] = rng.standard_normal(layer.gamma.shape)
+            layer.beta[...] = rng.standard_normal(layer.beta.shape)
+    x = rng.standard_normal((batch, 12, 12, 3)).astype(dtype)
+    apart = x
+    for layer in net.layers:  # each layer alone: nothing fused
+        apart = layer.forward(apart, False, workers=threads.SERIAL) if not hasattr(layer, "body") else (
+            _apart(layer.body, apart) + _apart(layer.shortcut, apart))
+    affine_calls = []
+    real = Conv2D.forward
+    monkeypatch.setattr(Conv2D, "forward", lambda self, *a, affine=None, **k: affine_calls.append(affine is not None)
+                        or real(self, *a, affine=affine, **k))
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(net.forward(x), apart, rtol=tol, atol=tol)
+    assert affine_calls == [True] * 4  # every CONV followed by a BatchNorm took its map
+    affine_calls.clear()  # caches kept (saliency, Grad-CAM): the layers run apart
+    np.testing.assert_allclose(forward_layers(net.layers, x, False, keep=True), apart, rtol=tol, atol=tol)
+    assert affine_calls == [False] * 4
+
+
+def _apart(layers, x):
+    for layer in layers:
+        x = layer.forward(x, False, workers=threads.SERIAL)
+    return x

@@ -8,9 +8,10 @@ not know: it asks the layer (:meth:`volnet.layers.Layer.forward_workspace`,
 function beside its kernel in ``volnet.ops``. Only what the containers do
 is written here: Residual adds its paths (NumPy reusing a temporary), Concat
 stacks its branches. A ReLU fused into the CONV or FC before it
-(:func:`volnet.layers.base.fused_pair`, as ``forward_layers`` fuses them)
-allocates nothing of its own, nor in backward one whose backward the POOL
-above it runs (:func:`volnet.layers.base.fused_backward_pair`).
+(:func:`volnet.layers.paths.fused_pair`, as ``forward_layers`` fuses them)
+allocates nothing of its own, nor, in inference, a BatchNorm after a CONV and
+its ReLU (:func:`volnet.layers.paths.fused_affine`), nor in backward a ReLU whose
+backward the POOL above it runs (:func:`volnet.layers.paths.fused_backward_pair`).
 
 ``tests/analysis/test_memory.py`` holds the results to tracemalloc's
 measurement of real forward and backward passes.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from ..layers.base import fused_backward_pair, fused_pair
+from ..layers.paths import fused_affine, fused_backward_pair, fused_pair, fused_rectifier
 from ..ops.workspace import ELIDE_BYTES, Workload
 from .walk import Node
 
@@ -86,12 +87,17 @@ class Engine:
         inference that leaves the input + output pairs of the notes' rule.
         """
         x = self.heap.ref(x)
-        previous = None
+        previous, absorbed = None, False
         for node in nodes:
-            fused = previous is not None and fused_pair(previous, node.row.layer)
-            y = self.forward_node(node, x, train, workspace, fused)
+            layer = node.row.layer
+            if previous is not None and fused_affine(previous, layer, train, None):
+                y, absorbed = self.heap.ref(x), True  # a BatchNorm applied in the CONV's output pass, in place
+            else:
+                rectifies = absorbed and fused_rectifier(layer)  # the ReLU after it, there too
+                fused = previous is not None and (fused_pair(previous, layer) or rectifies)
+                y, absorbed = self.forward_node(node, x, train, workspace, fused), False
             self.heap.unref(x)
-            x, previous = y, node.row.layer
+            x, previous = y, layer
         return x
 
     def forward_node(self, node: Node, x: int, train: bool, workspace: bool, fused: bool = False) -> int:

@@ -373,48 +373,6 @@ def keeps(train: bool, keep: bool | None) -> bool:
     return train if keep is None else keep
 
 
-def fused_pair(layer: Layer, following) -> bool:
-    """Whether :func:`forward_layers` fuses ``following`` (a ReLU) into ``layer`` (a CONV or FC); the
-    memory analysis asks the same (the fused ReLU allocates nothing, see ``ReLU.forward_workspace``)."""
-    return layer.fuses_relu and bool(getattr(following, "adopt_rectified", None))
-
-
-def fused_backward_pair(layer: Layer, following) -> bool:
-    """Whether :func:`backward_layers` runs ``layer``'s backward (a ReLU's) inside ``following``'s (a POOL's,
-    which masks its dx where the ReLU's output is not positive as it writes it: one pass over memory fewer);
-    the memory analysis asks the same."""
-    return bool(getattr(layer, "take_rectified", None)) and getattr(following, "passes_back_rectified", False)
-
-
-def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None,
-                   keep: bool | None = None) -> np.ndarray:
-    """Run a path of layers, first to last, fusing every CONV -> RELU and FC -> RELU pair.
-
-    A fused pair computes exactly what the two layers compute one after the
-    other, but the ReLU touches each block of the CONV's output while it is
-    still in cache instead of reading and writing the whole volume again:
-    one pass over memory fewer per pair, and in inference one volume fewer
-    held (the measured gain, small: docs/performance-log.md). The ReLU layer
-    still keeps its output for its backward pass, so backward runs layer by
-    layer as usual.
-
-    ``workers`` (the network pass's :class:`volnet.ops.threads.Workers`) and
-    ``keep`` go to every layer (see :meth:`Layer.forward`).
-    """
-    index = 0
-    while index < len(layers):
-        layer = layers[index]
-        following = layers[index + 1] if index + 1 < len(layers) else None
-        if fused_pair(layer, following):
-            x = layer.forward(x, train, keep=keep, workers=workers, relu=True)
-            following.adopt_rectified(x, train, keep)
-            index += 2
-        else:
-            x = layer.forward(x, train, keep=keep, workers=workers)
-            index += 1
-    return x
-
-
 def frozen_layers(layers: list[Layer]) -> list[int]:
     """The frozen layers (``trainable`` False, 1-based) that hold parameters or buffers."""
     return [index for index, layer in enumerate(layers, start=1)
@@ -429,22 +387,3 @@ def frozen_prefix(layers: list[Layer]) -> int:
         if layer.trainable and layer.params():
             return index - 1 if frozen and frozen[0] < index else 0
     return len(layers) if frozen else 0
-
-
-def backward_layers(layers: list[Layer], dout: np.ndarray, input_grad: bool, workers=None):
-    """Last layer first; only the first layer may skip its input gradient (when ``input_grad`` is false).
-
-    A ReLU -> POOL pair runs as one (:func:`fused_backward_pair`): the same numbers. ``workers`` as in
-    :func:`forward_layers`.
-    """
-    j = len(layers) - 1
-    while j >= 0:
-        if j > 0 and fused_backward_pair(layers[j - 1], layers[j]):
-            dout = layers[j].backward(dout, workers=workers, rectified=layers[j - 1].take_rectified())
-            if j == 1 and not input_grad:
-                dout = None  # the pair began the path, and its input gradient was not asked for
-            j -= 2
-        else:
-            dout = layers[j].backward(dout, input_grad=input_grad or j > 0, workers=workers)
-            j -= 1
-    return dout

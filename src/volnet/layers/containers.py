@@ -27,7 +27,8 @@ import math
 import numpy as np
 
 from ..shapes import ShapeError, format_volume
-from .base import Costs, Keyword, Layer, backward_layers, forward_layers, layer_config, layer_from_config
+from .base import Costs, Keyword, Layer, layer_config, layer_from_config
+from .paths import backward_layers, forward_layers
 from .conv import Conv2D
 from .dense import ReLU
 from .pool import MaxPool

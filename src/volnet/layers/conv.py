@@ -66,12 +66,13 @@ class Conv2D(Layer):
         weight = Param("weight", he_normal(rng, (Fh, Fw, D, self.K), Fh * Fw * D, dtype))
         return [weight, Param("bias", zeros(rng, self.K, dtype))] if self.use_bias else [weight]
 
-    fuses_relu = True
+    fuses_relu = fuses_affine = True
 
-    def forward(self, x, train=False, *, keep=None, workers=None, relu=False):
-        """The layer's output; ``relu=True`` also applies a following ReLU (see ``forward_layers``)."""
+    def forward(self, x, train=False, *, keep=None, workers=None, relu=False, affine=None):
+        """The layer's output; ``relu=True`` also applies a following ReLU, ``affine`` a following BatchNorm in
+        inference (``(scale, shift)``, see ``forward_layers``)."""
         out, cache = ops.conv_forward(x, self.weight, self.bias, self.S, self.P, self.dilation, fit=self.fit,
-                                      layer=self.label, relu=relu, workers=workers)
+                                      layer=self.label, relu=relu, affine=affine, workers=workers)
         self._keep(cache, train, keep)
         return out
 

@@ -144,7 +144,7 @@ class ReLU(Layer):
 
     def take_rectified(self):
         """The output this ReLU kept for its backward pass, handed to the POOL above it, whose backward runs
-        this one's (:func:`volnet.layers.base.backward_layers`); the cache is dropped as backward drops it."""
+        this one's (:func:`volnet.layers.paths.backward_layers`); the cache is dropped as backward drops it."""
         return self._take_cache()
 
     # -- the description of the kind ---------------------------------------------

@@ -102,6 +102,11 @@ class BatchNorm(Layer):
         self._keep(cache, train, keep)
         return out
 
+    def inference_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, shift)`` of the inference forward, ``x * scale + shift`` per slice: what a CONV before it
+        applies in its own output pass where ``forward_layers`` fuses the two (:func:`fused_affine`)."""
+        return ops.norm.inference_affine(self.gamma, self.beta, self.running_mean, self.running_var, self.eps)
+
     def _update_running(self, mean, unbiased_var):
         """Move the running averages towards the batch's, in place (buffers() hands out the live arrays)."""
         for running, batch in ((self.running_mean, mean), (self.running_var, unbiased_var)):

@@ -40,7 +40,7 @@ class _Pool(Layer):
 
     def backward(self, dout, input_grad=True, *, workers=None, rectified=None):
         """``rectified``: the output of the ReLU below, whose backward this one then runs too
-        (:func:`volnet.layers.base.backward_layers` fuses the pair)."""
+        (:func:`volnet.layers.paths.backward_layers` fuses the pair)."""
         return ops.pool_backward(dout, self._take_cache(), workers=workers, rectified=rectified)
 
     def get_config(self):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..display import html_table
-from ..layers.base import (Layer, Param, backward_layers, forward_layers, frozen_layers, frozen_prefix, layer_config,
-                           layer_from_config)
+from ..layers.base import Layer, Param, frozen_layers, frozen_prefix, layer_config, layer_from_config
+from ..layers.paths import backward_layers, forward_layers
 from ..ops import threads
 from ..resources import ResourceError, require_memory
 from ..shapes import ShapeError, as_volume_shape, format_volume

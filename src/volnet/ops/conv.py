@@ -8,12 +8,10 @@ for W2 (see :mod:`volnet.shapes`; a dilated filter spans
 
 Two versions of the same layer:
 
-* :func:`conv_forward_naive` loops over output positions exactly like the
-  notes: ``V[x, y, d] = np.sum(X[x*S : x*S+F, y*S : y*S+F, :] * W_d) + b_d``.
-* :func:`conv_forward` stretches every receptive field into a row
-  (:func:`im2col`) and computes all dot products as matrix multiplies, a
-  block of images at a time (so the F*F-times-larger matrix never exists
-  whole).
+* :func:`conv_forward_naive` loops over output positions exactly like the notes:
+  ``V[x, y, d] = np.sum(X[x*S : x*S+F, y*S : y*S+F, :] * W_d) + b_d``.
+* :func:`conv_forward` stretches every receptive field into a row (:func:`im2col`) and computes all dot
+  products as matrix multiplies, a block of images at a time (the F*F-times-larger matrix never whole).
 
 Like every kernel in ``volnet.ops`` they return ``(out, cache)``; the
 backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
@@ -28,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import conv_rows, direct, direct_input, native_blas, threads, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, native_blas, norm, threads, winograd, winograd_5x5
 from .conv_plan import ConvPlan, plan_conv
 from .flipped import flipped_filters
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
@@ -130,13 +128,14 @@ def conv_backward_naive(dout, cache: ConvCache):
     return unpad_spatial(dxp, g), dw, db
 
 
-def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, relu=False, workers=None):
+def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, relu=False, affine=None,
+                 workers=None):
     """Fast convolution: im2col, then a matrix multiply ``rows @ W``, a block of images at a time.
 
     Same arguments and result as :func:`conv_forward_naive`, and ``b=None`` for
-    a layer without biases (nothing is added); ``relu=True``
-    also rectifies each block of the output while it is in cache (a
-    following ReLU, fused). ``workers`` (a :class:`volnet.ops.threads.Workers`;
+    a layer without biases (nothing is added); ``relu=True`` also rectifies each block of the output while
+    it is in cache (a following ReLU, fused); ``affine=(scale, shift)`` per filter maps it ``out * scale +
+    shift`` first (a following BatchNorm in inference, fused). ``workers`` (a :class:`volnet.ops.threads.Workers`;
     None: a network pass of this call alone, :func:`volnet.ops.threads.kernel_workers`) are the threads it
     may split the batch over.
     """
@@ -144,7 +143,19 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     xp, fill = _padding(x, g.pads, w)
     with threads.kernel_workers(workers, x.shape[0], split_image=True) as held:
-        return _convolve(xp, g, w, b, relu, held, fill), ConvCache(xp=xp, w=w, geometry=g)
+        out = (_convolve(xp, g, w, b, relu, held, fill) if affine is None
+               else _convolve_affine(xp, g, w, b, relu, held, fill, *affine))
+        return out, ConvCache(xp=xp, w=w, geometry=g)
+
+
+def _convolve_affine(xp, g: Geometry, w, b, relu, workers, fill, scale, shift):
+    """:func:`_convolve`, then ``out * scale + shift`` and the ReLU: in the output pass of the direct forward
+    and of im2col at batch 1 (their ``scale``), else in one pass of its own over the output, in place."""
+    plan = plan_conv(g, w.shape[3], np.result_type(xp, w), workers.cores, workers.blas_held, workers.split_rows)
+    if plan.forward == "direct" or (plan.forward == "im2col" and workers.split_rows):
+        return _convolve(xp, g, w, shift if b is None else b * scale + shift, relu, workers, fill, scale)
+    out = _convolve(xp, g, w, b, False, workers, fill)
+    return norm.affine_forward(out, scale, shift, workers=workers, relu=relu, in_place=True)
 
 
 def _padding(x, pads, w):
@@ -352,18 +363,17 @@ def _general_winograd_workspace(out_hw, depth: int, filters: int, images: int, r
                                       weight_gradient)
 
 
-def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL, fill=None):
+def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL, fill=None, scale=None):
     """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)`` as :func:`plan_conv` says;
-    ``fill`` (:func:`volnet.ops.window.pad_images`), where given, first fills xp's images in each part.
+    ``fill`` (:func:`volnet.ops.window.pad_images`), where given, first fills xp's images in each part;
+    ``scale`` multiplies each sum before the bias (the direct forward and im2col at batch 1 only).
 
-    3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take
-    :func:`volnet.ops.winograd.correlate`, which does 2.25-4x fewer multiply-adds
-    than im2col (its measured gain: docs/performance-log.md), unless Numba is not
-    installed; first layers and LeNet-sized 5x5 ones :func:`volnet.ops.direct.correlate`, register-blocked;
-    other 5x5 stride-1 layers :func:`volnet.ops.winograd_5x5.correlate`
-    (6.25x fewer: F(4x4, 5x5)); both Winograds where the batch has enough output tiles. The rest take
-    :func:`~volnet.ops.conv_rows.correlate`.
-    """
+    3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take :func:`volnet.ops.winograd.correlate`, which
+    does 2.25-4x fewer multiply-adds than im2col (its measured gain: docs/performance-log.md), unless Numba is
+    not installed; first layers and LeNet-sized 5x5 ones :func:`volnet.ops.direct.correlate`, register-blocked;
+    other 5x5 stride-1 layers :func:`volnet.ops.winograd_5x5.correlate` (6.25x fewer: F(4x4, 5x5)); both
+    Winograds where the batch has enough output tiles. The rest take im2col (:func:`~volnet.ops.conv_rows.correlate`,
+    or at batch 1 :func:`volnet.ops.native_blas.correlate`)."""
     N, D, K = xp.shape[0], xp.shape[3], w.shape[3]
     dtype = np.result_type(xp, w)
     forward = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows).forward
@@ -373,7 +383,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill)
     if forward == "direct":
         return direct.correlate(xp, w, g, bias, relu, direct.workers(g, K, workers), blas_held=workers.blas_held,
-                                fill=fill, row_threads=workers.rows())
+                                fill=fill, row_threads=workers.rows(), scale=scale)
     if forward == "winograd_5x5":
         r = g.size[0]
         step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES)
@@ -382,7 +392,8 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
     if workers.split_rows:  # one image: its output split over Numba's threads, each calling BLAS
         if fill:
             fill(0, N)
-        return native_blas.correlate(xp, g, w.reshape(-1, K), bias, relu, workers.rows()).reshape(N, *g.out_hw, K)
+        return native_blas.correlate(xp, g, w.reshape(-1, K), bias, relu, workers.rows(),
+                                     scale).reshape(N, *g.out_hw, K)
     return conv_rows.correlate(xp, g, w.reshape(-1, K), bias, relu, workers, fill).reshape(N, *g.out_hw, K)
 
 

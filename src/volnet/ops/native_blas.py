@@ -81,12 +81,12 @@ def _addresses(dtype) -> tuple[int, int, bool]:
     return addresses[prefix + "gemm"], addresses[prefix + "gemv"], wide
 
 
-def correlate(xp: np.ndarray, g, w_rows: np.ndarray, bias, relu: bool, threads: int) -> np.ndarray:
+def correlate(xp: np.ndarray, g, w_rows: np.ndarray, bias, relu: bool, threads: int, scale=None) -> np.ndarray:
     """``(N*H2*W2, K)``: the receptive fields of the padded batch ``xp (N, Hp, Wp, D)`` as geometry ``g`` says
     (:func:`volnet.ops.window.im2row`) times ``w_rows (F*F*D, K)``, plus ``bias`` (None: none), rectified
     where ``relu``; each image's output split over ``threads`` of Numba's threads by rows, or by filters
-    where the parts would hold fewer than :data:`MIN_PART_POSITIONS` positions. BLAS must be on one thread
-    (a network pass's)."""
+    where the parts would hold fewer than :data:`MIN_PART_POSITIONS` positions; ``scale`` (K,), where given,
+    multiplies each sum before the bias is added. BLAS must be on one thread (a network pass's)."""
     N, Hp, Wp, D = xp.shape
     (Ho, Wo), (Fh, Fw), K = g.out_hw, g.size, w_rows.shape[1]
     dtype = np.result_type(xp, w_rows)
@@ -94,10 +94,11 @@ def correlate(xp: np.ndarray, g, w_rows: np.ndarray, bias, relu: bool, threads: 
     fields = np.empty((buffers, rows, Fh * Fw * D), dtype=dtype)
     out = np.empty((N, Ho * Wo, K), dtype=dtype)
     bias = np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype=dtype)
+    scale = np.ones(K, dtype=dtype) if scale is None else np.asarray(scale, dtype=dtype)
     gemm, _, wide = _addresses(dtype)
     flat = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp * Wp * D)
     _kernels().correlate_kernel(gemm, wide, flat, Wp, D, g.size, g.stride, g.dilation,
-                                np.ascontiguousarray(w_rows, dtype), bias, _floor(dtype, relu), fields, out,
+                                np.ascontiguousarray(w_rows, dtype), bias, scale, _floor(dtype, relu), fields, out,
                                 threads, by_filters)
     return out.reshape(N * Ho * Wo, K)
 

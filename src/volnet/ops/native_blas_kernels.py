@@ -83,19 +83,19 @@ def copy_fields(image, Wp, D, size, stride, dilation, Wo, i0, i1, rows, first): 
 
 
 @jit(inline="always")
-def multiply_rows(gemm, wide, count, K, taps, rows, w_rows, k0, k1, block, bias, floor):  # pragma: no cover
-    """``block = at_least(rows @ w_rows[:, k0:k1] + bias[k0:k1], floor)`` for ``count`` rows."""
+def multiply_rows(gemm, wide, count, K, taps, rows, w_rows, k0, k1, block, bias, scale, floor):  # pragma: no cover
+    """``block = at_least(rows @ w_rows[:, k0:k1] * scale[k0:k1] + bias[k0:k1], floor)`` for ``count`` rows."""
     if wide:
         gemm64(gemm, count, k1 - k0, taps, rows, taps, w_rows[:, k0:k1], K, block, K)
     else:
         gemm32(gemm, count, k1 - k0, taps, rows, taps, w_rows[:, k0:k1], K, block, K)
     for r in range(count):
         for k in range(k1 - k0):
-            block[r, k] = at_least(block[r, k] + bias[k0 + k], floor)
+            block[r, k] = at_least(block[r, k] * scale[k0 + k] + bias[k0 + k], floor)
 
 
 @jit(parallel=True)
-def correlate_kernel(gemm, wide, xp, Wp, D, size, stride, dilation, w_rows, bias, floor, fields, out,
+def correlate_kernel(gemm, wide, xp, Wp, D, size, stride, dilation, w_rows, bias, scale, floor, fields, out,
                      parts, by_filters):  # pragma: no cover - compiled
     # xp (N, Hp*Wp*D) each padded image flat; w_rows (taps, K); out (N, Ho*Wo, K). By rows: part p copies the
     # fields of its output rows into fields[p] and multiplies them by all the filters. By filters: the parts
@@ -112,13 +112,13 @@ def correlate_kernel(gemm, wide, xp, Wp, D, size, stride, dilation, w_rows, bias
             for p in numba.prange(parts):
                 k0, k1 = p * K // parts, (p + 1) * K // parts
                 multiply_rows(gemm, wide, positions, K, taps, fields[0], w_rows, k0, k1, out[n, :, k0:k1], bias,
-                              floor)
+                              scale, floor)
         else:
             for p in numba.prange(parts):
                 i0, i1 = p * Ho // parts, (p + 1) * Ho // parts
                 copy_fields(xp[n], Wp, D, size, stride, dilation, Wo, i0, i1, fields[p], 0)
                 multiply_rows(gemm, wide, (i1 - i0) * Wo, K, taps, fields[p], w_rows, 0, K,
-                              out[n, i0 * Wo: i1 * Wo, :], bias, floor)
+                              out[n, i0 * Wo: i1 * Wo, :], bias, scale, floor)
 
 
 @jit(parallel=True)

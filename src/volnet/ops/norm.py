@@ -131,12 +131,26 @@ def batchnorm_inference_forward(x, gamma, beta, mean, var, eps: float, *, worker
     ``out``: nothing is trained through the fixed statistics.
     """
     _check_depth(x, gamma, beta)
-    scale = gamma / np.sqrt(var + eps)
-    shift = beta - mean * scale
+    return affine_forward(x, *inference_affine(gamma, beta, mean, var, eps), workers=workers)
+
+
+def affine_forward(x, scale, shift, *, workers=None, relu: bool = False, in_place: bool = False):
+    """``x * scale + shift`` per depth slice, rectified where ``relu``, one pass: compiled (its rows split over
+    ``workers``) where :func:`batchnorm_plan` says so. A new array, or ``in_place`` x's own (a contiguous x)."""
     if batchnorm_plan(x.dtype) == "compiled":
         count, blas_held = _workers(x, workers)
-        return norm_kernels.affine(_rows(x), scale, shift, count, blas_held=blas_held).reshape(x.shape)
-    return x * scale.astype(x.dtype, copy=False) + shift.astype(x.dtype, copy=False)
+        rows = _rows(x)
+        return norm_kernels.affine(rows, scale, shift, count, blas_held=blas_held, relu=relu,
+                                   out=rows if in_place else None).reshape(x.shape)
+    out = np.multiply(x, scale.astype(x.dtype, copy=False), out=x if in_place else None)
+    out += shift.astype(x.dtype, copy=False)
+    return np.maximum(out, 0, out=out) if relu else out
+
+
+def inference_affine(gamma, beta, mean, var, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, shift)``: BatchNorm with fixed statistics as the per-slice map ``x * scale + shift``."""
+    scale = gamma / np.sqrt(var + eps)
+    return scale, beta - mean * scale
 
 
 @dataclass(frozen=True)

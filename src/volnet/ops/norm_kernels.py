@@ -46,10 +46,13 @@ def backward(dout: np.ndarray, x_hat: np.ndarray, gamma, inv_std, input_grad: bo
     return dx, dgamma, dbeta
 
 
-def affine(x: np.ndarray, scale, shift, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
-    """``x * scale + shift`` per channel on ``x (m, D)`` (contiguous), in one pass."""
-    out = np.empty_like(x)
-    _split(_affine, (x, _as(scale, x), _as(shift, x), out), len(x), workers, blas_held)
+def affine(x: np.ndarray, scale, shift, workers: int = 1, *, blas_held: bool = False, relu: bool = False,
+           out=None) -> np.ndarray:
+    """``x * scale + shift`` per channel on ``x (m, D)`` (contiguous), rectified where ``relu``, in one pass,
+    into ``out`` (``x`` itself for in place; default a new array)."""
+    out = np.empty_like(x) if out is None else out
+    floor = x.dtype.type(0 if relu else -np.inf)
+    _split(_affine, (x, _as(scale, x), _as(shift, x), floor, out), len(x), workers, blas_held)
     return out
 
 
@@ -118,7 +121,8 @@ def _input_gradient(dout, x_hat, scale, mean_dout, slope, dx, start, stop):  # p
 
 
 @compiled
-def _affine(x, scale, shift, out, start, stop):  # pragma: no cover - compiled
+def _affine(x, scale, shift, floor, out, start, stop):  # pragma: no cover - compiled
     for r in range(start, stop):
         for c in range(x.shape[1]):
-            out[r, c] = x[r, c] * scale[c] + shift[c]
+            value = x[r, c] * scale[c] + shift[c]
+            out[r, c] = floor if value < floor else value  # (NaN stays NaN)

@@ -1,0 +1,89 @@
+"""Running a path of layers forward and backward, with the fusions that save a pass over memory: CONV/FC ->
+RELU, CONV -> BatchNorm (-> RELU) in inference, and RELU -> POOL in backward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer, keeps
+
+
+def fused_pair(layer: Layer, following) -> bool:
+    """Whether :func:`forward_layers` fuses ``following`` (a ReLU) into ``layer`` (a CONV or FC); the
+    memory analysis asks the same (the fused ReLU allocates nothing, see ``ReLU.forward_workspace``)."""
+    return layer.fuses_relu and bool(getattr(following, "adopt_rectified", None))
+
+
+def fused_affine(layer: Layer, following, train: bool, keep: bool | None) -> bool:
+    """Whether :func:`forward_layers` applies ``following`` (a BatchNorm, whose inference is a per-slice
+    affine map) inside ``layer``'s output pass (a CONV's): in inference without caches only."""
+    return getattr(layer, "fuses_affine", False) and hasattr(following, "inference_affine") and not keeps(train, keep)
+
+
+def fused_rectifier(layer) -> bool:
+    """Whether ``layer`` (a ReLU) runs inside the CONV two before it, after a fused BatchNorm
+    (:func:`fused_affine`): in :func:`forward_layers`, and for the memory analysis."""
+    return bool(getattr(layer, "adopt_rectified", None))
+
+
+def fused_backward_pair(layer: Layer, following) -> bool:
+    """Whether :func:`backward_layers` runs ``layer``'s backward (a ReLU's) inside ``following``'s (a POOL's,
+    which masks its dx where the ReLU's output is not positive as it writes it: one pass over memory fewer);
+    the memory analysis asks the same."""
+    return bool(getattr(layer, "take_rectified", None)) and getattr(following, "passes_back_rectified", False)
+
+
+def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None,
+                   keep: bool | None = None) -> np.ndarray:
+    """Run a path of layers, first to last, fusing every CONV -> RELU and FC -> RELU pair.
+
+    A fused pair computes exactly what the two layers compute one after the
+    other, but the ReLU touches each block of the CONV's output while it is
+    still in cache instead of reading and writing the whole volume again:
+    one pass over memory fewer per pair, and in inference one volume fewer
+    held (the measured gain, small: docs/performance-log.md). The ReLU layer
+    still keeps its output for its backward pass, so backward runs layer by
+    layer as usual.
+
+    ``workers`` (the network pass's :class:`volnet.ops.threads.Workers`) and
+    ``keep`` go to every layer (see :meth:`Layer.forward`).
+    """
+    index = 0
+    while index < len(layers):
+        layer = layers[index]
+        following = layers[index + 1] if index + 1 < len(layers) else None
+        if fused_affine(layer, following, train, keep):  # CONV -> BatchNorm (-> RELU) in inference: one pass
+            after = layers[index + 2] if index + 2 < len(layers) else None
+            relu = fused_rectifier(after)
+            x = layer.forward(x, train, keep=keep, workers=workers, relu=relu, affine=following.inference_affine())
+            following._keep(None, train, keep)
+            if relu:
+                after.adopt_rectified(x, train, keep)
+            index += 3 if relu else 2
+        elif fused_pair(layer, following):
+            x = layer.forward(x, train, keep=keep, workers=workers, relu=True)
+            following.adopt_rectified(x, train, keep)
+            index += 2
+        else:
+            x = layer.forward(x, train, keep=keep, workers=workers)
+            index += 1
+    return x
+
+
+def backward_layers(layers: list[Layer], dout: np.ndarray, input_grad: bool, workers=None):
+    """Last layer first; only the first layer may skip its input gradient (when ``input_grad`` is false).
+
+    A ReLU -> POOL pair runs as one (:func:`fused_backward_pair`): the same numbers. ``workers`` as in
+    :func:`forward_layers`.
+    """
+    j = len(layers) - 1
+    while j >= 0:
+        if j > 0 and fused_backward_pair(layers[j - 1], layers[j]):
+            dout = layers[j].backward(dout, workers=workers, rectified=layers[j - 1].take_rectified())
+            if j == 1 and not input_grad:
+                dout = None  # the pair began the path, and its input gradient was not asked for
+            j -= 2
+        else:
+            dout = layers[j].backward(dout, input_grad=input_grad or j > 0, workers=workers)
+            j -= 1
+    return dout
