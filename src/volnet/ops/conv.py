@@ -149,10 +149,11 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
 
 
 def _convolve_affine(xp, g: Geometry, w, b, relu, workers, fill, scale, shift):
-    """:func:`_convolve`, then ``out * scale + shift`` and the ReLU: in the output pass of the direct forward
-    and of im2col at batch 1 (their ``scale``), else in one pass of its own over the output, in place."""
+    """:func:`_convolve`, then ``out * scale + shift`` and the ReLU: in the output pass of im2col at batch 1 (its
+    ``scale``), else in one pass of its own over the output, in place. (A scale in the direct forward's output
+    pass slowed its first layers 11%, unscaled too: 28x28x1->16 at batch 64 0.65 -> 0.72 ms.)"""
     plan = plan_conv(g, w.shape[3], np.result_type(xp, w), workers.cores, workers.blas_held, workers.split_rows)
-    if plan.forward == "direct" or (plan.forward == "im2col" and workers.split_rows):
+    if plan.forward == "im2col" and workers.split_rows:
         return _convolve(xp, g, w, shift if b is None else b * scale + shift, relu, workers, fill, scale)
     out = _convolve(xp, g, w, b, False, workers, fill)
     return norm.affine_forward(out, scale, shift, workers=workers, relu=relu, in_place=True)
@@ -366,7 +367,7 @@ def _general_winograd_workspace(out_hw, depth: int, filters: int, images: int, r
 def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL, fill=None, scale=None):
     """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)`` as :func:`plan_conv` says;
     ``fill`` (:func:`volnet.ops.window.pad_images`), where given, first fills xp's images in each part;
-    ``scale`` multiplies each sum before the bias (the direct forward and im2col at batch 1 only).
+    ``scale`` multiplies each sum before the bias (im2col at batch 1 only).
 
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take :func:`volnet.ops.winograd.correlate`, which
     does 2.25-4x fewer multiply-adds than im2col (its measured gain: docs/performance-log.md), unless Numba is
@@ -383,7 +384,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill)
     if forward == "direct":
         return direct.correlate(xp, w, g, bias, relu, direct.workers(g, K, workers), blas_held=workers.blas_held,
-                                fill=fill, row_threads=workers.rows(), scale=scale)
+                                fill=fill, row_threads=workers.rows())
     if forward == "winograd_5x5":
         r = g.size[0]
         step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES)

@@ -228,14 +228,13 @@ def _forward_source(PW: int, KB: int):
     T = PW * KB
     KH = max(1, KB // 16)
 
-    def forward(xp, w, bias, scale, floor, Sh, SD, out, first, last, window):  # pragma: no cover - compiled
+    def forward(xp, w, bias, floor, Sh, SD, out, first, last, window):  # pragma: no cover - compiled
         # xp (N, Hp, Wp*D), w (F, F*D, Kp): a filter row's taps and channels are one run (v, d) in both;
         # pixel j's run starts at j*Sw*D = j*SD. window (Ho, Wo, r0, c0, oy, ys, ox, xs): an Ho x Wo output
         # read from xp's rows from r0 on and runs from c0 on, output pixel (i, j) written to
         # out[n, oy + i*ys, ox + j*xs] (a layer's forward: (Ho, Wo, 0, 0, 0, 1, 0, 1); the phases of a strided
         # input gradient write every Sh-th row of their own). Indices made of these are cast unsigned: NumPy's
-        # wrap-around of negative indices, which Numba adds to signed ones, made the loops 6x slower. Each output
-        # is at_least(sum * scale + bias, floor): scale ones, or a following BatchNorm's (fused in inference)
+        # wrap-around of negative indices, which Numba adds to signed ones, made the loops 6x slower
         Ho, Wo, r0, c0, oy, ys, ox, xs = window
         Fh, taps, Kp = w.shape
         K = out.shape[3]
@@ -263,14 +262,14 @@ def _forward_source(PW: int, KB: int):
                         for p in range(PW):
                             column = tiled.unsigned(ox + (j0 + p) * xs)
                             for q in range(KB):
-                                out[n, out_row, column, k0 + q] = tiled.at_least(
-                                    acc[p * KB + q] * scale[k0 + q] + bias[k0 + q], floor)
+                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
+                                                                               floor)
                     else:
                         for p in range(min(PW, Wo - j0)):
                             column = tiled.unsigned(ox + (j0 + p) * xs)
                             for q in range(min(KB, K - k0)):
-                                out[n, out_row, column, k0 + q] = tiled.at_least(
-                                    acc[p * KB + q] * scale[k0 + q] + bias[k0 + q], floor)
+                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
+                                                                               floor)
 
     return forward
 
@@ -313,21 +312,17 @@ def _weight_gradient_source(PE: int, KB: int):
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
-              blas_held: bool = False, fill=None, row_threads: int = 1, scale=None) -> np.ndarray:
+              blas_held: bool = False, fill=None, row_threads: int = 1) -> np.ndarray:
     """``(N, H2, W2, K)``: the padded batch ``xp (N, Hp, Wp, D)`` correlated with ``w (F, F, D, K)`` as
     geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
     where ``relu``; the batch split over ``workers`` threads, or (``row_threads`` > 1, one image) the output
     rows over that many of Numba's threads (:data:`ROW_PART_MULTIPLY_ADDS`). ``H2 = (Hp - F)//S + 1``.
     ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp``
-    (:func:`volnet.ops.window.pad_images`), in each part of the split. ``scale`` (K,), where given, multiplies
-    each sum before the bias is added (a following BatchNorm's map, fused in inference)."""
+    (:func:`volnet.ops.window.pad_images`), in each part of the split."""
     N, Hp, Wp, D = xp.shape
     K = w.shape[3]
     dtype = np.result_type(xp, w)
     taps, bias = tiled_weights(w, bias, dtype)
-    scales = np.ones_like(bias)
-    if scale is not None:
-        scales[:K] = scale
     rows = (xp if fill else np.ascontiguousarray(xp, dtype=dtype)).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
@@ -341,7 +336,7 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
         yield  # allocated (see threads.split)
         if fill:
             fill(start, stop)
-        kernel(rows, taps, bias, scales, floor, Sh, Sw * D, out, start, stop, (*g.out_hw, 0, 0, 0, 1, 0, 1))
+        kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop, (*g.out_hw, 0, 0, 0, 1, 0, 1))
 
     threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out

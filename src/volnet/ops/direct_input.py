@@ -220,7 +220,7 @@ def input_gradient_by_phases(dout: np.ndarray, w: np.ndarray, g, workers: int = 
             taps, bias = direct.padded_weights(sub, None, dtype)
             window = (count_h, count_w, offset_h - taps_h + 1 + pads[0], (offset_w - taps_w + 1 + pads[2]) * K,
                       p, Sh, q, Sw)
-            calls.append((direct.forward_kernel(D, dtype, count_w), taps, bias, np.ones_like(bias), window))
+            calls.append((direct.forward_kernel(D, dtype, count_w), taps, bias, window))
     floor = dtype.type(-np.inf)
 
     def phases_part(start, stop):
@@ -228,8 +228,8 @@ def input_gradient_by_phases(dout: np.ndarray, w: np.ndarray, g, workers: int = 
         pad_spatial(dout[start:stop], pads, out=padded[start:stop])
         for p, q in empty:
             dx[start:stop, p::Sh, q::Sw] = 0
-        for kernel, taps, bias, scale, window in calls:
-            kernel(runs, taps, bias, scale, floor, 1, K, dx, start, stop, window)
+        for kernel, taps, bias, window in calls:
+            kernel(runs, taps, bias, floor, 1, K, dx, start, stop, window)
 
     threads.split(phases_part, N, workers, blas_held=blas_held)
     return dx
