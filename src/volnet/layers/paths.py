@@ -35,7 +35,9 @@ def fused_backward_pair(layer: Layer, following) -> bool:
 
 def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None,
                    keep: bool | None = None) -> np.ndarray:
-    """Run a path of layers, first to last, fusing every CONV -> RELU and FC -> RELU pair.
+    """Run a path of layers, first to last, fusing every CONV -> RELU and FC -> RELU pair, and in inference
+    without caches every CONV -> BatchNorm (-> RELU): the CONV applies the BatchNorm's map
+    (``BatchNorm.inference_affine``) and the ReLU to its output, the BatchNorm allocates nothing.
 
     A fused pair computes exactly what the two layers compute one after the
     other, but the ReLU touches each block of the CONV's output while it is
