@@ -27,6 +27,8 @@ import functools
 
 import numpy as np
 
+from . import jit, tiled
+
 # The names NumPy's BLAS builds give cblas_?gemm and cblas_?gemv (? = s, d), and whether their integers are
 # 64-bit: NumPy's own wheels (scipy-openblas, ILP64), older OpenBLAS ILP64 builds, and the LP64 ones (conda's
 # OpenBLAS, MKL).
@@ -67,8 +69,6 @@ def split_threads(cores: int | None) -> int:
     Numba runs (:data:`volnet.ops.jit.ENABLED`), its threading layer allows it
     (:func:`volnet.ops.tiled.parallel_threads`) and NumPy's BLAS can be called from those threads
     (:func:`functions`); else 1 (docs/threads.md)."""
-    from . import jit, tiled
-
     if not cores or cores < 2 or not jit.ENABLED or functions() is None:
         return 1
     return tiled.parallel_threads(cores)
