@@ -126,7 +126,8 @@ def test_new_argument_types_compile_under_the_flags_too(compiles_seen):
     results, compiles = [], []
     for rows in (strided, contiguous):
         out = np.empty((2, 4, 4, 8), dtype=np.float32)
-        kernel(rows, w, np.zeros(KB, np.float32), np.float32(-np.inf), 1, 3, out, 0, 2, (4, 4, 0, 0, 0, 1, 0, 1))
+        kernel(rows, w, np.zeros(KB, np.float32), np.float32(-np.inf), 1, 3, out, 0, 2,
+               (4, 4, 0, 0, 0, 1, 0, 1, 0, 6))
         results.append(out)
         compiles.append(len(compiles_seen))
     assert len(kernel.dispatcher.signatures) == 2

@@ -230,22 +230,26 @@ def _forward_source(PW: int, KB: int):
 
     def forward(xp, w, bias, floor, Sh, SD, out, first, last, window):  # pragma: no cover - compiled
         # xp (N, Hp, Wp*D), w (F, F*D, Kp): a filter row's taps and channels are one run (v, d) in both;
-        # pixel j's run starts at j*Sw*D = j*SD. window (Ho, Wo, r0, c0, oy, ys, ox, xs): an Ho x Wo output
-        # read from xp's rows from r0 on and runs from c0 on, output pixel (i, j) written to
-        # out[n, oy + i*ys, ox + j*xs] (a layer's forward: (Ho, Wo, 0, 0, 0, 1, 0, 1); the phases of a strided
-        # input gradient write every Sh-th row of their own). Indices made of these are cast unsigned: NumPy's
-        # wrap-around of negative indices, which Numba adds to signed ones, made the loops 6x slower
-        Ho, Wo, r0, c0, oy, ys, ox, xs = window
+        # pixel j's run starts at j*Sw*D = j*SD. window (Ho, Wo, r0, c0, oy, ys, ox, xs, top, bottom): an Ho x Wo
+        # output read from xp's rows from r0 on and runs from c0 on, output pixel (i, j) written to
+        # out[n, oy + i*ys, ox + j*xs] (a layer's forward: (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom); the phases of
+        # a strided input gradient write every Sh-th row of their own); xp's rows outside [top, bottom) are zero
+        # padding, and the filter rows that would read them are skipped (LeNet's 5x5 14x14x16->32: 7% faster).
+        # Indices made of these are cast unsigned: NumPy's wrap-around of negative indices, which Numba adds to
+        # signed ones, made the loops 6x slower
+        Ho, Wo, r0, c0, oy, ys, ox, xs, top, bottom = window
         Fh, taps, Kp = w.shape
         K = out.shape[3]
         for row_of_batch in tiled.prange((last - first) * Ho):  # (threads over rows only where parallel)
             n, i = first + row_of_batch // Ho, row_of_batch % Ho
             acc = tiled.carray(tiled.stack_array(T, xp.dtype), T)
+            u_first, u_stop = max(0, top - r0 - i * Sh), min(Fh, bottom - r0 - i * Sh)
             for j0 in range(0, Wo, PW):
                 for k0 in range(0, Kp, KB):
-                    for t in range(T):
-                        acc[t] = 0
-                    for u in range(Fh):
+                    for p in range(PW):  # the sums start from the biases, so that the output pass reads only
+                        for q in range(KB):  # the tile: with bias reads between its stores, which might alias
+                            acc[p * KB + q] = bias[k0 + q]  # them, LLVM left it scalar (D=1: 2.5x slower)
+                    for u in range(u_first, u_stop):
                         row = tiled.unsigned(r0 + i * Sh + u)
                         for e in range(taps):
                             for p in range(PW):
@@ -262,14 +266,12 @@ def _forward_source(PW: int, KB: int):
                         for p in range(PW):
                             column = tiled.unsigned(ox + (j0 + p) * xs)
                             for q in range(KB):
-                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
-                                                                               floor)
+                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q], floor)
                     else:
                         for p in range(min(PW, Wo - j0)):
                             column = tiled.unsigned(ox + (j0 + p) * xs)
                             for q in range(min(KB, K - k0)):
-                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q] + bias[k0 + q],
-                                                                               floor)
+                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q], floor)
 
     return forward
 
@@ -331,12 +333,13 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     kernel = forward_kernel(K, dtype, Wo, parallel=by_rows)
     floor = dtype.type(0 if relu else -np.inf)
     Sh, Sw = g.stride
+    top, bottom = max(g.pads[0], 0), Hp - max(g.pads[1], 0)  # xp's rows of the input, between its padding
 
     def correlate_part(start, stop):
         yield  # allocated (see threads.split)
         if fill:
             fill(start, stop)
-        kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop, (*g.out_hw, 0, 0, 0, 1, 0, 1))
+        kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop, (*g.out_hw, 0, 0, 0, 1, 0, 1, top, bottom))
 
     threads.split(correlate_part, N, workers, blas_held=blas_held)
     return out
