@@ -345,7 +345,8 @@ def test_conv_with_relu_is_the_rectified_convolution(setting):
 
 
 @pytest.mark.parametrize("N, H, D, K, F, stride, pad, dilation, forward", [
-    (2, 9, 16, 8, 3, 1, 1, 1, "winograd"),
+    (2, 9, 32, 64, 3, 1, 1, 1, "winograd"),
+    (2, 9, 16, 8, 3, 1, 1, 1, "direct"),  # narrow: direct before Winograd
     (3, 10, 16, 32, 5, 1, 2, 1, "direct"),
     (2, 9, 64, 192, 5, 1, 2, 1, "winograd_5x5"),
     (8, 16, 16, 32, 3, 2, 1, 1, "direct"),  # stride 2: direct from batch 8

@@ -247,7 +247,8 @@ def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
 
 def test_lenet_plan_on_avx512(monkeypatch):
     """LeNet's second CONV takes the direct forward and dw on AVX-512, colour first layers the direct forward
-    and dw, LeNet's first the direct forward, dw and dx; the others keep their kernels."""
+    and dw, LeNet's first the direct forward, dw and dx, narrow 3x3 layers the direct forward; the others keep
+    their kernels."""
     from volnet.ops.conv import ConvPlan, plan_conv
 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
@@ -259,7 +260,11 @@ def test_lenet_plan_on_avx512(monkeypatch):
     assert plan_conv(geometry((4, 32, 32, 64), 3, 2, 1, fit="crop"), 128, np.float32).forward == "im2col"  # batch
     assert plan_conv(geometry((64, 32, 32, 3), 5, 1, 2), 64, np.float32) == ConvPlan("direct", "direct", "direct")
     assert plan_conv(geometry((64, 28, 28, 1), 5, 1, 2), 16, np.float32) == ConvPlan("direct", "direct", "direct")
-    assert plan_conv(geometry((64, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
+    narrow = geometry((64, 32, 32, 32), 3, 1, 1)  # direct before Winograd up to 32 x 32, float32, rows >= 8
+    assert plan_conv(narrow, 32, np.float32) == ConvPlan("direct", "winograd", "flipped")
+    assert plan_conv(narrow, 64, np.float32).forward == "winograd"
+    assert plan_conv(narrow, 32, np.float64).forward == "winograd"
+    assert plan_conv(geometry((64, 4, 4, 32), 3, 1, 1), 32, np.float32).forward == "winograd"
     monkeypatch.setattr(direct, "ENABLED", False)
     assert plan_conv(lenet2, 32, np.float32) == ConvPlan("winograd_5x5", "winograd_5x5", "flipped")
 
@@ -352,5 +357,5 @@ def test_one_image_takes_the_direct_forward_where_measured_faster(monkeypatch):
     assert plan_conv(geometry((1, 8, 8, 64), 3, 1, 1), 192, np.float32).forward == "direct"
     assert plan_conv(geometry((1, 16, 16, 128), 3, 1, 1), 128, np.float32).forward == "im2col"
     assert plan_conv(geometry((1, 32, 32, 64), 3, 2, 1, fit="crop"), 128, np.float32).forward == "im2col"
-    assert plan_conv(geometry((2, 32, 32, 32), 3, 1, 1), 32, np.float32).forward != "direct"
+    assert plan_conv(geometry((2, 32, 32, 64), 3, 1, 1), 64, np.float32).forward != "direct"
     assert plan_conv(geometry((1, 16, 16, 64), 5, 1, 2), 192, np.float32).forward != "direct"  # 5x5: slower

@@ -54,7 +54,9 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
 def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network_pass: bool,
           split_rows: bool) -> ConvPlan:
     (N, _, _, D), K, dtype = g.in_shape, filters, np.dtype(dtype)
-    if winograd.applies(g, D, dtype):
+    if direct.before_winograd(g, D, K, dtype):
+        forward = "direct"
+    elif winograd.applies(g, D, dtype):
         forward = "winograd"
     elif direct.applies(g, D, K, dtype, split_rows):
         forward = "direct"

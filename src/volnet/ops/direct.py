@@ -89,6 +89,11 @@ STRIDED_MIN_WIDTH = 8
 # 32x32x64->64 510 / 575, 8x8x64->192 107 / 119; 16x16x128->128 (16384) lost, 511 / 426, and so did 5x5
 # 16x16x64->192 (1441 / 730).
 SINGLE_IMAGE_MULTIPLY = 64 * 192
+# Narrow 3x3 stride-1 float32 layers (depth x filters up to NARROW_MAX_MULTIPLY, output rows at least
+# NARROW_MIN_WIDTH wide) take the direct forward before Winograd: 32x32x32->32 at batch 64, 4.06 -> 3.49 ms on
+# two threads; ties at 2048; float64 lost (docs/performance-log.md, issue 23's ninth session).
+NARROW_MAX_MULTIPLY = 32 * 32
+NARROW_MIN_WIDTH = 8
 # First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
 # and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads, AlexNet's 55x55x96, 1.2 MB
 # an image, 0.86x; LeNet's one channel 0.63x, once db no longer took NumPy's slow column sum), im2col where it
@@ -158,6 +163,12 @@ def applies(g, depth: int, filters: int, dtype, split_rows: bool = False) -> boo
     weight_bytes = math.prod(g.size) * depth * filters * np.dtype(dtype).itemsize
     rows = split_rows and g.out_hw[1] >= ROWS_MIN_WIDTH and weight_bytes <= ROWS_MAX_WEIGHT_BYTES
     return (shallow or single or strided or rows or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
+
+
+def before_winograd(g, depth: int, filters: int, dtype) -> bool:
+    """Whether the plan takes the direct forward where Winograd would also apply (:data:`NARROW_MAX_MULTIPLY`)."""
+    return (g.size == (3, 3) and g.stride == (1, 1) and depth * filters <= NARROW_MAX_MULTIPLY
+            and g.out_hw[1] >= NARROW_MIN_WIDTH and np.dtype(dtype) == np.float32 and _measured(g, dtype))
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
@@ -231,12 +242,10 @@ def _forward_source(PW: int, KB: int):
     def forward(xp, w, bias, floor, Sh, SD, out, first, last, window):  # pragma: no cover - compiled
         # xp (N, Hp, Wp*D), w (F, F*D, Kp): a filter row's taps and channels are one run (v, d) in both;
         # pixel j's run starts at j*Sw*D = j*SD. window (Ho, Wo, r0, c0, oy, ys, ox, xs, top, bottom): an Ho x Wo
-        # output read from xp's rows from r0 on and runs from c0 on, output pixel (i, j) written to
-        # out[n, oy + i*ys, ox + j*xs] (a layer's forward: (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom); the phases of
-        # a strided input gradient write every Sh-th row of their own); xp's rows outside [top, bottom) are zero
-        # padding, and the filter rows that would read them are skipped (LeNet's 5x5 14x14x16->32: 7% faster).
-        # Indices made of these are cast unsigned: NumPy's wrap-around of negative indices, which Numba adds to
-        # signed ones, made the loops 6x slower
+        # output read from xp's rows from r0 on and runs from c0 on, pixel (i, j) written to out[n, oy + i*ys,
+        # ox + j*xs] (a layer: (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom); a strided dx's phases write every Sh-th
+        # row), skipping the filter rows that read xp's padding rows, outside [top, bottom). Indices are cast
+        # unsigned: NumPy's wrap-around of negative ones, which Numba adds to signed ones, made loops 6x slower
         Ho, Wo, r0, c0, oy, ys, ox, xs, top, bottom = window
         Fh, taps, Kp = w.shape
         K = out.shape[3]
@@ -246,10 +255,9 @@ def _forward_source(PW: int, KB: int):
             u_first, u_stop = max(0, top - r0 - i * Sh), min(Fh, bottom - r0 - i * Sh)
             for j0 in range(0, Wo, PW):
                 for k0 in range(0, Kp, KB):
-                    # The sums start from the biases, so that the output pass reads only the tile: with bias
-                    # reads between its stores, which might alias them, LLVM left it scalar (D=1: 2.5x slower).
-                    # Loops over KB run as KH x 16: LLVM unrolls 16 iterations fully, not 32 (and with the loop
-                    # vectoriser off, a loop it does not unroll stays scalar)
+                    # Sums start from the biases: the output pass then reads only the tile (bias reads between
+                    # its stores, which might alias them, left it scalar: D=1 2.5x slower). Loops over KB run as
+                    # KH x 16: LLVM unrolls 16 iterations fully, not 32, and leaves a rolled loop scalar
                     for p in range(PW):
                         if KH == 1:
                             for q in range(KB):
@@ -346,8 +354,7 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     multiply_adds = N * Ho * Wo * K * Fh * Fw * D
     by_rows = workers == 1 and row_threads > 1 and multiply_adds >= row_threads * ROW_PART_MULTIPLY_ADDS
     kernel = forward_kernel(K, dtype, Wo, parallel=by_rows)
-    floor = dtype.type(0 if relu else -np.inf)
-    Sh, Sw = g.stride
+    floor, (Sh, Sw) = dtype.type(0 if relu else -np.inf), g.stride
     top, bottom = max(g.pads[0], 0), Hp - max(g.pads[1], 0)  # xp's rows of the input, between its padding
 
     def correlate_part(start, stop):
