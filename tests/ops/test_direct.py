@@ -149,6 +149,24 @@ def test_compile_flags_restored_on_error():
     assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == before
 
 
+def test_instruction_set_is_the_one_numba_compiles_for(monkeypatch):
+    """The tiles follow NUMBA_CPU_FEATURES where set (NUMBA_CPU_NAME=generic empties it: baseline code), else
+    the host's features."""
+    import llvmlite.binding as llvm
+    from numba.core import config
+
+    host = llvm.get_host_cpu_features()
+    expected_host = "avx512" if host.get("avx512f") else "avx2" if host.get("avx2") and host.get("fma") else "portable"
+    for features, expected in [(None, expected_host), ("", "portable"), ("+sse2,+avx2,+fma,-avx512f", "avx2"),
+                               ("+avx2,-fma", "portable"), ("+avx2,+fma,+avx512f,+avx512bw", "avx512")]:
+        monkeypatch.setattr(config, "CPU_FEATURES", features)
+        tiled.isa.cache_clear()
+        try:
+            assert tiled.isa() == expected, features
+        finally:
+            tiled.isa.cache_clear()
+
+
 def test_tile_per_instruction_set(monkeypatch):
     assert direct.isa() in direct.TILES
     for isa, (counts, width) in direct.TILES.items():
