@@ -371,7 +371,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
 
     3x3 stride-1 layers at least ``winograd.MIN_DEPTH`` deep take :func:`volnet.ops.winograd.correlate`, which
     does 2.25-4x fewer multiply-adds than im2col (its measured gain: docs/performance-log.md), unless Numba is
-    not installed; first layers and LeNet-sized 5x5 ones :func:`volnet.ops.direct.correlate`, register-blocked;
+    not installed; first layers, narrow 3x3 and LeNet-sized 5x5 ones :func:`volnet.ops.direct.correlate`;
     other 5x5 stride-1 layers :func:`volnet.ops.winograd_5x5.correlate` (6.25x fewer: F(4x4, 5x5)); both
     Winograds where the batch has enough output tiles. The rest take im2col (:func:`~volnet.ops.conv_rows.correlate`,
     or at batch 1 :func:`volnet.ops.native_blas.correlate`)."""

@@ -40,9 +40,9 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
     ``cores``, ``network_pass`` and ``split_rows`` are the kernel's workers (``Workers.cores``,
     ``Workers.blas_held``, ``Workers.split_rows``): thin Winograd weight gradients pay only when split over
     the cores, and one image split over Numba's threads takes the direct forward more often. Each rule and
-    its measurement lives beside its kernel (:func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`,
-    :func:`volnet.ops.winograd_5x5.applies`, :func:`volnet.ops.direct_input.applies`); the order here is
-    which wins where several apply.
+    its measurement lives beside its kernel (:func:`volnet.ops.direct.before_winograd`,
+    :func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`, :func:`volnet.ops.winograd_5x5.applies`,
+    :func:`volnet.ops.direct_input.applies`); the order here is which wins where several apply.
     A layer asks for the same plan on every call, so plans are remembered (:func:`_plan`: working one out
     cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule clears them
     (``_plan.cache_clear()``, tests/conftest.py).
