@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from volnet.ops import direct, tiled
+from volnet.ops import aligned, direct, tiled
 from volnet.ops.conv import conv_forward_naive
 from volnet.ops.window import geometry, pad_spatial
 from strategies import conv_arrays, conv_layers
@@ -201,7 +201,10 @@ def test_tile_per_instruction_set(monkeypatch):
     (11, 4, 3, 96, 56, True, True),  # AlexNet's first layer: 96 filters
     (11, 4, 3, 128, 56, False, False),  # more filters than measured
     (7, 2, 3, 96, 112, True, True),  # 56x56x96 of dout an image (1.2 MB): direct dw too
-    (1, 2, 64, 128, 40, False, False),  # 1x1: im2col copies nothing
+    (1, 2, 64, 128, 40, True, False),  # 1x1 (pointwise): the direct forward, im2col's dw
+    (1, 1, 192, 64, 32, True, False),
+    (1, 1, 256, 1024, 16, False, False),  # pointwise, too many filters
+    (1, 1, 512, 128, 4, False, False),  # pointwise, out 4x4
 ])
 def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, expected_dw):
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
@@ -335,7 +338,7 @@ def test_forward_reads_weights_at_any_alignment(offset):
     x = rng.standard_normal((2, 9, 9, 3)).astype(np.float32)
     K = direct.tile(32, np.float32)[1]
     buffer = np.zeros(5 * 5 * 3 * K * 4 + 128, dtype=np.uint8)
-    start = -buffer.ctypes.data % direct.ALIGNMENT + offset
+    start = -buffer.ctypes.data % aligned.ALIGNMENT + offset
     w = buffer[start:start + 5 * 5 * 3 * K * 4].view(np.float32).reshape(5, 5, 3, K)
     w[...] = rng.standard_normal(w.shape)
     before = w.copy()
@@ -350,19 +353,19 @@ def test_layers_create_their_weights_aligned_so_the_forward_reads_them_in_place(
 
     net = build_named("lenet", classes=10, seed=0)
     weights = [layer.weight for layer in net.layers if getattr(layer, "weight", None) is not None]
-    assert len(weights) == 4 and all(w.ctypes.data % direct.ALIGNMENT == 0 for w in weights)
+    assert len(weights) == 4 and all(w.ctypes.data % aligned.ALIGNMENT == 0 for w in weights)
     assert all(w.flags.c_contiguous and w.flags.writeable for w in weights)
     copies = []
-    real = direct.aligned_zeros
-    monkeypatch.setattr(direct, "aligned_zeros", lambda *a: copies.append(a) or real(*a))
+    real = aligned.zeros
+    monkeypatch.setattr(aligned, "zeros", lambda *a: copies.append(a) or real(*a))
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     net.forward(np.ones((1, 28, 28, 1), np.float32))
     assert copies == []  # both CONVs (16 and 32 filters: whole tiles) took their weights as they are
-    large = np.ones(direct.ALIGNED_MAX_BYTES // 4 + 1, np.float32)
-    assert direct.aligned_copy(large) is large  # only BLAS reads weights that large: left where malloc put them
+    large = np.ones(aligned.ALIGNED_MAX_BYTES // 4 + 1, np.float32)
+    assert aligned.copy(large) is large  # only BLAS reads weights that large: left where malloc put them
     small = np.arange(10.0)[1:]
-    assert direct.aligned_copy(small).ctypes.data % direct.ALIGNMENT == 0
-    np.testing.assert_array_equal(direct.aligned_copy(small), small)
+    assert aligned.copy(small).ctypes.data % aligned.ALIGNMENT == 0
+    np.testing.assert_array_equal(aligned.copy(small), small)
 
 
 def test_one_image_takes_the_direct_forward_where_measured_faster(monkeypatch):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ops.direct import aligned_copy
+from ..ops import aligned
 from ..ops.workspace import BackwardWorkspace, ForwardWorkspace, Workload
 from ..shapes import ShapeError, format_volume
 
@@ -362,10 +362,10 @@ def zeros(rng, shape, dtype) -> np.ndarray:
 
 
 def he_normal(rng: np.random.Generator, shape, fan_in: int, dtype) -> np.ndarray:
-    """He initialisation, N(0, 2/fan_in), placed for the direct CONVs (aligned_copy); a placeholder for shapes."""
+    """He initialisation, N(0, 2/fan_in), placed for the direct CONVs (``aligned.copy``); a placeholder for shapes."""
     if isinstance(rng, ShapesOnly):
         return placeholder(shape, dtype)
-    return aligned_copy((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype))
+    return aligned.copy((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype))
 
 
 def keeps(train: bool, keep: bool | None) -> bool:

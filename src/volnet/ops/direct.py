@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from . import threads, tiled
+from . import aligned, threads, tiled
 from .dense import batch_sums
 from .jit import ENABLED
 from .tiled import isa
@@ -94,19 +94,18 @@ SINGLE_IMAGE_MULTIPLY = 64 * 192
 # two threads; ties at 2048; float64 lost (docs/performance-log.md, issue 23's ninth session).
 NARROW_MAX_MULTIPLY = 32 * 32
 NARROW_MIN_WIDTH = 8
+# 1x1 layers (pointwise) with output rows at least POINTWISE_MIN_WIDTH wide and depth x filters up to
+# POINTWISE_MAX_MULTIPLY take the direct forward at any batch, where im2col is one GEMM (for stride 2, after a
+# copy of every other pixel). Batch 64, two threads, im2col -> direct: 32x32x192->64 7.12 -> 5.64 ms, 1x1/2
+# 32x32x64->128 1.54 -> 1.02, 8x8x512->128 1.88 -> 1.51, 56x56x64->64 11.0 -> 8.0, float64 too; batch 1
+# 1.2-2.2x; lost: 4x4x2048->512 (rows of 4) 7.6 -> 28.7, 8x8x256->1024 3.75 -> 3.93 (docs/performance-log.md).
+POINTWISE_MIN_WIDTH = 8
+POINTWISE_MAX_MULTIPLY = 512 * 128
 # First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
 # and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads, AlexNet's 55x55x96, 1.2 MB
 # an image, 0.86x; LeNet's one channel 0.63x, once db no longer took NumPy's slow column sum), im2col where it
 # does not (the 7x7/2 stem's 3.2 MB an image, 1.1-1.2x).
 SHALLOW_DW_IMAGE_BYTES = 2**21
-# The forward reads its weights a vector of filters at a time: on a cache-line boundary, a line each. Weights
-# NumPy placed 16 bytes off one ran LeNet's second CONV at 134 GFLOP/s, aligned at 153 (the Intel Xeon).
-ALIGNMENT = 64
-# The largest weights aligned so (the direct kernels' are smaller). BLAS read a larger matrix slower on a cache
-# line than where malloc puts it, 16 bytes into a page: a batch-1 multiply (16 x 4608) @ (4608 x 512), 9.4 MB,
-# took 650 us at that offset and 710-870 at offsets 0, 64 and 1792 (ResNet-18's 4x4x512 blocks at batch 1:
-# 2.5 -> 3.0 ms with every weight aligned).
-ALIGNED_MAX_BYTES = 2**21
 # One image's output rows split over Numba's threads (a forward pass at batch 1: native_blas.split_threads): parts
 # of at least this many multiply-adds. LeNet's first CONV, 313,600 in all, took 10.4 us on one core and
 # 6.4 on two (the Intel Xeon); LeNet-5's second, 240,000, gained less than the split cost (the net 0.143 -> 0.158 ms).
@@ -148,12 +147,15 @@ def tile(filters: int, dtype, out_width: int | None = None) -> tuple[int, int]:
 
 def applies(g, depth: int, filters: int, dtype, split_rows: bool = False) -> bool:
     """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
-    set in :data:`MEASURED`, an undilated float layer with filters larger than 1x1, and either a first
-    layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS` filters),
-    LeNet-sized (:func:`applies_to_weight_gradient`), one image through a stride-1 3x3 layer of at most
-    :data:`SINGLE_IMAGE_MULTIPLY` depth x filters, or a stride-2 3x3 layer (:data:`STRIDED_MAX_MULTIPLY`);
+    set in :data:`MEASURED`, an undilated float layer, 1x1 within :data:`POINTWISE_MAX_MULTIPLY`, or larger
+    and either a first layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS`
+    filters), LeNet-sized (:func:`applies_to_weight_gradient`), one image through a stride-1 3x3 layer of at
+    most :data:`SINGLE_IMAGE_MULTIPLY` depth x filters, or a stride-2 3x3 layer (:data:`STRIDED_MAX_MULTIPLY`);
     with ``split_rows`` (one image's output split over Numba's threads, ``Workers.split_rows``) any layer
     within :data:`ROWS_MIN_WIDTH` and :data:`ROWS_MAX_WEIGHT_BYTES`."""
+    if g.size == (1, 1):
+        return (g.out_hw[1] >= POINTWISE_MIN_WIDTH and depth * filters <= POINTWISE_MAX_MULTIPLY
+                and _measured(g, dtype, pointwise=True))
     shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
     single = (g.in_shape[0] == 1 and g.stride == (1, 1) and g.size == (3, 3)
               and depth * filters <= SINGLE_IMAGE_MULTIPLY)
@@ -195,21 +197,17 @@ def _lenet_sized(g, depth: int, filters: int) -> bool:
             and depth * filters <= MAX_MULTIPLY)
 
 
-def _measured(g, dtype) -> bool:
+def _measured(g, dtype, pointwise: bool = False) -> bool:
     return (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
-            and g.size != (1, 1) and isa() in MEASURED)
+            and (pointwise or g.size != (1, 1)) and isa() in MEASURED)
 
 
 def workspace(g, filters: int, itemsize: int) -> int:
     """Bytes :func:`correlate` allocates beside its output: the weights and biases, aligned and padded to
-    whole tiles of filters (a copy unless the weights already are both), and a contiguous copy of an input
-    that padding only cropped (a strided view)."""
-    from .workspace import padded
-
-    (N, _, _, D), (Fh, Fw) = g.in_shape, g.size
-    shape, _, cropped = padded(g)
-    weights = padded_weights_bytes(Fh * Fw * D, filters, itemsize)
-    return weights + (N * shape[1] * shape[2] * D * itemsize if cropped else 0)
+    whole tiles of filters (a copy unless the weights already are both); an input that padding only cropped
+    it reads in place."""
+    (Fh, Fw), D = g.size, g.in_shape[3]
+    return padded_weights_bytes(Fh * Fw * D, filters, itemsize)
 
 
 def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> int:
@@ -348,7 +346,9 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     K = w.shape[3]
     dtype = np.result_type(xp, w)
     taps, bias = tiled_weights(w, bias, dtype)
-    rows = (xp if fill else np.ascontiguousarray(xp, dtype=dtype)).reshape(N, Hp, Wp * D)
+    # a view where it can be: an input that fit='crop' cropped (each row one run, the runs further apart than
+    # their length) is read in place (1x1/2 32x32x64->128 at batch 32: 1.46 -> 0.92 ms against a copy first)
+    rows = (xp if fill or xp.dtype == dtype else xp.astype(dtype)).reshape(N, Hp, Wp * D)
     out = np.empty((N, *g.out_hw, K), dtype=dtype)
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
     multiply_adds = N * Ho * Wo * K * Fh * Fw * D
@@ -380,7 +380,7 @@ def tiled_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
     whole tiles and it lies C-contiguous and aligned, else :func:`padded_weights`."""
     K = w.shape[3]
     if (_padded_filters(K, dtype.itemsize) == K and w.dtype == dtype and w.flags.c_contiguous
-            and w.ctypes.data % ALIGNMENT == 0):
+            and w.ctypes.data % aligned.ALIGNMENT == 0):
         return w.reshape(w.shape[0], -1, K), np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype)
     return padded_weights(w, bias, dtype)
 
@@ -389,7 +389,7 @@ def padded_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
     """:func:`tiled_weights` as one aligned copy of the weights (any layout) and biases, zero filters up to
     whole tiles: ``(F*F*D + 1) * Kp`` values (:func:`padded_weights_bytes`)."""
     (Fh, Fw, D, K), Kp = w.shape, _padded_filters(w.shape[3], dtype.itemsize)
-    both = aligned_zeros((Fh * Fw * D + 1, Kp), dtype)
+    both = aligned.zeros((Fh * Fw * D + 1, Kp), dtype)
     both[:-1].reshape(Fh, Fw, D, Kp)[..., :K] = w
     if bias is not None:
         both[-1, :K] = bias
@@ -398,26 +398,7 @@ def padded_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
 
 def padded_weights_bytes(taps: int, filters: int, itemsize: int) -> int:
     """Bytes :func:`padded_weights` allocates for ``taps`` (F*F*D) weights of each of ``filters`` filters."""
-    return (taps + 1) * _padded_filters(filters, itemsize) * itemsize + ALIGNMENT
-
-
-def aligned_zeros(shape, dtype) -> np.ndarray:
-    """Zeros of ``shape`` whose first byte is :data:`ALIGNMENT`-aligned (NumPy aligns to 16 bytes)."""
-    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    buffer = np.zeros(nbytes + ALIGNMENT, dtype=np.uint8)
-    start = -buffer.ctypes.data % ALIGNMENT
-    return buffer[start:start + nbytes].view(dtype).reshape(shape)
-
-
-def aligned_copy(array: np.ndarray) -> np.ndarray:
-    """``array`` where :func:`correlate` reads weights in place: up to :data:`ALIGNED_MAX_BYTES`, a
-    C-contiguous copy starting on an :data:`ALIGNMENT` boundary (layers create their weights so; LeNet's
-    batch-1 forward makes two weight copies fewer); larger arrays, which only BLAS reads, as they are."""
-    if array.nbytes > ALIGNED_MAX_BYTES:
-        return array
-    copy = aligned_zeros(array.shape, array.dtype)
-    copy[...] = array
-    return copy
+    return (taps + 1) * _padded_filters(filters, itemsize) * itemsize + aligned.ALIGNMENT
 
 
 def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):
