@@ -149,6 +149,24 @@ def test_compile_flags_restored_on_error():
     assert (config.SLP_VECTORIZE, config.LOOP_VECTORIZE) == before
 
 
+@pytest.mark.parametrize("F", [1, 3])
+def test_an_input_that_fit_crop_cropped_is_read_in_place(F):
+    """A strided layer whose stride does not fit (fit='crop') hands the kernel a view with its last rows and
+    columns cut off: the kernel reads it where it lies (no contiguous copy) and gives the naive result."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 10, 10, 8)).astype(np.float32)
+    w, b = rng.standard_normal((F, F, 8, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+    expected, cache = conv_forward_naive(x, w, b, 2, 0, fit="crop")
+    assert not cache.xp.flags.c_contiguous  # a view of x: the crop made no copy
+    np.testing.assert_allclose(direct.correlate(cache.xp, w, cache.geometry, b), expected, rtol=1e-5, atol=1e-5)
+    calls = []
+    real = np.ascontiguousarray
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(np, "ascontiguousarray", lambda a, *args, **kw: calls.append(a.shape) or real(a, *args, **kw))
+        direct.correlate(cache.xp, w, cache.geometry, b)
+    assert cache.xp.shape not in calls
+
+
 def test_instruction_set_is_the_one_numba_compiles_for(monkeypatch):
     """The tiles follow NUMBA_CPU_FEATURES where set (NUMBA_CPU_NAME=generic empties it: baseline code), else
     the host's features."""
