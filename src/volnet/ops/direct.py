@@ -204,8 +204,8 @@ def _measured(g, dtype, pointwise: bool = False) -> bool:
 
 def workspace(g, filters: int, itemsize: int) -> int:
     """Bytes :func:`correlate` allocates beside its output: the weights and biases, aligned and padded to
-    whole tiles of filters (a copy unless the weights already are both); an input that padding only cropped
-    it reads in place."""
+    whole tiles of filters (a copy unless the weights already are both). An input that padding only cropped is
+    read in place, not copied."""
     (Fh, Fw), D = g.size, g.in_shape[3]
     return padded_weights_bytes(Fh * Fw * D, filters, itemsize)
 

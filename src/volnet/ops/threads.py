@@ -207,9 +207,9 @@ class Scheduler:
         Within it BLAS runs one thread and the workers are ``Workers(cores, blas_held=True)``, ``cores``
         being BLAS's thread count when the pass began; one image with ``split_image`` (a forward pass of
         :data:`SPLIT_IMAGE_MULTIPLY_ADDS` or more), where :func:`volnet.ops.native_blas.split_threads` can
-        split its layers' outputs: the same, with ``split_rows``. Any other batch of one image, one core, or a pass held by another thread: BLAS is
-        left alone and the workers are :func:`alone`'s (with the cores counted). A pass entered again by the
-        thread that holds one (nested networks) gives that pass's workers.
+        split its layers' outputs: the same, with ``split_rows``. Any other batch of one image, one core, or a
+        pass held by another thread: BLAS is left alone and the workers are :func:`alone`'s (with the cores
+        counted). A pass entered again by the thread that holds one (nested networks) gives that pass's workers.
 
         Example:
             >>> with scheduler().network_pass(1) as workers:   # one image: nothing to split
