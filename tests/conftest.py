@@ -188,17 +188,18 @@ def fc_checkpoint(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _fresh_conv_plans(monkeypatch):
-    """CONV plans are remembered per geometry (``volnet.ops.conv_plan._plan``): a test that monkeypatches a rule
-    (``direct.applies``, ``winograd.MIN_TILES``, ``direct.ENABLED``, ...) sees plans made after each change."""
-    from volnet.ops import conv_plan
+    """CONV plans and prepared forward steps are remembered per shape (:mod:`volnet.ops.memo`): a test that
+    monkeypatches a rule (``direct.applies``, ``winograd.MIN_TILES``, ``direct.ENABLED``, ...) sees plans made
+    after each change."""
+    from volnet.ops import memo
 
-    conv_plan._plan.cache_clear()
+    memo.forget()
     patch = monkeypatch.setattr
 
     def patch_and_forget_plans(*args, **kwargs):
         patch(*args, **kwargs)
-        conv_plan._plan.cache_clear()
+        memo.forget()
 
     monkeypatch.setattr = patch_and_forget_plans
     yield
-    conv_plan._plan.cache_clear()
+    memo.forget()

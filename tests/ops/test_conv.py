@@ -359,7 +359,7 @@ def test_every_forward_kernel_pads_in_its_parts_the_array_a_whole_copy_gives(mon
                                                                              pad, dilation, forward, cores):
     """conv_forward hands each kernel an empty padded array and a fill (window.pad_images) that each part of
     its split runs first: the same xp, kept for backward, and the same output bit for bit as padding first."""
-    from volnet.ops import conv, direct, jit, threads, winograd, winograd_5x5
+    from volnet.ops import conv, conv_plan, direct, jit, threads, winograd, winograd_5x5
     from volnet.ops.window import pad_spatial
 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
@@ -375,7 +375,7 @@ def test_every_forward_kernel_pads_in_its_parts_the_array_a_whole_copy_gives(mon
         out, cache = conv_forward(x, w, b, stride, pad, dilation, fit="crop", relu=True, workers=workers)
         g = cache.geometry
         if jit.ENABLED:  # (without Numba, other plans: the same padding either way)
-            assert conv.plan_conv(g, K, np.float32, workers.cores, workers.blas_held).forward == forward
+            assert conv_plan.plan_conv(g, K, np.float32, workers.cores, workers.blas_held).forward == forward
         np.testing.assert_array_equal(out, conv._convolve(pad_spatial(x, g.pads), g, w, b, True, workers))
     np.testing.assert_array_equal(cache.xp, pad_spatial(x, g.pads))
 
@@ -408,7 +408,7 @@ def test_pointwise_input_gradient_equals_naive(N, H, W, D, K, stride, pad, fit, 
 
 
 def test_strided_1x1_layers_take_the_pointwise_input_gradient_and_it_checks_numerically(rng, check_grad):
-    from volnet.ops.conv import plan_conv
+    from volnet.ops.conv_plan import plan_conv
     from volnet.ops.window import geometry
 
     assert plan_conv(geometry((32, 32, 32, 64), 1, 2, 0, fit="crop"), 128, np.float32).input_gradient == "pointwise"
@@ -424,7 +424,7 @@ def test_strided_1x1_layers_take_the_pointwise_input_gradient_and_it_checks_nume
 @pytest.mark.parametrize("dout_strided", [False, True])
 def test_pointwise_workspace_estimate_matches_tracemalloc(rng, dout_strided, traced_peak):
     """conv_backward_workspace's bytes for the pointwise input gradient, against what conv_backward allocates."""
-    from volnet.ops import conv, threads
+    from volnet.ops import conv_workspace, threads
 
     x = rng.standard_normal((16, 32, 32, 32)).astype(np.float32)
     w = rng.standard_normal((1, 1, 32, 64)).astype(np.float32)
@@ -434,5 +434,5 @@ def test_pointwise_workspace_estimate_matches_tracemalloc(rng, dout_strided, tra
         rng.standard_normal((16, 16, 16, 64)).astype(np.float32)
     workers = threads.Workers(2, blas_held=True)
     peak = traced_peak(lambda: conv_backward(dout, cache, workers=workers))
-    estimate = conv.conv_backward_workspace(cache.geometry, 64, 4, cores=2, dout_contiguous=not dout_strided)
+    estimate = conv_workspace.conv_backward_workspace(cache.geometry, 64, 4, cores=2, dout_contiguous=not dout_strided)
     assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)

@@ -270,15 +270,15 @@ def test_conv_forward_and_backward_through_the_plan_equal_naive(setting):
 
 
 def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
-    from volnet.ops import conv
+    from volnet.ops import conv, conv_plan
 
     calls = []
-    real = direct.correlate
-    monkeypatch.setattr(direct, "correlate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    real = direct.correlator
+    monkeypatch.setattr(direct, "correlator", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 16))
     w = np.random.default_rng(1).standard_normal((5, 5, 16, 8))
     _, cache = conv.conv_forward(x, w, np.zeros(8), pad=2)
-    plan = conv.plan_conv(cache.geometry, 8, np.float64)
+    plan = conv_plan.plan_conv(cache.geometry, 8, np.float64)
     assert (plan.forward, plan.input_gradient) == ("direct", "flipped")
     conv.conv_backward(np.ones((2, 8, 8, 8)), cache)
     assert calls == [cache.geometry, conv.flipped_geometry(cache.geometry, 8)]
@@ -288,7 +288,7 @@ def test_lenet_plan_on_avx512(monkeypatch):
     """LeNet's second CONV takes the direct forward and dw on AVX-512, colour first layers the direct forward
     and dw, LeNet's first the direct forward, dw and dx, narrow 3x3 layers the direct forward; the others keep
     their kernels."""
-    from volnet.ops.conv import ConvPlan, plan_conv
+    from volnet.ops.conv_plan import ConvPlan, plan_conv
 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     lenet2 = geometry((64, 14, 14, 16), 5, 1, 2)
@@ -310,12 +310,12 @@ def test_lenet_plan_on_avx512(monkeypatch):
 
 def test_weight_gradient_checks_numerically(direct_everywhere, check_grad):
     """float64 numerical gradients of a LeNet-like layer whose forward, dw and dx all run direct kernels."""
-    from volnet.ops import conv
+    from volnet.ops import conv, conv_plan
 
     rng = np.random.default_rng(4)
     x, w, b = rng.standard_normal((2, 7, 6, 9)), rng.standard_normal((3, 3, 9, 5)), rng.standard_normal(5)
     _, cache = conv.conv_forward(x, w, b, pad=1)
-    plan = conv.plan_conv(cache.geometry, 5, np.float64)
+    plan = conv_plan.plan_conv(cache.geometry, 5, np.float64)
     assert (plan.forward, plan.weight_gradient) == ("direct", "direct")
     dout = rng.standard_normal((2, 7, 6, 5))
     dx, dw, db = conv.conv_backward(dout, cache)
@@ -327,7 +327,7 @@ def test_weight_gradient_checks_numerically(direct_everywhere, check_grad):
 @pytest.mark.parametrize("K", [32, 20])  # whole tiles of filters, and dout padded to them
 def test_backward_workspace_estimate_matches_tracemalloc(direct_everywhere, K, traced_peak):
     """conv_backward_workspace's bytes for a plan with the direct dw, against what conv_backward allocates."""
-    from volnet.ops import conv, threads
+    from volnet.ops import conv, conv_workspace, threads
 
     rng = np.random.default_rng(5)
     x = rng.standard_normal((16, 14, 14, 16)).astype(np.float32)
@@ -336,7 +336,7 @@ def test_backward_workspace_estimate_matches_tracemalloc(direct_everywhere, K, t
     dout = rng.standard_normal((16, 14, 14, K)).astype(np.float32)
     workers = threads.Workers(2, blas_held=True)
     peak = traced_peak(lambda: conv.conv_backward(dout, cache, input_grad=False, workers=workers))
-    estimate = conv.conv_backward_workspace(cache.geometry, K, 4, cores=2, input_grad=False).extra
+    estimate = conv_workspace.conv_backward_workspace(cache.geometry, K, 4, cores=2, input_grad=False).extra
     assert 0.75 <= estimate / peak <= 1.25, (estimate, peak)
 
 
@@ -389,7 +389,7 @@ def test_layers_create_their_weights_aligned_so_the_forward_reads_them_in_place(
 def test_one_image_takes_the_direct_forward_where_measured_faster(monkeypatch):
     """At batch 1 (no Winograd) the 3x3 layers of up to SINGLE_IMAGE_MULTIPLY depth x filters run direct;
     deeper ones, strided ones and batches keep their kernels."""
-    from volnet.ops.conv import plan_conv
+    from volnet.ops.conv_plan import plan_conv
 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     assert plan_conv(geometry((1, 32, 32, 32), 3, 1, 1), 32, np.float32).forward == "direct"

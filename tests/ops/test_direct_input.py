@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volnet.ops import conv, direct, direct_input, threads
+from volnet.ops import conv, conv_workspace, direct, direct_input, threads
 from volnet.ops.conv import conv_backward_naive, conv_forward_naive
 from volnet.ops.window import geometry
 
@@ -120,7 +120,7 @@ def test_backward_workspace_estimate_matches_tracemalloc(monkeypatch, traced_pea
     dout = rng.standard_normal((16, 32, 32, 32)).astype(np.float32)
     workers = threads.Workers(2, blas_held=True)
     peak = traced_peak(lambda: conv.conv_backward(dout, cache, workers=workers))
-    estimate = conv.conv_backward_workspace(cache.geometry, 32, 4, cores=2)
+    estimate = conv_workspace.conv_backward_workspace(cache.geometry, 32, 4, cores=2)
     assert conv.plan_conv(cache.geometry, 32, np.float32, 2, True).input_gradient == "direct"
     assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)
 
@@ -213,5 +213,5 @@ def test_phases_workspace_estimate_matches_tracemalloc(monkeypatch, traced_peak)
     workers = threads.Workers(2, blas_held=True)
     peak = traced_peak(lambda: conv.conv_backward(dout, cache, workers=workers))
     assert conv.plan_conv(cache.geometry, 64, np.float32, 2, True).input_gradient == "phases"
-    estimate = conv.conv_backward_workspace(cache.geometry, 64, 4, cores=2)
+    estimate = conv_workspace.conv_backward_workspace(cache.geometry, 64, 4, cores=2)
     assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)

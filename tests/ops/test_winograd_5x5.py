@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import torch_conv
 
-from volnet.ops import conv, direct, winograd_5x5
+from volnet.ops import conv_workspace, direct, winograd_5x5
 from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 from volnet.ops.window import geometry, pad_spatial
 
@@ -115,4 +115,4 @@ def test_the_memory_estimate_counts_its_blocks(monkeypatch):
     per_image = winograd_5x5.bytes_per_image((16, 16), 64, 192, 5, 4)
     images = -(-winograd_5x5.MIN_BLOCK_TILES // 16)  # 16 tiles of 4x4 per 16x16 image
     n = winograd_5x5.OUTPUT_TILE + 4
-    assert conv.conv_workspace(g, 192, 4, cores=1).transient == images * per_image + n * n * 64 * 192 * 4
+    assert conv_workspace.conv_workspace(g, 192, 4, cores=1).transient == images * per_image + n * n * 64 * 192 * 4

@@ -58,7 +58,10 @@ class ParamArray:
     def __get__(self, layer, owner=None):
         if layer is None:
             return self
-        return next((p.value for p in layer._params if p.name == self.name), None)
+        for param in layer._params:  # (a loop: a generator took 0.6 us of a batch-1 CONV's 30)
+            if param.name == self.name:
+                return param.value
+        return None
 
 
 @dataclass(frozen=True)

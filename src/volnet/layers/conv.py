@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .. import ops
-from ..ops.conv import conv_backward_workspace, conv_workspace
+from ..ops.conv_workspace import conv_backward_workspace, conv_workspace
+from ..ops.memo import hashable
 from ..ops.window import geometry
 from ..shapes import pair
 from .base import (Costs, Keyword, Layer, Param, ParamArray, he_normal, inside_padding, require_volume, torch_zero_pad,
                    zeros)
+from .paths import forward_group
 
 
 class Conv2D(Layer):
@@ -75,6 +77,24 @@ class Conv2D(Layer):
                                       layer=self.label, relu=relu, affine=affine, workers=workers)
         self._keep(cache, train, keep)
         return out
+
+    def inference_step(self, batch_shape, dtype, workers, norm=None, relu=None):
+        """``x -> out`` on batches of ``batch_shape`` in inference, with the BatchNorm ``norm`` and the ReLU
+        ``relu`` fused where given (see ``volnet.layers.inference``): the weights and biases read at each call,
+        the rest (checks, geometry, plan, kernel) worked out here."""
+        w, b = self.weight, self.bias
+        shapes = (w.shape, None if b is None else b.shape)
+        step = ops.conv.forward_step(tuple(batch_shape), dtype, w.shape, w.dtype, shapes[1], hashable(self.S),
+                                     hashable(self.P), hashable(self.dilation), self.fit, self.label, relu is not None,
+                                     norm is not None, workers)
+
+        def convolve(x):
+            w, b = self.weight, self.bias
+            if (w.shape, None if b is None else b.shape) != shapes:  # parameters replaced: checked again
+                return forward_group(self, norm, relu, x, False, workers)
+            return step(x, w, b, None if norm is None else norm.inference_affine())[0]
+
+        return convolve
 
     def backward(self, dout, input_grad=True, *, workers=None):
         dx, dw, db = ops.conv_backward(dout, self._take_cache(), input_grad, workers=workers)

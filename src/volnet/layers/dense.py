@@ -73,6 +73,11 @@ class FC(Layer):
         self._keep(cache, train, keep)
         return out
 
+    def inference_step(self, batch_shape, dtype, workers, norm=None, relu=None):
+        """``x -> out`` in inference (see ``volnet.layers.inference``): :meth:`forward` without its bookkeeping."""
+        rectify = relu is not None
+        return lambda x: ops.fc_forward(x, self.weight, self.bias, layer=self.label, relu=rectify, workers=workers)[0]
+
     def backward(self, dout, input_grad=True, *, workers=None):
         dx, dw, db = ops.fc_backward(dout, self._take_cache(), input_grad, workers=workers)
         self._params[0].grad, self._params[1].grad = dw, db

@@ -50,25 +50,44 @@ def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None
     ``workers`` (the network pass's :class:`volnet.ops.threads.Workers`) and
     ``keep`` go to every layer (see :meth:`Layer.forward`).
     """
+    for layer, norm, relu in fused_groups(layers, train, keep):
+        x = forward_group(layer, norm, relu, x, train, workers, keep)
+    return x
+
+
+def fused_groups(layers: list[Layer], train: bool, keep: bool | None):
+    """The path's layers as :func:`forward_layers` runs them: ``(layer, norm, relu)`` for each, ``norm`` the
+    BatchNorm fused into it (:func:`fused_affine`) and ``relu`` the ReLU (:func:`fused_pair`,
+    :func:`fused_rectifier`), None where there is none; the layers fused into one are not listed again."""
     index = 0
     while index < len(layers):
         layer = layers[index]
         following = layers[index + 1] if index + 1 < len(layers) else None
-        if fused_affine(layer, following, train, keep):  # CONV -> BatchNorm (-> RELU) in inference: one pass
+        if fused_affine(layer, following, train, keep):
             after = layers[index + 2] if index + 2 < len(layers) else None
-            relu = fused_rectifier(after)
-            x = layer.forward(x, train, keep=keep, workers=workers, relu=relu, affine=following.inference_affine())
-            following._keep(None, train, keep)
-            if relu:
-                after.adopt_rectified(x, train, keep)
+            relu = after if fused_rectifier(after) else None
+            yield layer, following, relu
             index += 3 if relu else 2
         elif fused_pair(layer, following):
-            x = layer.forward(x, train, keep=keep, workers=workers, relu=True)
-            following.adopt_rectified(x, train, keep)
+            yield layer, None, following
             index += 2
         else:
-            x = layer.forward(x, train, keep=keep, workers=workers)
+            yield layer, None, None
             index += 1
+
+
+def forward_group(layer: Layer, norm, relu, x: np.ndarray, train: bool, workers=None, keep: bool | None = None):
+    """``layer``'s forward with the BatchNorm ``norm`` and the ReLU ``relu`` fused into it (either None: not
+    fused), as :func:`fused_groups` lists them; the fused layers keep what they would have kept."""
+    if norm is None and relu is None:
+        return layer.forward(x, train, keep=keep, workers=workers)
+    if norm is None:
+        x = layer.forward(x, train, keep=keep, workers=workers, relu=True)
+    else:
+        x = layer.forward(x, train, keep=keep, workers=workers, relu=relu is not None, affine=norm.inference_affine())
+        norm._keep(None, train, keep)
+    if relu is not None:
+        relu.adopt_rectified(x, train, keep)
     return x
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import ops
+from ..ops.memo import hashable
 from ..ops.pool import pool_backward_workspace, pool_geometry, pool_workspace
 from ..shapes import pair
 from .base import Costs, Keyword, Layer, inside_padding, keeps, require_volume, torch_zero_pad
@@ -37,6 +38,13 @@ class _Pool(Layer):
                                       switches=keeping, workers=workers)
         self._keep(cache, keeping)
         return out
+
+    def inference_step(self, batch_shape, dtype, workers, norm=None, relu=None):
+        """``x -> out`` on batches of ``batch_shape`` in inference (see ``volnet.layers.inference``; nothing fuses
+        into a POOL): its geometry and kernel worked out here."""
+        step = ops.pool.forward_step(tuple(batch_shape), dtype, hashable(self.F), hashable(self.S), self.mode,
+                                     hashable(self.P), self.fit, self.label, False, workers)
+        return lambda x: step(x)[0]
 
     def backward(self, dout, input_grad=True, *, workers=None, rectified=None):
         """``rectified``: the output of the ReLU below, whose backward this one then runs too

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..display import html_table
 from ..layers.base import Layer, Param, frozen_layers, frozen_prefix, layer_config, layer_from_config
+from ..layers.inference import inference_steps, run_steps
 from ..layers.paths import backward_layers, forward_layers
 from ..ops import threads
 from ..resources import ResourceError, require_memory
@@ -48,6 +49,7 @@ class Sequential:
         self.seed = seed
         self.allocated = bool(allocate)
         self._multiply_adds = (None, 0)  # (the layers' ids, their multiply-adds an image): see forward
+        self._inference = (None, [])  # (batch shape, workers, the layers' ids; their steps): see forward
         for index, layer in enumerate(self.layers, start=1):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {index}: expected a volnet layer, got {layer!r}")
@@ -122,9 +124,21 @@ class Sequential:
         frozen = self.frozen_prefix if train else 0
         split_image = len(x) == 1 and self._multiply_adds_per_image() >= threads.SPLIT_IMAGE_MULTIPLY_ADDS
         with threads.scheduler().network_pass(len(x), split_image) as workers:
+            if not train:
+                return run_steps(self._inference_steps(x.shape, workers), self.layers, x)
             if frozen:  # the frozen first layers as in inference: no caches, BatchNorm's averages unchanged
                 x = forward_layers(self.layers[:frozen], x, False, workers)
             return forward_layers(self.layers[frozen:], x, train, workers)
+
+    def _inference_steps(self, batch_shape, workers) -> list:
+        """The layers' steps in inference on batches of ``batch_shape`` under ``workers``
+        (:func:`volnet.layers.inference.inference_steps`), remembered for the last batch shape and workers."""
+        key = (batch_shape, workers, tuple(map(id, self.layers)))
+        remembered_key, steps = self._inference  # (one read: another thread may replace it meanwhile)
+        if remembered_key != key:
+            steps = inference_steps(self.layers, batch_shape, self.dtype, workers)
+            self._inference = key, steps
+        return steps
 
     def _multiply_adds_per_image(self) -> int:
         """The layers' multiply-adds for one input volume, nested ones included (worked out once per list of

@@ -20,17 +20,15 @@ backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
 from . import conv_rows, direct, direct_input, native_blas, norm, threads, winograd, winograd_5x5
-from .conv_plan import ConvPlan, plan_conv
+from .conv_plan import plan_conv
+from .memo import hashable, remembered
 from .flipped import flipped_filters
-from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
-                        split_blocks, unpadded, windows_contiguous)
 from .window import Geometry, geometry, im2row, pad_images, pad_spatial, unpad_spatial
 
 
@@ -55,15 +53,16 @@ def flipped_geometry(g: Geometry, filters: int) -> Geometry:
     return geometry((N, H + eh - 1, W + ew - 1, filters), g.size, 1, 0, g.dilation)
 
 
-def _check(x, w, b, layer):
-    if w.ndim != 4:
-        raise ShapeError(f"{layer or 'conv'}: weights must be (F, F, D, K), got shape {w.shape}")
-    if b is not None and b.shape != (w.shape[3],):
-        raise ShapeError(f"{layer or 'conv'}: biases must be (K,) = ({w.shape[3]},), got shape {b.shape}")
-    if x.ndim == 4 and x.shape[3] != w.shape[2]:
+def _check(x_shape, w_shape, b_shape, layer):
+    """Refuse weights, biases (``b_shape`` None: none) and an input whose shapes do not make a CONV."""
+    if len(w_shape) != 4:
+        raise ShapeError(f"{layer or 'conv'}: weights must be (F, F, D, K), got shape {w_shape}")
+    if b_shape is not None and b_shape != (w_shape[3],):
+        raise ShapeError(f"{layer or 'conv'}: biases must be (K,) = ({w_shape[3]},), got shape {b_shape}")
+    if len(x_shape) == 4 and x_shape[3] != w_shape[2]:
         raise ShapeError(
-            f"{layer or 'conv'}: input depth D={x.shape[3]} does not match the filters' depth "
-            f"{w.shape[2]} (weights {w.shape}); filters always span the full input depth"
+            f"{layer or 'conv'}: input depth D={x_shape[3]} does not match the filters' depth "
+            f"{w_shape[2]} (weights {w_shape}); filters always span the full input depth"
         )
 
 
@@ -89,7 +88,7 @@ def conv_forward_naive(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=
     ``out[n, i, j, k] = np.sum(xp[n, i*S : i*S+F, j*S : j*S+F, :] * w[..., k]) + b[k]``
     where xp is x zero-padded by P (and the slice steps by ``dilation``).
     """
-    _check(x, w, b, layer)
+    _check(x.shape, w.shape, None if b is None else b.shape, layer)
     g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     xp = pad_spatial(x, g.pads)
     (Ho, Wo), (Fh, Fw), (Sh, Sw), (dh, dw) = g.out_hw, g.size, g.stride, g.dilation
@@ -137,15 +136,43 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
     it is in cache (a following ReLU, fused); ``affine=(scale, shift)`` per filter maps it ``out * scale +
     shift`` first (a following BatchNorm in inference, fused). ``workers`` (a :class:`volnet.ops.threads.Workers`;
     None: a network pass of this call alone, :func:`volnet.ops.threads.kernel_workers`) are the threads it
-    may split the batch over.
+    may split the batch over. What follows from the shapes alone (the checks, geometry, plan and kernel) is
+    worked out once per layer and shape (:func:`forward_step`).
     """
-    _check(x, w, b, layer)
-    g = geometry(x.shape, w.shape[:2], stride, pad, dilation, fit=fit, layer=layer)
-    xp, fill = _padding(x, g.pads, w)
-    with threads.kernel_workers(workers, x.shape[0], split_image=True) as held:
-        out = (_convolve(xp, g, w, b, relu, held, fill) if affine is None
-               else _convolve_affine(xp, g, w, b, relu, held, fill, *affine))
-        return out, ConvCache(xp=xp, w=w, geometry=g)
+    with threads.kernel_workers(workers, len(x) if np.ndim(x) else 1, split_image=True) as held:
+        step = forward_step(x.shape, x.dtype, w.shape, w.dtype, None if b is None else b.shape, hashable(stride),
+                             hashable(pad), hashable(dilation), fit, layer, relu, affine is not None, held)
+        return step(x, w, b, affine)
+
+
+@remembered
+def forward_step(x_shape, x_dtype, w_shape, w_dtype, b_shape, stride, pad, dilation, fit, layer, relu: bool,
+                  affine: bool, workers):
+    """:func:`conv_forward` on arrays of these shapes and dtypes under ``workers``, as a function ``(x, w, b,
+    affine) -> (out, cache)`` of the arrays alone: a batch-1 forward's bookkeeping (checks, geometry, plan,
+    kernel) was most of its time (LeNet at batch 1: a CONV 38 us, 6.5 of them its arithmetic)."""
+    _check(x_shape, w_shape, b_shape, layer)
+    g = geometry(x_shape, w_shape[:2], stride, pad, dilation, fit=fit, layer=layer)
+    K, dtype = w_shape[3], np.result_type(x_dtype, w_dtype)
+    plan = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows)
+    if plan.forward == "direct" and not affine:
+        correlate = direct.correlator(g, K, dtype, relu, direct.workers(g, K, workers), workers.blas_held,
+                                      workers.rows())
+
+        def convolve(xp, w, b, fill, affine):
+            return correlate(xp, w, b, fill)
+    else:
+        def convolve(xp, w, b, fill, affine):
+            return (_convolve(xp, g, w, b, relu, workers, fill) if affine is None
+                    else _convolve_affine(xp, g, w, b, relu, workers, fill, *affine))
+
+    padding = _padder(x_shape, x_dtype, dtype, g.pads)
+
+    def step(x, w, b, affine):
+        xp, fill = padding(x)
+        return convolve(xp, w, b, fill, affine), ConvCache(xp=xp, w=w, geometry=g)
+
+    return step
 
 
 def _convolve_affine(xp, g: Geometry, w, b, relu, workers, fill, scale, shift):
@@ -160,16 +187,29 @@ def _convolve_affine(xp, g: Geometry, w, b, relu, workers, fill, scale, shift):
 
 
 def _padding(x, pads, w):
-    """``(xp, fill)`` for :func:`_convolve`: where a batch of several images ``x`` is padded (not only
-    cropped) and already in the weights' dtype, xp still empty and the ``fill`` with which each part of the
-    kernel pads its own images (:func:`volnet.ops.window.pad_images`); else
-    :func:`~volnet.ops.window.pad_spatial`'s xp and None (one image: no split to share the copy)."""
-    if len(x) > 1 and any(p > 0 for p in pads) and x.dtype == np.result_type(x, w):
-        N, H, W, D = x.shape
-        top, bottom, left, right = pads
-        xp = np.empty((N, H + top + bottom, W + left + right, D), x.dtype)
-        return xp, functools.partial(pad_images, x, xp, pads)
-    return pad_spatial(x, pads), None
+    """``(xp, fill)`` for :func:`_convolve` (:func:`_padder`'s)."""
+    return _padder(x.shape, x.dtype, np.result_type(x, w), pads)(x)
+
+
+def _padder(x_shape, x_dtype, dtype, pads):
+    """A function ``x -> (xp, fill)`` for :func:`_convolve` on batches of ``x_shape`` and ``x_dtype``, computed in
+    ``dtype``: where a batch of several images is padded (not only cropped) and already in ``dtype``, xp
+    still empty and the ``fill`` with which each part of the kernel pads its own images
+    (:func:`volnet.ops.window.pad_images`); else :func:`~volnet.ops.window.pad_spatial`'s xp (x itself where
+    nothing is padded) and None (one image: no split to share the copy)."""
+    N, H, W, D = x_shape
+    top, bottom, left, right = pads
+    if N > 1 and any(p > 0 for p in pads) and x_dtype == dtype:
+        shape = (N, H + top + bottom, W + left + right, D)
+
+        def to_fill(x):
+            xp = np.empty(shape, x.dtype)
+            return xp, functools.partial(pad_images, x, xp, pads)
+
+        return to_fill
+    if not any(pads):
+        return lambda x: (x, None)
+    return lambda x: (pad_spatial(x, pads), None)
 
 
 def conv_backward(dout, cache: ConvCache, input_grad: bool = True, *, workers=None):
@@ -224,146 +264,6 @@ def _backward(dout, cache: ConvCache, input_grad: bool, workers):
     return dx, dw.reshape(w.shape), db
 
 
-def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> ForwardWorkspace:
-    """The memory :func:`conv_forward` allocates in a network pass on ``cores`` (see :mod:`volnet.ops.workspace`).
-
-    xp = pad_spatial(x), a copy when padded, kept in the cache (the input
-    itself is kept when P = 0); the im2col rows of each thread's block of
-    images with their column of ones (none where the windows are already
-    contiguous), or Winograd's tiles, or the direct kernel's padded weights; the output.
-    """
-    b, N, K = itemsize, g.in_shape[0], filters
-    xp_shape, copies, _ = padded(g)
-    Ho, Wo = g.out_hw
-    split_rows = N == 1 and native_blas.split_threads(cores) > 1  # (as the forward pass at batch 1 runs it)
-    rows = _correlation_workspace(g, K, b, cores, split_rows)
-    private = ((math.prod(xp_shape) * b, True),) if copies else ()
-    plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True, split_rows=split_rows)
-    owns = plan.forward == "direct"  # (im2col's: a view)
-    return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=owns, keeps_input=not copies, transient=rows)
-
-
-def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1, *, grads: int = 0,
-                            input_grad: bool = True, dout_contiguous: bool = True) -> BackwardWorkspace:
-    """The memory :func:`conv_backward` allocates in a network pass on ``cores``, on top of dout and the cache.
-
-    dw (and db, from the rows' column of ones) from im2col rows rebuilt block
-    by block; dx block by block (shallow inputs), as a convolution of the
-    padded dout with the flipped filters (deep inputs, stride 1) or by col2im
-    into phase buffers of the padded input (deep inputs, strided; by the forward kernel per stride phase
-    where :func:`volnet.ops.direct_input.applies_by_phases`). 3x3
-    stride-1 layers take Winograd for dx (deep dout) and for dw (enough
-    filters) instead. ``grads`` is the bytes of the new dw and db.
-
-    ``dout.reshape(-1, K)`` copies a strided dout (the gradient of a padded
-    CONV above), and the copy lives through the whole backward pass; dx's
-    blocks reshape dout again.
-    """
-    b, (N, H, W, D), K = itemsize, g.in_shape, filters
-    xp_shape, _, _ = padded(g)
-    (Ho, Wo), (Fh, Fw), (Sh, Sw) = g.out_hw, g.size, g.stride
-    weights = (Fh * Fw * D + 1) * K * b  # dw and db in one array
-    grads += 0 if dout_contiguous else N * Ho * Wo * K * b
-    workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)  # the im2col kernels' threads
-    plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True)
-    if plan.weight_gradient == "winograd":
-        phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, conv_rows.BLOCK_BYTES, weight_gradient=True)]
-    elif plan.weight_gradient == "direct":
-        phases = [grads + direct.workspace_weight_gradient(g, K, b, direct.workers(g, K, cores))]
-    elif plan.weight_gradient == "winograd_5x5":
-        phases = [grads + _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores, weight_gradient=True)]
-    else:
-        # each thread's part of the batch: its rows, its dw (and db), and one block's share of it
-        rows, partials = 0, 0
-        contiguous = windows_contiguous(g)
-        for n in part_sizes(N, workers):
-            blocks = 1
-            if not contiguous:
-                per_image = Ho * Wo * (Fh * Fw * D + 1) * b
-                step = images_per_block(n, per_image, conv_rows.BLOCK_BYTES)
-                rows, blocks = rows + step * per_image, -(-n // step)
-            partials += weights * (2 if blocks > 1 else 1)  # np.add(dw, part, out=dw)
-        phases = [grads + rows + partials - weights, grads + N * Ho * Wo * b]
-    if not input_grad:
-        return BackwardWorkspace(max(phases), 0)
-    _, Hp, Wp, _ = xp_shape
-    Hs, Ws = -(-Hp // Sh), -(-Wp // Sw)
-    if plan.input_gradient == "direct":  # direct_input.input_gradient: dx, and dout's rows where it is strided
-        dx = N * H * W * D * b
-        phases.append(grads + dx + (0 if dout_contiguous else N * Ho * Wo * K * b) + Fh * Fw * D * K * b)
-        return BackwardWorkspace(max(phases), dx, True)
-    if plan.input_gradient == "phases":  # direct_input.input_gradient_by_phases: dx, padded dout, sub-filters
-        dx = N * H * W * D * b
-        phases.append(grads + dx + direct_input.workspace_by_phases(g, K, b))
-        return BackwardWorkspace(max(phases), dx, True)
-    if plan.input_gradient == "pointwise":  # conv_rows.input_gradient_pointwise: dx, each part's products
-        dx = N * H * W * D * b
-        rows, columns = conv_rows.pointwise_outputs(g)
-        h, w = rows.stop - rows.start, columns.stop - columns.start
-        images = split_blocks(N, h * w * (K + D) * b, conv_rows.BLOCK_BYTES, workers)  # in blocks at once
-        copied = 0 if dout_contiguous and (h, w) == (Ho, Wo) else K  # a block's dout rows, where strided
-        phases.append(grads + dx + images * h * w * (D + copied) * b)
-        return BackwardWorkspace(max(phases), dx, True)
-    if plan.input_gradient == "shallow":  # _input_gradient_shallow
-        dx = math.prod(xp_shape) * b
-        blocks = split_blocks(N, Ho * Wo * Fh * Fw * D * b, conv_rows.BLOCK_BYTES, workers)  # a block per thread
-        # per block: the shares (W @ dout.T), the phase buffers, their interleaved copy, dout's block copy
-        per_image = Ho * Wo * Fh * Fw * D + 2 * Sh * Sw * Hs * Ws * D + (0 if dout_contiguous else Ho * Wo * K)
-        phases.append(grads + dx + blocks * per_image * b)
-        whole = True
-    elif plan.input_gradient == "flipped":
-        # conv_backward_input_flipped: dout padded to (H + eh - 1, W + ew - 1) (a copy where any side is
-        # padded, not only cropped), its im2col rows a block at a time, and dx itself (no unpadding)
-        (eh, ew), (top, _, left, _) = map(effective_extent, g.size, g.dilation), g.pads
-        sides = (eh - 1 - top, H + top - Ho, ew - 1 - left, W + left - Wo)
-        dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(sides) > 0 else 0
-        flipped = _correlation_workspace(flipped_geometry(g, K), D, b, cores)
-        dx = N * H * W * D * b
-        phases.append(grads + dout_padded + flipped + dx)
-        return BackwardWorkspace(max(phases), dx, True)
-    else:  # _input_gradient_deep, strided: each thread's share buffer, then interleave_phases copies
-        buffers = Sh * Sw * N * Hs * Ws * D * b
-        blocks = split_blocks(N, Ho * Wo * (K + D) * b, conv_rows.BLOCK_BYTES, workers)
-        phases.append(grads + buffers + blocks * Ho * Wo * (D + (0 if dout_contiguous else K)) * b)
-        dx = N * Hs * Sh * Ws * Sw * D * b
-        phases.append(grads + buffers + dx)
-        whole = (Hs * Sh, Ws * Sw) == (Hp, Wp)
-    full, dx, contiguous = unpadded(g, dx, N * H * W * D, b)
-    phases.append(grads + dx + full)
-    return BackwardWorkspace(max(phases), dx, contiguous and whole)
-
-
-def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int, split_rows: bool = False) -> int:
-    """Bytes :func:`_convolve` allocates beside its output in a network pass on ``cores``, as its plan runs it:
-    Winograd's tiles, the direct kernel's padded weights, or each thread's block of im2col rows (none where
-    the windows are already contiguous; ``split_rows``: each of Numba's threads' receptive fields)."""
-    b, (N, _, _, D), K = itemsize, g.in_shape, filters
-    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    forward = plan_conv(g, K, float_dtype(b), cores, network_pass=True, split_rows=split_rows).forward
-    if forward == "winograd":
-        return winograd.workspace(g.out_hw, D, K, N, b, cores, conv_rows.BLOCK_BYTES)
-    if forward == "direct":
-        return direct.workspace(g, K, b)
-    if forward == "winograd_5x5":
-        return _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores)
-    if split_rows:
-        return native_blas.correlate_scratch(g.out_hw, Fh * Fw * D, native_blas.split_threads(cores), b)
-    if windows_contiguous(g):
-        return 0
-    per_image = Ho * Wo * (Fh * Fw * D + 1) * b
-    workers = threads.workers_for(N * Ho * Wo * K * Fh * Fw * D, N, cores)
-    return per_image * split_blocks(N, per_image, conv_rows.BLOCK_BYTES, workers)
-
-
-def _general_winograd_workspace(out_hw, depth: int, filters: int, images: int, r: int, itemsize: int,
-                                cores: int, weight_gradient: bool = False) -> int:
-    """:func:`volnet.ops.winograd_5x5.workspace` with the threads :func:`_convolve` (or the weight
-    gradient of :func:`conv_backward`) gives it in a pass."""
-    workers = threads.workers_for(images * out_hw[0] * out_hw[1] * filters * r * r * depth, images, cores)
-    return winograd_5x5.workspace(out_hw, depth, filters, r, images, itemsize, workers, conv_rows.BLOCK_BYTES,
-                                      weight_gradient)
-
-
 def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL, fill=None, scale=None):
     """``(N, H2, W2, K)``: the padded batch xp correlated with ``w (Fh, Fw, D, K)`` as :func:`plan_conv` says;
     ``fill`` (:func:`volnet.ops.window.pad_images`), where given, first fills xp's images in each part;
@@ -383,8 +283,9 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
         count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
         return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill)
     if forward == "direct":
-        return direct.correlate(xp, w, g, bias, relu, direct.workers(g, K, workers), blas_held=workers.blas_held,
-                                fill=fill, row_threads=workers.rows())
+        correlate = direct.correlator(g, K, dtype, relu, direct.workers(g, K, workers), workers.blas_held,
+                                      workers.rows())
+        return correlate(xp, w, bias, fill)
     if forward == "winograd_5x5":
         r = g.size[0]
         step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES)

@@ -3,12 +3,12 @@ their memory estimates and the benchmarks' labels alike."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import conv_rows, direct, direct_input, winograd, winograd_5x5
+from .memo import remembered
 from .window import Geometry
 
 
@@ -44,13 +44,13 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
     :func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`, :func:`volnet.ops.winograd_5x5.applies`,
     :func:`volnet.ops.direct_input.applies`); the order here is which wins where several apply.
     A layer asks for the same plan on every call, so plans are remembered (:func:`_plan`: working one out
-    cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule clears them
-    (``_plan.cache_clear()``, tests/conftest.py).
+    cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule forgets them
+    (:func:`volnet.ops.memo.forget`, tests/conftest.py).
     """
     return _plan(g, filters, np.dtype(dtype), cores, network_pass, split_rows)
 
 
-@functools.lru_cache(maxsize=1024)
+@remembered
 def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network_pass: bool,
           split_rows: bool) -> ConvPlan:
     (N, _, _, D), K, dtype = g.in_shape, filters, np.dtype(dtype)

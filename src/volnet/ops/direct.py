@@ -342,29 +342,43 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     rows over that many of Numba's threads (:data:`ROW_PART_MULTIPLY_ADDS`). ``H2 = (Hp - F)//S + 1``.
     ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp``
     (:func:`volnet.ops.window.pad_images`), in each part of the split."""
-    N, Hp, Wp, D = xp.shape
-    K = w.shape[3]
-    dtype = np.result_type(xp, w)
-    taps, bias = tiled_weights(w, bias, dtype)
-    # a view where it can be: an input that fit='crop' cropped (each row one run, the runs further apart than
-    # their length) is read in place (1x1/2 32x32x64->128 at batch 32: 1.46 -> 0.92 ms against a copy first)
-    rows = (xp if fill or xp.dtype == dtype else xp.astype(dtype)).reshape(N, Hp, Wp * D)
-    out = np.empty((N, *g.out_hw, K), dtype=dtype)
-    (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
-    multiply_adds = N * Ho * Wo * K * Fh * Fw * D
-    by_rows = workers == 1 and row_threads > 1 and multiply_adds >= row_threads * ROW_PART_MULTIPLY_ADDS
-    kernel = forward_kernel(K, dtype, Wo, parallel=by_rows)
-    floor, (Sh, Sw) = dtype.type(0 if relu else -np.inf), g.stride
-    top, bottom = max(g.pads[0], 0), Hp - max(g.pads[1], 0)  # xp's rows of the input, between its padding
+    correlate_now = correlator(g, w.shape[3], np.result_type(xp, w), relu, workers, blas_held, row_threads)
+    return correlate_now(xp, w, bias, fill)
 
-    def correlate_part(start, stop):
-        yield  # allocated (see threads.split)
-        if fill:
-            fill(start, stop)
-        kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop, (*g.out_hw, 0, 0, 0, 1, 0, 1, top, bottom))
 
-    threads.split(correlate_part, N, workers, blas_held=blas_held)
-    return out
+def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, blas_held: bool = False,
+               row_threads: int = 1):
+    """:func:`correlate` for the layer of geometry ``g`` with ``filters`` filters, computing in ``dtype``, as a
+    function ``(xp, w, bias, fill) -> out`` of the arrays alone: what depends only on the shapes (the kernel,
+    its window, the split) is worked out here, once, for a caller that runs the same layer again."""
+    dtype = np.dtype(dtype)
+    (N, _, _, D), (Ho, Wo), (Fh, Fw), (Sh, Sw) = g.in_shape, g.out_hw, g.size, g.stride
+    by_rows = (workers == 1 and row_threads > 1
+               and N * Ho * Wo * filters * Fh * Fw * D >= row_threads * ROW_PART_MULTIPLY_ADDS)
+    kernel = forward_kernel(filters, dtype, Wo, parallel=by_rows)
+    floor = dtype.type(0 if relu else -np.inf)
+    out_shape, whole_tiles = (N, Ho, Wo, filters), _padded_filters(filters, dtype.itemsize) == filters
+    top = max(g.pads[0], 0)  # the input's rows in xp lie between its padding: from top to bottom
+    bottom = top + g.in_shape[1] - max(-g.pads[0], 0) - max(-g.pads[1], 0)
+    window = (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom)
+
+    def correlate_now(xp, w, bias, fill):
+        N, Hp, Wp, D = xp.shape
+        taps, bias = tiled_weights(w, bias, dtype, whole_tiles)
+        # a view where it can be: an input that fit='crop' cropped (each row one run, the runs further apart
+        # than their length) is read in place (1x1/2 32x32x64->128 at batch 32: 1.46 -> 0.92 ms against a copy)
+        rows = (xp if fill or xp.dtype == dtype else xp.astype(dtype)).reshape(N, Hp, Wp * D)
+        out = np.empty(out_shape, dtype=dtype)
+
+        def correlate_part(start, stop):
+            if fill:
+                fill(start, stop)
+            kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop, window)
+
+        threads.split_calls(correlate_part, N, workers, blas_held=blas_held)
+        return out
+
+    return correlate_now
 
 
 def forward_kernel(filters: int, dtype, out_width: int, parallel: bool = False):
@@ -374,13 +388,15 @@ def forward_kernel(filters: int, dtype, out_width: int, parallel: bool = False):
     return tiled.kernel(_forward_source, PW, KB, tile, parallel)
 
 
-def tiled_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
+def tiled_weights(w: np.ndarray, bias, dtype, whole_tiles: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(taps (F, F*D, Kp), bias (Kp,))``: the weights ``w (F, F, D, K)`` and biases (None: zeros) as the
     forward kernel reads them, filters padded with zeros to whole tiles: ``w`` itself where its filters fill
-    whole tiles and it lies C-contiguous and aligned, else :func:`padded_weights`."""
+    whole tiles (``whole_tiles``, where the caller knows) and it lies C-contiguous and aligned, else
+    :func:`padded_weights`."""
     K = w.shape[3]
-    if (_padded_filters(K, dtype.itemsize) == K and w.dtype == dtype and w.flags.c_contiguous
-            and w.ctypes.data % aligned.ALIGNMENT == 0):
+    if whole_tiles is None:
+        whole_tiles = _padded_filters(K, dtype.itemsize) == K
+    if whole_tiles and w.dtype == dtype and w.flags.c_contiguous and w.ctypes.data % aligned.ALIGNMENT == 0:
         return w.reshape(w.shape[0], -1, K), np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype)
     return padded_weights(w, bias, dtype)
 

@@ -33,6 +33,7 @@ import numpy as np
 from ..shapes import ShapeError, pair
 from . import direct, pool_kernels, threads
 from .dense import relu_backward
+from .memo import hashable, remembered
 from .workspace import BackwardWorkspace, ForwardWorkspace, float_dtype, padded, unpadded
 from .window import (Geometry, geometry, interleave_phases, pad_spatial, phase_buffer_shape, tap, tap_phase,
                      unpad_spatial)
@@ -133,21 +134,47 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
     them, which is about half the work, and returns a cache without them.
     Max and average pooling split the batch over ``workers`` (a
     :class:`volnet.ops.threads.Workers`; None: :func:`volnet.ops.threads.alone`).
+    The geometry, plan and split follow from the shapes alone: worked out once per layer and shape
+    (:func:`forward_step`).
     """
-    workers = threads.or_alone(workers)
-    g, xp = _setup(x, F, S, mode, fit, layer, pad)
-    Fh, Fw = g.size
-    if _compiled(mode, x.dtype):
-        source, count, held = _whole(x, xp), _gather_workers(g, xp.dtype, workers), workers.blas_held
+    step = forward_step(x.shape, x.dtype, hashable(F), hashable(S), mode, hashable(pad), fit, layer, bool(switches),
+                         threads.or_alone(workers))
+    return step(x)
+
+
+@remembered
+def forward_step(x_shape, dtype, F, S, mode, pad, fit, layer, switches: bool, workers):
+    """:func:`pool_forward` on batches of ``x_shape`` and ``dtype`` under ``workers``, as a function of the batch
+    alone, ``x -> (out, cache)``."""
+    if mode not in MODES:
+        raise ValueError(f"pooling mode must be one of {MODES}, got {mode!r}")
+    g = pool_geometry(x_shape, F, S, pad, fit=fit, layer=layer)
+    value = -np.inf if mode == "max" else 0.0  # max pooling pads with -inf so that padding never wins
+    if not _compiled(mode, dtype):
+        return lambda x: _forward_by_taps(pad_spatial(x, g.pads, value), g, mode, switches, workers)
+    count, held, code = _gather_workers(g, dtype, workers), workers.blas_held, _switch_code(g.size[0] * g.size[1])
+
+    padded = any(g.pads)
+
+    def step(x):
+        xp = pad_spatial(x, g.pads, value) if padded else x
+        source = _whole(x, xp)
         if mode == "avg":
             return pool_kernels.avg_pool(source, g, count, blas_held=held), PoolCache(mode, g, xp.shape)
         if not switches:
             return pool_kernels.max_pool_values(source, g, count, blas_held=held), PoolCache(mode, g, xp.shape)
-        out, switches = pool_kernels.max_pool(source, g, _switch_code(Fh * Fw), count, blas_held=held)
-        return out, PoolCache(mode, g, xp.shape, switches=switches)
+        out, found = pool_kernels.max_pool(source, g, code, count, blas_held=held)
+        return out, PoolCache(mode, g, xp.shape, switches=found)
+
+    return step
+
+
+def _forward_by_taps(xp, g: Geometry, mode: str, switches: bool, workers):
+    """:func:`pool_forward` of the padded batch ``xp`` as NumPy passes, one per tap of the window."""
     taps = _taps(g)
+    N, D = xp.shape[0], xp.shape[3]
     if mode == "max" and not switches:
-        out = np.empty((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
+        out = np.empty((N, *g.out_hw, D), dtype=xp.dtype)
 
         def maximum_part(start, stop):
             yield
@@ -159,14 +186,14 @@ def pool_forward(x, F=2, S=None, mode="max", *, pad=0, fit=None, layer=None, swi
         workers.split(maximum_part, len(out), _workers(xp, out, workers))
         return out, PoolCache(mode, g, xp.shape)
     if mode == "max":
-        out, switches = _max_and_switches(xp, taps, workers)
-        return out, PoolCache(mode, g, xp.shape, switches=switches)
-    out = np.zeros((x.shape[0], *g.out_hw, x.shape[3]), dtype=x.dtype)
+        out, found = _max_and_switches(xp, taps, workers)
+        return out, PoolCache(mode, g, xp.shape, switches=found)
+    out = np.zeros((N, *g.out_hw, D), dtype=xp.dtype)
     for rows, cols in taps:
         window_tap = xp[:, rows, cols]
         out += window_tap if mode == "avg" else window_tap * window_tap
     if mode == "avg":
-        out /= Fh * Fw
+        out /= g.size[0] * g.size[1]
         return out, PoolCache(mode, g, xp.shape)
     np.sqrt(out, out=out)
     return out, PoolCache(mode, g, xp.shape, xp=xp, out=out)

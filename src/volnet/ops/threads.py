@@ -378,6 +378,21 @@ def split(work, count: int, workers: int, *, blas_held: bool = False) -> list:
     return _SCHEDULER.split(work, count, workers, blas_held=blas_held)
 
 
+def split_calls(work, count: int, workers: int, *, blas_held: bool = False) -> None:
+    """:func:`split` for a ``work(start, stop)`` that allocates nothing and returns nothing (a compiled kernel's
+    call on its part): with one part called directly, without a generator's bookkeeping (a few us a call at
+    batch 1)."""
+    if workers <= 1 or count <= 1:
+        work(0, count)
+        return
+
+    def part(start, stop):
+        yield  # nothing to allocate
+        work(start, stop)
+
+    split(part, count, workers, blas_held=blas_held)
+
+
 def _threadpoolctl():
     """The threadpoolctl module, imported at the first split rather than with volnet, whose own
     import it would slow noticeably (docs/performance-log.md); None where it is not installed: kernels then run

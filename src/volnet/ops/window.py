@@ -63,6 +63,11 @@ def _geometry(x_shape, size, stride, pad, dilation, fit, layer, pool) -> Geometr
     )
 
 
+# pad_spatial zero-fills a batch up to this size whole, then copies it in (at batch 1 0.8 us against 2.8 for the
+# borders one by one); a larger one borders only, so that its memory is written once.
+SMALL_PAD_BYTES = 2**16
+
+
 def pad_spatial(x: np.ndarray, pads, value=0.0, out: np.ndarray | None = None) -> np.ndarray:
     """Zero-pad (or, for negative amounts, crop) the H and W axes of ``(N, H, W, D)``; into ``out`` where
     given (of the padded shape; then always a copy).
@@ -77,7 +82,12 @@ def pad_spatial(x: np.ndarray, pads, value=0.0, out: np.ndarray | None = None) -
     if top == bottom == left == right == 0 and out is None:
         return x
     N, H, W, D = x.shape
-    xp = np.empty((N, top + H + bottom, left + W + right, D), dtype=x.dtype) if out is None else out
+    shape = (N, top + H + bottom, left + W + right, D)
+    if out is None and value == 0 and x.nbytes <= SMALL_PAD_BYTES:  # zeros, then the input: fewer NumPy calls
+        xp = np.zeros(shape, dtype=x.dtype)
+        xp[:, top: top + H, left: left + W] = x
+        return xp
+    xp = np.empty(shape, dtype=x.dtype) if out is None else out
     xp[:, :top] = value
     xp[:, top + H:] = value
     xp[:, top: top + H, :left] = value

@@ -1,7 +1,7 @@
 """The vocabulary in which each kernel describes the memory it allocates, from shapes alone.
 
 Every fast kernel in ``volnet.ops`` has a workspace function right beside
-it (``conv_forward`` and :func:`volnet.ops.conv.conv_workspace`,
+it (``conv_forward`` and :func:`volnet.ops.conv_workspace.conv_workspace`,
 ``pool_backward`` and :func:`volnet.ops.pool.pool_backward_workspace`...)
 that says, in bytes, which arrays one call allocates and which of them the
 cache keeps. :mod:`volnet.analysis` replays a whole training step on these

@@ -1,0 +1,46 @@
+"""A path of layers in inference as a list of steps, one per fused group, worked out once per batch shape.
+
+``Sequential.forward(x)`` in inference runs the same layers on batches of the same shape call after call. At
+batch 1 the arithmetic is small and the bookkeeping around it (each layer's checks, geometry, plan, kernel
+choice and fusions) took most of the time: LeNet 146 us a pass, 51 of them its kernels (the Intel Xeon). So
+the path is turned, once, into steps ``x -> out``: a CONV or POOL (``inference_step``) keeps only what must
+happen at each call (padding, the output's allocation, the kernel; the parameters read then, so that training
+between two passes is seen), and every other layer runs its ``forward`` as :func:`~volnet.layers.paths.forward_layers`
+would. The steps compute exactly what ``forward_layers`` computes (tests/layers/test_inference.py).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .base import Layer
+from .paths import forward_group, fused_groups
+
+
+def inference_steps(layers: list[Layer], batch_shape: tuple, dtype, workers) -> list:
+    """The steps of ``layers`` (a path) in inference on batches of ``batch_shape`` and ``dtype`` under ``workers``
+    (the network pass's :class:`volnet.ops.threads.Workers`): functions ``x -> out``, first to last, one per
+    group :func:`~volnet.layers.paths.fused_groups` fuses."""
+    steps, shape, dtype = [], tuple(batch_shape), np.dtype(dtype)
+    for layer, norm, relu in fused_groups(layers, False, None):
+        prepare = getattr(layer, "inference_step", None)
+        steps.append(prepare(shape, dtype, workers, norm, relu) if prepare
+                     else functools.partial(_forward, layer, norm, relu, workers=workers))
+        shape = (shape[0], *layer.output_shape(shape[1:]))
+    return steps
+
+
+def _forward(layer, norm, relu, x, workers):
+    return forward_group(layer, norm, relu, x, False, workers)
+
+
+def run_steps(steps: list, layers: list[Layer], x: np.ndarray) -> np.ndarray:
+    """``x`` through ``steps`` (:func:`inference_steps` of ``layers``). Like a forward pass in inference, it
+    first drops what any of the layers kept from an earlier training forward."""
+    for layer in layers:
+        layer._cache = None
+    for step in steps:
+        x = step(x)
+    return x

@@ -1,0 +1,124 @@
+"""A network's inference plan (volnet.layers.inference): the same numbers as the layers run one by one, the
+parameters read at every call, caches dropped, and a new plan for each batch shape."""
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from volnet import Sequential, ShapeError, zoo
+from volnet.layers import (FC, AvgPool, BatchNorm, Conv2D, Dropout, GlobalAvgPool, L2Pool, LocallyConnected,
+                           MaxPool, ReLU, Residual)
+from volnet.layers.paths import forward_layers
+from volnet.ops import threads
+
+
+def _layer_by_layer(net, x):
+    """The forward pass as forward_layers runs it (fusions included), without the inference plan."""
+    split_image = len(x) == 1 and net._multiply_adds_per_image() >= threads.SPLIT_IMAGE_MULTIPLY_ADDS
+    with threads.scheduler().network_pass(len(x), split_image) as workers:
+        return forward_layers(net.layers, x.astype(net.dtype), False, workers)
+
+
+def _with_statistics(net, rng):
+    """BatchNorm running statistics other than the initial zeros and ones."""
+    for layer in (nested for top in net.layers for _, nested in top.named_layers()):
+        if isinstance(layer, BatchNorm):
+            layer.running_mean[...] = rng.standard_normal(layer.running_mean.shape)
+            layer.running_var[...] = rng.uniform(0.5, 2.0, layer.running_var.shape)
+    return net
+
+
+NETS = {
+    "lenet": lambda: zoo.lenet(),
+    "every kind": lambda: Sequential(
+        [Conv2D(8, 5, P=2), BatchNorm(), ReLU(), MaxPool(2), Conv2D(12, 3, S=2, P=1, fit="crop"), ReLU(),
+         Residual([Conv2D(12, 3, P=1, bias=False), BatchNorm(), ReLU(), Conv2D(12, 3, P=1)]), ReLU(),
+         AvgPool(3, 1, P=1), L2Pool(2), LocallyConnected(4, 1), Dropout(0.5), FC(16), ReLU(), FC(5)],
+        (16, 16, 3), seed=2),
+    "float64, global pool": lambda: Sequential([Conv2D(6, 3, P=1), ReLU(), MaxPool(3, 2, P=1), GlobalAvgPool(), FC(3)],
+                                               (9, 9, 2), seed=4, dtype=np.float64),
+}
+
+
+@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_plan_gives_the_layers_numbers_exactly(name, batch):
+    rng = np.random.default_rng(batch)
+    net = _with_statistics(NETS[name](), rng)
+    x = rng.standard_normal((batch, *net.input_shape)).astype(np.float32)
+    expected = _layer_by_layer(net, x)
+    np.testing.assert_array_equal(net.forward(x), expected)
+    np.testing.assert_array_equal(net.forward(x), expected)  # the remembered plan, again
+
+
+@settings(max_examples=25, deadline=None)
+@given(F=st.integers(1, 5), S=st.integers(1, 3), K=st.integers(1, 40), depth=st.integers(1, 20),
+       size=st.integers(5, 14), batch=st.integers(1, 3), pool=st.sampled_from([MaxPool, AvgPool]),
+       seed=st.integers(0, 99))
+def test_random_conv_pool_fc_nets_match_the_layers(F, S, K, depth, size, batch, pool, seed):
+    """Random CONV (tile tails: any K; any stride, cropped) -> ReLU -> POOL -> FC nets: the plan's steps give
+    the layers' numbers."""
+    net = Sequential([Conv2D(K, F, S=S, P=F // 2, fit="crop"), ReLU(), pool(2, fit="crop"), FC(7)],
+                     (size, size, depth), seed=seed)
+    x = np.random.default_rng(seed).standard_normal((batch, size, size, depth)).astype(np.float32)
+    np.testing.assert_array_equal(net.forward(x), _layer_by_layer(net, x))
+
+
+def test_training_between_two_passes_is_seen():
+    """The steps read the parameters at each call: changed in place (an optimizer's step), or replaced."""
+    net = zoo.lenet()
+    x = np.random.default_rng(0).standard_normal((1, 28, 28, 1)).astype(np.float32)
+    before = net.forward(x)
+    net.layers[0].weight[...] *= 2.0  # in place
+    net.layers[3].bias[...] += 1.0
+    changed = net.forward(x)
+    assert not np.allclose(changed, before)
+    np.testing.assert_array_equal(changed, _layer_by_layer(net, x))
+    for layer in (net.layers[0], net.layers[6]):  # replaced by new arrays of the same shape
+        param = layer._params[0]
+        param.value = np.ascontiguousarray(param.value[..., ::-1])
+    np.testing.assert_array_equal(net.forward(x), _layer_by_layer(net, x))
+
+
+def test_weights_replaced_by_another_shape_get_the_layers_error():
+    net = zoo.lenet()
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    net.forward(x)
+    net.layers[3]._params[0].value = np.zeros((5, 5, 8, 32), np.float32)  # 8 deep where the input is 16
+    with pytest.raises(ShapeError, match="input depth D=16 does not match the filters' depth 8"):
+        net.forward(x)
+
+
+def test_a_new_batch_shape_gets_its_own_plan_and_caches_are_dropped():
+    net = zoo.lenet()
+    rng = np.random.default_rng(1)
+    for batch in (1, 4, 1, 2):
+        x = rng.standard_normal((batch, 28, 28, 1)).astype(np.float32)
+        net.forward(x, train=True)  # every layer keeps a cache
+        assert net.forward(x).shape == (batch, 10)
+        assert all(layer._cache is None for layer in net.layers)
+        np.testing.assert_array_equal(net.forward(x), _layer_by_layer(net, x))
+
+
+def test_threads_sharing_a_network_get_their_own_numbers():
+    """Passes of different batch shapes on two threads at once: each its own plan, whichever was remembered."""
+    net = zoo.lenet()
+    rng = np.random.default_rng(2)
+    inputs = {n: rng.standard_normal((n, 28, 28, 1)).astype(np.float32) for n in (1, 5)}
+    expected = {n: _layer_by_layer(net, x) for n, x in inputs.items()}
+    failures = []
+
+    def run(n):
+        for _ in range(30):
+            if not np.array_equal(net.forward(inputs[n]), expected[n]):
+                failures.append(n)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in inputs]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert failures == []
