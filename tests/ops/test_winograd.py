@@ -224,3 +224,26 @@ def test_filter_transform_and_its_gradient_split_over_threads_give_the_same_numb
                                atol=1e-5)
     back = winograd._filter_gradient(t, serial, threads.Workers(2, blas_held=True))
     np.testing.assert_allclose(back, winograd._filter_gradient(t, serial, threads.SERIAL), rtol=1e-6, atol=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("out_hw, images", [((4, 4), 2), ((9, 8), 8)])  # F(2x2, 3x3) and F(4x4, 3x3)
+def test_an_input_gradient_folds_the_flip_into_the_filter_transform(out_hw, images, rng, monkeypatch):
+    """``flipped=True`` correlates with the weights flipped in space and transposed, without a flipped copy:
+    the numbers of the flipped copy, and the input gradient's plan takes it (where dout is deep enough)."""
+    from volnet.ops import conv, flipped
+
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)
+    D, K = 9, 11  # the layer's: dx correlates dout (K deep) with filters (3, 3, K, D)
+    w = rng.standard_normal((3, 3, D, K))
+    dp = rng.standard_normal((images, out_hw[0] + 2, out_hw[1] + 2, K))
+    expected = winograd.correlate(dp, flipped.flipped_filters(w))
+    np.testing.assert_allclose(winograd.correlate(dp, w, flipped=True, workers=2), expected, rtol=0, atol=1e-10)
+    x = rng.standard_normal((images, *out_hw, D))
+    _, cache = conv_forward(x, w, np.zeros(K), pad=1)
+    dout = rng.standard_normal((images, *out_hw, K))
+    copies = []
+    monkeypatch.setattr(conv, "flipped_filters", lambda *a: copies.append(a) or flipped.flipped_filters(*a))
+    dx = conv_backward_input_flipped(dout, w, cache.geometry)
+    assert copies == []  # Winograd, flip folded in
+    np.testing.assert_allclose(dx, conv_backward_naive(dout, cache)[0], rtol=0, atol=1e-10)

@@ -279,9 +279,7 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
     dtype = np.result_type(xp, w)
     forward = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows).forward
     if forward == "winograd":
-        step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, N, D, K, dtype.itemsize))
-        count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
-        return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill)
+        return _winograd(xp, g, w, bias, relu, workers, fill)
     if forward == "direct":
         correlate = direct.correlator(g, K, dtype, relu, direct.workers(g, K, workers), workers.blas_held,
                                       workers.rows())
@@ -297,6 +295,18 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
         return native_blas.correlate(xp, g, w.reshape(-1, K), bias, relu, workers.rows(),
                                      scale).reshape(N, *g.out_hw, K)
     return conv_rows.correlate(xp, g, w.reshape(-1, K), bias, relu, workers, fill).reshape(N, *g.out_hw, K)
+
+
+def _winograd(xp, g: Geometry, w, bias, relu, workers, fill, flipped: bool = False):
+    """:func:`_convolve` by :func:`volnet.ops.winograd.correlate`, with its blocks and threads; ``flipped``: with
+    ``w (3, 3, K, D)`` flipped in space and transposed (an input gradient's filters; see
+    :func:`volnet.ops.winograd.filter_transform`)."""
+    N, D, K = xp.shape[0], xp.shape[3], w.shape[2 if flipped else 3]
+    dtype = np.result_type(xp, w)
+    step = conv_rows.images_per_block(N, winograd.bytes_per_image(g.out_hw, N, D, K, dtype.itemsize))
+    count = winograd.workers(N, g.out_hw, D, K, workers.blas_held, workers.cores)
+    return winograd.correlate(xp, w, bias, relu, step, count, blas_held=workers.blas_held, fill=fill,
+                              flipped=flipped)
 
 
 def _input_gradient(dout, w, g: Geometry, padded_shape, scheme: str, workers=threads.SERIAL):
@@ -345,6 +355,10 @@ def conv_backward_input_flipped(dout, w, g: Geometry, *, workers=None):
     # filters over dout padded so that output row 0 lines up with input row 0.
     pads = (eh - 1 - top, H + top - dout.shape[1], ew - 1 - left, W + left - dout.shape[2])
     workers = threads.or_alone(workers)
-    flipped = flipped_filters(w, workers)
-    padded_dout, fill = _padding(dout, pads, flipped)
-    return _convolve(padded_dout, flipped_geometry(g, K), flipped, workers=workers, fill=fill)
+    padded_dout, fill = _padding(dout, pads, w)
+    flipped_g = flipped_geometry(g, K)
+    dtype = np.result_type(dout, w)
+    if plan_conv(flipped_g, D, dtype, workers.cores, workers.blas_held, workers.split_rows).forward == "winograd":
+        # the flip folded into Winograd's filter transform: no flipped copy of w (3x3 512 -> 512: 9.4 MB, 1.1 ms)
+        return _winograd(padded_dout, flipped_g, w, None, False, workers, fill, flipped=True)
+    return _convolve(padded_dout, flipped_g, flipped_filters(w, workers), workers=workers, fill=fill)

@@ -180,22 +180,31 @@ def workspace(out_hw, depth: int, filters: int, images: int, itemsize: int, core
     return blocks + (threads_used * (rows + t.tile * t.span * Wt * filters) + t.points * depth * filters) * b
 
 
-def filter_transform(w: np.ndarray, dtype, t: Tiling, workers=threads.SERIAL) -> np.ndarray:
+def filter_transform(w: np.ndarray, dtype, t: Tiling, workers=threads.SERIAL, flipped: bool = False) -> np.ndarray:
     """``U[a, b] = G w G^T`` for every (input channel, filter): ``(3, 3, D, K)`` -> ``((m+2)^2, D, K)``.
 
     Both sides at once: with the 3x3 taps as one axis, ``U = (G kron G) w``, a
     ((m+2)^2, 9) matrix times w (one multiply instead of G on each side in turn: docs/performance-log.md),
     its columns split over ``workers`` (a :class:`~volnet.ops.threads.Workers`): within a network pass BLAS
     runs one thread, and ResNet's 3x3 512 -> 512 filters took 2.5 ms on it, 1.1 on two.
+
+    ``flipped``: the transform of ``w`` flipped in space and transposed, ``((m+2)^2, K, D)``, an input
+    gradient's, without a flipped copy of w (ResNet's 3x3 512 -> 512: 9.4 MB, 1.1 ms): the flip reverses the
+    taps, the columns of ``G kron G``, and the transposition is a view that BLAS reads as such (its multiplies
+    then took about 1.2x as long on the Intel Xeon; the input gradient of 4x4x512 -> 512 at batch 32 still
+    10.2 -> 8.9 ms).
     """
     D, K = w.shape[2:]
-    return split_matmul(t.G_kron_G.astype(dtype), w.astype(dtype, copy=False).reshape(9, D * K),
-                        workers).reshape(t.points, D, K)
+    transform = t.G_kron_G[:, ::-1] if flipped else t.G_kron_G  # the flip in space reverses the taps
+    U = split_matmul(np.ascontiguousarray(transform, dtype=dtype), w.astype(dtype, copy=False).reshape(9, D * K),
+                     workers).reshape(t.points, D, K)
+    return U.transpose(0, 2, 1) if flipped else U
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, images_per_block: int = 1,
-              workers: int = 1, *, blas_held: bool = False, fill=None):
-    """``(N, H2, W2, K)``: the 3x3 correlation of a padded batch ``xp (N, H2+2, W2+2, D)`` with ``w (3, 3, D, K)``.
+              workers: int = 1, *, blas_held: bool = False, fill=None, flipped: bool = False):
+    """``(N, H2, W2, K)``: the 3x3 correlation of a padded batch ``xp (N, H2+2, W2+2, D)`` with ``w (3, 3, D, K)``,
+    or (``flipped``) with ``w (3, 3, K, D)`` flipped in space and transposed (an input gradient's filters).
 
     Adds ``bias (K,)`` and rectifies (``relu``) in the output transform, while
     the block is in cache. ``workers`` threads take a part of the batch each
@@ -207,11 +216,11 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
     dtype = np.result_type(xp, w)
     xp = xp if fill else np.ascontiguousarray(xp, dtype=dtype)
     N, Hp, Wp, D = xp.shape
-    K = w.shape[3]
+    K = w.shape[2 if flipped else 3]
     Ho, Wo = Hp - 2, Wp - 2
     t = tiling((Ho, Wo), N)
     Ht, Wt = tiles((Ho, Wo), N)
-    U = filter_transform(w, dtype, t, threads.Workers(workers, blas_held=blas_held))
+    U = filter_transform(w, dtype, t, threads.Workers(workers, blas_held=blas_held), flipped)
     b = np.zeros(K, dtype) if bias is None else np.asarray(bias, dtype=dtype)
     floor = dtype.type(0 if relu else -np.inf)  # max(y, floor): the ReLU, or nothing
     out = np.empty((N, Ho, Wo, K), dtype)
