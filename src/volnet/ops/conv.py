@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import conv_rows, direct, direct_input, native_blas, norm, threads, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, native_blas, norm, streamed, threads, winograd, winograd_5x5
 from .conv_plan import plan_conv
 from .memo import hashable, remembered
 from .flipped import flipped_filters
@@ -284,6 +284,10 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
         correlate = direct.correlator(g, K, dtype, relu, direct.workers(g, K, workers), workers.blas_held,
                                       workers.rows())
         return correlate(xp, w, bias, fill)
+    if forward == "streamed":
+        if fill:
+            fill(0, N)
+        return streamed.correlate(xp, g, w, bias, relu, workers.rows())
     if forward == "winograd_5x5":
         r = g.size[0]
         step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import conv_rows, direct, direct_input, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, streamed, winograd, winograd_5x5
 from .memo import remembered
 from .window import Geometry
 
@@ -62,6 +62,8 @@ def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network
         forward = "direct"
     elif winograd_5x5.applies(g, D, K, dtype):
         forward = "winograd_5x5"
+    elif streamed.applies(g, D, K, dtype, split_rows):
+        forward = "streamed"
     else:
         forward = "im2col"
     if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):

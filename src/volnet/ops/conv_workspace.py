@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from ..shapes import effective_extent
-from . import conv_rows, direct, direct_input, native_blas, threads, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, native_blas, streamed, threads, winograd, winograd_5x5
 from .conv import flipped_geometry
 from .conv_plan import plan_conv
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
@@ -137,6 +137,8 @@ def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int,
         return direct.workspace(g, K, b)
     if forward == "winograd_5x5":
         return _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores)
+    if forward == "streamed":
+        return streamed.workspace(g, K, b, native_blas.split_threads(cores))
     if split_rows:
         return native_blas.correlate_scratch(g.out_hw, Fh * Fw * D, native_blas.split_threads(cores), b)
     if windows_contiguous(g):

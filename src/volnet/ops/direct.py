@@ -180,7 +180,7 @@ def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
     :data:`SHALLOW_MAX_FILTERS` filters whose dout is at most :data:`SHALLOW_DW_IMAGE_BYTES` an image."""
     (Ho, Wo), itemsize = g.out_hw, np.dtype(dtype).itemsize
     shallow = (depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
-               and Ho * Wo * _padded_filters(filters, itemsize) * itemsize <= SHALLOW_DW_IMAGE_BYTES)
+               and Ho * Wo * padded_filters(filters, itemsize) * itemsize <= SHALLOW_DW_IMAGE_BYTES)
     return (shallow or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
 
 
@@ -219,7 +219,7 @@ def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> i
 
     (N, _, _, D), (Fh, Fw), (Ho, Wo), K, b = g.in_shape, g.size, g.out_hw, filters, itemsize
     shape, _, cropped = padded(g)
-    Kp = _padded_filters(K, b)
+    Kp = padded_filters(K, b)
     dout = N * Ho * Wo * Kp * b if Kp != K else 0
     xp = N * shape[1] * shape[2] * D * b if cropped else 0
     partials = len(part_sizes(N, workers)) * Fh * Fw * D * Kp * b
@@ -227,7 +227,8 @@ def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> i
     return dout + xp + partials + result + N * Ho * Wo * b
 
 
-def _padded_filters(filters: int, itemsize: int) -> int:
+def padded_filters(filters: int, itemsize: int) -> int:
+    """``filters`` rounded up to whole tiles of filters (:func:`tile`)."""
     width = tile(filters, np.float32 if itemsize == 4 else np.float64)[1]
     return -(-filters // width) * width
 
@@ -357,7 +358,7 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
                and N * Ho * Wo * filters * Fh * Fw * D >= row_threads * ROW_PART_MULTIPLY_ADDS)
     kernel = forward_kernel(filters, dtype, Wo, parallel=by_rows)
     floor = dtype.type(0 if relu else -np.inf)
-    out_shape, whole_tiles = (N, Ho, Wo, filters), _padded_filters(filters, dtype.itemsize) == filters
+    out_shape, whole_tiles = (N, Ho, Wo, filters), padded_filters(filters, dtype.itemsize) == filters
     top = max(g.pads[0], 0)  # the input's rows in xp lie between its padding: from top to bottom
     bottom = top + g.in_shape[1] - max(-g.pads[0], 0) - max(-g.pads[1], 0)
     window = (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom)
@@ -388,15 +389,17 @@ def forward_kernel(filters: int, dtype, out_width: int, parallel: bool = False):
     return tiled.kernel(_forward_source, PW, KB, tile, parallel)
 
 
-def tiled_weights(w: np.ndarray, bias, dtype, whole_tiles: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def tiled_weights(w: np.ndarray, bias, dtype, whole_tiles: bool | None = None,
+                  aligned_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(taps (F, F*D, Kp), bias (Kp,))``: the weights ``w (F, F, D, K)`` and biases (None: zeros) as the
     forward kernel reads them, filters padded with zeros to whole tiles: ``w`` itself where its filters fill
-    whole tiles (``whole_tiles``, where the caller knows) and it lies C-contiguous and aligned, else
-    :func:`padded_weights`."""
+    whole tiles (``whole_tiles``, where the caller knows) and it lies C-contiguous and (``aligned_only``)
+    aligned, else :func:`padded_weights`."""
     K = w.shape[3]
     if whole_tiles is None:
-        whole_tiles = _padded_filters(K, dtype.itemsize) == K
-    if whole_tiles and w.dtype == dtype and w.flags.c_contiguous and w.ctypes.data % aligned.ALIGNMENT == 0:
+        whole_tiles = padded_filters(K, dtype.itemsize) == K
+    if (whole_tiles and w.dtype == dtype and w.flags.c_contiguous
+            and (not aligned_only or w.ctypes.data % aligned.ALIGNMENT == 0)):
         return w.reshape(w.shape[0], -1, K), np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype)
     return padded_weights(w, bias, dtype)
 
@@ -404,7 +407,7 @@ def tiled_weights(w: np.ndarray, bias, dtype, whole_tiles: bool | None = None) -
 def padded_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
     """:func:`tiled_weights` as one aligned copy of the weights (any layout) and biases, zero filters up to
     whole tiles: ``(F*F*D + 1) * Kp`` values (:func:`padded_weights_bytes`)."""
-    (Fh, Fw, D, K), Kp = w.shape, _padded_filters(w.shape[3], dtype.itemsize)
+    (Fh, Fw, D, K), Kp = w.shape, padded_filters(w.shape[3], dtype.itemsize)
     both = aligned.zeros((Fh * Fw * D + 1, Kp), dtype)
     both[:-1].reshape(Fh, Fw, D, Kp)[..., :K] = w
     if bias is not None:
@@ -414,7 +417,7 @@ def padded_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
 
 def padded_weights_bytes(taps: int, filters: int, itemsize: int) -> int:
     """Bytes :func:`padded_weights` allocates for ``taps`` (F*F*D) weights of each of ``filters`` filters."""
-    return (taps + 1) * _padded_filters(filters, itemsize) * itemsize + aligned.ALIGNMENT
+    return (taps + 1) * padded_filters(filters, itemsize) * itemsize + aligned.ALIGNMENT
 
 
 def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):
@@ -426,7 +429,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
     (Fh, Fw), K = g.size, dout.shape[3]
     dtype = np.result_type(xp, dout)
     PE, KB = tap_tile(K, dtype)
-    Kp = _padded_filters(K, dtype.itemsize)
+    Kp = padded_filters(K, dtype.itemsize)
     if Kp != K:  # zero filters up to whole tiles
         dout = np.concatenate([dout, np.zeros((*dout.shape[:3], Kp - K), dtype=dtype)], axis=3)
     dout = np.ascontiguousarray(dout, dtype=dtype)

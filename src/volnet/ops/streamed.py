@@ -1,0 +1,116 @@
+"""A CONV whose output is a few pixels and whose weights are many: the weights streamed once, in taps.
+
+At batch 1 ResNet's last layers give 4x4 or 8x8 output pixels from 2.4-9.4 MB of weights. Their receptive
+fields (im2col's rows, ``M x taps``, M the output pixels) times the weights (``taps x K``) is then a multiply
+whose cost is reading the weights: im2col's GEMM packs them first (a second pass over them), and the direct
+forward reads them again for each output row. Here Numba's threads split the *taps*: each streams its
+contiguous share of the weight rows once, from memory in order, into a register tile of 8 pixels x 32
+filters (the direct kernels' tile, :mod:`volnet.ops.tiled`), keeping its partial sums of every output in a
+buffer; the sums of the parts, the bias and the ReLU follow. Measured at batch 1 on the Intel Xeon's two cores
+against im2col on Numba's threads: 3x3 4x4x512->512 (9.4 MB) 430-520 against 600-670 us, 3x3/2 8x8x256->512
+214-230 against 380-460, 3x3 8x8x256->256 370-400 against 430-450 (docs/performance-log.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import direct, tiled
+from .window import im2row
+
+# Layers of at most this many output pixels (a batch's) whose weights are at least MIN_WEIGHT_BYTES (those the
+# direct forward split by rows leaves to im2col: direct.ROWS_MAX_WEIGHT_BYTES) take it, at batch 1.
+MAX_POSITIONS = 64
+MIN_WEIGHT_BYTES = direct.ROWS_MAX_WEIGHT_BYTES
+# Weight rows (taps) a tile runs through before it moves to the next block of filters: 64-128 ran fastest,
+# 16 and the whole share 1.5-2x slower.
+TAP_BLOCK = 64
+
+
+def applies(g, depth: int, filters: int, dtype, split_rows: bool) -> bool:
+    """Whether a layer of geometry ``g`` takes :func:`correlate`: one image's output split over Numba's
+    threads (``split_rows``), at most :data:`MAX_POSITIONS` output pixels, weights of at least
+    :data:`MIN_WEIGHT_BYTES`, a float dtype and an instruction set whose tiles were measured."""
+    weight_bytes = g.size[0] * g.size[1] * depth * filters * np.dtype(dtype).itemsize
+    return (split_rows and g.in_shape[0] * g.out_hw[0] * g.out_hw[1] <= MAX_POSITIONS
+            and weight_bytes >= MIN_WEIGHT_BYTES and np.dtype(dtype) in (np.float32, np.float64)
+            and direct.ENABLED and direct.isa() in direct.MEASURED)
+
+
+def correlate(xp: np.ndarray, g, w: np.ndarray, bias=None, relu: bool = False, parts: int = 1) -> np.ndarray:
+    """``(N, H2, W2, K)``: the padded batch ``xp`` correlated with ``w (F, F, D, K)`` as geometry ``g`` says
+    (any stride, dilation and crop), plus ``bias`` (None: none), rectified where ``relu``; the taps split
+    into ``parts`` on Numba's threads."""
+    K, dtype = w.shape[3], np.result_type(xp, w)
+    fields = im2row(xp.astype(dtype, copy=False), g)
+    # in place wherever they fill whole tiles: weights of more than aligned.ALIGNED_MAX_BYTES lie where malloc
+    # put them, 16 bytes into a page, and a copy to align them would be a second pass over them
+    taps, bias = direct.tiled_weights(w, bias, dtype, aligned_only=False)
+    PW, KB = _tile(K, dtype, len(fields))
+    parts = max(1, min(parts, fields.shape[1]))  # each part at least one tap, so that each writes its sums
+    partial = np.empty((parts, len(fields), taps.shape[2]), dtype=dtype)
+    out = np.empty((len(fields), K), dtype=dtype)
+    kernel = tiled.kernel(_streamed_source, PW, KB, _tile, parallel=parts > 1)
+    kernel(fields, taps.reshape(-1, taps.shape[2]), bias, dtype.type(0 if relu else -np.inf), partial, out,
+           TAP_BLOCK)
+    return out.reshape(g.in_shape[0], *g.out_hw, K)
+
+
+def workspace(g, filters: int, itemsize: int, parts: int) -> int:
+    """Bytes :func:`correlate` allocates beside its output: the receptive fields, each part's sums and, where
+    the filters do not fill whole tiles, the weights copied to them (:func:`volnet.ops.direct.padded_weights`)."""
+    (Fh, Fw), (N, _, _, D) = g.size, g.in_shape
+    positions, padded = N * g.out_hw[0] * g.out_hw[1], direct.padded_filters(filters, itemsize)
+    copy = direct.padded_weights_bytes(Fh * Fw * D, filters, itemsize) if padded != filters else 0
+    return (positions * Fh * Fw * D + parts * positions * padded) * itemsize + copy
+
+
+def _tile(filters: int, dtype, positions: int | None = None) -> tuple[int, int]:
+    """The direct kernels' tile (:func:`volnet.ops.direct.tile`) for rows of ``positions`` pixels."""
+    return direct.tile(filters, dtype, positions)
+
+
+def _streamed_source(PW: int, KB: int):
+    """The kernel with a ``PW x KB`` tile (closure constants)."""
+    T = PW * KB
+    KH, KQ = max(1, KB // 16), min(KB, 16)  # the filters as KH x KQ: LLVM unrolls 16 iterations fully, not 32
+
+    def streamed(a, w, bias, floor, partial, out, TB):  # pragma: no cover - compiled
+        # a (M, taps) receptive fields, w (taps, Kp), partial (parts, M, Kp), out (M, K): part p sums the
+        # products of its share of the taps into partial[p], a tap block of TB rows of w at a time; then
+        # out = the bias plus the parts' sums, at least floor
+        M, taps = a.shape
+        Kp, K = w.shape[1], out.shape[1]
+        parts = partial.shape[0]
+        for part in tiled.prange(parts):
+            first, stop = part * taps // parts, (part + 1) * taps // parts
+            acc = tiled.carray(tiled.stack_array(T, a.dtype), T)
+            for t0 in range(first, stop, TB):
+                t1 = min(stop, t0 + TB)
+                for k0 in range(0, Kp, KB):
+                    for p0 in range(0, M, PW):
+                        for p in range(PW):
+                            row = min(p0 + p, M - 1)
+                            for h in range(KH):
+                                for q in range(KQ):
+                                    acc[p * KB + h * KQ + q] = (0.0 if t0 == first
+                                                                else partial[part, row, k0 + h * KQ + q])
+                        for t in range(t0, t1):
+                            tap = tiled.unsigned(t)
+                            for p in range(PW):
+                                x = a[tiled.unsigned(min(p0 + p, M - 1)), tap]
+                                for h in range(KH):
+                                    for q in range(KQ):
+                                        acc[p * KB + h * KQ + q] += x * w[tap, tiled.unsigned(k0 + h * KQ + q)]
+                        for p in range(min(PW, M - p0)):
+                            for h in range(KH):
+                                for q in range(KQ):
+                                    partial[part, p0 + p, k0 + h * KQ + q] = acc[p * KB + h * KQ + q]
+        for m in range(M):
+            for k in range(K):
+                total = bias[k]
+                for part in range(parts):
+                    total += partial[part, m, k]
+                out[m, k] = tiled.at_least(total, floor)
+
+    return streamed
