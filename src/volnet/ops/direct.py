@@ -366,6 +366,8 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
     def correlate_now(xp, w, bias, fill):
         N, Hp, Wp, D = xp.shape
         taps, bias = tiled_weights(w, bias, dtype, whole_tiles)
+        if by_rows:  # one image, from weights in memory (aligned.read_in_order)
+            aligned.read_in_order(taps)
         # a view where it can be: an input that fit='crop' cropped (each row one run, the runs further apart
         # than their length) is read in place (1x1/2 32x32x64->128 at batch 32: 1.46 -> 0.92 ms against a copy)
         rows = (xp if fill or xp.dtype == dtype else xp.astype(dtype)).reshape(N, Hp, Wp * D)
@@ -385,8 +387,7 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
 def forward_kernel(filters: int, dtype, out_width: int, parallel: bool = False):
     """The compiled forward kernel whose tile suits ``filters`` filters of ``dtype`` on output rows
     ``out_width`` wide (:func:`tile`); ``parallel``: the one whose rows run on Numba's threads."""
-    PW, KB = tile(filters, dtype, out_width)
-    return tiled.kernel(_forward_source, PW, KB, tile, parallel)
+    return tiled.kernel(_forward_source, *tile(filters, dtype, out_width), tile, parallel)
 
 
 def tiled_weights(w: np.ndarray, bias, dtype, whole_tiles: bool | None = None,
@@ -396,10 +397,9 @@ def tiled_weights(w: np.ndarray, bias, dtype, whole_tiles: bool | None = None,
     whole tiles (``whole_tiles``, where the caller knows) and it lies C-contiguous and (``aligned_only``)
     aligned, else :func:`padded_weights`."""
     K = w.shape[3]
-    if whole_tiles is None:
-        whole_tiles = padded_filters(K, dtype.itemsize) == K
-    if (whole_tiles and w.dtype == dtype and w.flags.c_contiguous
-            and (not aligned_only or w.ctypes.data % aligned.ALIGNMENT == 0)):
+    whole_tiles = padded_filters(K, dtype.itemsize) == K if whole_tiles is None else whole_tiles
+    if whole_tiles and w.dtype == dtype and w.flags.c_contiguous and (
+            not aligned_only or w.ctypes.data % aligned.ALIGNMENT == 0):
         return w.reshape(w.shape[0], -1, K), np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype)
     return padded_weights(w, bias, dtype)
 

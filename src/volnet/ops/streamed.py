@@ -4,11 +4,14 @@ At batch 1 ResNet's last layers give 4x4 or 8x8 output pixels from 2.4-9.4 MB of
 fields (im2col's rows, ``M x taps``, M the output pixels) times the weights (``taps x K``) is then a multiply
 whose cost is reading the weights: im2col's GEMM packs them first (a second pass over them), and the direct
 forward reads them again for each output row. Here Numba's threads split the *taps*: each streams its
-contiguous share of the weight rows once, from memory in order, into a register tile of 8 pixels x 32
-filters (the direct kernels' tile, :mod:`volnet.ops.tiled`), keeping its partial sums of every output in a
-buffer; the sums of the parts, the bias and the ReLU follow. Measured at batch 1 on the Intel Xeon's two cores
-against im2col on Numba's threads: 3x3 4x4x512->512 (9.4 MB) 430-520 against 600-670 us, 3x3/2 8x8x256->512
-214-230 against 380-460, 3x3 8x8x256->256 370-400 against 430-450 (docs/performance-log.md).
+contiguous share of the weight rows once, a block of :data:`TAP_BLOCK` rows at a time, into a register tile of
+8 pixels x 32 filters (the direct kernels' tile, :mod:`volnet.ops.tiled`), keeping its partial sums of every
+output in a buffer; the sums of the parts, the bias and the ReLU follow. Each block is first read in order,
+a value a cache line: in a network pass the weights come from memory, and the tile's walk down the block's
+columns, a line from each row, left the hardware's prefetcher behind (ResNet-18 at batch 1: 4x4x512->512
+915 -> 586 us a layer). Measured in resnet18-cifar's pass at batch 1 on the Intel Xeon's two cores, against
+im2col on Numba's threads: 3x3 4x4x512->512 (9.4 MB) 948 -> 586 us, 3x3/2 8x8x256->512 569 -> 332,
+3x3 8x8x256->256 605 -> 411 (docs/performance-log.md).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from .window import im2row
 # direct forward split by rows leaves to im2col: direct.ROWS_MAX_WEIGHT_BYTES) take it, at batch 1.
 MAX_POSITIONS = 64
 MIN_WEIGHT_BYTES = direct.ROWS_MAX_WEIGHT_BYTES
-# Weight rows (taps) a tile runs through before it moves to the next block of filters: 64-128 ran fastest,
-# 16 and the whole share 1.5-2x slower.
-TAP_BLOCK = 64
+# Weight rows (taps) a block: read in order, then run through by every tile (512 KB for 512 filters, in L2).
+# In ResNet-18's pass at batch 1, 4x4x512->512: 32 rows 652 us, 64 608, 128 588, 256 565-586, 512 654, 1024 859.
+TAP_BLOCK = 256
 
 
 def applies(g, depth: int, filters: int, dtype, split_rows: bool) -> bool:
@@ -52,7 +55,7 @@ def correlate(xp: np.ndarray, g, w: np.ndarray, bias=None, relu: bool = False, p
     out = np.empty((len(fields), K), dtype=dtype)
     kernel = tiled.kernel(_streamed_source, PW, KB, _tile, parallel=parts > 1)
     kernel(fields, taps.reshape(-1, taps.shape[2]), bias, dtype.type(0 if relu else -np.inf), partial, out,
-           TAP_BLOCK)
+           TAP_BLOCK, np.zeros(parts, dtype))
     return out.reshape(g.in_shape[0], *g.out_hw, K)
 
 
@@ -75,9 +78,10 @@ def _streamed_source(PW: int, KB: int):
     T = PW * KB
     KH, KQ = max(1, KB // 16), min(KB, 16)  # the filters as KH x KQ: LLVM unrolls 16 iterations fully, not 32
 
-    def streamed(a, w, bias, floor, partial, out, TB):  # pragma: no cover - compiled
+    def streamed(a, w, bias, floor, partial, out, TB, sink):  # pragma: no cover - compiled
         # a (M, taps) receptive fields, w (taps, Kp), partial (parts, M, Kp), out (M, K): part p sums the
-        # products of its share of the taps into partial[p], a tap block of TB rows of w at a time; then
+        # products of its share of the taps into partial[p], a tap block of TB rows of w at a time, each block
+        # first read in order (a value a cache line, summed into sink[p] so that the reads stay); then
         # out = the bias plus the parts' sums, at least floor
         M, taps = a.shape
         Kp, K = w.shape[1], out.shape[1]
@@ -87,6 +91,11 @@ def _streamed_source(PW: int, KB: int):
             acc = tiled.carray(tiled.stack_array(T, a.dtype), T)
             for t0 in range(first, stop, TB):
                 t1 = min(stop, t0 + TB)
+                touched = 0.0
+                for t in range(t0, t1):
+                    for k in range(0, Kp, KQ):
+                        touched += w[t, k]
+                sink[part] += touched
                 for k0 in range(0, Kp, KB):
                     for p0 in range(0, M, PW):
                         for p in range(PW):
