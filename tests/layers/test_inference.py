@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from volnet import Sequential, ShapeError, zoo
-from volnet.layers import (FC, AvgPool, BatchNorm, Conv2D, Dropout, GlobalAvgPool, L2Pool, LocallyConnected,
-                           MaxPool, ReLU, Residual)
+from volnet.layers import (FC, AvgPool, BatchNorm, Concat, Conv2D, Dropout, GlobalAvgPool, Inception, L2Pool,
+                           LocallyConnected, MaxPool, ReLU, Residual)
 from volnet.layers.paths import forward_layers
 from volnet.ops import threads
 
@@ -40,6 +40,11 @@ NETS = {
         (16, 16, 3), seed=2),
     "float64, global pool": lambda: Sequential([Conv2D(6, 3, P=1), ReLU(), MaxPool(3, 2, P=1), GlobalAvgPool(), FC(3)],
                                                (9, 9, 2), seed=4, dtype=np.float64),
+    "inception, nested residual": lambda: Sequential(
+        [Conv2D(8, 3, P=1), ReLU(), Inception(2, 2, 3, 1, 2, 2),
+         Residual([Concat([[Conv2D(4, 1)], [Residual([Conv2D(9, 3, P=1), BatchNorm()]), Conv2D(4, 1)]]),
+                   Conv2D(9, 1)]),
+         GlobalAvgPool(), FC(3)], (7, 7, 3), seed=5),
 }
 
 
@@ -92,14 +97,15 @@ def test_weights_replaced_by_another_shape_get_the_layers_error():
         net.forward(x)
 
 
-def test_a_new_batch_shape_gets_its_own_plan_and_caches_are_dropped():
-    net = zoo.lenet()
+@pytest.mark.parametrize("name", ["lenet", "inception, nested residual"])
+def test_a_new_batch_shape_gets_its_own_plan_and_caches_are_dropped(name):
+    net = NETS[name]()
     rng = np.random.default_rng(1)
     for batch in (1, 4, 1, 2):
-        x = rng.standard_normal((batch, 28, 28, 1)).astype(np.float32)
+        x = rng.standard_normal((batch, *net.input_shape)).astype(np.float32)
         net.forward(x, train=True)  # every layer keeps a cache
-        assert net.forward(x).shape == (batch, 10)
-        assert all(layer._cache is None for layer in net.layers)
+        assert net.forward(x).shape == (batch, net.output_shape[-1])
+        assert all(layer._cache is None for top in net.layers for _, layer in top.named_layers())  # nested too
         np.testing.assert_array_equal(net.forward(x), _layer_by_layer(net, x))
 
 

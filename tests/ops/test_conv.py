@@ -436,3 +436,23 @@ def test_pointwise_workspace_estimate_matches_tracemalloc(rng, dout_strided, tra
     peak = traced_peak(lambda: conv_backward(dout, cache, workers=workers))
     estimate = conv_workspace.conv_backward_workspace(cache.geometry, 64, 4, cores=2, dout_contiguous=not dout_strided)
     assert 0.75 <= estimate.extra / peak <= 1.25, (estimate, peak)
+
+
+@pytest.mark.parametrize("images", [2, 64])  # the flipped copy, then (enough tiles) Winograd folding the flip in
+def test_flipped_input_gradient_workspace_counts_the_flipped_filters(rng, images, traced_peak):
+    """conv_backward_workspace's bytes for the stride-1 input gradient, against what conv_backward allocates:
+    weights large against the activations, so that the flipped copy of them (or its absence) decides it."""
+    from volnet.ops import conv, conv_plan, conv_workspace, threads
+
+    x = rng.standard_normal((images, 6, 6, 64)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 256)).astype(np.float32)
+    _, cache = conv_forward(x, w, None, 1, 1)
+    dout = rng.standard_normal((images, 6, 6, 256)).astype(np.float32)
+    workers = threads.Workers(2, blas_held=True)
+    flipped = conv.flipped_geometry(cache.geometry, 256)
+    winograd_dx = conv_plan.plan_conv(flipped, 64, np.float32, 2, True).forward == "winograd"
+    assert conv_plan.plan_conv(cache.geometry, 256, np.float32, 2, True).input_gradient == "flipped"
+    assert winograd_dx == (images == 64)
+    peak = traced_peak(lambda: conv_backward_input_flipped(dout, w, cache.geometry, workers=workers))
+    estimate = conv_workspace.conv_backward_workspace(cache.geometry, 256, 4, cores=2)  # its dx phase the largest
+    assert 0.8 <= estimate.extra / peak <= 1.25, (estimate, peak)

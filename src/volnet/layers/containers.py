@@ -28,6 +28,7 @@ import numpy as np
 
 from ..shapes import ShapeError, format_volume
 from .base import Costs, Keyword, Layer, layer_config, layer_from_config
+from .inference import inference_steps, run_steps
 from .paths import backward_layers, forward_layers
 from .conv import Conv2D
 from .dense import ReLU
@@ -159,6 +160,12 @@ class Residual(Layer):
         return (forward_layers(self.body, x, train, workers, keep)
                 + forward_layers(self.shortcut, x, train, workers, keep))
 
+    def inference_step(self, batch_shape, dtype, workers, norm=None, relu=None):
+        """``x -> body(x) + shortcut(x)`` in inference, each path as its steps (``volnet.layers.inference``)."""
+        body = inference_steps(self.body, batch_shape, dtype, workers)
+        shortcut = inference_steps(self.shortcut, batch_shape, dtype, workers)
+        return lambda x: run_steps(body, self.body, x) + run_steps(shortcut, self.shortcut, x)
+
     def backward(self, dout, input_grad=True, *, workers=None):
         dbody = backward_layers(self.body, dout, input_grad, workers)
         dshortcut = backward_layers(self.shortcut, dout, input_grad, workers)  # dout itself for the identity
@@ -272,6 +279,11 @@ class Concat(Layer):
 
     def forward(self, x, train=False, *, keep=None, workers=None):
         return np.concatenate([forward_layers(branch, x, train, workers, keep) for branch in self.branches], axis=-1)
+
+    def inference_step(self, batch_shape, dtype, workers, norm=None, relu=None):
+        """``x ->`` the branches' outputs stacked along depth, in inference, each branch as its steps."""
+        paths = [(inference_steps(branch, batch_shape, dtype, workers), branch) for branch in self.branches]
+        return lambda x: np.concatenate([run_steps(steps, branch, x) for steps, branch in paths], axis=-1)
 
     def backward(self, dout, input_grad=True, *, workers=None):
         douts = np.split(dout, np.cumsum(self._depths)[:-1], axis=-1)
