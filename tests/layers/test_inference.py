@@ -88,12 +88,16 @@ def test_training_between_two_passes_is_seen():
     np.testing.assert_array_equal(net.forward(x), _layer_by_layer(net, x))
 
 
-def test_weights_replaced_by_another_shape_get_the_layers_error():
+@pytest.mark.parametrize("index, shape, error", [
+    (3, (5, 5, 8, 32), "input depth D=16 does not match the filters' depth 8"),  # 8 deep where the input is 16
+    (6, (1000, 128), r"each input holds 1568 values \(shape \(7, 7, 32\)\) but the weights expect 1000"),
+])
+def test_weights_replaced_by_another_shape_get_the_layers_error(index, shape, error):
     net = zoo.lenet()
     x = np.zeros((1, 28, 28, 1), np.float32)
     net.forward(x)
-    net.layers[3]._params[0].value = np.zeros((5, 5, 8, 32), np.float32)  # 8 deep where the input is 16
-    with pytest.raises(ShapeError, match="input depth D=16 does not match the filters' depth 8"):
+    net.layers[index]._params[0].value = np.zeros(shape, np.float32)
+    with pytest.raises(ShapeError, match=error):
         net.forward(x)
 
 

@@ -12,6 +12,7 @@ from ..ops.dense import (fc_backward_workspace, fc_workspace, relu_backward_work
 from ..ops.pool import pool_plan
 from ..ops.workspace import BackwardWorkspace, ForwardWorkspace, float_dtype
 from .base import Costs, Keyword, Layer, Param, ParamArray, he_normal, zeros
+from .paths import forward_group
 
 
 def flatten_order(volume_shape) -> np.ndarray | None:
@@ -74,9 +75,18 @@ class FC(Layer):
         return out
 
     def inference_step(self, batch_shape, dtype, workers, norm=None, relu=None):
-        """``x -> out`` in inference (see ``volnet.layers.inference``): :meth:`forward` without its bookkeeping."""
-        rectify = relu is not None
-        return lambda x: ops.fc_forward(x, self.weight, self.bias, layer=self.label, relu=rectify, workers=workers)[0]
+        """``x -> out`` on batches of ``batch_shape`` in inference, with the ReLU ``relu`` fused where given (see
+        ``volnet.layers.inference``): the weights read at each call, the check and split worked out here."""
+        shape = self.weight.shape
+        step = ops.dense.forward_step(tuple(batch_shape), shape, relu is not None, workers, self.label)
+
+        def multiply(x):
+            w = self.weight
+            if w.shape != shape:  # weights replaced: checked again
+                return forward_group(self, None, relu, x, False, workers)
+            return step(x, w, self.bias)
+
+        return multiply
 
     def backward(self, dout, input_grad=True, *, workers=None):
         dx, dw, db = ops.fc_backward(dout, self._take_cache(), input_grad, workers=workers)

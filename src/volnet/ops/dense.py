@@ -16,6 +16,7 @@ import numpy as np
 
 from ..shapes import ShapeError
 from . import native_blas, threads
+from .memo import remembered
 from .workspace import BackwardWorkspace, ForwardWorkspace
 
 
@@ -33,20 +34,31 @@ def fc_forward(x, w, b, *, layer=None, relu=False, workers=None):
     ``workers`` (a :class:`volnet.ops.threads.Workers`; None:
     :func:`volnet.ops.threads.alone`) are the threads it may split the rows over.
     """
-    flat = x.reshape(x.shape[0], -1)
-    if flat.shape[1] != w.shape[0]:
+    return forward_step(x.shape, w.shape, relu, threads.or_alone(workers), layer)(x, w, b), (x, w)
+
+
+@remembered
+def forward_step(x_shape, w_shape, relu: bool, workers, layer=None):
+    """:func:`fc_forward` on batches of ``x_shape`` under ``workers``, as a function ``(x, w, b) -> out`` of the
+    arrays alone (the check and the split worked out once per layer and shape)."""
+    N, fan_in = x_shape[0], math.prod(x_shape[1:])
+    if fan_in != w_shape[0]:
         raise ShapeError(
-            f"{layer or 'fc'}: each input holds {flat.shape[1]} values (shape {x.shape[1:]}) but the "
-            f"weights expect {w.shape[0]} inputs (weights {w.shape})"
+            f"{layer or 'fc'}: each input holds {fan_in} values (shape {tuple(x_shape[1:])}) but the "
+            f"weights expect {w_shape[0]} inputs (weights {tuple(w_shape)})"
         )
-    workers = threads.or_alone(workers)
-    if workers.split_rows and flat.size * w.shape[1] >= SPLIT_IMAGE_MULTIPLY_ADDS:  # Numba's threads, bias and ReLU
-        return native_blas.multiply(flat, w, b, relu, workers.rows()), (x, w)
-    out = split_matmul(flat, w, workers)
-    out += b
-    if relu:
-        np.maximum(out, 0, out=out)
-    return out, (x, w)
+    if workers.split_rows and N * fan_in * w_shape[1] >= SPLIT_IMAGE_MULTIPLY_ADDS:  # Numba's threads, bias, ReLU
+        rows = workers.rows()
+        return lambda x, w, b: native_blas.multiply(x.reshape(N, fan_in), w, b, relu, rows)
+
+    def step(x, w, b):
+        out = split_matmul(x.reshape(N, fan_in), w, workers)
+        out += b
+        if relu:
+            np.maximum(out, 0, out=out)
+        return out
+
+    return step
 
 
 def fc_backward(dout, cache, input_grad: bool = True, *, workers=None):

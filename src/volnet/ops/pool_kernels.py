@@ -21,21 +21,24 @@ def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1, *, blas_held: bo
     ``out (N, H2, W2, D)``, and per output the tap ``u*F + v`` of the first maximum (NaN wins and stays)."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
     switches = np.empty(out.shape, dtype=switch_dtype)
-    _split(_pool_forward, (xp, *g.size, *g.stride, True, out, switches), len(out), workers, blas_held)
+    _split(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, True, True, out, switches), len(out), workers,
+           blas_held)
     return out, switches
 
 
 def max_pool_values(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """:func:`max_pool`'s ``out`` alone, without switches (inference, where no backward pass follows)."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-    _split(_max_values, (xp, *g.size, *g.stride, out), len(out), workers, blas_held)
+    _split(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, True, False, out, _NO_SWITCHES), len(out), workers,
+           blas_held)
     return out
 
 
 def avg_pool(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-    _split(_pool_forward, (xp, *g.size, *g.stride, False, out, _NO_SWITCHES), len(out), workers, blas_held)
+    _split(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, False, False, out, _NO_SWITCHES), len(out), workers,
+           blas_held)
     return out
 
 
@@ -81,16 +84,6 @@ def _channel_tile(filters: int, dtype) -> tuple[int, int]:
 
 def _forward_kernel(dtype):
     return tiled.kernel(_pool_forward_source, *_channel_tile(1, dtype), _channel_tile)
-
-
-def _pool_forward(xp, Fh, Fw, Sh, Sw, maximum, out, switches, first, last):
-    """Max (with ``switches``) or average pooling of images ``first..last-1`` into ``out``."""
-    _forward_kernel(out.dtype)(xp, Fh, Fw, Sh, Sw, maximum, maximum, out, switches, first, last)
-
-
-def _max_values(xp, Fh, Fw, Sh, Sw, out, first, last):
-    """Max pooling of images ``first..last-1`` into ``out``, without switches."""
-    _forward_kernel(out.dtype)(xp, Fh, Fw, Sh, Sw, True, False, out, _NO_SWITCHES, first, last)
 
 
 def _pool_forward_source(_, CB: int):
