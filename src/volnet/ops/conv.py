@@ -155,12 +155,14 @@ def forward_step(x_shape, x_dtype, w_shape, w_dtype, b_shape, stride, pad, dilat
     g = geometry(x_shape, w_shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     K, dtype = w_shape[3], np.result_type(x_dtype, w_dtype)
     plan = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows)
-    if plan.forward == "direct" and not affine:
-        correlate = direct.correlator(g, K, dtype, relu, direct.workers(g, K, workers), workers.blas_held,
-                                      workers.rows())
+    if plan.forward == "direct":  # (with a BatchNorm's map, in a pass of its own after it: _convolve_affine's)
+        correlate = direct.correlator(g, K, dtype, relu and not affine, direct.workers(g, K, workers),
+                                      workers.blas_held, workers.rows())
 
         def convolve(xp, w, b, fill, affine):
-            return correlate(xp, w, b, fill)
+            out = correlate(xp, w, b, fill)
+            return out if affine is None else norm.affine_forward(out, *affine, workers=workers, relu=relu,
+                                                                   in_place=True)
     else:
         def convolve(xp, w, b, fill, affine):
             return (_convolve(xp, g, w, b, relu, workers, fill) if affine is None
