@@ -391,15 +391,15 @@ def forward_kernel(filters: int, dtype, out_width: int, parallel: bool = False):
 
 
 def tiled_weights(w: np.ndarray, bias, dtype, whole_tiles: bool | None = None,
-                  aligned_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  require_aligned: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(taps (F, F*D, Kp), bias (Kp,))``: the weights ``w (F, F, D, K)`` and biases (None: zeros) as the
     forward kernel reads them, filters padded with zeros to whole tiles: ``w`` itself where its filters fill
-    whole tiles (``whole_tiles``, where the caller knows) and it lies C-contiguous and (``aligned_only``)
+    whole tiles (``whole_tiles``, where the caller knows) and it lies C-contiguous and (``require_aligned``)
     aligned, else :func:`padded_weights`."""
     K = w.shape[3]
     whole_tiles = padded_filters(K, dtype.itemsize) == K if whole_tiles is None else whole_tiles
     if whole_tiles and w.dtype == dtype and w.flags.c_contiguous and (
-            not aligned_only or w.ctypes.data % aligned.ALIGNMENT == 0):
+            not require_aligned or w.ctypes.data % aligned.ALIGNMENT == 0):
         return w.reshape(w.shape[0], -1, K), np.zeros(K, dtype=dtype) if bias is None else np.asarray(bias, dtype)
     return padded_weights(w, bias, dtype)
 

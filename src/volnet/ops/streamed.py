@@ -48,7 +48,7 @@ def correlate(xp: np.ndarray, g, w: np.ndarray, bias=None, relu: bool = False, p
     fields = im2row(xp.astype(dtype, copy=False), g)
     # in place wherever they fill whole tiles: weights of more than aligned.ALIGNED_MAX_BYTES lie where malloc
     # put them, 16 bytes into a page, and a copy to align them would be a second pass over them
-    taps, bias = direct.tiled_weights(w, bias, dtype, aligned_only=False)
+    taps, bias = direct.tiled_weights(w, bias, dtype, require_aligned=False)
     PW, KB = _tile(K, dtype, len(fields))
     parts = max(1, min(parts, fields.shape[1]))  # each part at least one tap, so that each writes its sums
     partial = np.empty((parts, len(fields), taps.shape[2]), dtype=dtype)
