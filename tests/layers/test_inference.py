@@ -132,3 +132,19 @@ def test_threads_sharing_a_network_get_their_own_numbers():
     for worker in workers:
         worker.join()
     assert failures == []
+
+
+def test_a_network_pickles_after_a_pass_and_its_copy_gives_the_same_numbers():
+    """The remembered steps (functions of this process) are left out of a pickle; the copy works them out again."""
+    import copy
+    import pickle
+
+    net = zoo.lenet()
+    x = np.random.default_rng(3).standard_normal((2, 28, 28, 1)).astype(np.float32)
+    expected = net.forward(x)
+    for twin in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        np.testing.assert_array_equal(twin.forward(x), expected)
+        twin.layers[0].weight[...] *= 2.0  # the copy's steps run the copy's layers, not the original's
+        np.testing.assert_array_equal(twin.forward(x), _layer_by_layer(twin, x))
+        assert not np.allclose(twin.forward(x), expected)
+    np.testing.assert_array_equal(net.forward(x), expected)

@@ -130,6 +130,11 @@ class Sequential:
                 x = forward_layers(self.layers[:frozen], x, False, workers)
             return forward_layers(self.layers[frozen:], x, train, workers)
 
+    def __getstate__(self) -> dict:
+        """Pickled (or deep-copied) without its remembered inference steps, functions of this process that a copy
+        works out again at its first pass."""
+        return {**self.__dict__, "_inference": (None, [])}
+
     def _inference_steps(self, batch_shape, workers) -> list:
         """The layers' steps in inference on batches of ``batch_shape`` under ``workers``
         (:func:`volnet.layers.inference.inference_steps`), remembered for the last batch shape and workers."""
