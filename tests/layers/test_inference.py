@@ -148,3 +148,18 @@ def test_a_network_pickles_after_a_pass_and_its_copy_gives_the_same_numbers():
         np.testing.assert_array_equal(twin.forward(x), _layer_by_layer(twin, x))
         assert not np.allclose(twin.forward(x), expected)
     np.testing.assert_array_equal(net.forward(x), expected)
+
+
+def test_a_subclass_with_a_forward_of_its_own_runs_it():
+    """A user's CONV that changes its forward is not replaced by the plan's prepared CONV step."""
+
+    class DoubledConv(Conv2D):
+        def forward(self, x, train=False, **kwargs):
+            return 2.0 * super().forward(x, train, **kwargs)
+
+    rng = np.random.default_rng(4)
+    plain = Sequential([Conv2D(4, 3, P=1), FC(3)], (6, 6, 2), seed=1)
+    doubled = Sequential([DoubledConv(4, 3, P=1), FC(3)], (6, 6, 2), seed=1)
+    x = rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(doubled.forward(x) - doubled.layers[1].bias,
+                               2.0 * (plain.forward(x) - plain.layers[1].bias), rtol=1e-5, atol=1e-5)

@@ -25,11 +25,20 @@ def inference_steps(layers: list[Layer], batch_shape: tuple, dtype, workers) -> 
     group :func:`~volnet.layers.paths.fused_groups` fuses."""
     steps, shape, dtype = [], tuple(batch_shape), np.dtype(dtype)
     for layer, norm, relu in fused_groups(layers, False, None):
-        prepare = getattr(layer, "inference_step", None)
+        prepare = _inference_step(layer)
         steps.append(prepare(shape, dtype, workers, norm, relu) if prepare
                      else functools.partial(_forward, layer, norm, relu, workers=workers))
         shape = (shape[0], *layer.output_shape(shape[1:]))
     return steps
+
+
+def _inference_step(layer):
+    """The layer's ``inference_step``, where the class that defines it also defines the ``forward`` the layer
+    runs: a subclass with a ``forward`` of its own (a user's variation of a CONV) runs that forward instead."""
+    for klass in type(layer).__mro__:
+        if "inference_step" in vars(klass):
+            return layer.inference_step if type(layer).forward is klass.forward else None
+    return None
 
 
 def _forward(layer, norm, relu, x, workers):
