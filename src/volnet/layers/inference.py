@@ -2,11 +2,12 @@
 
 ``Sequential.forward(x)`` in inference runs the same layers on batches of the same shape call after call. At
 batch 1 the arithmetic is small and the bookkeeping around it (each layer's checks, geometry, plan, kernel
-choice and fusions) took most of the time: LeNet 146 us a pass, 51 of them its kernels (the Intel Xeon). So
-the path is turned, once, into steps ``x -> out``: a CONV or POOL (``inference_step``) keeps only what must
-happen at each call (padding, the output's allocation, the kernel; the parameters read then, so that training
-between two passes is seen), and every other layer runs its ``forward`` as :func:`~volnet.layers.paths.forward_layers`
-would. The steps compute exactly what ``forward_layers`` computes (tests/layers/test_inference.py).
+choice and fusions) took most of the time: LeNet 154 us a pass, 51 of them its kernels (the Intel Xeon; 88-95
+with the plan). So the path is turned, once, into steps ``x -> out``: a CONV, POOL or FC (``inference_step``)
+keeps only what must happen at each call (padding, the output's allocation, the kernel; the parameters read
+then, so that training between two passes is seen), a Residual or Concat runs its paths' steps, and every
+other layer runs its ``forward`` as :func:`~volnet.layers.paths.forward_layers` would. The steps compute
+exactly what ``forward_layers`` computes (tests/layers/test_inference.py).
 """
 
 from __future__ import annotations

@@ -115,7 +115,9 @@ class Sequential:
         """Class scores (or the last volume) for a batch ``(N, H, W, D)``.
 
         With ``train=True`` every layer keeps what its backward pass needs;
-        with ``train=False`` nothing is kept.
+        with ``train=False`` nothing is kept, and the layers run as a plan worked
+        out once per batch shape (:mod:`volnet.layers.inference`): the same
+        numbers, with less bookkeeping a call.
         """
         if not self.allocated:
             raise RuntimeError("this network was built with allocate=False (shapes and parameter counts only); "

@@ -1,6 +1,6 @@
 """Memos of what follows from a layer's shapes alone: its plan (:mod:`volnet.ops.conv_plan`) and its prepared
 forward step (the kernel, geometry and split chosen; :func:`volnet.ops.conv.conv_forward`,
-:func:`volnet.ops.pool.pool_forward`). A layer asks for the same ones on every call, and at batch 1 working them
+:func:`volnet.ops.pool.pool_forward`, :func:`volnet.ops.dense.fc_forward`). A layer asks for the same ones on every call, and at batch 1 working them
 out again took most of a forward pass. The rules they follow are module constants a test may change; it then
 forgets every memo (:func:`forget`, tests/conftest.py)."""
 

@@ -153,7 +153,6 @@ def forward_step(x_shape, dtype, F, S, mode, pad, fit, layer, switches: bool, wo
     if not _compiled(mode, dtype):
         return lambda x: _forward_by_taps(pad_spatial(x, g.pads, value), g, mode, switches, workers)
     count, held, code = _gather_workers(g, dtype, workers), workers.blas_held, _switch_code(g.size[0] * g.size[1])
-
     padded = any(g.pads)
 
     def step(x):
