@@ -121,9 +121,9 @@ def test_threads_sharing_a_network_get_their_own_numbers():
     expected = {n: _layer_by_layer(net, x) for n, x in inputs.items()}
     failures = []
 
-    def run(n):
+    def run(n):  # (close, not equal: the thread that finds the cores held runs its kernels unsplit)
         for _ in range(30):
-            if not np.array_equal(net.forward(inputs[n]), expected[n]):
+            if not np.allclose(net.forward(inputs[n]), expected[n], rtol=1e-5, atol=1e-6):
                 failures.append(n)
 
     workers = [threading.Thread(target=run, args=(n,)) for n in inputs]
