@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from volnet.ops import aligned, direct, tiled
+from volnet.ops import aligned, direct, direct_weights, tiled
 from volnet.ops.conv import conv_forward_naive
 from volnet.ops.window import geometry, pad_spatial
 from strategies import conv_arrays, conv_layers
@@ -39,7 +39,7 @@ def test_weight_gradient_equals_naive(setting):
     out, cache = conv_forward_naive(x, w, b, setting["S"], setting["pad"], fit="crop")
     dout = np.random.default_rng(setting["seed"] + 1).standard_normal(out.shape).astype(setting["dtype"])
     _, dw_naive, db_naive = conv_backward_naive(dout, cache)
-    dw, db = direct.weight_gradient(cache.xp, dout, cache.geometry, setting["threads"])
+    dw, db = direct_weights.weight_gradient(cache.xp, dout, cache.geometry, setting["threads"])
     assert dw.dtype == db.dtype == setting["dtype"]
     tol = 1e-3 if setting["dtype"] == np.float32 else 1e-10
     np.testing.assert_allclose(dw, dw_naive, rtol=tol, atol=tol)
@@ -228,7 +228,7 @@ def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     g = geometry((8, size, size, D), F, S, F // 2, fit="crop")
     assert direct.applies(g, D, K, np.float32) is expected
-    assert direct.applies_to_weight_gradient(g, D, K, np.float32) is expected_dw
+    assert direct_weights.applies_to_weight_gradient(g, D, K, np.float32) is expected_dw
     assert not direct.applies(g, D, K, np.int32)
     monkeypatch.setattr(direct, "isa", lambda: "avx2")  # not measured there: never planned
     assert not direct.applies(g, D, K, np.float32)
@@ -241,7 +241,7 @@ def _direct_everywhere(monkeypatch):
     """Every undilated float layer plans the direct forward (and so the flipped input gradient's too), and
     every stride-1 one the direct dw."""
     monkeypatch.setattr(direct, "applies", lambda g, depth, filters, dtype, split_rows=False: g.dilation == (1, 1))
-    monkeypatch.setattr(direct, "applies_to_weight_gradient",
+    monkeypatch.setattr(direct_weights, "applies_to_weight_gradient",
                         lambda g, depth, filters, dtype: g.dilation == (1, 1) and g.stride == (1, 1))
 
 
@@ -343,7 +343,7 @@ def test_backward_workspace_estimate_matches_tracemalloc(direct_everywhere, K, t
 def test_kernel_closures_hold_only_tile_sizes():
     """Numba keys its disk cache of a closure by the closure's values: objects there (a dispatcher, a module)
     made every process compile again. Only ints may be closed over."""
-    for make in (direct._forward_source, direct._weight_gradient_source):
+    for make in (direct._forward_source, direct_weights._weight_gradient_source):
         kernel = make(7, 32)
         assert kernel.__closure__ and all(type(cell.cell_contents) is int for cell in kernel.__closure__)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import torch_conv
 
-from volnet.ops import conv_workspace, direct, winograd_5x5
+from volnet.ops import conv_workspace, direct, direct_weights, winograd_5x5
 from volnet.ops.conv import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 from volnet.ops.window import geometry, pad_spatial
 
@@ -20,7 +20,7 @@ def every_layer_takes_it(monkeypatch):
     for name in ("MIN_DEPTH", "MIN_MULTIPLY", "MIN_TILES"):
         monkeypatch.setattr(winograd_5x5, name, 1)
     monkeypatch.setattr(direct, "applies", lambda *args: False)
-    monkeypatch.setattr(direct, "applies_to_weight_gradient", lambda *args: False)
+    monkeypatch.setattr(direct_weights, "applies_to_weight_gradient", lambda *args: False)
 
 
 @pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 5), (4, 5), (5, 2), (5, 4)])

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import conv_rows, direct, direct_input, native_blas, norm, streamed, threads, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, direct_weights, native_blas, norm, streamed, threads, winograd, winograd_5x5
 from .conv_plan import plan_conv
 from .memo import hashable, remembered
 from .flipped import flipped_filters
@@ -251,7 +251,7 @@ def _backward(dout, cache: ConvCache, input_grad: bool, workers):
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
                                           blas_held=workers.blas_held)
     elif plan.weight_gradient == "direct":
-        dw, db = direct.weight_gradient(xp, dout_rows.reshape(dout.shape), g, direct.workers(g, K, workers),
+        dw, db = direct_weights.weight_gradient(xp, dout_rows.reshape(dout.shape), g, direct.workers(g, K, workers),
                                         blas_held=workers.blas_held)
     elif plan.weight_gradient == "winograd_5x5":
         r = g.size[0]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import conv_rows, direct, direct_input, streamed, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, direct_weights, streamed, winograd, winograd_5x5
 from .memo import remembered
 from .window import Geometry
 
@@ -18,7 +18,7 @@ class ConvPlan:
 
     ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(4x4, 3x3) or F(2x2, 3x3)), ``"direct"``
     (:func:`volnet.ops.direct.correlate`), ``"winograd_5x5"`` (F(4x4, 5x5)) or ``"im2col"``;
-    ``weight_gradient``: ``"winograd"``, ``"direct"`` (:func:`volnet.ops.direct.weight_gradient`),
+    ``weight_gradient``: ``"winograd"``, ``"direct"`` (:func:`volnet.ops.direct_weights.weight_gradient`),
     ``"winograd_5x5"`` or ``"im2col"``; ``input_gradient``:
     ``"direct"`` (:func:`volnet.ops.direct_input.input_gradient`), ``"shallow"``
     (:func:`~volnet.ops.conv_rows.input_gradient_shallow`), ``"flipped"``
@@ -68,7 +68,7 @@ def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network
         forward = "im2col"
     if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):
         weight_gradient = "winograd"
-    elif direct.applies_to_weight_gradient(g, D, K, dtype):
+    elif direct_weights.applies_to_weight_gradient(g, D, K, dtype):
         weight_gradient = "direct"
     elif winograd_5x5.applies(g, D, K, dtype):
         weight_gradient = "winograd_5x5"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from ..shapes import effective_extent
-from . import conv_rows, direct, direct_input, native_blas, streamed, threads, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, direct_weights, native_blas, streamed, threads, winograd, winograd_5x5
 from .conv import flipped_geometry
 from .conv_plan import plan_conv
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
@@ -60,7 +60,7 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     if plan.weight_gradient == "winograd":
         phases = [grads + winograd.workspace(g.out_hw, D, K, N, b, cores, conv_rows.BLOCK_BYTES, weight_gradient=True)]
     elif plan.weight_gradient == "direct":
-        phases = [grads + direct.workspace_weight_gradient(g, K, b, direct.workers(g, K, cores))]
+        phases = [grads + direct_weights.workspace_weight_gradient(g, K, b, direct.workers(g, K, cores))]
     elif plan.weight_gradient == "winograd_5x5":
         phases = [grads + _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores, weight_gradient=True)]
     else:

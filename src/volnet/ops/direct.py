@@ -25,7 +25,7 @@ What that takes in Numba (each point measured, docs/performance-log.md):
 * a tile that fits the register file of the CPU that runs it, chosen at run
   time from the host's instruction set (:func:`tile`).
 
-The weight gradient (:func:`weight_gradient`) is the same kernel turned
+The weight gradient (:mod:`volnet.ops.direct_weights`) is the same kernel turned
 around: a tile of filter taps x filters accumulates over the positions of
 each image. Which layers take them is :func:`applies`, decided by
 measurement (:data:`MIN_DEPTH`); :mod:`volnet.ops.conv` reads it in its plan.
@@ -47,7 +47,6 @@ import math
 import numpy as np
 
 from . import aligned, threads, tiled
-from .dense import batch_sums
 from .jit import ENABLED
 from .tiled import isa
 
@@ -58,10 +57,6 @@ from .tiled import isa
 # rows' ends: 8 for rows of 32, 7 for rows of 14 or 28), AVX2 (16 registers of 8 floats) 2 x 32, SSE2 half
 # that (the figures of each tile: docs/performance-log.md, issue 23).
 TILES = {"avx512": ((7, 8), 32), "avx2": ((2,), 32), "portable": ((2,), 16)}
-# The weight gradient's tile: this many filter taps (of the whole filter, (u, v, d) flattened) x the
-# forward's filters. 14 x 32 float32 fills 28 of AVX-512's 32 registers; 25 and 27 taps (5x5x1, 3x3x3 first
-# layers) take two passes over the positions.
-TAP_TILES = {"avx512": 14, "avx2": 3, "portable": 2}
 # The instruction sets whose tiles were measured against volnet's other kernels: only there does
 # volnet.ops.conv plan direct convolutions.
 MEASURED = ("avx512",)
@@ -101,11 +96,6 @@ NARROW_MIN_WIDTH = 8
 # 1.2-2.2x; lost: 4x4x2048->512 (rows of 4) 7.6 -> 28.7, 8x8x256->1024 3.75 -> 3.93 (docs/performance-log.md).
 POINTWISE_MIN_WIDTH = 8
 POINTWISE_MAX_MULTIPLY = 512 * 128
-# First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
-# and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads, AlexNet's 55x55x96, 1.2 MB
-# an image, 0.86x; LeNet's one channel 0.63x, once db no longer took NumPy's slow column sum), im2col where it
-# does not (the 7x7/2 stem's 3.2 MB an image, 1.1-1.2x).
-SHALLOW_DW_IMAGE_BYTES = 2**21
 # One image's output rows split over Numba's threads (a forward pass at batch 1: native_blas.split_threads): parts
 # of at least this many multiply-adds. LeNet's first CONV, 313,600 in all, took 10.4 us on one core and
 # 6.4 on two (the Intel Xeon); LeNet-5's second, 240,000, gained less than the split cost (the net 0.143 -> 0.158 ms).
@@ -126,11 +116,6 @@ ROWS_MAX_WEIGHT_BYTES = 3 * 2**19
 MIN_PART_MULTIPLY_ADDS = 2**22
 
 
-def tap_tile(filters: int, dtype) -> tuple[int, int]:
-    """``(taps, filters)`` of :func:`weight_gradient`'s register tile (:data:`TAP_TILES`, :func:`tile`'s filters)."""
-    return TAP_TILES[isa()], tile(filters, dtype)[1]
-
-
 def tile(filters: int, dtype, out_width: int | None = None) -> tuple[int, int]:
     """``(pixels, filters)`` of the register tile for ``filters`` output channels of ``dtype`` on this host
     (:data:`TILES`): of its pixel counts the one whose whole tiles cover ``out_width`` output pixels with the
@@ -149,13 +134,13 @@ def applies(g, depth: int, filters: int, dtype, split_rows: bool = False) -> boo
     """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
     set in :data:`MEASURED`, an undilated float layer, 1x1 within :data:`POINTWISE_MAX_MULTIPLY`, or larger
     and either a first layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS`
-    filters), LeNet-sized (:func:`applies_to_weight_gradient`), one image through a stride-1 3x3 layer of at
+    filters), LeNet-sized (:func:`lenet_sized`), one image through a stride-1 3x3 layer of at
     most :data:`SINGLE_IMAGE_MULTIPLY` depth x filters, or a stride-2 3x3 layer (:data:`STRIDED_MAX_MULTIPLY`);
     with ``split_rows`` (one image's output split over Numba's threads, ``Workers.split_rows``) any layer
     within :data:`ROWS_MIN_WIDTH` and :data:`ROWS_MAX_WEIGHT_BYTES`."""
     if g.size == (1, 1):
         return (g.out_hw[1] >= POINTWISE_MIN_WIDTH and depth * filters <= POINTWISE_MAX_MULTIPLY
-                and _measured(g, dtype, pointwise=True))
+                and measured(g, dtype, pointwise=True))
     shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
     single = (g.in_shape[0] == 1 and g.stride == (1, 1) and g.size == (3, 3)
               and depth * filters <= SINGLE_IMAGE_MULTIPLY)
@@ -164,24 +149,13 @@ def applies(g, depth: int, filters: int, dtype, split_rows: bool = False) -> boo
                and g.out_hw[1] >= STRIDED_MIN_WIDTH)
     weight_bytes = math.prod(g.size) * depth * filters * np.dtype(dtype).itemsize
     rows = split_rows and g.out_hw[1] >= ROWS_MIN_WIDTH and weight_bytes <= ROWS_MAX_WEIGHT_BYTES
-    return (shallow or single or strided or rows or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
+    return (shallow or single or strided or rows or lenet_sized(g, depth, filters)) and measured(g, dtype)
 
 
 def before_winograd(g, depth: int, filters: int, dtype) -> bool:
     """Whether the plan takes the direct forward where Winograd would also apply (:data:`NARROW_MAX_MULTIPLY`)."""
     return (g.size == (3, 3) and g.stride == (1, 1) and depth * filters <= NARROW_MAX_MULTIPLY
-            and g.out_hw[1] >= NARROW_MIN_WIDTH and np.dtype(dtype) == np.float32 and _measured(g, dtype))
-
-
-def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
-    """Whether the weight gradient takes :func:`weight_gradient`, where :func:`applies`' conditions on the
-    host and dtype hold: stride-1 layers with filters other than 3x3, at least :data:`MIN_DEPTH` deep and
-    ``depth * filters`` at most :data:`MAX_MULTIPLY`; and first layers of 1 to 7 channels into at most
-    :data:`SHALLOW_MAX_FILTERS` filters whose dout is at most :data:`SHALLOW_DW_IMAGE_BYTES` an image."""
-    (Ho, Wo), itemsize = g.out_hw, np.dtype(dtype).itemsize
-    shallow = (depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
-               and Ho * Wo * padded_filters(filters, itemsize) * itemsize <= SHALLOW_DW_IMAGE_BYTES)
-    return (shallow or _lenet_sized(g, depth, filters)) and _measured(g, dtype)
+            and g.out_hw[1] >= NARROW_MIN_WIDTH and np.dtype(dtype) == np.float32 and measured(g, dtype))
 
 
 def workers(g, filters: int, workers) -> int:
@@ -192,12 +166,16 @@ def workers(g, filters: int, workers) -> int:
     return threads.workers_for(N * Ho * Wo * filters * Fh * Fw * D, N, cores, MIN_PART_MULTIPLY_ADDS)
 
 
-def _lenet_sized(g, depth: int, filters: int) -> bool:
+def lenet_sized(g, depth: int, filters: int) -> bool:
+    """A stride-1 layer other than 3x3, at least :data:`MIN_DEPTH` deep, of at most :data:`MAX_MULTIPLY` depth
+    x filters (LeNet's second CONV and its flipped input gradient): the direct forward and weight gradient."""
     return (g.stride == (1, 1) and g.size != (3, 3) and MIN_DEPTH <= depth
             and depth * filters <= MAX_MULTIPLY)
 
 
-def _measured(g, dtype, pointwise: bool = False) -> bool:
+def measured(g, dtype, pointwise: bool = False) -> bool:
+    """Whether the direct kernels may run layer ``g`` at all: Numba on, a host in :data:`MEASURED`, an
+    undilated float layer, other than 1x1 unless ``pointwise``."""
     return (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
             and (pointwise or g.size != (1, 1)) and isa() in MEASURED)
 
@@ -208,23 +186,6 @@ def workspace(g, filters: int, itemsize: int) -> int:
     read in place, not copied."""
     (Fh, Fw), D = g.size, g.in_shape[3]
     return padded_weights_bytes(Fh * Fw * D, filters, itemsize)
-
-
-def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> int:
-    """Bytes :func:`weight_gradient` allocates beside a contiguous dout, split over ``workers`` threads:
-    dout with zero filters up to whole tiles (where it has none), a contiguous copy of a cropped input, each
-    thread's dw, the result cut from the padded filters, and db (K values, from a column of ones per output
-    position, :func:`volnet.ops.dense.batch_sums`)."""
-    from .workspace import padded, part_sizes
-
-    (N, _, _, D), (Fh, Fw), (Ho, Wo), K, b = g.in_shape, g.size, g.out_hw, filters, itemsize
-    shape, _, cropped = padded(g)
-    Kp = padded_filters(K, b)
-    dout = N * Ho * Wo * Kp * b if Kp != K else 0
-    xp = N * shape[1] * shape[2] * D * b if cropped else 0
-    partials = len(part_sizes(N, workers)) * Fh * Fw * D * Kp * b
-    result = (Fh * Fw * D * K * b if Kp != K else 0) + K * b
-    return dout + xp + partials + result + N * Ho * Wo * b
 
 
 def padded_filters(filters: int, itemsize: int) -> int:
@@ -296,43 +257,6 @@ def _forward_source(PW: int, KB: int):
                                 out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q], floor)
 
     return forward
-
-
-def _weight_gradient_source(PE: int, KB: int):
-    """The weight-gradient kernel with a tile of ``PE`` filter taps (anywhere in the filter) x ``KB`` filters."""
-    T = PE * KB
-    KH = max(1, KB // 16)
-
-    def weight_gradient(x, dout, offsets, row, Sh, SD, dw, first, last):  # pragma: no cover - compiled
-        # x (N, Hp*Wp*D): each image flat; dout (N, H2, W2, Kp); offsets (taps,): where each tap (u, v, d) lies
-        # from a receptive field's first value, u*row + v*D + d; dw (taps, Kp) += this part's share. Output
-        # (i, j)'s field starts at i*Sh*row + j*SD.
-        taps, Kp = dw.shape
-        _, Ho, Wo, _ = dout.shape
-        acc = tiled.carray(tiled.stack_array(T, x.dtype), T)
-        for n in range(first, last):
-            for t0 in range(0, taps, PE):
-                for k0 in range(0, Kp, KB):
-                    for p in range(PE):
-                        for q in range(KB):
-                            acc[p * KB + q] = dw[min(t0 + p, taps - 1), k0 + q]
-                    for i in range(Ho):
-                        for j in range(Wo):
-                            start = i * Sh * row + j * SD
-                            for p in range(PE):
-                                value = x[n, tiled.unsigned(start + offsets[min(t0 + p, taps - 1)])]
-                                if KH == 1:
-                                    for q in range(KB):
-                                        acc[p * KB + q] += value * dout[n, i, j, k0 + q]
-                                else:  # LLVM unrolls 16 iterations fully, not 32
-                                    for h in range(KH):
-                                        for q in range(16):
-                                            acc[p * KB + h * 16 + q] += value * dout[n, i, j, k0 + h * 16 + q]
-                    for p in range(min(PE, taps - t0)):
-                        for q in range(KB):
-                            dw[t0 + p, k0 + q] = acc[p * KB + q]
-
-    return weight_gradient
 
 
 def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, workers: int = 1, *,
@@ -418,33 +342,3 @@ def padded_weights(w: np.ndarray, bias, dtype) -> tuple[np.ndarray, np.ndarray]:
 def padded_weights_bytes(taps: int, filters: int, itemsize: int) -> int:
     """Bytes :func:`padded_weights` allocates for ``taps`` (F*F*D) weights of each of ``filters`` filters."""
     return (taps + 1) * padded_filters(filters, itemsize) * itemsize + aligned.ALIGNMENT
-
-
-def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):
-    """``(dw, db)`` of the CONV of geometry ``g`` (undilated) on the padded batch ``xp (N, Hp, Wp, D)``:
-    ``dw[u, v, d, k] = sum over (n, i, j) of xp[n, i*Sh + u, j*Sw + v, d] * dout[n, i, j, k]``, accumulated
-    in a register tile of filter taps x filters per image; each of ``workers`` threads sums its own images
-    into its own dw, added at the end."""
-    N, Hp, Wp, D = xp.shape
-    (Fh, Fw), K = g.size, dout.shape[3]
-    dtype = np.result_type(xp, dout)
-    PE, KB = tap_tile(K, dtype)
-    Kp = padded_filters(K, dtype.itemsize)
-    if Kp != K:  # zero filters up to whole tiles
-        dout = np.concatenate([dout, np.zeros((*dout.shape[:3], Kp - K), dtype=dtype)], axis=3)
-    dout = np.ascontiguousarray(dout, dtype=dtype)
-    flat = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp * Wp * D)
-    kernel = tiled.kernel(_weight_gradient_source, PE, KB, tap_tile)
-    Sh, Sw = g.stride
-    offsets = (np.arange(Fh)[:, None] * (Wp * D) + np.arange(Fw * D)).reshape(-1)  # taps in (u, v, d) order
-
-    def weight_gradient_part(start, stop):
-        dw = np.zeros((Fh * Fw * D, Kp), dtype=dtype)
-        yield  # allocated (see threads.split)
-        kernel(flat, dout, offsets, Wp * D, Sh, Sw * D, dw, start, stop)
-        return dw
-
-    dw, *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
-    for part in others:
-        dw += part
-    return dw[..., :K].reshape(Fh, Fw, D, K), batch_sums(dout, 3)[:K]

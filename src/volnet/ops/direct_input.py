@@ -48,7 +48,7 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
     conditions on the host and dtype hold, an input of fewer than :data:`volnet.ops.conv_rows.SHALLOW_DEPTH`
     channels, stride 1, and filters a whole number of :data:`LANES`."""
     return (depth < SHALLOW_DEPTH and g.stride == (1, 1) and filters % LANES == 0
-            and direct._measured(g, dtype))
+            and direct.measured(g, dtype))
 
 
 def tile(depth: int, dtype) -> int:
@@ -148,7 +148,7 @@ def applies_by_phases(g, depth: int, filters: int, dtype) -> bool:
     (:data:`PHASES_MAX_MULTIPLY`) the forward kernel runs faster than im2col's col2im."""
     (Sh, Sw), (Fh, Fw) = g.stride, g.size
     return (g.stride != (1, 1) and depth >= SHALLOW_DEPTH and Fh > Sh and Fw > Sw
-            and depth * filters <= PHASES_MAX_MULTIPLY and direct._measured(g, dtype))
+            and depth * filters <= PHASES_MAX_MULTIPLY and direct.measured(g, dtype))
 
 
 def axis_phases(size: int, filter_size: int, stride: int, pad: int) -> list[tuple[int, int, int, int]]:

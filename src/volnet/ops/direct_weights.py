@@ -1,0 +1,130 @@
+"""The direct weight gradient: :mod:`volnet.ops.direct`'s forward kernel turned around, compiled with Numba.
+
+A tile of ``PE`` filter taps (of the whole filter, ``(u, v, d)`` flattened) x ``KB`` filters accumulates in
+registers over the positions of each image::
+
+    dw[t, k+q] += xp[n, i*S + u_t, j*S + v_t, d_t] * dout[n, i, j, k+q]
+
+compiled as the forward kernels are (:mod:`volnet.ops.tiled`). Which layers take it is
+:func:`applies_to_weight_gradient`, decided by measurement; :mod:`volnet.ops.conv_plan` reads it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import threads, tiled
+from .dense import batch_sums
+from .direct import MAX_MULTIPLY, MIN_DEPTH, SHALLOW_MAX_FILTERS, lenet_sized, measured, padded_filters, tile
+from .tiled import isa
+
+# The weight gradient's tile: this many filter taps (of the whole filter, (u, v, d) flattened) x the
+# forward's filters. 14 x 32 float32 fills 28 of AVX-512's 32 registers; 25 and 27 taps (5x5x1, 3x3x3 first
+# layers) take two passes over the positions.
+TAP_TILES = {"avx512": 14, "avx2": 3, "portable": 2}
+
+# First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
+# and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads, AlexNet's 55x55x96, 1.2 MB
+# an image, 0.86x; LeNet's one channel 0.63x, once db no longer took NumPy's slow column sum), im2col where it
+# does not (the 7x7/2 stem's 3.2 MB an image, 1.1-1.2x).
+SHALLOW_DW_IMAGE_BYTES = 2**21
+
+
+def tap_tile(filters: int, dtype) -> tuple[int, int]:
+    """``(taps, filters)`` of :func:`weight_gradient`'s register tile (:data:`TAP_TILES`, :func:`tile`'s filters)."""
+    return TAP_TILES[isa()], tile(filters, dtype)[1]
+
+
+def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
+    """Whether the weight gradient takes :func:`weight_gradient`, where :func:`volnet.ops.direct.applies`' conditions on the
+    host and dtype hold: stride-1 layers with filters other than 3x3, at least :data:`MIN_DEPTH` deep and
+    ``depth * filters`` at most :data:`MAX_MULTIPLY`; and first layers of 1 to 7 channels into at most
+    :data:`SHALLOW_MAX_FILTERS` filters whose dout is at most :data:`SHALLOW_DW_IMAGE_BYTES` an image."""
+    (Ho, Wo), itemsize = g.out_hw, np.dtype(dtype).itemsize
+    shallow = (depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
+               and Ho * Wo * padded_filters(filters, itemsize) * itemsize <= SHALLOW_DW_IMAGE_BYTES)
+    return (shallow or lenet_sized(g, depth, filters)) and measured(g, dtype)
+
+
+def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> int:
+    """Bytes :func:`weight_gradient` allocates beside a contiguous dout, split over ``workers`` threads:
+    dout with zero filters up to whole tiles (where it has none), a contiguous copy of a cropped input, each
+    thread's dw, the result cut from the padded filters, and db (K values, from a column of ones per output
+    position, :func:`volnet.ops.dense.batch_sums`)."""
+    from .workspace import padded, part_sizes
+
+    (N, _, _, D), (Fh, Fw), (Ho, Wo), K, b = g.in_shape, g.size, g.out_hw, filters, itemsize
+    shape, _, cropped = padded(g)
+    Kp = padded_filters(K, b)
+    dout = N * Ho * Wo * Kp * b if Kp != K else 0
+    xp = N * shape[1] * shape[2] * D * b if cropped else 0
+    partials = len(part_sizes(N, workers)) * Fh * Fw * D * Kp * b
+    result = (Fh * Fw * D * K * b if Kp != K else 0) + K * b
+    return dout + xp + partials + result + N * Ho * Wo * b
+
+
+def _weight_gradient_source(PE: int, KB: int):
+    """The weight-gradient kernel with a tile of ``PE`` filter taps (anywhere in the filter) x ``KB`` filters."""
+    T = PE * KB
+    KH = max(1, KB // 16)
+
+    def weight_gradient(x, dout, offsets, row, Sh, SD, dw, first, last):  # pragma: no cover - compiled
+        # x (N, Hp*Wp*D): each image flat; dout (N, H2, W2, Kp); offsets (taps,): where each tap (u, v, d) lies
+        # from a receptive field's first value, u*row + v*D + d; dw (taps, Kp) += this part's share. Output
+        # (i, j)'s field starts at i*Sh*row + j*SD.
+        taps, Kp = dw.shape
+        _, Ho, Wo, _ = dout.shape
+        acc = tiled.carray(tiled.stack_array(T, x.dtype), T)
+        for n in range(first, last):
+            for t0 in range(0, taps, PE):
+                for k0 in range(0, Kp, KB):
+                    for p in range(PE):
+                        for q in range(KB):
+                            acc[p * KB + q] = dw[min(t0 + p, taps - 1), k0 + q]
+                    for i in range(Ho):
+                        for j in range(Wo):
+                            start = i * Sh * row + j * SD
+                            for p in range(PE):
+                                value = x[n, tiled.unsigned(start + offsets[min(t0 + p, taps - 1)])]
+                                if KH == 1:
+                                    for q in range(KB):
+                                        acc[p * KB + q] += value * dout[n, i, j, k0 + q]
+                                else:  # LLVM unrolls 16 iterations fully, not 32
+                                    for h in range(KH):
+                                        for q in range(16):
+                                            acc[p * KB + h * 16 + q] += value * dout[n, i, j, k0 + h * 16 + q]
+                    for p in range(min(PE, taps - t0)):
+                        for q in range(KB):
+                            dw[t0 + p, k0 + q] = acc[p * KB + q]
+
+    return weight_gradient
+
+
+def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, blas_held: bool = False):
+    """``(dw, db)`` of the CONV of geometry ``g`` (undilated) on the padded batch ``xp (N, Hp, Wp, D)``:
+    ``dw[u, v, d, k] = sum over (n, i, j) of xp[n, i*Sh + u, j*Sw + v, d] * dout[n, i, j, k]``, accumulated
+    in a register tile of filter taps x filters per image; each of ``workers`` threads sums its own images
+    into its own dw, added at the end."""
+    N, Hp, Wp, D = xp.shape
+    (Fh, Fw), K = g.size, dout.shape[3]
+    dtype = np.result_type(xp, dout)
+    PE, KB = tap_tile(K, dtype)
+    Kp = padded_filters(K, dtype.itemsize)
+    if Kp != K:  # zero filters up to whole tiles
+        dout = np.concatenate([dout, np.zeros((*dout.shape[:3], Kp - K), dtype=dtype)], axis=3)
+    dout = np.ascontiguousarray(dout, dtype=dtype)
+    flat = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp * Wp * D)
+    kernel = tiled.kernel(_weight_gradient_source, PE, KB, tap_tile)
+    Sh, Sw = g.stride
+    offsets = (np.arange(Fh)[:, None] * (Wp * D) + np.arange(Fw * D)).reshape(-1)  # taps in (u, v, d) order
+
+    def weight_gradient_part(start, stop):
+        dw = np.zeros((Fh * Fw * D, Kp), dtype=dtype)
+        yield  # allocated (see threads.split)
+        kernel(flat, dout, offsets, Wp * D, Sh, Sw * D, dw, start, stop)
+        return dw
+
+    dw, *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
+    for part in others:
+        dw += part
+    return dw[..., :K].reshape(Fh, Fw, D, K), batch_sums(dout, 3)[:K]
