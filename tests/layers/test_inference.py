@@ -12,7 +12,9 @@ from volnet import Sequential, ShapeError, zoo
 from volnet.layers import (FC, AvgPool, BatchNorm, Concat, Conv2D, Dropout, GlobalAvgPool, Inception, L2Pool,
                            LocallyConnected, MaxPool, ReLU, Residual)
 from volnet.layers.paths import forward_layers
-from volnet.ops import threads
+from volnet.ops import pool_kernels, threads
+from volnet.ops.conv_plan import plan_conv
+from volnet.ops.window import geometry
 
 
 def _layer_by_layer(net, x):
@@ -59,17 +61,38 @@ def test_the_plan_gives_the_layers_numbers_exactly(name, batch):
     np.testing.assert_array_equal(net.forward(x), expected)  # the remembered plan, again
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(F=st.integers(1, 5), S=st.integers(1, 3), K=st.integers(1, 40), depth=st.integers(1, 20),
        size=st.integers(5, 14), batch=st.integers(1, 3), pool=st.sampled_from([MaxPool, AvgPool]),
-       seed=st.integers(0, 99))
-def test_random_conv_pool_fc_nets_match_the_layers(F, S, K, depth, size, batch, pool, seed):
-    """Random CONV (tile tails: any K; any stride, cropped) -> ReLU -> POOL -> FC nets: the plan's steps give
-    the layers' numbers."""
-    net = Sequential([Conv2D(K, F, S=S, P=F // 2, fit="crop"), ReLU(), pool(2, fit="crop"), FC(7)],
+       window=st.integers(2, 3), relu=st.booleans(), seed=st.integers(0, 99))
+def test_random_conv_pool_fc_nets_match_the_layers(F, S, K, depth, size, batch, pool, window, relu, seed):
+    """Random CONV (tile tails: any K; any stride, cropped) -> (ReLU ->) POOL -> FC nets: the plan's steps give
+    the layers' numbers, a max pool fused into the CONV's step or not (windows that tile its output or not)."""
+    middle = [ReLU()] if relu else []
+    net = Sequential([Conv2D(K, F, S=S, P=F // 2, fit="crop"), *middle, pool(window, fit="crop"), FC(7)],
                      (size, size, depth), seed=seed)
     x = np.random.default_rng(seed).standard_normal((batch, size, size, depth)).astype(np.float32)
     np.testing.assert_array_equal(net.forward(x), _layer_by_layer(net, x))
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_a_max_pool_after_a_direct_conv_runs_in_the_conv_step(batch, monkeypatch):
+    """LeNet's CONV -> RELU -> POOL pairs: where the CONV takes the direct kernel, the pool runs in its output
+    pass (no pooling kernel called, no CONV output allocated); the numbers, NaN included, are the layers'."""
+    net = zoo.lenet()
+    x = np.random.default_rng(batch).standard_normal((batch, 28, 28, 1)).astype(np.float32)
+    x[0, 9, 13, 0] = np.nan
+    calls = []
+    real = pool_kernels.max_pool_values
+    monkeypatch.setattr(pool_kernels, "max_pool_values", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    out = net.forward(x)
+    direct_convs = sum(plan_conv(geometry((batch, *layer.input_shape), layer.F, 1, layer.P), layer.K, np.float32,
+                                 threads.cores(), True, batch == 1).forward == "direct"
+                       for layer in net.layers if isinstance(layer, Conv2D))
+    assert len(calls) == 2 - direct_convs
+    calls.clear()
+    np.testing.assert_array_equal(out, _layer_by_layer(net, x))
+    assert len(calls) == 2 and np.isnan(out[0]).all() and not np.isnan(out[1:]).any()
 
 
 def test_training_between_two_passes_is_seen():

@@ -3,12 +3,14 @@ float32 and float64, equal to PyTorch, split over threads, compiled under the ve
 and with Numba's own flags restored afterwards."""
 
 import contextlib
+import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from volnet.ops import aligned, direct, direct_weights, tiled
+from volnet.ops import aligned, direct, direct_weights, pool_forward, tiled
 from volnet.ops.conv import conv_forward_naive
 from volnet.ops.window import geometry, pad_spatial
 from strategies import conv_arrays, conv_layers
@@ -27,6 +29,38 @@ def test_correlate_equals_naive(setting):
     assert out.dtype == setting["dtype"] and out.shape == expected.shape
     tol = 1e-4 if setting["dtype"] == np.float32 else 1e-11
     np.testing.assert_allclose(out, np.maximum(expected, 0) if setting["relu"] else expected, rtol=tol, atol=tol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(setting=conv_layers(), pool=st.integers(2, 3), nans=st.booleans(), row_threads=st.integers(1, 2))
+def test_pooled_output_equals_the_max_pool_of_the_output(setting, pool, nans, row_threads):
+    """The output max pooled in the kernel's output pass (an inference step's CONV -> RELU -> POOL) is exactly
+    the pooling kernels' max pool of the plain output: any tile tails, window 2 or 3, ReLU or not, NaN
+    inputs (NaN wins and stays, as in the pooling kernels), the batch split over threads or one image's rows
+    over Numba's."""
+    x, w, b = conv_arrays(setting)
+    if nans:  # windows whose first value is NaN, and windows where a later one is
+        x[0, 0, 0, 0] = x[-1, x.shape[1] // 2, x.shape[2] // 2, -1] = np.nan
+    g = geometry(x.shape, setting["F"], setting["S"], setting["pad"], fit="crop")
+    assume(min(g.out_hw) >= pool)
+    Ho, Wo = (size - size % pool for size in g.out_hw)  # the rows and columns the windows tile
+    g = dataclasses.replace(g, out_hw=(Ho, Wo))
+    xp, dtype, relu = pad_spatial(x, g.pads), setting["dtype"], setting["relu"]
+    rows = row_threads if len(x) == 1 else 1
+    workers = 1 if rows > 1 else setting["threads"]
+    plain = direct.correlator(g, setting["K"], dtype, relu, workers, row_threads=rows)(xp, w, b, None)
+    expected, _ = pool_forward(plain, pool, pool, "max")
+    pooled = direct.correlator(g, setting["K"], dtype, relu, workers, row_threads=rows, pool=pool)(xp, w, b, None)
+    assert pooled.shape == expected.shape == (len(x), Ho // pool, Wo // pool, setting["K"])
+    np.testing.assert_array_equal(pooled, expected)
+    assert np.isnan(pooled).any() == np.isnan(plain).any()
+
+
+def test_a_pool_that_does_not_tile_the_output_is_refused():
+    g = geometry((1, 7, 8, 3), 3, 1, 1)
+    assert direct.can_pool(g, 1) and not direct.can_pool(g, 2)
+    with pytest.raises(ValueError, match="a 2x2 pool does not tile a 7x8 output"):
+        direct.correlator(g, 4, np.float32, pool=2)
 
 
 @pytest.mark.slow
@@ -127,7 +161,7 @@ def test_new_argument_types_compile_under_the_flags_too(compiles_seen):
     for rows in (strided, contiguous):
         out = np.empty((2, 4, 4, 8), dtype=np.float32)
         kernel(rows, w, np.zeros(KB, np.float32), np.float32(-np.inf), 1, 3, out, 0, 2,
-               (4, 4, 0, 0, 0, 1, 0, 1, 0, 6))
+               (4, 4, 0, 0, 0, 1, 0, 1, 0, 6, 1))
         results.append(out)
         compiles.append(len(compiles_seen))
     assert len(kernel.dispatcher.signatures) == 2

@@ -7,7 +7,9 @@ bytes, for a batch of N volumes)::
                  caches), plus the output, at the end of the forward pass;
                  inference: the largest input + output pair of one layer
                  (the notes: "only storing the current activations at any
-                 layer and discarding the previous activations")
+                 layer and discarding the previous activations"), of the
+                 layers as the inference plan runs them: a max pool that a
+                 CONV pools in its output pass leaves no CONV output
     workspace    transient arrays on top of that at the moment of the peak:
                  im2col rows, padded copies, the gradient volumes of the
                  backward pass, the optimizer's temporaries

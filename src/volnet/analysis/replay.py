@@ -11,7 +11,9 @@ stacks its branches. A ReLU fused into the CONV or FC before it
 (:func:`volnet.layers.paths.fused_pair`, as ``forward_layers`` fuses them)
 allocates nothing of its own, nor, in inference, a BatchNorm after a CONV and
 its ReLU (:func:`volnet.layers.paths.fused_affine`), nor in backward a ReLU whose
-backward the POOL above it runs (:func:`volnet.layers.paths.fused_backward_pair`).
+backward the POOL above it runs (:func:`volnet.layers.paths.fused_backward_pair`); in a prediction
+(an inference plan) a max pool that the CONV below it pools in its own output pass
+(:func:`volnet.layers.inference.pooled_size`, where the CONV's plan says so: ``ForwardWorkspace.pooled``).
 
 ``tests/analysis/test_memory.py`` holds the results to tracemalloc's
 measurement of real forward and backward passes.
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import math
 
-from ..layers.paths import fused_affine, fused_backward_pair, fused_pair, fused_rectifier
+from ..layers.inference import pooled_size
+from ..layers.paths import fused_affine, fused_backward_pair, fused_groups, fused_pair, fused_rectifier
 from ..ops.workspace import ELIDE_BYTES, Workload
 from .walk import Node
 
@@ -67,10 +70,11 @@ class Heap:
 
 class Engine:
     """Replays forward (and backward) passes of a network's layers on byte counts, for a batch of
-    ``batch`` values of ``itemsize`` bytes whose kernels split over ``cores``."""
+    ``batch`` values of ``itemsize`` bytes whose kernels split over ``cores``; ``plan``: forward passes run as
+    an inference plan does (``Sequential.forward`` in inference), max pools fused into CONVs."""
 
-    def __init__(self, batch: int, itemsize: int, cores: int):
-        self.N, self.b, self.cores = int(batch), int(itemsize), int(cores)
+    def __init__(self, batch: int, itemsize: int, cores: int, plan: bool = False):
+        self.N, self.b, self.cores, self.plan = int(batch), int(itemsize), int(cores), plan
         self.heap = Heap()
         self.caches: dict[str, list[int]] = {}  # layer path -> the arrays its cache refers to
         self.kept_by: dict[str, int] = {}
@@ -88,25 +92,48 @@ class Engine:
         """
         x = self.heap.ref(x)
         previous, absorbed = None, False
-        for node in nodes:
+        pools = self._pools_in_conv(nodes, train)
+        for index, node in enumerate(nodes):
             layer = node.row.layer
-            if previous is not None and fused_affine(previous, layer, train, None):
+            if index in pools.values():  # a max pool the CONV below it already applied
+                y, absorbed = self.heap.ref(x), False
+            elif previous is not None and fused_affine(previous, layer, train, None):
                 y, absorbed = self.heap.ref(x), True  # a BatchNorm applied in the CONV's output pass, in place
             else:
                 rectifies = absorbed and fused_rectifier(layer)  # the ReLU after it, there too
                 fused = previous is not None and (fused_pair(previous, layer) or rectifies)
-                y, absorbed = self.forward_node(node, x, train, workspace, fused), False
+                pool = nodes[pools[index]].row.layer.fused_pool_size if index in pools else 1
+                y, absorbed = self.forward_node(node, x, train, workspace, fused, pool), False
             self.heap.unref(x)
             x, previous = y, layer
         return x
 
-    def forward_node(self, node: Node, x: int, train: bool, workspace: bool, fused: bool = False) -> int:
+    def _pools_in_conv(self, nodes: list[Node], train: bool) -> dict:
+        """``{index of a CONV's node: index of the max pool's node}`` for each max pool that the CONV pools in its
+        output pass: in an inference plan (:func:`volnet.layers.inference.pooled_size`), where its plan does."""
+        if train or not self.plan:
+            return {}
+        layers = [node.row.layer for node in nodes]
+        where = {id(layer): index for index, layer in enumerate(layers)}
+        pools = {}
+        for layer, _, _, pool in fused_groups(layers, False, None, pools=True):
+            index = where[id(layer)]
+            size = pooled_size(layer, pool, nodes[index].row.output_shape)
+            if size and layer.forward_workspace(self._work(nodes[index].row, False), size).pooled:
+                pools[index] = where[id(pool)]
+        return pools
+
+    def forward_node(self, node: Node, x: int, train: bool, workspace: bool, fused: bool = False,
+                     pool: int = 1) -> int:
         heap, row = self.heap, node.row
         heap.where = f"forward {row.path} ({row.kind})"
         if node.paths:
             return self._merge_forward(node, x, train, workspace)
         work = self._work(row, train)
-        plan = row.layer.forward_workspace(work, fused=True) if fused else row.layer.forward_workspace(work)
+        if fused:
+            plan = row.layer.forward_workspace(work, fused=True)
+        else:
+            plan = row.layer.forward_workspace(work, pool) if pool > 1 else row.layer.forward_workspace(work)
         private = [heap.new(nbytes) for nbytes, _ in plan.private] if workspace else []
         out = heap.ref(x) if plan.out is None else heap.new(plan.out, plan.out_owns)
         if workspace:
@@ -197,7 +224,7 @@ def simulate(nodes: list[Node], input_shape, *, batch: int, itemsize: int, train
     ``backward_peak_at``), and ``kept_by`` (cache bytes per layer path, an
     array kept by two layers counted for the first).
     """
-    engine = Engine(batch, itemsize, cores)
+    engine = Engine(batch, itemsize, cores, plan=not train)
     heap = engine.heap
     data = heap.new(engine._bytes(input_shape))
     data_bytes = heap.size[data]

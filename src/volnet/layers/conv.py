@@ -68,7 +68,7 @@ class Conv2D(Layer):
         weight = Param("weight", he_normal(rng, (Fh, Fw, D, self.K), Fh * Fw * D, dtype))
         return [weight, Param("bias", zeros(rng, self.K, dtype))] if self.use_bias else [weight]
 
-    fuses_relu = fuses_affine = True
+    fuses_relu = fuses_affine = fuses_pool = True
 
     def forward(self, x, train=False, *, keep=None, workers=None, relu=False, affine=None):
         """The layer's output; ``relu=True`` also applies a following ReLU, ``affine`` a following BatchNorm in
@@ -78,20 +78,22 @@ class Conv2D(Layer):
         self._keep(cache, train, keep)
         return out
 
-    def inference_step(self, batch_shape, dtype, workers, norm=None, relu=None):
-        """``x -> out`` on batches of ``batch_shape`` in inference, with the BatchNorm ``norm`` and the ReLU
-        ``relu`` fused where given (see ``volnet.layers.inference``): the weights and biases read at each call,
-        the rest (checks, geometry, plan, kernel) worked out here."""
+    def inference_step(self, batch_shape, dtype, workers, norm=None, relu=None, pool=None):
+        """``x -> out`` on batches of ``batch_shape`` in inference, with the BatchNorm ``norm``, the ReLU ``relu``
+        and the max pool ``pool`` (its ``fused_pool_size`` tiling this layer's output) fused where given (see
+        ``volnet.layers.inference``): the weights and biases read at each call, the rest (checks, geometry,
+        plan, kernel) worked out here."""
         w, b = self.weight, self.bias
         shapes = (w.shape, None if b is None else b.shape)
         step = ops.conv.forward_step(tuple(batch_shape), dtype, w.shape, w.dtype, shapes[1], hashable(self.S),
                                      hashable(self.P), hashable(self.dilation), self.fit, self.label, relu is not None,
-                                     norm is not None, workers)
+                                     norm is not None, workers, 1 if pool is None else pool.fused_pool_size)
 
         def convolve(x):
             w, b = self.weight, self.bias
             if (w.shape, None if b is None else b.shape) != shapes:  # parameters replaced: checked again
-                return forward_group(self, norm, relu, x, False, workers)
+                out = forward_group(self, norm, relu, x, False, workers)
+                return out if pool is None else pool.forward(out, workers=workers)
             return step(x, w, b, None if norm is None else norm.inference_affine())[0]
 
         return convolve
@@ -118,8 +120,9 @@ class Conv2D(Layer):
     def _geometry(self, work):
         return geometry((work.N, *work.input_shape), self.F, self.S, self.P, self.dilation, fit=self.fit)
 
-    def forward_workspace(self, work):
-        return conv_workspace(self._geometry(work), self.K, work.itemsize, work.cores)
+    def forward_workspace(self, work, pool: int = 1):
+        """``pool``: the window of a max pool its inference step pools (``volnet.layers.inference``)."""
+        return conv_workspace(self._geometry(work), self.K, work.itemsize, work.cores, pool)
 
     def backward_workspace(self, work, input_grad=True, dout_contiguous=True):
         return conv_backward_workspace(self._geometry(work), self.K, work.itemsize, work.cores, grads=work.grads,

@@ -23,14 +23,36 @@ from .paths import forward_group, fused_groups
 def inference_steps(layers: list[Layer], batch_shape: tuple, dtype, workers) -> list:
     """The steps of ``layers`` (a path) in inference on batches of ``batch_shape`` and ``dtype`` under ``workers``
     (the network pass's :class:`volnet.ops.threads.Workers`): functions ``x -> out``, first to last, one per
-    group :func:`~volnet.layers.paths.fused_groups` fuses."""
+    group :func:`~volnet.layers.paths.fused_groups` fuses. A max pool after a CONV runs in the CONV's step where
+    its windows tile the CONV's output (and the CONV runs its own step), else in a step of its own."""
     steps, shape, dtype = [], tuple(batch_shape), np.dtype(dtype)
-    for layer, norm, relu in fused_groups(layers, False, None):
-        prepare = _inference_step(layer)
-        steps.append(prepare(shape, dtype, workers, norm, relu) if prepare
-                     else functools.partial(_forward, layer, norm, relu, workers=workers))
-        shape = (shape[0], *layer.output_shape(shape[1:]))
+    for layer, norm, relu, pool in fused_groups(layers, False, None, pools=True):
+        after = (shape[0], *layer.output_shape(shape[1:]))
+        if pooled_size(layer, pool, after[1:]):
+            steps.append(_inference_step(layer)(shape, dtype, workers, norm, relu, pool))
+        else:
+            steps.append(_step(layer, shape, dtype, workers, norm, relu))
+            if pool is not None:  # not fused after all: a step of its own
+                steps.append(_step(pool, after, dtype, workers, None, None))
+        shape = after if pool is None else (after[0], *pool.output_shape(after[1:]))
     return steps
+
+
+def pooled_size(layer, pool, output_shape) -> int | None:
+    """The window of the max pool ``pool`` (from :func:`~volnet.layers.paths.fused_groups`, or None) that
+    ``layer``'s inference step pools, its output of ``output_shape`` ``(H, W, D)``: where the layer runs its own
+    step and the windows tile that output; else None (the memory analysis asks the same)."""
+    if pool is None or _inference_step(layer) is None:
+        return None
+    size = pool.fused_pool_size
+    return size if output_shape[0] % size == output_shape[1] % size == 0 else None
+
+
+def _step(layer, shape, dtype, workers, norm, relu):
+    """``layer``'s step: its ``inference_step`` where it runs one, else its forward (fused as given)."""
+    prepare = _inference_step(layer)
+    return (prepare(shape, dtype, workers, norm, relu) if prepare
+            else functools.partial(_forward, layer, norm, relu, workers=workers))
 
 
 def _inference_step(layer):

@@ -26,6 +26,15 @@ def fused_rectifier(layer) -> bool:
     return bool(getattr(layer, "adopt_rectified", None))
 
 
+def fused_pool(layer: Layer, norm, following) -> bool:
+    """Whether an inference plan may max pool inside ``layer``'s output pass (a CONV's, without a fused
+    BatchNorm) the POOL ``following``: a max pool of square windows as wide as their stride, unpadded
+    (``fused_pool_size``). The plan still checks that the window tiles the CONV's output
+    (``volnet.layers.inference``)."""
+    return (getattr(layer, "fuses_pool", False) and norm is None
+            and getattr(following, "fused_pool_size", None) is not None)
+
+
 def fused_backward_pair(layer: Layer, following) -> bool:
     """Whether :func:`backward_layers` runs ``layer``'s backward (a ReLU's) inside ``following``'s (a POOL's,
     which masks its dx where the ReLU's output is not positive as it writes it: one pass over memory fewer);
@@ -50,30 +59,35 @@ def forward_layers(layers: list[Layer], x: np.ndarray, train: bool, workers=None
     ``workers`` (the network pass's :class:`volnet.ops.threads.Workers`) and
     ``keep`` go to every layer (see :meth:`Layer.forward`).
     """
-    for layer, norm, relu in fused_groups(layers, train, keep):
+    for layer, norm, relu, _ in fused_groups(layers, train, keep):
         x = forward_group(layer, norm, relu, x, train, workers, keep)
     return x
 
 
-def fused_groups(layers: list[Layer], train: bool, keep: bool | None):
-    """The path's layers as :func:`forward_layers` runs them: ``(layer, norm, relu)`` for each, ``norm`` the
+def fused_groups(layers: list[Layer], train: bool, keep: bool | None, pools: bool = False):
+    """The path's layers as :func:`forward_layers` runs them: ``(layer, norm, relu, pool)`` for each, ``norm`` the
     BatchNorm fused into it (:func:`fused_affine`) and ``relu`` the ReLU (:func:`fused_pair`,
-    :func:`fused_rectifier`), None where there is none; the layers fused into one are not listed again."""
+    :func:`fused_rectifier`), None where there is none; with ``pools`` (an inference plan) ``pool`` the max
+    pool that may follow them in the same pass (:func:`fused_pool`), else None. The layers fused into one
+    are not listed again."""
     index = 0
     while index < len(layers):
         layer = layers[index]
         following = layers[index + 1] if index + 1 < len(layers) else None
         if fused_affine(layer, following, train, keep):
             after = layers[index + 2] if index + 2 < len(layers) else None
-            relu = after if fused_rectifier(after) else None
-            yield layer, following, relu
+            norm, relu = following, after if fused_rectifier(after) else None
             index += 3 if relu else 2
         elif fused_pair(layer, following):
-            yield layer, None, following
+            norm, relu = None, following
             index += 2
         else:
-            yield layer, None, None
+            norm = relu = None
             index += 1
+        after = layers[index] if index < len(layers) else None
+        pool = after if pools and fused_pool(layer, norm, after) else None
+        index += pool is not None
+        yield layer, norm, relu, pool
 
 
 def forward_group(layer: Layer, norm, relu, x: np.ndarray, train: bool, workers=None, keep: bool | None = None):

@@ -135,6 +135,16 @@ class MaxPool(_Pool):
     """
 
     mode = "max"
+
+    @property
+    def fused_pool_size(self) -> int | None:
+        """F, where the windows are square, as wide as their stride and unpadded and the pool runs the
+        ``forward`` of this class: a CONV in inference may then pool inside its own output pass
+        (:func:`volnet.layers.paths.fused_pool`); else None."""
+        (Fh, Fw), stride, pads = pair(self.F, "F"), pair(self.S, "S"), pair(self.P, "P")
+        plain = type(self).forward is _Pool.forward
+        return Fh if plain and Fh == Fw and stride == (Fh, Fw) and pads == (0, 0) else None
+
     keyword = Keyword("POOL", _Pool._ARGS, positional=2, compact="F", modifiers="SP", aliases=("MAXPOOL",), pool=True)
 
 

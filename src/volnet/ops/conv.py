@@ -25,9 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shapes import ShapeError, effective_extent
-from . import conv_rows, direct, direct_input, direct_weights, native_blas, norm, streamed, threads, winograd, winograd_5x5
+from . import (conv_rows, direct, direct_input, direct_weights, native_blas, norm, streamed, threads, winograd,
+               winograd_5x5)
 from .conv_plan import plan_conv
 from .memo import hashable, remembered
+from .pool import forward_step as pool_step
 from .flipped import flipped_filters
 from .window import Geometry, geometry, im2row, pad_images, pad_spatial, unpad_spatial
 
@@ -147,17 +149,21 @@ def conv_forward(x, w, b, stride=1, pad=0, dilation=1, *, fit=None, layer=None, 
 
 @remembered
 def forward_step(x_shape, x_dtype, w_shape, w_dtype, b_shape, stride, pad, dilation, fit, layer, relu: bool,
-                  affine: bool, workers):
+                 affine: bool, workers, pool: int = 1):
     """:func:`conv_forward` on arrays of these shapes and dtypes under ``workers``, as a function ``(x, w, b,
     affine) -> (out, cache)`` of the arrays alone: a batch-1 forward's bookkeeping (checks, geometry, plan,
-    kernel) was most of its time (LeNet at batch 1: a CONV 38 us, 6.5 of them its arithmetic)."""
+    kernel) was most of its time (LeNet at batch 1: a CONV 38 us, 6.5 of them its arithmetic). ``pool`` > 1
+    (dividing the output's height and width): the output max pooled ``pool x pool`` with stride ``pool``, in
+    the direct forward's output pass where the plan takes it (a following POOL fused in inference: the CONV's
+    own output is never written), else by the pooling kernels after it."""
     _check(x_shape, w_shape, b_shape, layer)
     g = geometry(x_shape, w_shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     K, dtype = w_shape[3], np.result_type(x_dtype, w_dtype)
     plan = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows)
+    pooled = pool > 1 and plan.forward == "direct" and not affine
     if plan.forward == "direct":  # (with a BatchNorm's map, in a pass of its own after it: _convolve_affine's)
         correlate = direct.correlator(g, K, dtype, relu and not affine, direct.workers(g, K, workers),
-                                      workers.blas_held, workers.rows())
+                                      workers.blas_held, workers.rows(), pool if pooled else 1)
 
         def convolve(xp, w, b, fill, affine):
             out = correlate(xp, w, b, fill)
@@ -169,10 +175,13 @@ def forward_step(x_shape, x_dtype, w_shape, w_dtype, b_shape, stride, pad, dilat
                     else _convolve_affine(xp, g, w, b, relu, workers, fill, *affine))
 
     padding = _padder(x_shape, x_dtype, dtype, g.pads)
+    pooling = (pool_step((x_shape[0], *g.out_hw, K), dtype, pool, pool, "max", 0, None, layer, False, workers)
+               if pool > 1 and not pooled else None)
 
     def step(x, w, b, affine):
         xp, fill = padding(x)
-        return convolve(xp, w, b, fill, affine), ConvCache(xp=xp, w=w, geometry=g)
+        out = convolve(xp, w, b, fill, affine)
+        return out if pooling is None else pooling(out)[0], ConvCache(xp=xp, w=w, geometry=g)
 
     return step
 

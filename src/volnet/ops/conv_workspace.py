@@ -15,13 +15,15 @@ from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images
                         split_blocks, unpadded, windows_contiguous)
 from .window import Geometry
 
-def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> ForwardWorkspace:
+def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1, pool: int = 1) -> ForwardWorkspace:
     """The memory :func:`conv_forward` allocates in a network pass on ``cores`` (see :mod:`volnet.ops.workspace`).
 
     xp = pad_spatial(x), a copy when padded, kept in the cache (the input
     itself is kept when P = 0); the im2col rows of each thread's block of
     images with their column of ones (none where the windows are already
-    contiguous), or Winograd's tiles, or the direct kernel's padded weights; the output.
+    contiguous), or Winograd's tiles, or the direct kernel's padded weights; the output, which with ``pool``
+    > 1 the direct forward max pools in its output pass (``pooled``; an inference step's
+    :func:`~volnet.ops.conv.forward_step`: other plans pool after the CONV, as a POOL layer would).
     """
     b, N, K = itemsize, g.in_shape[0], filters
     xp_shape, copies, _ = padded(g)
@@ -31,7 +33,9 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1) -> 
     private = ((math.prod(xp_shape) * b, True),) if copies else ()
     plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True, split_rows=split_rows)
     owns = plan.forward == "direct"  # (im2col's: a view)
-    return ForwardWorkspace(private, N * Ho * Wo * K * b, out_owns=owns, keeps_input=not copies, transient=rows)
+    pooled = pool > 1 and owns
+    out = N * Ho * Wo * K * b // (pool * pool if pooled else 1)
+    return ForwardWorkspace(private, out, out_owns=owns, keeps_input=not copies, transient=rows, pooled=pooled)
 
 
 def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1, *, grads: int = 0,

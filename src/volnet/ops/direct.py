@@ -201,60 +201,72 @@ def _forward_source(PW: int, KB: int):
 
     def forward(xp, w, bias, floor, Sh, SD, out, first, last, window):  # pragma: no cover - compiled
         # xp (N, Hp, Wp*D), w (F, F*D, Kp): a filter row's taps and channels are one run (v, d) in both;
-        # pixel j's run starts at j*Sw*D = j*SD. window (Ho, Wo, r0, c0, oy, ys, ox, xs, top, bottom): an Ho x Wo
-        # output read from xp's rows from r0 on and runs from c0 on, pixel (i, j) written to out[n, oy + i*ys,
-        # ox + j*xs] (a layer: (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom); a strided dx's phases write every Sh-th
-        # row), skipping the filter rows that read xp's padding rows, outside [top, bottom). Indices are cast
-        # unsigned: NumPy's wrap-around of negative ones, which Numba adds to signed ones, made loops 6x slower
-        Ho, Wo, r0, c0, oy, ys, ox, xs, top, bottom = window
+        # pixel j's run starts at j*SD = j*Sw*D. window (Ho, Wo, r0, c0, oy, ys, ox, xs, top, bottom, pool): an
+        # Ho x Wo output read from xp's rows from r0 on and runs from c0 on, pixel (i, j) written to out[n, oy +
+        # i*ys, ox + j*xs] (a layer: (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom, 1); a strided dx's phases write every
+        # Sh-th row), skipping the filter rows that read xp's padding rows, outside [top, bottom). With pool > 1
+        # each pool x pool block of outputs is max pooled into one (i // pool, j // pool): the rows of a block
+        # are computed in turn by one thread. Indices are cast unsigned: NumPy's wrap-around of negative ones,
+        # which Numba adds to signed ones, made loops 6x slower
+        Ho, Wo, r0, c0, oy, ys, ox, xs, top, bottom, pool = window
         Fh, taps, Kp = w.shape
         K = out.shape[3]
-        for row_of_batch in tiled.prange((last - first) * Ho):  # (threads over rows only where parallel)
-            n, i = first + row_of_batch // Ho, row_of_batch % Ho
+        Hq = Ho // pool
+        for block_of_batch in tiled.prange((last - first) * Hq):  # (threads over rows only where parallel)
+            n, r = first + block_of_batch // Hq, block_of_batch % Hq
             acc = tiled.carray(tiled.stack_array(T, xp.dtype), T)
-            u_first, u_stop = max(0, top - r0 - i * Sh), min(Fh, bottom - r0 - i * Sh)
-            for j0 in range(0, Wo, PW):
-                for k0 in range(0, Kp, KB):
-                    # Sums start from the biases: the output pass then reads only the tile (bias reads between
-                    # its stores, which might alias them, left it scalar: D=1 2.5x slower). Loops over KB run as
-                    # KH x 16: LLVM unrolls 16 iterations fully, not 32, and leaves a rolled loop scalar
-                    for p in range(PW):
-                        if KH == 1:
-                            for q in range(KB):
-                                acc[p * KB + q] = bias[k0 + q]
-                        else:
-                            for h in range(KH):
-                                for q in range(16):
-                                    acc[p * KB + h * 16 + q] = bias[k0 + h * 16 + q]
-                    for u in range(u_first, u_stop):
-                        row = tiled.unsigned(r0 + i * Sh + u)
-                        for e in range(taps):
-                            for p in range(PW):
-                                x = xp[n, row, tiled.unsigned(c0 + min(j0 + p, Wo - 1) * SD + e)]
-                                if KH == 1:
-                                    for q in range(KB):
-                                        acc[p * KB + q] += x * w[u, e, k0 + q]
-                                else:
-                                    for h in range(KH):
-                                        for q in range(16):
-                                            acc[p * KB + h * 16 + q] += x * w[u, e, k0 + h * 16 + q]
-                    out_row = tiled.unsigned(oy + i * ys)
-                    if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
+            out_row = tiled.unsigned(oy + r * ys)
+            for s in range(pool):
+                i = r * pool + s
+                u_first, u_stop = max(0, top - r0 - i * Sh), min(Fh, bottom - r0 - i * Sh)
+                for j0 in range(0, Wo, PW):
+                    for k0 in range(0, Kp, KB):
+                        # Sums start from the biases: the output pass then reads only the tile (bias reads between
+                        # its stores, which might alias them, left it scalar: D=1 2.5x slower). Loops over KB run
+                        # as KH x 16: LLVM unrolls 16 iterations fully, not 32, and leaves a rolled loop scalar
                         for p in range(PW):
-                            column = tiled.unsigned(ox + (j0 + p) * xs)
                             if KH == 1:
                                 for q in range(KB):
-                                    out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q], floor)
+                                    acc[p * KB + q] = bias[k0 + q]
                             else:
                                 for h in range(KH):
                                     for q in range(16):
-                                        out[n, out_row, column, k0 + h * 16 + q] = tiled.at_least(
-                                            acc[p * KB + h * 16 + q], floor)
-                    else:
-                        for p in range(min(PW, Wo - j0)):
-                            column = tiled.unsigned(ox + (j0 + p) * xs)
-                            for q in range(min(KB, K - k0)):
-                                out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q], floor)
+                                        acc[p * KB + h * 16 + q] = bias[k0 + h * 16 + q]
+                        for u in range(u_first, u_stop):
+                            row = tiled.unsigned(r0 + i * Sh + u)
+                            for e in range(taps):
+                                for p in range(PW):
+                                    x = xp[n, row, tiled.unsigned(c0 + min(j0 + p, Wo - 1) * SD + e)]
+                                    if KH == 1:
+                                        for q in range(KB):
+                                            acc[p * KB + q] += x * w[u, e, k0 + q]
+                                    else:
+                                        for h in range(KH):
+                                            for q in range(16):
+                                                acc[p * KB + h * 16 + q] += x * w[u, e, k0 + h * 16 + q]
+                        if j0 + PW <= Wo and k0 + KB <= K:  # a whole tile: constant loops, vectorised
+                            for p in range(PW):
+                                column, opening = tiled.output_column(j0 + p, s, pool, ox, xs)
+                                if opening:
+                                    if KH == 1:
+                                        for q in range(KB):
+                                            out[n, out_row, column, k0 + q] = tiled.at_least(acc[p * KB + q], floor)
+                                    else:
+                                        for h in range(KH):
+                                            for q in range(16):
+                                                out[n, out_row, column, k0 + h * 16 + q] = tiled.at_least(
+                                                    acc[p * KB + h * 16 + q], floor)
+                                else:
+                                    for q in range(KB):
+                                        out[n, out_row, column, k0 + q] = tiled.larger(
+                                            out[n, out_row, column, k0 + q], tiled.at_least(acc[p * KB + q], floor))
+                        else:
+                            for p in range(min(PW, Wo - j0)):
+                                column, opening = tiled.output_column(j0 + p, s, pool, ox, xs)
+                                for q in range(min(KB, K - k0)):
+                                    value = tiled.at_least(acc[p * KB + q], floor)
+                                    out[n, out_row, column, k0 + q] = value if opening else tiled.larger(
+                                        out[n, out_row, column, k0 + q], value)
 
     return forward
 
@@ -272,20 +284,27 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
 
 
 def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, blas_held: bool = False,
-               row_threads: int = 1):
+               row_threads: int = 1, pool: int = 1):
     """:func:`correlate` for the layer of geometry ``g`` with ``filters`` filters, computing in ``dtype``, as a
     function ``(xp, w, bias, fill) -> out`` of the arrays alone: what depends only on the shapes (the kernel,
-    its window, the split) is worked out here, once, for a caller that runs the same layer again."""
+    its window, the split) is worked out here, once, for a caller that runs the same layer again.
+
+    ``pool`` > 1 (dividing both output sizes): the output max pooled ``pool x pool`` with stride ``pool``
+    (after the ReLU, where ``relu``) in the kernel's output pass, ``(N, H2/pool, W2/pool, K)``: a following
+    POOL fused in inference, whose input is never written to memory (:func:`can_pool`)."""
     dtype = np.dtype(dtype)
     (N, _, _, D), (Ho, Wo), (Fh, Fw), (Sh, Sw) = g.in_shape, g.out_hw, g.size, g.stride
     by_rows = (workers == 1 and row_threads > 1
                and N * Ho * Wo * filters * Fh * Fw * D >= row_threads * ROW_PART_MULTIPLY_ADDS)
     kernel = forward_kernel(filters, dtype, Wo, parallel=by_rows)
     floor = dtype.type(0 if relu else -np.inf)
-    out_shape, whole_tiles = (N, Ho, Wo, filters), padded_filters(filters, dtype.itemsize) == filters
+    if not can_pool(g, pool):
+        raise ValueError(f"a {pool}x{pool} pool does not tile a {Ho}x{Wo} output")
+    out_shape = (N, Ho // pool, Wo // pool, filters)
+    whole_tiles = padded_filters(filters, dtype.itemsize) == filters
     top = max(g.pads[0], 0)  # the input's rows in xp lie between its padding: from top to bottom
     bottom = top + g.in_shape[1] - max(-g.pads[0], 0) - max(-g.pads[1], 0)
-    window = (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom)
+    window = (Ho, Wo, 0, 0, 0, 1, 0, 1, top, bottom, pool)
 
     def correlate_now(xp, w, bias, fill):
         N, Hp, Wp, D = xp.shape
@@ -306,6 +325,12 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
         return out
 
     return correlate_now
+
+
+def can_pool(g, pool: int) -> bool:
+    """Whether :func:`correlator` can max pool layer ``g``'s output ``pool x pool`` (stride ``pool``): both
+    output sizes multiples of ``pool``."""
+    return pool >= 1 and g.out_hw[0] % pool == 0 and g.out_hw[1] % pool == 0
 
 
 def forward_kernel(filters: int, dtype, out_width: int, parallel: bool = False):

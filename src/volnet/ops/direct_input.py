@@ -219,7 +219,7 @@ def input_gradient_by_phases(dout: np.ndarray, w: np.ndarray, g, workers: int = 
             sub = w[first_row::Sh][:taps_h][::-1, first_column::Sw][:, :taps_w][:, ::-1].transpose(0, 1, 3, 2)
             taps, bias = direct.padded_weights(sub, None, dtype)
             window = (count_h, count_w, offset_h - taps_h + 1 + pads[0], (offset_w - taps_w + 1 + pads[2]) * K,
-                      p, Sh, q, Sw, pads[0], pads[0] + Ho)
+                      p, Sh, q, Sw, pads[0], pads[0] + Ho, 1)
             calls.append((direct.forward_kernel(D, dtype, count_w), taps, bias, window))
     floor = dtype.type(-np.inf)
 

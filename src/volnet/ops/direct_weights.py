@@ -36,10 +36,10 @@ def tap_tile(filters: int, dtype) -> tuple[int, int]:
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
-    """Whether the weight gradient takes :func:`weight_gradient`, where :func:`volnet.ops.direct.applies`' conditions on the
-    host and dtype hold: stride-1 layers with filters other than 3x3, at least :data:`MIN_DEPTH` deep and
-    ``depth * filters`` at most :data:`MAX_MULTIPLY`; and first layers of 1 to 7 channels into at most
-    :data:`SHALLOW_MAX_FILTERS` filters whose dout is at most :data:`SHALLOW_DW_IMAGE_BYTES` an image."""
+    """Whether the weight gradient takes :func:`weight_gradient`, where the direct kernels may run at all
+    (:func:`volnet.ops.direct.measured`): LeNet-sized layers (:func:`volnet.ops.direct.lenet_sized`), and first
+    layers of 1 to 7 channels into at most :data:`SHALLOW_MAX_FILTERS` filters whose dout is at most
+    :data:`SHALLOW_DW_IMAGE_BYTES` an image."""
     (Ho, Wo), itemsize = g.out_hw, np.dtype(dtype).itemsize
     shallow = (depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
                and Ho * Wo * padded_filters(filters, itemsize) * itemsize <= SHALLOW_DW_IMAGE_BYTES)

@@ -55,7 +55,7 @@ def compile_flags():
 # The compiled helpers the kernels call, set by numba_helpers at the first compile (Numba is imported only
 # then). The kernels read them as globals, so that their closures hold only the tile sizes: Numba keys its
 # disk cache of a closure by the closure's values, and a closure over these objects missed it every time.
-stack_array = carray = at_least = unsigned = prange = None
+stack_array = carray = at_least = larger = output_column = unsigned = prange = None
 
 
 def numba_helpers() -> None:
@@ -66,9 +66,13 @@ def numba_helpers() -> None:
     marks the kernel that calls it to prefer 512-bit vectors: LLVM's tuning for Intel's AVX-512 CPUs prefers
     256-bit ones, which halves the tile's width and slows it (docs/performance-log.md, issue 23).
     ``at_least(value, floor)``: ``max(value, floor)`` that keeps
-    NaN (a diverging network shows NaN, not the ReLU's floor).
+    NaN (a diverging network shows NaN, not the ReLU's floor). ``larger(best, value)``: a max pool's step,
+    ``value`` where it is larger or NaN (NaN wins and stays, as in :mod:`volnet.ops.pool_kernels`).
+    ``output_column(j, s, pool, ox, xs)``: ``(column, opening)`` of output pixel ``j`` on row ``s`` of a block of
+    ``pool`` rows, max pooled ``pool x pool`` into one (``pool`` 1: none), written at ``ox + column * xs``;
+    ``opening`` where it is the block's first value (stored, not pooled into what is there).
     """
-    global stack_array, carray, at_least, unsigned, prange
+    global stack_array, carray, at_least, larger, output_column, unsigned, prange
     if stack_array is not None:
         return
     import numba
@@ -92,7 +96,20 @@ def numba_helpers() -> None:
     def at_least_(value, floor):  # pragma: no cover - compiled
         return floor if value < floor else value
 
+    @numba.njit(inline="always")
+    def larger_(best, value):  # pragma: no cover - compiled
+        return value if (value > best) | (value != value) else best
+
+    @numba.njit(inline="always")
+    def output_column_(j, s, pool, ox, xs):  # pragma: no cover - compiled
+        if pool == 1:  # (no division where nothing is pooled, nor for the common 2 x 2)
+            return numba.uint64(ox + j * xs), True
+        if pool == 2:
+            return numba.uint64(ox + (j >> 1) * xs), s == 0 and (j & 1) == 0
+        return numba.uint64(ox + (j // pool) * xs), s == 0 and j % pool == 0
+
     carray, at_least, stack_array, unsigned, prange = numba.carray, at_least_, stack_array_, numba.uint64, numba.prange
+    larger, output_column = larger_, output_column_
 
 
 # Kernels compiled ``parallel`` (Numba's prange) start their threads from compiled code, without the GIL: one

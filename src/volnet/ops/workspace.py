@@ -65,7 +65,8 @@ class Workload:
 class ForwardWorkspace:
     """What one forward call allocates: ``private`` arrays ``(bytes, kept in training)``, its output
     (``out`` bytes; None: a view of the input, ``out_owns`` False: a view of a larger buffer), what
-    its cache refers to (``keeps_input``, ``keeps_output``), and ``transient`` bytes alive for a moment."""
+    its cache refers to (``keeps_input``, ``keeps_output``), and ``transient`` bytes alive for a moment;
+    ``pooled``: the output is already a following max pool's (a CONV that pools in its output pass)."""
 
     private: tuple = ()
     out: int | None = 0
@@ -73,6 +74,7 @@ class ForwardWorkspace:
     keeps_input: bool = False
     keeps_output: bool = False
     transient: int = 0
+    pooled: bool = False
 
 
 @dataclass(frozen=True)
