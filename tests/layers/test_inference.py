@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from volnet import Sequential, ShapeError, zoo
@@ -69,8 +69,11 @@ def test_random_conv_pool_fc_nets_match_the_layers(F, S, K, depth, size, batch, 
     """Random CONV (tile tails: any K; any stride, cropped) -> (ReLU ->) POOL -> FC nets: the plan's steps give
     the layers' numbers, a max pool fused into the CONV's step or not (windows that tile its output or not)."""
     middle = [ReLU()] if relu else []
-    net = Sequential([Conv2D(K, F, S=S, P=F // 2, fit="crop"), *middle, pool(window, fit="crop"), FC(7)],
-                     (size, size, depth), seed=seed)
+    try:
+        net = Sequential([Conv2D(K, F, S=S, P=F // 2, fit="crop"), *middle, pool(window, fit="crop"), FC(7)],
+                         (size, size, depth), seed=seed)
+    except ShapeError:  # a window larger than the CONV's output
+        assume(False)
     x = np.random.default_rng(seed).standard_normal((batch, size, size, depth)).astype(np.float32)
     np.testing.assert_array_equal(net.forward(x), _layer_by_layer(net, x))
 

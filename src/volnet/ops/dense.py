@@ -16,6 +16,7 @@ import numpy as np
 
 from ..shapes import ShapeError
 from . import native_blas, threads
+from .threads import workers_for
 from .memo import remembered
 from .workspace import BackwardWorkspace, ForwardWorkspace
 
@@ -25,6 +26,11 @@ from .workspace import BackwardWorkspace, ForwardWorkspace
 # thread, 165 on BLAS's two, 147 so; the Intel Xeon); smaller ones multiply on one thread (LeNet's 1568 -> 128,
 # 200,704: 17 us so, 21 split).
 SPLIT_IMAGE_MULTIPLY_ADDS = 2**18
+# In a network pass (BLAS held to one thread) a matrix multiply splits over the cores in parts of at least this
+# many multiply-adds, a quarter of threads.MIN_PART_MULTIPLY_ADDS: BLAS runs these at its full rate on one core
+# while a split costs tens of us (LeNet's FC 1568 -> 128 at batch 64, 12.8 million, on the AMD EPYC Zen 4:
+# forward 0.28 -> 0.19-0.24 ms on two threads, each of its two gradients likewise).
+MIN_PART_MULTIPLY_ADDS = 2**22
 
 
 def fc_forward(x, w, b, *, layer=None, relu=False, workers=None):
@@ -85,7 +91,8 @@ def split_matmul(a, b, workers):
     transforms, a small matrix times the weights, likewise)."""
     by_columns = a.size < b.size
     parts = b.shape[1] if by_columns else a.shape[0]
-    count = workers.for_multiply_adds(a.shape[0] * a.shape[1] * b.shape[1], parts)
+    multiply_adds = a.shape[0] * a.shape[1] * b.shape[1]
+    count = workers_for(multiply_adds, parts, workers.count(), MIN_PART_MULTIPLY_ADDS) if workers.blas_held else 1
     if count == 1:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
