@@ -109,12 +109,13 @@ def _input_gradient_source(PW: int, DB: int):
                                                     acc[(p * DB + d) * LANES + q] += (
                                                         dout[n, i, tiled.unsigned((j0 + p) * K + k0 + q)]
                                                         * w[u, v, d, k0 + q])
-                    for p in range(min(PW, W - w0)):
-                        for d in range(DB):
-                            total = acc[(p * DB + d) * LANES]
-                            for q in range(1, LANES):
-                                total += acc[(p * DB + d) * LANES + q]
-                            dx[n, h, w0 + p, d] = total
+                    for p in range(PW):  # (constant indices into acc: see direct._forward_source's tail)
+                        if w0 + p < W:
+                            for d in range(DB):
+                                total = acc[(p * DB + d) * LANES]
+                                for q in range(1, LANES):
+                                    total += acc[(p * DB + d) * LANES + q]
+                                dx[n, h, w0 + p, d] = total
 
     return gather
 

@@ -93,9 +93,10 @@ def _weight_gradient_source(PE: int, KB: int):
                                     for h in range(KH):
                                         for q in range(16):
                                             acc[p * KB + h * 16 + q] += value * dout[n, i, j, k0 + h * 16 + q]
-                    for p in range(min(PE, taps - t0)):
-                        for q in range(KB):
-                            dw[t0 + p, k0 + q] = acc[p * KB + q]
+                    for p in range(PE):  # (constant indices into acc: see direct._forward_source's tail)
+                        if t0 + p < taps:
+                            for q in range(KB):
+                                dw[t0 + p, k0 + q] = acc[p * KB + q]
 
     return weight_gradient
 

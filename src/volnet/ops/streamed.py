@@ -111,10 +111,11 @@ def _streamed_source(PW: int, KB: int):
                                 for h in range(KH):
                                     for q in range(KQ):
                                         acc[p * KB + h * KQ + q] += x * w[tap, tiled.unsigned(k0 + h * KQ + q)]
-                        for p in range(min(PW, M - p0)):
-                            for h in range(KH):
-                                for q in range(KQ):
-                                    partial[part, p0 + p, k0 + h * KQ + q] = acc[p * KB + h * KQ + q]
+                        for p in range(PW):  # (constant indices into acc: see direct._forward_source's tail)
+                            if p0 + p < M:
+                                for h in range(KH):
+                                    for q in range(KQ):
+                                        partial[part, p0 + p, k0 + h * KQ + q] = acc[p * KB + h * KQ + q]
         for m in range(M):
             for k in range(K):
                 total = bias[k]
