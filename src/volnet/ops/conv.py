@@ -260,8 +260,8 @@ def _backward(dout, cache: ConvCache, input_grad: bool, workers):
         dw, db = winograd.weight_gradient(xp, dout_rows.reshape(dout.shape), step, count,
                                           blas_held=workers.blas_held)
     elif plan.weight_gradient == "direct":
-        dw, db = direct_weights.weight_gradient(xp, dout_rows.reshape(dout.shape), g, direct.workers(g, K, workers),
-                                        blas_held=workers.blas_held)
+        dw, db = direct_weights.weight_gradient(xp, dout_rows.reshape(dout.shape), g,
+                                                direct.workers(g, K, workers), blas_held=workers.blas_held)
     elif plan.weight_gradient == "winograd_5x5":
         r = g.size[0]
         step = winograd_5x5.images_per_block(g.out_hw, D, K, r, N, dtype.itemsize, conv_rows.BLOCK_BYTES,
