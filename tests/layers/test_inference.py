@@ -81,7 +81,7 @@ def test_random_conv_pool_fc_nets_match_the_layers(F, S, K, depth, size, batch, 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_a_max_pool_after_a_direct_conv_runs_in_the_conv_step(batch, monkeypatch):
     """LeNet's CONV -> RELU -> POOL pairs: where the CONV takes the direct kernel, the pool runs in its output
-    pass (no pooling kernel called, no CONV output allocated); the numbers, NaN included, are the layers'."""
+    pass (no pooling kernel called); the numbers, NaN included, are the layers'."""
     net = zoo.lenet()
     x = np.random.default_rng(batch).standard_normal((batch, 28, 28, 1)).astype(np.float32)
     x[0, 9, 13, 0] = np.nan

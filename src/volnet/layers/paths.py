@@ -84,8 +84,8 @@ def fused_groups(layers: list[Layer], train: bool, keep: bool | None, pools: boo
         else:
             norm = relu = None
             index += 1
-        after = layers[index] if index < len(layers) else None
-        pool = after if pools and fused_pool(layer, norm, after) else None
+        candidate = layers[index] if index < len(layers) else None
+        pool = candidate if pools and fused_pool(layer, norm, candidate) else None
         index += pool is not None
         yield layer, norm, relu, pool
 
