@@ -487,3 +487,33 @@ def test_backward_through_the_relu_below_equals_the_two_passes(setting):
         dout = rng.standard_normal(out.shape)
         expected = relu_backward(pool_backward(dout, cache), rectified)
         np.testing.assert_array_equal(pool_backward(dout, cache, rectified=rectified), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(F=st.tuples(st.integers(1, 4), st.integers(1, 4)), extra=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+       out=st.tuples(st.integers(1, 4), st.integers(1, 4)), fit=st.sampled_from([None, "pad", "crop"]),
+       N=st.integers(1, 3), D=st.sampled_from([1, 3, 16, 37]), masked=st.booleans(), threads=st.integers(1, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_max_pool_backward_of_tiling_windows_equals_naive(F, extra, out, fit, N, D, masked, threads, dtype, seed):
+    """Windows as wide as their stride (the compiled backward that writes each dx value once) route each
+    gradient as the naive backward does through the same switches: any window in each direction, rows and
+    columns past the last window (fit="crop") or a last window over padding (fit="pad"), ties, NaN, through
+    a ReLU's output (its zeros and NaN) or not, the batch split over threads, both dtypes."""
+    from volnet.ops import relu_backward, threads as threads_module
+    from volnet.ops.threads import Workers
+
+    hw = tuple((o - 1) * f + f + (min(e, f - 1) if fit else 0) for o, f, e in zip(out, F, extra))
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.integers(-2, 3, (N, *hw, D)), 0).astype(dtype)  # ties, and a ReLU's zeros
+    x.flat[rng.integers(0, x.size)] = np.nan
+    pooled, cache = pool_forward(x, F, F, "max", fit=fit)
+    dout = rng.standard_normal(pooled.shape).astype(dtype)
+    expected = pool_backward_naive(dout, cache)
+    if masked:
+        expected = relu_backward(expected, x)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(threads_module, "MIN_PART_BYTES", 1)  # a part per image, however small
+        dx = pool_backward(dout, cache, workers=Workers(cores=threads, blas_held=True),
+                           rectified=x if masked else None)
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(dx, expected)

@@ -48,11 +48,18 @@ class ConvCache:
 
 
 def flipped_geometry(g: Geometry, filters: int) -> Geometry:
-    """The geometry of :func:`conv_backward_input_flipped`'s correlation (stride 1): dout, ``filters`` deep,
-    padded to ``(H + eh - 1, W + ew - 1)`` (eh, ew the dilated filter's extent), with the filters."""
+    """The geometry of :func:`conv_backward_input_flipped`'s correlation (stride 1): dout, ``filters`` deep
+    (spread out by the stride), padded to ``(H + eh - 1, W + ew - 1)`` (eh, ew the dilated filter's extent)
+    so that output row 0 lines up with input row 0, correlated with the flipped filters into ``(H, W)``. Its
+    pads say which rows of the padded dout are padding: the direct kernel skips the filter rows that read
+    only those (LeNet's 14x14x16->32 input gradient: 2.97 -> 2.72 ms on one core)."""
     N, H, W, _ = g.in_shape
     eh, ew = effective_extent(g.size[0], g.dilation[0]), effective_extent(g.size[1], g.dilation[1])
-    return geometry((N, H + eh - 1, W + ew - 1, filters), g.size, 1, 0, g.dilation)
+    (Ho, Wo), (Sh, Sw), (top, _, left, _) = g.out_hw, g.stride, g.pads
+    spread = ((Ho - 1) * Sh + 1, (Wo - 1) * Sw + 1)
+    pads = (eh - 1 - top, H + top - spread[0], ew - 1 - left, W + left - spread[1])
+    return Geometry(in_shape=(N, *spread, filters), size=g.size, stride=(1, 1), dilation=g.dilation, pads=pads,
+                    out_hw=(H, W))
 
 
 def _check(x_shape, w_shape, b_shape, layer):
@@ -357,21 +364,15 @@ def conv_backward_input_flipped(dout, w, g: Geometry, *, workers=None):
     (:func:`conv_backward` uses this for stride 1 only: for larger strides
     the zeros make it S*S times more work than col2im). ``workers`` as in :func:`conv_forward`.
     """
-    N, H, W, D = g.in_shape
-    (Ho, Wo), (Fh, Fw), (Sh, Sw), (dh, dwl) = g.out_hw, g.size, g.stride, g.dilation
-    K = w.shape[3]
+    N, D, K = g.in_shape[0], g.in_shape[3], w.shape[3]
+    (Ho, Wo), (Sh, Sw) = g.out_hw, g.stride
     if (Sh, Sw) != (1, 1):
         spread = np.zeros((N, (Ho - 1) * Sh + 1, (Wo - 1) * Sw + 1, K), dtype=dout.dtype)
         spread[:, ::Sh, ::Sw] = dout
         dout = spread
-    top, _, left, _ = g.pads
-    eh, ew = effective_extent(Fh, dh), effective_extent(Fw, dwl)
-    # dx[h] = sum_u dout[h + top - u*dh] * w[u]: a correlation with the flipped
-    # filters over dout padded so that output row 0 lines up with input row 0.
-    pads = (eh - 1 - top, H + top - dout.shape[1], ew - 1 - left, W + left - dout.shape[2])
-    workers = threads.or_alone(workers)
-    padded_dout, fill = _padding(dout, pads, w)
     flipped_g = flipped_geometry(g, K)
+    workers = threads.or_alone(workers)
+    padded_dout, fill = _padding(dout, flipped_g.pads, w)
     dtype = np.result_type(dout, w)
     if plan_conv(flipped_g, D, dtype, workers.cores, workers.blas_held, workers.split_rows).forward == "winograd":
         # the flip folded into Winograd's filter transform: no flipped copy of w (3x3 512 -> 512: 9.4 MB, 1.1 ms)
