@@ -7,7 +7,7 @@ registers over the positions of each image::
 
 compiled as the forward kernels are (:mod:`volnet.ops.tiled`). A tile sums only the positions whose fields its
 taps read inside the input, not its padding: the rows, and the columns where its taps lie on one filter row (LeNet's
-14x14x16->32 on one core of the AMD EPYC Zen 4, interleaved: 3.48-3.59 -> 3.14-3.29 ms). Which layers take it is
+14x14x16->32 on one core of the AMD EPYC Zen 4, interleaved: 3.45-3.59 -> 3.14-3.29 ms). Which layers take it is
 :func:`applies_to_weight_gradient`, decided by measurement; :mod:`volnet.ops.conv_plan` reads it.
 """
 
@@ -134,8 +134,10 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
     top, bottom, left, right = (max(pad, 0) for pad in g.pads)
     window = (D, Fw, top, Hp - bottom, left, Wp - right)
 
-    def weight_gradient_part(start, stop):  # (db too, beside it: on the main thread alone it took 100 us of
-        dw = np.zeros((Fh * Fw * D, Kp), dtype=dtype)  # LeNet's second CONV's 4 ms backward, the AMD EPYC Zen 4)
+    # Each part sums its images' db too, beside dw: after the split, on the main thread alone, db took 100 us
+    # of LeNet's second CONV's 4 ms backward (the AMD EPYC Zen 4).
+    def weight_gradient_part(start, stop):
+        dw = np.zeros((Fh * Fw * D, Kp), dtype=dtype)
         ones = np.ones((stop - start) * Ho * Wo, dtype=dtype)
         yield  # allocated (see threads.split)
         kernel(flat, dout, offsets, Wp * D, Sh, Sw * D, dw, start, stop, window)

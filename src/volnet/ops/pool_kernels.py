@@ -51,7 +51,7 @@ def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1, *, blas_
     dx = np.empty(g.in_shape, dtype=dout.dtype)
     maximum, masked = switches is not None, rectified is not None
     mask = np.ascontiguousarray(rectified, dtype=dx.dtype) if masked else np.zeros((1, 1, 1, 1), dx.dtype)
-    if maximum and g.size == g.stride and g.pads[0] <= 0 and g.pads[2] <= 0:  # windows that tile the input
+    if maximum and g.size == g.stride and g.pads[0] == g.pads[2] == 0:  # windows that tile the input
         _split(_tiling_max_backward, (dout, switches, *g.size, masked, mask, dx), len(dx), workers, blas_held)
         return dx
     arguments = (dout, _NO_SWITCHES if switches is None else switches, maximum, *g.size, *g.stride, g.pads[0],
