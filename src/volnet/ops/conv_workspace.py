@@ -110,10 +110,9 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
         # conv_backward_input_flipped: dout padded to (H + eh - 1, W + ew - 1) (a copy where any side is
         # padded, not only cropped), the flipped filters (a copy, except where Winograd folds the flip into
         # its transform), its im2col rows a block at a time, and dx itself (no unpadding)
-        (eh, ew), (top, _, left, _) = map(effective_extent, g.size, g.dilation), g.pads
-        sides = (eh - 1 - top, H + top - Ho, ew - 1 - left, W + left - Wo)
-        dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(sides) > 0 else 0
         flipped_g = flipped_geometry(g, K)
+        eh, ew = map(effective_extent, g.size, g.dilation)
+        dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(flipped_g.pads) > 0 else 0
         winograd_dx = plan_conv(flipped_g, D, float_dtype(b), cores, network_pass=True).forward == "winograd"
         filters = 0 if winograd_dx else Fh * Fw * K * D * b
         dx = N * H * W * D * b
