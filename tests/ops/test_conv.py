@@ -347,7 +347,8 @@ def test_conv_with_relu_is_the_rectified_convolution(setting):
 @pytest.mark.parametrize("N, H, D, K, F, stride, pad, dilation, forward", [
     (2, 9, 32, 64, 3, 1, 1, 1, "winograd"),
     (2, 9, 16, 8, 3, 1, 1, 1, "direct"),  # narrow: direct before Winograd
-    (3, 10, 16, 32, 5, 1, 2, 1, "direct"),
+    (3, 10, 16, 32, 5, 1, 2, 1, "winograd_fused"),
+    (3, 10, 8, 16, 5, 1, 2, 1, "direct"),  # LeNet-sized, the depth not whole blocks of 16 channels
     (2, 9, 64, 192, 5, 1, 2, 1, "winograd_5x5"),
     (8, 16, 16, 32, 3, 2, 1, 1, "direct"),  # stride 2: direct from batch 8
     (2, 16, 16, 32, 3, 2, 1, 1, "im2col"),

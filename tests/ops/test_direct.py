@@ -127,8 +127,8 @@ def compiles_seen(monkeypatch):
     real = tiled.compile_flags
 
     @contextlib.contextmanager
-    def recording():
-        with real():
+    def recording(loop_vectorize=False):
+        with real(loop_vectorize):
             seen.append((config.SLP_VECTORIZE, config.LOOP_VECTORIZE))
             yield
 
@@ -274,6 +274,9 @@ def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, 
 def _direct_everywhere(monkeypatch):
     """Every undilated float layer plans the direct forward (and so the flipped input gradient's too), and
     every stride-1 one the direct dw."""
+    from volnet.ops import winograd_fused
+
+    monkeypatch.setattr(winograd_fused, "applies", lambda g, depth, filters, dtype: False)
     monkeypatch.setattr(direct, "applies", lambda g, depth, filters, dtype, split_rows=False: g.dilation == (1, 1))
     monkeypatch.setattr(direct_weights, "applies_to_weight_gradient",
                         lambda g, depth, filters, dtype: g.dilation == (1, 1) and g.stride == (1, 1))
@@ -319,15 +322,17 @@ def test_the_kernels_run_what_the_plan_says(direct_everywhere, monkeypatch):
 
 
 def test_lenet_plan_on_avx512(monkeypatch):
-    """LeNet's second CONV takes the direct forward and dw on AVX-512, colour first layers the direct forward
-    and dw, LeNet's first the direct forward, dw and dx, narrow 3x3 layers the direct forward; the others keep
-    their kernels."""
+    """LeNet's second CONV takes the compiled Winograd forward (and its input gradient's correlation) and the
+    direct dw on AVX-512, colour first layers the direct forward and dw, LeNet's first the direct forward, dw
+    and dx, narrow 3x3 layers the direct forward; the others keep their kernels."""
+    from volnet.ops.conv import flipped_geometry
     from volnet.ops.conv_plan import ConvPlan, plan_conv
 
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     lenet2 = geometry((64, 14, 14, 16), 5, 1, 2)
-    assert plan_conv(lenet2, 32, np.float32).forward == "direct"
-    assert plan_conv(lenet2, 32, np.float32).weight_gradient == "direct"
+    assert plan_conv(lenet2, 32, np.float32) == ConvPlan("winograd_fused", "direct", "flipped")
+    assert plan_conv(flipped_geometry(lenet2, 32), 16, np.float32).forward == "winograd_fused"
+    assert plan_conv(geometry((64, 14, 14, 8), 5, 1, 2), 16, np.float32).forward == "direct"  # half a block deep
     strided = geometry((32, 32, 32, 64), 3, 2, 1, fit="crop")
     assert plan_conv(strided, 128, np.float32) == ConvPlan("direct", "im2col", "phases")
     assert plan_conv(geometry((4, 32, 32, 64), 3, 2, 1, fit="crop"), 128, np.float32).forward == "im2col"  # batch

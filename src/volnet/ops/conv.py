@@ -26,7 +26,7 @@ import numpy as np
 
 from ..shapes import ShapeError, effective_extent
 from . import (conv_rows, direct, direct_input, direct_weights, native_blas, norm, streamed, threads, winograd,
-               winograd_5x5)
+               winograd_5x5, winograd_fused)
 from .conv_plan import plan_conv
 from .memo import hashable, remembered
 from .pool import forward_step as pool_step
@@ -167,10 +167,10 @@ def forward_step(x_shape, x_dtype, w_shape, w_dtype, b_shape, stride, pad, dilat
     g = geometry(x_shape, w_shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     K, dtype = w_shape[3], np.result_type(x_dtype, w_dtype)
     plan = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows)
-    pooled = pool > 1 and plan.forward == "direct" and not affine
-    if plan.forward == "direct":  # (with a BatchNorm's map, in a pass of its own after it: _convolve_affine's)
-        correlate = direct.correlator(g, K, dtype, relu and not affine, direct.workers(g, K, workers),
-                                      workers.blas_held, workers.rows(), pool if pooled else 1)
+    pooled = pool > 1 and not affine and (plan.forward == "direct" or (
+        plan.forward == "winograd_fused" and winograd_fused.can_pool(g, pool)))
+    if plan.forward in ("direct", "winograd_fused"):  # (a BatchNorm's map in a pass of its own after it)
+        correlate = _correlator(g, K, dtype, plan.forward, relu and not affine, workers, pool if pooled else 1)
 
         def convolve(xp, w, b, fill, affine):
             out = correlate(xp, w, b, fill)
@@ -298,10 +298,8 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
     forward = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows).forward
     if forward == "winograd":
         return _winograd(xp, g, w, bias, relu, workers, fill)
-    if forward == "direct":
-        correlate = direct.correlator(g, K, dtype, relu, direct.workers(g, K, workers), workers.blas_held,
-                                      workers.rows())
-        return correlate(xp, w, bias, fill)
+    if forward in ("direct", "winograd_fused"):
+        return _correlator(g, K, dtype, forward, relu, workers)(xp, w, bias, fill)
     if forward == "streamed":
         if fill:
             fill(0, N)
@@ -317,6 +315,17 @@ def _convolve(xp, g: Geometry, w, bias=None, relu=False, workers=threads.SERIAL,
         return native_blas.correlate(xp, g, w.reshape(-1, K), bias, relu, workers.rows(),
                                      scale).reshape(N, *g.out_hw, K)
     return conv_rows.correlate(xp, g, w.reshape(-1, K), bias, relu, workers, fill).reshape(N, *g.out_hw, K)
+
+
+def _correlator(g: Geometry, filters: int, dtype, forward: str, relu: bool, workers, pool: int = 1,
+                flipped: bool = False):
+    """The compiled correlation ``(xp, w, bias, fill) -> out`` of the plan's ``forward``, ``"direct"`` or
+    ``"winograd_fused"``, with the batch split over ``workers`` as :func:`volnet.ops.direct.workers` counts it;
+    ``flipped``: w as an input gradient's filters, unflipped (``"winograd_fused"`` only)."""
+    count = direct.workers(g, filters, workers)
+    if forward == "winograd_fused":
+        return winograd_fused.correlator(g, filters, dtype, relu, count, workers.blas_held, pool, flipped)
+    return direct.correlator(g, filters, dtype, relu, count, workers.blas_held, workers.rows(), pool)
 
 
 def _winograd(xp, g: Geometry, w, bias, relu, workers, fill, flipped: bool = False):
@@ -374,7 +383,10 @@ def conv_backward_input_flipped(dout, w, g: Geometry, *, workers=None):
     workers = threads.or_alone(workers)
     padded_dout, fill = _padding(dout, flipped_g.pads, w)
     dtype = np.result_type(dout, w)
-    if plan_conv(flipped_g, D, dtype, workers.cores, workers.blas_held, workers.split_rows).forward == "winograd":
-        # the flip folded into Winograd's filter transform: no flipped copy of w (3x3 512 -> 512: 9.4 MB, 1.1 ms)
+    forward = plan_conv(flipped_g, D, dtype, workers.cores, workers.blas_held, workers.split_rows).forward
+    # the flip folded into Winograd's filter transform: no flipped copy of w (3x3 512 -> 512: 9.4 MB, 1.1 ms)
+    if forward == "winograd":
         return _winograd(padded_dout, flipped_g, w, None, False, workers, fill, flipped=True)
+    if forward == "winograd_fused":
+        return _correlator(flipped_g, D, dtype, forward, False, workers, flipped=True)(padded_dout, w, None, fill)
     return _convolve(padded_dout, flipped_g, flipped_filters(w, workers), workers=workers, fill=fill)

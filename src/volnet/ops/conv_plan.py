@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import conv_rows, direct, direct_input, direct_weights, streamed, winograd, winograd_5x5
+from . import conv_rows, direct, direct_input, direct_weights, streamed, winograd, winograd_5x5, winograd_fused
 from .memo import remembered
 from .window import Geometry
 
@@ -17,7 +17,8 @@ class ConvPlan:
     """How one CONV runs, for its kernels and their memory estimates alike (:func:`plan_conv`).
 
     ``forward``: ``"winograd"`` (:func:`volnet.ops.winograd.correlate`, F(4x4, 3x3) or F(2x2, 3x3)), ``"direct"``
-    (:func:`volnet.ops.direct.correlate`), ``"winograd_5x5"`` (F(4x4, 5x5)) or ``"im2col"``;
+    (:func:`volnet.ops.direct.correlate`), ``"winograd_fused"`` (F(4x4, 5x5) compiled, LeNet-sized layers:
+    :mod:`volnet.ops.winograd_fused`), ``"winograd_5x5"`` (F(4x4, 5x5) through BLAS), ``"streamed"`` or ``"im2col"``;
     ``weight_gradient``: ``"winograd"``, ``"direct"`` (:func:`volnet.ops.direct_weights.weight_gradient`),
     ``"winograd_5x5"`` or ``"im2col"``; ``input_gradient``:
     ``"direct"`` (:func:`volnet.ops.direct_input.input_gradient`), ``"shallow"``
@@ -41,7 +42,8 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
     ``Workers.blas_held``, ``Workers.split_rows``): thin Winograd weight gradients pay only when split over
     the cores, and one image split over Numba's threads takes the direct forward more often. Each rule and
     its measurement lives beside its kernel (:func:`volnet.ops.direct.before_winograd`,
-    :func:`volnet.ops.winograd.applies`, :func:`volnet.ops.direct.applies`, :func:`volnet.ops.winograd_5x5.applies`,
+    :func:`volnet.ops.winograd.applies`, :func:`volnet.ops.winograd_fused.applies`, :func:`volnet.ops.direct.applies`,
+    :func:`volnet.ops.winograd_5x5.applies`,
     :func:`volnet.ops.direct_input.applies`); the order here is which wins where several apply.
     A layer asks for the same plan on every call, so plans are remembered (:func:`_plan`: working one out
     cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule forgets them
@@ -58,6 +60,8 @@ def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network
         forward = "direct"
     elif winograd.applies(g, D, dtype):
         forward = "winograd"
+    elif winograd_fused.applies(g, D, K, dtype):
+        forward = "winograd_fused"
     elif direct.applies(g, D, K, dtype, split_rows):
         forward = "direct"
     elif winograd_5x5.applies(g, D, K, dtype):

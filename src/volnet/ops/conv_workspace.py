@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 
 from ..shapes import effective_extent
-from . import conv_rows, direct, direct_input, direct_weights, native_blas, streamed, threads, winograd, winograd_5x5
+from . import (conv_rows, direct, direct_input, direct_weights, native_blas, streamed, threads, winograd, winograd_5x5,
+               winograd_fused)
 from .conv import flipped_geometry
 from .conv_plan import plan_conv
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
@@ -32,8 +33,8 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1, poo
     rows = _correlation_workspace(g, K, b, cores, split_rows)
     private = ((math.prod(xp_shape) * b, True),) if copies else ()
     plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True, split_rows=split_rows)
-    owns = plan.forward == "direct"  # (im2col's: a view)
-    pooled = pool > 1 and owns
+    owns = plan.forward in ("direct", "winograd_fused")  # (im2col's: a view)
+    pooled = pool > 1 and (plan.forward == "direct" or owns and winograd_fused.can_pool(g, pool))
     out = N * Ho * Wo * K * b // (pool * pool if pooled else 1)
     return ForwardWorkspace(private, out, out_owns=owns, keeps_input=not copies, transient=rows, pooled=pooled)
 
@@ -113,10 +114,12 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
         flipped_g = flipped_geometry(g, K)
         eh, ew = map(effective_extent, g.size, g.dilation)
         dout_padded = N * (H + eh - 1) * (W + ew - 1) * K * b if max(flipped_g.pads) > 0 else 0
-        winograd_dx = plan_conv(flipped_g, D, float_dtype(b), cores, network_pass=True).forward == "winograd"
+        winograd_dx = plan_conv(flipped_g, D, float_dtype(b), cores, network_pass=True).forward in (
+            "winograd", "winograd_fused")  # (the compiled one counts its copy of them: _correlation_workspace)
         filters = 0 if winograd_dx else Fh * Fw * K * D * b
         dx = N * H * W * D * b
-        phases.append(grads + dout_padded + filters + _correlation_workspace(flipped_g, D, b, cores) + dx)
+        phases.append(grads + dout_padded + filters + _correlation_workspace(flipped_g, D, b, cores, flipped=True)
+                      + dx)
         return BackwardWorkspace(max(phases), dx, True)
     else:  # _input_gradient_deep, strided: each thread's share buffer, then interleave_phases copies
         buffers = Sh * Sw * N * Hs * Ws * D * b
@@ -130,10 +133,12 @@ def conv_backward_workspace(g: Geometry, filters: int, itemsize: int, cores: int
     return BackwardWorkspace(max(phases), dx, contiguous and whole)
 
 
-def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int, split_rows: bool = False) -> int:
+def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int, split_rows: bool = False,
+                           flipped: bool = False) -> int:
     """Bytes :func:`_convolve` allocates beside its output in a network pass on ``cores``, as its plan runs it:
     Winograd's tiles, the direct kernel's padded weights, or each thread's block of im2col rows (none where
-    the windows are already contiguous; ``split_rows``: each of Numba's threads' receptive fields)."""
+    the windows are already contiguous; ``split_rows``: each of Numba's threads' receptive fields); ``flipped``:
+    an input gradient's correlation (:func:`volnet.ops.conv.conv_backward_input_flipped`)."""
     b, (N, _, _, D), K = itemsize, g.in_shape, filters
     (Ho, Wo), (Fh, Fw) = g.out_hw, g.size
     forward = plan_conv(g, K, float_dtype(b), cores, network_pass=True, split_rows=split_rows).forward
@@ -141,6 +146,8 @@ def _correlation_workspace(g: Geometry, filters: int, itemsize: int, cores: int,
         return winograd.workspace(g.out_hw, D, K, N, b, cores, conv_rows.BLOCK_BYTES)
     if forward == "direct":
         return direct.workspace(g, K, b)
+    if forward == "winograd_fused":
+        return winograd_fused.workspace(g, K, b, direct.workers(g, K, cores), flipped)
     if forward == "winograd_5x5":
         return _general_winograd_workspace(g.out_hw, D, K, N, Fh, b, cores)
     if forward == "streamed":

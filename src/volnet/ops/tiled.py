@@ -40,12 +40,13 @@ COMPILING = threading.RLock()  # one compile at a time: the vectoriser flags are
 
 
 @contextmanager
-def compile_flags():
-    """Numba's SLP vectoriser on and loop vectoriser off, restored afterwards (read when a kernel compiles)."""
+def compile_flags(loop_vectorize: bool = False):
+    """Numba's SLP vectoriser on and loop vectoriser off (on too with ``loop_vectorize``), restored afterwards
+    (read when a kernel compiles)."""
     from numba.core import config
 
     saved = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
-    config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
+    config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, int(loop_vectorize)
     try:
         yield
     finally:
@@ -169,13 +170,13 @@ def _threading_layer() -> str | None:
     return None
 
 
-KERNELS: dict = {}  # (make, PW, KB, parallel) -> its FlagCompiled
+KERNELS: dict = {}  # (make, PW, KB, parallel, loop_vectorize) -> its FlagCompiled
 
 
-def kernel(make, PW: int, KB: int, tile_of, parallel: bool = False):
+def kernel(make, PW: int, KB: int, tile_of, parallel: bool = False, loop_vectorize: bool = False):
     """The compiled kernel ``make(PW, KB)`` (compiled and cached on disk at its first call, under
-    :func:`compile_flags`); ``tile_of(filters, dtype)`` gives its tiles (default :func:`tile`)."""
-    key = (make, PW, KB, parallel)
+    :func:`compile_flags`, with ``loop_vectorize`` as given); ``tile_of(filters, dtype)`` gives its tiles."""
+    key = (make, PW, KB, parallel, loop_vectorize)
     compiled = KERNELS.get(key)
     if compiled is None:
         with COMPILING:
@@ -189,12 +190,12 @@ def kernel(make, PW: int, KB: int, tile_of, parallel: bool = False):
                     source.__qualname__ += ".parallel"  # its own entry in Numba's disk cache
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                                         fastmath={"contract"}, parallel=parallel)(source)
-                dispatcher.compile = _under_flags(dispatcher.compile)
-                compiled = KERNELS[key] = FlagCompiled(make, PW, dispatcher, tile_of, parallel)
+                dispatcher.compile = _under_flags(dispatcher.compile, loop_vectorize)
+                compiled = KERNELS[key] = FlagCompiled(make, PW, dispatcher, tile_of, parallel, loop_vectorize)
     return compiled
 
 
-def _under_flags(compile_):
+def _under_flags(compile_, loop_vectorize: bool = False):
     """``compile_`` (a dispatcher's ``compile``, which its calls with new argument types also go through)
     run under :func:`compile_flags`. Compiled without them, a kernel ran 25-50x slower (ResNet-18's 3x3
     32x32x64->64 forward at batch 1: 0.5 -> 13 ms), and Numba's disk cache, whose key does not hold the
@@ -203,7 +204,7 @@ def _under_flags(compile_):
 
     @functools.wraps(compile_)
     def compile_under_flags(signature):
-        with COMPILING, compile_flags():
+        with COMPILING, compile_flags(loop_vectorize):
             return compile_(signature)
 
     return compile_under_flags
@@ -219,17 +220,17 @@ class FlagCompiled:
     after the first).
     """
 
-    def __init__(self, make, pixels: int, dispatcher, tile_of, parallel: bool):
+    def __init__(self, make, pixels: int, dispatcher, tile_of, parallel: bool, loop_vectorize: bool = False):
         self.make, self.pixels, self.dispatcher, self.tile_of = make, pixels, dispatcher, tile_of
-        self.parallel = parallel
+        self.parallel, self.loop_vectorize = parallel, loop_vectorize
         self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
 
     def __call__(self, *args):
         dtype = args[0].dtype
         if dtype not in self.compiled:
             types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
-            for sibling in {kernel(self.make, self.pixels, self.tile_of(filters, dtype)[1], self.tile_of, self.parallel)
-                            for filters in (1, 2**20)}:
+            for sibling in {kernel(self.make, self.pixels, self.tile_of(filters, dtype)[1], self.tile_of, self.parallel,
+                                   self.loop_vectorize) for filters in (1, 2**20)}:
                 sibling.compile(types, dtype)
         return self.dispatcher(*args)
 
