@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..shapes import ShapeError, fit_axis, pair
+from . import tiled
 from .jit import ENABLED, compiled
 
 
@@ -104,36 +105,43 @@ def pad_images(x: np.ndarray, xp: np.ndarray, pads, start: int, stop: int) -> No
     each part of a split pads its own images just before it convolves them, on every core and while they
     are in cache, where a copy first ran on one core and through memory (ResNet's 32x32x64 -> 128 stride-2
     CONV at batch 32: 0.9 of its 4.95 ms; docs/performance-log.md)."""
-    if ENABLED and x.shape[3] >= COMPILED_PAD_MIN_DEPTH:  # one compiled call, which needs no GIL
-        _padded_copy(x, xp, pads[0], pads[2], start, stop)
+    if ENABLED and x.flags.c_contiguous and xp.flags.c_contiguous:  # one compiled call, which needs no GIL
+        N, H, W, D = x.shape
+        tiled.numba_helpers()
+        _padded_copy(x.reshape(N, H, W * D), xp.reshape(xp.shape[0], xp.shape[1], -1), D, pads[0], pads[2], start,
+                     stop)
     else:
         pad_spatial(x[start:stop], pads, out=xp[start:stop])
 
 
-# Batches at least this deep are padded by _padded_copy, a compiled loop over pixels and channels, which holds no
-# GIL: two parts padding side by side with NumPy's slices took turns holding it. In a network pass on the AMD EPYC
-# Zen 4, a part of LeNet's second CONV's input gradient padding 32 images of 14x14x32: 210 -> 150 us (one thread,
-# the whole batch: 73 -> 63 us). Shallower, the channel loop is too short: 28x28x1 took 25 us in NumPy, 102 so.
-COMPILED_PAD_MIN_DEPTH = 8
+# Each part of a split pads with _padded_copy, a compiled loop over each padded row's runs (zeros, the input's row,
+# zeros), which holds no GIL: two parts padding side by side with NumPy's slices took turns holding it. In a
+# network pass on the AMD EPYC Zen 4, a part of LeNet's second CONV's input gradient padding 32 images of 14x14x32:
+# 210 -> 150 us (a loop over pixels and channels then; one thread, the whole batch: 73 -> 63 us).
 
 
 @compiled
-def _padded_copy(x, xp, top, left, start, stop):  # pragma: no cover - compiled
-    # xp[n, top + h, left + w] = x[n, h, w] where that lies in xp (top, left < 0: cropped), 0 elsewhere; the
-    # indices tested non-negative (Numba's wrap-around of negative ones kept the loops scalar)
-    _, Hp, Wp, D = xp.shape
-    _, H, W, _ = x.shape
+def _padded_copy(x, xp, D, top, left, start, stop):  # pragma: no cover - compiled
+    # x (N, H, W*D) and xp (N, Hp, Wp*D): each row of xp is zeros, x's row from column max(-left, 0) on (cropped
+    # where left < 0 or it would reach past xp), zeros. Unsigned indices: Numba's wrap-around of negative ones
+    # kept the loops scalar
+    _, Hp, row = xp.shape
+    _, H, _ = x.shape
+    first, stop_column = max(left, 0) * D, min(left + x.shape[2] // D, row // D) * D
+    source = max(-left, 0) * D
     for n in range(start, stop):
         for r in range(Hp):
             h = r - top
-            for c in range(Wp):
-                w = c - left
-                if 0 <= h < H and 0 <= w < W:
-                    for d in range(D):
-                        xp[n, r, c, d] = x[n, h, w, d]
-                else:
-                    for d in range(D):
-                        xp[n, r, c, d] = 0
+            if 0 <= h < H:
+                for i in range(first):
+                    xp[n, r, tiled.unsigned(i)] = 0
+                for i in range(stop_column - first):
+                    xp[n, r, tiled.unsigned(first + i)] = x[n, h, tiled.unsigned(source + i)]
+                for i in range(stop_column, row):
+                    xp[n, r, tiled.unsigned(i)] = 0
+            else:
+                for i in range(row):
+                    xp[n, r, tiled.unsigned(i)] = 0
 
 
 def unpad_spatial(dxp: np.ndarray, g: Geometry) -> np.ndarray:
