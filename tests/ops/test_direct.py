@@ -143,7 +143,7 @@ def test_compile_flags_set_for_the_compile_and_restored_after(compiles_seen):
     x = np.ones((1, 4, 4, 2), dtype=np.float32)
     w = np.ones((2, 2, 2, 3), dtype=np.float32)
     np.testing.assert_array_equal(direct.correlate(x, w, geometry(x.shape, 2, 1, 0)), 8)
-    assert compiles_seen and all(flags == (1, 0) for flags in compiles_seen)  # every tile width of the dtype
+    assert compiles_seen and all(flags == (1, 0) for flags in compiles_seen)
 
 
 @pytest.mark.slow
@@ -152,7 +152,7 @@ def test_new_argument_types_compile_under_the_flags_too(compiles_seen):
     flags as well (outside them the kernel ran 25x slower, and Numba's disk cache kept that code)."""
     rng = np.random.default_rng(0)
     PW, KB = direct.tile(8, np.float32)
-    kernel = tiled.kernel(direct._forward_source, PW, KB, direct.tile)
+    kernel = tiled.kernel(direct._forward_source, PW, KB)
     wide = rng.standard_normal((2, 6, 2 * 6 * 3)).astype(np.float32)
     strided, contiguous = wide[:, :, ::2], np.ascontiguousarray(wide[:, :, ::2])
     w = np.zeros((3, 3 * 3, KB), dtype=np.float32)

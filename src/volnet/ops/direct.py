@@ -340,7 +340,7 @@ def can_pool(g, pool: int) -> bool:
 def forward_kernel(filters: int, dtype, out_width: int, parallel: bool = False):
     """The compiled forward kernel whose tile suits ``filters`` filters of ``dtype`` on output rows
     ``out_width`` wide (:func:`tile`); ``parallel``: the one whose rows run on Numba's threads."""
-    return tiled.kernel(_forward_source, *tile(filters, dtype, out_width), tile, parallel)
+    return tiled.kernel(_forward_source, *tile(filters, dtype, out_width), parallel)
 
 
 def tiled_weights(w: np.ndarray, bias, dtype, whole_tiles: bool | None = None,

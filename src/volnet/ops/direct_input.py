@@ -126,7 +126,7 @@ def input_gradient(dout: np.ndarray, w: np.ndarray, g, workers: int = 1, *, blas
     N, H, W, D = g.in_shape
     dtype = np.result_type(dout, w)
     PW = tile(D, dtype)
-    kernel = tiled.kernel(_input_gradient_source, PW, D, lambda filters, dtype_: (PW, D))
+    kernel = tiled.kernel(_input_gradient_source, PW, D)
     Fh, Fw, _, K = w.shape
     rows = np.ascontiguousarray(dout, dtype=dtype).reshape(N, dout.shape[1], -1)
     weights = np.ascontiguousarray(w, dtype=dtype)

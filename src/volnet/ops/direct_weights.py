@@ -127,7 +127,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
         dout = np.concatenate([dout, np.zeros((*dout.shape[:3], Kp - K), dtype=dtype)], axis=3)
     dout = np.ascontiguousarray(dout, dtype=dtype)
     flat = np.ascontiguousarray(xp, dtype=dtype).reshape(N, Hp * Wp * D)
-    kernel = tiled.kernel(_weight_gradient_source, PE, KB, tap_tile)
+    kernel = tiled.kernel(_weight_gradient_source, PE, KB)
     Sh, Sw = g.stride
     Ho, Wo = dout.shape[1:3]
     offsets = (np.arange(Fh)[:, None] * (Wp * D) + np.arange(Fw * D)).reshape(-1)  # taps in (u, v, d) order

@@ -79,14 +79,9 @@ def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
 BLOCK_BYTES = 64
 
 
-def _channel_tile(filters: int, dtype) -> tuple[int, int]:
-    """``(1, channels)``: the forward kernels' tile, :data:`BLOCK_BYTES` of channels of ``dtype`` (what
-    :func:`volnet.ops.tiled.kernel` asks of a tile, ``filters`` unused)."""
-    return 1, BLOCK_BYTES // np.dtype(dtype).itemsize
-
-
 def _forward_kernel(dtype):
-    return tiled.kernel(_pool_forward_source, *_channel_tile(1, dtype), _channel_tile)
+    """The forward kernel whose tile is :data:`BLOCK_BYTES` of channels of ``dtype``."""
+    return tiled.kernel(_pool_forward_source, 1, BLOCK_BYTES // np.dtype(dtype).itemsize)
 
 
 def _pool_forward_source(_, CB: int):

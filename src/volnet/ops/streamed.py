@@ -53,7 +53,7 @@ def correlate(xp: np.ndarray, g, w: np.ndarray, bias=None, relu: bool = False, p
     parts = max(1, min(parts, fields.shape[1]))  # each part at least one tap, so that each writes its sums
     partial = np.empty((parts, len(fields), taps.shape[2]), dtype=dtype)
     out = np.empty((len(fields), K), dtype=dtype)
-    kernel = tiled.kernel(_streamed_source, PW, KB, _tile, parallel=parts > 1)
+    kernel = tiled.kernel(_streamed_source, PW, KB, parallel=parts > 1)
     kernel(fields, taps.reshape(-1, taps.shape[2]), bias, dtype.type(0 if relu else -np.inf), partial, out,
            TAP_BLOCK, np.zeros(parts, dtype))
     return out.reshape(g.in_shape[0], *g.out_hw, K)

@@ -173,9 +173,9 @@ def _threading_layer() -> str | None:
 KERNELS: dict = {}  # (make, PW, KB, parallel, loop_vectorize) -> its FlagCompiled
 
 
-def kernel(make, PW: int, KB: int, tile_of, parallel: bool = False, loop_vectorize: bool = False):
+def kernel(make, PW: int, KB: int, parallel: bool = False, loop_vectorize: bool = False):
     """The compiled kernel ``make(PW, KB)`` (compiled and cached on disk at its first call, under
-    :func:`compile_flags`, with ``loop_vectorize`` as given); ``tile_of(filters, dtype)`` gives its tiles."""
+    :func:`compile_flags`, with ``loop_vectorize`` as given); ``parallel``: its loop over rows on Numba's threads."""
     key = (make, PW, KB, parallel, loop_vectorize)
     compiled = KERNELS.get(key)
     if compiled is None:
@@ -191,7 +191,7 @@ def kernel(make, PW: int, KB: int, tile_of, parallel: bool = False, loop_vectori
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                                         fastmath={"contract"}, parallel=parallel)(source)
                 dispatcher.compile = _under_flags(dispatcher.compile, loop_vectorize)
-                compiled = KERNELS[key] = FlagCompiled(make, PW, dispatcher, tile_of, parallel, loop_vectorize)
+                compiled = KERNELS[key] = FlagCompiled(dispatcher)
     return compiled
 
 
@@ -213,25 +213,21 @@ def _under_flags(compile_, loop_vectorize: bool = False):
 class FlagCompiled:
     """A dispatcher whose compiles for new argument types run under :func:`compile_flags`.
 
-    The first call for a dtype compiles (or loads from Numba's disk cache) every tile width that dtype
-    takes with its pixel count (``tile_of``: for few filters and for many) with the same argument types, so
-    that a network's first step compiles all it will need, whatever its layers' filter counts: a compile
-    retains a few MB, which a later step would show as its own memory (``tests/analysis`` measures steps
-    after the first).
+    The first call for a dtype compiles (or loads from Numba's disk cache) the kernel for the call's argument
+    types, under the flags. A network's first step runs every layer and so compiles all the kernels it
+    needs (``tests/analysis`` measures steps after the first, where a compile's few retained MB would show).
+    Compiling every tile width of the dtype at once, as this did before, cost LeNet's first run a kernel it
+    no longer takes (1.1 s of compile: docs/performance-log.md).
     """
 
-    def __init__(self, make, pixels: int, dispatcher, tile_of, parallel: bool, loop_vectorize: bool = False):
-        self.make, self.pixels, self.dispatcher, self.tile_of = make, pixels, dispatcher, tile_of
-        self.parallel, self.loop_vectorize = parallel, loop_vectorize
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
         self.compiled = set()  # the dtypes compiled for (every call passes its arrays in one dtype)
 
     def __call__(self, *args):
         dtype = args[0].dtype
         if dtype not in self.compiled:
-            types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
-            for sibling in {kernel(self.make, self.pixels, self.tile_of(filters, dtype)[1], self.tile_of, self.parallel,
-                                   self.loop_vectorize) for filters in (1, 2**20)}:
-                sibling.compile(types, dtype)
+            self.compile(tuple(self.dispatcher.typeof_pyval(a) for a in args), dtype)
         return self.dispatcher(*args)
 
     def compile(self, types, dtype) -> None:

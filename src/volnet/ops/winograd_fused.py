@@ -119,7 +119,7 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
     (N, _, _, D), (Ho, Wo), K = g.in_shape, g.out_hw, filters
     Kp, KB = padded_filters(K, dtype), filter_block(K, dtype)
     _compile_rows()
-    kernel = tiled.kernel(_source, TILES_PER_BLOCK, KB, _tile, loop_vectorize=True)
+    kernel = tiled.kernel(_source, TILES_PER_BLOCK, KB, loop_vectorize=True)
     coefficients = np.array(COEFFICIENTS, dtype=dtype)
     floor = dtype.type(0 if relu else -np.inf)
     out_shape = (N, Ho // pool, Wo // pool, K)
@@ -146,10 +146,6 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
         return out
 
     return correlate_now
-
-
-def _tile(filters: int, dtype) -> tuple[int, int]:
-    return TILES_PER_BLOCK, filter_block(filters, dtype)
 
 
 def _source(TB: int, KB: int):
