@@ -190,14 +190,7 @@ def _source(TB: int, KB: int):
                                     xp[xo + uq], xp[xo + uD + uq], xp[xo + u(2) * uD + uq], xp[xo + u(3) * uD + uq],
                                     xp[xo + u(4) * uD + uq], xp[xo + u(5) * uD + uq], xp[xo + u(6) * uD + uq],
                                     xp[xo + u(7) * uD + uq], c525, c425, c025, c125, c05, c25, c2, c4, c5)
-                                T1[to + uq] = y0
-                                T1[to + uCB + uq] = y1
-                                T1[to + u(2 * CB) + uq] = y2
-                                T1[to + u(3 * CB) + uq] = y3
-                                T1[to + u(4 * CB) + uq] = y4
-                                T1[to + u(5 * CB) + uq] = y5
-                                T1[to + u(6 * CB) + uq] = y6
-                                T1[to + u(7 * CB) + uq] = y7
+                                _put_row(T1, to + uq, uCB, y0, y1, y2, y3, y4, y5, y6, y7)
                         else:  # the tile reaches past the input's last column: zeros there, through T2
                             for b in range(SPAN):
                                 inside = tw * OUTPUT_TILE + b < Wp
@@ -209,14 +202,7 @@ def _source(TB: int, KB: int):
                                     T2[uq], T2[uCB + uq], T2[u(2 * CB) + uq], T2[u(3 * CB) + uq], T2[u(4 * CB) + uq],
                                     T2[u(5 * CB) + uq], T2[u(6 * CB) + uq], T2[u(7 * CB) + uq],
                                     c525, c425, c025, c125, c05, c25, c2, c4, c5)
-                                T1[to + uq] = y0
-                                T1[to + uCB + uq] = y1
-                                T1[to + u(2 * CB) + uq] = y2
-                                T1[to + u(3 * CB) + uq] = y3
-                                T1[to + u(4 * CB) + uq] = y4
-                                T1[to + u(5 * CB) + uq] = y5
-                                T1[to + u(6 * CB) + uq] = y6
-                                T1[to + u(7 * CB) + uq] = y7
+                                _put_row(T1, to + uq, uCB, y0, y1, y2, y3, y4, y5, y6, y7)
                     for b in range(SPAN):  # column b: V[8*a + b] = (B^T d B)[a, b]
                         tb_ = u(b * CB)
                         vo = u((b * TB + tb) * D + d0)
@@ -227,15 +213,7 @@ def _source(TB: int, KB: int):
                                 T1[tb_ + u(24 * CB) + uq], T1[tb_ + u(32 * CB) + uq], T1[tb_ + u(40 * CB) + uq],
                                 T1[tb_ + u(48 * CB) + uq], T1[tb_ + u(56 * CB) + uq],
                                 c525, c425, c025, c125, c05, c25, c2, c4, c5)
-                            at = vo + uq
-                            V[at] = y0
-                            V[at + u(8) * vplane] = y1
-                            V[at + u(16) * vplane] = y2
-                            V[at + u(24) * vplane] = y3
-                            V[at + u(32) * vplane] = y4
-                            V[at + u(40) * vplane] = y5
-                            V[at + u(48) * vplane] = y6
-                            V[at + u(56) * vplane] = y7
+                            _put_row(V, vo + uq, u(8) * vplane, y0, y1, y2, y3, y4, y5, y6, y7)
             # 2. M[p] = V[p] @ U[p], a TB x KB tile of sums in registers (KB as KH x 16: LLVM unrolls 16 fully)
             for p in range(POINTS):
                 for k0 in range(0, Kp, KB):
@@ -372,14 +350,16 @@ def _transform_filters(w, c, U):  # pragma: no cover - compiled
                     flat[at + u(56) * plane] = y7
 
 
-_input_row = _output_row = _filter_row = None  # B^T, A^T and G applied to a row (_compile_rows), kernels' globals
+# B^T, A^T and G applied to a row, and a row's eight values stored (_compile_rows): the kernels' globals
+_input_row = _output_row = _filter_row = _put_row = None
 
 
 def _compile_rows() -> None:
-    """Set :data:`_input_row`, :data:`_output_row` and :data:`_filter_row` (once), compiled inline into the kernels;
+    """Set :data:`_input_row`, :data:`_output_row`, :data:`_filter_row` and :data:`_put_row` (once), compiled inline
+    into the kernels (by Numba: left to LLVM they stayed calls, and the kernel ran at half the speed);
     globals, so that the kernel's closure holds only its tile sizes (Numba keys its disk cache by the closure's
     values)."""
-    global _input_row, _output_row, _filter_row
+    global _input_row, _output_row, _filter_row, _put_row
     if _input_row is not None:
         return
     import numba
@@ -407,4 +387,12 @@ def _compile_rows() -> None:
         return (-g0, n29 * (even1 + odd1), n29 * (even1 - odd1), r90 * (even3 + odd3), r90 * (even3 - odd3),
                 r90 * (even5 + odd5), r90 * (even5 - odd5), g4)
 
-    _input_row, _output_row, _filter_row = input_row, output_row, filter_row
+    @numba.njit(inline="always")
+    def put_row(row, at, step, y0, y1, y2, y3, y4, y5, y6, y7):  # pragma: no cover - compiled
+        # (at and step unsigned, and so each sum of them: a product with a literal would be signed)
+        two = step + step
+        four = two + two
+        row[at], row[at + step], row[at + two], row[at + two + step] = y0, y1, y2, y3
+        row[at + four], row[at + four + step], row[at + four + two], row[at + four + two + step] = y4, y5, y6, y7
+
+    _input_row, _output_row, _filter_row, _put_row = input_row, output_row, filter_row, put_row
