@@ -27,7 +27,7 @@ import numpy as np
 from ..shapes import ShapeError, effective_extent
 from . import (conv_rows, direct, direct_input, direct_weights, native_blas, norm, streamed, threads, winograd,
                winograd_5x5, winograd_fused)
-from .conv_plan import plan_conv
+from .conv_plan import plan_conv, pools_in_kernel
 from .memo import hashable, remembered
 from .pool import forward_step as pool_step
 from .flipped import flipped_filters
@@ -167,8 +167,7 @@ def forward_step(x_shape, x_dtype, w_shape, w_dtype, b_shape, stride, pad, dilat
     g = geometry(x_shape, w_shape[:2], stride, pad, dilation, fit=fit, layer=layer)
     K, dtype = w_shape[3], np.result_type(x_dtype, w_dtype)
     plan = plan_conv(g, K, dtype, workers.cores, workers.blas_held, workers.split_rows)
-    pooled = pool > 1 and not affine and (plan.forward == "direct" or (
-        plan.forward == "winograd_fused" and winograd_fused.can_pool(g, pool)))
+    pooled = not affine and pools_in_kernel(plan.forward, g, pool)
     if plan.forward in ("direct", "winograd_fused"):  # (a BatchNorm's map in a pass of its own after it)
         correlate = _correlator(g, K, dtype, plan.forward, relu and not affine, workers, pool if pooled else 1)
 

@@ -91,3 +91,10 @@ def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network
     else:
         input_gradient = "col2im"
     return ConvPlan(forward, weight_gradient, input_gradient)
+
+
+def pools_in_kernel(forward: str, g: Geometry, pool: int) -> bool:
+    """Whether a CONV whose plan's forward is ``forward`` max pools its output ``pool x pool`` (a following POOL
+    fused in inference) in its own kernel's output pass: the direct kernel, and the compiled Winograd where the
+    pool divides its 4x4 tiles (:func:`volnet.ops.winograd_fused.can_pool`); other plans pool after the CONV."""
+    return pool > 1 and (forward == "direct" or forward == "winograd_fused" and winograd_fused.can_pool(g, pool))

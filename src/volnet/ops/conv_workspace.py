@@ -11,7 +11,7 @@ from ..shapes import effective_extent
 from . import (conv_rows, direct, direct_input, direct_weights, native_blas, streamed, threads, winograd, winograd_5x5,
                winograd_fused)
 from .conv import flipped_geometry
-from .conv_plan import plan_conv
+from .conv_plan import plan_conv, pools_in_kernel
 from .workspace import (BackwardWorkspace, ForwardWorkspace, float_dtype, images_per_block, padded, part_sizes,
                         split_blocks, unpadded, windows_contiguous)
 from .window import Geometry
@@ -34,7 +34,7 @@ def conv_workspace(g: Geometry, filters: int, itemsize: int, cores: int = 1, poo
     private = ((math.prod(xp_shape) * b, True),) if copies else ()
     plan = plan_conv(g, K, float_dtype(b), cores, network_pass=True, split_rows=split_rows)
     owns = plan.forward in ("direct", "winograd_fused")  # (im2col's: a view)
-    pooled = pool > 1 and (plan.forward == "direct" or owns and winograd_fused.can_pool(g, pool))
+    pooled = pools_in_kernel(plan.forward, g, pool)
     out = N * Ho * Wo * K * b // (pool * pool if pooled else 1)
     return ForwardWorkspace(private, out, out_owns=owns, keeps_input=not copies, transient=rows, pooled=pooled)
 
