@@ -89,7 +89,7 @@ def test_filter_transform_is_g_times_the_filter_times_g_transposed(rng):
     _, G, _ = winograd_5x5.transforms(4, 5)
     w = rng.standard_normal((5, 5, 16, 20))
     U = winograd_fused.filter_transform(w, np.float64)
-    Kp = winograd_fused.padded_filters(20, np.float64)
+    Kp = winograd_fused.padded_filters(20)
     assert U.shape == (64, 16, Kp)
     expected = np.einsum("au,uvdk,bv->abdk", G, w, G).reshape(64, 16, 20)
     np.testing.assert_allclose(U[..., :20], expected, rtol=1e-12, atol=1e-12)

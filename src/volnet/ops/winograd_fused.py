@@ -39,7 +39,9 @@ from .jit import compiled
 
 OUTPUT_TILE, SPAN, POINTS = 4, 8, 64  # F(4x4, 5x5): 4x4 outputs from 8x8 inputs, 64 products per channel pair
 TILES_PER_BLOCK = 8  # the tiles of one block: the rows of the products' register tile
-FILTER_BLOCK = 16  # its columns
+# its columns, for any layer and dtype: one kernel to compile (LeNet's 32 filters ran as fast in two tiles of 16
+# as in one of 32: 1.49 against 1.54 ms, one core, batch 64)
+FILTER_BLOCK = 16
 CHANNEL_BLOCK = 16  # channels per transform loop; the layer's depth a multiple of it
 FILTER_SIZE = 5
 # B^T's and A^T's coefficients as the kernel reads them (one array, in the layer's dtype): constants in
@@ -62,16 +64,9 @@ def tiles(out_hw) -> tuple[int, int]:
     return -(-out_hw[0] // OUTPUT_TILE), -(-out_hw[1] // OUTPUT_TILE)
 
 
-def filter_block(filters: int, dtype) -> int:
-    """Filters in the products' register tile: 16 for any layer and dtype (one kernel to compile; LeNet's 32
-    filters ran as fast in two tiles of 16 as in one of 32: 1.49 against 1.54 ms)."""
-    return FILTER_BLOCK
-
-
-def padded_filters(filters: int, dtype) -> int:
-    """``filters`` rounded up to whole :func:`filter_block`s: the depth of U, M and the padded biases."""
-    width = filter_block(filters, dtype)
-    return -(-filters // width) * width
+def padded_filters(filters: int) -> int:
+    """``filters`` rounded up to whole :data:`FILTER_BLOCK`s: the depth of U, M and the padded biases."""
+    return -(-filters // FILTER_BLOCK) * FILTER_BLOCK
 
 
 def can_pool(g, pool: int) -> bool:
@@ -89,7 +84,7 @@ def filter_transform(w: np.ndarray, dtype, flipped: bool = False) -> np.ndarray:
     if flipped:
         w = w[::-1, ::-1].transpose(0, 1, 3, 2)
     _, _, D, K = w.shape
-    U = np.empty((POINTS, D, padded_filters(K, dtype)), dtype=dtype)
+    U = np.empty((POINTS, D, padded_filters(K)), dtype=dtype)
     _compile_rows()
     _transform_filters(np.ascontiguousarray(w, dtype=dtype), np.array(FILTER_COEFFICIENTS, dtype=dtype), U)
     return U
@@ -98,8 +93,7 @@ def filter_transform(w: np.ndarray, dtype, flipped: bool = False) -> np.ndarray:
 def workspace(g, filters: int, itemsize: int, workers: int, flipped: bool = False) -> int:
     """Bytes :func:`correlator` allocates beside its output: U (and an input gradient's filters flipped, a
     ``flipped`` correlation's), the padded biases, and each part's block of V and M."""
-    D, dtype = g.in_shape[3], np.float32 if itemsize == 4 else np.float64
-    Kp = padded_filters(filters, dtype)
+    D, Kp = g.in_shape[3], padded_filters(filters)
     transform = POINTS * D * Kp * itemsize + (FILTER_SIZE ** 2 * D * filters * itemsize if flipped else 0)
     blocks = workers * TILES_PER_BLOCK * POINTS * (D + Kp) * itemsize
     return transform + Kp * itemsize + blocks
@@ -117,9 +111,9 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
     if not can_pool(g, pool):
         raise ValueError(f"a {pool}x{pool} pool does not tile a {g.out_hw[0]}x{g.out_hw[1]} output in 4x4 tiles")
     (N, _, _, D), (Ho, Wo), K = g.in_shape, g.out_hw, filters
-    Kp, KB = padded_filters(K, dtype), filter_block(K, dtype)
+    Kp = padded_filters(K)
     _compile_rows()
-    kernel = tiled.kernel(_source, TILES_PER_BLOCK, KB, loop_vectorize=True)
+    kernel = tiled.kernel(_source, TILES_PER_BLOCK, FILTER_BLOCK, loop_vectorize=True)
     coefficients = np.array(COEFFICIENTS, dtype=dtype)
     floor = dtype.type(0 if relu else -np.inf)
     out_shape = (N, Ho // pool, Wo // pool, K)
