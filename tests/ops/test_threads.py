@@ -172,7 +172,7 @@ def test_conv_split_over_threads_equals_naive(use_winograd, setting):
     original = threads.MIN_PART_MULTIPLY_ADDS, direct.MIN_PART_MULTIPLY_ADDS
     # split even these tiny layers (a hypothesis test cannot take the monkeypatch fixture per example)
     threads.MIN_PART_MULTIPLY_ADDS = direct.MIN_PART_MULTIPLY_ADDS = 1
-    SCHEDULER._run = lambda prepared: splits.append(len(prepared)) or threads.Scheduler._run(SCHEDULER, prepared)
+    SCHEDULER._run = lambda count, *run: splits.append(count) or threads.Scheduler._run(SCHEDULER, count, *run)
     try:
         with SCHEDULER.blas().limit(limits=2), winograd_enabled(use_winograd), threads.network_pass(N) as workers:
             assert workers == threads.Workers(2, blas_held=True)
@@ -241,7 +241,7 @@ def test_a_kernel_without_workers_holds_the_cores_for_its_own_call(rng, two_blas
     # this thread holds, that pass's workers; given workers are taken as they are
     x, w, b = rng.standard_normal((4, 6, 6, 3)), rng.standard_normal((3, 3, 3, 5)), rng.standard_normal(5)
     splits = []
-    SCHEDULER._run = lambda prepared: splits.append(len(prepared)) or threads.Scheduler._run(SCHEDULER, prepared)
+    SCHEDULER._run = lambda count, *run: splits.append(count) or threads.Scheduler._run(SCHEDULER, count, *run)
     try:
         alone, _ = conv_forward(x, w, b, pad=1)
         assert splits == [2] and threads.cores() == 2  # and BLAS given back its two threads
@@ -312,7 +312,7 @@ def test_max_pool_and_relu_split_over_threads_equal_naive(N, H, W, D, F, S, seed
     splits = []
     original = threads.MIN_PART_BYTES
     threads.MIN_PART_BYTES = 1  # split even these tiny batches (no monkeypatch fixture per hypothesis example)
-    SCHEDULER._run = lambda prepared: splits.append(len(prepared)) or threads.Scheduler._run(SCHEDULER, prepared)
+    SCHEDULER._run = lambda count, *run: splits.append(count) or threads.Scheduler._run(SCHEDULER, count, *run)
     try:
         with SCHEDULER.blas().limit(limits=2):
             out, cache = pool_forward(x, F, S, "max", fit="crop")

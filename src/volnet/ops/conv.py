@@ -19,7 +19,6 @@ backward functions take ``(dout, cache)`` and return ``(dx, dw, db)``.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +30,7 @@ from .conv_plan import plan_conv, pools_in_kernel
 from .memo import hashable, remembered
 from .pool import forward_step as pool_step
 from .flipped import flipped_filters
-from .window import Geometry, geometry, im2row, pad_images, pad_spatial, unpad_spatial
+from .window import Fill, Geometry, geometry, im2row, pad_spatial, unpad_spatial
 
 
 @dataclass(frozen=True)
@@ -221,7 +220,7 @@ def _padder(x_shape, x_dtype, dtype, pads):
 
         def to_fill(x):
             xp = np.empty(shape, x.dtype)
-            return xp, functools.partial(pad_images, x, xp, pads)
+            return xp, Fill(x, xp, pads)
 
         return to_fill
     if not any(pads):

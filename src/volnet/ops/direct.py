@@ -320,12 +320,11 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
         rows = (xp if fill or xp.dtype == dtype else xp.astype(dtype)).reshape(N, Hp, Wp * D)
         out = np.empty(out_shape, dtype=dtype)
 
-        def correlate_part(start, stop):
-            if fill:
-                fill(start, stop)
-            kernel(rows, taps, bias, floor, Sh, Sw * D, out, start, stop, window)
+        def correlate_calls(start, stop):
+            correlate = (kernel, (rows, taps, bias, floor, Sh, Sw * D, out, start, stop, window))
+            return [fill.call(start, stop), correlate] if fill else [correlate]
 
-        threads.split_calls(correlate_part, N, workers, blas_held=blas_held)
+        threads.split_compiled(correlate_calls, N, workers, blas_held=blas_held)
         return out
 
     return correlate_now

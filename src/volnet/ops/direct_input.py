@@ -134,11 +134,8 @@ def input_gradient(dout: np.ndarray, w: np.ndarray, g, workers: int = 1, *, blas
     dx = np.empty((N, H, W, D), dtype=dtype)
     top, _, left, _ = g.pads
 
-    def gather_part(start, stop):
-        yield  # allocated (see threads.split)
-        kernel(rows, weights, runs, top, left, dx, start, stop)
-
-    threads.split(gather_part, N, workers, blas_held=blas_held)
+    threads.split_compiled(lambda start, stop: [(kernel, (rows, weights, runs, top, left, dx, start, stop))], N,
+                           workers, blas_held=blas_held)
     return dx
 
 

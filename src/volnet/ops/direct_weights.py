@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import threads, tiled
+from .jit import compiled
 from .direct import MAX_MULTIPLY, MIN_DEPTH, SHALLOW_MAX_FILTERS, lenet_sized, measured, padded_filters, tile
 from .tiled import isa
 
@@ -50,8 +51,7 @@ def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
 def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> int:
     """Bytes :func:`weight_gradient` allocates beside a contiguous dout, split over ``workers`` threads:
     dout with zero filters up to whole tiles (where it has none), a contiguous copy of a cropped input, each
-    thread's dw and db (from a column of ones per output position of its images), and the result cut from the
-    padded filters."""
+    thread's dw and db, and the result cut from the padded filters."""
     from .workspace import padded, part_sizes
 
     (N, _, _, D), (Fh, Fw), (Ho, Wo), K, b = g.in_shape, g.size, g.out_hw, filters, itemsize
@@ -61,7 +61,7 @@ def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> i
     xp = N * shape[1] * shape[2] * D * b if cropped else 0
     partials = len(part_sizes(N, workers)) * (Fh * Fw * D + 1) * Kp * b
     result = Fh * Fw * D * K * b if Kp != K else 0
-    return dout + xp + partials + result + N * Ho * Wo * b
+    return dout + xp + partials + result
 
 
 def _weight_gradient_source(PE: int, KB: int):
@@ -136,15 +136,25 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
 
     # Each part sums its images' db too, beside dw: after the split, on the main thread alone, db took 100 us
     # of LeNet's second CONV's 4 ms backward (the AMD EPYC Zen 4).
-    def weight_gradient_part(start, stop):
-        dw = np.zeros((Fh * Fw * D, Kp), dtype=dtype)
-        ones = np.ones((stop - start) * Ho * Wo, dtype=dtype)
-        yield  # allocated (see threads.split)
-        kernel(flat, dout, offsets, Wp * D, Sh, Sw * D, dw, start, stop, window)
-        return dw, ones @ dout[start:stop].reshape(-1, Kp)
+    sums = []
 
-    (dw, db), *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
-    for part_dw, part_db in others:
-        dw += part_dw
-        db += part_db
-    return dw[..., :K].reshape(Fh, Fw, D, K), db[:K]
+    def weight_gradient_calls(start, stop):
+        dw_db = np.zeros((Fh * Fw * D + 1, Kp), dtype=dtype)
+        sums.append(dw_db)
+        return [(kernel, (flat, dout, offsets, Wp * D, Sh, Sw * D, dw_db[:-1], start, stop, window)),
+                (_add_filter_sums, (dout.reshape(N, -1, Kp), start, stop, dw_db[-1]))]
+
+    threads.split_compiled(weight_gradient_calls, N, workers, blas_held=blas_held)
+    total, *others = sums
+    for part in others:
+        total += part
+    return total[:-1, :K].reshape(Fh, Fw, D, K), total[-1, :K]
+
+
+@compiled
+def _add_filter_sums(dout, first, last, db):  # pragma: no cover - compiled
+    # db[k] += the sum of dout[n, :, k] over images first..last (dout (N, H2*W2, Kp))
+    for n in range(first, last):
+        for position in range(dout.shape[1]):
+            for k in range(dout.shape[2]):
+                db[k] += dout[n, position, k]

@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+from . import native
+
 # A worker's wait for its next part before it blocks: longer than the code between two splits of a training
 # step (the loss, the update, the layers' Python), short enough that an idle process stops using the CPU at
 # once. Against 200 us, 1 ms took 0.98x the time of LeNet's and cifar-ref's steps on the Intel Xeon, 2 ms
@@ -42,6 +44,11 @@ CALLER_SPIN_SECONDS = 1e-3
 POLL_SECONDS = 50e-6  # the caller's sleep between looks at a part that runs longer still
 _LINE = 8  # int64 counters a cache line holds: each flag gets a line of its own
 _POSTED, _DONE = 0, 1  # a worker's two flags: the last part given to it, and the last it finished
+# A worker's row of compiled calls (SpinningPool.run_calls): the ticket they were posted with, their count, a
+# (trampoline, first slot) pair per call, then the calls' arguments (volnet.ops.native.pack).
+_TICKET, _COUNT, _FIRST_CALL = 0, 1, 2
+MAX_CALLS = 4
+CALL_SLOTS = 256  # int64 slots of a row (2 KB): a kernel's arguments take up to about 60 (arrays 5 + 2 x ndim)
 
 _spin = None  # the compiled functions (spin_functions), made at the first pool
 _TICKS_PER_SECOND = None  # ticks_per_second, timed at the first pool
@@ -64,14 +71,36 @@ def spin_functions():
 
     ``wait_for(flags, index, old, ticks)``: the value of ``flags[index]`` once it differs from ``old``, or
     ``old`` once ``ticks`` of the time-stamp counter (:func:`ticks_per_second`) have passed.
-    ``finish_and_wait(flags, done, value, index, old, ticks)``: store ``value`` in ``flags[done]``, then
+    ``finish_and_wait(flags, done, value, index, old, ticks, calls)``: store ``value`` in ``flags[done]``, then
     ``wait_for``: a worker reports its part finished from inside the compiled call, without the GIL, so the
-    caller that sees the flag finds the GIL free. ``ticks_now()``: the counter.
+    caller that sees the flag finds the GIL free. Where the new value is the ticket of the compiled calls
+    written in ``calls`` (:meth:`SpinningPool.run_calls`), it makes them, reports them finished and waits
+    again; it returns with a part it cannot make, or, once it has waited ``ticks``, the last ticket it
+    finished. ``ticks_now()``: the counter.
     """
-    global _spin
+    global _spin, _load, _store, _cycles, _wait, _call
     if _spin is not None:
         return _spin
     import numba
+
+    _load, _store, _cycles = _intrinsics()
+    _, _call, _ = native.functions()
+    compile_ = numba.njit(nogil=True, cache=True)
+    _wait = compile_(_wait_for)
+    _spin = _wait, compile_(_finish_and_wait), compile_(_ticks_now)
+    return _spin
+
+
+# What the compiled functions below call, set by spin_functions (Numba is imported only then). They read them as
+# module globals: Numba keys its disk cache of a function by the values its closure holds, and as a closure over
+# these objects each process missed the cache and compiled them again (0.56 s; the cache grew by three files).
+_load = _store = _cycles = _wait = _call = None
+
+
+def _intrinsics():
+    """``(load, store, cycles)``: an atomic load ``load(array, index)`` and store ``store(array, index,
+    value)`` of an int64 array's element, and ``cycles()``, the CPU's time-stamp counter
+    (llvm.readcyclecounter; 0 where there is none)."""
     from llvmlite import ir
     from numba.core import cgutils, types
     from numba.extending import intrinsic
@@ -96,7 +125,7 @@ def spin_functions():
         return types.void(array, index, value), codegen
 
     @intrinsic
-    def cycles(typingctx):  # the CPU's time-stamp counter (llvm.readcyclecounter; 0 where there is none)
+    def cycles(typingctx):
         def codegen(context, builder, signature, args):
             function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
                                                       "llvm.readcyclecounter")
@@ -104,28 +133,33 @@ def spin_functions():
 
         return types.int64(), codegen
 
-    @numba.njit(nogil=True, cache=True)
-    def ticks_now():  # pragma: no cover - compiled
-        return cycles()
+    return load, store, cycles
 
-    @numba.njit(nogil=True, cache=True)
-    def wait_for(flags, index, old, ticks):  # pragma: no cover - compiled
-        deadline = cycles() + ticks
-        while True:
-            for _ in range(64):
-                value = load(flags, index)
-                if value != old:
-                    return value
-            if cycles() >= deadline:
-                return old
 
-    @numba.njit(nogil=True, cache=True)
-    def finish_and_wait(flags, done, value, index, old, ticks):  # pragma: no cover - compiled
-        store(flags, done, value)
-        return wait_for(flags, index, old, ticks)
+def _ticks_now():  # pragma: no cover - compiled
+    return _cycles()
 
-    _spin = wait_for, finish_and_wait, ticks_now
-    return _spin
+
+def _wait_for(flags, index, old, ticks):  # pragma: no cover - compiled
+    deadline = _cycles() + ticks
+    while True:
+        for _ in range(64):
+            value = _load(flags, index)
+            if value != old:
+                return value
+        if _cycles() >= deadline:
+            return old
+
+
+def _finish_and_wait(flags, done, value, index, old, ticks, calls):  # pragma: no cover - compiled
+    while True:
+        _store(flags, done, value)
+        seen = _wait(flags, index, old, ticks)
+        if seen == old or _load(calls, _TICKET) != seen:
+            return seen
+        for c in range(calls[_COUNT]):  # a part of compiled calls: made here, without the GIL
+            _call(calls[_FIRST_CALL + 2 * c], calls, calls[_FIRST_CALL + 2 * c + 1])
+        value = old = seen
 
 
 def ticks_per_second() -> float:
@@ -154,6 +188,8 @@ class SpinningPool:
         self._results: list = [None] * count
         self._wake = [threading.Event() for _ in range(count)]
         self._sleeping = [False] * count
+        self._calls = np.zeros((count, CALL_SLOTS), dtype=np.int64)  # each worker's compiled calls (run_calls)
+        self._cpus: list = [None] * count  # the CPU each worker was last asked to hold (run_calls)
         rate = ticks_per_second()  # without a counter, no spinning: the worker blocks, the caller polls
         self._worker_ticks, self._caller_ticks = int(WORKER_SPIN_SECONDS * rate), int(CALLER_SPIN_SECONDS * rate)
         self._threads = [threading.Thread(target=self._serve, args=(i,), name=f"volnet-{i}", daemon=True)
@@ -168,6 +204,32 @@ class SpinningPool:
         self._flags[self._index(worker, _POSTED)] = self._posted[worker]
         if self._sleeping[worker]:  # (both read and written under the GIL, so no wake is lost)
             self._wake[worker].set()
+
+    def run_calls(self, worker: int, calls, cpu: int | None = None) -> bool:
+        """Give ``worker`` a part made of calls of compiled kernels, ``calls`` a list of ``(kernel, args)``
+        (the arguments kept alive by the caller until :meth:`results`), which it makes without the GIL. False,
+        and nothing given, where it cannot: a kernel not compiled for its arguments
+        (:func:`volnet.ops.native.prepared`), calls that do not fit the worker's row, or a worker not yet on
+        ``cpu`` (moving it takes Python: the caller gives the part as a function that does; it is then taken
+        to be there)."""
+        if self._cpus[worker] != cpu:
+            self._cpus[worker] = cpu
+            return False
+        if len(calls) > MAX_CALLS:
+            return False
+        pack, _, _ = native.functions()
+        prepared = [native.prepared(kernel, args) for kernel, args in calls]
+        row, offset = self._calls[worker], _FIRST_CALL + 2 * MAX_CALLS
+        if None in prepared or offset + sum(call.slots for call in prepared) > CALL_SLOTS:
+            return False
+        for index, (call, (_, args)) in enumerate(zip(prepared, calls)):
+            row[_FIRST_CALL + 2 * index] = call.trampoline
+            row[_FIRST_CALL + 2 * index + 1] = offset
+            offset = pack(row, offset, args)
+        row[_COUNT] = len(calls)
+        row[_TICKET] = self._posted[worker] + 1  # (the worker reads the row once it sees this ticket posted)
+        self.run(worker, None)
+        return True
 
     def results(self, count: int) -> list:
         """Wait for the parts of workers ``0..count-1`` to end (spinning, then polling): their return values,
@@ -197,16 +259,19 @@ class SpinningPool:
 
     def _serve(self, worker: int) -> None:
         _, finish_and_wait, _ = spin_functions()
-        posted, done = self._index(worker, _POSTED), self._index(worker, _DONE)
+        posted, done, calls = self._index(worker, _POSTED), self._index(worker, _DONE), self._calls[worker]
         ticket = 0
         while True:
-            seen = finish_and_wait(self._flags, done, ticket, posted, ticket, self._worker_ticks)
-            if seen == ticket:  # nothing for a while: block until the caller wakes us
+            seen = finish_and_wait(self._flags, done, ticket, posted, ticket, self._worker_ticks, calls)
+            if seen == self._flags[done]:  # nothing new for a while (compiled calls made): block until woken
+                ticket = seen
                 self._sleeping[worker] = True
                 while self._flags[posted] == ticket:
                     self._wake[worker].wait()
                     self._wake[worker].clear()
                 self._sleeping[worker] = False
+                if calls[_TICKET] == self._flags[posted]:  # compiled calls: finish_and_wait makes them
+                    continue
                 seen = int(self._flags[posted])
             ticket, task = seen, self._tasks[worker]
             self._tasks[worker] = None
@@ -229,6 +294,29 @@ class BlockingPool:
 
     def run(self, worker: int, task) -> None:
         self._futures[worker] = self._executor.submit(_failure_kept, task)
+
+    def run_calls(self, worker: int, calls, cpu: int | None = None) -> bool:
+        """Compiled calls run as Python functions here: always False."""
+        return False
+
+    def run_calls(self, worker: int, calls) -> bool:
+        """Give ``worker`` a part made of compiled calls, ``calls`` a list of ``(prepared, args)``
+        (:func:`volnet.ops.native.prepared` and the arguments, kept alive by the caller until :meth:`results`),
+        which it makes without taking the GIL; False, and nothing given, where they do not fit its row."""
+        if len(calls) > MAX_CALLS:
+            return False
+        pack, _, _ = native.functions()
+        row, offset = self._calls[worker], _FIRST_CALL + 2 * MAX_CALLS
+        for index, (prepared, args) in enumerate(calls):
+            if offset + prepared.slots > CALL_SLOTS:
+                return False
+            row[_FIRST_CALL + 2 * index] = prepared.trampoline
+            row[_FIRST_CALL + 2 * index + 1] = offset
+            offset = pack(row, offset, args)
+        row[_COUNT] = len(calls)
+        row[_TICKET] = self._posted[worker] + 1  # (the worker reads the row once it sees this ticket posted)
+        self.run(worker, None)
+        return True
 
     def results(self, count: int) -> list:
         outcomes = [self._futures[worker].result() for worker in range(count)]

@@ -39,6 +39,8 @@ def compiled(function):
                     import numba
 
                     jitted = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(function)
+                    kernel.jitted = jitted
         return jitted(*args)
 
+    kernel.jitted = None  # Numba's dispatcher, once compiled (volnet.ops.native calls it from compiled code)
     return kernel

@@ -68,7 +68,8 @@ _NO_SWITCHES = np.zeros((1, 1, 1, 1), dtype=np.uint8)
 def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
     """``kernel(*arguments, start, stop)`` for each part of ``range(count)`` (:func:`volnet.ops.threads.split`;
     ``blas_held``: within a network pass, which already holds BLAS to one thread)."""
-    threads.split_calls(lambda start, stop: kernel(*arguments, start, stop), count, workers, blas_held=blas_held)
+    threads.split_compiled(lambda start, stop: [(kernel, (*arguments, start, stop))], count, workers,
+                           blas_held=blas_held)
 
 
 # The forward kernels keep a block of BLOCK_BYTES of channels (one AVX-512 register of float32) in a tile whose

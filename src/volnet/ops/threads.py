@@ -1,12 +1,11 @@
 """Split a batch of images over the cores, with NumPy's BLAS single-threaded meanwhile.
 
 BLAS spreads one matrix multiply over every core, which pays when the
-matrices are large. The shallow Winograd layers of a small ConvNet (32
-filters on 32 channels) make many multiplies with results only D x K, too
-small for BLAS to split, and between them the compiled tile transforms run
-on one core. There each core does better with its own share of the images:
-:func:`split` runs ``work(start, stop)`` for one contiguous part of the
-batch per core, each on its own thread, while BLAS runs one thread per call.
+matrices are large; a small ConvNet's kernels do better with each core's own
+share of the images: :func:`split` runs ``work(start, stop)`` for one
+contiguous part of the batch per core, each on its own thread, while BLAS
+runs one thread per call (:func:`split_compiled` where the parts are calls
+of compiled kernels).
 
 BLAS's idle threads spin for a while (about 0.1 s in OpenBLAS) after each
 multiply that used them, on the very cores a split wants. A whole network
@@ -32,9 +31,7 @@ is replaced by a bigger one is shut down, and a forked child makes its own.
 
 This needs threadpoolctl (installed with ``volnet[fast]``) to turn BLAS's
 threads down and back; without it :func:`cores` is 1 and every kernel runs
-its blocks in order, with BLAS's threads. The work functions must release
-the GIL (NumPy's multiplies and copies, and volnet's ``nogil`` Numba
-kernels do).
+its blocks in order, with BLAS's threads. The work must release the GIL.
 """
 
 from __future__ import annotations
@@ -255,14 +252,43 @@ class Scheduler:
         if workers <= 1 or count <= 1:  # the common case at batch 1: no more overhead than a call
             return [_finish(_prepare(work, 0, count))]
         prepared = [_prepare(work, *chunk) for chunk in parts(count, workers)]
+
+        def post(pool, worker: int, cpu: int | None) -> None:
+            pool.run(worker, functools.partial(_on, cpu, _finish, prepared[worker + 1]))
+
+        outcome = self._on_cores(len(prepared), post, lambda: _finish(prepared[0]), blas_held)
+        return [_finish(part) for part in prepared] if outcome is None else outcome
+
+    def split_compiled(self, calls_of, count: int, workers: int, *, blas_held: bool = False) -> None:
+        """See :func:`split_compiled`."""
+        chunks = parts(count, workers)
+        if len(chunks) < 2:  # (one part: called directly, as split's)
+            _make(calls_of(0, count))
+            return
+        kept = []  # the workers' calls: their arrays stay alive until the parts have ended
+
+        def post(pool, worker: int, cpu: int | None) -> None:
+            calls = calls_of(*chunks[worker + 1])
+            kept.append(calls)
+            if not pool.run_calls(worker, calls, cpu):
+                pool.run(worker, functools.partial(_on, cpu, _make, calls))
+
+        if self._on_cores(len(chunks), post, lambda: _make(calls_of(*chunks[0])), blas_held) is None:
+            for chunk in chunks:
+                _make(calls_of(*chunk))
+
+    def _on_cores(self, count: int, post, first, blas_held: bool) -> list | None:
+        """Parts side by side, BLAS on one thread: ``post(pool, worker, cpu)`` gives parts 1..count-1 to the pool's
+        workers (to run on ``cpu``, or where they are: None), then ``first()`` runs part 0 here. Their results, or
+        None where the cores are taken (by another thread's split or pass): nothing ran, run them in order."""
         if blas_held:
-            return self._run(prepared)
+            return self._run(count, post, first)
         lock = self._single_threaded_blas
         if not self.blas() or not lock.acquire(blocking=False):
-            return [_finish(part) for part in prepared]
+            return None
         try:
             with self._one_blas_thread():
-                return self._run(prepared)
+                return self._run(count, post, first)
         finally:
             lock.release()
 
@@ -279,19 +305,19 @@ class Scheduler:
                     old.close()  # idle: a split waits for its parts before it returns
             return self._pool
 
-    def _run(self, prepared) -> list:
+    def _run(self, count: int, post, first) -> list | None:
         if not self._pool_busy.acquire(blocking=False):  # another thread's split (or a part's own) has it
-            return [_finish(part) for part in prepared]
+            return None
         try:
-            pool, others = self._threads(len(prepared) - 1), len(prepared) - 1
-            with _PLACEMENT.pinned(len(prepared)) as cpus:  # side by side, not one after the other (placement.py)
-                for worker, (cpu, part) in enumerate(zip(cpus, prepared[1:])):
-                    pool.run(worker, functools.partial(_finish_on, cpu, part))
+            pool, others = self._threads(count - 1), count - 1
+            with _PLACEMENT.pinned(count) as cpus:  # side by side, not one after the other (placement.py)
+                for worker, cpu in enumerate(cpus):
+                    post(pool, worker, cpu)
                 try:
-                    first = _finish(prepared[0])
+                    outcome = first()
                 finally:  # the other parts must finish before BLAS gets its threads back
                     rest = pool.results(others)
-            return [first] + rest
+            return [outcome] + rest
         finally:
             self._pool_busy.release()
 
@@ -371,32 +397,22 @@ def split(work, count: int, workers: int, *, blas_held: bool = False) -> list:
     buffers however the threads are timed (as ``volnet.analysis`` counts
     them); then the parts run side by side, the calling thread taking the
     first. While they run, NumPy's BLAS is limited to one thread (already so
-    with ``blas_held``, within a network pass) and restored afterwards, also
-    on errors. With one worker, or while another thread holds BLAS, the parts
-    run in order on this thread.
+    with ``blas_held``, in a network pass) and restored afterwards, also on
+    errors. With one worker, or while another thread holds BLAS, in order here.
     """
     return _SCHEDULER.split(work, count, workers, blas_held=blas_held)
 
 
-def split_calls(work, count: int, workers: int, *, blas_held: bool = False) -> None:
-    """:func:`split` for a ``work(start, stop)`` that allocates nothing and returns nothing (a compiled kernel's
-    call on its part): with one part called directly, without a generator's bookkeeping (a few us a call at
-    batch 1)."""
-    if workers <= 1 or count <= 1:
-        work(0, count)
-        return
-
-    def part(start, stop):
-        yield  # nothing to allocate
-        work(start, stop)
-
-    split(part, count, workers, blas_held=blas_held)
+def split_compiled(calls_of, count: int, workers: int, *, blas_held: bool = False) -> None:
+    """:func:`split` for parts that are calls of compiled kernels: ``calls_of(start, stop)`` allocates what its
+    part needs and gives it as ``[(kernel, args), ...]``, made in order, asked for on this thread (the workers'
+    first); a worker makes its part from compiled code, without the GIL, where it can (:mod:`volnet.ops.native`)."""
+    _SCHEDULER.split_compiled(calls_of, count, workers, blas_held=blas_held)
 
 
 def _threadpoolctl():
-    """The threadpoolctl module, imported at the first split rather than with volnet, whose own
-    import it would slow noticeably (docs/performance-log.md); None where it is not installed: kernels then run
-    their blocks one after another."""
+    """The threadpoolctl module, imported at the first split rather than with volnet, whose import it would slow
+    (docs/performance-log.md); None where it is not installed: kernels then run their blocks one after another."""
     try:
         import threadpoolctl
     except ImportError:
@@ -416,9 +432,14 @@ def _prepare(work, start: int, stop: int):
     return part
 
 
-def _finish_on(cpu: int | None, part):
+def _make(calls) -> None:
+    for kernel, args in calls:
+        kernel(*args)
+
+
+def _on(cpu: int | None, run, part):  # run(part) in a worker, held on cpu first
     _PLACEMENT.hold(cpu)
-    return _finish(part)
+    return run(part)
 
 
 def _finish(part):

@@ -101,17 +101,44 @@ def pad_spatial(x: np.ndarray, pads, value=0.0, out: np.ndarray | None = None) -
 def pad_images(x: np.ndarray, xp: np.ndarray, pads, start: int, stop: int) -> None:
     """Images ``start..stop`` of ``xp``: those of ``x`` padded by ``pads`` (:func:`pad_spatial`'s).
 
-    A CONV's forward kernels take this as their ``fill`` (``functools.partial(pad_images, x, xp, pads)``):
-    each part of a split pads its own images just before it convolves them, on every core and while they
-    are in cache, where a copy first ran on one core and through memory (ResNet's 32x32x64 -> 128 stride-2
-    CONV at batch 32: 0.9 of its 4.95 ms; docs/performance-log.md)."""
-    if ENABLED and x.flags.c_contiguous and xp.flags.c_contiguous:  # one compiled call, which needs no GIL
+    A CONV's forward kernels take this as their ``fill`` (:class:`Fill`): each part of a split pads its own
+    images just before it convolves them, on every core and while they are in cache, where a copy first ran
+    on one core and through memory (ResNet's 32x32x64 -> 128 stride-2 CONV at batch 32: 0.9 of its 4.95 ms;
+    docs/performance-log.md)."""
+    kernel, args = pad_images_call(x, xp, pads, start, stop)
+    kernel(*args)
+
+
+def pad_images_call(x: np.ndarray, xp: np.ndarray, pads, start: int, stop: int) -> tuple:
+    """:func:`pad_images` as one call ``(function, args)``: a compiled copy, which needs no GIL, where both
+    arrays are C-contiguous, else NumPy's slices."""
+    if ENABLED and x.flags.c_contiguous and xp.flags.c_contiguous:
         N, H, W, D = x.shape
         tiled.numba_helpers()
-        _padded_copy(x.reshape(N, H, W * D), xp.reshape(xp.shape[0], xp.shape[1], -1), D, pads[0], pads[2], start,
-                     stop)
-    else:
-        pad_spatial(x[start:stop], pads, out=xp[start:stop])
+        return _padded_copy, (x.reshape(N, H, W * D), xp.reshape(xp.shape[0], xp.shape[1], -1), D, pads[0],
+                              pads[2], start, stop)
+    return _pad_slices, (x, xp, pads, start, stop)
+
+
+def _pad_slices(x, xp, pads, start, stop):
+    pad_spatial(x[start:stop], pads, out=xp[start:stop])
+
+
+@dataclass(frozen=True)
+class Fill:
+    """The ``fill`` a CONV's kernels take: ``fill(start, stop)`` pads images ``start..stop`` of ``xp`` from
+    ``x`` (:func:`pad_images`); ``fill.call(start, stop)`` gives that as one call ``(function, args)``, for a
+    part of :func:`volnet.ops.threads.split_compiled`."""
+
+    x: np.ndarray
+    xp: np.ndarray
+    pads: tuple
+
+    def __call__(self, start: int, stop: int) -> None:
+        pad_images(self.x, self.xp, self.pads, start, stop)
+
+    def call(self, start: int, stop: int) -> tuple:
+        return pad_images_call(self.x, self.xp, self.pads, start, stop)
 
 
 # Each part of a split pads with _padded_copy, a compiled loop over each padded row's runs (zeros, the input's row,

@@ -128,15 +128,14 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
         shape = (Hp, Wp, D, Kp, *tiles((Ho, Wo)), Ho, Wo, K, pool)
         out = np.empty(out_shape, dtype=dtype)
 
-        def part(start, stop):
+        def correlate_calls(start, stop):
             V = np.empty(TILES_PER_BLOCK * POINTS * D, dtype=dtype)
             M = np.empty(TILES_PER_BLOCK * POINTS * Kp, dtype=dtype)
-            yield
-            if fill:
-                fill(start, stop)
-            kernel(rows.reshape(-1), U, padded_bias, coefficients, floor, out.reshape(-1), start, stop, V, M, shape)
+            correlate = (kernel, (rows.reshape(-1), U, padded_bias, coefficients, floor, out.reshape(-1), start, stop,
+                                  V, M, shape))
+            return [fill.call(start, stop), correlate] if fill else [correlate]
 
-        threads.split(part, N, workers, blas_held=blas_held)
+        threads.split_compiled(correlate_calls, N, workers, blas_held=blas_held)
         return out
 
     return correlate_now
