@@ -281,8 +281,8 @@ def correlate(xp: np.ndarray, w: np.ndarray, g, bias=None, relu: bool = False, w
     geometry ``g`` says (its stride and output size; undilated), plus ``bias`` (None: none), rectified
     where ``relu``; the batch split over ``workers`` threads, or (``row_threads`` > 1, one image) the output
     rows over that many of Numba's threads (:data:`ROW_PART_MULTIPLY_ADDS`). ``H2 = (Hp - F)//S + 1``.
-    ``fill``: where given, ``fill(start, stop)`` first writes those images of ``xp``
-    (:func:`volnet.ops.window.pad_images`), in each part of the split."""
+    ``fill``: where given, a :class:`volnet.ops.window.Fill` that first writes those images of ``xp``, in each
+    part of the split."""
     correlate_now = correlator(g, w.shape[3], np.result_type(xp, w), relu, workers, blas_held, row_threads)
     return correlate_now(xp, w, bias, fill)
 

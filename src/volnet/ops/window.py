@@ -124,7 +124,7 @@ def _pad_slices(x, xp, pads, start, stop):
     pad_spatial(x[start:stop], pads, out=xp[start:stop])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Fill:
     """The ``fill`` a CONV's kernels take: ``fill(start, stop)`` pads images ``start..stop`` of ``xp`` from
     ``x`` (:func:`pad_images`); ``fill.call(start, stop)`` gives that as one call ``(function, args)``, for a

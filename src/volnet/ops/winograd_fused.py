@@ -105,7 +105,7 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
     K)``) as a function ``(xp, w, bias, fill) -> out``, like :func:`volnet.ops.direct.correlator`: plus
     ``bias`` (None: none), rectified where ``relu``, max pooled ``pool x pool`` where ``pool`` > 1
     (:func:`can_pool`), the batch split over ``workers`` threads, each part first filling its images of
-    ``xp`` (``fill``, where given). ``flipped``: ``w`` is ``(5, 5, K, D)`` to be flipped
+    ``xp`` (``fill``, a :class:`volnet.ops.window.Fill`, where given). ``flipped``: ``w`` is ``(5, 5, K, D)`` to be flipped
     (:func:`filter_transform`)."""
     dtype = np.dtype(dtype)
     if not can_pool(g, pool):
