@@ -87,13 +87,14 @@ def test_a_call_made_from_compiled_code_equals_the_call_itself(dtype, data, coun
     np.testing.assert_array_equal(b, expected_b)  # written through the view's strides
 
 
-def test_only_a_kernel_compiled_for_exactly_these_types_is_prepared():
+def test_a_compiled_kernel_is_prepared_for_new_types_and_anything_else_is_not():
     total = np.zeros(6)
     assert native.prepared(lambda *args: None, (total, 0, 6)) is None  # a Python function
-    _add_range(total, 0, 6)
-    assert native.prepared(_add_range, (total, 0, 6)) is not None
-    assert native.prepared(_add_range, (total.astype(np.float32), 0, 6)) is None  # not compiled for float32
     assert native.prepared(_add_range, (total, 0, 6)) == native.prepared(_add_range, (total, 2, 3))  # remembered
+    single = np.zeros(6, dtype=np.float32)  # types the kernel was not called with: compiled for them
+    _made_natively(_add_range, (single, 1, 4))
+    np.testing.assert_array_equal(single, [0, 1, 2, 3, 0, 0])
+    assert native.prepared(_add_range, (total, "0", 6)) is None  # arguments the kernel does not compile for
 
 
 @pytest.mark.parametrize("asleep", [False, True])

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import direct, threads, tiled
 from .conv_rows import SHALLOW_DEPTH
-from .window import pad_spatial
+from .window import pad_images_call
 
 LANES = 16  # the filters summed per vector step: one AVX-512 register of float32 (two of float64)
 # Accumulators (vectors of LANES) in the tile, pixels x channels: LLVM unrolls a tile of 14 x 16 values fully
@@ -221,13 +221,16 @@ def input_gradient_by_phases(dout: np.ndarray, w: np.ndarray, g, workers: int = 
             calls.append((direct.forward_kernel(D, dtype, count_w), taps, bias, window))
     floor = dtype.type(-np.inf)
 
-    def phases_part(start, stop):
-        yield  # allocated (see threads.split)
-        pad_spatial(dout[start:stop], pads, out=padded[start:stop])
-        for p, q in empty:
-            dx[start:stop, p::Sh, q::Sw] = 0
-        for kernel, taps, bias, window in calls:
-            kernel(runs, taps, bias, floor, 1, K, dx, start, stop, window)
+    def phases_calls(start, stop):
+        zeros = [(_zero_phases, (dx, empty, Sh, Sw, start, stop))] if empty else []
+        return [pad_images_call(dout, padded, pads, start, stop), *zeros,
+                *((kernel, (runs, taps, bias, floor, 1, K, dx, start, stop, window))
+                  for kernel, taps, bias, window in calls)]
 
-    threads.split(phases_part, N, workers, blas_held=blas_held)
+    threads.split_compiled(phases_calls, N, workers, blas_held=blas_held)
     return dx
+
+
+def _zero_phases(dx, phases, Sh, Sw, start, stop):
+    for p, q in phases:
+        dx[start:stop, p::Sh, q::Sw] = 0

@@ -47,8 +47,8 @@ _POSTED, _DONE = 0, 1  # a worker's two flags: the last part given to it, and th
 # A worker's row of compiled calls (SpinningPool.run_calls): the ticket they were posted with, their count, a
 # (trampoline, first slot) pair per call, then the calls' arguments (volnet.ops.native.pack).
 _TICKET, _COUNT, _FIRST_CALL = 0, 1, 2
-MAX_CALLS = 4
-CALL_SLOTS = 256  # int64 slots of a row (2 KB): a kernel's arguments take up to about 60 (arrays 5 + 2 x ndim)
+MAX_CALLS = 8  # (a strided input gradient's part: its padding, then a kernel call per stride phase)
+CALL_SLOTS = 512  # int64 slots of a row (4 KB): a kernel's arguments take up to about 60 (arrays 5 + 2 x ndim)
 
 _spin = None  # the compiled functions (spin_functions), made at the first pool
 _TICKS_PER_SECOND = None  # ticks_per_second, timed at the first pool
@@ -212,20 +212,17 @@ class SpinningPool:
         (:func:`volnet.ops.native.prepared`), calls that do not fit the worker's row, or a worker not yet on
         ``cpu`` (moving it takes Python: the caller gives the part as a function that does; it is then taken
         to be there)."""
-        if self._cpus[worker] != cpu:
-            self._cpus[worker] = cpu
-            return False
-        if len(calls) > MAX_CALLS:
-            return False
         pack, _, _ = native.functions()
         prepared = [native.prepared(kernel, args) for kernel, args in calls]
         row, offset = self._calls[worker], _FIRST_CALL + 2 * MAX_CALLS
-        if None in prepared or offset + sum(call.slots for call in prepared) > CALL_SLOTS:
+        fits = None not in prepared and len(calls) <= MAX_CALLS and offset + sum(p.slots for p in prepared) <= CALL_SLOTS
+        for index, (call, (_, args)) in enumerate(zip(prepared, calls) if fits else ()):
+            row[_FIRST_CALL + 2 * index] = call.trampoline  # (written also for a worker that moves first, which
+            row[_FIRST_CALL + 2 * index + 1] = offset  # reads its row only at the ticket below: the first part
+            offset = pack(row, offset, args)  # compiles what the next need, outside the measured calls)
+        moved, self._cpus[worker] = self._cpus[worker] != cpu, cpu
+        if not fits or moved:
             return False
-        for index, (call, (_, args)) in enumerate(zip(prepared, calls)):
-            row[_FIRST_CALL + 2 * index] = call.trampoline
-            row[_FIRST_CALL + 2 * index + 1] = offset
-            offset = pack(row, offset, args)
         row[_COUNT] = len(calls)
         row[_TICKET] = self._posted[worker] + 1  # (the worker reads the row once it sees this ticket posted)
         self.run(worker, None)

@@ -30,8 +30,9 @@ def compiled(function):
     jitted = None
     compiling = threading.Lock()  # the parts of a split (volnet.ops.threads) may make the first call together
 
-    @functools.wraps(function)
-    def kernel(*args):
+    def dispatcher():
+        """Numba's dispatcher of the kernel, made at the first call (volnet.ops.native calls it from compiled
+        code)."""
         nonlocal jitted
         if jitted is None:
             with compiling:
@@ -39,8 +40,11 @@ def compiled(function):
                     import numba
 
                     jitted = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(function)
-                    kernel.jitted = jitted
-        return jitted(*args)
+        return jitted
 
-    kernel.jitted = None  # Numba's dispatcher, once compiled (volnet.ops.native calls it from compiled code)
+    @functools.wraps(function)
+    def kernel(*args):
+        return (dispatcher() if jitted is None else jitted)(*args)
+
+    kernel.dispatcher = dispatcher
     return kernel

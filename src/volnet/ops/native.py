@@ -20,10 +20,10 @@ and the worker's loop makes them itself:
   array structure (its data pointer, shape and strides) with no reference
   to its memory: the caller keeps the arrays alive until the split ends.
 
-Only a kernel already compiled for the types of its arguments (exactly,
-or arrays of any layout) is prepared (the caller's own part, which calls it
-as usual, compiles it); anything else gives None, and the part runs as a
-Python function.
+A kernel is prepared for the overload its dispatcher has for the
+arguments' types (exactly, or arrays of any layout), compiled first where
+there is none, as a call would; anything but a compiled kernel gives None,
+and the part runs as a Python function.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 _SLOT_BYTES = 8  # each argument starts on an int64 slot of the array that holds a call
 
 _compiled = None  # (pack, call, fingerprint), made at the first prepared call
-_prepared: dict = {}  # (dispatcher, fingerprints) -> Prepared
+_prepared: dict = {}  # (dispatcher, fingerprints) -> Prepared, or None where the kernel does not compile for them
 _trampolines: list = []  # the compiled trampolines' code libraries, alive as long as the process
 _lock = threading.Lock()
 
@@ -49,16 +49,18 @@ class Prepared:
 
 
 def dispatcher_of(kernel):
-    """The Numba dispatcher behind a compiled kernel: a :class:`volnet.ops.tiled.FlagCompiled`'s, a
-    :func:`volnet.ops.jit.compiled` function's once it has compiled (else None), or the dispatcher itself."""
+    """The Numba dispatcher behind a compiled kernel (a :class:`volnet.ops.tiled.FlagCompiled`'s or a
+    :func:`volnet.ops.jit.compiled` function's), the dispatcher itself, or None for anything else."""
     if hasattr(kernel, "overloads"):
         return kernel
-    return getattr(kernel, "dispatcher", None) or getattr(kernel, "jitted", None)
+    found = getattr(kernel, "dispatcher", None)
+    return found() if callable(found) and not hasattr(found, "overloads") else found
 
 
 def prepared(kernel, args: tuple) -> Prepared | None:
-    """The :class:`Prepared` call of ``kernel`` on arguments of the types of ``args``, or None where it has no
-    compiled function for those types (:func:`_takes`)."""
+    """The :class:`Prepared` call of ``kernel`` on arguments of the types of ``args`` (compiled for them first
+    where it is not, :func:`_takes`), or None where ``kernel`` is not a compiled kernel or its arguments not
+    Numba's."""
     dispatcher = dispatcher_of(kernel)
     if dispatcher is None:
         return None
@@ -67,14 +69,12 @@ def prepared(kernel, args: tuple) -> Prepared | None:
         key = (dispatcher, tuple(fingerprint(a) for a in args))
     except (TypeError, ValueError, NotImplementedError):  # an argument Numba fingerprints not: no native call
         return None
-    found = _prepared.get(key)
-    if found is None:
+    found = _prepared.get(key, False)
+    if found is False:
         with _lock:
-            found = _prepared.get(key)
-            if found is None:  # (not remembered while the kernel is not compiled: the caller's part compiles it)
-                found = _prepare(dispatcher, args)
-                if found is not None:
-                    _prepared[key] = found
+            found = _prepared.get(key, False)
+            if found is False:
+                found = _prepared[key] = _prepare(dispatcher, args)
     return found
 
 
@@ -88,8 +88,12 @@ def _prepare(dispatcher, args: tuple) -> Prepared | None:
     if result is None:  # a call the dispatcher serves with an overload for arrays of any layout
         result = next((found for signature, found in dispatcher.overloads.items()
                        if len(signature) == len(types) and all(map(_takes, signature, types))), None)
-    if result is None:
-        return None
+    if result is None:  # compiled now, as the caller's own call of it would (a FlagCompiled's under its flags)
+        try:
+            dispatcher.compile(types)
+        except Exception:  # (Numba's typing errors): the part runs in Python, whose call raises it with context
+            return None
+        result = dispatcher.overloads.get(types)
     types = result.signature.args
     context = result.target_context
     address = result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
