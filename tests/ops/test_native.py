@@ -201,3 +201,17 @@ def test_a_part_with_a_python_call_runs_in_python_and_its_error_reaches_the_call
         np.testing.assert_array_equal(total, 4 * np.arange(8.0))  # each part's compiled call ran before
     finally:
         scheduler.close()
+
+
+@pytest.mark.skipif(threads.threadpoolctl is None, reason="needs threadpoolctl")
+def test_a_split_of_compiled_calls_runs_them_in_python_on_a_blocking_pool(monkeypatch):
+    monkeypatch.setattr(handoff, "spins", lambda: False)  # (no time-stamp counter, or not x86-64)
+    scheduler = threads.Scheduler()
+    total = np.zeros(12)
+    try:
+        for _ in range(3):
+            scheduler.split_compiled(lambda start, stop: [(_add_range, (total, start, stop))], 12, 3, blas_held=True)
+        assert isinstance(scheduler._pool, handoff.BlockingPool)
+    finally:
+        scheduler.close()
+    np.testing.assert_array_equal(total, 3 * np.arange(12.0))

@@ -17,6 +17,9 @@ own, read and written with atomic loads and stores (LLVM's; Numba has no
 atomics of its own); the waits end by the CPU's time-stamp counter. A
 worker reports its part finished from inside the compiled call that then
 waits for its next, so the caller that sees the flag finds the GIL free.
+A part made of calls of compiled kernels (:meth:`SpinningPool.run_calls`)
+the worker makes in that same compiled call, without the GIL at all
+(:mod:`volnet.ops.native`).
 Without Numba, or on CPUs other than x86-64 (where user code may not read
 the counter), :class:`BlockingPool` gives the same interface over the
 standard library's pool (:func:`pool`).
@@ -215,7 +218,8 @@ class SpinningPool:
         pack, _, _ = native.functions()
         prepared = [native.prepared(kernel, args) for kernel, args in calls]
         row, offset = self._calls[worker], _FIRST_CALL + 2 * MAX_CALLS
-        fits = None not in prepared and len(calls) <= MAX_CALLS and offset + sum(p.slots for p in prepared) <= CALL_SLOTS
+        fits = (None not in prepared and len(calls) <= MAX_CALLS
+                and offset + sum(call.slots for call in prepared) <= CALL_SLOTS)
         for index, (call, (_, args)) in enumerate(zip(prepared, calls) if fits else ()):
             row[_FIRST_CALL + 2 * index] = call.trampoline  # (written also for a worker that moves first, which
             row[_FIRST_CALL + 2 * index + 1] = offset  # reads its row only at the ticket below: the first part
@@ -295,25 +299,6 @@ class BlockingPool:
     def run_calls(self, worker: int, calls, cpu: int | None = None) -> bool:
         """Compiled calls run as Python functions here: always False."""
         return False
-
-    def run_calls(self, worker: int, calls) -> bool:
-        """Give ``worker`` a part made of compiled calls, ``calls`` a list of ``(prepared, args)``
-        (:func:`volnet.ops.native.prepared` and the arguments, kept alive by the caller until :meth:`results`),
-        which it makes without taking the GIL; False, and nothing given, where they do not fit its row."""
-        if len(calls) > MAX_CALLS:
-            return False
-        pack, _, _ = native.functions()
-        row, offset = self._calls[worker], _FIRST_CALL + 2 * MAX_CALLS
-        for index, (prepared, args) in enumerate(calls):
-            if offset + prepared.slots > CALL_SLOTS:
-                return False
-            row[_FIRST_CALL + 2 * index] = prepared.trampoline
-            row[_FIRST_CALL + 2 * index + 1] = offset
-            offset = pack(row, offset, args)
-        row[_COUNT] = len(calls)
-        row[_TICKET] = self._posted[worker] + 1  # (the worker reads the row once it sees this ticket posted)
-        self.run(worker, None)
-        return True
 
     def results(self, count: int) -> list:
         outcomes = [self._futures[worker].result() for worker in range(count)]

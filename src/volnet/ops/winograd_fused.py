@@ -105,8 +105,8 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
     K)``) as a function ``(xp, w, bias, fill) -> out``, like :func:`volnet.ops.direct.correlator`: plus
     ``bias`` (None: none), rectified where ``relu``, max pooled ``pool x pool`` where ``pool`` > 1
     (:func:`can_pool`), the batch split over ``workers`` threads, each part first filling its images of
-    ``xp`` (``fill``, a :class:`volnet.ops.window.Fill`, where given). ``flipped``: ``w`` is ``(5, 5, K, D)`` to be flipped
-    (:func:`filter_transform`)."""
+    ``xp`` (``fill``, a :class:`volnet.ops.window.Fill`, where given). ``flipped``: ``w`` is ``(5, 5, K, D)``
+    to be flipped (:func:`filter_transform`)."""
     dtype = np.dtype(dtype)
     if not can_pool(g, pool):
         raise ValueError(f"a {pool}x{pool} pool does not tile a {g.out_hw[0]}x{g.out_hw[1]} output in 4x4 tiles")
