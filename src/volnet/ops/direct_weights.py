@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import threads, tiled
-from .jit import compiled
 from .direct import MAX_MULTIPLY, MIN_DEPTH, SHALLOW_MAX_FILTERS, lenet_sized, measured, padded_filters, tile
+from .norm_kernels import column_sums
 from .tiled import isa
 
 # The weight gradient's tile: this many filter taps (of the whole filter, (u, v, d) flattened) x the
@@ -136,25 +136,16 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, g, workers: int = 1, *, bl
 
     # Each part sums its images' db too, beside dw: after the split, on the main thread alone, db took 100 us
     # of LeNet's second CONV's 4 ms backward (the AMD EPYC Zen 4).
-    sums = []
+    sums, positions = [], dout.reshape(-1, Kp)
 
     def weight_gradient_calls(start, stop):
         dw_db = np.zeros((Fh * Fw * D + 1, Kp), dtype=dtype)
         sums.append(dw_db)
         return [(kernel, (flat, dout, offsets, Wp * D, Sh, Sw * D, dw_db[:-1], start, stop, window)),
-                (_add_filter_sums, (dout.reshape(N, -1, Kp), start, stop, dw_db[-1]))]
+                (column_sums, (positions, start * Ho * Wo, stop * Ho * Wo, dw_db[-1]))]
 
     threads.split_compiled(weight_gradient_calls, N, workers, blas_held=blas_held)
     total, *others = sums
     for part in others:
         total += part
     return total[:-1, :K].reshape(Fh, Fw, D, K), total[-1, :K]
-
-
-@compiled
-def _add_filter_sums(dout, first, last, db):  # pragma: no cover - compiled
-    # db[k] += the sum of dout[n, :, k] over images first..last (dout (N, H2*W2, Kp))
-    for n in range(first, last):
-        for position in range(dout.shape[1]):
-            for k in range(dout.shape[2]):
-                db[k] += dout[n, position, k]

@@ -22,7 +22,7 @@ def train_forward(x: np.ndarray, gamma, beta, eps: float, workers: int = 1, *, b
     """``(out, x_hat, mean, var)`` of BatchNorm with the batch's statistics on ``x (m, D)`` (contiguous);
     ``mean`` and the biased ``var`` in float64."""
     m, D = x.shape
-    mean = _summed(_column_sums, (x,), m, D, workers, blas_held) / m
+    mean = _summed(column_sums, (x,), m, D, workers, blas_held) / m
     var = _summed(_squared_deviations, (x, mean), m, D, workers, blas_held) / m
     inv_std = 1.0 / np.sqrt(var + eps)
     x_hat, out = np.empty_like(x), np.empty_like(x)
@@ -62,25 +62,24 @@ def _as(values, like):
 
 def _summed(kernel, arguments, rows: int, width: int, workers: int, blas_held: bool) -> np.ndarray:
     """The float64 ``(width,)`` sums ``kernel(*arguments, start, stop, sums)`` gives over every part of the rows."""
-    def part(start, stop):
-        sums = np.zeros(width)
-        yield
-        kernel(*arguments, start, stop, sums)
-        return sums
+    sums = []
 
-    return np.sum(threads.split(part, rows, workers, blas_held=blas_held), axis=0)
+    def calls(start, stop):
+        sums.append(np.zeros(width))
+        return [(kernel, (*arguments, start, stop, sums[-1]))]
+
+    threads.split_compiled(calls, rows, workers, blas_held=blas_held)
+    return np.sum(sums, axis=0)
 
 
 def _split(kernel, arguments, rows: int, workers: int, blas_held: bool):
-    def part(start, stop):
-        yield
-        kernel(*arguments, start, stop)
-
-    threads.split(part, rows, workers, blas_held=blas_held)
+    threads.split_compiled(lambda start, stop: [(kernel, (*arguments, start, stop))], rows, workers,
+                           blas_held=blas_held)
 
 
 @compiled
-def _column_sums(x, start, stop, sums):  # pragma: no cover - compiled
+def column_sums(x, start, stop, sums):  # pragma: no cover - compiled
+    """``sums[c] += x[r, c]`` over rows ``start..stop`` of ``x (rows, C)``."""
     for r in range(start, stop):
         for c in range(x.shape[1]):
             sums[c] += x[r, c]
