@@ -15,7 +15,7 @@ and the worker's loop makes them itself:
   compiled function, as Numba's first-class functions call it) and compiles
   a trampoline for it: a function of one pointer that loads the arguments
   from there and calls the kernel;
-- :func:`pack` (compiled) stores a call's arguments in an int64 array as the
+- ``pack`` (:func:`functions`, compiled) stores a call's arguments in an int64 array as the
   trampoline loads them: each argument's native value, an array as Numba's
   array structure (its data pointer, shape and strides) with no reference
   to its memory: the caller keeps the arrays alive until the split ends.
@@ -67,7 +67,7 @@ def prepared(kernel, args: tuple) -> Prepared | None:
     _, _, fingerprint = functions()
     try:
         key = (dispatcher, tuple(fingerprint(a) for a in args))
-    except (TypeError, ValueError, NotImplementedError):  # an argument Numba fingerprints not: no native call
+    except NotImplementedError:  # what Numba raises for a value it has no type for (a str, a dict): a Python part
         return None
     found = _prepared.get(key, False)
     if found is False:
@@ -79,7 +79,8 @@ def prepared(kernel, args: tuple) -> Prepared | None:
 
 
 def _prepare(dispatcher, args: tuple) -> Prepared | None:
-    """:func:`prepared`'s first look at a kernel and argument types: None unless compiled for exactly them."""
+    """:func:`prepared`'s first look at a kernel and argument types: the trampoline of the overload that takes
+    them, compiled first where there is none; None where the kernel does not compile for them."""
     from llvmlite import ir
     from numba.core.compiler_lock import global_compiler_lock
 
@@ -94,6 +95,8 @@ def _prepare(dispatcher, args: tuple) -> Prepared | None:
         except Exception:  # (Numba's typing errors): the part runs in Python, whose call raises it with context
             return None
         result = dispatcher.overloads.get(types)
+        if result is None:
+            return None
     types = result.signature.args
     context = result.target_context
     address = result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
