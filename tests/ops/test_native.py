@@ -215,3 +215,45 @@ def test_a_split_of_compiled_calls_runs_them_in_python_on_a_blocking_pool(monkey
     finally:
         scheduler.close()
     np.testing.assert_array_equal(total, 3 * np.arange(12.0))
+
+
+# Two tiles of one kernel, each compiled first by its own process into one disk cache, then both loaded by a third
+# process that has a worker make calls of each (the worker's half of the columns checked as well as the caller's).
+_COMPILE_ONE = """
+import sys
+import numpy as np
+from volnet.ops import two_sided
+from volnet.ops.winograd_tiles import F2, F4
+two_sided.two_sided({"F2": F2.G, "F4": F4.G}[sys.argv[1]], np.ones((9, 40), np.float32))
+"""
+_LOAD_BOTH = """
+import numpy as np
+from volnet.ops import threads, two_sided
+from volnet.ops.winograd_tiles import F2, F4
+rng = np.random.default_rng(0)
+for G in (F4.G, F2.G):  # both loaded from the cache before either is prepared for a worker
+    two_sided.two_sided(G, np.ones((9, 40), np.float32))
+for name, G in (("F4", F4.G), ("F2", F2.G)):
+    x = rng.standard_normal((9, 64000)).astype(np.float32)
+    for _ in range(3):  # the first split may move the worker to its CPU (a Python part); the others not
+        got = two_sided.two_sided(G, x, threads.Workers(2, blas_held=True))
+        right = np.isclose(got, np.kron(G, G) @ x, atol=1e-3)
+        print(name, bool(right[:, :32000].all()), bool(right[:, 32000:].all()))
+"""
+
+
+@pytest.mark.slow
+def test_tiles_compiled_by_different_processes_each_run_their_own_code(tmp_path):
+    # Numba names compiled code by the function's qualified name and a per-process count of compiles, so the first
+    # compile of any closure in two processes gets one name; a worker's call by that name then ran the other tile
+    # (the worker's columns of F(4x4)'s 36 rows written by F(2x2)'s kernel, 16 rows; the reverse wrote past them)
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for name in ("F2", "F4"):
+        subprocess.run([sys.executable, "-c", _COMPILE_ONE, name], env=environment, check=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", _LOAD_BOTH], env=environment, check=True, timeout=300,
+                            capture_output=True, text=True)
+    assert result.stdout.split("\n")[:-1] == [f"{name} True True" for name in ("F4",) * 3 + ("F2",) * 3]

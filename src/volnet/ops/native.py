@@ -24,6 +24,15 @@ A kernel is prepared for the overload its dispatcher has for the
 arguments' types (exactly, or arrays of any layout), compiled first where
 there is none, as a call would; anything but a compiled kernel gives None,
 and the part runs as a Python function.
+
+The wrapper is found by its symbol name, which Numba makes of the function's
+qualified name, its argument types and a count of the compiles in the
+process that compiled it. Two functions of one qualified name (closures of
+one factory) compiled by two processes can get the same count, hence the
+same name, and once both are loaded from Numba's disk cache a lookup by
+that name finds one of them for both: every compiled function a worker
+calls must have a qualified name of its own (:func:`volnet.ops.tiled.kernel`
+names each tile's closure).
 """
 
 from __future__ import annotations

@@ -186,8 +186,11 @@ def kernel(make, PW: int, KB: int, parallel: bool = False, loop_vectorize: bool 
 
                 numba_helpers()
                 source = make(PW, KB)
-                if parallel:
-                    source.__qualname__ += ".parallel"  # its own entry in Numba's disk cache
+                # A name of its own for each tile: Numba names compiled code by the function's qualified name and a
+                # count of the compiles in the process that compiled it, so two tiles compiled by two processes
+                # had one symbol name when both came from the disk cache, and a call by that name
+                # (volnet.ops.native) ran the other tile's code (docs/performance-log.md, issue 23)
+                source.__qualname__ += f".tile_{PW}x{KB}" + (".parallel" if parallel else "")
                 dispatcher = numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                                         fastmath={"contract"}, parallel=parallel)(source)
                 dispatcher.compile = _under_flags(dispatcher.compile, loop_vectorize)

@@ -41,8 +41,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import threads
-from .dense import split_matmul
 from .jit import ENABLED
+from .two_sided import two_sided
 from .winograd_tiles import F2, F4, Tiling
 
 # The multiplies have D (forward) or K (input gradient) as their inner size;
@@ -181,23 +181,19 @@ def workspace(out_hw, depth: int, filters: int, images: int, itemsize: int, core
 
 
 def filter_transform(w: np.ndarray, dtype, t: Tiling, workers=threads.SERIAL, flipped: bool = False) -> np.ndarray:
-    """``U[a, b] = G w G^T`` for every (input channel, filter): ``(3, 3, D, K)`` -> ``((m+2)^2, D, K)``.
-
-    Both sides at once: with the 3x3 taps as one axis, ``U = (G kron G) w``, a
-    ((m+2)^2, 9) matrix times w (one multiply instead of G on each side in turn: docs/performance-log.md),
-    its columns split over ``workers`` (a :class:`~volnet.ops.threads.Workers`): within a network pass BLAS
-    runs one thread, and ResNet's 3x3 512 -> 512 filters took 2.5 ms on it, 1.1 on two.
+    """``U[a, b] = G w G^T`` for every (input channel, filter): ``(3, 3, D, K)`` -> ``((m+2)^2, D, K)``, by
+    :func:`volnet.ops.two_sided.two_sided` (compiled, G on one side then the other), its columns split over
+    ``workers`` (a :class:`~volnet.ops.threads.Workers`).
 
     ``flipped``: the transform of ``w`` flipped in space and transposed, ``((m+2)^2, K, D)``, an input
     gradient's, without a flipped copy of w (ResNet's 3x3 512 -> 512: 9.4 MB, 1.1 ms): the flip reverses the
-    taps, the columns of ``G kron G``, and the transposition is a view that BLAS reads as such (its multiplies
+    taps, which G's reversed columns do, and the transposition is a view that BLAS reads as such (its multiplies
     then took about 1.2x as long on the Intel Xeon; the input gradient of 4x4x512 -> 512 at batch 32 still
     10.2 -> 8.9 ms).
     """
     D, K = w.shape[2:]
-    transform = t.G_kron_G[:, ::-1] if flipped else t.G_kron_G  # the flip in space reverses the taps
-    U = split_matmul(np.ascontiguousarray(transform, dtype=dtype), w.astype(dtype, copy=False).reshape(9, D * K),
-                     workers).reshape(t.points, D, K)
+    G = t.G[:, ::-1] if flipped else t.G  # the flip in space reverses each side's taps
+    U = two_sided(G, w.astype(dtype, copy=False).reshape(9, D * K), workers).reshape(t.points, D, K)
     return U.transpose(0, 2, 1) if flipped else U
 
 
@@ -306,7 +302,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, images_per_block: int = 1,
 def _filter_gradient(t: Tiling, dU: np.ndarray, workers) -> np.ndarray:
     """dw ``(3, 3, D, K)`` from dU ``(points, D, K)``: the filter transform's transpose (split as there)."""
     points, D, K = dU.shape
-    return split_matmul(t.G_kron_G.astype(dU.dtype).T, dU.reshape(points, D * K), workers).reshape(3, 3, D, K)
+    return two_sided(t.G.T, dU.reshape(points, D * K), workers).reshape(3, 3, D, K)
 
 
 # -- the weight gradient's split by transformed point (POINT_SPLIT_BYTES) --------------------------------

@@ -44,7 +44,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import threads
-from .dense import batch_sums, split_matmul
+from .dense import batch_sums
+from .two_sided import two_sided
 from .workspace import images_per_block as images_in_blocks_of, part_sizes, split_blocks
 
 OUTPUT_TILE = 4  # m: each tile gives 4 x 4 output values
@@ -215,8 +216,8 @@ def correlate(xp: np.ndarray, w: np.ndarray, bias=None, relu: bool = False, imag
     He, We = _padded_extent((Ho, Wo), r)
     AT, G, BT = (matrix.astype(dtype) for matrix in transforms(m, r))
     input_transform, output_transform = np.kron(BT, BT), np.kron(AT, AT)
-    U = split_matmul(np.kron(G, G), w.astype(dtype, copy=False).reshape(r * r, D * K),
-                     threads.Workers(workers, blas_held=blas_held)).reshape(n * n, D, K)  # (as winograd's)
+    U = two_sided(G, w.astype(dtype, copy=False).reshape(r * r, D * K),
+                  threads.Workers(workers, blas_held=blas_held)).reshape(n * n, D, K)  # (as winograd's)
     out = np.empty((N, Ho, Wo, K), dtype)
 
     def correlate_part(start, stop):
@@ -269,7 +270,7 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, r: int, images_per_block: 
     Ht, Wt = tiles((Ho, Wo))
     He, We = _padded_extent((Ho, Wo), r)
     AT, G, BT = (matrix.astype(dtype) for matrix in transforms(r, m))
-    input_transform, dout_transform, output_transform = np.kron(BT, BT), np.kron(G, G), np.kron(AT, AT)
+    input_transform, dout_transform = np.kron(BT, BT), np.kron(G, G)
 
     def weight_gradient_part(start, stop):
         step = min(images_per_block, stop - start)
@@ -302,6 +303,5 @@ def weight_gradient(xp: np.ndarray, dout: np.ndarray, r: int, images_per_block: 
     products, *others = threads.split(weight_gradient_part, N, workers, blas_held=blas_held)
     for other in others:
         products += other
-    dw = split_matmul(output_transform, products.reshape(n * n, D * K),
-                      threads.Workers(workers, blas_held=blas_held)).reshape(r, r, D, K)
-    return dw, batch_sums(np.asarray(dout, dtype=dtype), 3)
+    dw = two_sided(AT, products.reshape(n * n, D * K), threads.Workers(workers, blas_held=blas_held))
+    return dw.reshape(r, r, D, K), batch_sums(np.asarray(dout, dtype=dtype), 3)
