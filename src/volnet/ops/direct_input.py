@@ -134,8 +134,7 @@ def input_gradient(dout: np.ndarray, w: np.ndarray, g, workers: int = 1, *, blas
     dx = np.empty((N, H, W, D), dtype=dtype)
     top, _, left, _ = g.pads
 
-    threads.split_compiled(lambda start, stop: [(kernel, (rows, weights, runs, top, left, dx, start, stop))], N,
-                           workers, blas_held=blas_held)
+    threads.split_kernel(kernel, (rows, weights, runs, top, left, dx), N, workers, blas_held=blas_held)
     return dx
 
 

@@ -27,7 +27,7 @@ def train_forward(x: np.ndarray, gamma, beta, eps: float, workers: int = 1, *, b
     inv_std = 1.0 / np.sqrt(var + eps)
     x_hat, out = np.empty_like(x), np.empty_like(x)
     arguments = (x, mean.astype(x.dtype), inv_std.astype(x.dtype), _as(gamma, x), _as(beta, x), x_hat, out)
-    _split(_normalise, arguments, m, workers, blas_held)
+    threads.split_kernel(_normalise, arguments, m, workers, blas_held=blas_held)
     return out, x_hat, mean, var
 
 
@@ -42,7 +42,8 @@ def backward(dout: np.ndarray, x_hat: np.ndarray, gamma, inv_std, input_grad: bo
         return None, dgamma, dbeta
     dx = np.empty_like(dout)
     scale = _as(gamma * inv_std, dout)
-    _split(_input_gradient, (dout, x_hat, scale, dbeta / m, dgamma / m, dx), m, workers, blas_held)
+    threads.split_kernel(_input_gradient, (dout, x_hat, scale, dbeta / m, dgamma / m, dx), m, workers,
+                         blas_held=blas_held)
     return dx, dgamma, dbeta
 
 
@@ -52,7 +53,7 @@ def affine(x: np.ndarray, scale, shift, workers: int = 1, *, blas_held: bool = F
     into ``out`` (``x`` itself for in place; default a new array)."""
     out = np.empty_like(x) if out is None else out
     floor = x.dtype.type(0 if relu else -np.inf)
-    _split(_affine, (x, _as(scale, x), _as(shift, x), floor, out), len(x), workers, blas_held)
+    threads.split_kernel(_affine, (x, _as(scale, x), _as(shift, x), floor, out), len(x), workers, blas_held=blas_held)
     return out
 
 
@@ -70,11 +71,6 @@ def _summed(kernel, arguments, rows: int, width: int, workers: int, blas_held: b
 
     threads.split_compiled(calls, rows, workers, blas_held=blas_held)
     return np.sum(sums, axis=0)
-
-
-def _split(kernel, arguments, rows: int, workers: int, blas_held: bool):
-    threads.split_compiled(lambda start, stop: [(kernel, (*arguments, start, stop))], rows, workers,
-                           blas_held=blas_held)
 
 
 @compiled

@@ -21,24 +21,24 @@ def max_pool(xp: np.ndarray, g, switch_dtype, workers: int = 1, *, blas_held: bo
     ``out (N, H2, W2, D)``, and per output the tap ``u*F + v`` of the first maximum (NaN wins and stays)."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
     switches = np.empty(out.shape, dtype=switch_dtype)
-    _split(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, True, True, out, switches), len(out), workers,
-           blas_held)
+    threads.split_kernel(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, True, True, out, switches), len(out),
+                         workers, blas_held=blas_held)
     return out, switches
 
 
 def max_pool_values(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """:func:`max_pool`'s ``out`` alone, without switches (inference, where no backward pass follows)."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-    _split(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, True, False, out, _NO_SWITCHES), len(out), workers,
-           blas_held)
+    threads.split_kernel(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, True, False, out, _NO_SWITCHES), len(out),
+                         workers, blas_held=blas_held)
     return out
 
 
 def avg_pool(xp: np.ndarray, g, workers: int = 1, *, blas_held: bool = False) -> np.ndarray:
     """Average pooling of the (zero-)padded batch ``xp``: ``(N, H2, W2, D)``, the padding counted."""
     out = np.empty((xp.shape[0], *g.out_hw, xp.shape[3]), dtype=xp.dtype)
-    _split(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, False, False, out, _NO_SWITCHES), len(out), workers,
-           blas_held)
+    threads.split_kernel(_forward_kernel(xp.dtype), (xp, *g.size, *g.stride, False, False, out, _NO_SWITCHES), len(out),
+                         workers, blas_held=blas_held)
     return out
 
 
@@ -52,24 +52,18 @@ def pool_backward(dout: np.ndarray, g, switches=None, workers: int = 1, *, blas_
     maximum, masked = switches is not None, rectified is not None
     mask = np.ascontiguousarray(rectified, dtype=dx.dtype) if masked else np.zeros((1, 1, 1, 1), dx.dtype)
     if maximum and g.size == g.stride and g.pads[0] == g.pads[2] == 0:  # windows that tile the input
-        _split(_tiling_max_backward, (dout, switches, *g.size, masked, mask, dx), len(dx), workers, blas_held)
+        threads.split_kernel(_tiling_max_backward, (dout, switches, *g.size, masked, mask, dx), len(dx), workers,
+                             blas_held=blas_held)
         return dx
     arguments = (dout, _NO_SWITCHES if switches is None else switches, maximum, *g.size, *g.stride, g.pads[0],
                  g.pads[2], masked, mask, dx)
-    _split(_pool_backward, arguments, len(dx), workers, blas_held)
+    threads.split_kernel(_pool_backward, arguments, len(dx), workers, blas_held=blas_held)
     return dx
 
 
 # Average pooling passes these for the switches, so that it runs the kernels max pooling compiled (uint8
 # switches): one compile per dtype for both modes, which happens in a network's first step.
 _NO_SWITCHES = np.zeros((1, 1, 1, 1), dtype=np.uint8)
-
-
-def _split(kernel, arguments, count: int, workers: int, blas_held: bool):
-    """``kernel(*arguments, start, stop)`` for each part of ``range(count)`` (:func:`volnet.ops.threads.split`;
-    ``blas_held``: within a network pass, which already holds BLAS to one thread)."""
-    threads.split_compiled(lambda start, stop: [(kernel, (*arguments, start, stop))], count, workers,
-                           blas_held=blas_held)
 
 
 # The forward kernels keep a block of BLOCK_BYTES of channels (one AVX-512 register of float32) in a tile whose

@@ -1,20 +1,15 @@
 """Split a batch of images over the cores, with NumPy's BLAS single-threaded meanwhile.
 
-BLAS spreads one matrix multiply over every core, which pays when the
-matrices are large; a small ConvNet's kernels do better with each core's own
-share of the images: :func:`split` runs ``work(start, stop)`` for one
-contiguous part of the batch per core, each on its own thread, while BLAS
-runs one thread per call (:func:`split_compiled` where the parts are calls
-of compiled kernels).
+BLAS spreads one matrix multiply over every core, which pays when the matrices are large; a small ConvNet's kernels
+do better with each core's own share of the images: :func:`split` runs ``work(start, stop)`` for one contiguous part
+of the batch per core, each on its own thread, while BLAS runs one thread per call (:func:`split_compiled` where the
+parts are calls of compiled kernels).
 
-BLAS's idle threads spin for a while (about 0.1 s in OpenBLAS) after each
-multiply that used them, on the very cores a split wants. A whole network
-pass therefore holds the cores: :meth:`Scheduler.network_pass` (which
-:class:`volnet.net.Sequential` enters for each forward and backward) turns
-BLAS down to one thread from the first layer to the last and gives the
-pass a :class:`Workers`, which the network hands to every layer and each
-layer to its kernels (their ``workers`` argument). A kernel's split depends
-on that argument alone:
+BLAS's idle threads spin for a while (about 0.1 s in OpenBLAS) after each multiply that used them, on the very cores
+a split wants. A whole network pass therefore holds the cores: :meth:`Scheduler.network_pass` (which
+:class:`volnet.net.Sequential` enters for each forward and backward) turns BLAS down to one thread from the first
+layer to the last and gives the pass a :class:`Workers`, which the network hands to every layer and each layer to
+its kernels (their ``workers`` argument). A kernel's split depends on that argument alone:
 
 - ``Workers(cores, blas_held=True)`` (a network pass): every kernel splits
   its batch over the cores where the parts are big enough (:func:`workers_for`).
@@ -408,6 +403,11 @@ def split_compiled(calls_of, count: int, workers: int, *, blas_held: bool = Fals
     part needs and gives it as ``[(kernel, args), ...]``, made in order, asked for on this thread (the workers'
     first); a worker makes its part from compiled code, without the GIL, where it can (:mod:`volnet.ops.native`)."""
     _SCHEDULER.split_compiled(calls_of, count, workers, blas_held=blas_held)
+
+
+def split_kernel(kernel, arguments: tuple, count: int, workers: int, *, blas_held: bool = False) -> None:
+    """:func:`split_compiled` of one call a part, ``kernel(*arguments, start, stop)``."""
+    split_compiled(lambda start, stop: [(kernel, (*arguments, start, stop))], count, workers, blas_held=blas_held)
 
 
 def _threadpoolctl():
