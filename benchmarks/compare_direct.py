@@ -4,6 +4,9 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/compare_direct.py --rounds 40
 
+(with ``--unmeasured``, every use of the direct kernels on this host's instruction set, those ``direct.MEASURED``
+leaves out for it included: AVX2's strided, pointwise and deep batch-1 layers).
+
 Every call of the three (volnet with the direct kernels; volnet with ``direct.ENABLED`` off, which runs
 the algorithms of before issue 23; torch on NCHW tensors) is taken in turn, round after round, in this
 one process, and each one's best time is printed: on a machine shared with other work, medians moved 2x
@@ -20,7 +23,7 @@ import time
 import numpy as np
 
 import bench_train
-from volnet.ops import conv_backward, conv_forward, direct, pool_backward, pool_forward
+from volnet.ops import conv_backward, conv_forward, direct, memo, pool_backward, pool_forward, tiled
 
 # name, N, H, W, D, F, S, P, K (None: a max pool), fit
 WORKLOADS = (("conv5 14x14x16->32", 64, 14, 14, 16, 5, 1, 2, 32, None),
@@ -31,13 +34,17 @@ WORKLOADS = (("conv5 14x14x16->32", 64, 14, 14, 16, 5, 1, 2, 32, None),
 
 
 def without_direct(run):
-    """``run`` with the direct kernels off for its duration."""
+    """``run`` with the direct kernels off for its duration. Layers remember their plans (:mod:`volnet.ops.memo`),
+    so the memos are forgotten at each switch, both ways: a plan remembered with the kernels on would otherwise
+    run with them off (each call then works its plans out again, about 10 us a CONV, on both sides)."""
     def off():
         direct.ENABLED = False
+        memo.forget()
         try:
             run()
         finally:
             direct.ENABLED = True
+            memo.forget()
     return off
 
 
@@ -88,7 +95,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40, help="calls of each, taken in turn (default 40)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
+    parser.add_argument("--unmeasured", action="store_true",
+                        help="plan every use of the direct kernels on this host's instruction set, those "
+                             "direct.MEASURED leaves out for it included: the measurement that decides whether it should")
     args = parser.parse_args(argv)
+    if args.unmeasured:
+        direct.MEASURED = {**direct.MEASURED, tiled.isa(): direct.USES}
+    print(f"instruction set {tiled.isa()}; the direct kernels' uses planned: "
+          f"{', '.join(direct.MEASURED.get(tiled.isa(), ())) or 'none'}")
     import threadpoolctl
     import torch
 
