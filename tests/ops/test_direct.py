@@ -226,7 +226,9 @@ def test_tile_per_instruction_set(monkeypatch):
         pixels = counts[0]
         assert direct.tile(64, np.float32) == (pixels, width)
         assert direct.tile(64, np.float64) == (pixels, width // 2)
-        assert direct.tile(width // 2, np.float32) == (pixels, width // 2)
+        # at most half the filters: a tile half as wide, of the pixel counts measured for it
+        assert direct.tile(width // 2, np.float32) == (direct.HALF_TILES[isa][0], width // 2)
+        assert direct.tile(width // 4, np.float64) == (direct.HALF_TILES[isa][0], width // 4)
         # the pixel count whose tiles cover a row with the fewest to spare; the first where they tie
         for out_width in (1, 7, 14, 16, 28, 32, 55, 112):
             covered = {p: -(-out_width // p) * p for p in counts}
@@ -236,35 +238,38 @@ def test_tile_per_instruction_set(monkeypatch):
     assert [direct.tile(32, np.float32, w)[0] for w in (14, 28, 32, 16, 8, 4)] == [7, 7, 8, 8, 8, 7]
 
 
-@pytest.mark.parametrize("F, S, D, K, size, expected, expected_dw", [
-    (5, 1, 16, 32, 40, True, True),  # LeNet's second CONV
-    (5, 1, 32, 16, 40, True, True),  # its input gradient (flipped filters)
-    (3, 2, 64, 128, 40, True, False),  # ResNet's strided 3x3: the direct forward, im2col's dw (a tie)
-    (3, 2, 128, 256, 16, True, False),  # out 8x8: a whole tile a row
-    (3, 2, 128, 256, 8, False, False),  # out 4x4: half of each tile wasted
-    (3, 2, 256, 512, 16, False, False),  # too many filters
-    (5, 2, 16, 32, 40, False, False),  # strided 5x5: not measured
-    (3, 1, 32, 32, 40, False, False),  # 3x3 stride 1: Winograd or im2col
-    (5, 1, 64, 192, 40, False, False),  # too many filters
-    (7, 1, 8, 64, 40, True, True),
-    (5, 1, 3, 64, 40, True, True),  # a first layer; its dout, 40x40x64 an image, stays in cache for dw
-    (5, 1, 1, 16, 40, True, True),  # LeNet's first: one channel
-    (7, 2, 3, 64, 224, True, False),  # the ImageNet stem: 112x112x64 of dout an image, dw by im2col
-    (11, 4, 3, 96, 56, True, True),  # AlexNet's first layer: 96 filters
-    (11, 4, 3, 128, 56, False, False),  # more filters than measured
-    (7, 2, 3, 96, 112, True, True),  # 56x56x96 of dout an image (1.2 MB): direct dw too
-    (1, 2, 64, 128, 40, True, False),  # 1x1 (pointwise): the direct forward, im2col's dw
-    (1, 1, 192, 64, 32, True, False),
-    (1, 1, 256, 1024, 16, False, False),  # pointwise, too many filters
-    (1, 1, 512, 128, 4, False, False),  # pointwise, out 4x4
+@pytest.mark.parametrize("F, S, D, K, size, expected, expected_dw, on_avx2", [
+    (5, 1, 16, 32, 40, True, True, True),  # LeNet's second CONV
+    (5, 1, 32, 16, 40, True, True, True),  # its input gradient (flipped filters)
+    (3, 2, 64, 128, 40, True, False, False),  # ResNet's strided 3x3: the direct forward, im2col's dw (a tie)
+    (3, 2, 128, 256, 16, True, False, False),  # out 8x8: a whole tile a row
+    (3, 2, 128, 256, 8, False, False, False),  # out 4x4: half of each tile wasted
+    (3, 2, 256, 512, 16, False, False, False),  # too many filters
+    (5, 2, 16, 32, 40, False, False, False),  # strided 5x5: not measured
+    (3, 1, 32, 32, 40, False, False, False),  # 3x3 stride 1: Winograd or im2col
+    (5, 1, 64, 192, 40, False, False, False),  # too many filters
+    (7, 1, 8, 64, 40, True, True, True),
+    (5, 1, 3, 64, 40, True, True, True),  # a first layer; its dout, 40x40x64 an image, stays in cache for dw
+    (5, 1, 1, 16, 40, True, True, True),  # LeNet's first: one channel
+    (7, 2, 3, 64, 224, True, False, True),  # the ImageNet stem: 112x112x64 of dout an image, dw by im2col
+    (11, 4, 3, 96, 56, True, True, True),  # AlexNet's first layer: 96 filters
+    (11, 4, 3, 128, 56, False, False, False),  # more filters than measured
+    (7, 2, 3, 96, 112, True, True, True),  # 56x56x96 of dout an image (1.2 MB): direct dw too
+    (1, 2, 64, 128, 40, True, False, False),  # 1x1 (pointwise): the direct forward, im2col's dw
+    (1, 1, 192, 64, 32, True, False, False),
+    (1, 1, 256, 1024, 16, False, False, False),  # pointwise, too many filters
+    (1, 1, 512, 128, 4, False, False, False),  # pointwise, out 4x4
 ])
-def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, expected_dw):
+def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, expected_dw, on_avx2):
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     g = geometry((8, size, size, D), F, S, F // 2, fit="crop")
     assert direct.applies(g, D, K, np.float32) is expected
     assert direct_weights.applies_to_weight_gradient(g, D, K, np.float32) is expected_dw
     assert not direct.applies(g, D, K, np.int32)
-    monkeypatch.setattr(direct, "isa", lambda: "avx2")  # not measured there: never planned
+    monkeypatch.setattr(direct, "isa", lambda: "avx2")  # first layers and LeNet's; not the strided nor the 1x1
+    assert direct.applies(g, D, K, np.float32) is on_avx2
+    assert direct_weights.applies_to_weight_gradient(g, D, K, np.float32) is expected_dw
+    monkeypatch.setattr(direct, "isa", lambda: "portable")  # none measured
     assert not direct.applies(g, D, K, np.float32)
 
 

@@ -100,14 +100,27 @@ def test_planned_only_where_it_applies(monkeypatch):
     assert plan((8, 32, 32, 3), 5, 1, 24).input_gradient == "shallow"  # not whole vectors of filters
     assert plan((8, 224, 224, 3), 7, 2, 64).input_gradient == "shallow"  # strided
     assert plan((8, 32, 32, 8), 3, 1, 32).input_gradient == "flipped"  # deep enough for the flipped CONV
-    monkeypatch.setattr(direct, "isa", lambda: "avx2")  # tiles not measured there
+    monkeypatch.setattr(direct, "isa", lambda: "avx2")  # first layers measured faster there too
+    assert plan((8, 32, 32, 3), 5, 1, 64).input_gradient == "direct"
+    monkeypatch.setattr(direct, "isa", lambda: "portable")  # tiles not measured there
     assert plan((8, 32, 32, 3), 5, 1, 64).input_gradient == "shallow"
 
 
-def test_tile_fits_the_unrolled_registers():
-    for depth in range(1, 8):
-        pixels = direct_input.tile(depth, np.float32)
-        assert pixels >= 1 and pixels * depth <= direct_input.TILE_VECTORS
+def test_tile_fits_the_unrolled_registers(monkeypatch):
+    for isa, vectors in direct_input.TILE_VECTORS.items():
+        monkeypatch.setattr(direct, "isa", lambda isa=isa: isa)
+        for depth in range(1, 8):
+            pixels = direct_input.tile(depth, np.float32)
+            assert pixels >= 1 and (pixels * depth <= vectors or pixels == 1)  # (one pixel: not planned)
+
+
+def test_not_planned_where_the_tile_would_hold_one_pixel(monkeypatch):
+    """A one-pixel tile ran 5x slower than two: AVX2's 7 vectors hold two pixels of at most 3 channels."""
+    monkeypatch.setattr(direct, "isa", lambda: "avx2")
+    assert direct_input.applies(geometry((8, 32, 32, 3), 5, 1, 2), 3, 64, np.float32)
+    assert not direct_input.applies(geometry((8, 32, 32, 4), 5, 1, 2), 4, 64, np.float32)
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    assert direct_input.applies(geometry((8, 32, 32, 7), 5, 1, 2), 7, 64, np.float32)
 
 
 def test_backward_workspace_estimate_matches_tracemalloc(monkeypatch, traced_peak):
@@ -198,7 +211,7 @@ def test_phases_planned_only_where_they_apply(monkeypatch):
     assert plan((32, 8, 8, 256), 3, 2, 512) == "col2im"  # deeper: its sub-filters lost (measured)
     assert plan((32, 32, 32, 64), 1, 2, 128) == "pointwise"  # 1x1/2: one phase, a plain multiply
     assert plan((8, 224, 224, 3), 7, 2, 64) == "shallow"
-    monkeypatch.setattr(direct, "isa", lambda: "avx2")
+    monkeypatch.setattr(direct, "isa", lambda: "avx2")  # strided layers' tiles lost there
     assert plan((32, 32, 32, 64), 3, 2, 128) == "col2im"
 
 

@@ -57,9 +57,18 @@ from .tiled import isa
 # rows' ends: 8 for rows of 32, 7 for rows of 14 or 28), AVX2 (16 registers of 8 floats) 2 x 32, SSE2 half
 # that (the figures of each tile: docs/performance-log.md, issue 23).
 TILES = {"avx512": ((7, 8), 32), "avx2": ((2,), 32), "portable": ((2,), 16)}
-# The instruction sets whose tiles were measured against volnet's other kernels: only there does
-# volnet.ops.conv plan direct convolutions.
-MEASURED = ("avx512",)
+# The pixel counts of a tile half as wide (layers of at most half the tile's filters). AVX2 doubles its pixels,
+# keeping 8 registers of sums: compiled for AVX2 on the AMD EPYC Zen 4, one thread, LeNet's 28x28x1->16 forward
+# 0.78 ms in a 2 x 16 tile, 0.51 in 4 x 16; on AVX-512, 14 x 16 gained nothing over 7 x 16.
+HALF_TILES = {"avx512": (7, 8), "avx2": (4,), "portable": (2,)}
+# The uses of the direct kernels (see applies), and per instruction set those measured faster than the kernels
+# they replace: only there does volnet.ops.conv_plan plan them. AVX-512: every use (the Intel Xeon, the AMD EPYC
+# Zen 4). AVX2, measured on code compiled for AVX2 on the AMD EPYC Zen 4 (and on the Intel Xeon before; no AVX2
+# host has measured them yet): first layers and LeNet's, 1.1-2.9x faster than im2col (LeNet's training step 17.3
+# -> 6.5 ms), and one image through a small 3x3 layer; the uses whose tiles read deep weights for every 2 pixels
+# lost (strided, pointwise, a deep layer's rows at batch 1) or tied (narrow) (docs/performance-log.md, issue 23).
+USES = ("first", "lenet", "single", "narrow", "strided", "pointwise", "rows", "streamed")
+MEASURED = {"avx512": USES, "avx2": ("first", "lenet", "single")}
 # Which layers take the direct kernels (see applies): those where they beat the kernels they replace on
 # the machine measured (the Intel Xeon, one thread, interleaved): first layers' forward and (most of) their
 # dw, and LeNet-sized stride-1 layers' forward and dw; the strided 3x3/2 layers and the deep 3x3 layers
@@ -120,42 +129,47 @@ def tile(filters: int, dtype, out_width: int | None = None) -> tuple[int, int]:
     """``(pixels, filters)`` of the register tile for ``filters`` output channels of ``dtype`` on this host
     (:data:`TILES`): of its pixel counts the one whose whole tiles cover ``out_width`` output pixels with the
     fewest to spare (the first where they tie, or where no width is given); layers with at most half the
-    tile's filters take a tile half as wide."""
+    tile's filters take a tile half as wide, of :data:`HALF_TILES`' pixel counts."""
     counts, width = TILES[isa()]
-    pixels = counts[0] if out_width is None else min(counts, key=lambda p: -(-out_width // p) * p)
     if np.dtype(dtype).itemsize == 8:
         width //= 2
     if filters <= width // 2:
-        width //= 2
+        counts, width = HALF_TILES[isa()], width // 2
+    pixels = counts[0] if out_width is None else min(counts, key=lambda p: -(-out_width // p) * p)
     return pixels, width
 
 
 def applies(g, depth: int, filters: int, dtype, split_rows: bool = False) -> bool:
-    """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an instruction
-    set in :data:`MEASURED`, an undilated float layer, 1x1 within :data:`POINTWISE_MAX_MULTIPLY`, or larger
-    and either a first layer (fewer than :data:`MIN_DEPTH` channels into at most :data:`SHALLOW_MAX_FILTERS`
-    filters), LeNet-sized (:func:`lenet_sized`), one image through a stride-1 3x3 layer of at
-    most :data:`SINGLE_IMAGE_MULTIPLY` depth x filters, or a stride-2 3x3 layer (:data:`STRIDED_MAX_MULTIPLY`);
-    with ``split_rows`` (one image's output split over Numba's threads, ``Workers.split_rows``) any layer
-    within :data:`ROWS_MIN_WIDTH` and :data:`ROWS_MAX_WEIGHT_BYTES`."""
+    """Whether :mod:`volnet.ops.conv` plans the direct forward for geometry ``g``: Numba on, an undilated float
+    layer, and one of these uses, measured on this host's instruction set (:data:`MEASURED`): 1x1 within
+    :data:`POINTWISE_MAX_MULTIPLY` ("pointwise"); a first layer, fewer than :data:`MIN_DEPTH` channels into at
+    most :data:`SHALLOW_MAX_FILTERS` filters ("first"); LeNet-sized (:func:`lenet_sized`, "lenet"); one image
+    through a stride-1 3x3 layer of at most :data:`SINGLE_IMAGE_MULTIPLY` depth x filters ("single"); a stride-2
+    3x3 layer (:data:`STRIDED_MAX_MULTIPLY`, "strided"); with ``split_rows`` (one image's output split over
+    Numba's threads, ``Workers.split_rows``) any layer within :data:`ROWS_MIN_WIDTH` and
+    :data:`ROWS_MAX_WEIGHT_BYTES` ("rows")."""
     if g.size == (1, 1):
         return (g.out_hw[1] >= POINTWISE_MIN_WIDTH and depth * filters <= POINTWISE_MAX_MULTIPLY
-                and measured(g, dtype, pointwise=True))
-    shallow = depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
-    single = (g.in_shape[0] == 1 and g.stride == (1, 1) and g.size == (3, 3)
-              and depth * filters <= SINGLE_IMAGE_MULTIPLY)
-    strided = (g.stride == (2, 2) and g.size == (3, 3) and MIN_DEPTH <= depth
-               and depth * filters <= STRIDED_MAX_MULTIPLY and g.in_shape[0] >= STRIDED_MIN_IMAGES
-               and g.out_hw[1] >= STRIDED_MIN_WIDTH)
+                and measured(g, dtype, "pointwise"))
     weight_bytes = math.prod(g.size) * depth * filters * np.dtype(dtype).itemsize
-    rows = split_rows and g.out_hw[1] >= ROWS_MIN_WIDTH and weight_bytes <= ROWS_MAX_WEIGHT_BYTES
-    return (shallow or single or strided or rows or lenet_sized(g, depth, filters)) and measured(g, dtype)
+    uses = {
+        "first": depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS,
+        "lenet": lenet_sized(g, depth, filters),
+        "single": (g.in_shape[0] == 1 and g.stride == (1, 1) and g.size == (3, 3)
+                   and depth * filters <= SINGLE_IMAGE_MULTIPLY),
+        "strided": (g.stride == (2, 2) and g.size == (3, 3) and MIN_DEPTH <= depth
+                    and depth * filters <= STRIDED_MAX_MULTIPLY and g.in_shape[0] >= STRIDED_MIN_IMAGES
+                    and g.out_hw[1] >= STRIDED_MIN_WIDTH),
+        "rows": split_rows and g.out_hw[1] >= ROWS_MIN_WIDTH and weight_bytes <= ROWS_MAX_WEIGHT_BYTES,
+    }
+    return any(holds and measured(g, dtype, use) for use, holds in uses.items())
 
 
 def before_winograd(g, depth: int, filters: int, dtype) -> bool:
-    """Whether the plan takes the direct forward where Winograd would also apply (:data:`NARROW_MAX_MULTIPLY`)."""
+    """Whether the plan takes the direct forward where Winograd would also apply (:data:`NARROW_MAX_MULTIPLY`,
+    "narrow")."""
     return (g.size == (3, 3) and g.stride == (1, 1) and depth * filters <= NARROW_MAX_MULTIPLY
-            and g.out_hw[1] >= NARROW_MIN_WIDTH and np.dtype(dtype) == np.float32 and measured(g, dtype))
+            and g.out_hw[1] >= NARROW_MIN_WIDTH and np.dtype(dtype) == np.float32 and measured(g, dtype, "narrow"))
 
 
 def workers(g, filters: int, workers) -> int:
@@ -173,11 +187,17 @@ def lenet_sized(g, depth: int, filters: int) -> bool:
             and depth * filters <= MAX_MULTIPLY)
 
 
-def measured(g, dtype, pointwise: bool = False) -> bool:
-    """Whether the direct kernels may run layer ``g`` at all: Numba on, a host in :data:`MEASURED`, an
-    undilated float layer, other than 1x1 unless ``pointwise``."""
-    return (ENABLED and np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
-            and (pointwise or g.size != (1, 1)) and isa() in MEASURED)
+def measured(g, dtype, use: str) -> bool:
+    """Whether the direct kernels may run layer ``g`` for ``use`` (:func:`measured_here`): an undilated float
+    layer, 1x1 where ``use`` is "pointwise" and only there."""
+    return (np.dtype(dtype) in (np.float32, np.float64) and g.dilation == (1, 1)
+            and (use == "pointwise") == (g.size == (1, 1)) and measured_here(use))
+
+
+def measured_here(use: str) -> bool:
+    """Whether Numba runs and ``use`` (one of :data:`USES`) was measured faster on this host's instruction set
+    (:data:`MEASURED`)."""
+    return ENABLED and use in MEASURED.get(isa(), ())
 
 
 def workspace(g, filters: int, itemsize: int) -> int:

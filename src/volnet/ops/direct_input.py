@@ -33,9 +33,12 @@ from .conv_rows import SHALLOW_DEPTH
 from .window import pad_images_call
 
 LANES = 16  # the filters summed per vector step: one AVX-512 register of float32 (two of float64)
-# Accumulators (vectors of LANES) in the tile, pixels x channels: LLVM unrolls a tile of 14 x 16 values fully
-# (as the forward's 7 x 32), and keeps it in registers; at 8 x 3 x 16 it left the loops rolled and ran 6x slower.
-TILE_VECTORS = 14
+# Accumulators (vectors of LANES float32) in the tile, pixels x channels, per instruction set: LLVM unrolls a tile
+# of 14 x 16 values fully (as the forward's 7 x 32), and keeps it in AVX-512's registers; at 8 x 3 x 16 it left
+# the loops rolled and ran 6x slower. AVX2 holds a vector in two of its 16 registers: compiled for AVX2 on the
+# AMD EPYC Zen 4, one thread, batch 64, 14 vectors against 7: 5x5 32x32x3->64 12.4 against 8.8 ms, LeNet's
+# 28x28x1->16 2.5 against 1.2. A tile of one pixel ran 5x slower on both (see applies).
+TILE_VECTORS = {"avx512": 14, "avx2": 7, "portable": 3}
 # Strided layers whose input gradient goes by phases (input_gradient_by_phases): up to this depth x filters.
 # Against col2im (the Intel Xeon, two threads, 3x3/2, batch 32): 32x32x64->128 6.96 -> 4.21 ms, 16x16x128->256
 # 5.29 -> 4.00; 8x8x256->512 lost, 5.08 -> 10.5 (each phase's sub-filters, 2 MB with rows 2 KB apart, no
@@ -46,14 +49,16 @@ PHASES_MAX_MULTIPLY = 128 * 256
 def applies(g, depth: int, filters: int, dtype) -> bool:
     """Whether the input gradient takes :func:`input_gradient`: where :func:`volnet.ops.direct.applies`'
     conditions on the host and dtype hold, an input of fewer than :data:`volnet.ops.conv_rows.SHALLOW_DEPTH`
-    channels, stride 1, and filters a whole number of :data:`LANES`."""
-    return (depth < SHALLOW_DEPTH and g.stride == (1, 1) and filters % LANES == 0
-            and direct.measured(g, dtype))
+    channels whose tile holds at least two pixels (:func:`tile`), stride 1, and filters a whole number of
+    :data:`LANES`."""
+    return (depth < SHALLOW_DEPTH and tile(depth, dtype) >= 2 and g.stride == (1, 1) and filters % LANES == 0
+            and direct.measured(g, dtype, "first"))
 
 
 def tile(depth: int, dtype) -> int:
-    """Pixels in the register tile of :func:`input_gradient` for ``depth`` input channels of ``dtype``."""
-    return max(1, TILE_VECTORS // depth)
+    """Pixels in the register tile of :func:`input_gradient` for ``depth`` input channels of ``dtype``
+    (:data:`TILE_VECTORS` of this host's instruction set)."""
+    return max(1, TILE_VECTORS[direct.isa()] // depth)
 
 
 def _input_gradient_source(PW: int, DB: int):
@@ -145,7 +150,7 @@ def applies_by_phases(g, depth: int, filters: int, dtype) -> bool:
     (:data:`PHASES_MAX_MULTIPLY`) the forward kernel runs faster than im2col's col2im."""
     (Sh, Sw), (Fh, Fw) = g.stride, g.size
     return (g.stride != (1, 1) and depth >= SHALLOW_DEPTH and Fh > Sh and Fw > Sw
-            and depth * filters <= PHASES_MAX_MULTIPLY and direct.measured(g, dtype))
+            and depth * filters <= PHASES_MAX_MULTIPLY and direct.measured(g, dtype, "strided"))
 
 
 def axis_phases(size: int, filter_size: int, stride: int, pad: int) -> list[tuple[int, int, int, int]]:

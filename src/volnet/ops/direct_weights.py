@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import threads, tiled
+from . import direct, threads, tiled
 from .direct import MAX_MULTIPLY, MIN_DEPTH, SHALLOW_MAX_FILTERS, lenet_sized, measured, padded_filters, tile
 from .norm_kernels import column_sums
-from .tiled import isa
 
 # The weight gradient's tile: this many filter taps (of the whole filter, (u, v, d) flattened) x the
-# forward's filters. 14 x 32 float32 fills 28 of AVX-512's 32 registers; 25 and 27 taps (5x5x1, 3x3x3 first
-# layers) take two passes over the positions.
-TAP_TILES = {"avx512": 14, "avx2": 3, "portable": 2}
+# forward's filters, (taps of a tile of the full width, taps of one half as wide). 14 x 32 float32 fills 28 of
+# AVX-512's 32 registers; 25 and 27 taps (5x5x1, 3x3x3 first layers) take two passes over the positions
+# (28 x 16 for LeNet's 16 filters ran 2.6x slower than 14 x 16). AVX2's 16 registers hold 2 x 32 (8 of sums)
+# or 4 x 16: compiled for AVX2 on the AMD EPYC Zen 4, one thread, 14x14x16->32 at batch 64 4.6 ms in 2 x 32,
+# 6.0 in 3 x 32, 5.0 in 4 x 32; 28x28x1->16 0.88 in 2 x 16, 0.62 in 4 x 16.
+TAP_TILES = {"avx512": (14, 14), "avx2": (2, 4), "portable": (2, 2)}
 
 # First layers' dw reads each image's dout once per tile of taps: direct where that stays in cache (the 5x5
 # and 11x11/4 first layers of 3 channels, 0.72-0.95x im2col's time on two threads, AlexNet's 55x55x96, 1.2 MB
@@ -34,7 +36,9 @@ SHALLOW_DW_IMAGE_BYTES = 2**21
 
 def tap_tile(filters: int, dtype) -> tuple[int, int]:
     """``(taps, filters)`` of :func:`weight_gradient`'s register tile (:data:`TAP_TILES`, :func:`tile`'s filters)."""
-    return TAP_TILES[isa()], tile(filters, dtype)[1]
+    width = tile(filters, dtype)[1]
+    full, half = TAP_TILES[direct.isa()]
+    return (full if width == tile(2 * width, dtype)[1] else half), width
 
 
 def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
@@ -45,7 +49,7 @@ def applies_to_weight_gradient(g, depth: int, filters: int, dtype) -> bool:
     (Ho, Wo), itemsize = g.out_hw, np.dtype(dtype).itemsize
     shallow = (depth < MIN_DEPTH and filters <= SHALLOW_MAX_FILTERS
                and Ho * Wo * padded_filters(filters, itemsize) * itemsize <= SHALLOW_DW_IMAGE_BYTES)
-    return (shallow or lenet_sized(g, depth, filters)) and measured(g, dtype)
+    return (shallow and measured(g, dtype, "first")) or (lenet_sized(g, depth, filters) and measured(g, dtype, "lenet"))
 
 
 def workspace_weight_gradient(g, filters: int, itemsize: int, workers: int) -> int:

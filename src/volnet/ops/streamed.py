@@ -37,7 +37,7 @@ def applies(g, depth: int, filters: int, dtype, split_rows: bool) -> bool:
     weight_bytes = g.size[0] * g.size[1] * depth * filters * np.dtype(dtype).itemsize
     return (split_rows and g.in_shape[0] * g.out_hw[0] * g.out_hw[1] <= MAX_POSITIONS
             and weight_bytes >= MIN_WEIGHT_BYTES and np.dtype(dtype) in (np.float32, np.float64)
-            and direct.ENABLED and direct.isa() in direct.MEASURED)
+            and direct.measured_here("streamed"))
 
 
 def correlate(xp: np.ndarray, g, w: np.ndarray, bias=None, relu: bool = False, parts: int = 1) -> np.ndarray:

@@ -3,7 +3,7 @@
 LeNet's 5x5 layers (16 -> 32 channels on 14x14, and its input gradient, 32 -> 16) are too thin for
 :mod:`volnet.ops.winograd_5x5`, whose 64 products per block are BLAS multiplies only 16-32 wide, and
 the direct kernel (:mod:`volnet.ops.direct`) does all 25 taps of every output. Here one compiled pass
-takes 8 output tiles at a time (:data:`TILES_PER_BLOCK`, 4x4 outputs each, read from 8x8 inputs):
+takes a block of output tiles at a time (:func:`tiles_per_block`, 4x4 outputs each, read from 8x8 inputs):
 
 1. their input tiles ``V = B^T d B``, 16 channels at a time (:data:`CHANNEL_BLOCK`), the rows of a tile
    first and then its columns, each a loop over the channels that LLVM's loop vectoriser runs as vectors;
@@ -12,7 +12,7 @@ takes 8 output tiles at a time (:data:`TILES_PER_BLOCK`, 4x4 outputs each, read 
    (SLP vectoriser, constant loops; :mod:`volnet.ops.tiled`);
 3. the outputs ``Y = A^T M A`` with the bias, the ReLU and, where asked, a 2x2 max pool.
 
-The block's V and M (64 x 8 x depth and 64 x 8 x filters values, 32 and 64 KB for LeNet's layer) stay
+The block's V and M (64 x 8 x depth and 64 x 8 x filters values on AVX-512, 32 and 64 KB for LeNet's layer) stay
 in the core's cache between the three steps. ``A^T``, ``G`` and ``B^T`` are those of
 :func:`volnet.ops.winograd_5x5.transforms` (points 0, +-1, +-2, +-1/2), written out below as sums
 (B^T's even and odd rows share their halves). 64 multiply-adds per tile and channel pair where the
@@ -33,14 +33,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import threads, tiled
+from . import direct, threads, tiled
 from .direct import lenet_sized, measured
 from .jit import compiled
 
 OUTPUT_TILE, SPAN, POINTS = 4, 8, 64  # F(4x4, 5x5): 4x4 outputs from 8x8 inputs, 64 products per channel pair
-TILES_PER_BLOCK = 8  # the tiles of one block: the rows of the products' register tile
-# its columns, for any layer and dtype: one kernel to compile (LeNet's 32 filters ran as fast in two tiles of 16
-# as in one of 32: 1.49 against 1.54 ms, one core, batch 64)
+# The tiles of one block, per instruction set: the rows of the products' register tile. Compiled for AVX2 on the
+# AMD EPYC Zen 4 (one thread, batch 64, interleaved), LeNet's 14x14x16->32 ran 2.0 ms in blocks of 8 (16 of
+# AVX2's 16 registers of sums), 1.4 in blocks of 4 to 6; on AVX-512 4 to 12 tied (1.2-1.4 ms).
+TILES_PER_BLOCK = {"avx512": 8, "avx2": 6, "portable": 4}
+# The filters of a block, the columns of that register tile, for any layer and dtype: one kernel to compile
+# (LeNet's 32 filters ran as fast in two tiles of 16 as in one of 32: 1.49 against 1.54 ms, one core, batch 64)
 FILTER_BLOCK = 16
 CHANNEL_BLOCK = 16  # channels per transform loop; the layer's depth a multiple of it
 FILTER_SIZE = 5
@@ -56,7 +59,12 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
     :data:`CHANNEL_BLOCK`, where the direct kernels may run (:func:`volnet.ops.direct.measured`: Numba on, an
     instruction set measured, floats, undilated)."""
     return (g.size == (FILTER_SIZE, FILTER_SIZE) and depth % CHANNEL_BLOCK == 0 and lenet_sized(g, depth, filters)
-            and measured(g, dtype))
+            and measured(g, dtype, "lenet"))
+
+
+def tiles_per_block() -> int:
+    """The output tiles of a block on this host (:data:`TILES_PER_BLOCK`)."""
+    return TILES_PER_BLOCK[direct.isa()]
 
 
 def tiles(out_hw) -> tuple[int, int]:
@@ -95,7 +103,7 @@ def workspace(g, filters: int, itemsize: int, workers: int, flipped: bool = Fals
     ``flipped`` correlation's), the padded biases, and each part's block of V and M."""
     D, Kp = g.in_shape[3], padded_filters(filters)
     transform = POINTS * D * Kp * itemsize + (FILTER_SIZE ** 2 * D * filters * itemsize if flipped else 0)
-    blocks = workers * TILES_PER_BLOCK * POINTS * (D + Kp) * itemsize
+    blocks = workers * tiles_per_block() * POINTS * (D + Kp) * itemsize
     return transform + Kp * itemsize + blocks
 
 
@@ -113,7 +121,8 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
     (N, _, _, D), (Ho, Wo), K = g.in_shape, g.out_hw, filters
     Kp = padded_filters(K)
     _compile_rows()
-    kernel = tiled.kernel(_source, TILES_PER_BLOCK, FILTER_BLOCK, loop_vectorize=True)
+    block = tiles_per_block()
+    kernel = tiled.kernel(_source, block, FILTER_BLOCK, loop_vectorize=True)
     coefficients = np.array(COEFFICIENTS, dtype=dtype)
     floor = dtype.type(0 if relu else -np.inf)
     out_shape = (N, Ho // pool, Wo // pool, K)
@@ -129,8 +138,8 @@ def correlator(g, filters: int, dtype, relu: bool = False, workers: int = 1, bla
         out = np.empty(out_shape, dtype=dtype)
 
         def correlate_calls(start, stop):
-            V = np.empty(TILES_PER_BLOCK * POINTS * D, dtype=dtype)
-            M = np.empty(TILES_PER_BLOCK * POINTS * Kp, dtype=dtype)
+            V = np.empty(block * POINTS * D, dtype=dtype)
+            M = np.empty(block * POINTS * Kp, dtype=dtype)
             correlate = (kernel, (rows.reshape(-1), U, padded_bias, coefficients, floor, out.reshape(-1), start, stop,
                                   V, M, shape))
             return [fill.call(start, stop), correlate] if fill else [correlate]
