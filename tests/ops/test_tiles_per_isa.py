@@ -46,6 +46,9 @@ def test_every_module_has_tiles_for_every_instruction_set():
     for table in (direct.HALF_TILES, direct_weights.TAP_TILES, direct_input.TILE_VECTORS,
                   winograd_fused.TILES_PER_BLOCK):
         assert sorted(table) == INSTRUCTION_SETS
+    # a use misspelt in MEASURED would silently never be planned
+    assert set(direct.MEASURED) <= set(INSTRUCTION_SETS)
+    assert all(set(uses) <= set(direct.USES) for uses in direct.MEASURED.values())
 
 
 @settings(max_examples=40, deadline=None)
