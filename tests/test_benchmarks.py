@@ -23,7 +23,8 @@ def bench():
     try:
         yield SimpleNamespace(**{name: importlib.import_module(name)
                                  for name in ("_common", "report", "bench_ops", "bench_train",
-                                              "compare_pools", "compare_revisions")})
+                                              "compare_direct", "compare_pools", "compare_revisions",
+                                              "compare_uses")})
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -201,3 +202,46 @@ def test_compare_revisions_times_any_net_of_the_targets_on_both_versions(bench):
         new(), old()
     scores = cases["lenet inference, batch 256"][0]()
     assert scores.shape == (256, 10) and np.isfinite(scores).all()
+
+
+def _planned_forward(shape=(8, 28, 28, 1), F=5, K=16):
+    """The forward algorithm the plan gives LeNet's first layer now (a first layer: direct where that use runs)."""
+    import numpy as np
+
+    from volnet.ops import conv_plan
+    from volnet.ops.window import geometry
+
+    return conv_plan.plan_conv(geometry(shape, F, 1, F // 2), K, np.float32).forward
+
+
+def test_compare_direct_switches_the_plan_not_only_the_flag(bench):
+    """Layers remember their plans: the side without the direct kernels must not run the plan remembered with them
+    (it did, until the memos were forgotten at each switch)."""
+    from volnet.ops import direct
+
+    if not direct.measured_here("first"):
+        pytest.skip("the direct kernels do not run first layers on this host")
+    seen = []
+    assert _planned_forward() == "direct"
+    bench.compare_direct.without_direct(lambda: seen.append(_planned_forward()))()
+    assert seen == ["im2col"] and _planned_forward() == "direct"
+
+
+def test_compare_uses_plans_each_way_and_restores_the_measured_uses(bench):
+    from volnet.ops import direct, tiled
+
+    if not direct.ENABLED:
+        pytest.skip("Numba not installed, or VOLNET_NUMBA=0")
+    before = direct.MEASURED
+    ways = bench.compare_uses.ways()
+    assert ways["none"] == () and ways["every"] == direct.USES
+    assert ways["measured"] == tuple(direct.MEASURED.get(tiled.isa(), ()))
+    with bench.compare_uses.planned(()):
+        assert _planned_forward() == "im2col"
+    with bench.compare_uses.planned(("first",)):
+        assert _planned_forward() == "direct"
+    assert direct.MEASURED is before
+    [(label, make)] = bench.compare_uses.passes("lenet", [2], None)
+    times = bench.compare_uses.in_turn(make, rounds=1, calls=1)
+    assert label == "infer batch 2" and {way: len(t) for way, t in times.items()} == {
+        "none": 1, "measured": 1, "every": 1}
