@@ -7,7 +7,8 @@ Run from the repository root:
 The three ways: none of the uses (``volnet.ops.direct.USES``: the direct kernels, the compiled Winograd F(4x4, 5x5)
 and the streamed CONV off), the uses ``direct.MEASURED`` names for this host's instruction set, and every use. Each
 way has its own copy of each net, and the rounds take them in turn, the plans forgotten at each switch
-(``volnet.ops.memo``); the median and best of each are printed, inference at each ``--batches`` and a training step
+(``volnet.ops.memo``), a pause and warm-up calls before each turn's timed calls; the median and best of each are
+printed, inference at each ``--batches`` and a training step
 (momentum SGD, as ``bench_train.py`` takes it) at ``--train-batch``. On a host whose instruction set was measured
 only on code compiled for it elsewhere (AVX2: docs/performance-log.md, issue 23), this is the measurement that says
 which uses ``direct.MEASURED`` should name for it, beside ``compare_direct.py --unmeasured``'s single layers.
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from contextlib import contextmanager
 
 import bench_train
+from _common import compare_interleaved
 from volnet.ops import direct, memo, tiled
 
 NETS = ("lenet", "cifar-ref", "alexnet-cifar", "resnet18-cifar")
@@ -65,23 +66,29 @@ def passes(name: str, batches, train_batch: int | None) -> list[tuple[str, objec
 
 def in_turn(make, rounds: int, calls: int) -> dict:
     """``{way: seconds of each timed call}``: each way's own copy of the pass (built and warmed up under its uses),
-    the ways taking turns round after round, one untimed call after each switch."""
-    runs = {}
+    the ways taking turns as ``_common.compare_interleaved`` has them (a pause, warm-up calls, then the timed ones),
+    each way's uses set, and the plans forgotten, at its first call after a switch."""
+    runs, current, saved = {}, [None], direct.MEASURED
     for way, uses in ways().items():
         with planned(uses):
-            run = make()
+            runs[way] = make()
+            runs[way]()
+
+    def switching_to(way, uses, run):
+        def call():
+            if current[0] != way:
+                direct.MEASURED = {**saved, tiled.isa(): tuple(uses)}
+                memo.forget()
+                current[0] = way
             run()
-            runs[way] = (uses, run)
-    times = {way: [] for way in runs}
-    for _ in range(rounds):
-        for way, (uses, run) in runs.items():
-            with planned(uses):
-                run()
-                for _ in range(calls):
-                    start = time.perf_counter()
-                    run()
-                    times[way].append(time.perf_counter() - start)
-    return times
+        return call
+
+    try:
+        return compare_interleaved({way: switching_to(way, uses, runs[way]) for way, uses in ways().items()},
+                                   rounds, calls)
+    finally:
+        direct.MEASURED = saved
+        memo.forget()
 
 
 def main(argv=None) -> None:
