@@ -107,18 +107,22 @@ def test_planned_only_where_it_applies(monkeypatch):
 
 
 def test_tile_fits_the_unrolled_registers(monkeypatch):
-    for isa, vectors in direct_input.TILE_VECTORS.items():
+    for isa, (vectors, vectors_float64) in direct_input.TILE_VECTORS.items():
         monkeypatch.setattr(direct, "isa", lambda isa=isa: isa)
         for depth in range(1, 8):
-            pixels = direct_input.tile(depth, np.float32)
-            assert pixels >= 1 and (pixels * depth <= vectors or pixels == 1)  # (one pixel: not planned)
+            for dtype, most in ((np.float32, vectors), (np.float64, vectors_float64)):
+                pixels = direct_input.tile(depth, dtype)
+                assert pixels >= 1 and (pixels * depth <= most or pixels == 1)  # (one pixel: not planned)
 
 
 def test_not_planned_where_the_tile_would_hold_one_pixel(monkeypatch):
-    """A one-pixel tile ran 5x slower than two: AVX2's 7 vectors hold two pixels of at most 3 channels."""
+    """A one-pixel tile ran 5x slower than two: AVX2's 7 float32 vectors hold two pixels of at most 3 channels."""
     monkeypatch.setattr(direct, "isa", lambda: "avx2")
     assert direct_input.applies(geometry((8, 32, 32, 3), 5, 1, 2), 3, 64, np.float32)
     assert not direct_input.applies(geometry((8, 32, 32, 4), 5, 1, 2), 4, 64, np.float32)
+    # float64 takes twice the registers: 3 vectors, one channel's 3 pixels (RGB's would be one pixel each)
+    assert direct_input.applies(geometry((8, 28, 28, 1), 5, 1, 2), 1, 16, np.float64)
+    assert not direct_input.applies(geometry((8, 32, 32, 3), 5, 1, 2), 3, 64, np.float64)
     monkeypatch.setattr(direct, "isa", lambda: "avx512")
     assert direct_input.applies(geometry((8, 32, 32, 7), 5, 1, 2), 7, 64, np.float32)
 

@@ -33,12 +33,14 @@ from .conv_rows import SHALLOW_DEPTH
 from .window import pad_images_call
 
 LANES = 16  # the filters summed per vector step: one AVX-512 register of float32 (two of float64)
-# Accumulators (vectors of LANES float32) in the tile, pixels x channels, per instruction set: LLVM unrolls a tile
-# of 14 x 16 values fully (as the forward's 7 x 32), and keeps it in AVX-512's registers; at 8 x 3 x 16 it left
-# the loops rolled and ran 6x slower. AVX2 holds a vector in two of its 16 registers: compiled for AVX2 on the
-# AMD EPYC Zen 4, one thread, batch 64, 14 vectors against 7: 5x5 32x32x3->64 12.4 against 8.8 ms, LeNet's
-# 28x28x1->16 2.5 against 1.2. A tile of one pixel ran 5x slower on both (see applies).
-TILE_VECTORS = {"avx512": 14, "avx2": 7, "portable": 3}
+# Accumulators (vectors of LANES values) in the tile, pixels x channels, per instruction set, (float32, float64):
+# LLVM unrolls a tile of 14 x 16 values fully (as the forward's 7 x 32), and keeps it in AVX-512's registers (in
+# float64 too: 28 of its 32); at 8 x 3 x 16 it left the loops rolled and ran 6x slower. AVX2 holds a float32
+# vector in two of its 16 registers, a float64 one in four: compiled for AVX2 on the AMD EPYC Zen 4, one thread,
+# batch 64, 14 vectors against 7: 5x5 32x32x3->64 12.4 against 8.8 ms, LeNet's 28x28x1->16 2.5 against 1.2; in
+# float64 7 vectors (28 registers) spilled, 5x5 32x32x3->64 on two threads 32.6 ms against im2col's 23.0. A tile
+# of one pixel ran 5x slower on both sets (see applies).
+TILE_VECTORS = {"avx512": (14, 14), "avx2": (7, 3), "portable": (3, 1)}
 # Strided layers whose input gradient goes by phases (input_gradient_by_phases): up to this depth x filters.
 # Against col2im (the Intel Xeon, two threads, 3x3/2, batch 32): 32x32x64->128 6.96 -> 4.21 ms, 16x16x128->256
 # 5.29 -> 4.00; 8x8x256->512 lost, 5.08 -> 10.5 (each phase's sub-filters, 2 MB with rows 2 KB apart, no
@@ -58,7 +60,8 @@ def applies(g, depth: int, filters: int, dtype) -> bool:
 def tile(depth: int, dtype) -> int:
     """Pixels in the register tile of :func:`input_gradient` for ``depth`` input channels of ``dtype``
     (:data:`TILE_VECTORS` of this host's instruction set)."""
-    return max(1, TILE_VECTORS[direct.isa()] // depth)
+    vectors = TILE_VECTORS[direct.isa()][np.dtype(dtype).itemsize == 8]
+    return max(1, vectors // depth)
 
 
 def _input_gradient_source(PW: int, DB: int):
