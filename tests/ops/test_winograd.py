@@ -199,7 +199,7 @@ def test_the_transform_matrices_compute_a_correlation_with_three_taps(tiling, rn
     d, g = rng.standard_normal(tiling.span), rng.standard_normal(3)
     expected = [d[i:i + 3] @ g for i in range(tiling.tile)]
     np.testing.assert_allclose(tiling.A_T @ ((tiling.G @ g) * (tiling.B_T @ d)), expected, rtol=0, atol=1e-12)
-    assert tiling.G_kron_G.shape == (tiling.points, 9)
+    assert np.kron(tiling.G, tiling.G).shape == (tiling.points, 9)
 
 
 @pytest.mark.parametrize("out_hw, images, tile", [((4, 4), 200, 2), ((7, 30), 64, 2), ((8, 8), 32, 4),
@@ -220,7 +220,7 @@ def test_filter_transform_and_its_gradient_split_over_threads_give_the_same_numb
     serial = winograd.filter_transform(w, np.float32, t)
     split = winograd.filter_transform(w, np.float32, t, threads.Workers(2, blas_held=True))
     np.testing.assert_allclose(split, serial, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(serial, np.einsum("pt,tdk->pdk", t.G_kron_G, w.reshape(9, 24, 40)), rtol=1e-5,
+    np.testing.assert_allclose(serial, np.einsum("pt,tdk->pdk", np.kron(t.G, t.G), w.reshape(9, 24, 40)), rtol=1e-5,
                                atol=1e-5)
     back = winograd._filter_gradient(t, serial, threads.Workers(2, blas_held=True))
     np.testing.assert_allclose(back, winograd._filter_gradient(t, serial, threads.SERIAL), rtol=1e-6, atol=1e-6)

@@ -30,8 +30,8 @@ class Tiling:
 
     ``tile`` (m) outputs along each side of a tile come from ``span`` = m + 2
     inputs; ``points`` = span^2 transformed values per tile, hence that many
-    multiplies per block. ``G_kron_G`` transforms the filters, both sides at
-    once: ``U = (G kron G) w`` with the 3x3 taps as one axis.
+    multiplies per block. ``G`` transforms the filters, ``U = G g G^T``
+    (:func:`volnet.ops.two_sided.two_sided`).
     """
 
     tile: int
@@ -49,10 +49,6 @@ class Tiling:
     @property
     def points(self) -> int:
         return self.span * self.span
-
-    @property
-    def G_kron_G(self) -> np.ndarray:
-        return np.kron(self.G, self.G)  # U[span*a+b] = sum over (u, v) of G[a, u] G[b, v] g[3u+v]
 
 
 # -- F(2x2, 3x3) ------------------------------------------------------------------------------------------
