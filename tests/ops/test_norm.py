@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from strategies import numba_off
 
 from volnet.ops import jit
-from volnet.ops.norm import batchnorm_plan
+from volnet.ops.norm import affine_forward, batchnorm_plan
 from volnet.ops.threads import Workers
 from volnet.ops import (batchnorm_backward, batchnorm_fixed_backward, batchnorm_fixed_forward,
                         batchnorm_inference_forward, batchnorm_train_forward, dropout_backward, dropout_forward)
@@ -277,3 +277,27 @@ def test_compiled_batchnorm_equals_the_numpy_expressions(shape, dtype, workers, 
         np.testing.assert_allclose(got_grads[0], expected_grads[0], **tol)
     else:
         assert got_grads[0] is None and expected_grads[0] is None
+
+
+@pytest.mark.skipif(not jit.ENABLED, reason="Numba is not installed (or VOLNET_NUMBA=0)")
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 40), min_size=2, max_size=4), dtype=st.sampled_from([np.float32, np.float64]),
+       workers=st.integers(1, 3), relu=st.booleans(), in_place=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_compiled_affine_map_equals_the_numpy_expressions(shape, dtype, workers, relu, in_place, seed):
+    """A fused BatchNorm's map ``x * scale + shift`` (then the ReLU) per depth slice, compiled, in place (its own
+    kernel, reading and writing one array) or into a new array, against NumPy's; a NaN stays NaN."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[rng.integers(x.size)] = np.nan
+    scale, shift = rng.uniform(0.5, 2, shape[-1]), rng.standard_normal(shape[-1])
+    expected = x * scale.astype(dtype) + shift.astype(dtype)
+    if relu:
+        expected = np.maximum(expected, 0)  # (NumPy's maximum keeps NaN too)
+    given_x = x.copy()
+    got = affine_forward(given_x, scale, shift, workers=Workers(cores=workers, blas_held=True), relu=relu,
+                         in_place=in_place)
+    assert got.dtype == dtype and got.shape == x.shape
+    assert np.shares_memory(got, given_x) == in_place
+    if not in_place:
+        np.testing.assert_array_equal(given_x, x)  # the input untouched
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)

@@ -50,9 +50,18 @@ def backward(dout: np.ndarray, x_hat: np.ndarray, gamma, inv_std, input_grad: bo
 def affine(x: np.ndarray, scale, shift, workers: int = 1, *, blas_held: bool = False, relu: bool = False,
            out=None) -> np.ndarray:
     """``x * scale + shift`` per channel on ``x (m, D)`` (contiguous), rectified where ``relu``, in one pass,
-    into ``out`` (``x`` itself for in place; default a new array)."""
-    out = np.empty_like(x) if out is None else out
+    into ``out`` (``x`` itself for in place; default a new array).
+
+    In place runs a kernel of its own that reads and writes one array: given ``x`` as both input and output,
+    LLVM's vectorised loop first checks that the two do not overlap, and where they do (always, in place) it
+    runs its scalar loop instead (a CONV's fused BatchNorm in inference, 32x32x64 at batch 1: 26 -> 6.5 us;
+    1024 x 32x32x64 rows, 1.0 -> 0.3 ms; the Intel Xeon)."""
     floor = x.dtype.type(0 if relu else -np.inf)
+    if out is x:
+        threads.split_kernel(_affine_in_place, (x, _as(scale, x), _as(shift, x), floor), len(x), workers,
+                             blas_held=blas_held)
+        return x
+    out = np.empty_like(x) if out is None else out
     threads.split_kernel(_affine, (x, _as(scale, x), _as(shift, x), floor, out), len(x), workers, blas_held=blas_held)
     return out
 
@@ -121,3 +130,11 @@ def _affine(x, scale, shift, floor, out, start, stop):  # pragma: no cover - com
         for c in range(x.shape[1]):
             value = x[r, c] * scale[c] + shift[c]
             out[r, c] = floor if value < floor else value  # (NaN stays NaN)
+
+
+@compiled
+def _affine_in_place(x, scale, shift, floor, start, stop):  # pragma: no cover - compiled
+    for r in range(start, stop):
+        for c in range(x.shape[1]):
+            value = x[r, c] * scale[c] + shift[c]
+            x[r, c] = floor if value < floor else value  # (NaN stays NaN)
