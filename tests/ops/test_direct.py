@@ -257,6 +257,9 @@ def test_tile_per_instruction_set(monkeypatch):
     (7, 2, 3, 96, 112, True, True, True),  # 56x56x96 of dout an image (1.2 MB): direct dw too
     (1, 2, 64, 128, 40, True, False, False),  # 1x1 (pointwise): the direct forward, im2col's dw
     (1, 1, 192, 64, 32, True, False, False),
+    (1, 1, 64, 128, 32, True, False, False),  # pointwise, twice the channels
+    (1, 1, 64, 192, 32, False, False, False),  # pointwise, widening three times: im2col's GEMM (not split by rows)
+    (1, 2, 64, 192, 32, True, False, False),  # strided: im2col would copy every other pixel first
     (1, 1, 256, 1024, 16, False, False, False),  # pointwise, too many filters
     (1, 1, 512, 128, 4, False, False, False),  # pointwise, out 4x4
 ])
@@ -271,6 +274,13 @@ def test_applies_where_measured_faster(monkeypatch, F, S, D, K, size, expected, 
     assert direct_weights.applies_to_weight_gradient(g, D, K, np.float32) is expected_dw
     monkeypatch.setattr(direct, "isa", lambda: "portable")  # none measured
     assert not direct.applies(g, D, K, np.float32)
+
+
+def test_a_widening_pointwise_layer_split_by_rows_takes_the_direct_forward(monkeypatch):
+    monkeypatch.setattr(direct, "isa", lambda: "avx512")
+    g = geometry((1, 32, 32, 64), 1, 1, 0)
+    assert not direct.applies(g, 64, 192, np.float32)  # one image on one core: im2col
+    assert direct.applies(g, 64, 192, np.float32, split_rows=True)
 
 
 # -- through volnet.ops.conv's plan ----------------------------------------------------------------------

@@ -105,6 +105,13 @@ NARROW_MIN_WIDTH = 8
 # 1.2-2.2x; lost: 4x4x2048->512 (rows of 4) 7.6 -> 28.7, 8x8x256->1024 3.75 -> 3.93 (docs/performance-log.md).
 POINTWISE_MIN_WIDTH = 8
 POINTWISE_MAX_MULTIPLY = 512 * 128
+# Stride-1 1x1 layers that widen, more than POINTWISE_MAX_WIDENING filters a channel, take im2col's one GEMM where
+# the batch is split over the cores (and so does the flipped input gradient of a 1x1 layer that narrows that much).
+# Batch 64, two threads, direct against im2col (the Intel Xeon): 32x32x64->96 0.86, 64->128 0.93, 16x16x128->192
+# 1.01, 128->256 0.99; lost: 32x32x64->192 1.23 (8.2 against 6.7 ms), 64->256 1.33, 16x16x128->512 1.13, 8x8x128->512
+# 1.08; narrowing ones won (32x32x192->64 0.83, 16x16x256->64 0.86), strided ones too (1x1/2 32x32x64->128 0.70,
+# 16x16x128->256 0.85), and one image split by rows (32x32x64->192 0.58, 16x16x128->512 0.88).
+POINTWISE_MAX_WIDENING = 2
 # One image's output rows split over Numba's threads (a forward pass at batch 1: native_blas.split_threads): parts
 # of at least this many multiply-adds. LeNet's first CONV, 313,600 in all, took 10.4 us on one core and
 # 6.4 on two (the Intel Xeon); LeNet-5's second, 240,000, gained less than the split cost (the net 0.143 -> 0.158 ms).
@@ -149,7 +156,8 @@ def applies(g, depth: int, filters: int, dtype, split_rows: bool = False) -> boo
     Numba's threads, ``Workers.split_rows``) any layer within :data:`ROWS_MIN_WIDTH` and
     :data:`ROWS_MAX_WEIGHT_BYTES` ("rows")."""
     if g.size == (1, 1):
-        return (g.out_hw[1] >= POINTWISE_MIN_WIDTH and depth * filters <= POINTWISE_MAX_MULTIPLY
+        widens = g.stride == (1, 1) and not split_rows and filters > POINTWISE_MAX_WIDENING * depth
+        return (g.out_hw[1] >= POINTWISE_MIN_WIDTH and depth * filters <= POINTWISE_MAX_MULTIPLY and not widens
                 and measured(g, dtype, "pointwise"))
     weight_bytes = math.prod(g.size) * depth * filters * np.dtype(dtype).itemsize
     uses = {
