@@ -54,16 +54,18 @@ def test_weights_in_place_wherever_they_lie(monkeypatch):
                                rtol=0, atol=1e-11)
 
 
-@pytest.mark.parametrize("batch, size, depth, filters, expected", [
-    (1, 4, 512, 512, True),     # ResNet's last layers at batch 1: 9.4 MB of weights
-    (1, 8, 256, 256, True),
-    (2, 8, 256, 256, False),    # 128 output pixels
-    (1, 16, 128, 128, False),   # 256 output pixels (the direct forward takes it)
-    (1, 4, 64, 64, False),      # 147 KB of weights
+@pytest.mark.parametrize("batch, size, depth, filters, stride, expected", [
+    (1, 4, 512, 512, 1, True),     # ResNet's last layers at batch 1: 9.4 MB of weights
+    (1, 8, 256, 256, 1, True),
+    (2, 8, 256, 256, 1, False),    # 128 output pixels
+    (1, 16, 128, 128, 1, False),   # 256 output pixels (the direct forward takes it)
+    (1, 16, 128, 256, 2, True),    # ResNet's strided 3x3/2 into 8x8x256: 1.2 MB, before the direct forward's rows
+    (1, 8, 128, 128, 1, True),     # 590 KB
+    (1, 4, 64, 64, 1, False),      # 147 KB of weights
 ])
-def test_plan_at_batch_one(batch, size, depth, filters, expected, monkeypatch):
+def test_plan_at_batch_one(batch, size, depth, filters, stride, expected, monkeypatch):
     monkeypatch.setattr(streamed.direct, "isa", lambda: "avx512")
-    g = geometry((batch, size, size, depth), 3, 1, 1)
+    g = geometry((batch, size, size, depth), 3, stride, 1, fit="crop")
     workers = threads.Workers(2, blas_held=True, split_rows=batch == 1)
     plan = plan_conv(g, filters, np.float32, workers.cores, workers.blas_held, workers.split_rows)
     assert (plan.forward == "streamed") == expected

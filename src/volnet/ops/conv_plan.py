@@ -42,8 +42,8 @@ def plan_conv(g: Geometry, filters: int, dtype, cores: int | None = None, networ
     ``Workers.blas_held``, ``Workers.split_rows``): thin Winograd weight gradients pay only when split over
     the cores, and one image split over Numba's threads takes the direct forward more often. Each rule and
     its measurement lives beside its kernel (:func:`volnet.ops.direct.before_winograd`,
-    :func:`volnet.ops.winograd.applies`, :func:`volnet.ops.winograd_fused.applies`, :func:`volnet.ops.direct.applies`,
-    :func:`volnet.ops.winograd_5x5.applies`,
+    :func:`volnet.ops.winograd.applies`, :func:`volnet.ops.winograd_fused.applies`, :func:`volnet.ops.streamed.applies`,
+    :func:`volnet.ops.direct.applies`, :func:`volnet.ops.winograd_5x5.applies`,
     :func:`volnet.ops.direct_input.applies`); the order here is which wins where several apply.
     A layer asks for the same plan on every call, so plans are remembered (:func:`_plan`: working one out
     cost about 10 us, a tenth of a batch-1 CONV's forward); a test that changes a rule forgets them
@@ -62,12 +62,12 @@ def _plan(g: Geometry, filters: int, dtype: np.dtype, cores: int | None, network
         forward = "winograd"
     elif winograd_fused.applies(g, D, K, dtype):
         forward = "winograd_fused"
+    elif streamed.applies(g, D, K, dtype, split_rows):
+        forward = "streamed"
     elif direct.applies(g, D, K, dtype, split_rows):
         forward = "direct"
     elif winograd_5x5.applies(g, D, K, dtype):
         forward = "winograd_5x5"
-    elif streamed.applies(g, D, K, dtype, split_rows):
-        forward = "streamed"
     else:
         forward = "im2col"
     if winograd.applies_to_weight_gradient(g, D, K, dtype, winograd.workers(N, g.out_hw, D, K, network_pass, cores)):

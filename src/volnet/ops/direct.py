@@ -123,7 +123,9 @@ ROW_PART_MULTIPLY_ADDS = 2**17
 # the split now replaces), direct against im2col: 3x3 16x16x128->128 (590 KB of weights) 279 against 427 us,
 # 3x3/2 32x32x64->128 177 / 244, 16x16x128->256 (1.2 MB) 184 / 255, 5x5 16x16x64->192 (1.2 MB) 587 / 707;
 # lost: 5x5 16x16x96->256 (ZFNet's, 2.5 MB) 2154 / 1463, 3x3 8x8x256->256 (2.4 MB) 1024 / 452, 8x8x192->384
-# 1144 / 530, 3x3/2 8x8x256->512 (4x4 out) 536 / 326-400.
+# 1144 / 530, 3x3/2 8x8x256->512 (4x4 out) 536 / 326-400. Layers of at most 64 output pixels and 256 KB of weights
+# or more take the streamed CONV before these rows (volnet.ops.streamed.MIN_WEIGHT_BYTES: with the weights cycled
+# as in a network's pass, 3x3/2 16x16x128->256 468 us here against 267 streamed).
 ROWS_MIN_WIDTH = 8
 ROWS_MAX_WEIGHT_BYTES = 3 * 2**19
 # A part of a split batch holds this many multiply-adds, a quarter of threads.MIN_PART_MULTIPLY_ADDS: on few

@@ -21,10 +21,14 @@ import numpy as np
 from . import direct, tiled
 from .window import im2row
 
-# Layers of at most this many output pixels (a batch's) whose weights are at least MIN_WEIGHT_BYTES (those the
-# direct forward split by rows leaves to im2col: direct.ROWS_MAX_WEIGHT_BYTES) take it, at batch 1.
+# Layers of at most this many output pixels (a batch's) whose weights are at least MIN_WEIGHT_BYTES take it, at
+# batch 1, before the direct forward split by rows (volnet.ops.conv_plan). Measured at batch 1 on the Intel Xeon's
+# two cores, the weights cycled through 45 MB as in a network's pass: 3x3/2 16x16x128->256 (1.2 MB) 267 us against
+# the direct forward's 468 and im2col's 304, 3x3 8x8x128->256 260 / 448 / 288, 8x8x128->128 (590 KB) 155 / 194 /
+# 184, 1x1/2 8x8x256->512 (512 KB) 72 / 170 / 85, 3x3/2 16x16x64->128 (295 KB) 105 / 106 / 117; lost: 3x3 8x8x64->64
+# (147 KB) 72 / 61 / 83. resnet18-cifar's batch-1 pass 0.97x (docs/performance-log.md, issue 23).
 MAX_POSITIONS = 64
-MIN_WEIGHT_BYTES = direct.ROWS_MAX_WEIGHT_BYTES
+MIN_WEIGHT_BYTES = 2**18
 # Weight rows (taps) a block: read in order, then run through by every tile (512 KB for 512 filters, in L2).
 # In ResNet-18's pass at batch 1, 4x4x512->512: 32 rows 652 us, 64 608, 128 588, 256 565-586, 512 654, 1024 859.
 TAP_BLOCK = 256
