@@ -105,8 +105,9 @@ NARROW_MIN_WIDTH = 8
 # 1.2-2.2x; lost: 4x4x2048->512 (rows of 4) 7.6 -> 28.7, 8x8x256->1024 3.75 -> 3.93 (docs/performance-log.md).
 POINTWISE_MIN_WIDTH = 8
 POINTWISE_MAX_MULTIPLY = 512 * 128
-# Stride-1 1x1 layers that widen, more than POINTWISE_MAX_WIDENING filters a channel, take im2col's one GEMM where
-# the batch is split over the cores (and so does the flipped input gradient of a 1x1 layer that narrows that much).
+# Stride-1 1x1 layers that widen, more than POINTWISE_MAX_WIDENING filters a channel, take im2col's one GEMM unless
+# one image's rows are split over Numba's threads (so does the flipped input gradient of a 1x1 layer that narrows
+# that much).
 # Batch 64, two threads, direct against im2col (the Intel Xeon): 32x32x64->96 0.86, 64->128 0.93, 16x16x128->192
 # 1.01, 128->256 0.99; lost: 32x32x64->192 1.23 (8.2 against 6.7 ms), 64->256 1.33, 16x16x128->512 1.13, 8x8x128->512
 # 1.08; narrowing ones won (32x32x192->64 0.83, 16x16x256->64 0.86), strided ones too (1x1/2 32x32x64->128 0.70,
